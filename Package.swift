@@ -1,0 +1,72 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Module boundaries (see docs/ARCHITECTURE.md):
+//   CLDNS          system library over ldns: zone files and the differential oracle for the wire codec
+//   DNSGateCore    pure logic: wire, policy, cache, telemetry, detector. No sockets, no clock reads.
+//   DNSGateServer  SwiftNIO I/O: listeners, upstream client, control socket, reload
+//   dnsgate        the command line
+let package = Package(
+    name: "dnsgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dnsgate", targets: ["dnsgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLDNS",
+            pkgConfig: "ldns",
+            providers: [.apt(["libldns-dev"]), .brew(["ldns"])]
+        ),
+        .target(
+            name: "DNSGateCore",
+            dependencies: ["CLDNS"],
+            exclude: ["README.md"]
+        ),
+        .target(
+            name: "DNSGateServer",
+            dependencies: [
+                "DNSGateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "dnsgate",
+            dependencies: [
+                "DNSGateServer",
+                "DNSGateCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // libFuzzer entry point over the decoder and the policy path; built by .ci/fuzz with -sanitize=fuzzer.
+        .executableTarget(
+            name: "DNSGateFuzz",
+            dependencies: ["DNSGateCore"]
+        ),
+        .testTarget(
+            name: "DNSGateCoreTests",
+            dependencies: ["DNSGateCore", "CLDNS"]
+        ),
+        .testTarget(
+            name: "DNSGateServerTests",
+            dependencies: [
+                "DNSGateServer", "DNSGateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

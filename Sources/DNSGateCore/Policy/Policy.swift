@@ -1,0 +1,114 @@
+import Foundation
+
+/// Enforce denies; audit forwards what enforce would deny and records it (the way teams adopt egress control).
+public enum PolicyMode: String, Sendable, CaseIterable { case enforce, audit }
+
+/// Everything that decides a query's fate, built once per (re)load and swapped in whole.
+public struct Policy: Sendable {
+    public var allowList: AllowList
+    public var mode: PolicyMode
+    public var sinkhole: SinkholeMode
+    /// TTL of synthesized answers and of their SOA MINIMUM (RFC 2308 §5).
+    public var sinkholeTTL: UInt32
+    /// Types allowed for entries that do not list their own.
+    public var defaultTypes: Set<RecordType>
+
+    public init(allowList: AllowList = AllowList(), mode: PolicyMode = .enforce, sinkhole: SinkholeMode = .nxdomain,
+                sinkholeTTL: UInt32 = 60, defaultTypes: Set<RecordType> = RecordType.buildDefaults) {
+        self.allowList = allowList; self.mode = mode; self.sinkhole = sinkhole
+        self.sinkholeTTL = sinkholeTTL; self.defaultTypes = defaultTypes
+    }
+}
+
+/// Why a query was (or, in audit mode, would have been) denied.
+public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
+    case notListed
+    case typeNotAllowed(RecordType, SourceLocation)
+    case rpzAction(SinkholeMode, SourceLocation)
+
+    public var description: String {
+        switch self {
+        case .notListed: return "name not on the allow-list"
+        case .typeNotAllowed(let t, let at): return "type \(t) not allowed by \(at)"
+        case .rpzAction(let m, let at): return "rpz \(m) at \(at)"
+        }
+    }
+    /// Short machine-friendly tag for logs and metrics labels.
+    public var tag: String {
+        switch self {
+        case .notListed: return "not_listed"
+        case .typeNotAllowed: return "type_not_allowed"
+        case .rpzAction: return "rpz"
+        }
+    }
+}
+
+/// The verdict for one query. Exactly one of forward / sinkhole / local is acted on.
+public struct PolicyVerdict: Sendable {
+    public enum Action: Sendable { case forward, sinkhole(SinkholeMode), local([LocalRecord]) }
+    public let action: Action
+    /// The entry that matched, with its index for hit counters; nil when none did.
+    public let entry: PolicyEntry?
+    public let entryIndex: Int?
+    /// Set when the query was denied, or would have been in audit mode.
+    public let denial: DenyReason?
+    public var audited: Bool { denial != nil && isForward }
+    public var isForward: Bool { if case .forward = action { return true }; return false }
+}
+
+/// Decides a query: name first (most specific entry), then its type. Fails closed: anything not
+/// explicitly allowed is denied.
+public enum PolicyDecision {
+    public static func decide(_ policy: Policy, name: DNSName, type: RecordType) -> PolicyVerdict {
+        guard let (index, entry) = policy.allowList.match(name) else {
+            return deny(policy, .notListed, mode: policy.sinkhole, entry: nil, index: nil)
+        }
+        switch entry.action {
+        case .allow:
+            let types = entry.types ?? policy.defaultTypes
+            guard types.contains(type) else {
+                return deny(policy, .typeNotAllowed(type, entry.source), mode: policy.sinkhole, entry: entry, index: index)
+            }
+            return PolicyVerdict(action: .forward, entry: entry, entryIndex: index, denial: nil)
+        case .deny(let mode):
+            // An explicit RPZ denial is enforced in audit mode too: someone wrote it on purpose.
+            return PolicyVerdict(action: .sinkhole(mode), entry: entry, entryIndex: index, denial: .rpzAction(mode, entry.source))
+        case .localData(let records):
+            return PolicyVerdict(action: .local(records), entry: entry, entryIndex: index, denial: nil)
+        }
+    }
+
+    private static func deny(_ p: Policy, _ why: DenyReason, mode: SinkholeMode, entry: PolicyEntry?, index: Int?) -> PolicyVerdict {
+        PolicyVerdict(action: p.mode == .audit ? .forward : .sinkhole(mode), entry: entry, entryIndex: index, denial: why)
+    }
+}
+
+/// Loads allow-list files, choosing the format by name and content (zones/README.md).
+public enum PolicyFileLoader {
+    public enum Format: String, Sendable { case plain, rpz }
+
+    /// RPZ when the file ends in `.rpz` or `.zone`, or its first meaningful line is a `$` directive or
+    /// carries a SOA; plain otherwise.
+    public static func detectFormat(path: String, text: String) -> Format {
+        if path.hasSuffix(".rpz") || path.hasSuffix(".zone") { return .rpz }
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters()
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("$") { return .rpz }
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { $0.uppercased() }
+            return fields.contains("SOA") ? .rpz : .plain
+        }
+        return .plain
+    }
+
+    public static func load(path: String, suffixes: PublicSuffixList?) throws -> [PolicyEntry] {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw PolicyLoadError(SourceLocation(file: path, line: 0), "cannot read: \(error.localizedDescription)")
+        }
+        switch detectFormat(path: path, text: text) {
+        case .plain: return try PlainListLoader.load(text: text, file: path, suffixes: suffixes)
+        case .rpz: return try RPZLoader.load(text: text, file: path, suffixes: suffixes)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+/// What dnsgate needs to know about an incoming query, decoded once.
+///
+/// The question name is kept twice: `name` (canonical, for policy and cache) and `rawQuestion`
+/// (the client's exact bytes, echoed back so 0x20 case randomisation survives).
+public struct QueryView: Sendable {
+    public let header: HeaderFields
+    public let name: DNSName
+    public let type: RecordType
+    public let qclass: UInt16
+    /// Question section as sent: name, type, class.
+    public let rawQuestion: ArraySlice<UInt8>
+    public let edns: EDNSInfo?
+}
+
+/// The client's EDNS(0) OPT record (RFC 6891 §6.1).
+public struct EDNSInfo: Sendable, Equatable {
+    public let udpPayloadSize: UInt16
+    public let version: UInt8
+    public let dnssecOK: Bool
+}
+
+/// The outcome of decoding a query: a view, or the reply the RFCs ask for.
+public enum QueryDecoding: Sendable {
+    case query(QueryView)
+    /// Reply with an error rcode: the 12 header octets were readable.
+    case reject(Rejection)
+    /// Send nothing back: no header to answer, or an answer to us.
+    case drop(reason: String)
+}
+
+/// A query that gets an error reply instead of an answer.
+public struct Rejection: Sendable {
+    public let header: HeaderFields
+    public let rcode: ResponseCode
+    public let reason: String
+    public let rawQuestion: ArraySlice<UInt8>?
+    public let edns: EDNSInfo?
+}
+
+/// First stage of every query: header sanity in Unbound's fixed order, then the question and OPT.
+///
+/// The first failing check decides; every outcome carries a reason for the log.
+public enum RequestSanity {
+    public static func decode(_ msg: [UInt8]) -> QueryDecoding {
+        guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { return .drop(reason: "shorter than a header") }
+        func reject(_ rcode: ResponseCode, _ reason: String, _ raw: ArraySlice<UInt8>? = nil, _ edns: EDNSInfo? = nil) -> QueryDecoding {
+            .reject(Rejection(header: h, rcode: rcode, reason: reason, rawQuestion: raw, edns: edns))
+        }
+        if h.isResponse { return .drop(reason: "QR set") }                    // never answer an answer
+        if h.truncated { return reject(.formErr, "TC set in a query") }
+        if h.opcode != Opcode.query { return reject(.notImp, "opcode \(h.opcode)") }
+        if h.questionCount != 1 { return reject(.formErr, "QDCOUNT \(h.questionCount)") }
+        if h.answerCount != 0 || h.authorityCount != 0 {
+            return reject(.formErr, "ANCOUNT/NSCOUNT not zero")
+        }
+        if h.additionalCount > 1 { return reject(.formErr, "ARCOUNT \(h.additionalCount)") }
+
+        let name: DNSName, qEnd: Int
+        do { (name, qEnd) = try readName(msg, at: HeaderFields.length, allowCompression: false) } catch {
+            return reject(.formErr, "question name: \(error)")
+        }
+        guard qEnd + 4 <= msg.count else { return reject(.formErr, "question truncated") }
+        let type = RecordType(msg.u16(at: qEnd))
+        let qclass = msg.u16(at: qEnd + 2)
+        let raw = msg[HeaderFields.length..<(qEnd + 4)]
+        var edns: EDNSInfo?
+        var i = qEnd + 4
+        if h.additionalCount == 1 {
+            // The one additional record must be OPT, owned by the root (RFC 6891 §6.1.1).
+            guard i + 11 <= msg.count, msg[i] == 0, msg.u16(at: i + 1) == RecordType.opt.rawValue else {
+                return reject(.formErr, "additional record is not an OPT", raw, edns)
+            }
+            let size = msg.u16(at: i + 3)
+            let version = msg[i + 6]
+            let doBit = msg[i + 7] & 0x80 != 0
+            let rdlen = Int(msg.u16(at: i + 9))
+            guard i + 11 + rdlen <= msg.count else { return reject(.formErr, "OPT truncated", raw, edns) }
+            var o = i + 11
+            while o < i + 11 + rdlen {   // options must tile the RDATA exactly
+                guard o + 4 <= i + 11 + rdlen else { return reject(.formErr, "OPT option truncated", raw, edns) }
+                let olen = Int(msg.u16(at: o + 2))
+                o += 4 + olen
+                guard o <= i + 11 + rdlen else { return reject(.formErr, "OPT option overruns", raw, edns) }
+            }
+            edns = EDNSInfo(udpPayloadSize: size, version: version, dnssecOK: doBit)
+            i += 11 + rdlen
+        }
+        if i != msg.count { return reject(.formErr, "\(msg.count - i) trailing octets", raw, edns) }
+        let view = QueryView(header: h, name: name, type: type, qclass: qclass, rawQuestion: raw, edns: edns)
+        // RFC 6891 §6.1.3: an unknown EDNS version gets BADVERS, with our OPT saying version 0.
+        if let e = edns, e.version != 0 { return reject(.badVers, "EDNS version \(e.version)", raw, edns) }
+        if qclass != DNSClass.in { return reject(.refused, "class \(qclass)", raw, edns) }
+        return .query(view)
+    }
+}

@@ -1,0 +1,123 @@
+/// Builds every reply dnsgate writes itself: errors, sinkhole answers, truncated replies, and the
+/// final form of forwarded and cached answers.
+///
+/// Header rules (RFC 1035 §4.1.1, RFC 6895 §2): ID, opcode, RD and CD come from the query; QR and RA
+/// are set; AA is never set (dnsgate is not authoritative for anything it forwards).
+public enum ResponseBuilder {
+    /// Payload size dnsgate advertises and honours by default (DNS flag day 2020).
+    public static let defaultUDPPayload: UInt16 = 1232
+
+    /// Header flags for a reply to `q` with `rcode` (low four bits; extended bits go in OPT).
+    static func replyFlags(_ q: HeaderFields, rcode: ResponseCode, truncated: Bool = false) -> UInt16 {
+        var f: UInt16 = 0x8000 | 0x0080                // QR, RA
+        f |= UInt16(q.opcode) << 11
+        f |= q.flags & 0x0100                           // RD
+        f |= q.flags & 0x0010                           // CD
+        if truncated { f |= 0x0200 }
+        f |= rcode.rawValue & 0xF
+        return f
+    }
+
+    /// An OPT record (RFC 6891 §6.1.2), optionally carrying an Extended DNS Error (RFC 8914 §2).
+    static func appendOPT(_ out: inout [UInt8], payload: UInt16, rcode: ResponseCode, dnssecOK: Bool,
+                          ede: ExtendedError?) {
+        out.append(0)                                   // owner: root
+        out.append16(RecordType.opt.rawValue)
+        out.append16(payload)
+        out.append(UInt8(rcode.rawValue >> 4))          // extended RCODE, upper 8 bits
+        out.append(0)                                   // version 0
+        out.append(dnssecOK ? 0x80 : 0); out.append(0)  // DO echoed (RFC 3225 §3)
+        guard let ede else { out.append16(0); return }
+        let text = Array(ede.text.utf8.prefix(400))     // keep the OPT well inside any payload limit
+        out.append16(UInt16(4 + 2 + text.count))
+        out.append16(15)                                // option code: Extended DNS Error
+        out.append16(UInt16(2 + text.count))
+        out.append16(ede.code.rawValue)
+        out.append(contentsOf: text)
+    }
+
+    /// The largest reply the client can take over this transport (RFC 6891 §6.2.3, §6.2.5).
+    public static func sizeLimit(edns: EDNSInfo?, overTCP: Bool, maxUDP: UInt16 = defaultUDPPayload) -> Int {
+        if overTCP { return 65535 }
+        guard let edns else { return 512 }
+        return Int(max(512, min(edns.udpPayloadSize, maxUDP)))
+    }
+
+    /// An error reply: header, the question when it could be read, OPT when the client sent one.
+    public static func error(_ r: Rejection, ede: ExtendedError? = nil) -> [UInt8] {
+        error(to: r.header, rcode: r.rcode, rawQuestion: r.rawQuestion, edns: r.edns, ede: ede)
+    }
+
+    public static func error(to h: HeaderFields, rcode: ResponseCode, rawQuestion: ArraySlice<UInt8>?,
+                             edns: EDNSInfo?, ede: ExtendedError? = nil) -> [UInt8] {
+        var out = [UInt8](); out.reserveCapacity(64 + (rawQuestion?.count ?? 0))
+        out.append16(h.id)
+        out.append16(replyFlags(h, rcode: rcode))
+        out.append16(rawQuestion == nil ? 0 : 1)
+        out.append16(0); out.append16(0)
+        out.append16(edns == nil ? 0 : 1)
+        if let q = rawQuestion { out.append(contentsOf: q) }
+        if let e = edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
+        return out
+    }
+
+    /// A reply with TC set and nothing but the question (and OPT): the client retries over TCP (RFC 7766 §5).
+    public static func truncated(_ q: QueryView, rcode: ResponseCode = .noError) -> [UInt8] {
+        var out = error(to: q.header, rcode: rcode, rawQuestion: q.rawQuestion, edns: q.edns)
+        out.put16(replyFlags(q.header, rcode: rcode, truncated: true), at: 2)
+        return out
+    }
+
+    /// A synthesized answer for a name that policy denied or answers locally.
+    ///
+    /// Negative answers carry a SOA in authority whose MINIMUM and TTL are `ttl`, so resolvers
+    /// behind dnsgate cache the denial for exactly that long (RFC 2308 §5).
+    public static func synthesized(_ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
+                                   ede: ExtendedError?) -> [UInt8] {
+        var out = [UInt8](); out.reserveCapacity(128 + q.rawQuestion.count)
+        out.append16(q.header.id)
+        out.append16(replyFlags(q.header, rcode: rcode))
+        out.append16(1)
+        out.append16(UInt16(answers.count))
+        let negative = answers.isEmpty && (rcode == .nxDomain || rcode == .noError)
+        out.append16(negative ? 1 : 0)
+        out.append16(q.edns == nil ? 0 : 1)
+        out.append(contentsOf: q.rawQuestion)
+        for rr in answers {
+            if rr.owner == nil { out.append16(0xC00C) } else { out.append(contentsOf: rr.owner!.wire) }  // 0xC00C: the question name
+            out.append16(rr.type.rawValue); out.append16(DNSClass.in); out.append32(ttl)
+            out.append16(UInt16(rr.rdata.count)); out.append(contentsOf: rr.rdata)
+        }
+        if negative {
+            out.append16(0xC00C)
+            out.append16(RecordType.soa.rawValue); out.append16(DNSClass.in); out.append32(ttl)
+            out.append16(UInt16(sinkholeSOARData.count + 20))
+            out.append(contentsOf: sinkholeSOARData)
+            out.append32(1); out.append32(3600); out.append32(600); out.append32(86400)   // serial refresh retry expire
+            out.append32(ttl)                                                           // RFC 2308 §5: MINIMUM
+        }
+        if let e = q.edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
+        return out
+    }
+
+    /// MNAME and RNAME of the synthesized SOA: names under `.invalid` (RFC 6761 §6.4) so nobody resolves them.
+    static let sinkholeSOARData: [UInt8] = {
+        let m = try! DNSName("dnsgate.invalid."), r = try! DNSName("policy.dnsgate.invalid.")
+        return m.wire + r.wire
+    }()
+}
+
+/// An Extended DNS Error to attach (RFC 8914).
+public struct ExtendedError: Sendable, Equatable {
+    public let code: ExtendedErrorCode
+    public let text: String
+    public init(_ code: ExtendedErrorCode, _ text: String) { self.code = code; self.text = text }
+}
+
+/// A record dnsgate answers itself (sinkhole address, RPZ local data). `owner == nil` means the query name.
+public struct LocalRecord: Sendable, Equatable {
+    public let owner: DNSName?
+    public let type: RecordType
+    public let rdata: [UInt8]
+    public init(owner: DNSName? = nil, type: RecordType, rdata: [UInt8]) { self.owner = owner; self.type = type; self.rdata = rdata }
+}

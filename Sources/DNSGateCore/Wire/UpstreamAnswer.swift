@@ -1,0 +1,134 @@
+/// An upstream's reply, checked and reduced to what the cache stores and the client gets.
+///
+/// The upstream's OPT is removed (dnsgate writes its own per client), the ID zeroed, and the offset of
+/// every TTL remembered so a cached copy can be aged in place without re-parsing (RFC 1035 §4.1.3).
+public struct UpstreamAnswer: Sendable {
+    public let rcode: ResponseCode
+    public let truncated: Bool
+    /// Message without OPT, ID zero. The question starts at offset 12.
+    public let body: [UInt8]
+    public let questionLength: Int
+    public let ttlOffsets: [Int]
+    public let ttls: [UInt32]
+    public let answerCount: Int
+    /// Names in CNAME records of the answer section, in order; for strict chain checking and the log.
+    public let cnameTargets: [DNSName]
+    /// How long this answer may be cached, or nil when it must not be (RFC 2308 §5, §7.1).
+    public let cacheTTL: UInt32?
+
+    /// Checks `msg` against the question dnsgate asked.
+    ///
+    /// - Throws: `WireError` when the reply is malformed or answers a different question; such a reply
+    ///   is discarded, never passed on (spoofing defence, RFC 5452 §9.1).
+    public init(_ msg: [UInt8], id: UInt16, name: DNSName, type: RecordType) throws {
+        guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { throw WireError.truncated(at: msg.count) }
+        guard h.isResponse, h.id == id else { throw WireError.malformed("not a response to our ID") }
+        guard h.questionCount == 1 else { throw WireError.malformed("QDCOUNT \(h.questionCount) in reply") }
+        let (qname, qEnd) = try readName(msg, at: 12)
+        guard qEnd + 4 <= msg.count else { throw WireError.truncated(at: qEnd) }
+        guard qname == name, msg.u16(at: qEnd) == type.rawValue, msg.u16(at: qEnd + 2) == DNSClass.in else {
+            throw WireError.malformed("reply is for another question")
+        }
+        guard qEnd - 12 == name.wire.count else { throw WireError.malformed("compressed question in reply") }
+        var body = msg; body.put16(0, at: 0)
+        var offsets: [Int] = [], ttls: [UInt32] = [], cnames: [DNSName] = []
+        var i = qEnd + 4
+        var optRange: Range<Int>?
+        var minAnswerTTL = UInt32.max
+        var negativeTTL: UInt32?
+        let counts = [Int(h.answerCount), Int(h.authorityCount), Int(h.additionalCount)]
+        for (section, count) in counts.enumerated() {
+            for _ in 0..<count {
+                let start = i
+                let (owner, afterName) = try readName(msg, at: i)
+                _ = owner
+                guard afterName + 10 <= msg.count else { throw WireError.truncated(at: afterName) }
+                let rtype = RecordType(msg.u16(at: afterName))
+                let ttl = msg.u32(at: afterName + 4)
+                let rdlen = Int(msg.u16(at: afterName + 8))
+                let rdata = afterName + 10
+                guard rdata + rdlen <= msg.count else { throw WireError.truncated(at: rdata) }
+                i = rdata + rdlen
+                if rtype == .opt {
+                    guard section == 2, optRange == nil else { throw WireError.malformed("misplaced OPT") }
+                    optRange = start..<i
+                    continue
+                }
+                // RFC 2181 §8: a TTL with the top bit set is treated as zero.
+                let effective = ttl & 0x8000_0000 != 0 ? 0 : ttl
+                offsets.append(afterName + 4); ttls.append(effective)
+                if section == 0 {
+                    minAnswerTTL = min(minAnswerTTL, effective)
+                    if rtype == .cname { cnames.append(try readName(msg, at: rdata).0) }
+                }
+                if section == 1, rtype == .soa {
+                    // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
+                    let (_, afterM) = try readName(msg, at: rdata)
+                    let (_, afterR) = try readName(msg, at: afterM)
+                    guard afterR + 20 <= rdata + rdlen else { throw WireError.malformed("short SOA") }
+                    negativeTTL = min(effective, msg.u32(at: afterR + 16))
+                }
+            }
+        }
+        guard i == msg.count else { throw WireError.trailingBytes(count: msg.count - i) }
+        if let r = optRange {
+            guard r.upperBound == msg.count else { throw WireError.malformed("OPT is not the last record") }
+            body.removeSubrange(r)
+            body.put16(h.additionalCount - 1, at: 10)
+        }
+        // Extended RCODE bits from OPT are dropped with it: dnsgate passes on only the basic RCODE.
+        self.rcode = h.rcode
+        self.truncated = h.truncated
+        self.body = body
+        self.questionLength = qEnd + 4 - 12
+        self.ttlOffsets = offsets
+        self.ttls = ttls
+        self.answerCount = Int(h.answerCount)
+        self.cnameTargets = cnames
+        switch h.rcode {
+        case .noError where h.answerCount > 0: self.cacheTTL = minAnswerTTL
+        case .noError, .nxDomain: self.cacheTTL = negativeTTL      // no SOA: not cacheable (RFC 2308 §5)
+        default: self.cacheTTL = nil
+        }
+    }
+
+    /// The reply for a client: its ID, flags and question case; TTLs aged by `age` seconds, or set to
+    /// `staleTTL` when serving stale (RFC 8767 §4); OPT per the client's EDNS.
+    public func render(for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) -> [UInt8] {
+        var out = body
+        out.reserveCapacity(body.count + 64)
+        out.put16(q.header.id, at: 0)
+        let upstreamFlags = body.u16(at: 2)
+        var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
+        flags |= upstreamFlags & 0x0020                 // AD passes through; AA and TC never do
+        out.put16(flags, at: 2)
+        // Same canonical name, so the same length: overwrite with the client's spelling (0x20).
+        out.replaceSubrange(12..<(12 + questionLength), with: q.rawQuestion)
+        for (k, o) in ttlOffsets.enumerated() {
+            let t = staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0)
+            out.put32(t, at: o)
+        }
+        if let e = q.edns {
+            out.put16(out.u16(at: 10) + 1, at: 10)
+            ResponseBuilder.appendOPT(&out, payload: ResponseBuilder.defaultUDPPayload, rcode: rcode,
+                                      dnssecOK: e.dnssecOK, ede: ede)
+        }
+        return out
+    }
+}
+
+/// Builds the query dnsgate sends upstream: the canonical name policy approved, never the client's bytes.
+public enum UpstreamQuery {
+    public static func make(id: UInt16, name: DNSName, type: RecordType, dnssecOK: Bool,
+                            payload: UInt16 = ResponseBuilder.defaultUDPPayload) -> [UInt8] {
+        var out = [UInt8](); out.reserveCapacity(name.wire.count + 32)
+        out.append16(id)
+        out.append16(0x0100)                            // RD
+        out.append16(1); out.append16(0); out.append16(0); out.append16(1)
+        out.append(contentsOf: name.wire)
+        out.append16(type.rawValue); out.append16(DNSClass.in)
+        out.append(0); out.append16(RecordType.opt.rawValue); out.append16(payload)
+        out.append(0); out.append(0); out.append(dnssecOK ? 0x80 : 0); out.append(0); out.append16(0)
+        return out
+    }
+}
