@@ -8,7 +8,7 @@ import PackageDescription
 //   dnsgate        the command line
 let package = Package(
     name: "dnsgate",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "dnsgate", targets: ["dnsgate"]),
     ],

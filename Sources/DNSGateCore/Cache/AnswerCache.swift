@@ -1,0 +1,131 @@
+import Synchronization
+
+/// What the cache is keyed by: the canonical question and the DO bit (answers with and without
+/// DNSSEC records differ).
+public struct CacheKey: Hashable, Sendable {
+    public let name: DNSName
+    public let type: RecordType
+    public let dnssecOK: Bool
+    public init(name: DNSName, type: RecordType, dnssecOK: Bool) { self.name = name; self.type = type; self.dnssecOK = dnssecOK }
+}
+
+/// Limits of the cache; defaults in config/README.md.
+public struct CacheLimits: Sendable, Equatable {
+    public var maxEntries: Int = 100_000
+    public var minTTL: UInt32 = 0
+    public var maxTTL: UInt32 = 86_400
+    /// RFC 2308 §5 suggests 1–3 hours as the cap for negative answers.
+    public var maxNegativeTTL: UInt32 = 3_600
+    /// How long past expiry an answer may still be served when every upstream fails (RFC 8767 §5: 1–3 days).
+    public var serveStale: UInt32 = 86_400
+    public init() {}
+}
+
+/// Result of a lookup.
+public enum CacheLookup: Sendable {
+    case hit(UpstreamAnswer, age: UInt32)
+    case miss
+}
+
+/// Positive and negative answers with TTLs counted down, bounded in entries, least recently used evicted.
+///
+/// One mutex guards the whole map: lookups are a hash probe and a few index writes, far shorter than the
+/// syscall that delivered the query. Expired entries stay until evicted so they can be served stale.
+public final class AnswerCache: Sendable {
+    private struct Node {
+        var key: CacheKey
+        var answer: UpstreamAnswer
+        var storedAt: Double
+        var ttl: UInt32
+        var prev: Int
+        var next: Int
+    }
+    private struct State {
+        var index: [CacheKey: Int] = [:]
+        var nodes: [Node] = []
+        var head = -1          // most recently used
+        var tail = -1          // least recently used
+        var hits = 0, misses = 0, staleServed = 0, evictions = 0
+    }
+    private let state = Mutex(State())
+    public let limits: CacheLimits
+
+    public init(limits: CacheLimits = CacheLimits()) { self.limits = limits }
+
+    /// The TTL an answer is kept for after clamping, or nil when it is not cacheable.
+    public func clampedTTL(_ a: UpstreamAnswer) -> UInt32? {
+        guard var t = a.cacheTTL, !a.truncated else { return nil }
+        let negative = a.answerCount == 0
+        t = max(limits.minTTL, min(t, negative ? limits.maxNegativeTTL : limits.maxTTL))
+        return t
+    }
+
+    public func insert(_ key: CacheKey, _ answer: UpstreamAnswer, now: Double) {
+        guard limits.maxEntries > 0, let ttl = clampedTTL(answer), ttl > 0 else { return }
+        state.withLock { s in
+            if let i = s.index[key] {
+                s.nodes[i].answer = answer; s.nodes[i].storedAt = now; s.nodes[i].ttl = ttl
+                Self.moveToFront(&s, i)
+                return
+            }
+            let i: Int
+            if s.nodes.count < limits.maxEntries {
+                i = s.nodes.count
+                s.nodes.append(Node(key: key, answer: answer, storedAt: now, ttl: ttl, prev: -1, next: -1))
+            } else {
+                i = s.tail                                   // reuse the least recently used slot
+                Self.unlink(&s, i)
+                s.index[s.nodes[i].key] = nil
+                s.evictions += 1
+                s.nodes[i] = Node(key: key, answer: answer, storedAt: now, ttl: ttl, prev: -1, next: -1)
+            }
+            s.index[key] = i
+            Self.pushFront(&s, i)
+        }
+    }
+
+    /// A fresh answer, with its age in whole seconds.
+    public func lookup(_ key: CacheKey, now: Double) -> CacheLookup {
+        state.withLock { s in
+            guard let i = s.index[key] else { s.misses += 1; return .miss }
+            let age = now - s.nodes[i].storedAt
+            guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return .miss }
+            s.hits += 1
+            Self.moveToFront(&s, i)
+            return .hit(s.nodes[i].answer, age: UInt32(max(0, age)))
+        }
+    }
+
+    /// An expired answer still inside the serve-stale window (RFC 8767), for when upstreams fail.
+    public func stale(_ key: CacheKey, now: Double) -> UpstreamAnswer? {
+        state.withLock { s in
+            guard let i = s.index[key] else { return nil }
+            let n = s.nodes[i]
+            guard now - n.storedAt < Double(n.ttl) + Double(limits.serveStale) else { return nil }
+            s.staleServed += 1
+            return n.answer
+        }
+    }
+
+    public struct Counters: Sendable, Codable { public var entries, hits, misses, staleServed, evictions: Int }
+    public var counters: Counters {
+        state.withLock { Counters(entries: $0.index.count, hits: $0.hits, misses: $0.misses, staleServed: $0.staleServed, evictions: $0.evictions) }
+    }
+
+    private static func unlink(_ s: inout State, _ i: Int) {
+        let p = s.nodes[i].prev, n = s.nodes[i].next
+        if p >= 0 { s.nodes[p].next = n } else { s.head = n }
+        if n >= 0 { s.nodes[n].prev = p } else { s.tail = p }
+        s.nodes[i].prev = -1; s.nodes[i].next = -1
+    }
+    private static func pushFront(_ s: inout State, _ i: Int) {
+        s.nodes[i].prev = -1; s.nodes[i].next = s.head
+        if s.head >= 0 { s.nodes[s.head].prev = i }
+        s.head = i
+        if s.tail < 0 { s.tail = i }
+    }
+    private static func moveToFront(_ s: inout State, _ i: Int) {
+        guard s.head != i else { return }
+        unlink(&s, i); pushFront(&s, i)
+    }
+}

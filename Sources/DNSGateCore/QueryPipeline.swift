@@ -1,0 +1,234 @@
+import Synchronization
+
+// The query path, one stage after another, written out line by line so the hot path inlines:
+//
+//   decode + sanity → policy decision → sinkhole | local data | cache | forward → fit to transport
+//
+// Rule (as in CoreDNS's plugin.cfg): a stage may rely on what earlier stages decided, never on later
+// ones. Only a cache miss leaves the core: `process` returns `.forward` and the server does the I/O,
+// then hands the answer back to `complete` or reports failure to `upstreamFailed`.
+
+/// What happened to one query: the log line, the counters and the detector read this.
+public struct QueryRecord: Sendable {
+    public enum Action: String, Sendable, Codable, CaseIterable {
+        case forwarded, cached, sinkholed, local, rejected, dropped, stale, servfail
+    }
+    public let time: Double
+    public let client: String
+    public let overTCP: Bool
+    public let name: DNSName?
+    public let type: RecordType?
+    public var action: Action
+    public var rcode: ResponseCode?
+    /// The entry that decided, as `file:line`, or nil.
+    public let rule: SourceLocation?
+    public let entryIndex: Int?
+    /// Why the query was denied (or would have been, in audit mode).
+    public let denial: DenyReason?
+    /// Set in audit mode for queries forwarded although enforce mode would have denied them.
+    public let audited: Bool
+    /// Decoder's reason for rejected or dropped packets.
+    public let problem: String?
+}
+
+/// A cache miss the server must resolve upstream.
+public struct ForwardJob: Sendable {
+    public let query: QueryView
+    public let key: CacheKey
+    public let record: QueryRecord
+}
+
+/// The outcome of `QueryPipeline.process`.
+public enum PipelineOutcome: Sendable {
+    case reply([UInt8], QueryRecord)
+    case drop(QueryRecord)
+    case forward(ForwardJob)
+}
+
+/// The policy in force, swapped whole on reload so a query sees one policy from start to end.
+public final class PolicySnapshot: Sendable {
+    public let policy: Policy
+    public let generation: Int
+    public let entryHits: [AtomicCounter]
+    public let entryLastUse: [AtomicCounter]   // epoch seconds
+    public init(policy: Policy, generation: Int) {
+        self.policy = policy; self.generation = generation
+        self.entryHits = (0..<policy.allowList.count).map { _ in AtomicCounter() }
+        self.entryLastUse = (0..<policy.allowList.count).map { _ in AtomicCounter() }
+    }
+}
+
+/// Stateless stages plus the shared cache and policy; safe to call from every event loop at once.
+public final class QueryPipeline: Sendable {
+    private let current: Mutex<PolicySnapshot>
+    public let cache: AnswerCache
+    /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
+    public static let staleTTL: UInt32 = 30
+    public let maxUDPPayload: UInt16
+    public let counters = PipelineCounters()
+
+    public init(policy: Policy, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
+        self.current = Mutex(PolicySnapshot(policy: policy, generation: 1))
+        self.cache = cache
+        self.maxUDPPayload = maxUDPPayload
+    }
+
+    public var snapshot: PolicySnapshot { current.withLock { $0 } }
+
+    /// Installs a new policy atomically; queries already past the decision keep the old one.
+    public func swapPolicy(_ p: Policy) {
+        current.withLock { $0 = PolicySnapshot(policy: p, generation: $0.generation + 1) }
+    }
+
+    public func process(_ msg: [UInt8], client: String, overTCP: Bool, now: Double) -> PipelineOutcome {
+        let q: QueryView
+        switch RequestSanity.decode(msg) {
+        case .drop(let why):
+            counters.bump(.dropped)
+            return .drop(record(now, client, overTCP, nil, .dropped, problem: why))
+        case .reject(let r):
+            counters.bump(.rejected)
+            var rec = record(now, client, overTCP, nil, .rejected, problem: r.reason)
+            rec.rcode = r.rcode
+            return .reply(ResponseBuilder.error(r), rec)
+        case .query(let view):
+            q = view
+        }
+
+        let snap = snapshot
+        let verdict = PolicyDecision.decide(snap.policy, name: q.name, type: q.type)
+        if let i = verdict.entryIndex {
+            snap.entryHits[i].add(1)
+            snap.entryLastUse[i].store(Int(now))
+        }
+        var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
+                              rcode: nil, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
+                              denial: verdict.denial, audited: verdict.audited, problem: nil)
+        switch verdict.action {
+        case .sinkhole(let mode):
+            rec.action = mode == .drop ? .dropped : .sinkholed
+            counters.bump(rec.action)
+            guard let reply = sinkhole(q, mode: mode, ttl: snap.policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
+                return .drop(rec)
+            }
+            rec.rcode = reply.rcode
+            return .reply(fit(reply.bytes, q, overTCP), rec)
+        case .local(let records):
+            rec.action = .local
+            counters.bump(.local)
+            let matching = records.filter { $0.type == q.type }
+            let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
+            rec.rcode = .noError
+            return .reply(fit(ResponseBuilder.synthesized(q, rcode: .noError, answers: answers,
+                                                          ttl: snap.policy.sinkholeTTL, ede: nil), q, overTCP), rec)
+        case .forward:
+            let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
+            if case .hit(let answer, let age) = cache.lookup(key, now: now) {
+                rec.action = .cached
+                rec.rcode = answer.rcode
+                counters.bump(.cached)
+                return .reply(fit(answer.render(for: q, age: age), q, overTCP), rec)
+            }
+            return .forward(ForwardJob(query: q, key: key, record: rec))
+        }
+    }
+
+    /// Caches an upstream answer and renders it for the client who asked.
+    public func complete(_ job: ForwardJob, answer: UpstreamAnswer, now: Double) -> ([UInt8], QueryRecord) {
+        cache.insert(job.key, answer, now: now)
+        var rec = job.record
+        rec.action = .forwarded
+        rec.rcode = answer.rcode
+        counters.bump(.forwarded)
+        return (fit(answer.render(for: job.query, age: 0), job.query, job.record.overTCP), rec)
+    }
+
+    /// No upstream answered in time: serve stale if the cache still has the answer (RFC 8767), else SERVFAIL
+    /// with an Extended DNS Error saying why (RFC 8914 §4.23).
+    public func upstreamFailed(_ job: ForwardJob, now: Double, detail: String) -> ([UInt8], QueryRecord) {
+        var rec = job.record
+        let q = job.query
+        if let old = cache.stale(job.key, now: now) {
+            rec.action = .stale
+            rec.rcode = old.rcode
+            counters.bump(.stale)
+            let bytes = old.render(for: q, age: 0, staleTTL: Self.staleTTL,
+                                   ede: ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))"))
+            return (fit(bytes, q, rec.overTCP), rec)
+        }
+        rec.action = .servfail
+        rec.rcode = .servFail
+        counters.bump(.servfail)
+        let bytes = ResponseBuilder.error(to: q.header, rcode: .servFail, rawQuestion: q.rawQuestion, edns: q.edns,
+                                          ede: ExtendedError(.noReachableAuthority, "dnsgate: no upstream answered (\(detail))"))
+        return (bytes, rec)
+    }
+
+    /// What a query for `name`/`type` would get, without side effects: `dnsgate check`.
+    public func explain(name: DNSName, type: RecordType) -> PolicyVerdict {
+        PolicyDecision.decide(snapshot.policy, name: name, type: type)
+    }
+
+    private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason) -> (bytes: [UInt8], rcode: ResponseCode)? {
+        var code = ExtendedErrorCode.blocked
+        var mode = mode
+        if case .typeNotAllowed = why {
+            code = .filtered
+            // The name exists and other types of it are allowed: NXDOMAIN would make resolvers drop those
+            // too (RFC 8020), and a fake address would answer a type it does not fit. Say NODATA.
+            if mode == .nxdomain || mode == .null { mode = .nodata }
+            if case .redirect = mode { mode = .nodata }
+        }
+        let ede = ExtendedError(code, "blocked by dnsgate policy: \(why)")
+        func answer(_ rcode: ResponseCode, _ records: [LocalRecord] = []) -> ([UInt8], ResponseCode) {
+            (ResponseBuilder.synthesized(q, rcode: rcode, answers: records, ttl: ttl, ede: ede), rcode)
+        }
+        switch mode {
+        case .nxdomain: return answer(.nxDomain)
+        case .nodata: return answer(.noError)
+        case .refused: return answer(.refused)
+        case .drop: return nil
+        case .null:
+            if q.type == .a { return answer(.noError, [LocalRecord(type: .a, rdata: [0, 0, 0, 0])]) }
+            if q.type == .aaaa { return answer(.noError, [LocalRecord(type: .aaaa, rdata: [UInt8](repeating: 0, count: 16))]) }
+            return answer(.noError)
+        case .redirect(let v4, let v6):
+            if q.type == .a, let v4 { return answer(.noError, [LocalRecord(type: .a, rdata: v4)]) }
+            if q.type == .aaaa, let v6 { return answer(.noError, [LocalRecord(type: .aaaa, rdata: v6)]) }
+            return answer(.noError)
+        }
+    }
+
+    /// Replaces a reply too large for the transport with a truncated one (RFC 1035 §4.2.1, RFC 6891 §7).
+    private func fit(_ bytes: [UInt8], _ q: QueryView, _ overTCP: Bool) -> [UInt8] {
+        if bytes.count <= ResponseBuilder.sizeLimit(edns: q.edns, overTCP: overTCP, maxUDP: maxUDPPayload) { return bytes }
+        return ResponseBuilder.truncated(q, rcode: ResponseCode(rawValue: bytes.u16(at: 2) & 0xF))
+    }
+
+    private func record(_ now: Double, _ client: String, _ tcp: Bool, _ name: DNSName?, _ action: QueryRecord.Action,
+                        problem: String?) -> QueryRecord {
+        QueryRecord(time: now, client: client, overTCP: tcp, name: name, type: nil, action: action, rcode: nil, rule: nil,
+                    entryIndex: nil, denial: nil, audited: false, problem: problem)
+    }
+}
+
+/// Totals per action since start, read by `dnsgate stats` and the metrics endpoint.
+public final class PipelineCounters: Sendable {
+    private let counts: [AtomicCounter] = QueryRecord.Action.allCases.map { _ in AtomicCounter() }
+    public init() {}
+    public func bump(_ a: QueryRecord.Action) {
+        counts[QueryRecord.Action.allCases.firstIndex(of: a)!].add(1)
+    }
+    public var snapshot: [QueryRecord.Action: Int] {
+        Dictionary(uniqueKeysWithValues: QueryRecord.Action.allCases.enumerated().map { ($1, counts[$0].value) })
+    }
+}
+
+/// A relaxed atomic integer that can live in an array (Synchronization's `Atomic` is not copyable).
+public final class AtomicCounter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    public init() {}
+    @inline(__always) public func add(_ n: Int) { atomic.add(n, ordering: .relaxed) }
+    @inline(__always) public func store(_ n: Int) { atomic.store(n, ordering: .relaxed) }
+    public var value: Int { atomic.load(ordering: .relaxed) }
+}

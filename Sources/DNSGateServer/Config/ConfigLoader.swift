@@ -1,0 +1,195 @@
+import DNSGateCore
+import Foundation
+import Yams
+
+/// Reads config/dnsgate.yaml. Every key is checked: an unknown or misspelt key is an error with its
+/// line, never silently ignored (a typo in `mode:` must not leave the firewall open).
+///
+/// Relative file paths are taken relative to the directory of the config file.
+public enum ConfigLoader {
+    public static func load(path: String) throws -> ServerConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(file: path, line: nil, "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text: text, file: path)
+    }
+
+    public static func parse(text: String, file: String) throws -> ServerConfig {
+        let baseDir = (file as NSString).deletingLastPathComponent
+        var c = ServerConfig()
+        c.sourceFile = file
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch let e as YamlError {
+            throw ConfigError(file: file, line: yamlLine(e), "YAML syntax: \(e)")
+        }
+        guard let root else { return c }     // empty file: all defaults
+        let r = Reader(file: file)
+        let top = try r.mapping(root, allowed: ["listen", "upstreams", "allow", "mode", "sinkhole", "policy", "cache",
+                                                "upstream", "tcp", "threads", "control", "log", "public_suffix_list", "max_udp_payload"])
+        func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
+
+        if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
+        if let n = top["upstreams"] { c.upstreams = try r.list(n).map { try r.hostPort($0) } }
+        if let n = top["allow"] { c.allowFiles = try r.list(n).map { resolve(try r.string($0)) } }
+        if let n = top["mode"] {
+            let s = try r.string(n)
+            guard let m = PolicyMode(rawValue: s) else { throw r.error(n, "mode must be enforce or audit, not '\(s)'") }
+            c.mode = m
+        }
+        if let n = top["threads"] { c.threads = try r.int(n, 0...64) }
+        if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
+        if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
+        if let n = top["sinkhole"] {
+            let m = try r.mapping(n, allowed: ["mode", "ttl", "redirect_v4", "redirect_v6"])
+            if let t = m["ttl"] { c.sinkholeTTL = UInt32(try r.int(t, 0...86_400)) }
+            let v4 = try m["redirect_v4"].map { try r.address($0, bytes: 4) }
+            let v6 = try m["redirect_v6"].map { try r.address($0, bytes: 16) }
+            if let mode = m["mode"] {
+                let s = try r.string(mode)
+                guard let parsed = SinkholeMode(name: s, redirectV4: v4, redirectV6: v6) else {
+                    if s == "redirect" { throw r.error(mode, "sinkhole mode redirect needs redirect_v4 and/or redirect_v6") }
+                    throw r.error(mode, "sinkhole mode must be one of \(SinkholeMode.allNames.joined(separator: ", ")), not '\(s)'")
+                }
+                c.sinkhole = parsed
+            }
+        }
+        if let n = top["policy"] {
+            let m = try r.mapping(n, allowed: ["default_types"])
+            if let t = m["default_types"] {
+                c.defaultTypes = Set(try r.list(t).map { item in
+                    let s = try r.string(item)
+                    guard let rt = RecordType(mnemonic: s) else { throw r.error(item, "unknown query type '\(s)'") }
+                    return rt
+                })
+            }
+        }
+        if let n = top["cache"] {
+            let m = try r.mapping(n, allowed: ["max_entries", "min_ttl", "max_ttl", "negative_max_ttl", "serve_stale"])
+            if let v = m["max_entries"] { c.cache.maxEntries = try r.int(v, 0...50_000_000) }
+            if let v = m["min_ttl"] { c.cache.minTTL = UInt32(try r.int(v, 0...86_400)) }
+            if let v = m["max_ttl"] { c.cache.maxTTL = UInt32(try r.int(v, 0...604_800)) }
+            if let v = m["negative_max_ttl"] { c.cache.maxNegativeTTL = UInt32(try r.int(v, 0...86_400)) }
+            if let v = m["serve_stale"] { c.cache.serveStale = UInt32(try r.int(v, 0...604_800)) }
+            if c.cache.minTTL > c.cache.maxTTL { throw r.error(n, "cache.min_ttl is above cache.max_ttl") }
+        }
+        if let n = top["upstream"] {
+            let m = try r.mapping(n, allowed: ["timeout_ms", "deadline_ms"])
+            if let v = m["timeout_ms"] { c.upstreamTimeoutMs = try r.int(v, 10...30_000) }
+            if let v = m["deadline_ms"] { c.upstreamDeadlineMs = try r.int(v, 10...60_000) }
+            if c.upstreamDeadlineMs < c.upstreamTimeoutMs { throw r.error(n, "upstream.deadline_ms is below upstream.timeout_ms") }
+        }
+        if let n = top["tcp"] {
+            let m = try r.mapping(n, allowed: ["idle_timeout_ms", "max_connections"])
+            if let v = m["idle_timeout_ms"] { c.tcpIdleTimeoutMs = try r.int(v, 100...600_000) }
+            if let v = m["max_connections"] { c.tcpMaxConnections = try r.int(v, 1...100_000) }
+        }
+        if let n = top["control"] {
+            let m = try r.mapping(n, allowed: ["socket", "mode"])
+            if let v = m["socket"] { c.controlSocket = resolve(try r.string(v)) }
+            if let v = m["mode"] {
+                let s = try r.string(v)
+                guard let mode = UInt16(s, radix: 8), mode <= 0o777 else { throw r.error(v, "control.mode is octal permissions like \"0660\"") }
+                c.controlSocketMode = mode
+            }
+        }
+        if let n = top["log"] {
+            let m = try r.mapping(n, allowed: ["queries", "file"])
+            if let v = m["queries"] {
+                let s = try r.string(v)
+                guard let l = QueryLogLevel(rawValue: s) else { throw r.error(v, "log.queries must be none, denied or all, not '\(s)'") }
+                c.queryLog = l
+            }
+            if let v = m["file"] { let s = try r.string(v); c.queryLogFile = s == "-" ? s : resolve(s) }
+        }
+        return c
+    }
+
+    private static func yamlLine(_ e: YamlError) -> Int? {
+        switch e {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    /// Typed access to YAML nodes with errors that carry file and line.
+    struct Reader {
+        let file: String
+        func error(_ n: Node, _ msg: String) -> ConfigError { ConfigError(file: file, line: n.mark?.line, msg) }
+
+        func mapping(_ n: Node, allowed: Set<String>) throws -> [String: Node] {
+            guard case .mapping(let m) = n else { throw error(n, "expected a mapping of keys") }
+            var out: [String: Node] = [:]
+            for (k, v) in m {
+                guard let key = k.string else { throw error(k, "keys must be strings") }
+                guard allowed.contains(key) else {
+                    throw error(k, "unknown key '\(key)' (known here: \(allowed.sorted().joined(separator: ", ")))")
+                }
+                guard out[key] == nil else { throw error(k, "key '\(key)' given twice") }
+                out[key] = v
+            }
+            return out
+        }
+        func list(_ n: Node) throws -> [Node] {
+            if case .sequence(let s) = n { return Array(s) }
+            if case .scalar = n { return [n] }
+            throw error(n, "expected a list")
+        }
+        func string(_ n: Node) throws -> String {
+            guard case .scalar(let s) = n else { throw error(n, "expected a single value") }
+            return s.string
+        }
+        func int(_ n: Node, _ range: ClosedRange<Int>) throws -> Int {
+            let s = try string(n)
+            guard let v = Int(s) else { throw error(n, "expected a whole number, not '\(s)'") }
+            guard range.contains(v) else { throw error(n, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+            return v
+        }
+        func hostPort(_ n: Node) throws -> HostPort {
+            let s = try string(n)
+            guard let hp = HostPort(parsing: s) else { throw error(n, "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'") }
+            return hp
+        }
+        func address(_ n: Node, bytes: Int) throws -> [UInt8] {
+            let s = try string(n)
+            guard let a = IPAddressBytes.parse(s), a.count == bytes else {
+                throw error(n, "expected an IPv\(bytes == 4 ? 4 : 6) address, not '\(s)'")
+            }
+            return a
+        }
+    }
+}
+
+/// Turns a configuration into a policy: loads every allow file through the real loaders.
+public enum PolicyBuilder {
+    public static func suffixList(_ c: ServerConfig) -> PublicSuffixList? {
+        (try? String(contentsOfFile: c.publicSuffixFile, encoding: .utf8)).map(PublicSuffixList.init(text:))
+    }
+
+    public static func build(_ c: ServerConfig, suffixes: PublicSuffixList?) throws -> Policy {
+        var list = AllowList()
+        for f in c.allowFiles {
+            for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) }
+        }
+        return Policy(allowList: list, mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL, defaultTypes: c.defaultTypes)
+    }
+}
+
+/// Nameservers from /etc/resolv.conf, for when no upstream is configured (as dnsmasq does).
+public enum ResolvConf {
+    public static func nameservers(path: String = "/etc/resolv.conf", excluding own: [HostPort]) -> [HostPort] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        var out: [HostPort] = []
+        for line in text.split(separator: "\n") {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard f.count >= 2, f[0] == "nameserver" else { continue }
+            var addr = String(f[1])
+            if let pct = addr.firstIndex(of: "%") { addr = String(addr[..<pct]) }   // drop IPv6 zone index
+            guard let hp = HostPort(parsing: addr.contains(":") ? "[\(addr)]:53" : addr) else { continue }
+            // Skip ourselves: forwarding to our own listener would loop.
+            if own.contains(where: { $0.port == 53 && ($0.host == hp.host || $0.host == "0.0.0.0" || $0.host == "::") }) { continue }
+            out.append(hp)
+        }
+        return out
+    }
+}

@@ -1,0 +1,87 @@
+import DNSGateCore
+import Foundation
+
+/// A host and port as written in config and flags: `127.0.0.1:53`, `[::1]:53`, or a bare address (port 53).
+public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+
+    public init(host: String, port: Int) { self.host = host; self.port = port }
+
+    public init?(parsing text: String, defaultPort: Int = 53) {
+        var t = text.trimmingCharacters(in: .whitespaces)
+        var port = defaultPort
+        if t.hasPrefix("[") {
+            guard let close = t.firstIndex(of: "]") else { return nil }
+            let rest = t[t.index(after: close)...]
+            if rest.hasPrefix(":") { guard let p = Int(rest.dropFirst()) else { return nil }; port = p }
+            else if !rest.isEmpty { return nil }
+            t = String(t[t.index(after: t.startIndex)..<close])
+        } else if t.filter({ $0 == ":" }).count == 1, let colon = t.lastIndex(of: ":") {
+            guard let p = Int(t[t.index(after: colon)...]) else { return nil }
+            port = p; t = String(t[..<colon])
+        }
+        guard (0...65535).contains(port), !t.isEmpty, IPAddressBytes.parse(t) != nil else { return nil }
+        self.host = t; self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Dotted-quad and IPv6 text to network-order bytes, via inet_pton.
+public enum IPAddressBytes {
+    public static func parse(_ s: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, s, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, s, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+}
+
+/// How much of the query stream goes to the query log.
+public enum QueryLogLevel: String, Sendable, CaseIterable { case none, denied, all }
+
+/// Every setting dnsgate runs with. Defaults here are the documented ones (config/README.md).
+public struct ServerConfig: Sendable {
+    public var listen: [HostPort] = [HostPort(host: "127.0.0.1", port: 53), HostPort(host: "::1", port: 53)]
+    /// Empty: use the nameservers of /etc/resolv.conf, minus dnsgate's own addresses.
+    public var upstreams: [HostPort] = []
+    public var allowFiles: [String] = []
+    public var mode: PolicyMode = .enforce
+    public var sinkhole: SinkholeMode = .nxdomain
+    public var sinkholeTTL: UInt32 = 60
+    public var defaultTypes: Set<RecordType> = RecordType.buildDefaults
+    public var cache = CacheLimits()
+    public var upstreamTimeoutMs = 1500
+    public var upstreamDeadlineMs = 4000
+    public var tcpIdleTimeoutMs = 10_000
+    public var tcpMaxConnections = 256
+    /// Event loops; 0 means one per core.
+    public var threads = 1
+    public var maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload
+    public var controlSocket: String = ServerConfig.defaultControlSocket
+    /// Octal permissions of the control socket: owner and group only.
+    public var controlSocketMode: UInt16 = 0o660
+    public var queryLog: QueryLogLevel = .denied
+    /// `-` is standard output.
+    public var queryLogFile = "-"
+    public var publicSuffixFile = PublicSuffixList.debianPath
+    /// The file this came from, if any: reload reads it again.
+    public var sourceFile: String?
+
+    public init() {}
+
+    public static var defaultControlSocket: String {
+        getuid() == 0 ? "/run/dnsgate/control.sock" : "/tmp/dnsgate-\(getuid())/control.sock"
+    }
+}
+
+/// A configuration the server refuses, with the place to fix it.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let file: String
+    public let line: Int?
+    public let message: String
+    public init(file: String, line: Int?, _ message: String) { self.file = file; self.line = line; self.message = message }
+    public var description: String { line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)" }
+}

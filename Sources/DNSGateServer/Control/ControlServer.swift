@@ -1,0 +1,114 @@
+import DNSGateCore
+import Foundation
+import NIOCore
+import NIOExtras
+import NIOPosix
+
+/// A request on the control socket: one JSON object per line, answered by one JSON object per line.
+public struct ControlRequest: Codable, Sendable {
+    public var command: String
+    public var arguments: [String: String]?
+    public init(command: String, arguments: [String: String]? = nil) { self.command = command; self.arguments = arguments }
+}
+
+/// Answers control requests; implemented by the service.
+public protocol ControlResponder: Sendable {
+    /// Returns a JSON object (already encoded) for the request.
+    func respond(to request: ControlRequest) -> [String: Any]
+}
+
+/// The control API on a local Unix socket, spoken by `dnsgate stats`, `reload` and friends.
+///
+/// The socket file gets owner-and-group permissions (config `control.mode`); its directory is created
+/// if missing. Each connection carries one request and is closed after the answer.
+final class ControlServer {
+    private let channel: Channel
+    let path: String
+
+    init(path: String, mode: UInt16, group: EventLoopGroup, responder: ControlResponder) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750]) }
+        channel = try ServerBootstrap(group: group)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    try ch.pipeline.syncOperations.addHandler(ControlRequestHandler(responder: responder))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .wait()
+        chmod(path, mode_t(mode))
+        self.path = path
+    }
+
+    func close() {
+        try? channel.close().wait()
+        unlink(path)
+    }
+}
+
+final class ControlRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let responder: ControlResponder
+    init(responder: ControlResponder) { self.responder = responder }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        let answer: [String: Any]
+        if let req = try? JSONDecoder().decode(ControlRequest.self, from: Data(line.readableBytesView)) {
+            answer = responder.respond(to: req)
+        } else {
+            answer = ["ok": false, "error": "expected one JSON object per line: {\"command\": \"stats\"}"]
+        }
+        var out = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{\"ok\":false}".utf8)
+        out.append(0x0A)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+/// Client side of the control socket, used by the CLI.
+public enum ControlClient {
+    public static func send(_ request: ControlRequest, socket path: String, timeout: TimeAmount = .seconds(10)) throws -> [String: Any] {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let promise = group.next().makePromise(of: ByteBuffer.self)
+        let channel: Channel
+        do {
+            channel = try ClientBootstrap(group: group)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                        try ch.pipeline.syncOperations.addHandler(LineCollector(promise: promise))
+                    }
+                }
+                .connect(unixDomainSocketPath: path).wait()
+        } catch {
+            throw ControlClientError("cannot reach dnsgate at \(path): \(error). Is `dnsgate serve` running, and is this the socket in its config (control.socket)?")
+        }
+        var req = try JSONEncoder().encode(request); req.append(0x0A)
+        try channel.writeAndFlush(ByteBuffer(bytes: req)).wait()
+        group.next().scheduleTask(in: timeout) { promise.fail(ControlClientError("no answer from \(path) within \(timeout)")) }
+        let line = try promise.futureResult.wait()
+        guard let obj = try JSONSerialization.jsonObject(with: Data(line.readableBytesView)) as? [String: Any] else {
+            throw ControlClientError("unreadable answer from \(path)")
+        }
+        return obj
+    }
+
+    final class LineCollector: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<ByteBuffer>
+        init(promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { promise.succeed(unwrapInboundIn(data)) }
+        func channelInactive(context: ChannelHandlerContext) { promise.fail(ControlClientError("connection closed without an answer")) }
+    }
+}
+
+public struct ControlClientError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+    public static func make(_ d: String) -> ControlClientError { ControlClientError(d) }
+}

@@ -1,0 +1,258 @@
+import DNSGateCore
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import Synchronization
+
+/// A listener that is up, for the start-up log and for tests that bind port 0.
+public struct BoundListener: Sendable, CustomStringConvertible {
+    public let transport: String      // "udp" or "tcp"
+    public let address: HostPort
+    public var description: String { "\(transport)://\(address)" }
+}
+
+/// The running server: listeners, upstream client, control socket, reload, shutdown.
+///
+/// Policy comes from the config file plus command-line overrides; `reload()` re-reads both the file and
+/// every allow file and swaps the new policy in whole. A reload that fails changes nothing.
+public final class DNSGateService: @unchecked Sendable {
+    public let logger: Logger
+    public private(set) var config: ServerConfig
+    private let overrides: @Sendable (inout ServerConfig) -> Void
+    let pipeline: QueryPipeline
+    let upstream: UpstreamClient
+    let queryLog: QueryLogger
+    private let group: MultiThreadedEventLoopGroup
+    private var channels: [Channel] = []
+    private var control: ControlServer?
+    private let tcpConnections = AtomicCounter()
+    public private(set) var listeners: [BoundListener] = []
+    private let startedAt = Date()
+    private let reloadLock = Mutex(0)   // reload count; serialises reloads
+    private var signalSources: [DispatchSourceSignal] = []
+    private let stopped = DispatchSemaphore(value: 0)
+    var suffixes: PublicSuffixList?
+
+    /// Builds everything that can fail before a socket is opened: config checks, policy, upstreams.
+    public init(config: ServerConfig, overrides: @escaping @Sendable (inout ServerConfig) -> Void = { _ in }, logger: Logger) throws {
+        self.config = config
+        self.overrides = overrides
+        self.logger = logger
+        suffixes = PolicyBuilder.suffixList(config)
+        if suffixes == nil {
+            logger.warning("public suffix list not readable; wildcard-under-public-suffix checks are off",
+                           metadata: ["concern": "policy", "file": "\(config.publicSuffixFile)"])
+        }
+        let policy = try PolicyBuilder.build(config, suffixes: suffixes)
+        var ups = config.upstreams
+        if ups.isEmpty {
+            ups = ResolvConf.nameservers(excluding: config.listen)
+            guard !ups.isEmpty else {
+                throw ConfigError(file: config.sourceFile ?? "command line", line: nil,
+                                  "no upstreams configured and /etc/resolv.conf names none other than dnsgate itself; set `upstreams:` or --upstream")
+            }
+        }
+        self.config.upstreams = ups
+        upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs)
+        pipeline = QueryPipeline(policy: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
+        queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile)
+        let threads = config.threads == 0 ? System.coreCount : config.threads
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    }
+
+    /// Opens every listener and the control socket.
+    /// - Throws: `ConfigError` naming the address and the likely culprit when a port is taken.
+    public func start() throws {
+        let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger,
+                               observers: QueryObservers([]))
+        do {
+            for hp in config.listen {
+                let port = try bindUDP(hp, core: core)
+                try bindTCP(HostPort(host: hp.host, port: port), core: core)
+            }
+        } catch let e as ConfigError {
+            shutdown(); throw e
+        }
+        do {
+            control = try ControlServer(path: config.controlSocket, mode: config.controlSocketMode, group: group, responder: self)
+        } catch {
+            shutdown()
+            throw ConfigError(file: config.sourceFile ?? "command line", line: nil, "cannot open the control socket \(config.controlSocket): \(error)")
+        }
+        let snap = pipeline.snapshot
+        logger.info("dnsgate started", metadata: [
+            "concern": "lifecycle",
+            "listeners": "\(listeners.map(\.description).joined(separator: " "))",
+            "upstreams": "\(config.upstreams.map(\.description).joined(separator: " "))",
+            "entries": "\(snap.policy.allowList.count)",
+            "allow_files": "\(config.allowFiles.joined(separator: " "))",
+            "mode": "\(snap.policy.mode.rawValue)",
+            "sinkhole": "\(snap.policy.sinkhole)",
+            "control": "\(config.controlSocket)",
+            "threads": "\(group.makeIterator().map { _ in 1 }.count)",
+        ])
+    }
+
+    private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
+        var port = hp.port
+        for loop in group.makeIterator() {
+            let bootstrap = DatagramBootstrap(group: loop)
+                .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)   // one socket per loop, kernel spreads load
+                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core)) }
+                }
+            let ch: Channel
+            do { ch = try bootstrap.bind(host: hp.host, port: port).wait() } catch {
+                throw bindError(error, HostPort(host: hp.host, port: port), "udp")
+            }
+            channels.append(ch)
+            if port == 0 { port = ch.localAddress?.port ?? 0 }
+        }
+        listeners.append(BoundListener(transport: "udp", address: HostPort(host: hp.host, port: port)))
+        return port
+    }
+
+    private func bindTCP(_ hp: HostPort, core: ServingCore) throws {
+        let idle = TimeAmount.milliseconds(Int64(config.tcpIdleTimeoutMs))
+        let maxConn = config.tcpMaxConnections
+        let connections = tcpConnections
+        let logger = self.logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                // Over the limit: accept and close at once, so the client fails fast instead of queueing.
+                if connections.value >= maxConn {
+                    logger.warning("TCP connection limit reached", metadata: ["concern": "listener", "limit": "\(maxConn)"])
+                    return ch.close()
+                }
+                connections.add(1)
+                ch.closeFuture.whenComplete { _ in connections.add(-1) }
+                return ch.eventLoop.makeCompletedFuture {
+                    let ops = ch.pipeline.syncOperations
+                    try ops.addHandler(IdleStateHandler(readTimeout: idle))          // RFC 7766 §6.2.3: close idle connections
+                    try ops.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
+                    try ops.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
+                    try ops.addHandler(StreamQueryHandler(core: core))
+                }
+            }
+        do { channels.append(try bootstrap.bind(host: hp.host, port: hp.port).wait()) } catch {
+            throw bindError(error, hp, "tcp")
+        }
+        listeners.append(BoundListener(transport: "tcp", address: hp))
+    }
+
+    private func bindError(_ error: Error, _ hp: HostPort, _ transport: String) -> ConfigError {
+        let errno = (error as? IOError)?.errnoCode
+        var msg = "cannot listen on \(hp) (\(transport)): \(error)"
+        if errno == EADDRINUSE {
+            msg += ". Another DNS server already uses this address (systemd-resolved, dnsmasq, unbound, a second dnsgate?); "
+                + "`ss -lnup 'sport = :\(hp.port)'` shows which. Stop it, or listen on another address."
+        } else if errno == EACCES {
+            msg += ". Ports below 1024 need root or CAP_NET_BIND_SERVICE (`setcap cap_net_bind_service=+ep $(which dnsgate)`)."
+        } else if errno == EADDRNOTAVAIL {
+            msg += ". No interface has this address."
+        }
+        return ConfigError(file: config.sourceFile ?? "command line", line: nil, msg)
+    }
+
+    /// Re-reads the config file (if any) and every allow file; installs the new policy only if all of it loads.
+    @discardableResult
+    public func reload() -> Result<String, Error> {
+        reloadLock.withLock { count in
+            do {
+                var next = try config.sourceFile.map { try ConfigLoader.load(path: $0) } ?? config
+                overrides(&next)
+                let policy = try PolicyBuilder.build(next, suffixes: suffixes)
+                if next.listen != config.listen || (next.upstreams != config.upstreams && !next.upstreams.isEmpty) {
+                    logger.warning("listeners and upstreams change only on restart", metadata: ["concern": "reload"])
+                }
+                pipeline.swapPolicy(policy)
+                count += 1
+                let msg = "policy reloaded: \(policy.allowList.count) entries, mode \(policy.mode.rawValue)"
+                logger.info("\(msg)", metadata: ["concern": "reload", "generation": "\(pipeline.snapshot.generation)"])
+                return .success(msg)
+            } catch {
+                logger.error("reload refused; the previous policy keeps serving", metadata: ["concern": "reload", "error": "\(error)"])
+                return .failure(error)
+            }
+        }
+    }
+
+    /// Blocks until SIGINT or SIGTERM; SIGHUP reloads.
+    public func runUntilSignalled() {
+        for sig in [SIGHUP, SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler { [weak self] in
+                guard let self else { return }
+                if sig == SIGHUP { self.reload() } else {
+                    self.logger.info("stopping", metadata: ["concern": "lifecycle", "signal": "\(sig)"])
+                    self.stopped.signal()
+                }
+            }
+            src.resume()
+            signalSources.append(src)
+        }
+        stopped.wait()
+        shutdown()
+    }
+
+    public func shutdown() {
+        control?.close(); control = nil
+        for ch in channels { try? ch.close().wait() }
+        channels.removeAll()
+        queryLog.flush()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+extension DNSGateService: ControlResponder {
+    public func respond(to request: ControlRequest) -> [String: Any] {
+        switch request.command {
+        case "ping": return ["ok": true]
+        case "reload":
+            switch reload() {
+            case .success(let msg): return ["ok": true, "message": msg]
+            case .failure(let e): return ["ok": false, "error": "\(e)"]
+            }
+        case "stats": return statsObject(includeEntries: request.arguments?["entries"] == "true")
+        default: return ["ok": false, "error": "unknown command '\(request.command)' (known: ping, reload, stats)"]
+        }
+    }
+
+    func statsObject(includeEntries: Bool) -> [String: Any] {
+        let snap = pipeline.snapshot
+        let counts = pipeline.counters.snapshot
+        let cache = pipeline.cache.counters
+        var obj: [String: Any] = [
+            "ok": true,
+            "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
+            "mode": snap.policy.mode.rawValue,
+            "policy_generation": snap.generation,
+            "entries": snap.policy.allowList.count,
+            "queries": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
+            "cache": ["entries": cache.entries, "hits": cache.hits, "misses": cache.misses,
+                      "stale_served": cache.staleServed, "evictions": cache.evictions],
+            "upstreams": upstream.health.map { h in
+                ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value,
+                 "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
+            },
+            "coalesced": upstream.coalesced.value,
+            "tcp_connections": tcpConnections.value,
+            "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value],
+        ]
+        if includeEntries {
+            obj["entry_hits"] = snap.policy.allowList.entries.enumerated().map { i, e in
+                ["pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
+                 "hits": snap.entryHits[i].value, "last_use": snap.entryLastUse[i].value] as [String: Any]
+            }
+        }
+        return obj
+    }
+}

@@ -1,0 +1,38 @@
+import DNSGateCore
+import NIOCore
+
+/// Answers DNS over TCP (RFC 7766): behind a two-octet length-field decoder, each frame is one query.
+///
+/// Queries on one connection are handled as they arrive and answered as they complete, so pipelined
+/// queries may be answered out of order (RFC 7766 §6.2.1.1). An idle connection is closed by the
+/// `IdleStateHandler` in front of this one.
+final class StreamQueryHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let core: ServingCore
+
+    init(core: ServingCore) { self.core = core }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard let remote = context.remoteAddress else { return }
+        let channel = context.channel
+        core.handle(Array(frame.readableBytesView), from: remote, overTCP: true, on: context.eventLoop) { reply in
+            channel.writeAndFlush(ByteBuffer(bytes: reply), promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil); return }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A framing error or a reset: this connection is done, the listener is not.
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension StreamQueryHandler: Sendable {}

@@ -1,0 +1,114 @@
+import DNSGateCore
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Writes the query log as JSON lines: one line per denied query by default, or per query of any kind.
+///
+/// Records are queued and written by one background thread in batches, so the event loops never wait
+/// on the disk. If the writer falls behind by more than `maxPending` lines, further lines are counted
+/// as dropped rather than growing memory without bound.
+public final class QueryLogger: Sendable {
+    private let level: QueryLogLevel
+    private let pending = Mutex<[QueryRecord]>([])
+    private let signal = DispatchSemaphore(value: 0)
+    private let handle: FileHandle?
+    public let droppedLines = AtomicCounter()
+    public let written = AtomicCounter()
+    static let maxPending = 100_000
+
+    public init(level: QueryLogLevel, file: String) throws {
+        self.level = level
+        if level == .none { handle = nil; return }
+        if file == "-" { handle = FileHandle.standardOutput } else {
+            if !FileManager.default.fileExists(atPath: file) {
+                guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o640]) else {
+                    throw ConfigError(file: file, line: nil, "cannot create the query log")
+                }
+            }
+            guard let h = FileHandle(forWritingAtPath: file) else { throw ConfigError(file: file, line: nil, "cannot open the query log") }
+            h.seekToEndOfFile()
+            handle = h
+        }
+        let t = Thread { [self] in self.writerLoop() }
+        t.name = "dnsgate-querylog"
+        t.start()
+    }
+
+    public func record(_ r: QueryRecord) {
+        guard level == .all || (level == .denied && (r.denial != nil || r.action == .rejected)) else { return }
+        let (accepted, wake) = pending.withLock { p -> (Bool, Bool) in
+            guard p.count < Self.maxPending else { return (false, false) }
+            p.append(r)
+            return (true, p.count == 1)     // the writer sleeps only when the queue was empty
+        }
+        if !accepted { droppedLines.add(1) } else if wake { signal.signal() }
+    }
+
+    private func writerLoop() {
+        while true {
+            signal.wait()
+            let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
+            guard !batch.isEmpty, let handle else { continue }
+            var out = ""
+            for r in batch { out += Self.line(r); out += "\n" }
+            handle.write(Data(out.utf8))
+            written.add(batch.count)
+        }
+    }
+
+    /// Waits until everything queued so far is written (tests, shutdown).
+    public func flush(timeout: Double = 2) {
+        let end = Date().addingTimeInterval(timeout)
+        while pending.withLock({ !$0.isEmpty }) && Date() < end { signal.signal(); usleep(2000) }
+    }
+
+    /// One JSON object; keys in a fixed order so lines diff and grep well.
+    public static func line(_ r: QueryRecord) -> String {
+        var f: [(String, String)] = [
+            ("ts", JSON.string(ISO8601.format(r.time))),
+            ("client", JSON.string(r.client)),
+            ("proto", JSON.string(r.overTCP ? "tcp" : "udp")),
+        ]
+        if let n = r.name { f.append(("qname", JSON.string(n.description))) }
+        if let t = r.type { f.append(("qtype", JSON.string(t.mnemonic))) }
+        f.append(("action", JSON.string(r.action.rawValue)))
+        if let rc = r.rcode { f.append(("rcode", JSON.string(rc.mnemonic))) }
+        if let d = r.denial { f.append(("reason", JSON.string(d.tag))); f.append(("detail", JSON.string(d.description))) }
+        if let rule = r.rule { f.append(("rule", JSON.string(rule.description))) }
+        if r.audited { f.append(("audit", "true")) }
+        if let p = r.problem { f.append(("problem", JSON.string(p))) }
+        return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+}
+
+/// Minimal JSON string escaping (RFC 8259 §7) for log lines built by hand.
+enum JSON {
+    static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// RFC 3339 UTC timestamps with milliseconds.
+enum ISO8601 {
+    static func format(_ t: Double) -> String {
+        var secs = time_t(t)
+        var tm = tm()
+        gmtime_r(&secs, &tm)
+        let ms = Int((t - Double(secs)) * 1000)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, ms)
+    }
+}

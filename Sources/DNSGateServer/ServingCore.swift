@@ -1,0 +1,64 @@
+import DNSGateCore
+import Foundation
+import Logging
+import NIOCore
+
+/// What both listeners share: the pipeline, the upstream client and the query observers.
+///
+/// One instance serves every event loop; everything in it is thread-safe.
+final class ServingCore: Sendable {
+    let pipeline: QueryPipeline
+    let upstream: UpstreamClient
+    let queryLog: QueryLogger
+    let logger: Logger
+    let observers: QueryObservers
+
+    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, observers: QueryObservers) {
+        self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger; self.observers = observers
+    }
+
+    /// Runs one query through the pipeline and calls `reply` zero or one time, on `loop`.
+    func handle(_ bytes: [UInt8], from remote: SocketAddress, overTCP: Bool, on loop: EventLoop,
+                reply: @escaping @Sendable ([UInt8]) -> Void) {
+        let client = remote.ipAddress ?? "unknown"
+        switch pipeline.process(bytes, client: client, overTCP: overTCP, now: WallClock.now()) {
+        case .reply(let out, let record):
+            reply(out)
+            observe(record)
+        case .drop(let record):
+            observe(record)
+        case .forward(let job):
+            upstream.resolve(job.key, on: loop).whenComplete { result in
+                let (out, record): ([UInt8], QueryRecord)
+                switch result {
+                case .success(let answer): (out, record) = self.pipeline.complete(job, answer: answer, now: WallClock.now())
+                case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: WallClock.now(), detail: "\(error)")
+                }
+                reply(out)
+                self.observe(record)
+            }
+        }
+    }
+
+    private func observe(_ r: QueryRecord) {
+        queryLog.record(r)
+        observers.observe(r)
+    }
+}
+
+/// Seconds since the epoch; the only clock the server reads for query handling.
+enum WallClock {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// Fan-out of query records to consumers off the hot path (telemetry, detector). Consumers must
+/// return quickly; anything slow belongs behind their own queue.
+final class QueryObservers: Sendable {
+    private let consumers: [@Sendable (QueryRecord) -> Void]
+    init(_ consumers: [@Sendable (QueryRecord) -> Void]) { self.consumers = consumers }
+    func observe(_ r: QueryRecord) { for c in consumers { c(r) } }
+}

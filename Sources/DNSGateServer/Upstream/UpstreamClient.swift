@@ -1,0 +1,183 @@
+import DNSGateCore
+import NIOCore
+import NIOPosix
+import NIOExtras
+import Synchronization
+
+/// Why an upstream exchange failed; the text goes into the SERVFAIL's Extended DNS Error.
+public enum UpstreamError: Error, CustomStringConvertible {
+    case timeout(String)
+    case unusable(String, ResponseCode)
+    case noUpstreams
+    case transport(String, String)
+    public var description: String {
+        switch self {
+        case .timeout(let s): return "\(s) timed out"
+        case .unusable(let s, let rc): return "\(s) answered \(rc)"
+        case .noUpstreams: return "no upstream configured"
+        case .transport(let s, let e): return "\(s): \(e)"
+        }
+    }
+}
+
+/// Health of one upstream, shown by `dnsgate stats`.
+public final class UpstreamHealth: Sendable {
+    public let address: String
+    public let answered = AtomicCounter()
+    public let timeouts = AtomicCounter()
+    public let failures = AtomicCounter()
+    public let lastRTTMicros = AtomicCounter()
+    init(address: String) { self.address = address }
+}
+
+/// Sends allowed questions to the upstream resolvers and returns checked answers.
+///
+/// Each exchange uses a fresh socket (so a fresh random source port) and a random ID, and accepts a
+/// reply only from the address it asked, with that ID and that question (RFC 5452 §9.1). UDP first;
+/// a truncated reply is asked again over TCP (RFC 7766 §5). A timeout, a SERVFAIL or a REFUSED moves on
+/// to the next upstream until the deadline. Identical questions in flight share one exchange.
+public final class UpstreamClient: Sendable {
+    private let upstreams: [(SocketAddress, UpstreamHealth)]
+    private let timeout: TimeAmount
+    private let deadline: TimeAmount
+    private let inflight = Mutex<[CacheKey: EventLoopFuture<UpstreamAnswer>]>([:])
+    private let rotation = AtomicCounter()
+    public let coalesced = AtomicCounter()
+
+    public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
+
+    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int) throws {
+        self.upstreams = try upstreams.map { (try SocketAddress(ipAddress: $0.host, port: $0.port), UpstreamHealth(address: $0.description)) }
+        self.timeout = .milliseconds(Int64(timeoutMs))
+        self.deadline = .milliseconds(Int64(deadlineMs))
+    }
+
+    public func resolve(_ key: CacheKey, on loop: EventLoop) -> EventLoopFuture<UpstreamAnswer> {
+        let (future, promise): (EventLoopFuture<UpstreamAnswer>, EventLoopPromise<UpstreamAnswer>?) = inflight.withLock { map in
+            if let f = map[key] { return (f, nil) }
+            let p = loop.makePromise(of: UpstreamAnswer.self)
+            map[key] = p.futureResult
+            return (p.futureResult, p)
+        }
+        guard let promise else { coalesced.add(1); return future.hop(to: loop) }
+        promise.futureResult.whenComplete { _ in self.inflight.withLock { _ = $0.removeValue(forKey: key) } }
+        exchange(key, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline, lastError: .noUpstreams)
+            .cascade(to: promise)
+        return future
+    }
+
+    private func exchange(_ key: CacheKey, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
+                          lastError: UpstreamError) -> EventLoopFuture<UpstreamAnswer> {
+        // Two passes over the list at most, and never past the deadline.
+        guard !upstreams.isEmpty else { return loop.makeFailedFuture(UpstreamError.noUpstreams) }
+        guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return loop.makeFailedFuture(lastError) }
+        let (addr, health) = upstreams[(start + attempt) % upstreams.count]
+        let began = NIODeadline.now()
+        return ask(addr, key: key, on: loop, overTCP: false)
+            .flatMap { answer -> EventLoopFuture<UpstreamAnswer> in
+                answer.truncated ? self.ask(addr, key: key, on: loop, overTCP: true) : loop.makeSucceededFuture(answer)
+            }
+            .flatMapThrowing { answer -> UpstreamAnswer in
+                if answer.rcode == .servFail || answer.rcode == .refused {
+                    throw UpstreamError.unusable(health.address, answer.rcode)
+                }
+                health.answered.add(1)
+                health.lastRTTMicros.store(Int((NIODeadline.now() - began).nanoseconds / 1000))
+                return answer
+            }
+            .flatMapError { error in
+                let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
+                if case .timeout = e { health.timeouts.add(1) } else { health.failures.add(1) }
+                self.rotation.add(1)     // the next query starts with the next upstream
+                return self.exchange(key, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e)
+            }
+    }
+
+    private func ask(_ addr: SocketAddress, key: CacheKey, on loop: EventLoop, overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
+        let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
+        let query = UpstreamQuery.make(id: id, name: key.name, type: key.type, dnssecOK: key.dnssecOK)
+        let promise = loop.makePromise(of: UpstreamAnswer.self)
+        let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) }
+        let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.description)) }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+
+        let channelFuture: EventLoopFuture<Channel>
+        if overTCP {
+            channelFuture = ClientBootstrap(group: loop)
+                .connectTimeout(timeout)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
+                        try ch.pipeline.syncOperations.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
+                        try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check))
+                    }
+                }
+                .connect(to: addr)
+                .flatMap { ch in ch.writeAndFlush(ByteBuffer(bytes: query)).map { ch } }
+        } else {
+            let anyAddr = addr.protocol == .inet6 ? "::" : "0.0.0.0"
+            channelFuture = DatagramBootstrap(group: loop)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(UpstreamDatagramReplyHandler(expected: addr, promise: promise, check: check))
+                    }
+                }
+                .bind(host: anyAddr, port: 0)
+                .flatMap { ch in
+                    ch.writeAndFlush(AddressedEnvelope(remoteAddress: addr, data: ByteBuffer(bytes: query))).map { ch }
+                }
+        }
+        channelFuture.whenComplete { result in
+            switch result {
+            case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }
+            case .failure(let e): promise.fail(UpstreamError.transport(addr.description, "\(e)"))
+            }
+        }
+        return promise.futureResult
+    }
+}
+
+/// Completes the exchange with the first datagram that comes from the upstream we asked and passes the
+/// answer checks; anything else (another source, wrong ID, wrong question) is ignored, not fatal.
+final class UpstreamDatagramReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    private let expected: SocketAddress
+    private let promise: EventLoopPromise<UpstreamAnswer>
+    private let check: @Sendable ([UInt8]) -> UpstreamAnswer?
+
+    init(expected: SocketAddress, promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?) {
+        self.expected = expected; self.promise = promise; self.check = check
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let env = unwrapInboundIn(data)
+        guard env.remoteAddress == expected, let answer = check(Array(env.data.readableBytesView)) else { return }
+        promise.succeed(answer)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // ICMP port unreachable and the like: fail fast instead of waiting for the timeout.
+        promise.fail(UpstreamError.transport(expected.description, "\(error)"))
+    }
+}
+
+/// TCP variant: one framed reply, checked the same way.
+final class UpstreamStreamReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let promise: EventLoopPromise<UpstreamAnswer>
+    private let check: @Sendable ([UInt8]) -> UpstreamAnswer?
+    init(promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?) {
+        self.promise = promise; self.check = check
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if let answer = check(Array(frame.readableBytesView)) { promise.succeed(answer) }
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(UpstreamError.transport("\(context.remoteAddress?.description ?? "upstream")", "TCP connection closed"))
+    }
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        promise.fail(UpstreamError.transport("upstream", "\(error)"))
+        context.close(promise: nil)
+    }
+}

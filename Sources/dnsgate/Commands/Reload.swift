@@ -1,0 +1,21 @@
+import ArgumentParser
+import DNSGateServer
+import Foundation
+
+extension DNSGateCommand {
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the running server re-read its configuration and allow-lists (same as SIGHUP).",
+            discussion: "A broken file is refused with file:line; the running policy stays in force.")
+
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            let obj: [String: Any]
+            do { obj = try ControlClient.send(ControlRequest(command: "reload"), socket: control.socketPath) } catch { throw fail(error) }
+            if obj["ok"] as? Bool == true { print(obj["message"] ?? "reloaded") } else {
+                throw fail(ControlClientError.make("reload refused: \(obj["error"] ?? "unknown error")"))
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import DNSGateServer
+import Foundation
+
+extension DNSGateCommand {
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the running server's counters.")
+
+        @Flag(help: "Print the raw JSON object.") var json = false
+        @Flag(help: "Include every allow entry with its hits and last use.") var entries = false
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            let obj: [String: Any]
+            do {
+                obj = try ControlClient.send(ControlRequest(command: "stats", arguments: entries ? ["entries": "true"] : nil),
+                                             socket: control.socketPath)
+            } catch { throw fail(error) }
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
+                print(String(decoding: data, as: UTF8.self)); return
+            }
+            print(StatsFormatter.text(obj))
+        }
+    }
+}
+
+/// Human-readable rendering of the stats object.
+enum StatsFormatter {
+    static func text(_ o: [String: Any]) -> String {
+        var lines: [String] = []
+        lines.append("mode \(o["mode"] ?? "?"), policy generation \(o["policy_generation"] ?? "?"), \(o["entries"] ?? "?") entries, up \(o["uptime_seconds"] ?? 0) s")
+        if let q = o["queries"] as? [String: Int] {
+            let total = q.values.reduce(0, +)
+            lines.append("queries: \(total) total")
+            for k in q.keys.sorted() where q[k]! > 0 { lines.append("  \(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(q[k]!)") }
+        }
+        if let c = o["cache"] as? [String: Int] {
+            lines.append("cache: \(c["entries"] ?? 0) entries, \(c["hits"] ?? 0) hits, \(c["misses"] ?? 0) misses, \(c["stale_served"] ?? 0) stale, \(c["evictions"] ?? 0) evicted")
+        }
+        if let ups = o["upstreams"] as? [[String: Any]] {
+            lines.append("upstreams:")
+            for u in ups {
+                lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, last rtt \(u["last_rtt_us"] ?? 0) µs")
+            }
+        }
+        if let es = o["entry_hits"] as? [[String: Any]] {
+            lines.append("entries:")
+            for e in es { lines.append("  \(e["hits"] ?? 0)\t\(e["pattern"] ?? "")\t\(e["source"] ?? "")\t\(e["reason"] ?? "")") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import DNSGateCore
+import DNSGateServer
+import Foundation
+
+/// Where the configuration comes from, and the flags that override it: serve, check, validate.
+///
+/// With no `--config`, `config/dnsgate.yaml` under the current directory is used if present, then
+/// `/etc/dnsgate/dnsgate.yaml`; with neither, built-in defaults plus the flags.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Configuration file (YAML).", valueName: "file"))
+    var config: String?
+
+    @Flag(name: .long, help: "Ignore configuration files; use built-in defaults and the flags only.")
+    var noConfig = false
+
+    @Option(name: .long, help: ArgumentHelp("Address to serve UDP and TCP on, ADDR[:PORT] or [IPV6]:PORT (repeatable; replaces the config's list).", valueName: "addr:port"))
+    var listen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Upstream resolver, ADDR[:PORT] (repeatable; replaces the config's list).", valueName: "addr:port"))
+    var upstream: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Allow-list file, plain list or RPZ zone (repeatable; replaces the config's list).", valueName: "file"))
+    var allow: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Answer for denied names: \(SinkholeMode.allNames.joined(separator: ", ")).", valueName: "mode"))
+    var sinkhole: String?
+
+    @Option(name: .long, help: ArgumentHelp("enforce (deny what is not listed) or audit (forward everything, log what would be denied).", valueName: "mode"))
+    var mode: String?
+
+    @Option(name: .long, help: ArgumentHelp("Path of the control socket.", valueName: "path"))
+    var control: String?
+
+    @Option(name: .long, help: ArgumentHelp("Event loops (0: one per core).", valueName: "n"))
+    var threads: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Query log: none, denied or all.", valueName: "level"))
+    var queryLog: String?
+
+    @Option(name: .long, help: ArgumentHelp("Query log file ('-' for standard output).", valueName: "file"))
+    var queryLogFile: String?
+
+    var configPath: String? {
+        if noConfig { return nil }
+        if let config { return config }
+        for candidate in ["config/dnsgate.yaml", "/etc/dnsgate/dnsgate.yaml"] where FileManager.default.fileExists(atPath: candidate) {
+            return candidate
+        }
+        return nil
+    }
+
+    func validate() throws {
+        for l in listen where HostPort(parsing: l) == nil { throw ValidationError("--listen \(l): expected ADDR[:PORT] or [IPV6]:PORT") }
+        for u in upstream where HostPort(parsing: u) == nil { throw ValidationError("--upstream \(u): expected ADDR[:PORT] or [IPV6]:PORT") }
+        if let s = sinkhole, s == "redirect" || SinkholeMode(name: s) == nil {
+            throw ValidationError("--sinkhole \(s): expected nxdomain, nodata, refused, null or drop (redirect needs its addresses in the config file)")
+        }
+        if let m = mode, PolicyMode(rawValue: m) == nil { throw ValidationError("--mode \(m): expected enforce or audit") }
+        if let q = queryLog, QueryLogLevel(rawValue: q) == nil { throw ValidationError("--query-log \(q): expected none, denied or all") }
+        if let t = threads, !(0...64).contains(t) { throw ValidationError("--threads \(t): expected 0...64") }
+    }
+
+    /// Applies the flags on top of a loaded configuration; also used again on every reload.
+    var overrides: @Sendable (inout ServerConfig) -> Void {
+        let listen = listen.compactMap { HostPort(parsing: $0) }, upstream = upstream.compactMap { HostPort(parsing: $0) }
+        let cwd = FileManager.default.currentDirectoryPath
+        let allow = allow.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
+        let sinkhole = sinkhole.flatMap { SinkholeMode(name: $0) }, mode = mode.flatMap(PolicyMode.init(rawValue:))
+        let control = control, threads = threads, queryLog = queryLog.flatMap(QueryLogLevel.init(rawValue:)), logFile = queryLogFile
+        return { c in
+            if !listen.isEmpty { c.listen = listen }
+            if !upstream.isEmpty { c.upstreams = upstream }
+            if !allow.isEmpty { c.allowFiles = allow }
+            if let sinkhole { c.sinkhole = sinkhole }
+            if let mode { c.mode = mode }
+            if let control { c.controlSocket = control }
+            if let threads { c.threads = threads }
+            if let queryLog { c.queryLog = queryLog }
+            if let logFile { c.queryLogFile = logFile }
+        }
+    }
+
+    /// The effective configuration: file (if any) then flags.
+    func load() throws -> ServerConfig {
+        var c = try configPath.map { try ConfigLoader.load(path: $0) } ?? ServerConfig()
+        overrides(&c)
+        return c
+    }
+}
+
+/// Options for commands that talk to a running server: stats, reload.
+struct ControlOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Control socket of the running server (default: the one in the config).", valueName: "path"))
+    var control: String?
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file to read the socket path from.", valueName: "file"))
+    var config: String?
+
+    var socketPath: String {
+        if let control { return control }
+        let path = config ?? (FileManager.default.fileExists(atPath: "config/dnsgate.yaml") ? "config/dnsgate.yaml" : nil)
+        if let path, let c = try? ConfigLoader.load(path: path) { return c.controlSocket }
+        return ServerConfig.defaultControlSocket
+    }
+}
+
+/// Prints a configuration error the way compilers do, and fails.
+func fail(_ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data("dnsgate: error: \(error)\n".utf8))
+    return ExitCode.failure
+}

@@ -1,0 +1,143 @@
+import XCTest
+@testable import DNSGateCore
+
+/// Checking upstream replies (spoofing defence), cache TTLs (RFC 2308) and rendering for a client.
+final class UpstreamAnswerTests: XCTestCase {
+    private typealias W = WireFixtures
+    private typealias RR = WireFixtures.RR
+    private let id: UInt16 = 0x4242
+    private let qname = try! DNSName("www.example.com")
+
+    private func answer(_ bytes: [UInt8], type: RecordType = .a) throws -> UpstreamAnswer {
+        try UpstreamAnswer(bytes, id: id, name: qname, type: type)
+    }
+
+    private func a(_ ttl: UInt32, _ last: UInt8) -> RR { RR(owner: W.questionPointer, type: 1, ttl: ttl, rdata: [192, 0, 2, last]) }
+    private func soa(ttl: UInt32, minimum: UInt32) -> RR {
+        RR(owner: W.name("example.com"), type: 6, ttl: ttl, rdata: W.soaRData(minimum: minimum))
+    }
+
+    func testAcceptsAProperReply() throws {
+        let cname = RR(owner: W.questionPointer, type: 5, ttl: 300, rdata: W.name("cdn.example.net"))
+        let target = RR(owner: W.name("cdn.example.net"), type: 1, ttl: 200, rdata: [192, 0, 2, 1])
+        let ans = try answer(W.response(answers: [cname, target], opt: .init()))
+        XCTAssertEqual(ans.rcode, .noError)
+        XCTAssertFalse(ans.truncated)
+        XCTAssertEqual(ans.answerCount, 2)
+        XCTAssertEqual(ans.cnameTargets, [try DNSName("cdn.example.net")])
+        XCTAssertEqual(ans.ttls, [300, 200])
+        XCTAssertEqual(ans.questionLength, W.question().count)
+        XCTAssertEqual(ans.body.u16(at: 0), 0, "ID zeroed in the stored body")
+    }
+
+    /// Every reply that must be thrown away rather than passed on (RFC 5452 §9.1).
+    func testRejectsRepliesThatDoNotAnswerOurQuestion() {
+        let ok = [a(60, 1)]
+        let cases: [(name: String, bytes: [UInt8])] = [
+            ("wrong ID", W.response(id: 0x4243, answers: ok)),
+            ("not a response", Array(W.query(id: 0x4242))),
+            ("wrong name", W.response(name: "www.example.org", answers: ok)),
+            ("parent name", W.response(name: "example.com", answers: ok)),
+            ("wrong type", W.response(type: 28, answers: ok)),
+            ("wrong class", W.response(qclass: 3, answers: ok)),
+            ("no question", W.response(qdcount: 0)),
+            ("trailing bytes", W.response(answers: ok, trailing: [0])),
+            ("trailing bytes after OPT", W.response(answers: ok, opt: .init(), trailing: [0, 0])),
+            ("answer count larger than the records", Array(W.response(answers: ok).dropLast(14))),
+            ("RDATA beyond the end", Array(W.response(answers: ok).dropLast(1))),
+            ("OPT in the answer section", W.response(answers: [RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: [])])),
+            ("two OPT records", W.response(answers: ok, additional: [RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: [])], opt: .init())),
+            ("OPT not last", W.response(answers: ok, additional: [], opt: nil,
+                                        trailing: []).withAdditional([RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: []), a(5, 9)])),
+            ("compressed question", W.response(nameWire: [3] + Array("www".utf8) + [0xC0, 0x0C]) ),
+            ("shorter than a header", [0x42, 0x42, 0x81]),
+            ("compression loop in an answer owner", W.response(answers: [RR(owner: [0xC0, 0x2D], type: 1, ttl: 1, rdata: [1, 2, 3, 4])])),
+        ]
+        for c in cases {
+            XCTAssertThrowsError(try answer(c.bytes), c.name)
+        }
+    }
+
+    func testMixedCaseQuestionFromUpstreamIsAccepted() throws {
+        XCTAssertNoThrow(try answer(W.response(name: "WWW.example.COM", answers: [a(60, 1)])))
+    }
+
+    func testOPTIsStrippedAndARCOUNTAdjusted() throws {
+        let glue = RR(owner: W.name("ns.example.com"), type: 1, ttl: 60, rdata: [192, 0, 2, 53])
+        let plain = W.response(answers: [a(60, 1)], additional: [glue])
+        let withOPT = W.response(answers: [a(60, 1)], additional: [glue], opt: .init(payload: 4096, dnssecOK: true))
+        let ans = try answer(withOPT)
+        var expected = plain; expected.put16(0, at: 0)
+        XCTAssertEqual(ans.body, expected)
+        XCTAssertEqual(ParsedReply(bytes: ans.body).ar, 1)
+        XCTAssertEqual(ans.ttls, [60, 60])
+    }
+
+    func testCacheTTLTable() throws {
+        let cases: [(name: String, bytes: [UInt8], want: UInt32?)] = [
+            ("minimum of the answer TTLs", W.response(answers: [a(300, 1), a(30, 2), a(120, 3)]), 30),
+            ("authority and additional TTLs do not count",
+             W.response(answers: [a(300, 1)], authority: [soa(ttl: 10, minimum: 5)]), 300),
+            ("NXDOMAIN: SOA TTL below MINIMUM", W.response(rcode: 3, authority: [soa(ttl: 40, minimum: 900)]), 40),
+            ("NXDOMAIN: MINIMUM below SOA TTL", W.response(rcode: 3, authority: [soa(ttl: 3600, minimum: 90)]), 90),
+            ("NODATA uses the SOA too", W.response(rcode: 0, authority: [soa(ttl: 3600, minimum: 75)]), 75),
+            ("NXDOMAIN without SOA is not cached", W.response(rcode: 3), nil),
+            ("NODATA without SOA is not cached", W.response(rcode: 0), nil),
+            ("SERVFAIL is not cached", W.response(rcode: 2, authority: [soa(ttl: 60, minimum: 60)]), nil),
+            ("REFUSED is not cached", W.response(rcode: 5), nil),
+            ("TTL with the top bit set counts as zero (RFC 2181 §8)", W.response(answers: [a(0x8000_0001, 1), a(60, 2)]), 0),
+        ]
+        for c in cases {
+            XCTAssertEqual(try answer(c.bytes).cacheTTL, c.want, c.name)
+        }
+    }
+
+    func testRenderAgesTTLsEchoesClientCaseAndID() throws {
+        let ns = RR(owner: W.name("example.com"), type: 2, ttl: 86400, rdata: W.name("ns.example.com"))
+        let ans = try answer(W.response(extraFlags: 0x0400 | 0x0020, answers: [a(300, 1), a(10, 2)], authority: [ns]))
+        let client = W.view(W.query(id: 0xCAFE, name: "wWw.EXAMPLE.cOm", flags: 0x0100))
+        let reply = ParsedReply(bytes: ans.render(for: client, age: 25))
+        XCTAssertEqual(reply.id, 0xCAFE)
+        XCTAssertTrue(reply.qr && reply.ra && reply.rd)
+        XCTAssertFalse(reply.aa, "AA never passes through")
+        XCTAssertTrue(reply.ad, "AD passes through")
+        XCTAssertEqual(Array(reply.question), W.question(name: "wWw.EXAMPLE.cOm"))
+        XCTAssertEqual(reply.records.map(\.ttl), [275, 0, 86375], "aged, never below zero")
+        XCTAssertEqual(reply.ar, 0, "no OPT: the client sent none")
+        XCTAssertNil(reply.opt)
+    }
+
+    func testRenderServesStaleTTLAndAppendsOPTOnlyForEDNSClients() throws {
+        let ans = try answer(W.response(answers: [a(300, 1)], opt: .init()))
+        let client = W.view(W.query(id: 1, opt: .init(payload: 1400, dnssecOK: true)))
+        let stale = ExtendedError(.staleAnswer, "upstream unreachable")
+        let reply = ParsedReply(bytes: ans.render(for: client, age: 10_000, staleTTL: 30, ede: stale))
+        XCTAssertEqual(reply.records.first?.ttl, 30)
+        XCTAssertEqual(reply.ar, 1)
+        let opt = try XCTUnwrap(reply.opt)
+        XCTAssertEqual(opt.ttl & 0x8000, 0x8000, "DO echoed")
+        XCTAssertEqual(reply.ednsOptions.first?.code, 15)
+        XCTAssertEqual(reply.ednsOptions.first?.data.prefix(2), [0, 3])
+
+        let again = ParsedReply(bytes: ans.render(for: W.view(W.query(id: 2)), age: 0))
+        XCTAssertEqual(again.ar, 0)
+        XCTAssertEqual(again.records.count, 1)
+    }
+
+    func testRenderKeepsTheRcode() throws {
+        let ans = try answer(W.response(rcode: 3, authority: [soa(ttl: 60, minimum: 60)]))
+        let reply = ParsedReply(bytes: ans.render(for: W.view(W.query(id: 3, opt: .init())), age: 0))
+        XCTAssertEqual(reply.rcodeLow, 3)
+        XCTAssertEqual(reply.records.first?.type, 6)
+    }
+}
+
+private extension Array where Element == UInt8 {
+    /// Appends raw records to the additional section and bumps ARCOUNT, for orders `response` cannot make.
+    func withAdditional(_ rrs: [WireFixtures.RR]) -> [UInt8] {
+        var out = self
+        for r in rrs { out += r.bytes }
+        out.put16(out.u16(at: 10) + UInt16(rrs.count), at: 10)
+        return out
+    }
+}
