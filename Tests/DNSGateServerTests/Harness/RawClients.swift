@@ -1,0 +1,124 @@
+import Foundation
+
+/// Hand-built queries for cases dig will not send (two questions, odd opcodes, raw label bytes).
+enum RawQuery {
+    static func make(id: UInt16, name: String, type: UInt16 = 1, qclass: UInt16 = 1, opcode: UInt8 = 0,
+                     qdcount: UInt16 = 1, extraQuestion: Bool = false, edns: Bool = false) -> [UInt8] {
+        make(id: id, wireName: encode(name), type: type, qclass: qclass, opcode: opcode, qdcount: qdcount,
+             extraQuestion: extraQuestion, edns: edns)
+    }
+
+    static func make(id: UInt16, wireName: [UInt8], type: UInt16 = 1, qclass: UInt16 = 1, opcode: UInt8 = 0,
+                     qdcount: UInt16 = 1, extraQuestion: Bool = false, edns: Bool = false) -> [UInt8] {
+        var m: [UInt8] = []
+        func u16(_ v: UInt16) { m.append(UInt8(v >> 8)); m.append(UInt8(v & 0xFF)) }
+        u16(id); u16(UInt16(opcode) << 11 | 0x0100); u16(qdcount); u16(0); u16(0); u16(edns ? 1 : 0)
+        m += wireName; u16(type); u16(qclass)
+        if extraQuestion { m += wireName; u16(type); u16(qclass) }
+        if edns { m += [0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0] }
+        return m
+    }
+
+    /// Plain dotted text to wire labels; no escapes (tests that need them build bytes directly).
+    static func encode(_ name: String) -> [UInt8] {
+        var out: [UInt8] = []
+        for label in name.split(separator: ".") { out.append(UInt8(label.utf8.count)); out += Array(label.utf8) }
+        return out + [0]
+    }
+}
+
+extension Array where Element == UInt8 {
+    func u16(_ o: Int) -> UInt16 { UInt16(self[o]) << 8 | UInt16(self[o + 1]) }
+}
+
+enum UDPClient {
+    /// Sends one datagram to 127.0.0.1:port and returns the first reply, or nil after `timeout`.
+    static func exchange(port: Int, _ query: [UInt8], timeout: Double = 2) throws -> [UInt8]? {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = loopback(port)
+        let sent = query.withUnsafeBytes { b in
+            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        guard sent == query.count else { return nil }
+        var buf = [UInt8](repeating: 0, count: 65535)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 0 ? Array(buf[0..<n]) : nil
+    }
+}
+
+extension UDPClient {
+    /// Sends every query from one socket in batches of `batch`, draining replies between batches.
+    /// Returns the number of replies received. Paced so the loopback socket buffers never overflow.
+    @discardableResult
+    static func burst(port: Int, _ queries: [[UInt8]], batch: Int = 50, drainMs: Int = 30) -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = loopback(port)
+        var replies = 0
+        var buf = [UInt8](repeating: 0, count: 65535)
+        func drain(untilMs: Int) {
+            let end = Date().addingTimeInterval(Double(untilMs) / 1000)
+            while Date() < end {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, 5) > 0 { if recv(fd, &buf, buf.count, 0) > 0 { replies += 1 } }
+            }
+        }
+        for chunk in stride(from: 0, to: queries.count, by: batch) {
+            for q in queries[chunk..<min(chunk + batch, queries.count)] {
+                _ = q.withUnsafeBytes { b in
+                    withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                }
+            }
+            drain(untilMs: drainMs)
+        }
+        drain(untilMs: 300)
+        return replies
+    }
+}
+
+enum TCPClient {
+    /// Writes every query framed (RFC 1035 §4.2.2) in one go, then reads replies until one per query
+    /// has arrived or `timeout` passes.
+    static func pipelined(port: Int, queries: [[UInt8]], timeout: Double = 5) throws -> [[UInt8]] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = loopback(port)
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard ok == 0 else { return [] }
+        var out: [UInt8] = []
+        for q in queries { out += [UInt8(q.count >> 8), UInt8(q.count & 0xFF)] + q }
+        _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var stream: [UInt8] = []
+        var replies: [[UInt8]] = []
+        var buf = [UInt8](repeating: 0, count: 65535)
+        let deadline = Date().addingTimeInterval(timeout)
+        while replies.count < queries.count && Date() < deadline {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            stream += buf[0..<n]
+            while stream.count >= 2 {
+                let len = Int(stream.u16(0))
+                guard stream.count >= 2 + len else { break }
+                replies.append(Array(stream[2..<(2 + len)]))
+                stream.removeFirst(2 + len)
+            }
+        }
+        return replies
+    }
+}
+
+private func loopback(_ port: Int) -> sockaddr_in {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return addr
+}

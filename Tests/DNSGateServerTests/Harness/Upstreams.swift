@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+
+/// nsd serving the test zones (allowed.test, denied.test) on a free loopback port: the real upstream.
+final class NSDUpstream {
+    let port: Int
+    let dir: URL
+    private let daemon: Daemon
+
+    init() throws {
+        try requireTool("nsd")
+        port = freePort()
+        dir = TestPaths.tempDir("nsd")
+        let fixtures = TestPaths.fixtures.appendingPathComponent("upstream").path
+        let conf = try String(contentsOfFile: fixtures + "/nsd.conf.in", encoding: .utf8)
+            .replacingOccurrences(of: "@DIR@", with: dir.path)
+            .replacingOccurrences(of: "@PORT@", with: "\(port)")
+            .replacingOccurrences(of: "@FIXTURES@", with: fixtures)
+        let confPath = dir.appendingPathComponent("nsd.conf").path
+        try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
+        // -d: stay in the foreground so the PID we hold is nsd's own.
+        daemon = try Daemon("nsd", "/usr/sbin/nsd", ["-d", "-c", confPath], logFile: dir.appendingPathComponent("stdout.log"))
+        guard try waitUntilAnswering(port: port) else {
+            daemon.stop()
+            throw XCTSkip("nsd did not start: \(daemon.log) \((try? String(contentsOfFile: dir.path + "/nsd.log", encoding: .utf8)) ?? "")")
+        }
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+    func stop() { daemon.stop() }
+    deinit { daemon.stop() }
+}
+
+/// unbound in front of nsd with `log-queries: yes`: every question that reaches the upstream side is
+/// written down, so the security-invariant test can read exactly what dnsgate let through.
+/// Everything but the two test zones is refused locally, so nothing leaves the machine.
+final class LoggingUpstream {
+    let port: Int
+    let dir: URL
+    private let daemon: Daemon
+    var logPath: String { dir.appendingPathComponent("unbound.log").path }
+
+    init(nsdPort: Int) throws {
+        try requireTool("unbound")
+        port = freePort()
+        dir = TestPaths.tempDir("unbound")
+        let conf = """
+        server:
+            interface: 127.0.0.1
+            port: \(port)
+            do-ip6: no
+            username: ""
+            chroot: ""
+            directory: "\(dir.path)"
+            pidfile: "\(dir.path)/unbound.pid"
+            logfile: "\(dir.path)/unbound.log"
+            use-syslog: no
+            verbosity: 1
+            log-queries: yes
+            do-not-query-localhost: no
+            access-control: 127.0.0.0/8 allow
+            module-config: "iterator"
+            qname-minimisation: no
+            harden-glue: no
+            cache-max-ttl: 0
+            num-threads: 1
+            local-zone: "." refuse
+            local-zone: "allowed.test." transparent
+            local-zone: "denied.test." transparent
+        stub-zone:
+            name: "allowed.test"
+            stub-addr: 127.0.0.1@\(nsdPort)
+        stub-zone:
+            name: "denied.test"
+            stub-addr: 127.0.0.1@\(nsdPort)
+        remote-control:
+            control-enable: no
+        """
+        let confPath = dir.appendingPathComponent("unbound.conf").path
+        try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
+        daemon = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", confPath], logFile: dir.appendingPathComponent("stdout.log"))
+        guard try waitUntilAnswering(port: port) else {
+            daemon.stop()
+            throw XCTSkip("unbound did not start: \(daemon.log)")
+        }
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+
+    /// Every (name, type) unbound logged as received. Lines look like
+    /// `[time] unbound[pid:0] info: 127.0.0.1 www.allowed.test. A IN`.
+    func loggedQueries() -> [(name: String, type: String)] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let r = line.range(of: " info: ") else { return nil }
+            let f = line[r.upperBound...].split(separator: " ")
+            guard f.count == 4, f[3] == "IN" || f[3].hasPrefix("CLASS") || f[3] == "CH" else { return nil }
+            return (String(f[1]), String(f[2]))
+        }
+    }
+
+    func stop() { daemon.stop() }
+    deinit { daemon.stop() }
+}
+
+/// The name the readiness probe asks for; any answer (even REFUSED) means the server is up.
+/// The invariant test ignores it: the probe goes to the upstream directly, not through dnsgate.
+let readinessProbeName = "readiness-probe.invalid"
+
+/// Polls a server with dig until it answers, bounded.
+func waitUntilAnswering(port: Int, timeout: Double = 10) throws -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        let r = try runCommand("dig", ["@127.0.0.1", "-p", "\(port)", "+time=1", "+tries=1", readinessProbeName, "A"], timeout: 3)
+        if r.stdout.contains("status:") { return true }
+        usleep(100_000)
+    }
+    return false
+}

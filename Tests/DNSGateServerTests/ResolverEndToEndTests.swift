@@ -1,0 +1,218 @@
+import Foundation
+import XCTest
+
+/// dnsgate end to end: the real binary between real clients (dig, kdig) and a real upstream (nsd),
+/// all on loopback.
+final class ResolverEndToEndTests: XCTestCase {
+    static var nsd: NSDUpstream!
+    static let allow = """
+    allowed.test                    # apex
+    *.allowed.test                  # everything below
+    verify.allowed.test  A,TXT      # a TXT record builds need
+    """
+
+    override class func setUp() {
+        super.setUp()
+        nsd = try? NSDUpstream()
+    }
+    override class func tearDown() { nsd?.stop(); nsd = nil; super.tearDown() }
+
+    private func gate(_ extra: [String] = [], allow: String = allow, config: String? = nil) throws -> DNSGateProcess {
+        guard let nsd = Self.nsd else { try requireTool("nsd"); throw XCTSkip("nsd did not start") }
+        return try DNSGateProcess(allow: allow, upstreams: [nsd.address], extraArgs: extra, configYAML: config)
+    }
+
+    func testAllowedNamesAreAnsweredByTheUpstream() throws {
+        let g = try gate()
+        let a = try dig(g.port, ["www.allowed.test", "A"])
+        XCTAssertEqual(a.status, "NOERROR")
+        XCTAssertEqual(a.answers, ["www.allowed.test. 300 IN A 192.0.2.1"])
+        XCTAssertTrue(a.flags.contains("ra") && !a.flags.contains("aa"), a.flags)
+        let aaaa = try dig(g.port, ["www.allowed.test", "AAAA"])
+        XCTAssertEqual(aaaa.answers.last, "www.allowed.test. 300 IN AAAA 2001:db8::1")
+        let apex = try dig(g.port, ["allowed.test", "A"])
+        XCTAssertEqual(apex.answers, ["allowed.test. 300 IN A 192.0.2.1"])
+    }
+
+    func testCNAMEChainIsReturnedWhole() throws {
+        let g = try gate()
+        let a = try dig(g.port, ["chain.allowed.test", "A"])
+        XCTAssertEqual(a.answers, ["chain.allowed.test. 300 IN CNAME alias.allowed.test.",
+                                   "alias.allowed.test. 300 IN CNAME www.allowed.test.",
+                                   "www.allowed.test. 300 IN A 192.0.2.1"])
+    }
+
+    func testDeniedNameGetsNXDomainWithBlockedEDEAndIsLogged() throws {
+        let g = try gate()
+        let a = try dig(g.port, ["evil.denied.test", "A"])
+        XCTAssertEqual(a.status, "NXDOMAIN")
+        XCTAssertEqual(a.edeCode, 15)
+        XCTAssertTrue(a.edeText?.contains("dnsgate policy") == true, a.raw)
+        XCTAssertEqual(a.answers, [])
+        XCTAssertTrue(a.authority.first?.contains("SOA dnsgate.invalid. policy.dnsgate.invalid.") == true, a.raw)
+        XCTAssertTrue(a.authority.first?.hasPrefix("evil.denied.test. 60 IN SOA") == true, a.raw)
+        let logged = waitFor { g.queryLogLines.contains { $0.contains("\"qname\":\"evil.denied.test.\"") && $0.contains("\"action\":\"sinkholed\"") } }
+        XCTAssertTrue(logged, g.queryLogLines.joined(separator: "\n"))
+    }
+
+    func testDeniedNameWithoutEDNSGetsNoOPT() throws {
+        let g = try gate()
+        let a = try dig(g.port, ["+noedns", "evil.denied.test"])
+        XCTAssertEqual(a.status, "NXDOMAIN")
+        XCTAssertFalse(a.raw.contains("OPT PSEUDOSECTION"), "RFC 6891 §7: no OPT in a reply to a query without one")
+    }
+
+    func testTypeNotAllowedUnderAllowedNameIsNODATAWithFilteredEDE() throws {
+        let g = try gate()
+        let txt = try dig(g.port, ["txt.allowed.test", "TXT"])
+        XCTAssertEqual(txt.status, "NOERROR")
+        XCTAssertEqual(txt.answers, [])
+        XCTAssertEqual(txt.edeCode, 17)
+        let any = try dig(g.port, ["www.allowed.test", "ANY"])
+        XCTAssertEqual(any.edeCode, 17)
+        // Listed per entry: TXT for verify.allowed.test is forwarded (nsd has no such name: its own NXDOMAIN, no EDE).
+        let verify = try dig(g.port, ["verify.allowed.test", "TXT"])
+        XCTAssertEqual(verify.status, "NXDOMAIN")
+        XCTAssertNil(verify.edeCode)
+    }
+
+    func testEverySinkholeMode() throws {
+        let cases: [(String, String?, String, [String])] = [
+            ("nxdomain", nil, "NXDOMAIN", []),
+            ("nodata", nil, "NOERROR", []),
+            ("refused", nil, "REFUSED", []),
+            ("null", nil, "NOERROR", ["evil.denied.test. 60 IN A 0.0.0.0"]),
+        ]
+        for (mode, _, status, answers) in cases {
+            let g = try gate(["--sinkhole", mode])
+            let a = try dig(g.port, ["evil.denied.test", "A"])
+            XCTAssertEqual(a.status, status, mode)
+            XCTAssertEqual(a.answers, answers, mode)
+            XCTAssertEqual(a.edeCode, 15, mode)
+            g.stop()
+        }
+        let null6 = try gate(["--sinkhole", "null"])
+        XCTAssertEqual(try dig(null6.port, ["evil.denied.test", "AAAA"]).answers, ["evil.denied.test. 60 IN AAAA ::"])
+        null6.stop()
+
+        let redirect = try gate(config: """
+            sinkhole:
+              mode: redirect
+              redirect_v4: 192.0.2.53
+              redirect_v6: 2001:db8::53
+            control: { socket: "@DIR@/ignored.sock" }
+            """)
+        XCTAssertEqual(try dig(redirect.port, ["evil.denied.test", "A"]).answers, ["evil.denied.test. 60 IN A 192.0.2.53"])
+        XCTAssertEqual(try dig(redirect.port, ["evil.denied.test", "AAAA"]).answers, ["evil.denied.test. 60 IN AAAA 2001:db8::53"])
+        redirect.stop()
+
+        let drop = try gate(["--sinkhole", "drop"])
+        XCTAssertTrue(try dig(drop.port, ["evil.denied.test", "A"]).timedOut)
+        XCTAssertEqual(try dig(drop.port, ["www.allowed.test", "A"]).status, "NOERROR", "drop applies to denied names only")
+    }
+
+    func testTCPAndPipelinedQueriesOnOneConnection() throws {
+        try requireTool("kdig")
+        let g = try gate()
+        XCTAssertEqual(try dig(g.port, ["+tcp", "www.allowed.test"]).answers, ["www.allowed.test. 300 IN A 192.0.2.1"])
+        // kdig +keepopen sends the queries one after another on one TCP connection.
+        let r = try runCommand("kdig", ["@127.0.0.1", "-p", "\(g.port)", "+tcp", "+keepopen", "+timeout=3",
+                                 "www.allowed.test", "A", "www.allowed.test", "AAAA", "evil.denied.test", "A", "alias.allowed.test", "A"])
+        XCTAssertEqual(r.stdout.components(separatedBy: "status: NOERROR").count - 1, 3, r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "status: NXDOMAIN").count - 1, 1, r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "TCP session").count - 1, 0, r.stdout)
+        // Pipelining proper: several framed queries written at once before reading any reply.
+        let names = (0..<8).map { "p\($0).wild.allowed.test" }
+        let replies = try TCPClient.pipelined(port: g.port, queries: names.enumerated().map { RawQuery.make(id: UInt16(100 + $0.offset), name: $0.element) })
+        XCTAssertEqual(Set(replies.map { $0.u16(0) }), Set((0..<8).map { UInt16(100 + $0) }), "one reply per query, matched by ID")
+        XCTAssertTrue(replies.allSatisfy { $0[3] & 0xF == 0 }, "all NOERROR")
+    }
+
+    func testTruncatedOverUDPThenRetriedOverTCP() throws {
+        let g = try gate()
+        // 40 A records do not fit 512 octets: without EDNS the UDP reply is truncated, dig retries over TCP.
+        let a = try dig(g.port, ["+noedns", "big.allowed.test"])
+        XCTAssertTrue(a.raw.contains("Truncated, retrying in TCP mode"), a.raw)
+        XCTAssertEqual(a.answers.count, 40)
+        let udpOnly = try dig(g.port, ["+noedns", "+ignore", "big.allowed.test"])
+        XCTAssertTrue(udpOnly.flags.contains("tc"), udpOnly.raw)
+        XCTAssertEqual(udpOnly.answers, [])
+        // With EDNS 1232 it fits.
+        let edns = try dig(g.port, ["+bufsize=1232", "big.allowed.test"])
+        XCTAssertEqual(edns.answers.count, 40)
+        XCTAssertFalse(edns.flags.contains("tc"))
+    }
+
+    func testAnswersAreCachedAndTTLsCountDown() throws {
+        let g = try gate()
+        _ = try dig(g.port, ["short.allowed.test"])
+        sleep(2)
+        let again = try dig(g.port, ["short.allowed.test"])
+        let ttl = Int(again.answers.first?.split(separator: " ")[1] ?? "") ?? -1
+        XCTAssertTrue((25...28).contains(ttl), "TTL 30 aged by ~2 s, got \(ttl)")
+        let stats = try g.cli(["stats", "--json"])
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        XCTAssertTrue(stats.stdout.contains("\"cached\" : 1"), stats.stdout)
+    }
+
+    func testCaseOfTheQuestionIsEchoed() throws {
+        let g = try gate()
+        let a = try dig(g.port, ["WwW.AlLoWeD.TeSt"])
+        XCTAssertTrue(a.raw.contains(";WwW.AlLoWeD.TeSt."), "question echoed as sent (0x20)")
+        XCTAssertEqual(a.status, "NOERROR")
+    }
+
+    func testMalformedAndOddQueriesGetTheRightRcodes() throws {
+        let g = try gate()
+        XCTAssertEqual(try dig(g.port, ["version.bind", "CH", "TXT"]).status, "REFUSED")
+        let two = try UDPClient.exchange(port: g.port, RawQuery.make(id: 7, name: "www.allowed.test", qdcount: 2, extraQuestion: true))
+        XCTAssertEqual(two.map { $0[3] & 0xF }, 1, "QDCOUNT 2 → FORMERR")
+        let notify = try UDPClient.exchange(port: g.port, RawQuery.make(id: 8, name: "www.allowed.test", opcode: 4))
+        XCTAssertEqual(notify.map { $0[3] & 0xF }, 4, "opcode NOTIFY → NOTIMP")
+        XCTAssertNil(try UDPClient.exchange(port: g.port, [1, 2, 3], timeout: 0.5), "shorter than a header: dropped")
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "still serving after garbage")
+    }
+
+    func testUpstreamDownServesStaleThenSERVFAIL() throws {
+        let local = try NSDUpstream()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [local.address],
+                                   extraArgs: [], configYAML: """
+            cache: { max_ttl: 1, serve_stale: 3600 }
+            upstream: { timeout_ms: 300, deadline_ms: 600 }
+            control: { socket: "@DIR@/ignored.sock" }
+            """)
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
+        local.stop()
+        sleep(2)   // past max_ttl 1 s: the entry is expired but inside the serve-stale window
+        let stale = try dig(g.port, ["www.allowed.test"])
+        XCTAssertEqual(stale.status, "NOERROR", stale.raw)
+        XCTAssertEqual(stale.answers, ["www.allowed.test. 30 IN A 192.0.2.1"], "RFC 8767: stale answers carry TTL 30")
+        XCTAssertEqual(stale.edeCode, 3)
+        let never = try dig(g.port, ["never-seen.allowed.test"])
+        XCTAssertEqual(never.status, "SERVFAIL")
+        XCTAssertEqual(never.edeCode, 22)
+    }
+
+    func testReloadSwapsInAGoodFileAndRefusesABrokenOne() throws {
+        let g = try gate()
+        XCTAssertEqual(try dig(g.port, ["new.example.com"]).status, "NXDOMAIN")
+        try (Self.allow + "\nnew.example.com  # added\n").write(toFile: g.allowFile, atomically: true, encoding: .utf8)
+        g.signal(SIGHUP)
+        XCTAssertTrue(g.waitForLog("policy reloaded: 4 entries"), g.log)
+        // nsd is not authoritative for example.com: REFUSED from upstream, so SERVFAIL, but no longer a policy denial.
+        XCTAssertNotEqual(try dig(g.port, ["new.example.com"]).edeCode, 15)
+
+        try (Self.allow + "\nbroken entry with too many fields\n").write(toFile: g.allowFile, atomically: true, encoding: .utf8)
+        let r = try g.cli(["reload"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("test.allow:4"), r.stderr)
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "previous policy keeps serving")
+        XCTAssertNotEqual(try dig(g.port, ["new.example.com"]).edeCode, 15, "...including the entry the good reload added")
+    }
+
+    private func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end { if cond() { return true }; usleep(20_000) }
+        return cond()
+    }
+}
