@@ -1,0 +1,103 @@
+import DNSGateCore
+import DNSGateServer
+import Foundation
+import XCTest
+
+/// The docs are tested like code (CoreDNS's readme_test.go): every fenced example loads through the real
+/// loader, the shipped config and presets load together, and the config reference keeps its order.
+final class DocumentationTests: XCTestCase {
+    private func blocks(_ file: String, tag: String) throws -> [(line: Int, text: String)] {
+        let text = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent(file), encoding: .utf8)
+        var out: [(Int, String)] = [], current: [String]? = nil, start = 0
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if current == nil, line == "```\(tag)" { current = []; start = i + 2; continue }
+            if current != nil, line == "```" { out.append((start, current!.joined(separator: "\n"))); current = nil; continue }
+            current?.append(String(line))
+        }
+        return out
+    }
+
+    private var suffixes: PublicSuffixList? {
+        (try? String(contentsOfFile: PublicSuffixList.debianPath, encoding: .utf8)).map(PublicSuffixList.init(text:))
+    }
+
+    func testEveryConfigExampleLoads() throws {
+        let examples = try blocks("config/README.md", tag: "yaml")
+        XCTAssertGreaterThanOrEqual(examples.count, 8)
+        let configDir = TestPaths.packageRoot.appendingPathComponent("config").path
+        for (line, yaml) in examples {
+            do {
+                let c = try ConfigLoader.parse(text: yaml, file: configDir + "/README.md")
+                if !c.allowFiles.isEmpty { _ = try PolicyBuilder.build(c, suffixes: suffixes) }
+            } catch { XCTFail("config/README.md:\(line): \(error)") }
+        }
+    }
+
+    func testConfigReferenceSectionsFollowTheQueryPath() throws {
+        let text = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent("config/README.md"), encoding: .utf8)
+        let headings = text.split(separator: "\n").filter { $0.hasPrefix("## ") }.map { String($0.dropFirst(3)) }
+        XCTAssertEqual(headings, ["listen", "allow, mode and policy", "sinkhole", "cache", "upstreams and upstream", "tcp", "control", "log"])
+    }
+
+    func testEveryAllowListAndRPZExampleInZonesReadmeLoads() throws {
+        let plain = try blocks("zones/README.md", tag: "allowlist"), rpz = try blocks("zones/README.md", tag: "rpz")
+        XCTAssertFalse(plain.isEmpty); XCTAssertFalse(rpz.isEmpty)
+        var all = AllowList()
+        for (line, text) in plain {
+            for e in try PlainListLoader.load(text: text, file: "zones/README.md@\(line)", suffixes: suffixes) { try all.add(e) }
+        }
+        for (line, text) in rpz {
+            for e in try RPZLoader.load(text: text, file: "zones/README.md@\(line)", suffixes: suffixes) { try all.add(e) }
+        }
+        XCTAssertGreaterThan(all.count, 10)
+    }
+
+    func testShippedConfigAndAllPresetsLoadTogether() throws {
+        let root = TestPaths.packageRoot.path
+        var c = try ConfigLoader.load(path: root + "/config/dnsgate.yaml")
+        XCTAssertEqual(c.mode, .enforce)
+        XCTAssertEqual(c.listen.map(\.description), ["127.0.0.1:53", "[::1]:53"])
+        let presets = try FileManager.default.contentsOfDirectory(atPath: root + "/zones/presets").sorted().map { root + "/zones/presets/" + $0 }
+        c.allowFiles += presets + [root + "/zones/local-test.rpz"]
+        let policy = try PolicyBuilder.build(c, suffixes: suffixes)
+        XCTAssertTrue(policy.allowList.entries.allSatisfy { $0.reason?.isEmpty == false }, "every shipped entry carries a reason")
+        let github = try DNSName("github.com")
+        guard case .forward = PolicyDecision.decide(policy, name: github, type: .a).action else { return XCTFail("github.com allowed by its preset") }
+    }
+
+    func testUnknownConfigKeyIsAnErrorWithItsLine() {
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "mode: enforce\nsinkhole:\n  mdoe: nodata\n", file: "x.yaml")) { e in
+            XCTAssertEqual("\(e)".prefix(9), "x.yaml:3:", "\(e)")
+            XCTAssertTrue("\(e)".contains("unknown key 'mdoe'"))
+        }
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "mode: enforcing\n", file: "x.yaml")) { e in
+            XCTAssertTrue("\(e)".hasPrefix("x.yaml:1:"), "\(e)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "listen: [\"127.0.0.1:99999\"]\n", file: "x.yaml"))
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "sinkhole: { mode: redirect }\n", file: "x.yaml"))
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "cache: {min_ttl: 10, max_ttl: 5}\n", file: "x.yaml"))
+    }
+
+    func testValidateCommandReportsFileAndLine() throws {
+        let dir = TestPaths.tempDir("validate")
+        let allow = dir.appendingPathComponent("bad.allow").path
+        try "good.example.com  # fine\n*.com  # too broad\n".write(toFile: allow, atomically: true, encoding: .utf8)
+        let bad = try runCommand(TestPaths.dnsgateBinary, ["validate", "--no-config", "--allow", allow])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("bad.allow:2"), bad.stderr)
+        let good = try runCommand(TestPaths.dnsgateBinary, ["validate", "--config", TestPaths.packageRoot.path + "/config/dnsgate.yaml"])
+        XCTAssertEqual(good.status, 0, good.stderr)
+        XCTAssertTrue(good.stdout.hasPrefix("ok:"), good.stdout)
+    }
+
+    func testCheckCommandNamesTheDecidingEntry() throws {
+        let cfg = TestPaths.packageRoot.path + "/config/dnsgate.yaml"
+        let allowed = try runCommand(TestPaths.dnsgateBinary, ["check", "www.example.org", "--config", cfg])
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+        XCTAssertTrue(allowed.stdout.contains("*.example.org. at "), allowed.stdout)
+        XCTAssertTrue(allowed.stdout.contains("default.allow:"), allowed.stdout)
+        let denied = try runCommand(TestPaths.dnsgateBinary, ["check", "exfil.example.net", "TXT", "--json", "--config", cfg])
+        XCTAssertEqual(denied.status, 1)
+        XCTAssertTrue(denied.stdout.contains("\"action\":\"sinkhole nxdomain\""), denied.stdout)
+    }
+}
