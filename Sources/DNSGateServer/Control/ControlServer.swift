@@ -86,6 +86,7 @@ public enum ControlClient {
                 }
                 .connect(unixDomainSocketPath: path).wait()
         } catch {
+            promise.fail(error)   // every promise is completed, also on this path
             throw ControlClientError("cannot reach dnsgate at \(path): \(error). Is `dnsgate serve` running, and is this the socket in its config (control.socket)?")
         }
         var req = try JSONEncoder().encode(request); req.append(0x0A)

@@ -62,7 +62,6 @@ final class LoggingUpstream {
             module-config: "iterator"
             qname-minimisation: no
             harden-glue: no
-            cache-max-ttl: 0
             num-threads: 1
             local-zone: "." refuse
             local-zone: "allowed.test." transparent

@@ -1,0 +1,105 @@
+import DNSGateServer
+import Foundation
+import XCTest
+
+/// How dnsgate treats its upstreams and its own listeners under failure: failover, coalescing,
+/// connection limits, a taken port. Real nsd/unbound on loopback; dead and silent upstreams are real
+/// sockets too (a closed port answers ICMP unreachable; a bound socket that never reads is a black hole).
+final class UpstreamBehaviourTests: XCTestCase {
+    static let allow = "allowed.test  # apex\n*.allowed.test  # below\n"
+
+    func testFailsOverFromDeadAndSilentUpstreamsToALiveOne() throws {
+        let nsd = try NSDUpstream()
+        let deadPort = freePort()                       // nothing listens: ICMP port unreachable
+        let silent = BlackHoleSocket()                   // bound, never answers: a timeout
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(deadPort)", "127.0.0.1:\(silent.port)", nsd.address],
+                                   configYAML: "upstream: { timeout_ms: 300, deadline_ms: 3000 }\ncontrol: { socket: \"@DIR@/x.sock\" }\n")
+        let started = Date()
+        let a = try dig(g.port, ["+time=4", "www.allowed.test"])
+        XCTAssertEqual(a.status, "NOERROR", a.raw)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2.5, "one timeout (300 ms) plus a fast failure, not the deadline")
+        let stats = try g.cli(["stats", "--json"])
+        XCTAssertTrue(stats.stdout.contains("\"timeouts\" : 1"), stats.stdout)
+    }
+
+    func testIdenticalQuestionsInFlightShareOneUpstreamExchange() throws {
+        let nsd = try NSDUpstream()
+        let unbound = try LoggingUpstream(nsdPort: nsd.port)
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [unbound.address])
+        // 40 identical questions in one burst, from one socket, before the first answer can come back.
+        let q = (0..<40).map { RawQuery.make(id: UInt16($0), name: "same.cdn.allowed.test") }
+        let replies = UDPClient.burst(port: g.port, q, batch: 40)
+        XCTAssertEqual(replies, 40)
+        let upstreamSaw = unbound.loggedQueries().filter { $0.name == "same.cdn.allowed.test." }.count
+        XCTAssertEqual(upstreamSaw, 1, "coalesced in flight or answered from cache: the upstream is asked once")
+    }
+
+    func testIdleTCPConnectionsAreClosedAndTheLimitIsEnforced() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
+                                   configYAML: "tcp: { idle_timeout_ms: 300, max_connections: 2 }\ncontrol: { socket: \"@DIR@/x.sock\" }\n")
+        let a = try TCPConnection(port: g.port), b = try TCPConnection(port: g.port)
+        usleep(100_000)
+        let c = try TCPConnection(port: g.port)
+        XCTAssertTrue(c.waitClosed(timeout: 1), "third connection over the limit of 2 is closed at once")
+        XCTAssertTrue(a.waitClosed(timeout: 2) && b.waitClosed(timeout: 2), "idle connections closed after 300 ms")
+        XCTAssertEqual(try dig(g.port, ["+tcp", "www.allowed.test"]).status, "NOERROR", "slots free again")
+    }
+
+    func testATakenPortIsReportedWithTheAddressAndTheLikelyCulprit() throws {
+        let nsd = try NSDUpstream()
+        // nsd holds its port on UDP and TCP: point dnsgate's listener at it.
+        let r = try runCommand(TestPaths.dnsgateBinary, ["serve", "--no-config", "--listen", nsd.address, "--upstream", nsd.address,
+                                                        "--control", TestPaths.tempDir("taken").path + "/c.sock"], timeout: 10)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("cannot listen on \(nsd.address) (udp)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("Another DNS server already uses this address"), r.stderr)
+    }
+
+    func testResolvConfNameserversAreUsedMinusOurOwnAddress() throws {
+        let dir = TestPaths.tempDir("resolv")
+        let path = dir.appendingPathComponent("resolv.conf").path
+        try "# comment\nnameserver 127.0.0.1\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nsearch example.com\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let ups = ResolvConf.nameservers(path: path, excluding: [HostPort(host: "127.0.0.1", port: 53)])
+        XCTAssertEqual(ups.map(\.description), ["192.0.2.53:53", "[fe80::1]:53"])
+    }
+}
+
+/// A UDP socket on a free loopback port that never reads: queries sent to it time out.
+final class BlackHoleSocket {
+    let port: Int
+    private let fd: Int32
+    init() {
+        port = freePort()
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
+    deinit { close(fd) }
+}
+
+/// A raw TCP connection that sends nothing, to watch the server close it.
+final class TCPConnection {
+    private let fd: Int32
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw XCTSkip("connect failed") }
+    }
+    /// True when the peer closes (recv returns 0 or an error) within `timeout`.
+    func waitClosed(timeout: Double) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) > 0 else { return false }
+        var b = [UInt8](repeating: 0, count: 16)
+        return recv(fd, &b, b.count, Int32(MSG_DONTWAIT)) <= 0
+    }
+    deinit { close(fd) }
+}
