@@ -29,6 +29,10 @@ public struct QueryRecord: Sendable {
     public let audited: Bool
     /// Decoder's reason for rejected or dropped packets.
     public let problem: String?
+    /// The profile whose policy decided (`default` when none selected the client).
+    public var profile: String = PolicySet.defaultProfileName
+    /// The exception that let a denied query through, by ID.
+    public var exception: String?
 }
 
 /// A cache miss the server must resolve upstream.
@@ -46,16 +50,20 @@ public enum PipelineOutcome: Sendable {
 }
 
 /// The policy in force, swapped whole on reload so a query sees one policy from start to end.
+/// Hit counters are per profile (index 0 is the default policy) and per entry.
 public final class PolicySnapshot: Sendable {
-    public let policy: Policy
+    public let policies: PolicySet
     public let generation: Int
-    public let entryHits: [AtomicCounter]
-    public let entryLastUse: [AtomicCounter]   // epoch seconds
-    public init(policy: Policy, generation: Int) {
-        self.policy = policy; self.generation = generation
-        self.entryHits = (0..<policy.allowList.count).map { _ in AtomicCounter() }
-        self.entryLastUse = (0..<policy.allowList.count).map { _ in AtomicCounter() }
+    public let entryHits: [[AtomicCounter]]
+    public let entryLastUse: [[AtomicCounter]]   // epoch seconds
+    public init(policies: PolicySet, generation: Int) {
+        self.policies = policies; self.generation = generation
+        let sizes = [policies.base.allowList.count] + policies.profiles.map { $0.policy.allowList.count }
+        self.entryHits = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
+        self.entryLastUse = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
     }
+    /// The default policy.
+    public var policy: Policy { policies.base }
 }
 
 /// Stateless stages plus the shared cache and policy; safe to call from every event loop at once.
@@ -67,8 +75,16 @@ public final class QueryPipeline: Sendable {
     public let maxUDPPayload: UInt16
     public let counters = PipelineCounters()
 
-    public init(policy: Policy, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
-        self.current = Mutex(PolicySnapshot(policy: policy, generation: 1))
+    private let exceptionSet = Mutex(ExceptionSet())
+    private let hasExceptions = AtomicCounter()   // skip the lock on the hot path when there are none
+    public let exceptionHits = Mutex<[String: Int]>([:])
+
+    public convenience init(policy: Policy, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
+        self.init(policies: PolicySet(base: policy), cache: cache, maxUDPPayload: maxUDPPayload)
+    }
+
+    public init(policies: PolicySet, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
+        self.current = Mutex(PolicySnapshot(policies: policies, generation: 1))
         self.cache = cache
         self.maxUDPPayload = maxUDPPayload
     }
@@ -76,11 +92,23 @@ public final class QueryPipeline: Sendable {
     public var snapshot: PolicySnapshot { current.withLock { $0 } }
 
     /// Installs a new policy atomically; queries already past the decision keep the old one.
-    public func swapPolicy(_ p: Policy) {
-        current.withLock { $0 = PolicySnapshot(policy: p, generation: $0.generation + 1) }
+    public func swapPolicy(_ p: PolicySet) {
+        current.withLock { $0 = PolicySnapshot(policies: p, generation: $0.generation + 1) }
     }
 
-    public func process(_ msg: [UInt8], client: String, overTCP: Bool, now: Double) -> PipelineOutcome {
+    /// Replaces the live exceptions (the server validates, persists and prunes them).
+    public func setExceptions(_ e: ExceptionSet) {
+        exceptionSet.withLock { $0 = e }
+        hasExceptions.store(e.isEmpty ? 0 : 1)
+    }
+    public var exceptions: ExceptionSet { exceptionSet.withLock { $0 } }
+
+    /// - Parameters:
+    ///   - client: the client's address as text, for logs.
+    ///   - clientAddress: the same as octets, for profile and exception prefixes (nil when unknown).
+    ///   - listener: the listener address the query arrived on, for profiles selected by listener.
+    public func process(_ msg: [UInt8], client: String, clientAddress: [UInt8]? = nil, listener: String? = nil,
+                        overTCP: Bool, now: Double) -> PipelineOutcome {
         let q: QueryView
         switch RequestSanity.decode(msg) {
         case .drop(let why):
@@ -96,19 +124,32 @@ public final class QueryPipeline: Sendable {
         }
 
         let snap = snapshot
-        let verdict = PolicyDecision.decide(snap.policy, name: q.name, type: q.type)
+        let profileIndex = snap.policies.select(clientAddress: clientAddress, listener: listener)
+        let policy = snap.policies.policy(profileIndex)
+        var verdict = PolicyDecision.decide(policy, name: q.name, type: q.type)
+        let hitRow = profileIndex.map { $0 + 1 } ?? 0
         if let i = verdict.entryIndex {
-            snap.entryHits[i].add(1)
-            snap.entryLastUse[i].store(Int(now))
+            snap.entryHits[hitRow][i].add(1)
+            snap.entryLastUse[hitRow][i].store(Int(now))
+        }
+        var exceptionID: String?
+        if verdict.denial != nil, hasExceptions.value != 0,
+           let e = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
+                                                    profile: snap.policies.name(profileIndex), defaultTypes: policy.defaultTypes, now: now) }) {
+            exceptionID = e.id
+            exceptionHits.withLock { $0[e.id, default: 0] += 1 }
+            verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
         }
         var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
                               rcode: nil, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
                               denial: verdict.denial, audited: verdict.audited, problem: nil)
+        rec.profile = snap.policies.name(profileIndex)
+        rec.exception = exceptionID
         switch verdict.action {
         case .sinkhole(let mode):
             rec.action = mode == .drop ? .dropped : .sinkholed
             counters.bump(rec.action)
-            guard let reply = sinkhole(q, mode: mode, ttl: snap.policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
+            guard let reply = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
                 return .drop(rec)
             }
             rec.rcode = reply.rcode
@@ -120,7 +161,7 @@ public final class QueryPipeline: Sendable {
             let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
             rec.rcode = .noError
             return .reply(fit(ResponseBuilder.synthesized(q, rcode: .noError, answers: answers,
-                                                          ttl: snap.policy.sinkholeTTL, ede: nil), q, overTCP), rec)
+                                                          ttl: policy.sinkholeTTL, ede: nil), q, overTCP), rec)
         case .forward:
             let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
             if case .hit(let answer, let age) = cache.lookup(key, now: now) {
@@ -164,9 +205,16 @@ public final class QueryPipeline: Sendable {
         return (bytes, rec)
     }
 
-    /// What a query for `name`/`type` would get, without side effects: `dnsgate check`.
-    public func explain(name: DNSName, type: RecordType) -> PolicyVerdict {
-        PolicyDecision.decide(snapshot.policy, name: name, type: type)
+    /// What a query for `name`/`type` from `clientAddress` would get, without side effects: `dnsgate check`.
+    public func explain(name: DNSName, type: RecordType, clientAddress: [UInt8]?, listener: String? = nil, now: Double)
+        -> (verdict: PolicyVerdict, profile: String, exception: PolicyException?) {
+        let set = snapshot.policies
+        let i = set.select(clientAddress: clientAddress, listener: listener)
+        let policy = set.policy(i)
+        let v = PolicyDecision.decide(policy, name: name, type: type)
+        let e = v.denial == nil ? nil : exceptions.match(name: name, type: type, clientAddress: clientAddress,
+                                                         profile: set.name(i), defaultTypes: policy.defaultTypes, now: now)
+        return (v, set.name(i), e)
     }
 
     private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason) -> (bytes: [UInt8], rcode: ResponseCode)? {

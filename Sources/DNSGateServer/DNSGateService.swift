@@ -20,7 +20,7 @@ public struct BoundListener: Sendable, CustomStringConvertible {
 /// every allow file and swaps the new policy in whole. A reload that fails changes nothing.
 public final class DNSGateService: @unchecked Sendable {
     public let logger: Logger
-    public private(set) var config: ServerConfig
+    public internal(set) var config: ServerConfig
     private let overrides: @Sendable (inout ServerConfig) -> Void
     let pipeline: QueryPipeline
     let upstream: UpstreamClient
@@ -29,12 +29,17 @@ public final class DNSGateService: @unchecked Sendable {
     private var channels: [Channel] = []
     private var control: ControlServer?
     private let tcpConnections = AtomicCounter()
+    var tcpConnectionCount: Int { tcpConnections.value }
     public private(set) var listeners: [BoundListener] = []
-    private let startedAt = Date()
+    let startedAtEpoch = WallClock.now()
     private let reloadLock = Mutex(0)   // reload count; serialises reloads
     private var signalSources: [DispatchSourceSignal] = []
     private let stopped = DispatchSemaphore(value: 0)
     var suffixes: PublicSuffixList?
+    let violations = ViolationLog()
+    let audit = AuditRecorder()
+    private(set) var exceptionStore: ExceptionStore!
+    private var pruneTask: RepeatedTask?
 
     /// Builds everything that can fail before a socket is opened: config checks, policy, upstreams.
     public init(config: ServerConfig, overrides: @escaping @Sendable (inout ServerConfig) -> Void = { _ in }, logger: Logger) throws {
@@ -57,17 +62,21 @@ public final class DNSGateService: @unchecked Sendable {
         }
         self.config.upstreams = ups
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs)
-        pipeline = QueryPipeline(policy: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
+        pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile)
         let threads = config.threads == 0 ? System.coreCount : config.threads
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        exceptionStore = try ExceptionStore(path: config.stateFile, pipeline: pipeline, suffixes: suffixes, logger: logger, now: WallClock.now())
     }
 
     /// Opens every listener and the control socket.
     /// - Throws: `ConfigError` naming the address and the likely culprit when a port is taken.
     public func start() throws {
+        let violations = self.violations, audit = self.audit
         let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger,
-                               observers: QueryObservers([]))
+                               observers: QueryObservers([{ violations.observe($0) }, { audit.observe($0) }]))
+        let store = exceptionStore!
+        pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in store.prune(now: WallClock.now()) }
         do {
             for hp in config.listen {
                 let port = try bindUDP(hp, core: core)
@@ -84,6 +93,8 @@ public final class DNSGateService: @unchecked Sendable {
         }
         let snap = pipeline.snapshot
         logger.info("dnsgate started", metadata: [
+            "profiles": "\(snap.policies.profiles.map(\.name).joined(separator: " "))",
+            "exceptions": "\(pipeline.exceptions.all.count)",
             "concern": "lifecycle",
             "listeners": "\(listeners.map(\.description).joined(separator: " "))",
             "upstreams": "\(config.upstreams.map(\.description).joined(separator: " "))",
@@ -104,7 +115,7 @@ public final class DNSGateService: @unchecked Sendable {
                 .channelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)   // one socket per loop, kernel spreads load
                 .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
                 .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core)) }
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core, listener: hp.description)) }
                 }
             let ch: Channel
             do { ch = try bootstrap.bind(host: hp.host, port: port).wait() } catch {
@@ -138,7 +149,7 @@ public final class DNSGateService: @unchecked Sendable {
                     try ops.addHandler(IdleStateHandler(readTimeout: idle))          // RFC 7766 §6.2.3: close idle connections
                     try ops.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
                     try ops.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
-                    try ops.addHandler(StreamQueryHandler(core: core))
+                    try ops.addHandler(StreamQueryHandler(core: core, listener: hp.description))
                 }
             }
         do { channels.append(try bootstrap.bind(host: hp.host, port: hp.port).wait()) } catch {
@@ -174,7 +185,8 @@ public final class DNSGateService: @unchecked Sendable {
                 }
                 pipeline.swapPolicy(policy)
                 count += 1
-                let msg = "policy reloaded: \(policy.allowList.count) entries, mode \(policy.mode.rawValue)"
+                let entries = policy.base.allowList.count + policy.profiles.reduce(0) { $0 + $1.policy.allowList.count }
+                let msg = "policy reloaded: \(entries) entries, \(policy.profiles.count) profiles, mode \(policy.base.mode.rawValue)"
                 logger.info("\(msg)", metadata: ["concern": "reload", "generation": "\(pipeline.snapshot.generation)"])
                 return .success(msg)
             } catch {
@@ -204,6 +216,7 @@ public final class DNSGateService: @unchecked Sendable {
     }
 
     public func shutdown() {
+        pruneTask?.cancel(); pruneTask = nil
         control?.close(); control = nil
         for ch in channels { try? ch.close().wait() }
         channels.removeAll()
@@ -212,47 +225,3 @@ public final class DNSGateService: @unchecked Sendable {
     }
 }
 
-extension DNSGateService: ControlResponder {
-    public func respond(to request: ControlRequest) -> [String: Any] {
-        switch request.command {
-        case "ping": return ["ok": true]
-        case "reload":
-            switch reload() {
-            case .success(let msg): return ["ok": true, "message": msg]
-            case .failure(let e): return ["ok": false, "error": "\(e)"]
-            }
-        case "stats": return statsObject(includeEntries: request.arguments?["entries"] == "true")
-        default: return ["ok": false, "error": "unknown command '\(request.command)' (known: ping, reload, stats)"]
-        }
-    }
-
-    func statsObject(includeEntries: Bool) -> [String: Any] {
-        let snap = pipeline.snapshot
-        let counts = pipeline.counters.snapshot
-        let cache = pipeline.cache.counters
-        var obj: [String: Any] = [
-            "ok": true,
-            "uptime_seconds": Int(Date().timeIntervalSince(startedAt)),
-            "mode": snap.policy.mode.rawValue,
-            "policy_generation": snap.generation,
-            "entries": snap.policy.allowList.count,
-            "queries": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
-            "cache": ["entries": cache.entries, "hits": cache.hits, "misses": cache.misses,
-                      "stale_served": cache.staleServed, "evictions": cache.evictions],
-            "upstreams": upstream.health.map { h in
-                ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value,
-                 "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
-            },
-            "coalesced": upstream.coalesced.value,
-            "tcp_connections": tcpConnections.value,
-            "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value],
-        ]
-        if includeEntries {
-            obj["entry_hits"] = snap.policy.allowList.entries.enumerated().map { i, e in
-                ["pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
-                 "hits": snap.entryHits[i].value, "last_use": snap.entryLastUse[i].value] as [String: Any]
-            }
-        }
-        return obj
-    }
-}

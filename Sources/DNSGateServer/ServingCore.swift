@@ -18,10 +18,11 @@ final class ServingCore: Sendable {
     }
 
     /// Runs one query through the pipeline and calls `reply` zero or one time, on `loop`.
-    func handle(_ bytes: [UInt8], from remote: SocketAddress, overTCP: Bool, on loop: EventLoop,
+    func handle(_ bytes: [UInt8], from remote: SocketAddress, overTCP: Bool, listener: String, on loop: EventLoop,
                 reply: @escaping @Sendable ([UInt8]) -> Void) {
         let client = remote.ipAddress ?? "unknown"
-        switch pipeline.process(bytes, client: client, overTCP: overTCP, now: WallClock.now()) {
+        switch pipeline.process(bytes, client: client, clientAddress: Self.octets(remote), listener: listener,
+                                overTCP: overTCP, now: WallClock.now()) {
         case .reply(let out, let record):
             reply(out)
             observe(record)
@@ -37,6 +38,18 @@ final class ServingCore: Sendable {
                 reply(out)
                 self.observe(record)
             }
+        }
+    }
+
+    /// The client's address as octets (IPv4-mapped IPv6 as IPv4), for profile and exception prefixes.
+    static func octets(_ a: SocketAddress) -> [UInt8]? {
+        switch a {
+        case .v4(let v4): return withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+        case .v6(let v6):
+            let b = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
+            return b
+        default: return nil
         }
     }
 

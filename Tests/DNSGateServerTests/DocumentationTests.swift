@@ -59,7 +59,7 @@ final class DocumentationTests: XCTestCase {
         XCTAssertEqual(c.listen.map(\.description), ["127.0.0.1:53", "[::1]:53"])
         let presets = try FileManager.default.contentsOfDirectory(atPath: root + "/zones/presets").sorted().map { root + "/zones/presets/" + $0 }
         c.allowFiles += presets + [root + "/zones/local-test.rpz"]
-        let policy = try PolicyBuilder.build(c, suffixes: suffixes)
+        let policy = try PolicyBuilder.build(c, suffixes: suffixes).base
         XCTAssertTrue(policy.allowList.entries.allSatisfy { $0.reason?.isEmpty == false }, "every shipped entry carries a reason")
         let github = try DNSName("github.com")
         guard case .forward = PolicyDecision.decide(policy, name: github, type: .a).action else { return XCTFail("github.com allowed by its preset") }

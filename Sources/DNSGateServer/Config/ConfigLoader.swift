@@ -26,7 +26,8 @@ public enum ConfigLoader {
         guard let root else { return c }     // empty file: all defaults
         let r = Reader(file: file)
         let top = try r.mapping(root, allowed: ["listen", "upstreams", "allow", "mode", "sinkhole", "policy", "cache",
-                                                "upstream", "tcp", "threads", "control", "log", "public_suffix_list", "max_udp_payload"])
+                                                "upstream", "tcp", "threads", "control", "log", "public_suffix_list", "max_udp_payload",
+                                                "profiles", "state_file", "entry_unused_after"])
         func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
 
         if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
@@ -40,18 +41,39 @@ public enum ConfigLoader {
         if let n = top["threads"] { c.threads = try r.int(n, 0...64) }
         if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
         if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
-        if let n = top["sinkhole"] {
-            let m = try r.mapping(n, allowed: ["mode", "ttl", "redirect_v4", "redirect_v6"])
-            if let t = m["ttl"] { c.sinkholeTTL = UInt32(try r.int(t, 0...86_400)) }
-            let v4 = try m["redirect_v4"].map { try r.address($0, bytes: 4) }
-            let v6 = try m["redirect_v6"].map { try r.address($0, bytes: 16) }
-            if let mode = m["mode"] {
-                let s = try r.string(mode)
-                guard let parsed = SinkholeMode(name: s, redirectV4: v4, redirectV6: v6) else {
-                    if s == "redirect" { throw r.error(mode, "sinkhole mode redirect needs redirect_v4 and/or redirect_v6") }
-                    throw r.error(mode, "sinkhole mode must be one of \(SinkholeMode.allNames.joined(separator: ", ")), not '\(s)'")
+        if let n = top["sinkhole"] { (c.sinkhole, c.sinkholeTTL) = try r.sinkhole(n, default: (c.sinkhole, c.sinkholeTTL)) }
+        if let n = top["state_file"] { c.stateFile = resolve(try r.string(n)) }
+        if let n = top["entry_unused_after"] { c.entryUnusedAfter = try r.int(n, 60...31_536_000) }
+        if let n = top["profiles"] {
+            var names = Set<String>()
+            for item in try r.list(n) {
+                let m = try r.mapping(item, allowed: ["name", "clients", "listeners", "allow", "mode", "sinkhole"])
+                guard let nameNode = m["name"] else { throw r.error(item, "a profile needs a name") }
+                let name = try r.string(nameNode)
+                guard name != PolicySet.defaultProfileName, names.insert(name).inserted else {
+                    throw r.error(nameNode, "profile name '\(name)' is taken")
                 }
-                c.sinkhole = parsed
+                var p = ProfileConfig(name: name)
+                if let v = m["clients"] {
+                    p.clients = try r.list(v).map { node in
+                        let t = try r.string(node)
+                        guard let prefix = ClientPrefix(t) else { throw r.error(node, "expected an address prefix like 192.0.2.0/24, not '\(t)'") }
+                        return prefix
+                    }
+                }
+                if let v = m["listeners"] { p.listeners = try r.list(v).map { try r.hostPort($0) } }
+                if let v = m["allow"] { p.allowFiles = try r.list(v).map { resolve(try r.string($0)) } }
+                if let v = m["mode"] {
+                    let t = try r.string(v)
+                    guard let mode = PolicyMode(rawValue: t) else { throw r.error(v, "mode must be enforce or audit, not '\(t)'") }
+                    p.mode = mode
+                }
+                if let v = m["sinkhole"] {
+                    let (mode, ttl) = try r.sinkhole(v, default: (c.sinkhole, c.sinkholeTTL))
+                    p.sinkhole = mode; p.sinkholeTTL = ttl
+                }
+                guard !p.clients.isEmpty || !p.listeners.isEmpty else { throw r.error(item, "profile '\(name)' selects no clients: give clients or listeners") }
+                c.profiles.append(p)
             }
         }
         if let n = top["policy"] {
@@ -150,6 +172,23 @@ public enum ConfigLoader {
             guard let hp = HostPort(parsing: s) else { throw error(n, "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'") }
             return hp
         }
+        /// `sinkhole:` mapping; keys absent keep `default`.
+        func sinkhole(_ n: Node, default d: (SinkholeMode, UInt32)) throws -> (SinkholeMode, UInt32) {
+            let m = try mapping(n, allowed: ["mode", "ttl", "redirect_v4", "redirect_v6"])
+            var (result, ttl) = d
+            if let t = m["ttl"] { ttl = UInt32(try int(t, 0...86_400)) }
+            let v4 = try m["redirect_v4"].map { try address($0, bytes: 4) }
+            let v6 = try m["redirect_v6"].map { try address($0, bytes: 16) }
+            if let mode = m["mode"] {
+                let s = try string(mode)
+                guard let parsed = SinkholeMode(name: s, redirectV4: v4, redirectV6: v6) else {
+                    if s == "redirect" { throw error(mode, "sinkhole mode redirect needs redirect_v4 and/or redirect_v6") }
+                    throw error(mode, "sinkhole mode must be one of \(SinkholeMode.allNames.joined(separator: ", ")), not '\(s)'")
+                }
+                result = parsed
+            }
+            return (result, ttl)
+        }
         func address(_ n: Node, bytes: Int) throws -> [UInt8] {
             let s = try string(n)
             guard let a = IPAddressBytes.parse(s), a.count == bytes else {
@@ -166,12 +205,21 @@ public enum PolicyBuilder {
         (try? String(contentsOfFile: c.publicSuffixFile, encoding: .utf8)).map(PublicSuffixList.init(text:))
     }
 
-    public static func build(_ c: ServerConfig, suffixes: PublicSuffixList?) throws -> Policy {
-        var list = AllowList()
-        for f in c.allowFiles {
-            for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) }
+    /// The default policy and every profile's, each from its own allow files.
+    public static func build(_ c: ServerConfig, suffixes: PublicSuffixList?) throws -> PolicySet {
+        func load(_ files: [String]) throws -> AllowList {
+            var list = AllowList()
+            for f in files { for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) } }
+            return list
         }
-        return Policy(allowList: list, mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL, defaultTypes: c.defaultTypes)
+        let base = Policy(allowList: try load(c.allowFiles), mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL,
+                          defaultTypes: c.defaultTypes)
+        let profiles = try c.profiles.map { p in
+            Profile(name: p.name, clients: p.clients, listeners: p.listeners.map(\.description),
+                    policy: Policy(allowList: try load(p.allowFiles), mode: p.mode ?? c.mode, sinkhole: p.sinkhole ?? c.sinkhole,
+                                   sinkholeTTL: p.sinkholeTTL ?? c.sinkholeTTL, defaultTypes: c.defaultTypes))
+        }
+        return PolicySet(base: base, profiles: profiles)
     }
 }
 

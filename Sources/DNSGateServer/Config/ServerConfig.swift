@@ -67,14 +67,35 @@ public struct ServerConfig: Sendable {
     /// `-` is standard output.
     public var queryLogFile = "-"
     public var publicSuffixFile = PublicSuffixList.debianPath
+    public var profiles: [ProfileConfig] = []
+    /// Where exceptions are kept across restarts (written atomically).
+    public var stateFile: String = ServerConfig.defaultStateFile
+    /// Allow entries with no hit for this long are reported as candidates for removal.
+    public var entryUnusedAfter: Int = 7 * 86_400
     /// The file this came from, if any: reload reads it again.
     public var sourceFile: String?
 
     public init() {}
 
+    public static var defaultStateFile: String {
+        getuid() == 0 ? "/var/lib/dnsgate/state.json" : "/tmp/dnsgate-\(getuid())/state.json"
+    }
+
     public static var defaultControlSocket: String {
         getuid() == 0 ? "/run/dnsgate/control.sock" : "/tmp/dnsgate-\(getuid())/control.sock"
     }
+}
+
+/// One `profiles:` item: a named policy for the clients it selects.
+public struct ProfileConfig: Sendable {
+    public var name: String
+    public var clients: [ClientPrefix] = []
+    public var listeners: [HostPort] = []
+    public var allowFiles: [String] = []
+    public var mode: PolicyMode?
+    public var sinkhole: SinkholeMode?
+    public var sinkholeTTL: UInt32?
+    public init(name: String) { self.name = name }
 }
 
 /// A configuration the server refuses, with the place to fix it.

@@ -113,3 +113,10 @@ public struct ControlClientError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
     public static func make(_ d: String) -> ControlClientError { ControlClientError(d) }
 }
+
+/// Convenience for the CLI: one command with string arguments.
+public enum DNSGateServerControl {
+    public static func send(_ command: String, _ args: [String: String], socket: String) throws -> [String: Any] {
+        try ControlClient.send(ControlRequest(command: command, arguments: args.isEmpty ? nil : args), socket: socket)
+    }
+}

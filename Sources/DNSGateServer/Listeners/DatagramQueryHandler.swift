@@ -11,15 +11,17 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let core: ServingCore
+    /// This listener's address as configured, for profiles selected by listener.
+    private let listener: String
 
-    init(core: ServingCore) { self.core = core }
+    init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let bytes = Array(envelope.data.readableBytesView)
         let remote = envelope.remoteAddress
         let channel = context.channel
-        core.handle(bytes, from: remote, overTCP: false, on: context.eventLoop) { reply in
+        core.handle(bytes, from: remote, overTCP: false, listener: listener, on: context.eventLoop) { reply in
             // nil promise: nothing to do on failure, and it saves an allocation per reply
             channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: reply)), promise: nil)
         }

@@ -11,14 +11,16 @@ final class StreamQueryHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let core: ServingCore
+    /// This listener's address as configured, for profiles selected by listener.
+    private let listener: String
 
-    init(core: ServingCore) { self.core = core }
+    init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let remote = context.remoteAddress else { return }
         let channel = context.channel
-        core.handle(Array(frame.readableBytesView), from: remote, overTCP: true, on: context.eventLoop) { reply in
+        core.handle(Array(frame.readableBytesView), from: remote, overTCP: true, listener: listener, on: context.eventLoop) { reply in
             channel.writeAndFlush(ByteBuffer(bytes: reply), promise: nil)
         }
     }

@@ -76,6 +76,8 @@ public final class QueryLogger: Sendable {
         if let rc = r.rcode { f.append(("rcode", JSON.string(rc.mnemonic))) }
         if let d = r.denial { f.append(("reason", JSON.string(d.tag))); f.append(("detail", JSON.string(d.description))) }
         if let rule = r.rule { f.append(("rule", JSON.string(rule.description))) }
+        if r.profile != PolicySet.defaultProfileName { f.append(("profile", JSON.string(r.profile))) }
+        if let x = r.exception { f.append(("exception", JSON.string(x))) }
         if r.audited { f.append(("audit", "true")) }
         if let p = r.problem { f.append(("problem", JSON.string(p))) }
         return "{" + f.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"

@@ -19,25 +19,45 @@ extension DNSGateCommand {
             guard let qtype = RecordType(mnemonic: type) else { throw ValidationError("unknown query type '\(type)'") }
             let qname: DNSName
             do { qname = try DNSName(name) } catch { throw ValidationError("bad name '\(name)': \(error)") }
-            let policy: Policy
+            let set: PolicySet
+            var exceptions = ExceptionSet()
+            let now = Date().timeIntervalSince1970
             do {
                 let c = try options.load()
-                policy = try PolicyBuilder.build(c, suffixes: PolicyBuilder.suffixList(c))
+                let suffixes = PolicyBuilder.suffixList(c)
+                set = try PolicyBuilder.build(c, suffixes: suffixes)
+                // Live exceptions are in the server's state file; read it if it is there.
+                if let data = FileManager.default.contents(atPath: c.stateFile),
+                   let saved = try? JSONDecoder().decode(SavedState.self, from: data) {
+                    for e in saved.exceptions { try? exceptions.add(e, suffixes: suffixes, now: now) }
+                }
             } catch { throw fail(error) }
-            let v = PolicyDecision.decide(policy, name: qname, type: qtype)
-            let denied: Bool
-            var out: [String: Any] = ["name": qname.description, "type": qtype.mnemonic, "mode": policy.mode.rawValue]
+            var clientOctets: [UInt8]?
+            if let client {
+                guard let o = ClientPrefix.addressBytes(client) else { throw ValidationError("--client \(client): not an IP address") }
+                clientOctets = o
+            }
+            let pipeline = QueryPipeline(policies: set, cache: AnswerCache())
+            pipeline.setExceptions(exceptions)
+            let (v, profile, exception) = pipeline.explain(name: qname, type: qtype, clientAddress: clientOctets, now: now)
+            let policy = set.policy(set.select(clientAddress: clientOctets, listener: nil))
+            var denied: Bool
+            var out: [String: Any] = ["name": qname.description, "type": qtype.mnemonic, "mode": policy.mode.rawValue, "profile": profile]
             switch v.action {
             case .forward: out["action"] = v.audited ? "forward (audit: enforce would deny)" : "forward"; denied = false
             case .local: out["action"] = "local data"; denied = false
             case .sinkhole(let m): out["action"] = "sinkhole \(m)"; denied = true
+            }
+            if let e = exception {
+                out["action"] = "forward (exception \(e.id))"; out["exception"] = e.id; out["exception_reason"] = e.reason
+                denied = false
             }
             if let e = v.entry {
                 out["entry"] = e.pattern; out["source"] = e.source.description
                 if let r = e.reason { out["reason"] = r }
             }
             if let d = v.denial { out["denied_because"] = d.description }
-            if let client { out["client"] = client; out["profile"] = "default" }
+            if let client { out["client"] = client }
             if json {
                 let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -46,9 +66,13 @@ extension DNSGateCommand {
                 if let e = v.entry { print("  entry:  \(e.pattern) at \(e.source)" + (e.reason.map { " — \($0)" } ?? "")) }
                 else { print("  entry:  none matches") }
                 if let d = v.denial { print("  reason: \(d)") }
-                if client != nil { print("  profile: default") }
+                if let e = exception { print("  exception: \(e.id) until \(Date(timeIntervalSince1970: e.expiresAt)) — \(e.reason)") }
+                print("  profile: \(profile)")
             }
-            if denied && !v.audited { throw ExitCode.failure }
+            if denied { throw ExitCode.failure }
         }
     }
 }
+
+/// The state file's shape, as far as `check` reads it.
+struct SavedState: Decodable { let exceptions: [PolicyException] }

@@ -44,9 +44,16 @@ enum StatsFormatter {
                 lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, last rtt \(u["last_rtt_us"] ?? 0) µs")
             }
         }
+        if let xs = o["exceptions"] as? [[String: Any]], !xs.isEmpty {
+            lines.append("exceptions:")
+            for e in xs { lines.append("  \(e["id"] ?? "?")\t\(e["pattern"] ?? "")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t\(e["reason"] ?? "")") }
+        }
         if let es = o["entry_hits"] as? [[String: Any]] {
-            lines.append("entries:")
-            for e in es { lines.append("  \(e["hits"] ?? 0)\t\(e["pattern"] ?? "")\t\(e["source"] ?? "")\t\(e["reason"] ?? "")") }
+            lines.append("entries (hits, pattern, profile, where, reason):")
+            for e in es {
+                let unused = (e["unused"] as? Bool == true) ? "  [unused: candidate for removal]" : ""
+                lines.append("  \(e["hits"] ?? 0)\t\(e["pattern"] ?? "")\t\(e["profile"] ?? "")\t\(e["source"] ?? "")\t\(e["reason"] ?? "")\(unused)")
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -12,9 +12,10 @@ extension DNSGateCommand {
         func run() throws {
             do {
                 let c = try options.load()
-                let policy = try PolicyBuilder.build(c, suffixes: PolicyBuilder.suffixList(c))
+                let set = try PolicyBuilder.build(c, suffixes: PolicyBuilder.suffixList(c))
+                let entries = set.base.allowList.count + set.profiles.reduce(0) { $0 + $1.policy.allowList.count }
                 print("ok: \(options.configPath ?? "built-in defaults"), \(c.allowFiles.count) allow file(s), "
-                      + "\(policy.allowList.count) entries, mode \(policy.mode.rawValue), sinkhole \(policy.sinkhole)")
+                      + "\(entries) entries, \(set.profiles.count) profile(s), mode \(set.base.mode.rawValue), sinkhole \(set.base.sinkhole)")
             } catch {
                 throw fail(error)
             }

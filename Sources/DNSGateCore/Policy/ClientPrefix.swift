@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An address prefix (`192.0.2.16/28`, `2001:db8::/32`, or a bare address meaning one host) that
+/// selects clients for profiles and exceptions.
+public struct ClientPrefix: Hashable, Sendable, CustomStringConvertible {
+    public let network: [UInt8]     // 4 or 16 octets, host bits zero
+    public let length: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        guard let addr = ClientPrefix.addressBytes(parts[0]) else { return nil }
+        let maxLen = addr.count * 8
+        var len = maxLen
+        if parts.count == 2 { guard let l = Int(parts[1]), (0...maxLen).contains(l) else { return nil }; len = l }
+        var net = addr
+        for i in 0..<net.count {
+            let keep = max(0, min(8, len - i * 8))
+            net[i] &= keep == 8 ? 0xFF : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
+        }
+        network = net; length = len
+    }
+
+    public func contains(_ address: [UInt8]) -> Bool {
+        guard address.count == network.count else { return false }
+        var bits = length, i = 0
+        while bits >= 8 { if address[i] != network[i] { return false }; bits -= 8; i += 1 }
+        if bits == 0 { return true }
+        let mask = UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+        return address[i] & mask == network[i]
+    }
+
+    public var description: String {
+        var buf = [CChar](repeating: 0, count: 64)
+        let family = network.count == 4 ? AF_INET : AF_INET6
+        _ = network.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buf, socklen_t(buf.count)) }
+        return String(cString: buf) + "/\(length)"
+    }
+
+    /// IPv4 or IPv6 text to network-order octets (an IPv4-mapped IPv6 address becomes its IPv4 form,
+    /// so a dual-stack socket's `::ffff:192.0.2.1` matches `192.0.2.0/24`).
+    public static func addressBytes(_ s: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, s, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, s, &v6) == 1 {
+            let b = withUnsafeBytes(of: &v6) { Array($0) }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
+            return b
+        }
+        return nil
+    }
+}

@@ -1,0 +1,99 @@
+/// An explicit, expiring exception: a name (or `*.suffix`) allowed for a while, for one client prefix
+/// or profile or for everyone, with a reason. Exceptions never outlive `expiresAt` (DESIGN: Policy
+/// semantics): matching checks the clock on every use, expired ones are pruned on every change.
+public struct PolicyException: Codable, Sendable, Equatable {
+    public let id: String
+    public let pattern: String
+    public let client: String?
+    public let profile: String?
+    public let types: [String]?
+    public let reason: String
+    public let createdAt: Double
+    public let expiresAt: Double
+
+    public init(id: String, pattern: String, client: String?, profile: String?, types: [String]?, reason: String,
+                createdAt: Double, expiresAt: Double) {
+        self.id = id; self.pattern = pattern; self.client = client; self.profile = profile; self.types = types
+        self.reason = reason; self.createdAt = createdAt; self.expiresAt = expiresAt
+    }
+}
+
+/// Why an exception was refused.
+public struct ExceptionError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The live exceptions, compiled for matching. A value type: the server swaps a new one in under a lock.
+public struct ExceptionSet: Sendable {
+    private struct Compiled: Sendable {
+        let exception: PolicyException
+        let name: DNSName
+        let wildcard: Bool
+        let prefix: ClientPrefix?
+        let types: Set<RecordType>?
+    }
+    private var items: [Compiled] = []
+
+    public init() {}
+
+    public var all: [PolicyException] { items.map(\.exception) }
+    public var isEmpty: Bool { items.isEmpty }
+
+    /// Validates and adds an exception.
+    /// - Throws: `ExceptionError` for a bad pattern, prefix, type, lifetime, or a missing reason.
+    public mutating func add(_ e: PolicyException, suffixes: PublicSuffixList?, now: Double) throws {
+        guard e.expiresAt > now else { throw ExceptionError("lifetime must be in the future") }
+        guard !e.reason.trimmingCharacters().isEmpty else { throw ExceptionError("an exception needs a reason") }
+        let here = SourceLocation(file: "exception \(e.id)", line: 0)
+        let (name, wildcard): (DNSName, Bool)
+        do { (name, wildcard) = try PlainListLoader.parsePattern(e.pattern, at: here, suffixes: suffixes) }
+        catch let err as PolicyLoadError { throw ExceptionError(err.message) }
+        var prefix: ClientPrefix?
+        if let c = e.client {
+            guard let p = ClientPrefix(c) else { throw ExceptionError("bad client prefix '\(c)'") }
+            prefix = p
+        }
+        var types: Set<RecordType>?
+        if let ts = e.types {
+            types = Set(try ts.map { t in
+                guard let rt = RecordType(mnemonic: t) else { throw ExceptionError("unknown query type '\(t)'") }
+                return rt
+            })
+        }
+        guard !items.contains(where: { $0.exception.id == e.id }) else { throw ExceptionError("duplicate id \(e.id)") }
+        items.append(Compiled(exception: e, name: name, wildcard: wildcard, prefix: prefix, types: types))
+    }
+
+    @discardableResult
+    public mutating func revoke(id: String) -> Bool {
+        let before = items.count
+        items.removeAll { $0.exception.id == id }
+        return items.count != before
+    }
+
+    /// Drops expired exceptions; returns the ones dropped.
+    @discardableResult
+    public mutating func prune(now: Double) -> [PolicyException] {
+        let gone = items.filter { $0.exception.expiresAt <= now }.map(\.exception)
+        items.removeAll { $0.exception.expiresAt <= now }
+        return gone
+    }
+
+    /// The first live exception covering this query.
+    public func match(name: DNSName, type: RecordType, clientAddress: [UInt8]?, profile: String, defaultTypes: Set<RecordType>,
+                      now: Double) -> PolicyException? {
+        for c in items where c.exception.expiresAt > now {
+            if let p = c.exception.profile, p != profile { continue }
+            if let prefix = c.prefix { guard let a = clientAddress, prefix.contains(a) else { continue } }
+            guard (c.types ?? defaultTypes).contains(type) else { continue }
+            let covers = c.wildcard ? (name != c.name && name.isSubdomain(of: c.name)) : name == c.name
+            if covers { return c.exception }
+        }
+        return nil
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String { Substring(self).trimmingCharacters() }
+}

@@ -1,0 +1,119 @@
+import DNSGateCore
+import Foundation
+
+/// The control API's commands. Arguments arrive as strings; each command validates its own and
+/// answers `{"ok": false, "error": "..."}` rather than guessing.
+extension DNSGateService: ControlResponder {
+    public func respond(to request: ControlRequest) -> [String: Any] {
+        let args = request.arguments ?? [:]
+        let now = WallClock.now()
+        switch request.command {
+        case "ping": return ["ok": true]
+        case "reload":
+            switch reload() {
+            case .success(let msg): return ["ok": true, "message": msg]
+            case .failure(let e): return ["ok": false, "error": "\(e)"]
+            }
+        case "stats": return statsObject(includeEntries: args["entries"] == "true", now: now)
+        case "allow_add":
+            guard let pattern = args["pattern"], let reason = args["reason"], let secs = args["seconds"].flatMap(Double.init), secs > 0 else {
+                return ["ok": false, "error": "allow_add needs pattern, reason and seconds > 0"]
+            }
+            if let p = args["profile"], p != PolicySet.defaultProfileName, !pipeline.snapshot.policies.profiles.contains(where: { $0.name == p }) {
+                return ["ok": false, "error": "no profile named '\(p)'"]
+            }
+            do {
+                let e = try exceptionStore.add(pattern: pattern, client: args["client"], profile: args["profile"],
+                                               types: args["types"].map { $0.split(separator: ",").map(String.init) },
+                                               seconds: secs, reason: reason, now: now)
+                return ["ok": true, "exception": exceptionObject(e, now: now)]
+            } catch { return ["ok": false, "error": "\(error)"] }
+        case "allow_list":
+            return ["ok": true, "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) }]
+        case "allow_revoke":
+            guard let id = args["id"] else { return ["ok": false, "error": "allow_revoke needs id"] }
+            do { return try exceptionStore.revoke(id: id) ? ["ok": true] : ["ok": false, "error": "no exception with id \(id)"] }
+            catch { return ["ok": false, "error": "\(error)"] }
+        case "mark":
+            guard let name = args["name"], !name.isEmpty else { return ["ok": false, "error": "mark needs a name"] }
+            violations.mark(name, at: now)
+            return ["ok": true, "name": name, "time": now]
+        case "verdict":
+            guard let client = args["client"] else { return ["ok": false, "error": "verdict needs client"] }
+            var since = 0.0
+            if let m = args["mark"] {
+                guard let t = violations.markTime(m) else { return ["ok": false, "error": "no mark named '\(m)'"] }
+                since = t
+            } else if let s = args["since"].flatMap(Double.init) { since = s }
+            let (events, overflowed) = violations.events(client: client, since: since)
+            return ["ok": true, "client": client, "since": since, "incomplete": overflowed,
+                    "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
+                    "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name, "type": $0.type, "reason": $0.reason,
+                                                          "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
+        case "suggest":
+            let since = args["since"].flatMap(Double.init) ?? 0
+            var existing: AllowList?
+            if let path = args["diff"] {
+                do { existing = try AllowList(PolicyFileLoader.load(path: path, suffixes: suffixes)) }
+                catch { return ["ok": false, "error": "\(error)"] }
+            }
+            let lines = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,
+                                                   defaultTypes: pipeline.snapshot.policy.defaultTypes, suffixes: suffixes)
+            return ["ok": true, "lines": lines]
+        default:
+            return ["ok": false, "error": "unknown command '\(request.command)' (known: ping, reload, stats, allow_add, allow_list, allow_revoke, mark, verdict, suggest)"]
+        }
+    }
+
+    private func exceptionObject(_ e: PolicyException, now: Double) -> [String: Any] {
+        var o: [String: Any] = ["id": e.id, "pattern": e.pattern, "reason": e.reason, "created": e.createdAt, "expires": e.expiresAt,
+                                "remaining_s": max(0, Int(e.expiresAt - now)),
+                                "hits": pipeline.exceptionHits.withLock { $0[e.id] ?? 0 }]
+        if let c = e.client { o["client"] = c }
+        if let p = e.profile { o["profile"] = p }
+        if let t = e.types { o["types"] = t.joined(separator: ",") }
+        return o
+    }
+
+    func statsObject(includeEntries: Bool, now: Double) -> [String: Any] {
+        let snap = pipeline.snapshot
+        let counts = pipeline.counters.snapshot
+        let cache = pipeline.cache.counters
+        let uptime = Int(now - startedAtEpoch)
+        var obj: [String: Any] = [
+            "ok": true,
+            "uptime_seconds": uptime,
+            "mode": snap.policy.mode.rawValue,
+            "policy_generation": snap.generation,
+            "entries": snap.policy.allowList.count,
+            "profiles": snap.policies.profiles.map(\.name),
+            "queries": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
+            "cache": ["entries": cache.entries, "hits": cache.hits, "misses": cache.misses,
+                      "stale_served": cache.staleServed, "evictions": cache.evictions],
+            "upstreams": upstream.health.map { h in
+                ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value,
+                 "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
+            },
+            "coalesced": upstream.coalesced.value,
+            "tcp_connections": tcpConnectionCount,
+            "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value],
+            "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) },
+        ]
+        if includeEntries {
+            // Unused for `entry_unused_after` seconds (or never used, once the server has run that long): removal candidates.
+            let cutoff = Int(now) - config.entryUnusedAfter
+            var rows: [[String: Any]] = []
+            let sets = [(PolicySet.defaultProfileName, snap.policies.base)] + snap.policies.profiles.map { ($0.name, $0.policy) }
+            for (row, (profile, policy)) in sets.enumerated() {
+                for (i, e) in policy.allowList.entries.enumerated() {
+                    let last = snap.entryLastUse[row][i].value
+                    let unused = last == 0 ? uptime >= config.entryUnusedAfter : last < cutoff
+                    rows.append(["profile": profile, "pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
+                                 "hits": snap.entryHits[row][i].value, "last_use": last, "unused": unused])
+                }
+            }
+            obj["entry_hits"] = rows
+        }
+        return obj
+    }
+}

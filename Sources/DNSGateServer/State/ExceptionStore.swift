@@ -1,0 +1,95 @@
+import DNSGateCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Owns the live exceptions: validates additions, persists every change to the state file (written to
+/// a temporary file, synced, then renamed over the old one, so a crash never leaves half a file), and
+/// prunes expired ones. The pipeline gets a fresh `ExceptionSet` after every change.
+final class ExceptionStore: Sendable {
+    private let path: String
+    private let pipeline: QueryPipeline
+    private let suffixes: PublicSuffixList?
+    private let logger: Logger
+    private let lock = Mutex(())
+
+    init(path: String, pipeline: QueryPipeline, suffixes: PublicSuffixList?, logger: Logger, now: Double) throws {
+        self.path = path; self.pipeline = pipeline; self.suffixes = suffixes; self.logger = logger
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ConfigError(file: path, line: nil, "cannot read the state file: \(error.localizedDescription)")
+        }
+        let saved: [PolicyException]
+        do { saved = try JSONDecoder().decode(StateFile.self, from: data).exceptions } catch {
+            throw ConfigError(file: path, line: nil, "state file is not valid (\(error)); move it aside to start without its exceptions")
+        }
+        var set = ExceptionSet()
+        for e in saved where e.expiresAt > now {
+            do { try set.add(e, suffixes: suffixes, now: now) } catch {
+                logger.warning("dropping a saved exception that no longer validates", metadata: ["concern": "exceptions", "id": "\(e.id)", "error": "\(error)"])
+            }
+        }
+        pipeline.setExceptions(set)
+        if saved.count != set.all.count { try persist(set) }
+    }
+
+    struct StateFile: Codable { var version = 1; var exceptions: [PolicyException] }
+
+    func add(pattern: String, client: String?, profile: String?, types: [String]?, seconds: Double, reason: String, now: Double) throws -> PolicyException {
+        try lock.withLock { _ in
+            var set = pipeline.exceptions
+            set.prune(now: now)
+            let e = PolicyException(id: Self.newID(), pattern: pattern, client: client, profile: profile, types: types,
+                                    reason: reason, createdAt: now, expiresAt: now + seconds)
+            try set.add(e, suffixes: suffixes, now: now)
+            try persist(set)                 // on disk first: an exception the API confirmed survives a restart
+            pipeline.setExceptions(set)
+            logger.notice("exception added", metadata: ["concern": "exceptions", "id": "\(e.id)", "pattern": "\(pattern)",
+                                                        "client": "\(client ?? "any")", "profile": "\(profile ?? "any")",
+                                                        "expires_in_s": "\(Int(seconds))", "reason": "\(reason)"])
+            return e
+        }
+    }
+
+    func revoke(id: String) throws -> Bool {
+        try lock.withLock { _ in
+            var set = pipeline.exceptions
+            guard set.revoke(id: id) else { return false }
+            try persist(set)
+            pipeline.setExceptions(set)
+            logger.notice("exception revoked", metadata: ["concern": "exceptions", "id": "\(id)"])
+            return true
+        }
+    }
+
+    /// Removes expired exceptions; called every second by the service.
+    func prune(now: Double) {
+        lock.withLock { _ in
+            var set = pipeline.exceptions
+            let gone = set.prune(now: now)
+            guard !gone.isEmpty else { return }
+            pipeline.setExceptions(set)
+            for e in gone { logger.notice("exception expired", metadata: ["concern": "exceptions", "id": "\(e.id)", "pattern": "\(e.pattern)"]) }
+            do { try persist(set) } catch { logger.error("cannot write the state file", metadata: ["concern": "exceptions", "error": "\(error)"]) }
+        }
+    }
+
+    private func persist(_ set: ExceptionSet) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750]) }
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(StateFile(exceptions: set.all))
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o640]) else {
+            throw ConfigError(file: tmp, line: nil, "cannot write the state file")
+        }
+        let fd = open(tmp, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(tmp, path) == 0 else { throw ConfigError(file: path, line: nil, "cannot replace the state file (errno \(errno))") }
+    }
+
+    static func newID() -> String {
+        "x" + String((0..<6).map { _ in "abcdefghjkmnpqrstuvwxyz23456789".randomElement()! })
+    }
+}

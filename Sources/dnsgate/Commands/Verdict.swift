@@ -1,0 +1,79 @@
+import ArgumentParser
+import DNSGateServer
+import Foundation
+
+extension DNSGateCommand {
+    struct Mark: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Record a named point in time (e.g. a job's start) to measure verdicts from.")
+        @Argument(help: "Name of the mark, e.g. the CI job ID.") var name: String
+        @OptionGroup var control: ControlOptions
+        func run() throws {
+            _ = try controlRequest("mark", ["name": name], control)
+            print("marked \(name)")
+        }
+    }
+
+    struct Verdict: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a client was denied in a period; exits 1 when there was any violation.",
+            discussion: """
+                Run as a CI job's last step to fail the job on egress violations. A violation is a denied query, or \
+                in audit mode a query enforce mode would have denied. Exit 0: none; 1: violations; 2: the period is \
+                older than what the server still remembers (its bounded log overflowed).
+                """)
+        @Option(help: ArgumentHelp("The runner's address as dnsgate sees it.", valueName: "addr")) var client: String
+        @Option(help: ArgumentHelp("Start of the period: epoch seconds, ISO 8601, or a duration ago (30m).", valueName: "time")) var since: String?
+        @Option(help: ArgumentHelp("Start of the period: a mark recorded with `dnsgate mark`.", valueName: "name")) var mark: String?
+        @Flag(help: "Print the raw JSON object.") var json = false
+        @OptionGroup var control: ControlOptions
+
+        func validate() throws {
+            if since != nil && mark != nil { throw ValidationError("give --since or --mark, not both") }
+            if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
+        }
+
+        func run() throws {
+            var args = ["client": client]
+            if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
+            if let mark { args["mark"] = mark }
+            let obj = try controlRequest("verdict", args, control)
+            let events = obj["events"] as? [[String: Any]] ?? []
+            if json { try printJSON(obj) } else {
+                let denied = obj["denied"] as? Int ?? 0, would = obj["would_deny"] as? Int ?? 0
+                print(events.isEmpty ? "\(client): no egress violations" : "\(client): \(denied) denied, \(would) would be denied (audit)")
+                var seen = Set<String>()
+                for e in events {
+                    let key = "\(e["name"] ?? "") \(e["type"] ?? "")"
+                    guard seen.insert(key).inserted else { continue }
+                    print("  \(key)\t\((e["audit"] as? Bool == true) ? "audit" : "denied")\t\(e["reason"] ?? "")")
+                }
+            }
+            if obj["incomplete"] as? Bool == true {
+                FileHandle.standardError.write(Data("dnsgate: the period starts before the oldest remembered violation\n".utf8))
+                throw ExitCode(2)
+            }
+            if !events.isEmpty { throw ExitCode.failure }
+        }
+    }
+
+    struct Suggest: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Turn what audit mode saw into a reviewable allow-list.",
+            discussion: "Deterministic order; a wildcard only where many names share a parent (said in a comment); every entry has a reason comment with its counts.")
+        @Option(help: ArgumentHelp("Only names this client asked for.", valueName: "addr")) var client: String?
+        @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago.", valueName: "time")) var since: String?
+        @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            var args: [String: String] = [:]
+            args["client"] = client
+            if let since { guard let t = TimeParsing.pointInTime(since) else { throw ValidationError("--since \(since): not a time") }; args["since"] = String(t) }
+            if let diff { args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff }
+            let obj = try controlRequest("suggest", args, control)
+            let lines = obj["lines"] as? [String] ?? []
+            if diff == nil { print("# suggested by `dnsgate suggest` from audit mode: review every entry before enforcing") }
+            for l in lines { print(diff == nil ? l : (l.hasPrefix("#") ? l : "+ " + l)) }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import DNSGateServer
+import Foundation
+
+/// Durations and points in time as people type them: `30m`, `2h`, `90s`, `1d`; a time is epoch
+/// seconds, an ISO 8601 timestamp, or a duration meaning "that long ago".
+enum TimeParsing {
+    static func seconds(_ s: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let last = s.last, let unit = units[last], let n = Double(s.dropLast()), n > 0 { return n * unit }
+        if let n = Double(s), n > 0 { return n }
+        return nil
+    }
+
+    static func pointInTime(_ s: String, now: Double = Date().timeIntervalSince1970) -> Double? {
+        if let epoch = Double(s), epoch > 1_000_000_000 { return epoch }
+        if let ago = seconds(s) { return now - ago }
+        return ISO8601DateFormatter().date(from: s)?.timeIntervalSince1970
+    }
+}
+
+/// Sends one control request, prints `--json` output or hands the object back; fails on `ok: false`.
+func controlRequest(_ command: String, _ args: [String: String], _ control: ControlOptions) throws -> [String: Any] {
+    let obj: [String: Any]
+    do { obj = try DNSGateServerControl.send(command, args, socket: control.socketPath) } catch { throw fail(error) }
+    if obj["ok"] as? Bool != true { throw fail(CLIError("\(obj["error"] ?? "request failed")")) }
+    return obj
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func printJSON(_ obj: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
+    print(String(decoding: data, as: UTF8.self))
+}

@@ -1,0 +1,130 @@
+import DNSGateCore
+import Foundation
+import XCTest
+
+/// Issue 4 end to end on loopback: profiles chosen by source address (dig -b 127.0.0.x), expiring
+/// exceptions that survive a restart, job verdicts, and audit mode feeding `dnsgate suggest`.
+final class RunnerPolicyTests: XCTestCase {
+    static var nsd: NSDUpstream!
+    override class func setUp() { super.setUp(); nsd = try? NSDUpstream() }
+    override class func tearDown() { nsd?.stop(); nsd = nil; super.tearDown() }
+
+    private func upstream() throws -> String {
+        guard let nsd = Self.nsd else { try requireTool("nsd"); throw XCTSkip("nsd did not start") }
+        return nsd.address
+    }
+
+    private func digFrom(_ source: String, _ port: Int, _ args: [String]) throws -> DigAnswer {
+        try dig(port, ["-b", source] + args)
+    }
+
+    func testProfilesGiveDifferentClientsDifferentAnswers() throws {
+        let up = try upstream()
+        let dir = TestPaths.tempDir("profiles")
+        try "www.allowed.test  # everyone\n".write(toFile: dir.path + "/base.allow", atomically: true, encoding: .utf8)
+        try "www.allowed.test  # everyone\npkg.allowed.test  # build stage fetches packages\n".write(toFile: dir.path + "/build.allow", atomically: true, encoding: .utf8)
+        try "www.allowed.test  # everyone\n".write(toFile: dir.path + "/release.allow", atomically: true, encoding: .utf8)
+        let g = try DNSGateProcess(allow: nil, upstreams: [up], configYAML: """
+            allow: [\(dir.path)/base.allow]
+            state_file: "@DIR@/state.json"
+            profiles:
+              - name: build
+                clients: [127.0.0.16/28]
+                allow: [\(dir.path)/build.allow]
+              - name: release
+                clients: [127.0.0.32/28, "2001:db8::/32"]
+                allow: [\(dir.path)/release.allow]
+                sinkhole: { mode: refused }
+            """)
+        XCTAssertEqual(try digFrom("127.0.0.17", g.port, ["pkg.allowed.test"]).status, "NXDOMAIN", "nsd has no pkg: upstream NXDOMAIN, no EDE")
+        XCTAssertNil(try digFrom("127.0.0.17", g.port, ["pkg.allowed.test"]).edeCode, "build profile forwards it")
+        let release = try digFrom("127.0.0.33", g.port, ["pkg.allowed.test"])
+        XCTAssertEqual(release.status, "REFUSED", "release profile denies it with its own sinkhole")
+        XCTAssertEqual(release.edeCode, 15)
+        let other = try digFrom("127.0.0.1", g.port, ["pkg.allowed.test"])
+        XCTAssertEqual(other.status, "NXDOMAIN"); XCTAssertEqual(other.edeCode, 15, "default profile denies it")
+        XCTAssertEqual(try digFrom("127.0.0.33", g.port, ["www.allowed.test"]).status, "NOERROR")
+        let logged = g.queryLogLines.filter { $0.contains("pkg.allowed.test") }
+        XCTAssertTrue(logged.contains { $0.contains("\"profile\":\"release\"") }, logged.joined(separator: "\n"))
+
+        let check = try runCommand(TestPaths.dnsgateBinary, ["check", "pkg.allowed.test", "--client", "127.0.0.20", "--config", g.dir.path + "/dnsgate.yaml"])
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        XCTAssertTrue(check.stdout.contains("profile: build"), check.stdout)
+    }
+
+    func testExceptionsAllowUntilTheyExpireAndSurviveARestart() throws {
+        let up = try upstream()
+        let yaml = "state_file: \"@DIR@/state.json\"\n"
+        var g: DNSGateProcess? = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [up], configYAML: yaml)
+        let port = g!.port
+        XCTAssertEqual(try dig(port, ["api.cdn.allowed.test"]).edeCode, 15)
+        let add = try g!.cli(["allow", "add", "*.cdn.allowed.test", "--for", "30m", "--reason", "incident 42: vendor migration", "--client", "127.0.0.0/8"])
+        XCTAssertEqual(add.status, 0, add.stderr)
+        let id = try XCTUnwrap(add.stdout.split(separator: " ").dropFirst().first?.dropLast()).description
+        XCTAssertEqual(try dig(port, ["api.cdn.allowed.test"]).status, "NOERROR")
+        XCTAssertEqual(try dig(port, ["api.cdn.allowed.test", "TXT"]).edeCode, 15, "exceptions allow the default types only")
+        XCTAssertTrue(g!.queryLogLines.contains { $0.contains("api.cdn.allowed.test") && $0.contains("\"exception\":\"\(id)\"") })
+        let listed = try g!.cli(["allow", "list"])
+        XCTAssertTrue(listed.stdout.contains(id) && listed.stdout.contains("incident 42"), listed.stdout)
+        let short = try g!.cli(["allow", "add", "short.allowed.test", "--for", "2s", "--reason", "two seconds"])
+        XCTAssertEqual(short.status, 0, short.stderr)
+
+        // Restart on the same state file: the long exception is still there.
+        let dir = g!.dir
+        g!.stop(); g = nil
+        let again = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [up],
+                                       configYAML: "state_file: \"\(dir.path)/state.json\"\n")
+        XCTAssertEqual(try dig(again.port, ["api.cdn.allowed.test"]).status, "NOERROR", "exception survived the restart")
+        sleep(3)
+        let expired = try dig(again.port, ["short.allowed.test"])
+        XCTAssertEqual(expired.edeCode, 15, "expired exactly on time: \(expired.raw) \(again.log)")
+        XCTAssertEqual(try again.cli(["allow", "revoke", id]).status, 0)
+        XCTAssertEqual(try dig(again.port, ["other.cdn.allowed.test"]).edeCode, 15, "revoked")
+        XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
+    }
+
+    func testVerdictFailsAJobWithViolationsSinceItsMark() throws {
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()])
+        _ = try digFrom("127.0.0.5", g.port, ["evil.denied.test"])        // before the mark: not counted
+        XCTAssertEqual(try g.cli(["mark", "job-7"]).status, 0)
+        _ = try digFrom("127.0.0.5", g.port, ["www.allowed.test"])
+        let clean = try g.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-7"])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        _ = try digFrom("127.0.0.5", g.port, ["exfil.denied.test", "TXT"])
+        _ = try digFrom("127.0.0.6", g.port, ["other-client.denied.test"])
+        let bad = try g.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-7"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stdout.contains("exfil.denied.test. TXT"), bad.stdout)
+        XCTAssertFalse(bad.stdout.contains("evil.denied.test"), "before the mark")
+        XCTAssertFalse(bad.stdout.contains("other-client"), "another client")
+        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "1h"]).status, 1)
+    }
+
+    func testAuditModeForwardsLogsAndSuggestsAnAllowList() throws {
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()], extraArgs: ["--mode", "audit"])
+        let a = try dig(g.port, ["x.denied.test"])
+        XCTAssertEqual(a.answers.first?.hasSuffix("192.0.2.66") ?? false, true, "audit forwards names enforce would deny")
+        XCTAssertNil(a.edeCode)
+        XCTAssertEqual(try dig(g.port, ["txt.allowed.test", "TXT"]).edeCode, 17, "the query-type policy still applies in audit mode")
+        for n in ["a", "b", "c", "d", "e", "f"] { _ = try dig(g.port, ["\(n).cdn.allowed.test"]) }
+        _ = try dig(g.port, ["registry.allowed.test", "AAAA"])
+        XCTAssertTrue(g.queryLogLines.contains { $0.contains("x.denied.test") && $0.contains("\"audit\":true") })
+
+        let s = try g.cli(["suggest"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let lines = s.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("*.cdn.allowed.test.  # audit: 6 queries") }, s.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("# wildcard proposed: 6 distinct names below cdn.allowed.test.") }, s.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("registry.allowed.test.  # audit: 1 query") }, s.stdout)
+        XCTAssertFalse(lines.contains { $0.hasPrefix("www.allowed.test") }, "already allowed")
+        // The suggestion is a valid allow-list as it stands.
+        let entries = try PlainListLoader.load(text: s.stdout, file: "suggest")
+        XCTAssertEqual(entries.count, 3, s.stdout)   // *.cdn, registry, x.denied
+
+        let existing = g.dir.appendingPathComponent("existing.allow").path
+        try "*.cdn.allowed.test  # reviewed\n".write(toFile: existing, atomically: true, encoding: .utf8)
+        let diff = try g.cli(["suggest", "--diff", existing])
+        XCTAssertFalse(diff.stdout.contains("cdn.allowed.test"), diff.stdout)
+        XCTAssertTrue(diff.stdout.contains("+ registry.allowed.test."), diff.stdout)
+    }
+}
