@@ -61,6 +61,12 @@ public struct PolicyVerdict: Sendable {
 public enum PolicyDecision {
     public static func decide(_ policy: Policy, name: DNSName, type: RecordType) -> PolicyVerdict {
         guard let (index, entry) = policy.allowList.match(name) else {
+            // Audit mode forwards unlisted names, but only for the types a build needs: it must not
+            // open the tunnels' carriers (TXT, NULL, ANY…) while a team is learning its allow-list.
+            if policy.mode == .audit && !policy.defaultTypes.contains(type) {
+                return PolicyVerdict(action: .sinkhole(policy.sinkhole), entry: nil, entryIndex: nil,
+                                     denial: .typeNotAllowed(type, Self.defaultTypesSource))
+            }
             return deny(policy, .notListed, mode: policy.sinkhole, entry: nil, index: nil)
         }
         switch entry.action {
@@ -78,6 +84,9 @@ public enum PolicyDecision {
         }
     }
 
+    /// Where a denial by the default type set points: the config key that sets it.
+    public static let defaultTypesSource = SourceLocation(file: "policy.default_types", line: 0)
+
     private static func deny(_ p: Policy, _ why: DenyReason, mode: SinkholeMode, entry: PolicyEntry?, index: Int?) -> PolicyVerdict {
         PolicyVerdict(action: p.mode == .audit ? .forward : .sinkhole(mode), entry: entry, entryIndex: index, denial: why)
     }
@@ -91,7 +100,7 @@ public enum PolicyFileLoader {
     /// carries a SOA; plain otherwise.
     public static func detectFormat(path: String, text: String) -> Format {
         if path.hasSuffix(".rpz") || path.hasSuffix(".zone") { return .rpz }
-        for raw in text.split(separator: "\n") {
+        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {   // "\r\n" is one Character
             let line = raw.trimmingCharacters()
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("$") { return .rpz }
