@@ -60,6 +60,10 @@ final class PlainListLoaderTests: XCTestCase {
         XCTAssertEqual(e.map(\.name), [try DNSName("example.com"), try DNSName("example.org")])
         XCTAssertEqual(e.first?.reason, "one")
         XCTAssertEqual(e.last?.types, [.a])
+        XCTAssertEqual(e.last?.source.line, 2)
+        XCTAssertThrowsError(try PlainListLoader.load(text: "example.com\r\n\r\nexample.org BOGUS\r\n", file: "f")) {
+            XCTAssertEqual(($0 as? PolicyLoadError)?.location.line, 3)
+        }
     }
 
     /// Every refused line, with the line number the error must name.

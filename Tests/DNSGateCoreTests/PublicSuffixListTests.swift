@@ -52,6 +52,14 @@ final class PublicSuffixListTests: XCTestCase {
         }
     }
 
+    /// "\r\n" is a single Character in Swift; a list saved with CRLF must still be read line by line.
+    func testCRLFListIsReadLineByLine() throws {
+        let crlf = PublicSuffixList(text: "// c\r\ncom\r\nco.uk\r\n*.test\r\n")
+        XCTAssertTrue(crlf.isPublicSuffix(try DNSName("co.uk")))
+        XCTAssertTrue(crlf.isPublicSuffix(try DNSName("city.test")))
+        XCTAssertEqual(crlf.registeredDomain(try DNSName("www.example.co.uk")), try DNSName("example.co.uk"))
+    }
+
     func testSystemListGivesPrivateSuffixesTheirOwnRegisteredDomain() throws {
         let path = PublicSuffixList.debianPath
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not installed") }

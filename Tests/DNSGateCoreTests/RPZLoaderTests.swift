@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import DNSGateCore
 
@@ -74,6 +75,15 @@ final class RPZLoaderTests: XCTestCase {
             """)
         XCTAssertEqual(try entry(entries, "www.example.com").action, .deny(.nxdomain))
         XCTAssertEqual(try entry(entries, "www.example.org").action, .allow)
+    }
+
+    func testCRLFZoneLoadsWithTheSameLines() throws {
+        let crlf = (soa + "blocked.example.com CNAME .\nallowed.example.com CNAME rpz-passthru.\n")
+            .replacingOccurrences(of: "\n", with: "\r\n")
+        let entries = try RPZLoader.load(text: crlf, file: "crlf.rpz")
+        XCTAssertEqual(entries.map(\.source.line), [6, 7])
+        XCTAssertEqual(try entry(entries, "blocked.example.com").action, .deny(.nxdomain))
+        XCTAssertEqual(try entry(entries, "allowed.example.com").action, .allow)
     }
 
     func testWildcardTriggerDoesNotCoverTheApex() throws {
@@ -153,5 +163,7 @@ final class RPZLoaderTests: XCTestCase {
         XCTAssertEqual(PolicyFileLoader.detectFormat(path: "x.txt", text: "; c\n@ IN SOA ns hm 1 2 3 4 5\n"), .rpz)
         XCTAssertEqual(PolicyFileLoader.detectFormat(path: "x.txt", text: "# c\nexample.com A,AAAA # r\n"), .plain)
         XCTAssertEqual(PolicyFileLoader.detectFormat(path: "x.allow", text: ""), .plain)
+        XCTAssertEqual(PolicyFileLoader.detectFormat(path: "x.txt", text: "# c\r\n$ORIGIN rpz.example.org.\r\n"), .rpz, "CRLF")
+        XCTAssertEqual(PolicyFileLoader.detectFormat(path: "x.txt", text: "; c\r\n\r\nexample.com\r\nx SOA\r\n"), .plain, "CRLF")
     }
 }

@@ -49,7 +49,8 @@ final class UpstreamAnswerTests: XCTestCase {
             ("two OPT records", W.response(answers: ok, additional: [RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: [])], opt: .init())),
             ("OPT not last", W.response(answers: ok, additional: [], opt: nil,
                                         trailing: []).withAdditional([RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: []), a(5, 9)])),
-            ("compressed question", W.response(nameWire: [3] + Array("www".utf8) + [0xC0, 0x0C]) ),
+            ("compression loop in the question", W.response(nameWire: [3] + Array("www".utf8) + [0xC0, 0x0C])),
+            ("question name read from the header", W.response(nameWire: [0xC0, 0x04])),
             ("shorter than a header", [0x42, 0x42, 0x81]),
             ("compression loop in an answer owner", W.response(answers: [RR(owner: [0xC0, 0x2D], type: 1, ttl: 1, rdata: [1, 2, 3, 4])])),
         ]

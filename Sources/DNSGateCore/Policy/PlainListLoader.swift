@@ -10,7 +10,8 @@ public enum PlainListLoader {
     public static func load(text: String, file: String, suffixes: PublicSuffixList? = nil) throws -> [PolicyEntry] {
         var out: [PolicyEntry] = []
         var lineNo = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift: splitting on "\n" alone would read a CRLF file as one line.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNo += 1
             let here = SourceLocation(file: file, line: lineNo)
             let (body, reason) = splitComment(String(rawLine))

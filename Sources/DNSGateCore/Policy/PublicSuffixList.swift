@@ -11,7 +11,7 @@ public struct PublicSuffixList: Sendable {
     public static let debianPath = "/usr/share/publicsuffix/public_suffix_list.dat"
 
     public init(text: String) {
-        for raw in text.split(separator: "\n") {
+        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {   // "\r\n" is one Character
             let line = raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) ?? ""
             if line.isEmpty || line.hasPrefix("//") { continue }
             let rule = line.lowercased()

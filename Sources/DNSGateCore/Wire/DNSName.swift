@@ -27,7 +27,8 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
             guard i + 1 + len <= bytes.count else { throw WireError.truncated(at: i) }
             for b in bytes[(i + 1)...(i + len)] { out.append(asciiLower(b)) }
             i += 1 + len
-            guard out.count <= Self.maxWireLength else { throw WireError.nameTooLong(octets: out.count) }
+            // the root octet still follows: 255 octets in all (RFC 1035 §2.3.4)
+            guard out.count < Self.maxWireLength else { throw WireError.nameTooLong(octets: out.count + 1) }
         }
         guard i + 1 == bytes.count else { throw WireError.trailingBytes(count: bytes.count - i - 1) }
         self.wire = out

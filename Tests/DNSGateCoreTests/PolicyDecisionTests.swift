@@ -1,0 +1,131 @@
+import XCTest
+@testable import DNSGateCore
+
+/// `PolicyDecision.decide`: name first (most specific entry), then type; fail closed; audit forwards but records.
+final class PolicyDecisionTests: XCTestCase {
+    private let allowText = """
+        example.com                  # apex only
+        *.example.org                # mirrors
+        api.example.org   A,TXT      # needs TXT
+        example.net       AAAA       # v6 only
+        """
+
+    private let rpzText = """
+        $ORIGIN rpz.example.org.
+        @ SOA ns.example.org. hostmaster.example.org. 1 3600 600 86400 60
+        bad.example.org          CNAME .
+        sink.example.org         A 192.0.2.99
+        nodata.example.org       CNAME *.
+        """
+
+    private func policy(_ mode: PolicyMode = .enforce, sinkhole: SinkholeMode = .nxdomain) throws -> Policy {
+        let plain = try PlainListLoader.load(text: allowText, file: "build.allow")
+        let rpz = try RPZLoader.load(text: rpzText, file: "block.rpz")
+        return Policy(allowList: try AllowList(plain + rpz), mode: mode, sinkhole: sinkhole)
+    }
+
+    private enum Want: Equatable { case forward, sinkhole(SinkholeMode), local }
+
+    private func action(_ v: PolicyVerdict) -> Want {
+        switch v.action {
+        case .forward: return .forward
+        case .sinkhole(let m): return .sinkhole(m)
+        case .local: return .local
+        }
+    }
+
+    func testEnforceTable() throws {
+        let p = try policy(sinkhole: .refused)
+        let cases: [(name: String, qname: String, type: RecordType, want: Want, denial: String?)] = [
+            ("listed apex, default type", "example.com", .a, .forward, nil),
+            ("listed apex, HTTPS is a default", "EXAMPLE.COM.", .https, .forward, nil),
+            ("not listed", "www.example.com", .a, .sinkhole(.refused), "not_listed"),
+            ("unrelated name", "example.test", .aaaa, .sinkhole(.refused), "not_listed"),
+            ("TXT under an allowed name", "example.com", .txt, .sinkhole(.refused), "type_not_allowed"),
+            ("NULL under an allowed name", "example.com", .null, .sinkhole(.refused), "type_not_allowed"),
+            ("ANY under an allowed name", "example.com", .any, .sinkhole(.refused), "type_not_allowed"),
+            ("AXFR under an allowed name", "example.com", .axfr, .sinkhole(.refused), "type_not_allowed"),
+            ("TXT under an allowed wildcard", "x.example.org", .txt, .sinkhole(.refused), "type_not_allowed"),
+            ("wildcard, default type", "x.example.org", .aaaa, .forward, nil),
+            ("wildcard apex is not allowed", "example.org", .a, .sinkhole(.refused), "not_listed"),
+            ("per-entry TXT allowed", "api.example.org", .txt, .forward, nil),
+            ("per-entry list replaces the defaults", "api.example.org", .aaaa, .sinkhole(.refused), "type_not_allowed"),
+            ("per-entry AAAA only: A denied", "example.net", .a, .sinkhole(.refused), "type_not_allowed"),
+            ("per-entry AAAA only: AAAA allowed", "example.net", .aaaa, .forward, nil),
+            ("RPZ NXDOMAIN beats the wildcard allow", "bad.example.org", .a, .sinkhole(.nxdomain), "rpz"),
+            ("RPZ NODATA", "nodata.example.org", .https, .sinkhole(.nodata), "rpz"),
+            ("RPZ local data", "sink.example.org", .a, .local, nil),
+            ("escaped dot is not a subdomain", #"x\.example.org"#, .a, .sinkhole(.refused), "not_listed"),
+        ]
+        for c in cases {
+            let v = PolicyDecision.decide(p, name: try DNSName(c.qname), type: c.type)
+            XCTAssertEqual(action(v), c.want, c.name)
+            XCTAssertEqual(v.denial?.tag, c.denial, c.name)
+            XCTAssertFalse(v.audited, c.name)
+        }
+    }
+
+    func testAllowedVerdictNamesTheEntryAndItsIndex() throws {
+        let p = try policy()
+        let v = PolicyDecision.decide(p, name: try DNSName("mirror.example.org"), type: .a)
+        XCTAssertEqual(v.entry?.source, SourceLocation(file: "build.allow", line: 2))
+        XCTAssertEqual(v.entryIndex, 1)
+        XCTAssertTrue(v.isForward)
+        XCTAssertNil(v.denial)
+    }
+
+    func testTypeDenialNamesTheTypeAndTheEntry() throws {
+        let v = PolicyDecision.decide(try policy(), name: try DNSName("example.com"), type: .txt)
+        XCTAssertEqual(v.denial, .typeNotAllowed(.txt, SourceLocation(file: "build.allow", line: 1)))
+        XCTAssertEqual(v.denial?.description, "type TXT not allowed by build.allow:1")
+        XCTAssertEqual(v.entryIndex, 0)
+    }
+
+    func testPolicyDefaultTypesApplyToEntriesWithoutTypes() throws {
+        var p = try policy()
+        p.defaultTypes = [.a]
+        XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("example.com"), type: .aaaa)), .sinkhole(.nxdomain))
+        XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("example.com"), type: .a)), .forward)
+    }
+
+    func testAuditModeForwardsButRecordsTheDenial() throws {
+        let p = try policy(.audit)
+        let cases: [(String, RecordType, String)] = [
+            ("www.example.com", .a, "not_listed"),
+            ("example.com", .txt, "type_not_allowed"),
+        ]
+        for (name, type, tag) in cases {
+            let v = PolicyDecision.decide(p, name: try DNSName(name), type: type)
+            XCTAssertTrue(v.isForward, name)
+            XCTAssertTrue(v.audited, name)
+            XCTAssertEqual(v.denial?.tag, tag, name)
+        }
+        let allowed = PolicyDecision.decide(p, name: try DNSName("example.com"), type: .a)
+        XCTAssertTrue(allowed.isForward)
+        XCTAssertFalse(allowed.audited)
+    }
+
+    /// Audit mode learns names, not carriers: an unlisted name asked for TXT is still denied.
+    func testAuditModeStillDeniesNonDefaultTypesForUnlistedNames() throws {
+        let p = try policy(.audit)
+        let v = PolicyDecision.decide(p, name: try DNSName("tunnel.example.test"), type: .txt)
+        XCTAssertEqual(action(v), .sinkhole(.nxdomain))
+        XCTAssertFalse(v.audited)
+        XCTAssertEqual(v.denial?.tag, "type_not_allowed")
+        XCTAssertTrue(PolicyDecision.decide(p, name: try DNSName("tunnel.example.test"), type: .aaaa).audited)
+    }
+
+    func testRPZDenyIsEnforcedEvenInAuditMode() throws {
+        let v = PolicyDecision.decide(try policy(.audit), name: try DNSName("bad.example.org"), type: .a)
+        XCTAssertEqual(action(v), .sinkhole(.nxdomain))
+        XCTAssertFalse(v.audited)
+        XCTAssertEqual(v.denial, .rpzAction(.nxdomain, SourceLocation(file: "block.rpz", line: 3)))
+    }
+
+    func testEmptyPolicyDeniesEverything() throws {
+        let v = PolicyDecision.decide(Policy(), name: try DNSName("example.com"), type: .a)
+        XCTAssertEqual(action(v), .sinkhole(.nxdomain))
+        XCTAssertEqual(v.denial, .notListed)
+        XCTAssertNil(v.entry)
+    }
+}
