@@ -1,0 +1,491 @@
+# bench/lib.sh: functions for bench/run.sh (sourced, not run).
+#
+# Rules kept here: every address is 127.0.0.1; every process we start is
+# recorded as "PID STARTTIME" under $RUN/pids/ and is only ever signalled by
+# that PID, after checking it is still the process we started; every wait loop
+# has a fixed number of iterations.
+
+ADDR=127.0.0.1
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "run.sh: error: $*" >&2; exit 1; }
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ------------------------------------------------------------------ targets
+# name -> port offset from BASE_PORT (the upstream is BASE_PORT itself)
+port_of() {
+    case "$1" in
+        upstream) echo "$BASE_PORT" ;;
+        nullresp) echo $((BASE_PORT + 1)) ;;
+        dnsgate) echo $((BASE_PORT + 2)) ;;
+        unbound) echo $((BASE_PORT + 3)) ;;
+        dnsmasq) echo $((BASE_PORT + 4)) ;;
+        dnsdist) echo $((BASE_PORT + 5)) ;;
+        pdns-recursor) echo $((BASE_PORT + 6)) ;;
+        kresd) echo $((BASE_PORT + 7)) ;;
+        *) return 1 ;;
+    esac
+}
+# the executable a target needs (nullresp needs a C compiler, dnsgate is built)
+binary_of() {
+    case "$1" in
+        nullresp) echo cc ;; dnsgate) echo "" ;; unbound) echo unbound ;;
+        dnsmasq) echo dnsmasq ;; dnsdist) echo dnsdist ;;
+        pdns-recursor) echo pdns_recursor ;; kresd) echo kresd ;;
+    esac
+}
+
+# ------------------------------------------------------------------ processes
+start_time() { # PID -> start time in ticks (field 22 of /proc/PID/stat)
+    local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }; set -- $s; echo "${20}"
+}
+
+# spawn NAME CPU CMD... : CPU "" = not pinned; output to $RUN/logs/NAME.log
+spawn() {
+    local name=$1 cpu=$2 pid st i; shift 2
+    if [ -n "$cpu" ]; then set -- taskset -c "$cpu" "$@"; fi
+    "$@" </dev/null >>"$RUN/logs/$name.log" 2>&1 &
+    pid=$!
+    for i in 1 2 3 4 5 6 7 8 9 10; do st=$(start_time "$pid") && break; sleep 0.05; done
+    echo "$pid ${st:-0}" >>"$RUN/pids/$name"
+}
+
+# PIDs recorded for NAME that are still the processes we started
+our_pids() {
+    local pid st
+    [ -f "$RUN/pids/$1" ] || return 0
+    while read -r pid st; do
+        [ "$(start_time "$pid" 2>/dev/null)" = "$st" ] && echo "$pid"
+    done <"$RUN/pids/$1"
+}
+
+stop_one() { # NAME: TERM, up to 5 s, then KILL; only the recorded PIDs
+    local p i left
+    for p in $(our_pids "$1"); do kill -TERM "$p" 2>/dev/null; done
+    for i in $(seq 1 50); do
+        left=$(our_pids "$1"); [ -z "$left" ] && break; sleep 0.1
+    done
+    for p in $left; do kill -KILL "$p" 2>/dev/null; done
+    rm -f "$RUN/pids/$1"
+}
+
+stop_everything() {
+    local f
+    for f in "$RUN"/pids/*; do [ -e "$f" ] && stop_one "$(basename "$f")"; done
+    return 0
+}
+
+port_busy() { # PORT -> 0 if anything listens on it (UDP or TCP), any address
+    ss -Hlnut 2>/dev/null | awk -v p=":$1" '{ if (substr($5, length($5) - length(p) + 1) == p) f = 1 } END { exit !f }'
+}
+
+cpu_ticks() { # PID... -> utime+stime summed (threads included)
+    local p s t=0
+    for p in "$@"; do
+        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        s=${s##*) }; set -- $s
+        t=$((t + ${12} + ${13}))
+    done
+    echo "$t"
+}
+
+cpu_busy() { # -> "cpu0_busy cpu0_total cpu1_busy cpu1_total" (ticks, from /proc/stat)
+    awk '$1=="cpu0"||$1=="cpu1" { printf "%d %d ", $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 } END { print "" }' /proc/stat
+}
+
+# ------------------------------------------------------------------ DNS
+dig_q() { # PORT NAME -> "STATUS A-RECORDS"; 1 try, 1 s
+    local out st
+    out=$(dig +tries=1 +time=1 +noedns -p "$1" "@$ADDR" "$2" A 2>/dev/null) || { echo TIMEOUT; return 0; }
+    st=$(printf '%s\n' "$out" | sed -n 's/.*status: \([A-Z]*\),.*/\1/p' | head -1)
+    printf '%s %s\n' "${st:-NOREPLY}" "$(printf '%s\n' "$out" | awk '!/^;/ && $4 == "A" { printf "%s ", $5 }')"
+}
+
+wait_answer() { # PORT NAME PATTERN TRIES: until dig_q matches (0.25 s apart)
+    local i
+    for i in $(seq 1 "$4"); do
+        case "$(dig_q "$1" "$2")" in $3) return 0 ;; esac
+        sleep 0.25
+    done
+    return 1
+}
+
+# ------------------------------------------------------------------ upstream (nsd)
+start_upstream() { # CPU
+    local d=$RUN/upstream up
+    up=$(port_of upstream)
+    mkdir -p "$d"
+    cp "$BENCH"/upstream/*.zone "$d/"
+    cat >"$d/nsd.conf" <<EOF
+server:
+    ip-address: $ADDR@$up
+    do-ip6: no
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$d"
+    pidfile: "$d/nsd.pid"
+    database: ""
+    zonelistfile: "$d/zone.list"
+    xfrdfile: "$d/xfrd.state"
+    xfrdir: "$d"
+    logfile: "$RUN/logs/nsd-own.log"
+    hide-version: yes
+    minimal-responses: yes
+    # all benchmark traffic comes from one /24: rate limiting would throttle it
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+    receive-buffer-size: 4194304
+    send-buffer-size: 4194304
+remote-control:
+    control-enable: yes
+    control-interface: "$d/nsd.ctl"
+zone:
+    name: allowed.test
+    zonefile: "allowed.test.zone"
+    zonestats: "allowed"
+zone:
+    name: denied.test
+    zonefile: "denied.test.zone"
+    zonestats: "denied"
+EOF
+    spawn upstream "$1" nsd -d -c "$d/nsd.conf"
+    wait_answer "$up" www.allowed.test "NOERROR 192.0.2.1 " 40 || die "nsd did not come up on $ADDR:$up (see $RUN/logs/)"
+}
+
+upstream_counts() { # -> "total allowed denied" queries the upstream has received
+    nsd-control -c "$RUN/upstream/nsd.conf" stats_noreset 2>/dev/null | awk -F= '
+        $1 == "num.queries" { t = $2 } $1 == "allowed.num.queries" { a = $2 } $1 == "denied.num.queries" { d = $2 }
+        END { printf "%d %d %d\n", t, a, d }'
+}
+
+# ------------------------------------------------------------------ peer configs
+# Every peer gets the same policy: the suffixes of policy/allowlist.txt
+# ("*.x" and "x" both become "x and below", what all peers can express),
+# forwarded to the upstream; everything else NXDOMAIN, never forwarded.
+suffixes() {
+    sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]].*//' -e 's/^\*\.//' "$BENCH/policy/allowlist.txt" | awk 'NF && !seen[$0]++'
+}
+
+configure() { # NAME -> files under $RUN/conf/NAME/
+    local name=$1 d=$RUN/conf/$1 port up
+    port=$(port_of "$name"); up=$(port_of upstream)
+    mkdir -p "$d"
+    case "$name" in
+    nullresp)
+        cc -O2 -pthread -o "$d/nullresp" "$BENCH/nullresp/nullresp.c" || die "cannot compile bench/nullresp/nullresp.c" ;;
+    dnsgate) : ;;   # reads policy/allowlist.txt itself
+    unbound)
+        printf '.  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n' >"$d/root.hints"
+        { cat <<EOF
+server:
+    interface: $ADDR@$port
+    port: $port
+    do-ip6: no
+    num-threads: 1
+    so-reuseport: yes
+    username: ""
+    chroot: ""
+    directory: "$d"
+    pidfile: "$d/unbound.pid"
+    use-syslog: no
+    logfile: "$RUN/logs/unbound-own.log"
+    module-config: "iterator"
+    root-hints: "$d/root.hints"
+    do-not-query-localhost: no
+    qname-minimisation: no
+    minimal-responses: yes
+    msg-cache-size: 256m
+    rrset-cache-size: 512m
+    num-queries-per-thread: 4096
+    outgoing-range: 8192
+    access-control: 127.0.0.0/8 allow
+    local-zone: "." always_nxdomain
+EOF
+          suffixes | awk '{ printf "    local-zone: \"%s.\" transparent\n", $0 }'
+          printf 'remote-control:\n    control-enable: no\n'
+          suffixes | awk -v u="$ADDR@$up" '{ printf "forward-zone:\n    name: \"%s.\"\n    forward-addr: %s\n", $0, u }'
+        } >"$d/unbound.conf" ;;
+    dnsmasq)
+        { cat <<EOF
+listen-address=$ADDR
+port=$port
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+pid-file=
+user=
+keep-in-foreground
+log-facility=$RUN/logs/dnsmasq-own.log
+cache-size=1000000
+dns-forward-max=4096
+# NXDOMAIN for every name; the server= lines below are more specific and win
+address=/#/
+EOF
+          suffixes | awk -v u="$ADDR#$up" '{ printf "server=/%s/%s\n", $0, u }'
+        } >"$d/dnsmasq.conf" ;;
+    dnsdist)
+        { cat <<EOF
+setSecurityPollSuffix("")
+setLocal("$ADDR:$port", { reusePort = true })
+srv = newServer({ address = "$ADDR:$up", name = "upstream" })
+srv:setUp()
+allowed = newSuffixMatchNode()
+EOF
+          suffixes | awk '{ printf "allowed:add(\"%s\")\n", $0 }'
+          cat <<'EOF'
+addAction(NotRule(SuffixMatchNodeRule(allowed, true)), RCodeAction(DNSRCode.NXDOMAIN))
+getPool(""):setCache(newPacketCache(1000000, { maxTTL = 86400, minTTL = 0, numberOfShards = 16 }))
+EOF
+        } >"$d/dnsdist.conf" ;;
+    pdns-recursor)
+        printf '.  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n' >"$d/root.hints"
+        suffixes | awk -v u="$ADDR:$up" '{ printf "%s=%s\n", $0, u }' >"$d/forward-zones.txt"
+        { echo 'allowed = newDS()'
+          suffixes | awk '{ printf "allowed:add(\"%s\")\n", $0 }'
+          cat <<'EOF'
+function preresolve(dq)
+  if allowed:check(dq.qname) then return false end
+  dq.rcode = pdns.NXDOMAIN
+  return true
+end
+EOF
+        } >"$d/policy.lua"
+        cat >"$d/recursor.conf" <<EOF
+local-address=$ADDR
+local-port=$port
+threads=1
+pdns-distributes-queries=no
+reuseport=yes
+daemon=no
+socket-dir=$d
+hint-file=$d/root.hints
+forward-zones-file=$d/forward-zones.txt
+lua-dns-script=$d/policy.lua
+security-poll-suffix=
+dnssec=off
+qname-minimization=no
+disable-syslog=yes
+quiet=yes
+webserver=no
+max-cache-entries=2000000
+max-packetcache-entries=1000000
+max-mthreads=4096
+EOF
+        ;;
+    kresd)
+        { cat <<EOF
+net.ipv6 = false
+net.listen('$ADDR', $port, { kind = 'dns' })
+modules.unload('priming')
+modules.unload('detect_time_skew')
+modules.unload('detect_time_jump')
+modules.unload('ta_signal_query')
+modules.unload('ta_sentinel')
+trust_anchors.remove('.')
+hints.root({ ['a.root.invalid.'] = '127.0.0.1' })
+cache.open(512 * MB, 'lmdb://$d/cache')
+allowed = {
+EOF
+          suffixes | awk '{ printf "  \"%s\",\n", $0 }'
+          cat <<EOF
+}
+policy.add(policy.suffix(policy.STUB({ '$ADDR@$up' }), policy.todnames(allowed)))
+policy.add(policy.all(policy.DENY))
+EOF
+        } >"$d/kresd.conf" ;;
+    esac
+}
+
+start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
+    local name=$1 cpu=$2 d=$RUN/conf/$1 port
+    port=$(port_of "$name")
+    case "$name" in
+    nullresp) spawn "$name" "$cpu" "$d/nullresp" -a "$ADDR" -p "$port" -t 1 ;;
+    dnsgate)
+        # shellcheck disable=SC2086
+        spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
+            --upstream "$ADDR:$(port_of upstream)" --allow "$BENCH/policy/allowlist.txt" \
+            --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
+            --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
+    unbound) spawn "$name" "$cpu" unbound -d -p -c "$d/unbound.conf" ;;
+    dnsmasq) spawn "$name" "$cpu" dnsmasq --conf-file="$d/dnsmasq.conf" ;;
+    dnsdist) spawn "$name" "$cpu" dnsdist --supervised --disable-syslog -C "$d/dnsdist.conf" ;;
+    pdns-recursor) spawn "$name" "$cpu" pdns_recursor --config-dir="$d" ;;
+    kresd) spawn "$name" "$cpu" kresd -n -q -c "$d/kresd.conf" "$d" ;;
+    esac
+    local i
+    for i in $(seq 1 80); do
+        case "$(dig_q "$port" ready.denied.test)" in NXDOMAIN*) return 0 ;; esac
+        [ -n "$(our_pids "$name")" ] || break
+        sleep 0.25
+    done
+    tail -n 5 "$RUN/logs/$name.log" >&2
+    return 1
+}
+
+# ------------------------------------------------------------------ policy check
+# verify NAME -> prints ok/FAIL lines, returns the number of failures
+verify() {
+    local name=$1 port fails=0 tag b a n
+    port=$(port_of "$name")
+    tag="v$RANDOM$RANDOM"
+    check() { # WHAT GOT PATTERN
+        case "$2" in
+            $3) printf '  ok    %-46s %s\n' "$1" "$2" ;;
+            *) printf '  FAIL  %-46s got "%s"\n' "$1" "$2"; fails=$((fails + 1)) ;;
+        esac
+    }
+    echo "== $name (127.0.0.1:$port)"
+    if [ "$name" = nullresp ]; then
+        check "anything -> NXDOMAIN (reference, no policy)" "$(dig_q "$port" "www.allowed.test")" "NXDOMAIN*"
+        return $fails
+    fi
+    check "allowed www.allowed.test" "$(dig_q "$port" www.allowed.test)" "NOERROR 192.0.2.1 "
+    check "allowed apex allowed.test" "$(dig_q "$port" allowed.test)" "NOERROR 192.0.2.1 "
+    b=$(upstream_counts)
+    check "allowed, uncached $tag.allowed.test" "$(dig_q "$port" "$tag.allowed.test")" "NOERROR 192.0.2.1 "
+    a=$(upstream_counts)
+    check "  ... was forwarded to the upstream" "$(echo "$b $a" | awk '{ print ($5 > $2) ? "yes" : "no" }')" yes
+    b=$a
+    dig_q "$port" "$tag.svc150.example" >/dev/null   # deep in the list: forwarded (nsd refuses it)
+    a=$(upstream_counts)
+    check "  ... and so was $tag.svc150.example" "$(echo "$b $a" | awk '{ print ($4 > $1) ? "yes" : "no" }')" yes
+    b=$(upstream_counts)
+    for n in www.denied.test denied.test "$tag.denied.test" notallowed.test allowed.test.evil.example \
+             xallowed.test x.svc150.example.org svc150.example.com a.svc200.example www.example.com \
+             "$tag" a.b.c.d.denied.test; do
+        check "denied $n" "$(dig_q "$port" "$n")" "NXDOMAIN*"
+    done
+    for n in $(seq 1 20); do
+        case "$(dig_q "$port" "burst$n-$tag.denied.test")" in
+            NXDOMAIN*) ;; *) fails=$((fails + 1)); echo "  FAIL  burst$n-$tag.denied.test not NXDOMAIN" ;;
+        esac
+    done
+    a=$(upstream_counts)
+    check "  ... upstream queries during the denied checks" "$(echo "$b $a" | awk '{ print $4 - $1 }')" 0
+    return $fails
+}
+
+# ------------------------------------------------------------------ queries
+# Static: a_denied.txt (20k distinct denied names, looped), b_hot.txt (100 names).
+gen_static() { # DIR
+    awk 'BEGIN {
+        for (i = 0; i < 20000; i++) {
+            k = i % 6
+            if (k == 0) printf "d%d.denied.test A\n", i
+            else if (k == 1) printf "www.site%d.com A\n", i
+            else if (k == 2) printf "api%d.tracker%d.net A\n", i, i % 97
+            else if (k == 3) printf "x%d.svc%03d.example.org A\n", i, 1 + i % 199
+            else if (k == 4) printf "c%d.allowed.test.evil%d.com A\n", i, i % 31
+            else printf "exfil-%x.denied.test A\n", (i * 2654435761) % 4294967296
+        } }' >"$1/a_denied.txt"
+    { for n in allowed.test www.allowed.test api.allowed.test registry.allowed.test git.allowed.test; do echo "$n A"; done
+      awk 'BEGIN { for (i = 0; i < 95; i++) printf "hot%02d.allowed.test A\n", i }'; } >"$1/b_hot.txt"
+}
+
+# Per round (unique names must never repeat across rounds):
+# gen_unique DIR TAG LINES -> c_TAG.txt (85 % hot, 10 % denied, 5 % unique) and d_TAG.txt (all unique)
+gen_unique() {
+    local q=$1 tag=$2 n=$3
+    awk -v n="$n" -v tag="$tag" -v seed="$RANDOM" '
+        FILENAME ~ /b_hot/ { hot[nh++] = $1; next }
+        { den[nd++] = $1 }
+        END {
+            srand(seed)
+            for (i = 0; i < n; i++) {
+                r = rand()
+                if (r < 0.85) printf "%s A\n", hot[int(rand() * nh)]
+                else if (r < 0.95) printf "%s A\n", den[int(rand() * nd)]
+                else printf "u%s-%d.allowed.test A\n", tag, i
+            } }' "$q/b_hot.txt" "$q/a_denied.txt" >"$q/c_$tag.txt"
+    awk -v n="$n" -v tag="$tag" 'BEGIN { for (i = 0; i < n; i++) printf "m%s-%d.allowed.test A\n", tag, i }' >"$q/d_$tag.txt"
+}
+
+# dnsperf report -> "completed lost qps"
+perf_numbers() {
+    awk '/Queries completed:/ { c = $3 } /Queries lost:/ { l = $3 } /Queries per second:/ { q = $4 }
+         END { printf "%d %d %.0f\n", c, l, q }' "$1"
+}
+
+# dnsperf -v report -> "p50_ms p99_ms" over answered queries
+perf_latency() {
+    awk '$1 == ">" { print $NF * 1000 }' "$1" | sort -n | awk '{ v[NR] = $1 }
+        END { if (NR == 0) print "- -"; else printf "%.3f %.3f\n", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1] }'
+}
+
+# ------------------------------------------------------------------ tables
+# print_tables OUTDIR: markdown, medians over rounds, from runs.csv + probes.csv
+print_tables() {
+    local mode; mode=$(sed -n 's/.*mode \([a-z]*\)$/\1/p' "$1/meta.txt" 2>/dev/null | head -1)
+    awk -F, -v mode="${mode:-pinned}" '
+    function med(s,   a, n, i, j, x) {
+        n = split(s, a, " ")
+        for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function ratio(x, y) { return (x > 0 && y > 0) ? sprintf("%.2f", x / y) : "-" }
+    FNR == 1 { f++; next }
+    f == 1 {  # round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0,cpu1,policy
+        k = $2 SUBSEP $3
+        if (!(k in qps)) { if (!($2 in seen)) { seen[$2] = 1 }; tl[$2] = tl[$2] " " $3 }
+        qps[k] = qps[k] " " $6; us[k] = us[k] " " $8; upq[k] = upq[k] " " $9
+        lost[k] += $5; done[k] += $4; pol[k] = $12; nr[k]++
+        b0[$2] += $10; b1[$2] += $11; fo[$2] += $11 - $6 * $8 / 1e4; nb[$2]++
+    }
+    f == 2 {  # workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy
+        k = $1 SUBSEP $2; prate = $3
+        pus[k] = $7; p50[k] = $8; p99[k] = $9; plost[k] = ($5 + $6 > 0) ? 100 * $6 / ($5 + $6) : 0
+        pnote[k] = ($4 < 0.95 * $3) ? sprintf(" (only %.0f qps reached)", $4) : ""
+    }
+    END {
+        title["a"] = "(a) denied names: sinkhole, never forwarded"
+        title["b"] = "(b) allowed names, cache-hot"
+        title["c"] = "(c) CI mix: 85% hot allowed, 10% denied, 5% unique (miss)"
+        title["d"] = "(d) every query a miss: unique allowed names, each forwarded"
+        split("a b c d", W, " ")
+        for (w = 1; w <= 4; w++) {
+            wl = W[w]; if (!(wl in seen)) continue
+            n = split(tl[wl], T, " ")
+            for (i = 1; i <= n; i++) { k = wl SUBSEP T[i]; Q[T[i]] = med(qps[k]); U[T[i]] = med(us[k]); UP[T[i]] = med(upq[k]) }
+            # order: dnsgate, peers by CPU per query, nullresp last
+            m = 0; if ("dnsgate" in U && index(tl[wl], "dnsgate")) O[++m] = "dnsgate"
+            for (i = 1; i <= n; i++) if (T[i] != "dnsgate" && T[i] != "nullresp") O[++m] = T[i]
+            for (i = 2; i <= m; i++) if (O[i] != "dnsgate") for (j = i; j > 1 && O[j - 1] != "dnsgate" && U[O[j - 1]] > U[O[j]]; j--) { x = O[j]; O[j] = O[j - 1]; O[j - 1] = x }
+            if (index(" " tl[wl] " ", " nullresp ")) O[++m] = "nullresp"
+            best = ""; for (i = 1; i <= m; i++) if (O[i] != "dnsgate" && O[i] != "nullresp" && U[O[i]] > 0 && (best == "" || U[O[i]] < U[best])) best = O[i]
+            bestq = ""; for (i = 1; i <= m; i++) if (O[i] != "dnsgate" && O[i] != "nullresp" && (bestq == "" || Q[O[i]] > Q[bestq])) bestq = O[i]
+            hasg = (index(" " tl[wl] " ", " dnsgate ") > 0)
+            ref = hasg ? "dnsgate" : best
+            printf "\n### %s\n\n", title[wl]
+            printf "| target | QPS | CPU µs/query | CPU vs %s | server CPU %% | lost %% | upstream q/query |", hasg ? "dnsgate" : "best peer"
+            if (prate) printf " CPU µs/q @%s qps | p50 / p99 ms @%s qps |", prate, prate
+            printf "\n|---|---:|---:|---:|---:|---:|---:|%s\n", prate ? "---:|---:|" : ""
+            for (i = 1; i <= m; i++) {
+                t = O[i]; k = wl SUBSEP t
+                label = t; if (t == "nullresp") label = "nullresp (floor, no policy)"
+                if (pol[k] == "FAIL") label = label " **POLICY FAIL**"
+                printf "| %s | %.0f | %.1f | %s | %.0f | %.2f | %.3f |", label, Q[t], U[t], ratio(U[t], U[ref]), Q[t] * U[t] / 1e4,
+                    (done[k] + lost[k] > 0) ? 100 * lost[k] / (done[k] + lost[k]) : 0, UP[t]
+                if (prate) printf " %s | %s |", (k in pus) ? sprintf("%.1f", pus[k]) : "-",
+                    (k in p50) ? sprintf("%s / %s%s%s", p50[k], p99[k], pnote[k], (plost[k] > 0.1) ? sprintf(" (%.1f%% lost)", plost[k]) : "") : "-"
+                printf "\n"
+            }
+            if (hasg && best != "")
+                printf "\ndnsgate / best peer: CPU per query %s (best %s, %.1f µs), QPS %s (best %s); dnsgate / nullresp floor: CPU %s\n",
+                    ratio(U["dnsgate"], U[best]), best, U[best], ratio(Q["dnsgate"], Q[bestq]), bestq, ratio(U["dnsgate"], U["nullresp"])
+            else if (!hasg) printf "\ndnsgate: not in this run (row pending).\n"
+            if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
+            if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
+            if (wl == "a") for (i = 1; i <= m; i++) if (O[i] != "nullresp" && UP[O[i]] > 0) printf "\n**LEAK: %s forwarded denied names (%.3f upstream queries per query)**\n", O[i], UP[O[i]]
+            delete O; delete Q; delete U; delete UP
+        }
+        printf "\nMedians over %d round(s). CPU µs/query = utime+stime of the server process from /proc over the run, divided by answered queries; ", nr[k]
+        printf "\"CPU vs\" > 1 means more CPU per query than the reference; server CPU %% = QPS x µs/query (100 = one core busy); "
+        if (prate) printf "the last two columns come from a separate run at a fixed offered rate (dnsperf -Q, per-query latencies from -v); "
+        if (prate) printf "\"only N qps reached\": with 150 queries in flight the offered rate was not reached (server or client too slow; see cpu0/cpu1 busy in runs.csv)."
+        printf "\n"
+    }' "$1/runs.csv" "$1/probes.csv"
+}
