@@ -1,0 +1,531 @@
+/// Finds data leaving through DNS names: tunnels, slow exfiltration, beacons, resolver bypass.
+///
+/// Keeps bounded state per (client, registered domain) over a sliding window (`DetectorConfig`):
+/// distinct names, an information estimate of the distinct labels below the registered domain
+/// (order-0 entropy of each new label, capped by the narrowest alphabet it fits: hex 4 bits/char,
+/// base32 5, lower-cased base64 5.25; repeated labels count once, which is what makes the estimate
+/// track Paxson et al.'s compressed-unique-names bound), label lengths, character entropy, query-type
+/// mix, NXDOMAIN ratio, arrival regularity and the rate against the client's own baseline. Per
+/// caller-supplied budget key (an allow-list wildcard) it counts distinct names per client with a
+/// HyperLogLog. Lookups of encrypted-DNS resolvers and of `use-application-dns.net` are flagged at once.
+///
+/// Time comes only from the events (`QueryEvent.time`): the live server and `dnsgate analyze`
+/// replaying a log get the same alerts. Memory is capped by `DetectorConfig.maxPairs`,
+/// `maxLabelsPerPair`, `maxClients`, `maxBudgetKeys` and `maxEpisodes`; beyond a cap the least
+/// recently seen entries go first (`RecencyQueue`, arrival order, so replays evict identically).
+///
+/// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
+/// path), and read `alertsSnapshot()` on that queue too.
+///
+/// TODO:
+/// - A client that floods thousands of random registered domains pushes older pairs, its own
+///   tunnel's included, out of the LRU; the flood then shows as `rateSpike` only if it sits under
+///   one registered domain. A per-client pair cap would keep one client from evicting others.
+/// - "Names with no fixed parent" (each query under a different registered domain) leave every
+///   pair tiny; the per-client first-seen count is kept but not yet scored.
+/// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
+public final class TunnelDetector {
+    public let config: DetectorConfig
+    private let suffixes: PublicSuffixList
+    private let bypassNames: [DNSName]
+    private let bucketCount: Int
+    private let baselineDecay: Double
+
+    private var pairs: [PairKey: PairState] = [:]
+    private var clients: [String: ClientState] = [:]
+    private var budgets: [BudgetStateKey: BudgetState] = [:]
+    private var episodes: [EpisodeKey: Episode] = [:]
+    private var pairOrder = RecencyQueue<PairKey>()
+    private var clientOrder = RecencyQueue<String>()
+    private var budgetOrder = RecencyQueue<BudgetStateKey>()
+    /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
+    private let bypassDomains: Set<DNSName>
+
+    /// - Parameters:
+    ///   - config: thresholds and caps; `.default` holds the tuned values.
+    ///   - suffixes: the Public Suffix List that defines registered domains.
+    public init(config: DetectorConfig = .default, suffixes: PublicSuffixList) {
+        self.config = config
+        self.suffixes = suffixes
+        self.bypassNames = config.bypassNames.compactMap { try? DNSName($0) }
+        self.bypassDomains = Set(bypassNames.map { suffixes.registeredDomain($0) })
+        self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
+        self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
+    }
+
+    // MARK: events
+
+    /// Folds one query into the state and returns the alerts whose episode starts with it.
+    ///
+    /// - Parameters:
+    ///   - e: the query; its `time` is the detector's clock.
+    ///   - budgetKey: the allow-list entry that admitted the name (e.g. `*.example-cdn.test`) when the
+    ///     caller wants a per-client distinct-name budget on it; nil otherwise.
+    /// - Returns: new alerts only; repeats within an episode update `alertsSnapshot()` instead.
+    @discardableResult
+    public func observe(_ e: QueryEvent, budgetKey: String? = nil) -> [DetectorAlert] {
+        var out: [DetectorAlert] = []
+        let domain = suffixes.registeredDomain(e.name)
+        let client = touchClient(e)
+
+        if bypassDomains.contains(domain), isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
+                                          features: [.init(name: "encryptedDNSName", value: 1, threshold: 1)],
+                                          samples: [e.name]) {
+            out.append(a)
+        }
+
+        let key = PairKey(client: e.client, domain: domain)
+        let pair: PairState
+        if let p = pairs[key] { pair = p } else {
+            pair = PairState(bucketCount: bucketCount, firstSeen: e.time)
+            pairs[key] = pair
+            client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+        }
+        pair.sequence = pairOrder.touch(key)
+        while pairs.count > config.maxPairs, let victim = pairOrder.popOldest(latest: { pairs[$0]?.sequence }) {
+            pairs[victim] = nil
+        }
+        pairOrder.compactIfNeeded(liveCount: pairs.count, latest: { pairs[$0]?.sequence })
+        update(pair, with: e, domainLabels: domain.labelCount)
+        out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
+
+        if let budgetKey {
+            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: domain) { out.append(a) }
+        }
+        return out
+    }
+
+    /// Every alert episode held, oldest first; with `now`, only episodes still open at that time.
+    public func alertsSnapshot(activeAt now: Double? = nil) -> [DetectorAlert] {
+        episodes.values
+            .filter { now == nil || now! - $0.alert.lastTime <= config.episodeGapSeconds }
+            .map { ep -> DetectorAlert in
+                var a = ep.alert
+                if !ep.samples.isEmpty { a.sampleNames = ep.samples.map(\.description) }
+                return a
+            }
+            .sorted { ($0.firstTime, $0.client, $0.registeredDomain, $0.kind.rawValue)
+                    < ($1.firstTime, $1.client, $1.registeredDomain, $1.kind.rawValue) }
+    }
+
+    /// Drops state idle for longer than the window and episodes that have ended; call it now and
+    /// then (the server: once a minute) so idle memory is returned, not only at the caps.
+    public func expire(now: Double) {
+        pairs = pairs.filter { now - $0.value.lastTime <= config.windowSeconds }
+        clients = clients.filter { now - $0.value.lastSeen <= config.windowSeconds }
+        budgets = budgets.filter { now - $0.value.lastSeen <= 2 * config.windowSeconds }
+        episodes = episodes.filter { now - $0.value.alert.lastTime <= config.episodeGapSeconds }
+        pairOrder.compactIfNeeded(liveCount: pairs.count, latest: { pairs[$0]?.sequence })
+        clientOrder.compactIfNeeded(liveCount: clients.count, latest: { clients[$0]?.sequence })
+        budgetOrder.compactIfNeeded(liveCount: budgets.count, latest: { budgets[$0]?.sequence })
+    }
+
+    /// Sizes of the tracked state, for the memory test and `dnsgate stats`.
+    public struct StateCounts: Sendable, Equatable {
+        public var pairs: Int
+        public var clients: Int
+        public var budgetKeys: Int
+        public var episodes: Int
+        /// Largest remembered-label set of any pair (capped by `maxLabelsPerPair`).
+        public var largestLabelSet: Int
+        public var totalLabels: Int
+    }
+
+    public var stateCounts: StateCounts {
+        var largest = 0, total = 0
+        for p in pairs.values { largest = max(largest, p.seen.count); total += p.seen.count }
+        return StateCounts(pairs: pairs.count, clients: clients.count, budgetKeys: budgets.count,
+                           episodes: episodes.count, largestLabelSet: largest, totalLabels: total)
+    }
+
+    /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
+    public func features(client: String, registeredDomain: DNSName, at time: Double) -> PairFeatures? {
+        guard let p = pairs[PairKey(client: client, domain: registeredDomain)] else { return nil }
+        return features(of: p, at: time)
+    }
+
+    /// Estimated distinct registered domains a client has looked up while tracked (HyperLogLog).
+    public func distinctDomains(client: String) -> Double? { clients[client]?.distinctDomains.estimate }
+
+    // MARK: features
+
+    /// What one (client, registered domain) pair looks like over the current window.
+    public struct PairFeatures: Sendable, Equatable {
+        public var queries: Int
+        public var distinctNames: Int
+        /// Estimated information in new labels, bytes (Paxson et al.'s quantity, order-0 estimate).
+        public var informationBytes: Double
+        /// Characters of the labels below the registered domain, summed over all queries.
+        public var payloadBytes: Int
+        public var meanSubdomainLength: Double
+        public var longestSubdomain: Int
+        /// Character entropy of the pair's distinct labels, bits/char (hex ≤ 4, base32 ≤ 5).
+        public var entropyBits: Double
+        public var entropySampleChars: Int
+        public var tunnelTypeShare: Double
+        public var nxDomainRatio: Double
+        /// Coefficient of variation of the last `beaconIntervals` inter-query gaps; nil until that many.
+        public var timingVariation: Double?
+        public var meanIntervalSeconds: Double?
+        public var newNamesLastMinute: Int
+    }
+
+    private func features(of p: PairState, at time: Double) -> PairFeatures {
+        let now = max(epoch(time), p.newestEpoch)
+        var q = 0, names = 0, payload = 0, types = 0, nx = 0, subSum = 0, longest = 0
+        var bits = 0.0
+        for b in p.buckets where b.epoch > now - Int64(bucketCount) && b.epoch <= now {
+            q += Int(b.queries); names += Int(b.newNames); payload += Int(b.payloadChars)
+            types += Int(b.typeQueries); nx += Int(b.nx); subSum += Int(b.subLenSum)
+            longest = max(longest, Int(b.longestSub)); bits += b.infoBits
+        }
+        var cv: Double? = nil, meanGap: Double? = nil
+        if p.intervals.count >= config.beaconIntervals {
+            let n = Double(p.intervals.count)
+            let mean = p.intervals.reduce(0, +) / n
+            let variance = p.intervals.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+            meanGap = mean
+            cv = mean > 0 ? variance.squareRoot() / mean : .infinity
+        }
+        let minute = Int64((time / 60).rounded(.down))
+        return PairFeatures(
+            queries: q, distinctNames: names, informationBytes: bits / 8, payloadBytes: payload,
+            meanSubdomainLength: names > 0 ? Double(subSum) / Double(names) : 0, longestSubdomain: longest,
+            entropyBits: LabelShape.entropy(p.histogram, total: p.histogramTotal),
+            entropySampleChars: Int(p.histogramTotal),
+            tunnelTypeShare: q > 0 ? Double(types) / Double(q) : 0,
+            nxDomainRatio: q > 0 ? Double(nx) / Double(q) : 0,
+            timingVariation: cv, meanIntervalSeconds: meanGap,
+            newNamesLastMinute: p.minuteEpoch == minute ? p.minuteNewNames : 0)
+    }
+
+    // MARK: state update
+
+    /// Types that carry data back to a tunnel client, or that tunnels use for it (RFC 1035 §3.3, iodine's 65399).
+    private static let tunnelTypes: Set<RecordType> = [.txt, .null, .mx, .cname, .any, .srv, RecordType(65399)]
+
+    /// - Returns: whether the name was new to the pair within the window.
+    @discardableResult
+    private func update(_ p: PairState, with e: QueryEvent, domainLabels: Int) -> Bool {
+        // An event older than the newest bucket (logs merged from two listeners) counts in the newest.
+        let now = max(epoch(e.time), p.newestEpoch)
+        p.newestEpoch = now
+        let b = Int(((now % Int64(bucketCount)) + Int64(bucketCount)) % Int64(bucketCount))
+        if p.buckets[b].epoch != now { p.buckets[b] = Bucket(epoch: now) }
+        p.lastTime = max(p.lastTime, e.time)
+
+        p.buckets[b].queries += 1
+        if Self.tunnelTypes.contains(e.type) { p.buckets[b].typeQueries += 1 }
+        if e.rcode == .nxDomain { p.buckets[b].nx += 1 }
+
+        if let last = p.lastQueryTime {
+            let gap = e.time - last
+            if p.intervals.count == config.beaconIntervals { p.intervals.removeFirst() }
+            p.intervals.append(max(0, gap))
+        }
+        p.lastQueryTime = e.time
+
+        let labels = e.name.labels
+        let below = labels.count - domainLabels
+        guard below > 0 else { return false }
+        var subLen = below - 1
+        for i in 0..<below { subLen += labels[i].count }
+        p.buckets[b].payloadChars += Int32(subLen - (below - 1))
+
+        let nameHash = StableHash.hash(e.name.wire, seed: 1)
+        guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
+        p.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds)
+        p.buckets[b].newNames += 1
+        p.buckets[b].subLenSum += Int32(subLen)
+        p.buckets[b].longestSub = max(p.buckets[b].longestSub, Int32(subLen))
+        let minute = Int64((e.time / 60).rounded(.down))
+        if p.minuteEpoch != minute { p.minuteEpoch = minute; p.minuteNewNames = 0 }
+        p.minuteNewNames += 1
+        p.samples.append(e.name)
+        if p.samples.count > 5 { p.samples.removeFirst() }
+
+        // New labels carry the new information; a label seen before in the window (a sequence
+        // number, `init`, a fixed prefix) is free, as it would be to a compressor.
+        var fresh: [ArraySlice<UInt8>] = []
+        for i in 0..<below {
+            let h = StableHash.hash(labels[i], seed: 2)
+            if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
+            p.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds)
+            fresh.append(labels[i])
+            for c in labels[i] { p.histogram[LabelShape.slot(c)] += 1 }
+            p.histogramTotal += UInt32(labels[i].count)
+        }
+        if p.histogramTotal > 1 << 16 {   // keep the shape recent and the counters small
+            for i in p.histogram.indices { p.histogram[i] /= 2 }
+            p.histogramTotal = p.histogram.reduce(0, +)
+        }
+        if !fresh.isEmpty {
+            let h = LabelShape.entropy(p.histogram, total: p.histogramTotal)
+            for l in fresh {
+                p.buckets[b].infoBits += Double(l.count) * min(LabelShape.alphabetCeilingBits(l), max(h, 1))
+            }
+        }
+        return true
+    }
+
+    private func touchClient(_ e: QueryEvent) -> ClientState {
+        let c: ClientState
+        if let existing = clients[e.client] { c = existing } else {
+            c = ClientState(firstSeen: e.time)
+            clients[e.client] = c
+        }
+        c.sequence = clientOrder.touch(e.client)
+        while clients.count > config.maxClients, let victim = clientOrder.popOldest(latest: { clients[$0]?.sequence }) {
+            clients[victim] = nil
+        }
+        clientOrder.compactIfNeeded(liveCount: clients.count, latest: { clients[$0]?.sequence })
+        let minute = Int64((e.time / 60).rounded(.down))
+        if minute > c.minuteEpoch {
+            if c.minuteEpoch != .min {
+                // close the finished minute, then decay over the idle minutes after it
+                c.baseline = c.baseline * baselineDecay + (1 - baselineDecay) * Double(c.minuteCount)
+                let idle = minute - c.minuteEpoch - 1
+                if idle > 0 { c.baseline *= LabelShape.pow(baselineDecay, Double(min(idle, 100_000))) }
+            }
+            c.minuteEpoch = minute; c.minuteCount = 0
+        }
+        c.minuteCount += 1
+        c.lastSeen = max(c.lastSeen, e.time)
+        return c
+    }
+
+    private func isBypass(_ name: DNSName) -> Bool {
+        for b in bypassNames where name.isSubdomain(of: b) { return true }
+        return false
+    }
+
+    // MARK: evaluation
+
+    private func evaluate(_ p: PairState, key: PairKey, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
+        let f = features(of: p, at: e.time)
+        let regular = f.timingVariation.map { $0 <= config.beaconMaxVariation } ?? false
+            && (f.meanIntervalSeconds ?? 0) >= config.beaconMinPeriodSeconds
+        let rateThreshold = max(Double(config.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
+        // Most queries cross no threshold at all: leave before building any evidence.
+        guard f.informationBytes >= min(config.tunnelBudgetBytes, config.volumeBudgetBytes) || regular
+                || Double(f.newNamesLastMinute) >= rateThreshold else { return [] }
+        var out: [DetectorAlert] = []
+        typealias F = DetectorAlert.Feature
+        let info = F(name: "informationBytes", value: f.informationBytes, threshold: config.tunnelBudgetBytes)
+
+        var signals: [F] = []
+        if f.entropySampleChars >= config.entropyMinChars && f.entropyBits >= config.encodedEntropyBits {
+            signals.append(F(name: "charEntropyBits", value: f.entropyBits, threshold: config.encodedEntropyBits))
+        }
+        if f.distinctNames >= 3 && f.meanSubdomainLength >= config.longSubdomainMean {
+            signals.append(F(name: "meanSubdomainLength", value: f.meanSubdomainLength, threshold: config.longSubdomainMean))
+        }
+        if f.queries >= config.minQueriesForRatios {
+            if f.tunnelTypeShare >= config.tunnelTypeShare {
+                signals.append(F(name: "tunnelTypeShare", value: f.tunnelTypeShare, threshold: config.tunnelTypeShare))
+            }
+            if f.nxDomainRatio >= config.nxDomainRatio {
+                signals.append(F(name: "nxDomainRatio", value: f.nxDomainRatio, threshold: config.nxDomainRatio))
+            }
+        }
+        if regular {
+            signals.append(F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation))
+        }
+
+        if f.informationBytes >= config.tunnelBudgetBytes && signals.count >= config.tunnelMinSignals,
+           let a = fire(.tunnel, client: e.client, domain: key.domain, time: e.time, features: [info] + signals, samples: p.samples) {
+            out.append(a)
+        }
+        if f.informationBytes >= config.volumeBudgetBytes,
+           let a = fire(.volume, client: e.client, domain: key.domain, time: e.time,
+                        features: [F(name: "informationBytes", value: f.informationBytes, threshold: config.volumeBudgetBytes)],
+                        samples: p.samples) {
+            out.append(a)
+        }
+        let distinctShare = f.queries > 0 ? Double(f.distinctNames) / Double(f.queries) : 0
+        if regular && distinctShare >= config.beaconMinDistinctShare,
+           let a = fire(.beacon, client: e.client, domain: key.domain, time: e.time, features: [
+               F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation),
+               F(name: "meanIntervalSeconds", value: f.meanIntervalSeconds!, threshold: config.beaconMinPeriodSeconds),
+               F(name: "distinctNameShare", value: distinctShare, threshold: config.beaconMinDistinctShare),
+           ], samples: p.samples) {
+            out.append(a)
+        }
+        if Double(f.newNamesLastMinute) >= rateThreshold,
+           let a = fire(.rateSpike, client: e.client, domain: key.domain, time: e.time, features: [
+               F(name: "newNamesLastMinute", value: Double(f.newNamesLastMinute), threshold: rateThreshold),
+           ], samples: p.samples) {
+            out.append(a)
+        }
+        return out
+    }
+
+    private func updateBudget(client: String, key: String, event e: QueryEvent, domain: DNSName) -> DetectorAlert? {
+        let k = BudgetStateKey(client: client, key: key)
+        let s: BudgetState
+        let w = Int64((e.time / config.windowSeconds).rounded(.down))
+        if let existing = budgets[k] { s = existing } else {
+            s = BudgetState(window: w); budgets[k] = s
+        }
+        s.sequence = budgetOrder.touch(k)
+        while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest(latest: { budgets[$0]?.sequence }) {
+            budgets[victim] = nil
+        }
+        budgetOrder.compactIfNeeded(liveCount: budgets.count, latest: { budgets[$0]?.sequence })
+        s.lastSeen = max(s.lastSeen, e.time)
+        if w > s.window {
+            if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
+            s.current.reset(); s.window = w
+        }
+        s.current.insert(hash: StableHash.hash(e.name.wire, seed: 3))
+        // Sliding estimate: this window plus the unexpired share of the previous one.
+        let elapsed = (e.time - Double(w) * config.windowSeconds) / config.windowSeconds
+        let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
+        guard estimate >= config.wildcardDistinctNames else { return nil }
+        var samples = s.samples
+        samples.append(e.name); if samples.count > 5 { samples.removeFirst() }
+        s.samples = samples
+        return fire(.wildcardBudget, client: client, domain: domain, time: e.time, features: [
+            .init(name: "distinctNames", value: estimate.rounded(), threshold: config.wildcardDistinctNames),
+        ], samples: samples, budgetKey: key)
+    }
+
+    /// Opens an episode and returns its alert, or refreshes the open one and returns nil.
+    private func fire(_ kind: DetectorAlert.Kind, client: String, domain: DNSName, time: Double,
+                      features: [DetectorAlert.Feature], samples: [DNSName], budgetKey: String? = nil) -> DetectorAlert? {
+        let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
+        if var open = episodes[key], time - open.alert.lastTime <= config.episodeGapSeconds {
+            // Refresh in place; sample names become strings only when someone reads the snapshot.
+            open.alert.lastTime = max(open.alert.lastTime, time)
+            open.alert.features = features
+            open.alert.observations += 1
+            if !samples.isEmpty { open.samples = Array(samples.suffix(5)) }
+            episodes[key] = open
+            return nil
+        }
+        let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: features,
+                                  sampleNames: samples.suffix(5).map(\.description), firstTime: time, lastTime: time,
+                                  budgetKey: budgetKey)
+        episodes[key] = Episode(alert: alert, samples: Array(samples.suffix(5)))
+        if episodes.count > config.maxEpisodes {
+            // Episodes are few and rarely over the cap: drop the eighth that ended longest ago,
+            // ties broken by content so the choice does not depend on dictionary order.
+            let victims = episodes.sorted {
+                ($0.value.alert.lastTime, $0.value.alert.client, $0.value.alert.registeredDomain, $0.value.alert.kind.rawValue)
+                    < ($1.value.alert.lastTime, $1.value.alert.client, $1.value.alert.registeredDomain, $1.value.alert.kind.rawValue)
+            }.prefix(max(1, episodes.count / 8))
+            for v in victims where v.key != key { episodes[v.key] = nil }
+        }
+        return alert
+    }
+
+    @inline(__always)
+    private func epoch(_ t: Double) -> Int64 { Int64((t / config.bucketSeconds).rounded(.down)) }
+}
+
+@available(*, unavailable)
+extension TunnelDetector: Sendable {}
+
+// MARK: - state types
+
+private struct PairKey: Hashable {
+    let client: String
+    let domain: DNSName
+}
+
+private struct BudgetStateKey: Hashable {
+    let client: String
+    let key: String
+}
+
+private struct Episode {
+    var alert: DetectorAlert
+    var samples: [DNSName]
+}
+
+private struct EpisodeKey: Hashable {
+    let client: String
+    let domain: DNSName
+    let kind: DetectorAlert.Kind
+    let budgetKey: String?
+}
+
+/// Counters of one bucket of one pair's window.
+private struct Bucket {
+    var epoch: Int64
+    var queries: Int32 = 0
+    var newNames: Int32 = 0
+    var payloadChars: Int32 = 0
+    var typeQueries: Int32 = 0
+    var nx: Int32 = 0
+    var subLenSum: Int32 = 0
+    var longestSub: Int32 = 0
+    var infoBits: Double = 0
+    init(epoch: Int64) { self.epoch = epoch }
+}
+
+private final class PairState {
+    var sequence: UInt64 = 0
+    var buckets: [Bucket]
+    var newestEpoch: Int64 = .min
+    let firstSeen: Double
+    var lastTime: Double
+    /// Hash of a name or label → last time seen; capped at `maxLabelsPerPair`.
+    var seen: [UInt64: Double] = [:]
+    var histogram = [UInt32](repeating: 0, count: LabelShape.slots)
+    var histogramTotal: UInt32 = 0
+    var intervals: [Double] = []
+    var lastQueryTime: Double?
+    var minuteEpoch: Int64 = .min
+    var minuteNewNames = 0
+    var samples: [DNSName] = []
+
+    init(bucketCount: Int, firstSeen: Double) {
+        buckets = [Bucket](repeating: Bucket(epoch: .min), count: bucketCount)
+        self.firstSeen = firstSeen
+        self.lastTime = firstSeen
+    }
+
+    @inline(__always)
+    func seenRecently(_ h: UInt64, at t: Double, window: Double) -> Bool {
+        guard let last = seen[h] else { return false }
+        return t - last <= window
+    }
+
+    func remember(_ h: UInt64, at t: Double, cap: Int, window: Double) {
+        if seen[h] == nil && seen.count >= cap {
+            seen = seen.filter { t - $0.value <= window }
+            if seen.count >= cap {
+                // Forget the older half: a forgotten label that comes back counts as new information
+                // again, which errs towards alerting, never towards missing a tunnel.
+                let cutoff = seen.values.sorted()[seen.count / 2]
+                seen = seen.filter { $0.value > cutoff }
+            }
+        }
+        seen[h] = max(seen[h] ?? t, t)
+    }
+}
+
+private final class ClientState {
+    var sequence: UInt64 = 0
+    let firstSeen: Double
+    var lastSeen: Double
+    var minuteEpoch: Int64 = .min
+    var minuteCount = 0
+    /// Queries per minute, exponentially weighted.
+    var baseline = 0.0
+    /// Distinct registered domains while tracked ("first-seen" domains), 256 bytes.
+    var distinctDomains = HyperLogLog(precision: 8)
+
+    init(firstSeen: Double) { self.firstSeen = firstSeen; self.lastSeen = firstSeen }
+}
+
+private final class BudgetState {
+    var sequence: UInt64 = 0
+    var window: Int64
+    init(window: Int64) { self.window = window }
+    var current = HyperLogLog(precision: 9)
+    var previous = HyperLogLog(precision: 9)
+    var lastSeen = -Double.infinity
+    var samples: [DNSName] = []
+}

@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+@testable import DNSGateCore
+
+/// Alert kinds one at a time, deduplication by episode, JSON form, and determinism.
+final class DetectorBehaviourTests: XCTestCase {
+    private let suffixes = PublicSuffixList(text: "com\nnet\norg\ntest\ngoogle\n")
+
+    private func event(_ t: Double, _ name: String, client: String = "192.0.2.1",
+                       _ type: RecordType = .a, _ rcode: ResponseCode = .noError) -> QueryEvent {
+        QueryEvent(time: t, client: client, name: try! DNSName(name), type: type, rcode: rcode)
+    }
+
+    func testEncryptedResolverLookupsAreBypassAlertsOncePerEpisode() {
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        let first = d.observe(event(100, "dns.google"))
+        XCTAssertEqual(first.map(\.kind), [.bypass])
+        XCTAssertEqual(first.first?.registeredDomain, "dns.google.")
+        XCTAssertEqual(first.first?.sampleNames, ["dns.google."])
+        XCTAssertEqual(d.observe(event(101, "DNS.Google.")), [], "same episode")
+        XCTAssertEqual(d.observe(event(102, "mozilla.cloudflare-dns.com")).map(\.kind), [.bypass], "below an entry")
+        XCTAssertEqual(d.observe(event(103, "use-application-dns.net", .aaaa)).map(\.kind), [.bypass], "Firefox canary")
+        XCTAssertEqual(d.observe(event(104, "notcloudflare-dns.com")), [], "look-alike is not an entry")
+        XCTAssertEqual(d.observe(event(105, "quad9.net")), [], "the operator's web site is not its resolver")
+        let other = d.observe(event(106, "dns.google", client: "192.0.2.2"))
+        XCTAssertEqual(other.count, 1, "per client: \(other)")
+        let snapshot = d.alertsSnapshot().filter { $0.registeredDomain == "dns.google." && $0.client == "192.0.2.1" }
+        XCTAssertEqual(snapshot.first?.observations, 2)
+        XCTAssertEqual(snapshot.first?.lastTime, 101)
+        let later = 106 + DetectorConfig.default.episodeGapSeconds + 1
+        let again = d.observe(event(later, "dns.google"))
+        XCTAssertEqual(again.map(\.kind), [.bypass], "a new episode after the gap: \(again)")
+        XCTAssertEqual(d.alertsSnapshot(activeAt: later).filter { $0.kind == .bypass }.count, 1)
+    }
+
+    func testBypassKindCanBeTurnedOff() {
+        var config = DetectorConfig.default
+        config.bypassNames = []
+        XCTAssertEqual(TunnelDetector(config: config, suffixes: suffixes).observe(event(1, "dns.google")), [])
+    }
+
+    func testAlertIsOneJSONObjectThatRoundTrips() throws {
+        let alert = DetectorAlert(client: "192.0.2.1", registeredDomain: "example.com.", kind: .wildcardBudget,
+                                  features: [.init(name: "distinctNames", value: 512, threshold: 500)],
+                                  sampleNames: ["a.example.com.", "b.example.com."], firstTime: 1, lastTime: 2,
+                                  budgetKey: "*.example.com")
+        let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(alert), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"kind\":\"wildcard-budget\""), json)
+        XCTAssertTrue(json.contains("\"features\":[{\"name\":\"distinctNames\",\"threshold\":500,\"value\":512}]"), json)
+        XCTAssertEqual(try JSONDecoder().decode(DetectorAlert.self, from: Data(json.utf8)), alert)
+        let long = DetectorAlert(client: "c", registeredDomain: "d.", kind: .tunnel, features: [],
+                                 sampleNames: (0..<9).map { "n\($0)." }, firstTime: 0, lastTime: 0)
+        XCTAssertEqual(long.sampleNames.count, 5)
+    }
+
+    func testWildcardBudgetCountsDistinctNamesPerClientAndKey() {
+        var config = DetectorConfig.default
+        config.wildcardDistinctNames = 50
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        var alerts: [DetectorAlert] = []
+        // Irregular gaps, so the timing test stays quiet and only the budget is exercised.
+        func t(_ i: Int) -> Double { Double(i) * 1.7 + Double(i % 3) * 0.9 }
+        for i in 0..<45 { alerts += d.observe(event(t(i), "w\(i).example-cdn.test"), budgetKey: "*.example-cdn.test") }
+        for _ in 0..<20 { alerts += d.observe(event(t(45), "w1.example-cdn.test"), budgetKey: "*.example-cdn.test") }
+        XCTAssertEqual(alerts, [], "repeats of one name do not spend the budget")
+        for i in 45..<80 { alerts += d.observe(event(t(i), "w\(i).example-cdn.test"), budgetKey: "*.example-cdn.test") }
+        XCTAssertEqual(alerts.map(\.kind), [.wildcardBudget])
+        XCTAssertEqual(alerts.first?.budgetKey, "*.example-cdn.test")
+        XCTAssertEqual(alerts.first?.registeredDomain, "example-cdn.test.")
+        let other = TunnelDetector(config: config, suffixes: suffixes)
+        let unkeyed = (0..<80).flatMap { other.observe(event(t($0), "w\($0).example-cdn.test")) }
+        XCTAssertEqual(unkeyed, [], "no key, no budget")
+    }
+
+    func testFloodOfDistinctNamesUnderOneDomainIsARateSpike() {
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        var alerts: [DetectorAlert] = []
+        for m in 0..<10 { alerts += d.observe(event(Double(m * 60), "www.example.org")) }   // baseline ≈ 1/min
+        let start = 600.0
+        for i in 0..<400 { alerts += d.observe(event(start + Double(i) * 0.1, "n\(i).example.com")) }
+        XCTAssertEqual(alerts.map(\.kind), [.rateSpike])
+        XCTAssertEqual(alerts.first?.features.first?.name, "newNamesLastMinute")
+    }
+
+    func testRegularQueriesWithFreshNamesAreABeaconAndRepeatsAreNot() {
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        var alerts: [DetectorAlert] = []
+        for i in 0..<20 { alerts += d.observe(event(Double(i) * 30, "c\(i)x.poll.example.com")) }
+        XCTAssertEqual(alerts.map(\.kind), [.beacon])
+        let keepalive = TunnelDetector(config: .default, suffixes: suffixes)
+        let repeats = (0..<40).flatMap { keepalive.observe(event(Double($0) * 30, "status.example.com")) }
+        XCTAssertEqual(repeats, [], "one name at its TTL is a keepalive")
+    }
+
+    func testTXTAndNXDOMAINHeavyEncodedNamesAreATunnel() throws {
+        var rng = SeededRandom(seed: 11)
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        var alerts: [DetectorAlert] = []
+        for i in 0..<80 {
+            let label = DetectorFixtures.base32(rng.bytes(20))   // 32 chars, short names: no length signal
+            alerts += d.observe(event(Double(i) * 0.37, "\(label).t.example.net", .txt, .nxDomain))
+        }
+        let tunnel = try XCTUnwrap(alerts.first { $0.kind == .tunnel })
+        XCTAssertEqual(Set(tunnel.features.map(\.name)),
+                       ["informationBytes", "charEntropyBits", "tunnelTypeShare", "nxDomainRatio"])
+        XCTAssertLessThanOrEqual(tunnel.sampleNames.count, 5)
+    }
+
+    func testSameInputGivesSameAlerts() {
+        func run() -> [DetectorAlert] {
+            var rng = SeededRandom(seed: 5)
+            let d = TunnelDetector(config: .default, suffixes: suffixes)
+            return (0..<3000).flatMap { i -> [DetectorAlert] in
+                let label = DetectorFixtures.base32(rng.bytes(30))
+                return d.observe(event(Double(i) * 0.2, "\(label).x\(i % 7).example.com",
+                                       client: "192.0.2.\(i % 3)", i % 2 == 0 ? .txt : .a))
+            }
+        }
+        let a = run()
+        XCTAssertFalse(a.isEmpty)
+        XCTAssertEqual(a, run())
+    }
+
+    func testEventsOutOfOrderAndNamesAtTheRegisteredDomainAreHarmless() {
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        XCTAssertEqual(d.observe(event(1000, "example.com")), [])
+        XCTAssertEqual(d.observe(event(10, "a.example.com")), [])
+        XCTAssertEqual(d.observe(event(-5, "com")), [])
+        XCTAssertEqual(d.observe(event(1000, ".")), [])
+        let f = d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 1000)
+        XCTAssertEqual(f?.queries, 2)
+        XCTAssertEqual(f?.distinctNames, 1)
+    }
+
+    func testExpireDropsIdleState() {
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        _ = d.observe(event(0, "a.example.com"))
+        _ = d.observe(event(0, "dns.google"))
+        d.expire(now: 2 * DetectorConfig.default.windowSeconds + 1)
+        XCTAssertEqual(d.stateCounts, .init(pairs: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0))
+    }
+}

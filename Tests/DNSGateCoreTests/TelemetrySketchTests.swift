@@ -1,0 +1,76 @@
+import XCTest
+@testable import DNSGateCore
+
+/// HyperLogLog and Space-Saving: accuracy within their stated bounds, fixed memory, determinism.
+final class TelemetrySketchTests: XCTestCase {
+    func testHyperLogLogEstimatesWithinFourStandardErrors() {
+        for (precision, n) in [(8, 100), (10, 5_000), (12, 50_000)] {
+            var h = HyperLogLog(precision: precision)
+            for i in 0..<n { h.insert(bytes: Array("name-\(i).example.com".utf8)) }
+            for i in 0..<n { h.insert(bytes: Array("name-\(i).example.com".utf8)) }   // repeats change nothing
+            let error = abs(h.estimate - Double(n)) / Double(n)
+            let standardError = 1.04 / Double(1 << precision).squareRoot()
+            XCTAssertLessThan(error, 4 * standardError, "p=\(precision) n=\(n) estimate \(h.estimate)")
+            XCTAssertEqual(h.memoryBytes, 1 << precision)
+        }
+        XCTAssertEqual(HyperLogLog().estimate, 0)
+    }
+
+    func testHyperLogLogMergeIsUnionAndResetEmpties() {
+        var a = HyperLogLog(precision: 10), b = HyperLogLog(precision: 10)
+        for i in 0..<3000 { a.insert(hash: StableHash.hash("a\(i)")) }
+        for i in 1500..<4500 { b.insert(hash: StableHash.hash("a\(i)")) }
+        a.merge(b)
+        XCTAssertEqual(a.estimate, 4500, accuracy: 4500 * 0.13)
+        a.reset()
+        XCTAssertEqual(a.estimate, 0)
+        XCTAssertEqual(a, HyperLogLog(precision: 10))
+    }
+
+    func testStableHashIsFixedAcrossRuns() {
+        XCTAssertEqual(StableHash.hash(""), StableHash.mix(0xcbf2_9ce4_8422_2325))
+        XCTAssertEqual(StableHash.hash("example.com"), StableHash.hash(Array("example.com".utf8)))
+        XCTAssertNotEqual(StableHash.hash("example.com"), StableHash.hash("example.com", seed: 1))
+    }
+
+    func testSpaceSavingKeepsTheHeavyHittersOfASkewedStream() {
+        var top = SpaceSaving<String>(capacity: 20)
+        var rng = SeededRandom(seed: 9)
+        var truth: [String: UInt64] = [:]
+        for _ in 0..<20_000 {
+            // Heavy keys h0…h4 take ~60 % of the stream; the rest is spread over 2 000 light keys.
+            let key = Double.random(in: 0..<1, using: &rng) < 0.6 ? "h\(Int.random(in: 0..<5, using: &rng))"
+                                                                : "l\(Int.random(in: 0..<2000, using: &rng))"
+            top.add(key); truth[key, default: 0] += 1
+        }
+        XCTAssertEqual(top.count, 20)
+        XCTAssertEqual(top.total, 20_000)
+        XCTAssertEqual(Set(top.top(5).map(\.key)), ["h0", "h1", "h2", "h3", "h4"])
+        for e in top.top(20) {
+            XCTAssertLessThanOrEqual(e.guaranteed, truth[e.key]!, e.key)
+            XCTAssertGreaterThanOrEqual(e.count, truth[e.key]!, e.key)
+        }
+    }
+
+    func testSpaceSavingWeightsAndReplacement() {
+        var s = SpaceSaving<String>(capacity: 2)
+        s.add("a", weight: 5); s.add("b", weight: 2); s.add("c")
+        XCTAssertNil(s.entry(for: "b"), "the smallest counter is replaced")
+        XCTAssertEqual(s.entry(for: "c")?.count, 3)
+        XCTAssertEqual(s.entry(for: "c")?.error, 2)
+        XCTAssertEqual(s.top(1).map(\.key), ["a"])
+        XCTAssertEqual(s.top(0).count, 0)
+    }
+
+    func testRecencyQueuePopsLeastRecentlyTouchedLiveKey() {
+        var q = RecencyQueue<String>()
+        var latest: [String: UInt64] = [:]
+        for k in ["a", "b", "c", "a"] { latest[k] = q.touch(k) }
+        XCTAssertEqual(q.popOldest(latest: { latest[$0] }), "b")
+        latest["b"] = nil
+        XCTAssertEqual(q.popOldest(latest: { latest[$0] }), "c")
+        for _ in 0..<1000 { latest["a"] = q.touch("a") }
+        q.compactIfNeeded(liveCount: latest.count, latest: { latest[$0] })
+        XCTAssertLessThanOrEqual(q.storedEntries, 4 * latest.count + 64)
+    }
+}
