@@ -11,7 +11,7 @@ import Synchronization
 /// What happened to one query: the log line, the counters and the detector read this.
 public struct QueryRecord: Sendable {
     public enum Action: String, Sendable, Codable, CaseIterable {
-        case forwarded, cached, sinkholed, local, rejected, dropped, stale, servfail
+        case forwarded, cached, sinkholed, quarantined, local, rejected, dropped, stale, servfail
     }
     public let time: Double
     public let client: String
@@ -78,6 +78,8 @@ public final class QueryPipeline: Sendable {
     private let exceptionSet = Mutex(ExceptionSet())
     private let hasExceptions = AtomicCounter()   // skip the lock on the hot path when there are none
     public let exceptionHits = Mutex<[String: Int]>([:])
+    private let quarantineSet = Mutex(QuarantineSet())
+    private let hasQuarantines = AtomicCounter()
 
     public convenience init(policy: Policy, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
         self.init(policies: PolicySet(base: policy), cache: cache, maxUDPPayload: maxUDPPayload)
@@ -102,6 +104,16 @@ public final class QueryPipeline: Sendable {
         hasExceptions.store(e.isEmpty ? 0 : 1)
     }
     public var exceptions: ExceptionSet { exceptionSet.withLock { $0 } }
+
+    /// Changes the quarantines under their lock; the closure's result is returned.
+    public func updateQuarantines<T>(_ body: (inout QuarantineSet) -> T) -> T {
+        quarantineSet.withLock { q in
+            let out = body(&q)
+            hasQuarantines.store(q.isEmpty ? 0 : 1)
+            return out
+        }
+    }
+    public var quarantines: QuarantineSet { quarantineSet.withLock { $0 } }
 
     /// - Parameters:
     ///   - client: the client's address as text, for logs.
@@ -140,6 +152,12 @@ public final class QueryPipeline: Sendable {
             exceptionHits.withLock { $0[e.id, default: 0] += 1 }
             verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
         }
+        // A quarantine (detector action) overrides allow-lists and exceptions for that client and domain.
+        if verdict.denial == nil, hasQuarantines.value != 0,
+           let qe = quarantineSet.withLock({ $0.match(client: client, name: q.name, now: now) }) {
+            verdict = PolicyVerdict(action: .sinkhole(policy.sinkhole == .drop ? .nxdomain : policy.sinkhole), entry: verdict.entry,
+                                    entryIndex: verdict.entryIndex, denial: .quarantined(id: qe.id, reason: qe.reason))
+        }
         var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
                               rcode: nil, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
                               denial: verdict.denial, audited: verdict.audited, problem: nil)
@@ -147,7 +165,7 @@ public final class QueryPipeline: Sendable {
         rec.exception = exceptionID
         switch verdict.action {
         case .sinkhole(let mode):
-            rec.action = mode == .drop ? .dropped : .sinkholed
+            if case .quarantined = verdict.denial { rec.action = .quarantined } else { rec.action = mode == .drop ? .dropped : .sinkholed }
             counters.bump(rec.action)
             guard let reply = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
                 return .drop(rec)

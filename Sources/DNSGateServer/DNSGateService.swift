@@ -40,6 +40,9 @@ public final class DNSGateService: @unchecked Sendable {
     let audit = AuditRecorder()
     private(set) var exceptionStore: ExceptionStore!
     private var pruneTask: RepeatedTask?
+    private(set) var telemetry: TelemetryHub!
+    private var metrics: MetricsEndpoint?
+    public var metricsPort: Int? { metrics?.port }
 
     /// Builds everything that can fail before a socket is opened: config checks, policy, upstreams.
     public init(config: ServerConfig, overrides: @escaping @Sendable (inout ServerConfig) -> Void = { _ in }, logger: Logger) throws {
@@ -67,16 +70,38 @@ public final class DNSGateService: @unchecked Sendable {
         let threads = config.threads == 0 ? System.coreCount : config.threads
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         exceptionStore = try ExceptionStore(path: config.stateFile, pipeline: pipeline, suffixes: suffixes, logger: logger, now: WallClock.now())
+        let runner = config.detectorEnabled
+            ? DetectorRunner(config: config.detector, suffixes: suffixes ?? PublicSuffixList(text: ""), logger: logger,
+                             quarantine: config.quarantineOnAlert ? self : nil, quarantineSeconds: Double(config.quarantineSeconds))
+            : nil
+        telemetry = TelemetryHub(suffixes: suffixes, detector: runner)
     }
 
     /// Opens every listener and the control socket.
     /// - Throws: `ConfigError` naming the address and the likely culprit when a port is taken.
     public func start() throws {
-        let violations = self.violations, audit = self.audit
+        let violations = self.violations, audit = self.audit, hub = telemetry!
         let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger,
-                               observers: QueryObservers([{ violations.observe($0) }, { audit.observe($0) }]))
-        let store = exceptionStore!
-        pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in store.prune(now: WallClock.now()) }
+                               observers: QueryObservers([{ violations.observe($0) }, { audit.observe($0) }, { hub.observe($0) }]),
+                               telemetry: hub, preserveCase: config.upstreamPreserveCase)
+        let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
+        pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            let now = WallClock.now()
+            store.prune(now: now)
+            for q in pipeline.updateQuarantines({ $0.prune(now: now) }) {
+                logger.notice("quarantine expired", metadata: ["concern": "detector", "id": "\(q.id)", "client": "\(q.client)", "domain": "\(q.domain)"])
+            }
+        }
+        if let m = config.metricsListen {
+            do {
+                metrics = try MetricsEndpoint(host: m.host, port: m.port, group: group, registry: hub.registry,
+                                              beforeScrape: MetricsGauges(service: self).refresh)
+                listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
+            } catch {
+                shutdown()
+                throw bindError(error, m, "http metrics")
+            }
+        }
         do {
             for hp in config.listen {
                 let port = try bindUDP(hp, core: core)
@@ -217,6 +242,7 @@ public final class DNSGateService: @unchecked Sendable {
 
     public func shutdown() {
         pruneTask?.cancel(); pruneTask = nil
+        metrics?.close(); metrics = nil
         control?.close(); control = nil
         for ch in channels { try? ch.close().wait() }
         channels.removeAll()
@@ -225,3 +251,11 @@ public final class DNSGateService: @unchecked Sendable {
     }
 }
 
+
+extension DNSGateService: QuarantineControl {
+    func quarantine(client: String, domain: DNSName, seconds: Double, reason: String, now: Double) {
+        let e = pipeline.updateQuarantines { $0.add(client: client, domain: domain, until: now + seconds, reason: reason, id: ExceptionStore.newID()) }
+        logger.warning("registered domain quarantined for client", metadata: ["concern": "detector", "id": "\(e.id)", "client": "\(client)",
+                                                                           "domain": "\(e.domain)", "until": "\(Int(e.until))", "reason": "\(e.reason)"])
+    }
+}

@@ -12,9 +12,15 @@ final class ServingCore: Sendable {
     let queryLog: QueryLogger
     let logger: Logger
     let observers: QueryObservers
+    let telemetry: TelemetryHub?
+    /// Forward the client's spelling instead of the lower-cased name (config `upstream.preserve_case`).
+    let preserveCase: Bool
 
-    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, observers: QueryObservers) {
+    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, observers: QueryObservers,
+         telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
+        self.preserveCase = preserveCase
         self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger; self.observers = observers
+        self.telemetry = telemetry
     }
 
     /// Runs one query through the pipeline and calls `reply` zero or one time, on `loop`.
@@ -29,12 +35,14 @@ final class ServingCore: Sendable {
         case .drop(let record):
             observe(record)
         case .forward(let job):
-            upstream.resolve(job.key, on: loop).whenComplete { result in
+            upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
                 let (out, record): ([UInt8], QueryRecord)
+                let now = WallClock.now()
                 switch result {
-                case .success(let answer): (out, record) = self.pipeline.complete(job, answer: answer, now: WallClock.now())
-                case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: WallClock.now(), detail: "\(error)")
+                case .success(let answer): (out, record) = self.pipeline.complete(job, answer: answer, now: now)
+                case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: now, detail: "\(error)")
                 }
+                self.telemetry?.forwarded(latency: now - job.record.time)
                 reply(out)
                 self.observe(record)
             }

@@ -36,7 +36,8 @@ final class DocumentationTests: XCTestCase {
     func testConfigReferenceSectionsFollowTheQueryPath() throws {
         let text = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent("config/README.md"), encoding: .utf8)
         let headings = text.split(separator: "\n").filter { $0.hasPrefix("## ") }.map { String($0.dropFirst(3)) }
-        XCTAssertEqual(headings, ["listen", "allow, mode and policy", "sinkhole", "cache", "upstreams and upstream", "tcp", "control", "log"])
+        XCTAssertEqual(headings, ["listen", "allow, mode and policy", "profiles and exceptions", "sinkhole", "cache", "upstreams and upstream",
+                                  "tcp", "detector", "control", "metrics", "log"])
     }
 
     func testEveryAllowListAndRPZExampleInZonesReadmeLoads() throws {

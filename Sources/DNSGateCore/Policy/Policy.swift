@@ -25,12 +25,15 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
     case notListed
     case typeNotAllowed(RecordType, SourceLocation)
     case rpzAction(SinkholeMode, SourceLocation)
+    /// The detector quarantined this registered domain for this client.
+    case quarantined(id: String, reason: String)
 
     public var description: String {
         switch self {
         case .notListed: return "name not on the allow-list"
         case .typeNotAllowed(let t, let at): return "type \(t) not allowed by \(at)"
         case .rpzAction(let m, let at): return "rpz \(m) at \(at)"
+        case .quarantined(let id, let why): return "quarantined (\(id): \(why))"
         }
     }
     /// Short machine-friendly tag for logs and metrics labels.
@@ -39,6 +42,7 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
         case .notListed: return "not_listed"
         case .typeNotAllowed: return "type_not_allowed"
         case .rpzAction: return "rpz"
+        case .quarantined: return "quarantined"
         }
     }
 }

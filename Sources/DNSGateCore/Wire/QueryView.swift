@@ -10,6 +10,9 @@ public struct QueryView: Sendable {
     /// Question section as sent: name, type, class.
     public let rawQuestion: ArraySlice<UInt8>
     public let edns: EDNSInfo?
+
+    /// The question name exactly as the client spelt it (same labels as `name`, original case).
+    public var spelledName: ArraySlice<UInt8> { rawQuestion.prefix(rawQuestion.count - 4) }
 }
 
 /// The client's EDNS(0) OPT record (RFC 6891 §6.1).

@@ -13,29 +13,37 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let soa = RecordType(6)
     public static let null = RecordType(10)
     public static let ptr = RecordType(12)
+    public static let hinfo = RecordType(13)
     public static let mx = RecordType(15)
     public static let txt = RecordType(16)
+    public static let key = RecordType(25)
     public static let aaaa = RecordType(28)
+    public static let loc = RecordType(29)
     public static let srv = RecordType(33)
     public static let naptr = RecordType(35)
     public static let dname = RecordType(39)
     public static let opt = RecordType(41)
     public static let ds = RecordType(43)
+    public static let sshfp = RecordType(44)
     public static let rrsig = RecordType(46)
     public static let nsec = RecordType(47)
     public static let dnskey = RecordType(48)
+    public static let tlsa = RecordType(52)
     public static let svcb = RecordType(64)
     public static let https = RecordType(65)
+    public static let spf = RecordType(99)
     public static let ixfr = RecordType(251)
     public static let axfr = RecordType(252)
     public static let any = RecordType(255)
+    public static let uri = RecordType(256)
     public static let caa = RecordType(257)
 
     private static let mnemonics: [(String, RecordType)] = [
         ("A", .a), ("NS", .ns), ("CNAME", .cname), ("SOA", .soa), ("NULL", .null), ("PTR", .ptr),
-        ("MX", .mx), ("TXT", .txt), ("AAAA", .aaaa), ("SRV", .srv), ("NAPTR", .naptr), ("DNAME", .dname),
-        ("OPT", .opt), ("DS", .ds), ("RRSIG", .rrsig), ("NSEC", .nsec), ("DNSKEY", .dnskey),
-        ("SVCB", .svcb), ("HTTPS", .https), ("IXFR", .ixfr), ("AXFR", .axfr), ("ANY", .any), ("CAA", .caa),
+        ("HINFO", .hinfo), ("MX", .mx), ("TXT", .txt), ("KEY", .key), ("AAAA", .aaaa), ("LOC", .loc), ("SRV", .srv), ("NAPTR", .naptr), ("DNAME", .dname),
+        ("OPT", .opt), ("DS", .ds), ("SSHFP", .sshfp), ("RRSIG", .rrsig), ("NSEC", .nsec), ("DNSKEY", .dnskey),
+        ("TLSA", .tlsa), ("SVCB", .svcb), ("HTTPS", .https), ("SPF", .spf), ("IXFR", .ixfr), ("AXFR", .axfr), ("ANY", .any),
+        ("URI", .uri), ("CAA", .caa),
     ]
 
     /// Parses a mnemonic (`AAAA`, case-insensitive) or the RFC 3597 form `TYPE65`.

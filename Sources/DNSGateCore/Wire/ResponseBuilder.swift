@@ -28,7 +28,9 @@ public enum ResponseBuilder {
         out.append(0)                                   // version 0
         out.append(dnssecOK ? 0x80 : 0); out.append(0)  // DO echoed (RFC 3225 §3)
         guard let ede else { out.append16(0); return }
-        let text = Array(ede.text.utf8.prefix(400))     // keep the OPT well inside any payload limit
+        // Keep the OPT well inside any payload limit; cut on a character boundary, never mid UTF-8 sequence.
+        var text: [UInt8] = []
+        for ch in ede.text { let b = Array(String(ch).utf8); if text.count + b.count > 400 { break }; text += b }
         out.append16(UInt16(4 + 2 + text.count))
         out.append16(15)                                // option code: Extended DNS Error
         out.append16(UInt16(2 + text.count))

@@ -59,7 +59,11 @@ public struct UpstreamAnswer: Sendable {
                 offsets.append(afterName + 4); ttls.append(effective)
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
-                    if rtype == .cname { cnames.append(try readName(msg, at: rdata).0) }
+                    if rtype == .cname {
+                        let (target, end) = try readName(msg, at: rdata)
+                        guard end <= rdata + rdlen else { throw WireError.malformed("CNAME target overruns its record") }
+                        cnames.append(target)
+                    }
                 }
                 if section == 1, rtype == .soa {
                     // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
@@ -117,15 +121,18 @@ public struct UpstreamAnswer: Sendable {
     }
 }
 
-/// Builds the query dnsgate sends upstream: the canonical name policy approved, never the client's bytes.
+/// Builds the query dnsgate sends upstream: the name policy approved, in canonical (lower-case) form by
+/// default. Case-folding never changes which name is asked (RFC 4343) but destroys payloads that tunnels
+/// encode in letter case (dns2tcp's base64); `spelling` (the client's own bytes of the same name, checked
+/// by the caller) is used only when the operator asks to preserve case.
 public enum UpstreamQuery {
-    public static func make(id: UInt16, name: DNSName, type: RecordType, dnssecOK: Bool,
+    public static func make(id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType, dnssecOK: Bool,
                             payload: UInt16 = ResponseBuilder.defaultUDPPayload) -> [UInt8] {
         var out = [UInt8](); out.reserveCapacity(name.wire.count + 32)
         out.append16(id)
         out.append16(0x0100)                            // RD
         out.append16(1); out.append16(0); out.append16(0); out.append16(1)
-        out.append(contentsOf: name.wire)
+        if let spelling, spelling.count == name.wire.count { out.append(contentsOf: spelling) } else { out.append(contentsOf: name.wire) }
         out.append16(type.rawValue); out.append16(DNSClass.in)
         out.append(0); out.append16(RecordType.opt.rawValue); out.append16(payload)
         out.append(0); out.append(0); out.append(dnssecOK ? 0x80 : 0); out.append(0); out.append16(0)

@@ -27,7 +27,7 @@ public enum ConfigLoader {
         let r = Reader(file: file)
         let top = try r.mapping(root, allowed: ["listen", "upstreams", "allow", "mode", "sinkhole", "policy", "cache",
                                                 "upstream", "tcp", "threads", "control", "log", "public_suffix_list", "max_udp_payload",
-                                                "profiles", "state_file", "entry_unused_after"])
+                                                "profiles", "state_file", "entry_unused_after", "metrics", "detector"])
         func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
 
         if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
@@ -42,6 +42,22 @@ public enum ConfigLoader {
         if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
         if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
         if let n = top["sinkhole"] { (c.sinkhole, c.sinkholeTTL) = try r.sinkhole(n, default: (c.sinkhole, c.sinkholeTTL)) }
+        if let n = top["metrics"] {
+            let m = try r.mapping(n, allowed: ["listen"])
+            if let v = m["listen"] { let s = try r.string(v); c.metricsListen = s == "off" ? nil : try r.hostPort(v) }
+        }
+        if let n = top["detector"] {
+            let m = try r.mapping(n, allowed: ["enabled", "quarantine", "quarantine_seconds", "window_seconds", "volume_budget_bytes",
+                                              "tunnel_budget_bytes", "wildcard_distinct_names", "bypass_names"])
+            if let v = m["enabled"] { c.detectorEnabled = try r.bool(v) }
+            if let v = m["quarantine"] { c.quarantineOnAlert = try r.bool(v) }
+            if let v = m["quarantine_seconds"] { c.quarantineSeconds = try r.int(v, 1...604_800) }
+            if let v = m["window_seconds"] { c.detector.windowSeconds = Double(try r.int(v, 60...86_400)) }
+            if let v = m["volume_budget_bytes"] { c.detector.volumeBudgetBytes = Double(try r.int(v, 64...10_000_000)) }
+            if let v = m["tunnel_budget_bytes"] { c.detector.tunnelBudgetBytes = Double(try r.int(v, 64...10_000_000)) }
+            if let v = m["wildcard_distinct_names"] { c.detector.wildcardDistinctNames = Double(try r.int(v, 1...10_000_000)) }
+            if let v = m["bypass_names"] { c.detector.bypassNames = try r.list(v).map { try r.string($0) } }
+        }
         if let n = top["state_file"] { c.stateFile = resolve(try r.string(n)) }
         if let n = top["entry_unused_after"] { c.entryUnusedAfter = try r.int(n, 60...31_536_000) }
         if let n = top["profiles"] {
@@ -96,7 +112,8 @@ public enum ConfigLoader {
             if c.cache.minTTL > c.cache.maxTTL { throw r.error(n, "cache.min_ttl is above cache.max_ttl") }
         }
         if let n = top["upstream"] {
-            let m = try r.mapping(n, allowed: ["timeout_ms", "deadline_ms"])
+            let m = try r.mapping(n, allowed: ["timeout_ms", "deadline_ms", "preserve_case"])
+            if let v = m["preserve_case"] { c.upstreamPreserveCase = try r.bool(v) }
             if let v = m["timeout_ms"] { c.upstreamTimeoutMs = try r.int(v, 10...30_000) }
             if let v = m["deadline_ms"] { c.upstreamDeadlineMs = try r.int(v, 10...60_000) }
             if c.upstreamDeadlineMs < c.upstreamTimeoutMs { throw r.error(n, "upstream.deadline_ms is below upstream.timeout_ms") }
@@ -166,6 +183,13 @@ public enum ConfigLoader {
             guard let v = Int(s) else { throw error(n, "expected a whole number, not '\(s)'") }
             guard range.contains(v) else { throw error(n, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
             return v
+        }
+        func bool(_ n: Node) throws -> Bool {
+            switch try string(n).lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            case let s: throw error(n, "expected true or false, not '\(s)'")
+            }
         }
         func hostPort(_ n: Node) throws -> HostPort {
             let s = try string(n)

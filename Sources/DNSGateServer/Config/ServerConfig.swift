@@ -55,6 +55,8 @@ public struct ServerConfig: Sendable {
     public var cache = CacheLimits()
     public var upstreamTimeoutMs = 1500
     public var upstreamDeadlineMs = 4000
+    /// Send names upstream as the client spelt them; off: lower-cased, which breaks case-encoded tunnels.
+    public var upstreamPreserveCase = false
     public var tcpIdleTimeoutMs = 10_000
     public var tcpMaxConnections = 256
     /// Event loops; 0 means one per core.
@@ -72,6 +74,13 @@ public struct ServerConfig: Sendable {
     public var stateFile: String = ServerConfig.defaultStateFile
     /// Allow entries with no hit for this long are reported as candidates for removal.
     public var entryUnusedAfter: Int = 7 * 86_400
+    /// Prometheus text metrics listener (`GET /metrics`); nil: off.
+    public var metricsListen: HostPort?
+    public var detector = DetectorConfig()
+    public var detectorEnabled = true
+    /// Sinkhole a client's registered domain when the detector alerts on it.
+    public var quarantineOnAlert = false
+    public var quarantineSeconds = 3600
     /// The file this came from, if any: reload reads it again.
     public var sourceFile: String?
 

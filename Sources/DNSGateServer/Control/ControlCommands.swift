@@ -46,7 +46,9 @@ extension DNSGateService: ControlResponder {
                 since = t
             } else if let s = args["since"].flatMap(Double.init) { since = s }
             let (events, overflowed) = violations.events(client: client, since: since)
-            return ["ok": true, "client": client, "since": since, "incomplete": overflowed,
+            telemetry.drain()
+            let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
+            return ["ok": true, "client": client, "since": since, "incomplete": overflowed, "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
                     "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name, "type": $0.type, "reason": $0.reason,
                                                           "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
@@ -60,8 +62,21 @@ extension DNSGateService: ControlResponder {
             let lines = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,
                                                    defaultTypes: pipeline.snapshot.policy.defaultTypes, suffixes: suffixes)
             return ["ok": true, "lines": lines]
+        case "alerts":
+            guard let d = telemetry.detector else { return ["ok": true, "alerts": [], "detector": "disabled"] }
+            telemetry.drain()
+            return ["ok": true, "alerts": d.alerts(afterID: args["after"].flatMap(Int.init) ?? 0, client: args["client"])]
+        case "quarantine_list":
+            return ["ok": true, "quarantines": pipeline.quarantines.all.map { ["id": $0.id, "client": $0.client, "domain": $0.domain,
+                                                                              "remaining_s": max(0, Int($0.until - now)), "reason": $0.reason] }]
+        case "quarantine_lift":
+            guard let id = args["id"] else { return ["ok": false, "error": "quarantine_lift needs id"] }
+            guard pipeline.updateQuarantines({ $0.lift(id: id) }) else { return ["ok": false, "error": "no quarantine with id \(id)"] }
+            logger.notice("quarantine lifted", metadata: ["concern": "detector", "id": "\(id)"])
+            return ["ok": true]
         default:
-            return ["ok": false, "error": "unknown command '\(request.command)' (known: ping, reload, stats, allow_add, allow_list, allow_revoke, mark, verdict, suggest)"]
+            return ["ok": false, "error": "unknown command '\(request.command)' (known: ping, reload, stats, allow_add, allow_list, allow_revoke, "
+                    + "mark, verdict, suggest, alerts, quarantine_list, quarantine_lift)"]
         }
     }
 
@@ -98,7 +113,10 @@ extension DNSGateService: ControlResponder {
             "tcp_connections": tcpConnectionCount,
             "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value],
             "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) },
+            "quarantines": pipeline.quarantines.all.count,
+            "alerts": telemetry.detector?.totals ?? [:],
         ]
+        for (k, v) in telemetry.statsObject(now: now) { obj[k] = v }
         if includeEntries {
             // Unused for `entry_unused_after` seconds (or never used, once the server has run that long): removal candidates.
             let cutoff = Int(now) - config.entryUnusedAfter

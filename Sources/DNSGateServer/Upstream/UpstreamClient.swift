@@ -52,7 +52,8 @@ public final class UpstreamClient: Sendable {
         self.deadline = .milliseconds(Int64(deadlineMs))
     }
 
-    public func resolve(_ key: CacheKey, on loop: EventLoop) -> EventLoopFuture<UpstreamAnswer> {
+    /// - Parameter spelling: the client's spelling of `key.name`, sent instead of the canonical form when not nil.
+    public func resolve(_ key: CacheKey, spelling: ArraySlice<UInt8>? = nil, on loop: EventLoop) -> EventLoopFuture<UpstreamAnswer> {
         let (future, promise): (EventLoopFuture<UpstreamAnswer>, EventLoopPromise<UpstreamAnswer>?) = inflight.withLock { map in
             if let f = map[key] { return (f, nil) }
             let p = loop.makePromise(of: UpstreamAnswer.self)
@@ -61,21 +62,21 @@ public final class UpstreamClient: Sendable {
         }
         guard let promise else { coalesced.add(1); return future.hop(to: loop) }
         promise.futureResult.whenComplete { _ in self.inflight.withLock { _ = $0.removeValue(forKey: key) } }
-        exchange(key, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline, lastError: .noUpstreams)
+        exchange(key, spelling: spelling, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline, lastError: .noUpstreams)
             .cascade(to: promise)
         return future
     }
 
-    private func exchange(_ key: CacheKey, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
+    private func exchange(_ key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
                           lastError: UpstreamError) -> EventLoopFuture<UpstreamAnswer> {
         // Two passes over the list at most, and never past the deadline.
         guard !upstreams.isEmpty else { return loop.makeFailedFuture(UpstreamError.noUpstreams) }
         guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return loop.makeFailedFuture(lastError) }
         let (addr, health) = upstreams[(start + attempt) % upstreams.count]
         let began = NIODeadline.now()
-        return ask(addr, key: key, on: loop, overTCP: false)
+        return ask(addr, key: key, spelling: spelling, on: loop, overTCP: false)
             .flatMap { answer -> EventLoopFuture<UpstreamAnswer> in
-                answer.truncated ? self.ask(addr, key: key, on: loop, overTCP: true) : loop.makeSucceededFuture(answer)
+                answer.truncated ? self.ask(addr, key: key, spelling: spelling, on: loop, overTCP: true) : loop.makeSucceededFuture(answer)
             }
             .flatMapThrowing { answer -> UpstreamAnswer in
                 if answer.rcode == .servFail || answer.rcode == .refused {
@@ -89,13 +90,13 @@ public final class UpstreamClient: Sendable {
                 let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
                 if case .timeout = e { health.timeouts.add(1) } else { health.failures.add(1) }
                 self.rotation.add(1)     // the next query starts with the next upstream
-                return self.exchange(key, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e)
+                return self.exchange(key, spelling: spelling, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e)
             }
     }
 
-    private func ask(_ addr: SocketAddress, key: CacheKey, on loop: EventLoop, overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
+    private func ask(_ addr: SocketAddress, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
-        let query = UpstreamQuery.make(id: id, name: key.name, type: key.type, dnssecOK: key.dnssecOK)
+        let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.description)) }

@@ -35,6 +35,18 @@ enum StatsFormatter {
             lines.append("queries: \(total) total")
             for k in q.keys.sorted() where q[k]! > 0 { lines.append("  \(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(q[k]!)") }
         }
+        if let q10 = o["qps_10s"] as? Double, let q60 = o["qps_60s"] as? Double {
+            lines.append(String(format: "rate: %.1f q/s (10 s), %.1f q/s (60 s)", q10, q60))
+        }
+        for (key, title) in [("top_clients", "top clients"), ("top_registered_domains", "top registered domains"), ("top_denied_names", "top denied names")] {
+            guard let rows = o[key] as? [[String: Any]], !rows.isEmpty else { continue }
+            lines.append("\(title):")
+            for r in rows { lines.append("  \(r["count"] ?? 0)\t\(r["key"] ?? "")") }
+        }
+        if let a = o["alerts"] as? [String: Int] {
+            let fired = a.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            lines.append("detector alerts: " + (fired.isEmpty ? "none" : fired.joined(separator: ", ")) + ", quarantines: \(o["quarantines"] ?? 0)")
+        }
         if let c = o["cache"] as? [String: Int] {
             lines.append("cache: \(c["entries"] ?? 0) entries, \(c["hits"] ?? 0) hits, \(c["misses"] ?? 0) misses, \(c["stale_served"] ?? 0) stale, \(c["evictions"] ?? 0) evicted")
         }

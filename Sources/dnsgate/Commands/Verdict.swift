@@ -38,6 +38,7 @@ extension DNSGateCommand {
             if let mark { args["mark"] = mark }
             let obj = try controlRequest("verdict", args, control)
             let events = obj["events"] as? [[String: Any]] ?? []
+            let alerts = obj["alerts"] as? [[String: Any]] ?? []
             if json { try printJSON(obj) } else {
                 let denied = obj["denied"] as? Int ?? 0, would = obj["would_deny"] as? Int ?? 0
                 print(events.isEmpty ? "\(client): no egress violations" : "\(client): \(denied) denied, \(would) would be denied (audit)")
@@ -47,12 +48,13 @@ extension DNSGateCommand {
                     guard seen.insert(key).inserted else { continue }
                     print("  \(key)\t\((e["audit"] as? Bool == true) ? "audit" : "denied")\t\(e["reason"] ?? "")")
                 }
+                for a in alerts { print("  alert \(a["kind"] ?? "?") on \(a["registeredDomain"] ?? "?"): \((a["sampleNames"] as? [String] ?? []).prefix(3).joined(separator: " "))") }
             }
             if obj["incomplete"] as? Bool == true {
                 FileHandle.standardError.write(Data("dnsgate: the period starts before the oldest remembered violation\n".utf8))
                 throw ExitCode(2)
             }
-            if !events.isEmpty { throw ExitCode.failure }
+            if !events.isEmpty || !alerts.isEmpty { throw ExitCode.failure }
         }
     }
 

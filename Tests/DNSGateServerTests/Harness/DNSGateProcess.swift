@@ -4,6 +4,7 @@ import XCTest
 /// The real `dnsgate serve` binary on a free loopback port, stopped by PID.
 final class DNSGateProcess {
     let port: Int
+    let host: String
     let dir: URL
     let controlSocket: String
     let queryLog: String
@@ -13,16 +14,18 @@ final class DNSGateProcess {
     ///   - allow: allow-list text (plain format) written to a file in the test's directory, or nil when
     ///     `extraArgs`/`configYAML` supply the policy.
     ///   - configYAML: a config file to pass with `--config`; `@DIR@` is replaced with the test directory.
-    init(allow: String?, upstreams: [String], extraArgs: [String] = [], configYAML: String? = nil) throws {
+    init(allow: String?, upstreams: [String], extraArgs: [String] = [], configYAML: String? = nil,
+         listenHost: String = "127.0.0.1", listenPort: Int? = nil) throws {
         let bin = TestPaths.dnsgateBinary
         guard FileManager.default.isExecutableFile(atPath: bin) else {
             throw XCTSkip("dnsgate binary not found at \(bin); run `swift build` first or set DNSGATE_BIN")
         }
-        port = freePort()
+        port = listenPort ?? freePort()
+        host = listenHost
         dir = TestPaths.tempDir("dnsgate")
         controlSocket = dir.appendingPathComponent("control.sock").path
         queryLog = dir.appendingPathComponent("queries.jsonl").path
-        var args = ["serve", "--listen", "127.0.0.1:\(port)", "--control", controlSocket,
+        var args = ["serve", "--listen", "\(listenHost):\(port)", "--control", controlSocket,
                     "--query-log", "all", "--query-log-file", queryLog]
         if let configYAML {
             let path = dir.appendingPathComponent("dnsgate.yaml").path
@@ -90,7 +93,7 @@ struct DigAnswer {
     }
 }
 
-func dig(_ port: Int, _ args: [String]) throws -> DigAnswer {
-    let r = try runCommand("dig", ["@127.0.0.1", "-p", "\(port)", "+time=2", "+tries=1"] + args, timeout: 15)
+func dig(_ port: Int, _ args: [String], server: String = "127.0.0.1") throws -> DigAnswer {
+    let r = try runCommand("dig", ["@\(server)", "-p", "\(port)", "+time=2", "+tries=1"] + args, timeout: 15)
     return DigAnswer(raw: r.stdout + r.stderr)
 }

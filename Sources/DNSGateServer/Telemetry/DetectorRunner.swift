@@ -1,0 +1,77 @@
+import DNSGateCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Runs the tunneling detector on the telemetry thread and keeps what operators read: recent alerts
+/// (bounded), and per-(client, registered domain) quarantines when configured.
+///
+/// Alerts go to the log (one JSON line each), to the control API (`dnsgate alerts`), and to
+/// `dnsgate_detector_alerts_total{kind}`.
+final class DetectorRunner: @unchecked Sendable {
+    private let detector: TunnelDetector          // only touched on the telemetry thread
+    private let logger: Logger
+    private let book = Mutex(AlertBook())
+    private let quarantine: QuarantineControl?
+    let quarantineSeconds: Double
+    private let counters: [DetectorAlert.Kind: AtomicCounter]
+
+    struct AlertBook {
+        var recent: [StoredAlert] = []
+        var nextID = 1
+        static let capacity = 1000
+    }
+    struct StoredAlert { let id: Int; let alert: DetectorAlert; let raisedAt: Double }
+
+    init(config: DetectorConfig, suffixes: PublicSuffixList, logger: Logger, quarantine: QuarantineControl?, quarantineSeconds: Double) {
+        detector = TunnelDetector(config: config, suffixes: suffixes)
+        self.logger = logger
+        self.quarantine = quarantine
+        self.quarantineSeconds = quarantineSeconds
+        counters = Dictionary(uniqueKeysWithValues: DetectorAlert.Kind.allCases.map { ($0, AtomicCounter()) })
+    }
+
+    func observe(_ e: QueryEvent, record: QueryRecord) {
+        // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
+        let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { "\(record.profile)#\($0)" } }
+        for alert in detector.observe(e, budgetKey: budgetKey) { raise(alert, at: e.time) }
+    }
+
+    func tick(now: Double) { detector.expire(now: now) }
+
+    private func raise(_ alert: DetectorAlert, at time: Double) {
+        counters[alert.kind]?.add(1)
+        let id = book.withLock { b -> Int in
+            let id = b.nextID; b.nextID += 1
+            b.recent.append(StoredAlert(id: id, alert: alert, raisedAt: time))
+            if b.recent.count > AlertBook.capacity { b.recent.removeFirst(b.recent.count - AlertBook.capacity) }
+            return id
+        }
+        var meta: Logger.Metadata = ["concern": "detector", "alert_id": "\(id)", "client": "\(alert.client)",
+                                     "registered_domain": "\(alert.registeredDomain)", "kind": "\(alert.kind.rawValue)",
+                                     "samples": "\(alert.sampleNames.joined(separator: " "))"]
+        for f in alert.features { meta["feature_\(f.name)"] = "\(f.value) (threshold \(f.threshold))" }
+        logger.warning("tunneling or exfiltration suspected", metadata: meta)
+        if let q = quarantine, alert.kind != .bypass, let domain = try? DNSName(alert.registeredDomain) {
+            q.quarantine(client: alert.client, domain: domain, seconds: quarantineSeconds, reason: "alert \(id) \(alert.kind.rawValue)", now: time)
+        }
+    }
+
+    /// Alerts raised after `afterID`, oldest first, for `dnsgate alerts [--follow]`.
+    func alerts(afterID: Int, client: String?) -> [[String: Any]] {
+        book.withLock { b in
+            b.recent.filter { $0.id > afterID && (client == nil || $0.alert.client == client) }.map { s in
+                var o = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(s.alert))) as? [String: Any] ?? [:]
+                o["id"] = s.id; o["raised_at"] = s.raisedAt
+                return o
+            }
+        }
+    }
+
+    var totals: [String: Int] { Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, $0.value.value) }) }
+}
+
+/// What the detector may do to the query path: sinkhole a registered domain for one client.
+protocol QuarantineControl: Sendable {
+    func quarantine(client: String, domain: DNSName, seconds: Double, reason: String, now: Double)
+}

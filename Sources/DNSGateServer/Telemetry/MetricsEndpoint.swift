@@ -1,0 +1,62 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// Prometheus text metrics on a local HTTP listener: `GET /metrics`, nothing else.
+///
+/// Gauges that mirror state elsewhere (cache size, upstream health) are refreshed by `beforeScrape`
+/// just before each scrape, so the hot path never touches the registry for them.
+final class MetricsEndpoint {
+    private let channel: Channel
+
+    init(host: String, port: Int, group: EventLoopGroup, registry: PrometheusCollectorRegistry,
+         beforeScrape: @escaping @Sendable () -> Void) throws {
+        channel = try ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try ch.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, beforeScrape: beforeScrape))
+                }
+            }
+            .bind(host: host, port: port).wait()
+    }
+
+    var port: Int? { channel.localAddress?.port }
+    func close() { try? channel.close().wait() }
+}
+
+final class MetricsHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let registry: PrometheusCollectorRegistry
+    private let beforeScrape: @Sendable () -> Void
+    private var path = ""
+
+    init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
+        self.registry = registry; self.beforeScrape = beforeScrape
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): path = head.method == .GET ? head.uri : ""
+        case .body: break
+        case .end:
+            let ok = path == "/metrics" || path.hasPrefix("/metrics?")
+            var body: [UInt8] = Array("use GET /metrics\n".utf8)
+            if ok { beforeScrape(); body = registry.emitToBuffer() }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
+            headers.add(name: "Content-Length", value: "\(body.count)")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: ok ? .ok : .notFound, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+@available(*, unavailable)
+extension MetricsHTTPHandler: Sendable {}

@@ -1,0 +1,30 @@
+import DNSGateCore
+import Prometheus
+
+/// Gauges mirrored from state kept elsewhere, refreshed at scrape time.
+struct MetricsGauges: Sendable {
+    let service: DNSGateService
+
+    func refresh() {
+        let r = service.telemetry.registry
+        let cache = service.pipeline.cache.counters
+        r.makeGauge(name: "dnsgate_cache_entries", help: "Answers in the cache.").set(to: Double(cache.entries))
+        r.makeGauge(name: "dnsgate_cache_hits", help: "Cache hits since start.").set(to: Double(cache.hits))
+        r.makeGauge(name: "dnsgate_cache_misses", help: "Cache misses since start.").set(to: Double(cache.misses))
+        r.makeGauge(name: "dnsgate_cache_stale_served", help: "Stale answers served (RFC 8767) since start.").set(to: Double(cache.staleServed))
+        let snap = service.pipeline.snapshot
+        r.makeGauge(name: "dnsgate_policy_generation", help: "Policy reloads since start, plus one.").set(to: Double(snap.generation))
+        r.makeGauge(name: "dnsgate_policy_entries", help: "Allow entries in the default policy.").set(to: Double(snap.policy.allowList.count))
+        r.makeGauge(name: "dnsgate_exceptions", help: "Live exceptions.").set(to: Double(service.pipeline.exceptions.all.count))
+        r.makeGauge(name: "dnsgate_quarantines", help: "Live quarantines.").set(to: Double(service.pipeline.quarantines.all.count))
+        for h in service.upstream.health {
+            r.makeGauge(name: "dnsgate_upstream_answered", labels: [("upstream", h.address)], help: "Answers from each upstream.").set(to: Double(h.answered.value))
+            r.makeGauge(name: "dnsgate_upstream_timeouts", labels: [("upstream", h.address)], help: "Timeouts per upstream.").set(to: Double(h.timeouts.value))
+            r.makeGauge(name: "dnsgate_upstream_failures", labels: [("upstream", h.address)], help: "Failures per upstream.").set(to: Double(h.failures.value))
+            r.makeGauge(name: "dnsgate_upstream_rtt_seconds", labels: [("upstream", h.address)], help: "Last round trip per upstream.").set(to: Double(h.lastRTTMicros.value) / 1e6)
+        }
+        for (kind, n) in service.telemetry.detector?.totals ?? [:] {
+            r.makeGauge(name: "dnsgate_detector_alerts", labels: [("kind", kind)], help: "Detector alerts since start, by kind.").set(to: Double(n))
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import DNSGateCore
+import Dispatch
+import Foundation
+import Logging
+import Prometheus
+import Synchronization
+
+/// Counters, top-k tables and the tunneling detector, fed with query records off the hot path.
+///
+/// The event loops only append a record to a batch under a lock; one background thread drains the
+/// batch every 50 ms and does the work that costs: registered domains (Public Suffix List), top-k
+/// sketches, Prometheus counters, the detector. If that thread falls behind by more than `maxPending`
+/// records, further records are counted as dropped instead of growing memory.
+final class TelemetryHub: @unchecked Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let pending = Mutex<[QueryRecord]>([])
+    private let wake = DispatchSemaphore(value: 0)
+    static let maxPending = 200_000
+    let dropped = AtomicCounter()
+    let droppedTotal = AtomicCounter()
+
+    // Touched only by the consumer thread, or under `tables`.
+    private let tables = Mutex(Tables())
+    private let suffixes: PublicSuffixList?
+    let detector: DetectorRunner?
+
+    // Metrics with bounded label sets; per-client and per-domain detail stays in the top-k tables.
+    private let actionCounters: [QueryRecord.Action: Counter]
+    private var typeCounters: [RecordType: Counter] = [:]
+    private var rcodeCounters: [UInt16: Counter] = [:]
+    private let deniedCounters: [String: Counter]
+    private let forwardedLatency: ValueHistogram
+    private let droppedCounter: Counter
+    static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
+
+    struct Tables {
+        var clients = SpaceSaving<String>(capacity: 256)
+        var domains = SpaceSaving<String>(capacity: 1024)
+        var deniedNames = SpaceSaving<String>(capacity: 1024)
+        var perSecond = [Int](repeating: 0, count: 60)
+        var currentSecond = 0
+    }
+
+    init(suffixes: PublicSuffixList?, detector: DetectorRunner?) {
+        self.suffixes = suffixes
+        self.detector = detector
+        var actions: [QueryRecord.Action: Counter] = [:]
+        for a in QueryRecord.Action.allCases {
+            actions[a] = registry.makeCounter(name: "dnsgate_queries_total", labels: [("action", a.rawValue)],
+                                              help: "Queries by what dnsgate did with them.")
+        }
+        actionCounters = actions
+        let registry = self.registry
+        deniedCounters = Dictionary(uniqueKeysWithValues: ["not_listed", "type_not_allowed", "rpz"].map {
+            ($0, registry.makeCounter(name: "dnsgate_policy_denied_total", labels: [("reason", $0)],
+                                      help: "Queries denied (or, in audit mode, that would have been) by reason."))
+        })
+        for t in Self.countedTypes {
+            typeCounters[t] = registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", t.mnemonic)], help: "Queries by type.")
+        }
+        typeCounters[RecordType(0)] = registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", "other")], help: "Queries by type.")
+        for rc in [ResponseCode.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers] {
+            rcodeCounters[rc.rawValue] = registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode.")
+        }
+        forwardedLatency = registry.makeValueHistogram(name: "dnsgate_forward_duration_seconds",
+                                                       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+                                                       help: "Time from query to reply for cache misses.")
+        droppedCounter = registry.makeCounter(name: "dnsgate_telemetry_dropped_total", help: "Records the telemetry thread could not keep up with.")
+        let t = Thread { [self] in self.consumerLoop() }
+        t.name = "dnsgate-telemetry"
+        t.start()
+    }
+
+    /// Hot path: one lock, one append.
+    func observe(_ r: QueryRecord) {
+        let ok = pending.withLock { p -> Bool in
+            guard p.count < Self.maxPending else { return false }
+            p.append(r); return true
+        }
+        if !ok { dropped.add(1) }
+    }
+
+    func forwarded(latency: Double) { forwardedLatency.record(latency) }
+
+    /// Processes everything queued so far (tests, `analyze`-style replays, shutdown).
+    func drain() { wake.signal(); let end = Date().addingTimeInterval(2); while pending.withLock({ !$0.isEmpty }) && Date() < end { usleep(1000) } }
+
+    private func consumerLoop() {
+        while true {
+            _ = wake.wait(timeout: .now() + .milliseconds(50))
+            let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
+            let d = dropped.value
+            if d > 0 { droppedCounter.increment(by: Int64(d)); droppedTotal.add(d); dropped.add(-d) }
+            for r in batch { process(r) }
+            detector?.tick(now: WallClock.now())
+        }
+    }
+
+    private func process(_ r: QueryRecord) {
+        actionCounters[r.action]?.increment()
+        if let rc = r.rcode { rcodeCounters[rc.rawValue]?.increment() }
+        if let d = r.denial { deniedCounters[d.tag]?.increment() }
+        guard let name = r.name, let type = r.type else { return }
+        (typeCounters[type] ?? typeCounters[RecordType(0)])?.increment()
+        let domain = suffixes?.registeredDomain(name) ?? name
+        tables.withLock { t in
+            t.clients.add(r.client)
+            t.domains.add(domain.description)
+            if r.denial != nil { t.deniedNames.add(name.description) }
+            let sec = Int(r.time)
+            if sec != t.currentSecond {
+                // Clear the seconds skipped since the last record, then start this one.
+                let gap = min(60, max(1, sec - t.currentSecond))
+                for k in 1...gap { t.perSecond[(t.currentSecond + k) % 60] = 0 }
+                t.currentSecond = sec
+            }
+            t.perSecond[sec % 60] += 1
+        }
+        if let rc = r.rcode { detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r) }
+    }
+
+    /// Top-k tables and rates for `dnsgate stats`.
+    func statsObject(now: Double) -> [String: Any] {
+        tables.withLock { t in
+            let sec = Int(now)
+            func rate(_ window: Int) -> Double {
+                guard sec - t.currentSecond < window else { return 0 }
+                let n = (0..<window).reduce(0) { acc, k in
+                    let s = sec - k
+                    return s > t.currentSecond ? acc : acc + t.perSecond[((s % 60) + 60) % 60]
+                }
+                return Double(n) / Double(window)
+            }
+            func top(_ s: SpaceSaving<String>) -> [[String: Any]] { s.top(10).map { ["key": $0.key, "count": $0.count] } }
+            return ["qps_10s": rate(10), "qps_60s": rate(60), "top_clients": top(t.clients), "top_registered_domains": top(t.domains),
+                    "top_denied_names": top(t.deniedNames), "telemetry_dropped": droppedTotal.value]
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import DNSGateCore
+import DNSGateServer
+import Foundation
+
+extension DNSGateCommand {
+    struct Alerts: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the detector's alerts from the running server.")
+        @Flag(help: "One JSON object per line.") var json = false
+        @Flag(help: "Keep printing new alerts as they are raised (Ctrl-C to stop).") var follow = false
+        @Option(help: ArgumentHelp("Only alerts for this client.", valueName: "addr")) var client: String?
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            var after = 0
+            repeat {
+                var args = ["after": String(after)]
+                args["client"] = client
+                let obj = try controlRequest("alerts", args, control)
+                for a in obj["alerts"] as? [[String: Any]] ?? [] {
+                    after = max(after, a["id"] as? Int ?? after)
+                    if json {
+                        let data = try JSONSerialization.data(withJSONObject: a, options: [.sortedKeys])
+                        print(String(decoding: data, as: UTF8.self))
+                    } else {
+                        print(AlertText.line(a))
+                    }
+                }
+                fflush(stdout)
+                if follow { usleep(500_000) }
+            } while follow
+        }
+    }
+
+    struct Quarantine: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Registered domains the detector sinkholed for a client.",
+                                                        subcommands: [List.self, Lift.self])
+        struct List: ParsableCommand {
+            @OptionGroup var control: ControlOptions
+            func run() throws {
+                let obj = try controlRequest("quarantine_list", [:], control)
+                let qs = obj["quarantines"] as? [[String: Any]] ?? []
+                if qs.isEmpty { print("no quarantines") }
+                for q in qs { print("\(q["id"] ?? "?")\t\(q["client"] ?? "?")\t\(q["domain"] ?? "?")\t\(q["remaining_s"] ?? 0)s left\t\(q["reason"] ?? "")") }
+            }
+        }
+        struct Lift: ParsableCommand {
+            @Argument(help: "The quarantine's ID.") var id: String
+            @OptionGroup var control: ControlOptions
+            func run() throws { _ = try controlRequest("quarantine_lift", ["id": id], control); print("lifted \(id)") }
+        }
+    }
+
+    struct Analyze: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the detector offline over query logs, using the logs' own timestamps.",
+            discussion: """
+                Reads TSV with the header ts\\tclient\\tqname\\tqtype\\trcode (epoch seconds, client, presentation name, \
+                type mnemonic, rcode mnemonic), or dnsgate's own JSON-lines query log (log.queries: all). \
+                Exits 1 when any alert is raised.
+                """)
+        @Argument(help: "Log files, read in order.") var files: [String]
+        @Flag(help: "One JSON object per alert line.") var json = false
+        @Option(help: ArgumentHelp("Public Suffix List file.", valueName: "file")) var publicSuffixList = PublicSuffixList.debianPath
+
+        func run() throws {
+            let psl = (try? String(contentsOfFile: publicSuffixList, encoding: .utf8)).map(PublicSuffixList.init(text:)) ?? PublicSuffixList(text: "")
+            let detector = TunnelDetector(config: .default, suffixes: psl)
+            var alerts: [DetectorAlert] = []
+            var events = 0
+            for file in files {
+                let text: String
+                do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw fail(CLIError("\(file): \(error.localizedDescription)")) }
+                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    let event: QueryEvent?
+                    do { event = line.hasPrefix("{") ? try JSONQueryLog.parse(String(line)) : try QueryLogTSV.parse(line: String(line)) }
+                    catch { throw fail(CLIError("\(file):\(n + 1): \(error)")) }
+                    guard let event else { continue }
+                    events += 1
+                    for a in detector.observe(event) {
+                        alerts.append(a)
+                        if json {
+                            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                            print(String(decoding: try enc.encode(a), as: UTF8.self))
+                        } else {
+                            let obj = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(a))) as? [String: Any] ?? [:]
+                            print(AlertText.line(obj))
+                        }
+                    }
+                }
+            }
+            if !json { FileHandle.standardError.write(Data("\(events) queries, \(alerts.count) alert(s)\n".utf8)) }
+            if !alerts.isEmpty { throw ExitCode.failure }
+        }
+    }
+}
+
+/// One human-readable line per alert.
+enum AlertText {
+    static func line(_ a: [String: Any]) -> String {
+        let feats = (a["features"] as? [[String: Any]] ?? []).map { f in
+            "\(f["name"] ?? "?")=\(fmt(f["value"])) (>\(fmt(f["threshold"])))"
+        }.joined(separator: ", ")
+        let when = (a["firstTime"] as? Double).map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? "?"
+        let samples = (a["sampleNames"] as? [String] ?? []).prefix(3).joined(separator: " ")
+        return "\(when) \(a["kind"] ?? "?") client \(a["client"] ?? "?") domain \(a["registeredDomain"] ?? "?"): \(feats); e.g. \(samples)"
+    }
+    private static func fmt(_ v: Any?) -> String {
+        guard let d = v as? Double else { return "\(v ?? "?")" }
+        return d == d.rounded() ? String(Int(d)) : String(format: "%.2f", d)
+    }
+}
+
+/// dnsgate's own query log lines, read back as detector events.
+enum JSONQueryLog {
+    static func parse(_ line: String) throws -> QueryEvent? {
+        guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw CLIError("not a JSON object") }
+        guard let ts = o["ts"] as? String, let client = o["client"] as? String, let qname = o["qname"] as? String,
+              let qtype = o["qtype"] as? String, let rcode = o["rcode"] as? String else { return nil }   // dropped/rejected lines
+        let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let time = f.date(from: ts)?.timeIntervalSince1970 else { throw CLIError("bad ts '\(ts)'") }
+        guard let type = RecordType(mnemonic: qtype) else { throw CLIError("bad qtype '\(qtype)'") }
+        let codes: [String: ResponseCode] = ["NOERROR": .noError, "FORMERR": .formErr, "SERVFAIL": .servFail, "NXDOMAIN": .nxDomain,
+                                             "NOTIMP": .notImp, "REFUSED": .refused]
+        return QueryEvent(time: time, client: client, name: try DNSName(qname), type: type, rcode: codes[rcode] ?? .servFail)
+    }
+}

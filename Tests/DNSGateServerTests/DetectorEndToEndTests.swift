@@ -1,0 +1,155 @@
+import Foundation
+import XCTest
+
+/// Issue 3 end to end: a real DNS tunnel (dns2tcp) through dnsgate raises an alert, quarantine sinkholes
+/// the tunnel's domain for that client, benign build-like traffic raises nothing, and the counters are
+/// readable from the CLI and as Prometheus text.
+final class DetectorEndToEndTests: XCTestCase {
+    /// dns2tcpd authoritative for tunnel.test on a free port, relaying to a TCP sink; stopped by PID.
+    final class Dns2tcpServer {
+        let port = freePort()
+        let sinkPort = freePort()
+        let dir = TestPaths.tempDir("dns2tcp")
+        private var daemon: Daemon!
+        private var sink: Daemon!
+        init() throws {
+            try requireTool("dns2tcpd"); try requireTool("python3")
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("chroot"), withIntermediateDirectories: true)
+            let conf = """
+            listen = 127.0.0.1
+            port = \(port)
+            user = nobody
+            chroot = \(dir.path)/chroot
+            domain = tunnel.test
+            resources = sink:127.0.0.1:\(sinkPort)
+            """
+            try conf.write(toFile: dir.path + "/dns2tcpd.conf", atomically: true, encoding: .utf8)
+            // The tunnel's far end: accepts one connection and counts what arrives.
+            let sinkScript = """
+            import socket
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", \(sinkPort))); s.listen(1); s.settimeout(60)
+            c, _ = s.accept(); c.settimeout(30); n = 0
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    n += len(d)
+            finally:
+                open("\(dir.path)/sink.count", "w").write(str(n))
+            """
+            sink = try Daemon("sink", "/usr/bin/python3", ["-c", sinkScript], logFile: dir.appendingPathComponent("sink.log"))
+            daemon = try Daemon("dns2tcpd", "/usr/bin/dns2tcpd", ["-F", "-f", dir.path + "/dns2tcpd.conf"], logFile: dir.appendingPathComponent("d.log"))
+            usleep(300_000)
+        }
+        var address: String { "127.0.0.1:\(port)" }
+        func stop() { daemon.stop(); sink.stop() }
+        deinit { stop() }
+    }
+
+    /// dns2tcpc always talks to port 53, so dnsgate gets its own loopback address for these tests.
+    private func loopbackAddress() -> String { "127.83.\(Int.random(in: 1...250)).\(Int.random(in: 1...250))" }
+
+    private func tunnelGate(_ d: Dns2tcpServer, extraYAML: String = "") throws -> DNSGateProcess {
+        try DNSGateProcess(allow: "*.tunnel.test  A,AAAA,TXT,KEY  # a vendor wildcard someone opened for TXT\n",
+                           upstreams: [d.address],
+                           configYAML: "upstream: { preserve_case: true }\nstate_file: \"@DIR@/state.json\"\n" + extraYAML,
+                           listenHost: loopbackAddress(), listenPort: 53)
+    }
+
+    private func pushThroughTunnel(_ g: DNSGateProcess, bytes: Int, type: String = "TXT") throws -> CommandResult {
+        var payload = ""
+        var rng = SplitMix64(seed: 7)
+        while payload.utf8.count < bytes { payload += String(rng.next(), radix: 36) }
+        return try runCommand("/usr/bin/dns2tcpc", ["-z", "tunnel.test", "-r", "sink", "-T", type, "-l", "-", g.host], timeout: 30, stdin: payload)
+    }
+
+    func testARealDns2tcpTunnelRaisesAnAlertAndFailsTheVerdict() throws {
+        let d = try Dns2tcpServer()
+        let g = try tunnelGate(d)
+        _ = try pushThroughTunnel(g, bytes: 8000)
+        let alerts = try g.cli(["alerts", "--json"])
+        XCTAssertEqual(alerts.status, 0, alerts.stderr)
+        let lines = alerts.stdout.split(separator: "\n")
+        XCTAssertFalse(lines.isEmpty, "the tunnel must raise an alert; log: \(g.log)")
+        XCTAssertTrue(lines.contains { $0.contains("\"registeredDomain\":\"tunnel.test.\"") && $0.contains("\"kind\":\"tunnel\"") }, alerts.stdout)
+        XCTAssertTrue(g.log.contains("tunneling or exfiltration suspected"), "alert in the log")
+        let verdict = try g.cli(["verdict", "--client", "127.0.0.1", "--since", "10m"])
+        XCTAssertEqual(verdict.status, 1, "alerts fail the job even when no query was denied: \(verdict.stdout)")
+        XCTAssertTrue(verdict.stdout.contains("alert tunnel on tunnel.test."), verdict.stdout)
+        let metrics = try g.cli(["stats", "--json"])
+        XCTAssertTrue(metrics.stdout.contains("\"tunnel\" : 1"), metrics.stdout)
+    }
+
+    func testCaseFoldingByDefaultBreaksACaseEncodedTunnel() throws {
+        let d = try Dns2tcpServer()
+        let g = try DNSGateProcess(allow: "*.tunnel.test  A,AAAA,TXT,KEY  # wildcard\n", upstreams: [d.address],
+                                   listenHost: loopbackAddress(), listenPort: 53)
+        let r = try pushThroughTunnel(g, bytes: 2000)
+        XCTAssertTrue((r.stdout + r.stderr).contains("Authentication Failed"), "dns2tcp's base64 does not survive lower-casing: \(r.stdout)\(r.stderr)")
+    }
+
+    func testQuarantineSinkholesTheDomainForThatClientUntilLifted() throws {
+        let d = try Dns2tcpServer()
+        let g = try tunnelGate(d, extraYAML: "detector: { quarantine: true, quarantine_seconds: 600 }\n")
+        _ = try pushThroughTunnel(g, bytes: 8000)
+        usleep(300_000)
+        let q = try dig(53, ["-b", "127.0.0.1", "x.tunnel.test", "A"], server: g.host)
+        XCTAssertEqual(q.edeCode, 15, q.raw)
+        XCTAssertTrue(q.edeText?.contains("quarantined") == true, q.raw)
+        let list = try g.cli(["quarantine", "list"])
+        let id = try XCTUnwrap(list.stdout.split(separator: "\t").first.map(String.init), list.stdout)
+        XCTAssertTrue(list.stdout.contains("tunnel.test."), list.stdout)
+        // Another client is not affected.
+        XCTAssertNil(try dig(53, ["-b", "127.0.0.2", "y.tunnel.test", "A"], server: g.host).edeCode)
+        XCTAssertEqual(try g.cli(["quarantine", "lift", id]).status, 0)
+        XCTAssertNil(try dig(53, ["-b", "127.0.0.1", "z.tunnel.test", "A"], server: g.host).edeCode, "lifted")
+    }
+
+    func testBuildLikeTrafficRaisesNoAlert() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: "*.allowed.test  # builds\n", upstreams: [nsd.address])
+        var rng = SplitMix64(seed: 99)
+        // Content-addressed CDN names (40 hex characters), package hosts, retries: what a build resolves.
+        var names: [String] = []
+        for _ in 0..<120 { names.append(String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) + ".cdn.allowed.test") }
+        for _ in 0..<5 { names += ["www.allowed.test", "registry.allowed.test", "mirror.allowed.test", "git.allowed.test"] }
+        var queries: [[UInt8]] = []
+        for (i, n) in names.enumerated() { queries.append(RawQuery.make(id: UInt16(i), name: n, type: i % 2 == 0 ? 1 : 28)) }
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, queries, batch: 10, drainMs: 50), 100)
+        let alerts = try g.cli(["alerts", "--json"])
+        XCTAssertEqual(alerts.status, 0)
+        XCTAssertEqual(alerts.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "no alert on build-like traffic")
+        let stats = try g.cli(["stats"])
+        XCTAssertTrue(stats.stdout.contains("top registered domains:"), stats.stdout)
+        XCTAssertTrue(stats.stdout.contains("allowed.test."), stats.stdout)
+    }
+
+    func testPrometheusMetricsEndpoint() throws {
+        try requireTool("curl")
+        let nsd = try NSDUpstream()
+        let mport = freePort()
+        let g = try DNSGateProcess(allow: "*.allowed.test  # builds\n", upstreams: [nsd.address],
+                                   configYAML: "metrics: { listen: \"127.0.0.1:\(mport)\" }\ncontrol: { socket: \"@DIR@/c.sock\" }\n")
+        _ = try dig(g.port, ["www.allowed.test"]); _ = try dig(g.port, ["evil.denied.test"])
+        usleep(200_000)
+        let r = try runCommand("curl", ["-sS", "http://127.0.0.1:\(mport)/metrics"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("dnsgate_queries_total{action=\"forwarded\"} 1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("dnsgate_queries_total{action=\"sinkholed\"} 1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("dnsgate_policy_denied_total{reason=\"not_listed\"} 1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("dnsgate_cache_entries"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("# TYPE dnsgate_forward_duration_seconds histogram"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("127.0.0.1\""), "no per-client labels")
+        let notFound = try runCommand("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(mport)/other"])
+        XCTAssertEqual(notFound.stdout, "404")
+    }
+
+    func testAnalyzeFlagsTheRecordedExfiltrationCaptures() throws {
+        let corpora = TestPaths.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpora/tunnel")
+        guard FileManager.default.fileExists(atPath: corpora.path) else { throw XCTSkip("../shared/corpora not present") }
+        let r = try runCommand(TestPaths.dnsgateBinary, ["analyze", "--json", corpora.appendingPathComponent("dnsexfiltrator-maxsize65.tsv").path], timeout: 120)
+        XCTAssertEqual(r.status, 1, "alerts found → exit 1: \(r.stderr)")
+        XCTAssertTrue(r.stdout.contains("\"registeredDomain\":\"captechutest.org.\""), r.stdout)
+    }
+}
