@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "dnsgate", targets: ["dnsgate"]),
+        // For bench/micro, a separate package, so the root package carries no benchmark dependency.
+        .library(name: "DNSGateCore", targets: ["DNSGateCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
