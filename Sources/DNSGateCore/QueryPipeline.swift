@@ -245,7 +245,8 @@ public final class QueryPipeline: Sendable {
             if mode == .nxdomain || mode == .null { mode = .nodata }
             if case .redirect = mode { mode = .nodata }
         }
-        let ede = ExtendedError(code, "blocked by dnsgate policy: \(why)")
+        // The text is built only when the client sent EDNS: without OPT there is nowhere to put it (RFC 8914 §3).
+        let ede = q.edns == nil ? nil : ExtendedError(code, "blocked by dnsgate policy: \(why)")
         func answer(_ rcode: ResponseCode, _ records: [LocalRecord] = []) -> ([UInt8], ResponseCode) {
             (ResponseBuilder.synthesized(q, rcode: rcode, answers: records, ttl: ttl, ede: ede), rcode)
         }

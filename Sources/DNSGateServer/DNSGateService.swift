@@ -132,13 +132,19 @@ public final class DNSGateService: @unchecked Sendable {
         ])
     }
 
+    static let readBatch = 16
+
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
         for loop in group.makeIterator() {
             let bootstrap = DatagramBootstrap(group: loop)
                 .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .channelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)   // one socket per loop, kernel spreads load
-                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
+                // Vector reads (recvmmsg): NIO splits the receive buffer between the messages of one batch,
+                // so it is sized batch × largest query we accept, or queries would arrive truncated.
+                .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readBatch)
+                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * 4096))
+                .channelOption(ChannelOptions.maxMessagesPerRead, value: 4)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core, listener: hp.description)) }
                 }
@@ -243,6 +249,7 @@ public final class DNSGateService: @unchecked Sendable {
     public func shutdown() {
         pruneTask?.cancel(); pruneTask = nil
         metrics?.close(); metrics = nil
+        upstream.close()
         control?.close(); control = nil
         for ch in channels { try? ch.close().wait() }
         channels.removeAll()

@@ -23,17 +23,21 @@ final class ServingCore: Sendable {
         self.telemetry = telemetry
     }
 
-    /// Runs one query through the pipeline and calls `reply` zero or one time, on `loop`.
-    func handle(_ bytes: [UInt8], from remote: SocketAddress, overTCP: Bool, listener: String, on loop: EventLoop,
-                reply: @escaping @Sendable ([UInt8]) -> Void) {
-        let client = remote.ipAddress ?? "unknown"
-        switch pipeline.process(bytes, client: client, clientAddress: Self.octets(remote), listener: listener,
+    /// Runs one query through the pipeline.
+    ///
+    /// - Returns: the reply when it is ready now (sinkhole, local data, cache hit, error), so the caller
+    ///   can batch its writes; nil when there is nothing to send yet or ever. A forwarded query's reply
+    ///   is passed to `later`, on `loop`, once the upstream answers or fails.
+    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, on loop: EventLoop,
+                later: @escaping @Sendable ([UInt8]) -> Void) -> [UInt8]? {
+        switch pipeline.process(bytes, client: client.text, clientAddress: client.octets, listener: listener,
                                 overTCP: overTCP, now: WallClock.now()) {
         case .reply(let out, let record):
-            reply(out)
             observe(record)
+            return out
         case .drop(let record):
             observe(record)
+            return nil
         case .forward(let job):
             upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
                 let (out, record): ([UInt8], QueryRecord)
@@ -43,9 +47,10 @@ final class ServingCore: Sendable {
                 case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: now, detail: "\(error)")
                 }
                 self.telemetry?.forwarded(latency: now - job.record.time)
-                reply(out)
+                later(out)
                 self.observe(record)
             }
+            return nil
         }
     }
 
@@ -64,6 +69,34 @@ final class ServingCore: Sendable {
     private func observe(_ r: QueryRecord) {
         queryLog.record(r)
         observers.observe(r)
+    }
+}
+
+/// A client's address as text (logs, counters) and as octets (profile and exception prefixes).
+struct ClientIdentity: Sendable {
+    let text: String
+    let octets: [UInt8]?
+
+    init(_ a: SocketAddress) {
+        text = a.ipAddress ?? "unknown"
+        octets = ServingCore.octets(a)
+    }
+}
+
+/// Remembers the identity of recent client addresses, so the text and octets are built once per
+/// client rather than once per query. One per channel, used on its event loop only; bounded.
+struct ClientIdentityMemo {
+    private var byV4: [UInt32: ClientIdentity] = [:]
+    static let capacity = 4096
+
+    mutating func identity(_ a: SocketAddress) -> ClientIdentity {
+        guard case .v4(let v4) = a else { return ClientIdentity(a) }
+        let key = v4.address.sin_addr.s_addr
+        if let hit = byV4[key] { return hit }
+        if byV4.count >= Self.capacity { byV4.removeAll(keepingCapacity: true) }   // a flood of sources: start over
+        let made = ClientIdentity(a)
+        byV4[key] = made
+        return made
     }
 }
 

@@ -4,9 +4,10 @@
 /// domain, and the policy refuses wildcards directly under a public suffix. Private-section suffixes
 /// (e.g. `github.io`) count too: each user's site there is its own registered domain.
 public struct PublicSuffixList: Sendable {
-    private var rules: Set<String> = []          // "co.uk"
-    private var wildcards: Set<String> = []      // "ck" for "*.ck"
-    private var exceptions: Set<String> = []     // "www.ck" for "!www.ck"
+    // Rules as canonical wire bytes, looked up with slices of the queried name: no String, no copy.
+    private var rules: Set<ArraySlice<UInt8>> = []          // "co.uk"
+    private var wildcards: Set<ArraySlice<UInt8>> = []      // "ck" for "*.ck"
+    private var exceptions: Set<ArraySlice<UInt8>> = []     // "www.ck" for "!www.ck"
 
     public static let debianPath = "/usr/share/publicsuffix/public_suffix_list.dat"
 
@@ -14,42 +15,48 @@ public struct PublicSuffixList: Sendable {
         for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {   // "\r\n" is one Character
             let line = raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) ?? ""
             if line.isEmpty || line.hasPrefix("//") { continue }
-            let rule = line.lowercased()
-            if rule.hasPrefix("!") { exceptions.insert(String(rule.dropFirst())) }
-            else if rule.hasPrefix("*.") { wildcards.insert(String(rule.dropFirst(2))) }
-            else { rules.insert(rule) }
+            // Internationalised rules are listed in Unicode; queries carry punycode (xn--), so those rules
+            // never match a query. Known gap: the registered domain of an IDN falls back to the default rule.
+            func wire(_ t: Substring) -> ArraySlice<UInt8>? { (try? DNSName(String(t)))?.wire[...] }
+            if line.hasPrefix("!") { if let w = wire(line.dropFirst()) { exceptions.insert(w) } }
+            else if line.hasPrefix("*.") { if let w = wire(line.dropFirst(2)) { wildcards.insert(w) } }
+            else if let w = wire(Substring(line)) { rules.insert(w) }
         }
     }
 
-    /// Labels of the public suffix of `labels` (leftmost first, lower case); at least 1 (the implicit `*` rule).
-    public func suffixLength(_ labels: [String]) -> Int {
-        guard !labels.isEmpty else { return 0 }
+    /// Labels of the public suffix of `name`; at least 1 (the implicit `*` rule), 0 for the root.
+    public func suffixLength(_ name: DNSName) -> Int {
+        let w = name.wire
+        let n = name.labelCount
+        guard n > 0 else { return 0 }
         var best = 1
-        for k in 1...labels.count {
-            let candidate = labels.suffix(k).joined(separator: ".")
+        for k in 1...n {
+            let candidate = w[Self.offset(ofLabel: n - k, in: w)...]
             if exceptions.contains(candidate) { return k - 1 }            // "!www.ck": www.ck is registrable
             if rules.contains(candidate) { best = max(best, k) }
-            if wildcards.contains(candidate), k < labels.count { best = max(best, k + 1) }   // "*.ck"
+            if k < n, wildcards.contains(candidate) { best = max(best, k + 1) }   // "*.ck"
         }
         return best
     }
 
     public func isPublicSuffix(_ name: DNSName) -> Bool {
-        let labels = Self.textLabels(name)
-        return !labels.isEmpty && suffixLength(labels) >= labels.count
+        let n = name.labelCount
+        return n > 0 && suffixLength(name) >= n
     }
 
     /// The registered domain of `name`: its public suffix plus one label; the name itself when it is
     /// a public suffix or shorter.
     public func registeredDomain(_ name: DNSName) -> DNSName {
-        let labels = Self.textLabels(name)
-        let keep = min(labels.count, suffixLength(labels) + 1)
-        var n = name
-        for _ in 0..<(labels.count - keep) { n = n.parent! }
-        return n
+        let n = name.labelCount
+        let keep = min(n, suffixLength(name) + 1)
+        if keep == n { return name }
+        return DNSName(uncheckedWire: Array(name.wire[Self.offset(ofLabel: n - keep, in: name.wire)...]))
     }
 
-    static func textLabels(_ name: DNSName) -> [String] {
-        name.labels.map { String(decoding: $0, as: UTF8.self) }
+    /// Offset of the `index`-th label from the left (0-based).
+    @inline(__always) static func offset(ofLabel index: Int, in w: [UInt8]) -> Int {
+        var o = 0
+        for _ in 0..<index { o += Int(w[o]) + 1 }
+        return o
     }
 }

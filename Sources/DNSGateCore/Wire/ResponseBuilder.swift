@@ -29,8 +29,12 @@ public enum ResponseBuilder {
         out.append(dnssecOK ? 0x80 : 0); out.append(0)  // DO echoed (RFC 3225 §3)
         guard let ede else { out.append16(0); return }
         // Keep the OPT well inside any payload limit; cut on a character boundary, never mid UTF-8 sequence.
-        var text: [UInt8] = []
-        for ch in ede.text { let b = Array(String(ch).utf8); if text.count + b.count > 400 { break }; text += b }
+        let utf8 = ede.text.utf8
+        var cut = min(utf8.count, 400)
+        if cut < utf8.count {
+            while cut > 0 && utf8[utf8.index(utf8.startIndex, offsetBy: cut)] & 0xC0 == 0x80 { cut -= 1 }   // continuation octet
+        }
+        let text = utf8.prefix(cut)
         out.append16(UInt16(4 + 2 + text.count))
         out.append16(15)                                // option code: Extended DNS Error
         out.append16(UInt16(2 + text.count))

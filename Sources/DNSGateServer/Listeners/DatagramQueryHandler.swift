@@ -13,18 +13,30 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     private let core: ServingCore
     /// This listener's address as configured, for profiles selected by listener.
     private let listener: String
+    private var clients = ClientIdentityMemo()
+    private var unflushed = false
 
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        let bytes = Array(envelope.data.readableBytesView)
         let remote = envelope.remoteAddress
         let channel = context.channel
-        core.handle(bytes, from: remote, overTCP: false, listener: listener, on: context.eventLoop) { reply in
-            // nil promise: nothing to do on failure, and it saves an allocation per reply
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: reply)), promise: nil)
+        let immediate = core.handle(Array(envelope.data.readableBytesView), client: clients.identity(remote), overTCP: false,
+                                    listener: listener, on: context.eventLoop) { reply in
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: reply)), promise: nil)
         }
+        if let immediate {
+            // Written now, flushed once per read batch: NIO then sends the batch with one sendmmsg.
+            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: immediate))),
+                          promise: nil)   // nil promise: nothing to do on failure, and it saves an allocation per reply
+            unflushed = true
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed { unflushed = false; context.flush() }
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -14,15 +14,26 @@ final class StreamQueryHandler: ChannelInboundHandler {
     /// This listener's address as configured, for profiles selected by listener.
     private let listener: String
 
+    private var client: ClientIdentity?
+    private var unflushed = false
+
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let remote = context.remoteAddress else { return }
+        if client == nil { client = ClientIdentity(remote) }     // one peer per connection
         let channel = context.channel
-        core.handle(Array(frame.readableBytesView), from: remote, overTCP: true, listener: listener, on: context.eventLoop) { reply in
-            channel.writeAndFlush(ByteBuffer(bytes: reply), promise: nil)
+        let immediate = core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener,
+                                    on: context.eventLoop) { reply in
+            channel.writeAndFlush(channel.allocator.buffer(bytes: reply), promise: nil)
         }
+        if let immediate { context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil); unflushed = true }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed { unflushed = false; context.flush() }
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

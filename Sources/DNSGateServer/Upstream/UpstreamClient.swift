@@ -32,8 +32,9 @@ public final class UpstreamHealth: Sendable {
 
 /// Sends allowed questions to the upstream resolvers and returns checked answers.
 ///
-/// Each exchange uses a fresh socket (so a fresh random source port) and a random ID, and accepts a
-/// reply only from the address it asked, with that ID and that question (RFC 5452 §9.1). UDP first;
+/// UDP exchanges go through a per-event-loop pool of long-lived sockets on random ephemeral ports
+/// (`UpstreamSocketPool`) with random IDs, and accept a reply only from the address asked, with that ID
+/// and that question (RFC 5452 §9.1). UDP first;
 /// a truncated reply is asked again over TCP (RFC 7766 §5). A timeout, a SERVFAIL or a REFUSED moves on
 /// to the next upstream until the deadline. Identical questions in flight share one exchange.
 public final class UpstreamClient: Sendable {
@@ -43,10 +44,13 @@ public final class UpstreamClient: Sendable {
     private let inflight = Mutex<[CacheKey: EventLoopFuture<UpstreamAnswer>]>([:])
     private let rotation = AtomicCounter()
     public let coalesced = AtomicCounter()
+    private let pools = Mutex<[ObjectIdentifier: UpstreamSocketPool]>([:])
+    private let poolSize: Int
 
     public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
 
-    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int) throws {
+    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16) throws {
+        self.poolSize = socketsPerLoop
         self.upstreams = try upstreams.map { (try SocketAddress(ipAddress: $0.host, port: $0.port), UpstreamHealth(address: $0.description)) }
         self.timeout = .milliseconds(Int64(timeoutMs))
         self.deadline = .milliseconds(Int64(deadlineMs))
@@ -94,71 +98,49 @@ public final class UpstreamClient: Sendable {
             }
     }
 
+    private func pool(for loop: EventLoop) -> UpstreamSocketPool {
+        pools.withLock { p in
+            if let existing = p[ObjectIdentifier(loop)] { return existing }
+            let created = UpstreamSocketPool(loop: loop, size: poolSize)
+            p[ObjectIdentifier(loop)] = created
+            return created
+        }
+    }
+
+    /// Closes the pooled sockets (shutdown).
+    public func close() { for p in pools.withLock({ Array($0.values) }) { p.close() } }
+
     private func ask(_ addr: SocketAddress, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
+        if !overTCP {
+            return pool(for: loop).exchange(to: addr, timeout: timeout, build: { id in
+                UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
+            }, check: { id, bytes in try? UpstreamAnswer(bytes, id: id, name: key.name, type: key.type) })
+        }
+        // TCP (after a truncated UDP reply): one connection per exchange, as RFC 7766 allows; rare.
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
         let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.description)) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-
-        let channelFuture: EventLoopFuture<Channel>
-        if overTCP {
-            channelFuture = ClientBootstrap(group: loop)
-                .connectTimeout(timeout)
-                .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
-                        try ch.pipeline.syncOperations.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
-                        try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check))
-                    }
+        ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
+                    try ch.pipeline.syncOperations.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
+                    try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check))
                 }
-                .connect(to: addr)
-                .flatMap { ch in ch.writeAndFlush(ByteBuffer(bytes: query)).map { ch } }
-        } else {
-            let anyAddr = addr.protocol == .inet6 ? "::" : "0.0.0.0"
-            channelFuture = DatagramBootstrap(group: loop)
-                .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(UpstreamDatagramReplyHandler(expected: addr, promise: promise, check: check))
-                    }
-                }
-                .bind(host: anyAddr, port: 0)
-                .flatMap { ch in
-                    ch.writeAndFlush(AddressedEnvelope(remoteAddress: addr, data: ByteBuffer(bytes: query))).map { ch }
-                }
-        }
-        channelFuture.whenComplete { result in
-            switch result {
-            case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }
-            case .failure(let e): promise.fail(UpstreamError.transport(addr.description, "\(e)"))
             }
-        }
+            .connect(to: addr)
+            .flatMap { ch in ch.writeAndFlush(ByteBuffer(bytes: query)).map { ch } }
+            .whenComplete { result in
+                switch result {
+                case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }
+                case .failure(let e): promise.fail(UpstreamError.transport(addr.description, "\(e)"))
+                }
+            }
         return promise.futureResult
-    }
-}
-
-/// Completes the exchange with the first datagram that comes from the upstream we asked and passes the
-/// answer checks; anything else (another source, wrong ID, wrong question) is ignored, not fatal.
-final class UpstreamDatagramReplyHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let expected: SocketAddress
-    private let promise: EventLoopPromise<UpstreamAnswer>
-    private let check: @Sendable ([UInt8]) -> UpstreamAnswer?
-
-    init(expected: SocketAddress, promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?) {
-        self.expected = expected; self.promise = promise; self.check = check
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let env = unwrapInboundIn(data)
-        guard env.remoteAddress == expected, let answer = check(Array(env.data.readableBytesView)) else { return }
-        promise.succeed(answer)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP port unreachable and the like: fail fast instead of waiting for the timeout.
-        promise.fail(UpstreamError.transport(expected.description, "\(error)"))
     }
 }
 

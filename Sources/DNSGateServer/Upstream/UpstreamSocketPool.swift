@@ -1,0 +1,100 @@
+import DNSGateCore
+import NIOCore
+import NIOPosix
+
+/// Long-lived UDP sockets for upstream exchanges, one small pool per event loop.
+///
+/// A fresh socket per exchange costs four system calls and a channel setup, which made a cache miss
+/// several times dearer than in dnsmasq. Instead each event loop keeps `size` sockets, each bound to its
+/// own kernel-chosen ephemeral port; an exchange picks one at random and an ID not in flight on it
+/// (random, from getrandom), so a forger must guess both the port and the 16-bit ID (RFC 5452 §9.2).
+/// A reply is accepted only if its ID is in flight, it comes from the address asked, and it answers the
+/// question asked (the `check`); anything else is dropped, so a forged packet cannot cancel an exchange.
+///
+/// Confined to its event loop: every method runs there, so the in-flight tables need no locks.
+final class UpstreamSocketPool: @unchecked Sendable {
+    private let loop: EventLoop
+    private let size: Int
+    private var sockets: [EventLoopFuture<(Channel, UpstreamMuxHandler)>?]
+
+    init(loop: EventLoop, size: Int) {
+        self.loop = loop
+        self.size = max(1, size)
+        self.sockets = Array(repeating: nil, count: self.size)
+    }
+
+    /// Sends the query `build(id)` to `address` and completes with the first reply `check` accepts, or
+    /// fails with a timeout.
+    func exchange(to address: SocketAddress, timeout: TimeAmount, build: @escaping (UInt16) -> [UInt8],
+                  check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?) -> EventLoopFuture<UpstreamAnswer> {
+        loop.preconditionInEventLoop()
+        let promise = loop.makePromise(of: UpstreamAnswer.self)
+        let slot = Int.random(in: 0..<size)
+        socket(slot).whenComplete { result in
+            switch result {
+            case .failure(let e):
+                self.sockets[slot] = nil             // try a new socket next time
+                promise.fail(UpstreamError.transport(address.description, "\(e)"))
+            case .success(let (channel, mux)):
+                var id = UInt16.random(in: 0...UInt16.max)
+                while mux.pending[id] != nil { id = UInt16.random(in: 0...UInt16.max) }   // at most a few tries: few in flight
+                mux.pending[id] = UpstreamMuxHandler.Pending(expected: address, check: { check(id, $0) }, promise: promise)
+                let timer = self.loop.scheduleTask(in: timeout) {
+                    if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.timeout(address.description)) }
+                }
+                promise.futureResult.whenComplete { _ in timer.cancel() }
+                let query = build(id)
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)))
+                    .whenFailure { e in
+                        if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.transport(address.description, "\(e)")) }
+                    }
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func socket(_ slot: Int) -> EventLoopFuture<(Channel, UpstreamMuxHandler)> {
+        if let s = sockets[slot] { return s }
+        let mux = UpstreamMuxHandler()
+        let f = DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
+            .bind(host: "0.0.0.0", port: 0)           // kernel-chosen ephemeral port, different per socket
+            .map { ($0, mux) }
+        sockets[slot] = f
+        return f
+    }
+
+    func close() {
+        for s in sockets { s?.whenSuccess { $0.0.close(promise: nil) } }
+        sockets = Array(repeating: nil, count: size)
+    }
+}
+
+/// Demultiplexes replies on one pooled socket by ID; see `UpstreamSocketPool`.
+final class UpstreamMuxHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    struct Pending {
+        let expected: SocketAddress
+        let check: ([UInt8]) -> UpstreamAnswer?
+        let promise: EventLoopPromise<UpstreamAnswer>
+    }
+    var pending: [UInt16: Pending] = [:]
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let env = unwrapInboundIn(data)
+        guard env.data.readableBytes >= 12, let id = env.data.getInteger(at: env.data.readerIndex, as: UInt16.self),
+              let p = pending[id], env.remoteAddress == p.expected,
+              let answer = p.check(Array(env.data.readableBytesView)) else { return }   // stray, late or forged: ignore
+        pending[id] = nil
+        p.promise.succeed(answer)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // One bad datagram (or an ICMP error on some kernels) must not take the shared socket down.
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamMuxHandler: Sendable {}
