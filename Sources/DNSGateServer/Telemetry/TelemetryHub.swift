@@ -35,8 +35,9 @@ final class TelemetryHub: @unchecked Sendable {
 
     struct Tables {
         var clients = SpaceSaving<String>(capacity: 256)
-        var domains = SpaceSaving<String>(capacity: 1024)
-        var deniedNames = SpaceSaving<String>(capacity: 1024)
+        // Keyed by name, not text: hashing wire bytes is cheaper than formatting a String per query.
+        var domains = SpaceSaving<DNSName>(capacity: 1024)
+        var deniedNames = SpaceSaving<DNSName>(capacity: 1024)
         var perSecond = [Int](repeating: 0, count: 60)
         var currentSecond = 0
     }
@@ -105,8 +106,8 @@ final class TelemetryHub: @unchecked Sendable {
         let domain = suffixes?.registeredDomain(name) ?? name
         tables.withLock { t in
             t.clients.add(r.client)
-            t.domains.add(domain.description)
-            if r.denial != nil { t.deniedNames.add(name.description) }
+            t.domains.add(domain)
+            if r.denial != nil { t.deniedNames.add(name) }
             let sec = Int(r.time)
             if sec != t.currentSecond {
                 // Clear the seconds skipped since the last record, then start this one.
@@ -131,7 +132,7 @@ final class TelemetryHub: @unchecked Sendable {
                 }
                 return Double(n) / Double(window)
             }
-            func top(_ s: SpaceSaving<String>) -> [[String: Any]] { s.top(10).map { ["key": $0.key, "count": $0.count] } }
+            func top<K>(_ s: SpaceSaving<K>) -> [[String: Any]] { s.top(10).map { ["key": "\($0.key)", "count": $0.count] } }
             return ["qps_10s": rate(10), "qps_60s": rate(60), "top_clients": top(t.clients), "top_registered_domains": top(t.domains),
                     "top_denied_names": top(t.deniedNames), "telemetry_dropped": droppedTotal.value]
         }
