@@ -64,7 +64,9 @@ public final class DNSGateService: @unchecked Sendable {
             }
         }
         self.config.upstreams = ups
-        upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs)
+        let rttSink = RTTSink()
+        upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
+                                      onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile)
         let threads = config.threads == 0 ? System.coreCount : config.threads
@@ -75,6 +77,7 @@ public final class DNSGateService: @unchecked Sendable {
                              quarantine: config.quarantineOnAlert ? self : nil, quarantineSeconds: Double(config.quarantineSeconds))
             : nil
         telemetry = TelemetryHub(suffixes: suffixes, detector: runner)
+        rttSink.attach(telemetry)
     }
 
     /// Opens every listener and the control socket.
@@ -265,4 +268,12 @@ extension DNSGateService: QuarantineControl {
         logger.warning("registered domain quarantined for client", metadata: ["concern": "detector", "id": "\(e.id)", "client": "\(client)",
                                                                            "domain": "\(e.domain)", "until": "\(Int(e.until))", "reason": "\(e.reason)"])
     }
+}
+
+/// Forwards upstream round trips to the metrics once the telemetry hub exists (it is built after the
+/// upstream client, whose configuration errors must surface first).
+final class RTTSink: Sendable {
+    private let hub = Mutex<TelemetryHub?>(nil)
+    func attach(_ h: TelemetryHub) { hub.withLock { $0 = h } }
+    func record(_ upstream: String, _ seconds: Double) { hub.withLock { $0 }?.upstreamRTT(upstream, seconds) }
 }

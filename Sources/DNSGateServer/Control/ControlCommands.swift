@@ -50,7 +50,8 @@ extension DNSGateService: ControlResponder {
             let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
             return ["ok": true, "client": client, "since": since, "incomplete": overflowed, "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
-                    "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name, "type": $0.type, "reason": $0.reason,
+                    "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name.description, "type": $0.type?.mnemonic ?? "?",
+                                                          "reason": $0.denial.description,
                                                           "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
         case "suggest":
             let since = args["since"].flatMap(Double.init) ?? 0

@@ -5,12 +5,13 @@ import Synchronization
 /// What a client did wrong, kept for job verdicts: denied queries (and, in audit mode, queries enforce
 /// mode would have denied), in a bounded ring so a flood cannot grow memory; plus named marks.
 final class ViolationLog: Sendable {
+    /// Values, not text: this runs on the event loop for every denied query, so formatting waits for a reader.
     struct Event: Sendable {
         let time: Double
         let client: String
-        let name: String
-        let type: String
-        let reason: String
+        let name: DNSName
+        let type: RecordType?
+        let denial: DenyReason
         let audited: Bool
         let profile: String
     }
@@ -30,8 +31,7 @@ final class ViolationLog: Sendable {
 
     func observe(_ r: QueryRecord) {
         guard let d = r.denial, let n = r.name else { return }
-        let e = Event(time: r.time, client: r.client, name: n.description, type: r.type?.mnemonic ?? "?", reason: d.description,
-                      audited: r.audited, profile: r.profile)
+        let e = Event(time: r.time, client: r.client, name: n, type: r.type, denial: d, audited: r.audited, profile: r.profile)
         state.withLock { s in
             s.ring[s.next] = e
             s.next = (s.next + 1) % capacity

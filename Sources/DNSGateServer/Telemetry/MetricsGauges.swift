@@ -21,7 +21,6 @@ struct MetricsGauges: Sendable {
             r.makeGauge(name: "dnsgate_upstream_answered", labels: [("upstream", h.address)], help: "Answers from each upstream.").set(to: Double(h.answered.value))
             r.makeGauge(name: "dnsgate_upstream_timeouts", labels: [("upstream", h.address)], help: "Timeouts per upstream.").set(to: Double(h.timeouts.value))
             r.makeGauge(name: "dnsgate_upstream_failures", labels: [("upstream", h.address)], help: "Failures per upstream.").set(to: Double(h.failures.value))
-            r.makeGauge(name: "dnsgate_upstream_rtt_seconds", labels: [("upstream", h.address)], help: "Last round trip per upstream.").set(to: Double(h.lastRTTMicros.value) / 1e6)
         }
         for (kind, n) in service.telemetry.detector?.totals ?? [:] {
             r.makeGauge(name: "dnsgate_detector_alerts", labels: [("kind", kind)], help: "Detector alerts since start, by kind.").set(to: Double(n))

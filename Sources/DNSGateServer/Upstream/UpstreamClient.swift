@@ -27,7 +27,9 @@ public final class UpstreamHealth: Sendable {
     public let timeouts = AtomicCounter()
     public let failures = AtomicCounter()
     public let lastRTTMicros = AtomicCounter()
-    init(address: String) { self.address = address }
+    /// Called with every answered exchange's round trip in seconds (the metrics histogram).
+    let onRTT: @Sendable (Double) -> Void
+    init(address: String, onRTT: @escaping @Sendable (Double) -> Void) { self.address = address; self.onRTT = onRTT }
 }
 
 /// Sends allowed questions to the upstream resolvers and returns checked answers.
@@ -49,9 +51,12 @@ public final class UpstreamClient: Sendable {
 
     public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
 
-    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16) throws {
+    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16,
+                onRTT: @escaping @Sendable (String, Double) -> Void = { _, _ in }) throws {
         self.poolSize = socketsPerLoop
-        self.upstreams = try upstreams.map { (try SocketAddress(ipAddress: $0.host, port: $0.port), UpstreamHealth(address: $0.description)) }
+        self.upstreams = try upstreams.map { hp in
+            (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: hp.description, onRTT: { onRTT(hp.description, $0) }))
+        }
         self.timeout = .milliseconds(Int64(timeoutMs))
         self.deadline = .milliseconds(Int64(deadlineMs))
     }
@@ -87,7 +92,9 @@ public final class UpstreamClient: Sendable {
                     throw UpstreamError.unusable(health.address, answer.rcode)
                 }
                 health.answered.add(1)
-                health.lastRTTMicros.store(Int((NIODeadline.now() - began).nanoseconds / 1000))
+                let rtt = NIODeadline.now() - began
+                health.lastRTTMicros.store(Int(rtt.nanoseconds / 1000))
+                health.onRTT(Double(rtt.nanoseconds) / 1e9)
                 return answer
             }
             .flatMapError { error in

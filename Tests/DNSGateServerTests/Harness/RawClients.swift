@@ -54,7 +54,7 @@ extension UDPClient {
     /// Sends every query from one socket in batches of `batch`, draining replies between batches.
     /// Returns the number of replies received. Paced so the loopback socket buffers never overflow.
     @discardableResult
-    static func burst(port: Int, _ queries: [[UInt8]], batch: Int = 50, drainMs: Int = 30) -> Int {
+    static func burst(port: Int, _ queries: [[UInt8]], batch: Int = 50, drainMs: Int = 30, finalDrainMs: Int = 300) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
         var addr = loopback(port)
@@ -76,7 +76,7 @@ extension UDPClient {
             }
             drain(untilMs: drainMs)
         }
-        drain(untilMs: 300)
+        drain(untilMs: finalDrainMs)
         return replies
     }
 }

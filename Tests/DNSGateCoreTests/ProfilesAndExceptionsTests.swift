@@ -1,0 +1,69 @@
+import XCTest
+@testable import DNSGateCore
+
+/// Profile selection, client prefixes, expiring exceptions and quarantines: the runtime parts of policy.
+final class ProfilesAndExceptionsTests: XCTestCase {
+    private func policy(_ text: String) throws -> Policy {
+        Policy(allowList: try AllowList(PlainListLoader.load(text: text, file: "t.allow")))
+    }
+    private func ip(_ s: String) -> [UInt8] { ClientPrefix.addressBytes(s)! }
+
+    func testClientPrefixesMatchByBitsAndMapIPv4InIPv6() {
+        let p = ClientPrefix("192.0.2.16/28")!
+        XCTAssertTrue(p.contains(ip("192.0.2.17")))
+        XCTAssertTrue(p.contains(ip("192.0.2.31")))
+        XCTAssertFalse(p.contains(ip("192.0.2.32")))
+        XCTAssertTrue(p.contains(ip("::ffff:192.0.2.20")), "a dual-stack socket's mapped address is the IPv4 client")
+        XCTAssertEqual(ClientPrefix("192.0.2.99/24")?.description, "192.0.2.0/24", "host bits cleared")
+        XCTAssertTrue(ClientPrefix("2001:db8::/32")!.contains(ip("2001:db8:1::5")))
+        XCTAssertFalse(ClientPrefix("2001:db8::/32")!.contains(ip("192.0.2.1")))
+        XCTAssertNil(ClientPrefix("192.0.2.0/33"))
+        XCTAssertNil(ClientPrefix("example.com/24"))
+    }
+
+    func testLongestPrefixWinsThenListenerThenDefault() throws {
+        let set = PolicySet(base: try policy("a.example.com # base\n"), profiles: [
+            Profile(name: "wide", clients: [ClientPrefix("192.0.2.0/24")!], listeners: [], policy: try policy("b.example.com # wide\n")),
+            Profile(name: "narrow", clients: [ClientPrefix("192.0.2.16/28")!], listeners: [], policy: try policy("c.example.com # narrow\n")),
+            Profile(name: "bylistener", clients: [], listeners: ["198.51.100.1:53"], policy: try policy("d.example.com # listener\n")),
+        ])
+        XCTAssertEqual(set.name(set.select(clientAddress: ip("192.0.2.17"), listener: nil)), "narrow")
+        XCTAssertEqual(set.name(set.select(clientAddress: ip("192.0.2.100"), listener: nil)), "wide")
+        XCTAssertEqual(set.name(set.select(clientAddress: ip("203.0.113.5"), listener: "198.51.100.1:53")), "bylistener")
+        XCTAssertEqual(set.name(set.select(clientAddress: ip("192.0.2.17"), listener: "198.51.100.1:53")), "narrow", "source prefix first")
+        XCTAssertEqual(set.name(set.select(clientAddress: ip("203.0.113.5"), listener: "127.0.0.1:53")), "default")
+    }
+
+    func testExceptionsMatchOnlyTheirScopeAndOnlyUntilExpiry() throws {
+        var x = ExceptionSet()
+        try x.add(PolicyException(id: "x1", pattern: "*.cdn.example.net", client: "192.0.2.0/24", profile: nil, types: nil,
+                                  reason: "incident", createdAt: 0, expiresAt: 100), suffixes: nil, now: 0)
+        let name = try DNSName("a.cdn.example.net")
+        func match(_ n: DNSName, _ t: RecordType = .a, client: String = "192.0.2.9", profile: String = "default", at now: Double = 50) -> String? {
+            x.match(name: n, type: t, clientAddress: ip(client), profile: profile, defaultTypes: RecordType.buildDefaults, now: now)?.id
+        }
+        XCTAssertEqual(match(name), "x1")
+        XCTAssertNil(match(try DNSName("cdn.example.net")), "wildcard does not cover its apex")
+        XCTAssertNil(match(name, .txt), "default types only")
+        XCTAssertNil(match(name, client: "198.51.100.1"), "other client")
+        XCTAssertNil(match(name, at: 100), "expired exactly at expiresAt")
+        XCTAssertEqual(x.prune(now: 100).map(\.id), ["x1"])
+        XCTAssertTrue(x.isEmpty)
+        XCTAssertThrowsError(try x.add(PolicyException(id: "x2", pattern: "*.com", client: nil, profile: nil, types: nil, reason: "r",
+                                                       createdAt: 0, expiresAt: 10), suffixes: PublicSuffixList(text: "com\n"), now: 0))
+        XCTAssertThrowsError(try x.add(PolicyException(id: "x3", pattern: "a.example.com", client: nil, profile: nil, types: nil, reason: " ",
+                                                       createdAt: 0, expiresAt: 10), suffixes: nil, now: 0), "a reason is required")
+        XCTAssertThrowsError(try x.add(PolicyException(id: "x4", pattern: "a.example.com", client: nil, profile: nil, types: nil, reason: "r",
+                                                       createdAt: 0, expiresAt: 10), suffixes: nil, now: 10), "lifetime in the past")
+    }
+
+    func testQuarantineSinkholesAPipelineQueryForThatClientOnly() throws {
+        let pipeline = QueryPipeline(policy: try policy("*.example.net # all\n"), cache: AnswerCache())
+        _ = pipeline.updateQuarantines { $0.add(client: "192.0.2.7", domain: try! DNSName("example.net"), until: 100, reason: "alert 1", id: "q1") }
+        let query: [UInt8] = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0] + (try DNSName("x.example.net")).wire + [0, 1, 0, 1]
+        guard case .reply(_, let rec) = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 50) else { return XCTFail("sinkholed") }
+        XCTAssertEqual(rec.action, .quarantined)
+        guard case .forward = pipeline.process(query, client: "192.0.2.8", overTCP: false, now: 50) else { return XCTFail("other client forwarded") }
+        guard case .forward = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 100) else { return XCTFail("expired") }
+    }
+}
