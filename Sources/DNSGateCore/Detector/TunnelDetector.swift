@@ -61,11 +61,13 @@ public final class TunnelDetector {
     ///   - e: the query; its `time` is the detector's clock.
     ///   - budgetKey: the allow-list entry that admitted the name (e.g. `*.example-cdn.test`) when the
     ///     caller wants a per-client distinct-name budget on it; nil otherwise.
+    ///   - registeredDomain: the name's registered domain when the caller already computed it with the
+    ///     same Public Suffix List (the server's telemetry does); computed here otherwise.
     /// - Returns: new alerts only; repeats within an episode update `alertsSnapshot()` instead.
     @discardableResult
-    public func observe(_ e: QueryEvent, budgetKey: String? = nil) -> [DetectorAlert] {
+    public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: DNSName? = nil) -> [DetectorAlert] {
         var out: [DetectorAlert] = []
-        let domain = suffixes.registeredDomain(e.name)
+        let domain = registeredDomain ?? suffixes.registeredDomain(e.name)
         let client = touchClient(e)
 
         if bypassDomains.contains(domain), isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,

@@ -46,6 +46,7 @@ public final class QueryLogger: Sendable {
     }
 
     private func writerLoop() {
+        BackgroundThread.lowerPriority()
         while true {
             signal.wait()
             let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
@@ -112,5 +113,21 @@ enum ISO8601 {
         let ms = Int((t - Double(secs)) * 1000)
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                       tm.tm_hour, tm.tm_min, tm.tm_sec, ms)
+    }
+}
+
+/// Background threads (telemetry, query log) yield to the event loops: when they share a core, a batch
+/// of bookkeeping must not delay answers (it showed as p99 latency in bench/RESULTS.md).
+enum BackgroundThread {
+    static func lowerPriority() {
+        #if os(Linux)
+        // On Linux a nice value applies to one thread when given its thread ID. gettid(2) is not exported
+        // to Swift without _GNU_SOURCE; /proc/thread-self links to "PID/task/TID".
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/thread-self", &buf, buf.count - 1)
+        guard n > 0, let tid = Int32(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(separator: "/").last ?? "") else { return }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), 10)
+        #endif
     }
 }

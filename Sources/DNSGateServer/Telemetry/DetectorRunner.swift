@@ -31,10 +31,10 @@ final class DetectorRunner: @unchecked Sendable {
         counters = Dictionary(uniqueKeysWithValues: DetectorAlert.Kind.allCases.map { ($0, AtomicCounter()) })
     }
 
-    func observe(_ e: QueryEvent, record: QueryRecord) {
+    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: DNSName?) {
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { "\(record.profile)#\($0)" } }
-        for alert in detector.observe(e, budgetKey: budgetKey) { raise(alert, at: e.time) }
+        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain) { raise(alert, at: e.time) }
     }
 
     func tick(now: Double) { detector.expire(now: now) }

@@ -94,6 +94,7 @@ final class TelemetryHub: @unchecked Sendable {
     func drain() { wake.signal(); let end = Date().addingTimeInterval(2); while pending.withLock({ !$0.isEmpty }) && Date() < end { usleep(1000) } }
 
     private func consumerLoop() {
+        BackgroundThread.lowerPriority()
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
             let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
@@ -110,10 +111,11 @@ final class TelemetryHub: @unchecked Sendable {
         if let d = r.denial { deniedCounters[d.tag]?.increment() }
         guard let name = r.name, let type = r.type else { return }
         (typeCounters[type] ?? typeCounters[RecordType(0)])?.increment()
-        let domain = suffixes?.registeredDomain(name) ?? name
+        let domain = suffixes?.registeredDomain(name)
+        let domainKey = domain ?? name
         tables.withLock { t in
             t.clients.add(r.client)
-            t.domains.add(domain)
+            t.domains.add(domainKey)
             if r.denial != nil { t.deniedNames.add(name) }
             let sec = Int(r.time)
             if sec != t.currentSecond {
@@ -124,7 +126,10 @@ final class TelemetryHub: @unchecked Sendable {
             }
             t.perSecond[sec % 60] += 1
         }
-        if let rc = r.rcode { detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r) }
+        // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
+        if let rc = r.rcode {
+            detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain)
+        }
     }
 
     /// Top-k tables and rates for `dnsgate stats`.
