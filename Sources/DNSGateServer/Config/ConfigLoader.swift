@@ -33,11 +33,7 @@ public enum ConfigLoader {
         if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
         if let n = top["upstreams"] { c.upstreams = try r.list(n).map { try r.hostPort($0) } }
         if let n = top["allow"] { c.allowFiles = try r.list(n).map { resolve(try r.string($0)) } }
-        if let n = top["mode"] {
-            let s = try r.string(n)
-            guard let m = PolicyMode(rawValue: s) else { throw r.error(n, "mode must be enforce or audit, not '\(s)'") }
-            c.mode = m
-        }
+        if let n = top["mode"] { c.mode = try r.mode(n) }
         if let n = top["threads"] { c.threads = try r.int(n, 0...64) }
         if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
         if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
@@ -79,11 +75,7 @@ public enum ConfigLoader {
                 }
                 if let v = m["listeners"] { p.listeners = try r.list(v).map { try r.hostPort($0) } }
                 if let v = m["allow"] { p.allowFiles = try r.list(v).map { resolve(try r.string($0)) } }
-                if let v = m["mode"] {
-                    let t = try r.string(v)
-                    guard let mode = PolicyMode(rawValue: t) else { throw r.error(v, "mode must be enforce or audit, not '\(t)'") }
-                    p.mode = mode
-                }
+                if let v = m["mode"] { p.mode = try r.mode(v) }
                 if let v = m["sinkhole"] {
                     let (mode, ttl) = try r.sinkhole(v, default: (c.sinkhole, c.sinkholeTTL))
                     p.sinkhole = mode; p.sinkholeTTL = ttl
@@ -183,6 +175,11 @@ public enum ConfigLoader {
             guard let v = Int(s) else { throw error(n, "expected a whole number, not '\(s)'") }
             guard range.contains(v) else { throw error(n, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
             return v
+        }
+        func mode(_ n: Node) throws -> PolicyMode {
+            let s = try string(n)
+            guard let m = PolicyMode(rawValue: s) else { throw error(n, "mode must be enforce or audit, not '\(s)'") }
+            return m
         }
         func bool(_ n: Node) throws -> Bool {
             switch try string(n).lowercased() {
