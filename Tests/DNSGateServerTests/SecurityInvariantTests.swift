@@ -17,9 +17,19 @@ final class SecurityInvariantTests: XCTestCase {
     """
 
     func testNoDeniedNameOrTypeReachesTheUpstream() throws {
+        try assertInvariant(configYAML: nil)
+    }
+
+    /// With `upstream.preserve_case` the client's own spelling of the question goes upstream: the one
+    /// path where bytes from the client, not dnsgate's canonical form, leave the machine.
+    func testNoDeniedNameOrTypeReachesTheUpstreamWhenCaseIsPreserved() throws {
+        try assertInvariant(configYAML: "upstream: { preserve_case: true }\ncontrol: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
+    }
+
+    private func assertInvariant(configYAML: String?) throws {
         let nsd = try NSDUpstream()
         let unbound = try LoggingUpstream(nsdPort: nsd.port)
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: [unbound.address])
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [unbound.address], configYAML: configYAML)
 
         var rng = SplitMix64(seed: 0xD15EA5E)
         var queries: [[UInt8]] = []
