@@ -58,10 +58,7 @@ final class ServingCore: Sendable {
     static func octets(_ a: SocketAddress) -> [UInt8]? {
         switch a {
         case .v4(let v4): return withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
-        case .v6(let v6):
-            let b = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
-            return b
+        case .v6(let v6): return IPAddressText.unmappingIPv4(withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) })
         default: return nil
         }
     }

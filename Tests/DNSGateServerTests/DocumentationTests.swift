@@ -18,7 +18,7 @@ final class DocumentationTests: XCTestCase {
     }
 
     private var suffixes: PublicSuffixList? {
-        (try? String(contentsOfFile: PublicSuffixList.debianPath, encoding: .utf8)).map(PublicSuffixList.init(text:))
+        PublicSuffixList(contentsOfFile: PublicSuffixList.debianPath)
     }
 
     func testEveryConfigExampleLoads() throws {

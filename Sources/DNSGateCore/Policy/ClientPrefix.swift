@@ -40,17 +40,27 @@ public struct ClientPrefix: Hashable, Sendable, CustomStringConvertible {
         return String(cString: buf) + "/\(length)"
     }
 
-    /// IPv4 or IPv6 text to network-order octets (an IPv4-mapped IPv6 address becomes its IPv4 form,
-    /// so a dual-stack socket's `::ffff:192.0.2.1` matches `192.0.2.0/24`).
+    /// IPv4 or IPv6 text to network-order octets, an IPv4-mapped IPv6 address as its IPv4 form (so a
+    /// dual-stack socket's `::ffff:192.0.2.1` matches `192.0.2.0/24`).
     public static func addressBytes(_ s: String) -> [UInt8]? {
+        IPAddressText.octets(s).map(IPAddressText.unmappingIPv4)
+    }
+}
+
+/// Address text and octets, shared by config parsing, client prefixes and the listeners.
+public enum IPAddressText {
+    /// Dotted-quad or IPv6 text to network-order octets (4 or 16), via inet_pton; nil if neither.
+    public static func octets(_ s: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, s, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
         var v6 = in6_addr()
-        if inet_pton(AF_INET6, s, &v6) == 1 {
-            let b = withUnsafeBytes(of: &v6) { Array($0) }
-            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
-            return b
-        }
+        if inet_pton(AF_INET6, s, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
         return nil
+    }
+
+    /// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2) as the IPv4 octets it carries; any other address unchanged.
+    public static func unmappingIPv4(_ b: [UInt8]) -> [UInt8] {
+        if b.count == 16 && b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
+        return b
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The Public Suffix List (publicsuffix.org), read from Debian's `publicsuffix` package by default.
 ///
 /// Gives the registered domain ("eTLD+1") of a name: counters and the detector aggregate per registered
@@ -22,6 +24,12 @@ public struct PublicSuffixList: Sendable {
             else if line.hasPrefix("*.") { if let w = wire(line.dropFirst(2)) { wildcards.insert(w) } }
             else if let w = wire(Substring(line)) { rules.insert(w) }
         }
+    }
+
+    /// The list in `path`, or nil when it cannot be read (callers decide whether that is fatal).
+    public init?(contentsOfFile path: String) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        self.init(text: text)
     }
 
     /// Labels of the public suffix of `name`; at least 1 (the implicit `*` rule), 0 for the root.

@@ -212,7 +212,7 @@ public enum ConfigLoader {
         }
         func address(_ n: Node, bytes: Int) throws -> [UInt8] {
             let s = try string(n)
-            guard let a = IPAddressBytes.parse(s), a.count == bytes else {
+            guard let a = IPAddressText.octets(s), a.count == bytes else {
                 throw error(n, "expected an IPv\(bytes == 4 ? 4 : 6) address, not '\(s)'")
             }
             return a
@@ -223,7 +223,7 @@ public enum ConfigLoader {
 /// Turns a configuration into a policy: loads every allow file through the real loaders.
 public enum PolicyBuilder {
     public static func suffixList(_ c: ServerConfig) -> PublicSuffixList? {
-        (try? String(contentsOfFile: c.publicSuffixFile, encoding: .utf8)).map(PublicSuffixList.init(text:))
+        PublicSuffixList(contentsOfFile: c.publicSuffixFile)
     }
 
     /// The default policy and every profile's, each from its own allow files.

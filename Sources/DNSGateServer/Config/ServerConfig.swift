@@ -21,22 +21,11 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
             guard let p = Int(t[t.index(after: colon)...]) else { return nil }
             port = p; t = String(t[..<colon])
         }
-        guard (0...65535).contains(port), !t.isEmpty, IPAddressBytes.parse(t) != nil else { return nil }
+        guard (0...65535).contains(port), !t.isEmpty, IPAddressText.octets(t) != nil else { return nil }
         self.host = t; self.port = port
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
-/// Dotted-quad and IPv6 text to network-order bytes, via inet_pton.
-public enum IPAddressBytes {
-    public static func parse(_ s: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, s, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, s, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
-    }
 }
 
 /// How much of the query stream goes to the query log.

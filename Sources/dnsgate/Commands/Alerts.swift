@@ -64,7 +64,7 @@ extension DNSGateCommand {
         @Option(help: ArgumentHelp("Public Suffix List file.", valueName: "file")) var publicSuffixList = PublicSuffixList.debianPath
 
         func run() throws {
-            let psl = (try? String(contentsOfFile: publicSuffixList, encoding: .utf8)).map(PublicSuffixList.init(text:)) ?? PublicSuffixList(text: "")
+            let psl = PublicSuffixList(contentsOfFile: publicSuffixList) ?? PublicSuffixList(text: "")
             let detector = TunnelDetector(config: .default, suffixes: psl)
             var alerts: [DetectorAlert] = []
             var events = 0
