@@ -6,16 +6,15 @@ import Synchronization
 /// Writes the query log as JSON lines: one line per denied query by default, or per query of any kind.
 ///
 /// Records are queued and written by one background thread in batches, so the event loops never wait
-/// on the disk. If the writer falls behind by more than `maxPending` lines, further lines are counted
+/// on the disk. If the writer falls behind by more than 100,000 lines, further lines are counted
 /// as dropped rather than growing memory without bound.
 public final class QueryLogger: Sendable {
     private let level: QueryLogLevel
-    private let pending = Mutex<[QueryRecord]>([])
+    private let pending = BoundedBatch<QueryRecord>(capacity: 100_000)
     private let signal = DispatchSemaphore(value: 0)
     private let handle: FileHandle?
-    public let droppedLines = AtomicCounter()
+    public var droppedLines: AtomicCounter { pending.dropped }
     public let written = AtomicCounter()
-    static let maxPending = 100_000
 
     public init(level: QueryLogLevel, file: String) throws {
         self.level = level
@@ -37,19 +36,14 @@ public final class QueryLogger: Sendable {
 
     public func record(_ r: QueryRecord) {
         guard level == .all || (level == .denied && (r.denial != nil || r.action == .rejected)) else { return }
-        let (accepted, wake) = pending.withLock { p -> (Bool, Bool) in
-            guard p.count < Self.maxPending else { return (false, false) }
-            p.append(r)
-            return (true, p.count == 1)     // the writer sleeps only when the queue was empty
-        }
-        if !accepted { droppedLines.add(1) } else if wake { signal.signal() }
+        if pending.push(r) { signal.signal() }    // the writer sleeps only when the queue was empty
     }
 
     private func writerLoop() {
         BackgroundThread.lowerPriority()
         while true {
             signal.wait()
-            let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
+            let batch = pending.takeAll()
             guard !batch.isEmpty, let handle else { continue }
             var out = ""
             for r in batch { out += Self.line(r); out += "\n" }
@@ -61,7 +55,7 @@ public final class QueryLogger: Sendable {
     /// Waits until everything queued so far is written (tests, shutdown).
     public func flush(timeout: Double = 2) {
         let end = Date().addingTimeInterval(timeout)
-        while pending.withLock({ !$0.isEmpty }) && Date() < end { signal.signal(); usleep(2000) }
+        while !pending.isEmpty && Date() < end { signal.signal(); usleep(2000) }
     }
 
     /// One JSON object; keys in a fixed order so lines diff and grep well.

@@ -9,15 +9,14 @@ import Synchronization
 ///
 /// The event loops only append a record to a batch under a lock; one background thread drains the
 /// batch every 50 ms and does the work that costs: registered domains (Public Suffix List), top-k
-/// sketches, Prometheus counters, the detector. If that thread falls behind by more than `maxPending`
+/// sketches, Prometheus counters, the detector. If that thread falls behind by more than the batch capacity (200,000)
 /// records, further records are counted as dropped instead of growing memory.
 final class TelemetryHub: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let pending = Mutex<[QueryRecord]>([])
+    private let pending = BoundedBatch<QueryRecord>(capacity: 200_000)
     private let wake = DispatchSemaphore(value: 0)
-    static let maxPending = 200_000
-    let dropped = AtomicCounter()
-    let droppedTotal = AtomicCounter()
+    /// Drops already added to the Prometheus counter, so each scrape adds only the new ones.
+    private let droppedReported = AtomicCounter()
 
     // Touched only by the consumer thread, or under `tables`.
     private let tables = Mutex(Tables())
@@ -73,13 +72,7 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     /// Hot path: one lock, one append.
-    func observe(_ r: QueryRecord) {
-        let ok = pending.withLock { p -> Bool in
-            guard p.count < Self.maxPending else { return false }
-            p.append(r); return true
-        }
-        if !ok { dropped.add(1) }
-    }
+    func observe(_ r: QueryRecord) { pending.push(r) }
 
     func forwarded(latency: Double) { forwardedLatency.record(latency) }
 
@@ -91,15 +84,15 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     /// Processes everything queued so far (tests, `analyze`-style replays, shutdown).
-    func drain() { wake.signal(); let end = Date().addingTimeInterval(2); while pending.withLock({ !$0.isEmpty }) && Date() < end { usleep(1000) } }
+    func drain() { wake.signal(); let end = Date().addingTimeInterval(2); while !pending.isEmpty && Date() < end { usleep(1000) } }
 
     private func consumerLoop() {
         BackgroundThread.lowerPriority()
         while true {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
-            let batch = pending.withLock { p -> [QueryRecord] in let b = p; p.removeAll(keepingCapacity: true); return b }
-            let d = dropped.value
-            if d > 0 { droppedCounter.increment(by: Int64(d)); droppedTotal.add(d); dropped.add(-d) }
+            let batch = pending.takeAll()
+            let d = pending.dropped.value - droppedReported.value
+            if d > 0 { droppedCounter.increment(by: Int64(d)); droppedReported.add(d) }
             for r in batch { process(r) }
             detector?.tick(now: WallClock.now())
         }
@@ -146,7 +139,7 @@ final class TelemetryHub: @unchecked Sendable {
             }
             func top<K>(_ s: SpaceSaving<K>) -> [[String: Any]] { s.top(10).map { ["key": "\($0.key)", "count": $0.count] } }
             return ["qps_10s": rate(10), "qps_60s": rate(60), "top_clients": top(t.clients), "top_registered_domains": top(t.domains),
-                    "top_denied_names": top(t.deniedNames), "telemetry_dropped": droppedTotal.value]
+                    "top_denied_names": top(t.deniedNames), "telemetry_dropped": pending.dropped.value]
         }
     }
 }

@@ -1,0 +1,34 @@
+import DNSGateCore
+import Synchronization
+
+/// Records handed from the event loops to one background thread (query log, telemetry).
+///
+/// Producers append under a lock and never wait; past `capacity` pending records new ones are counted
+/// in `dropped` instead of growing memory. The consumer takes everything pending in one swap.
+final class BoundedBatch<Element: Sendable>: Sendable {
+    private let items = Mutex<[Element]>([])
+    let capacity: Int
+    let dropped = AtomicCounter()
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Appends `e` unless full. Returns true when the queue was empty before: a consumer that sleeps
+    /// until there is work must be woken now.
+    @discardableResult
+    func push(_ e: Element) -> Bool {
+        let (accepted, wasEmpty) = items.withLock { p -> (Bool, Bool) in
+            guard p.count < capacity else { return (false, false) }
+            p.append(e)
+            return (true, p.count == 1)
+        }
+        if !accepted { dropped.add(1) }
+        return wasEmpty
+    }
+
+    /// Everything pending, oldest first; the queue is empty afterwards.
+    func takeAll() -> [Element] {
+        items.withLock { p in let b = p; p.removeAll(keepingCapacity: true); return b }
+    }
+
+    var isEmpty: Bool { items.withLock { $0.isEmpty } }
+}
