@@ -31,7 +31,10 @@ let package = Package(
         .target(
             name: "DNSGateCore",
             dependencies: ["CLDNS"],
-            exclude: ["README.md"]
+            exclude: ["README.md"],
+            // The server uses the core's generic sketches (SpaceSaving<DNSName>…) per query; without
+            // this they run unspecialized across the module boundary, through metadata lookups.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]
         ),
         .target(
             name: "DNSGateServer",

@@ -3,8 +3,13 @@
 /// Metwally, Agrawal, El Abbadi, "Efficient Computation of Frequent and Top-k Elements in Data
 /// Streams" (ICDT 2005). Keeps at most `capacity` counters; a new key replaces the smallest one and
 /// inherits its count as `error`, so `count - error ≤ true count ≤ count`, and every key whose true
-/// count exceeds total/capacity is guaranteed to be present. The counters sit in a min-heap so the
-/// replacement is O(log capacity); a dictionary maps keys to heap slots.
+/// count exceeds total/capacity is guaranteed to be present.
+///
+/// Each key keeps one slot in `entries` until it is evicted, and the dictionary maps key → slot; a
+/// min-heap of slot numbers orders them by count. Sifting moves small integers only, so an update
+/// hashes the key once (twice more on eviction) instead of once per heap level: under a flood of
+/// distinct names every add evicts, and per-level rehashing of names was the telemetry thread's
+/// largest cost.
 ///
 /// Used for top clients, top denied names and top registered domains in `dnsgate stats`.
 public struct SpaceSaving<Key: Hashable> {
@@ -19,70 +24,79 @@ public struct SpaceSaving<Key: Hashable> {
     }
 
     public let capacity: Int
-    private var heap: [Entry] = []            // min-heap on count
-    private var slot: [Key: Int] = [:]
+    private var entries: [Entry] = []          // slot → entry; slots are never reordered
+    private var heap: [Int32] = []             // min-heap of slots, by entries[slot].count
+    private var position: [Int32] = []         // slot → its index in `heap`
+    private var slot: [Key: Int32] = [:]
     /// Sum of all weights added.
     public private(set) var total: UInt64 = 0
 
     public init(capacity: Int) {
-        precondition(capacity > 0, "SpaceSaving capacity must be positive")
+        precondition(capacity > 0 && capacity < Int(Int32.max), "SpaceSaving capacity must be 1…2^31-2")
         self.capacity = capacity
-        heap.reserveCapacity(capacity); slot.reserveCapacity(capacity)
+        entries.reserveCapacity(capacity); heap.reserveCapacity(capacity)
+        position.reserveCapacity(capacity); slot.reserveCapacity(capacity)
     }
 
     /// Number of keys currently tracked (at most `capacity`).
-    public var count: Int { heap.count }
+    public var count: Int { entries.count }
 
     public mutating func add(_ key: Key, weight: UInt64 = 1) {
         total &+= weight
-        if let i = slot[key] {
-            heap[i].count &+= weight
-            siftDown(i)
-        } else if heap.count < capacity {
-            heap.append(Entry(key: key, count: weight, error: 0))
-            slot[key] = heap.count - 1
+        if let s = slot[key] {
+            entries[Int(s)].count &+= weight
+            siftDown(Int(position[Int(s)]))
+        } else if entries.count < capacity {
+            let s = Int32(entries.count)
+            entries.append(Entry(key: key, count: weight, error: 0))
+            heap.append(s); position.append(Int32(heap.count - 1))
+            slot[key] = s
             siftUp(heap.count - 1)
         } else {
-            let evicted = heap[0]
+            let s = heap[0]
+            let evicted = entries[Int(s)]
             slot[evicted.key] = nil
-            heap[0] = Entry(key: key, count: evicted.count &+ weight, error: evicted.count)
-            slot[key] = 0
+            entries[Int(s)] = Entry(key: key, count: evicted.count &+ weight, error: evicted.count)
+            slot[key] = s
             siftDown(0)
         }
     }
 
     /// The estimate for one key, or nil when it is not tracked (its true count is then ≤ the minimum).
-    public func entry(for key: Key) -> Entry? { slot[key].map { heap[$0] } }
+    public func entry(for key: Key) -> Entry? { slot[key].map { entries[Int($0)] } }
 
     /// The `k` heaviest keys, heaviest first; ties by smaller error first.
     public func top(_ k: Int) -> [Entry] {
-        Array(heap.sorted { $0.count != $1.count ? $0.count > $1.count : $0.error < $1.error }.prefix(max(0, k)))
+        Array(entries.sorted { $0.count != $1.count ? $0.count > $1.count : $0.error < $1.error }.prefix(max(0, k)))
     }
+
+    @inline(__always) private func weight(at i: Int) -> UInt64 { entries[Int(heap[i])].count }
 
     private mutating func siftUp(_ start: Int) {
         var i = start
         while i > 0 {
             let p = (i - 1) / 2
-            guard heap[i].count < heap[p].count else { break }
+            guard weight(at: i) < weight(at: p) else { break }
             swapAt(i, p); i = p
         }
     }
 
     private mutating func siftDown(_ start: Int) {
         var i = start
+        let n = heap.count
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i
-            if l < heap.count && heap[l].count < heap[m].count { m = l }
-            if r < heap.count && heap[r].count < heap[m].count { m = r }
+            if l < n && weight(at: l) < weight(at: m) { m = l }
+            if r < n && weight(at: r) < weight(at: m) { m = r }
             if m == i { break }
             swapAt(i, m); i = m
         }
     }
 
-    private mutating func swapAt(_ a: Int, _ b: Int) {
+    @inline(__always) private mutating func swapAt(_ a: Int, _ b: Int) {
         heap.swapAt(a, b)
-        slot[heap[a].key] = a
-        slot[heap[b].key] = b
+        position[Int(heap[a])] = Int32(a)
+        position[Int(heap[b])] = Int32(b)
     }
 }

@@ -78,6 +78,14 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
 
     public var isRoot: Bool { wire.count == 1 }
 
+    // Bulk hashing and memcmp equality: the synthesized versions go one byte at a time, and names are
+    // the keys of every telemetry and detector table.
+    @inlinable public func hash(into hasher: inout Hasher) { wire.withUnsafeBytes { hasher.combine(bytes: $0) } }
+
+    @inlinable public static func == (a: DNSName, b: DNSName) -> Bool {
+        a.wire.withUnsafeBytes { pa in b.wire.withUnsafeBytes { pb in wireBytesEqual(pa, pb) } }
+    }
+
     /// Number of labels, not counting the root.
     public var labelCount: Int {
         var n = 0, i = 0
