@@ -35,6 +35,8 @@ public final class TunnelDetector {
     private var clients: [String: ClientState] = [:]
     private var budgets: [BudgetStateKey: BudgetState] = [:]
     private var episodes: [EpisodeKey: Episode] = [:]
+    /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
+    private var labelScratch: [Range<Int>] = []
     private var pairOrder = RecencyQueue<PairKey>()
     private var clientOrder = RecencyQueue<String>()
     private var budgetOrder = RecencyQueue<BudgetStateKey>()
@@ -227,11 +229,14 @@ public final class TunnelDetector {
         }
         p.lastQueryTime = e.time
 
-        let labels = e.name.labels
-        let below = labels.count - domainLabels
+        // Labels below the registered domain, as ranges of the wire bytes: no array per query.
+        let w = e.name.wire
+        let below = e.name.labelCount - domainLabels
         guard below > 0 else { return false }
-        var subLen = below - 1
-        for i in 0..<below { subLen += labels[i].count }
+        labelScratch.removeAll(keepingCapacity: true)
+        var o = 0
+        for _ in 0..<below { let n = Int(w[o]); labelScratch.append((o + 1)..<(o + 1 + n)); o += 1 + n }
+        let subLen = o - 1
         p.buckets[b].payloadChars += Int32(subLen - (below - 1))
 
         let nameHash = StableHash.hash(e.name.wire, seed: 1)
@@ -248,23 +253,24 @@ public final class TunnelDetector {
 
         // New labels carry the new information; a label seen before in the window (a sequence
         // number, `init`, a fixed prefix) is free, as it would be to a compressor.
-        var fresh: [ArraySlice<UInt8>] = []
+        var fresh = 0   // the fresh labels are moved to the front of labelScratch
         for i in 0..<below {
-            let h = StableHash.hash(labels[i], seed: 2)
+            let label = w[labelScratch[i]]
+            let h = StableHash.hash(label, seed: 2)
             if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
             p.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds)
-            fresh.append(labels[i])
-            for c in labels[i] { p.histogram[LabelShape.slot(c)] += 1 }
-            p.histogramTotal += UInt32(labels[i].count)
+            labelScratch[fresh] = labelScratch[i]; fresh += 1
+            for c in label { p.histogram[LabelShape.slot(c)] += 1 }
+            p.histogramTotal += UInt32(label.count)
         }
         if p.histogramTotal > 1 << 16 {   // keep the shape recent and the counters small
             for i in p.histogram.indices { p.histogram[i] /= 2 }
             p.histogramTotal = p.histogram.reduce(0, +)
         }
-        if !fresh.isEmpty {
+        if fresh > 0 {
             let h = LabelShape.entropy(p.histogram, total: p.histogramTotal)
-            for l in fresh {
-                p.buckets[b].infoBits += Double(l.count) * min(LabelShape.alphabetCeilingBits(l), max(h, 1))
+            for r in labelScratch[..<fresh] {
+                p.buckets[b].infoBits += Double(r.count) * min(LabelShape.alphabetCeilingBits(w[r]), max(h, 1))
             }
         }
         return true
@@ -396,13 +402,13 @@ public final class TunnelDetector {
     private func fire(_ kind: DetectorAlert.Kind, client: String, domain: DNSName, time: Double,
                       features: [DetectorAlert.Feature], samples: [DNSName], budgetKey: String? = nil) -> DetectorAlert? {
         let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
-        if var open = episodes[key], time - open.alert.lastTime <= config.episodeGapSeconds {
-            // Refresh in place; sample names become strings only when someone reads the snapshot.
-            open.alert.lastTime = max(open.alert.lastTime, time)
-            open.alert.features = features
-            open.alert.observations += 1
-            if !samples.isEmpty { open.samples = Array(samples.suffix(5)) }
-            episodes[key] = open
+        if let i = episodes.index(forKey: key), time - episodes.values[i].alert.lastTime <= config.episodeGapSeconds {
+            // Refresh in place (a flooded pair refreshes on every query: no copy of the episode);
+            // sample names become strings only when someone reads the snapshot.
+            episodes.values[i].alert.lastTime = max(episodes.values[i].alert.lastTime, time)
+            episodes.values[i].alert.features = features
+            episodes.values[i].alert.observations += 1
+            if !samples.isEmpty { episodes.values[i].samples = samples.count <= 5 ? samples : Array(samples.suffix(5)) }
             return nil
         }
         let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: features,

@@ -7,9 +7,15 @@ import Foundation
 /// (e.g. `github.io`) count too: each user's site there is its own registered domain.
 public struct PublicSuffixList: Sendable {
     // Rules as canonical wire bytes, looked up with slices of the queried name: no String, no copy.
-    private var rules: Set<ArraySlice<UInt8>> = []          // "co.uk"
-    private var wildcards: Set<ArraySlice<UInt8>> = []      // "ck" for "*.ck"
-    private var exceptions: Set<ArraySlice<UInt8>> = []     // "www.ck" for "!www.ck"
+    // One table for the three kinds, so each suffix of a query costs one hash, not three.
+    private var rules: [WireKey: RuleKinds] = [:]
+
+    private struct RuleKinds: OptionSet {
+        let rawValue: UInt8
+        static let suffix = RuleKinds(rawValue: 1)      // "co.uk"
+        static let wildcard = RuleKinds(rawValue: 2)    // "ck" for "*.ck"
+        static let exception = RuleKinds(rawValue: 4)   // "www.ck" for "!www.ck"
+    }
 
     public static let debianPath = "/usr/share/publicsuffix/public_suffix_list.dat"
 
@@ -19,10 +25,19 @@ public struct PublicSuffixList: Sendable {
             if line.isEmpty || line.hasPrefix("//") { continue }
             // Internationalised rules are listed in Unicode; queries carry punycode (xn--), so those rules
             // never match a query. Known gap: the registered domain of an IDN falls back to the default rule.
-            func wire(_ t: Substring) -> ArraySlice<UInt8>? { (try? DNSName(String(t)))?.wire[...] }
-            if line.hasPrefix("!") { if let w = wire(line.dropFirst()) { exceptions.insert(w) } }
-            else if line.hasPrefix("*.") { if let w = wire(line.dropFirst(2)) { wildcards.insert(w) } }
-            else if let w = wire(Substring(line)) { rules.insert(w) }
+            func wire(_ t: Substring) -> WireKey? { (try? DNSName(String(t))).map { WireKey($0.wire[...]) } }
+            let (text, kind): (Substring, RuleKinds) =
+                line.hasPrefix("!") ? (line.dropFirst(), .exception) : line.hasPrefix("*.") ? (line.dropFirst(2), .wildcard) : (Substring(line), .suffix)
+            guard let w = wire(text) else { continue }
+            rules[w, default: []].insert(kind)
+            // Every parent gets an entry too (no kind of its own), so a lookup can stop at the first
+            // suffix that is missing: nothing longer can be listed below it.
+            var o = w.bytes.startIndex
+            while w.bytes[o] != 0 {
+                o += Int(w.bytes[o]) + 1
+                let parent = WireKey(w.bytes[o...])
+                if rules[parent] == nil { rules[parent] = [] }
+            }
         }
     }
 
@@ -39,10 +54,10 @@ public struct PublicSuffixList: Sendable {
         guard n > 0 else { return 0 }
         var best = 1
         for k in 1...n {
-            let candidate = w[Self.offset(ofLabel: n - k, in: w)...]
-            if exceptions.contains(candidate) { return k - 1 }            // "!www.ck": www.ck is registrable
-            if rules.contains(candidate) { best = max(best, k) }
-            if k < n, wildcards.contains(candidate) { best = max(best, k + 1) }   // "*.ck"
+            guard let kinds = rules[WireKey(w[Self.offset(ofLabel: n - k, in: w)...])] else { break }
+            if kinds.contains(.exception) { return k - 1 }            // "!www.ck": www.ck is registrable
+            if kinds.contains(.suffix) { best = max(best, k) }
+            if k < n, kinds.contains(.wildcard) { best = max(best, k + 1) }   // "*.ck"
         }
         return best
     }
