@@ -27,7 +27,16 @@ final class BoundedBatch<Element: Sendable>: Sendable {
 
     /// Everything pending, oldest first; the queue is empty afterwards.
     func takeAll() -> [Element] {
-        items.withLock { p in let b = p; p.removeAll(keepingCapacity: true); return b }
+        var b: [Element] = []
+        swapPending(&b)
+        return b
+    }
+
+    /// Hands over everything pending by swapping it with `spare`, which must be empty: no copy and, when
+    /// the caller reuses `spare` (`removeAll(keepingCapacity: true)`), no allocation either.
+    func swapPending(_ spare: inout [Element]) {
+        precondition(spare.isEmpty, "swapPending needs an empty buffer")
+        items.withLock { p in swap(&p, &spare) }
     }
 
     var isEmpty: Bool { items.withLock { $0.isEmpty } }

@@ -36,6 +36,7 @@ final class DatagramQueryHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if unflushed { unflushed = false; context.flush() }
+        core.telemetry?.catchUp()   // the replies are out: count them now, on this core, before the next read
         context.fireChannelReadComplete()
     }
 

@@ -3,13 +3,13 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs the tunneling detector on the telemetry thread and keeps what operators read: recent alerts
+/// Runs the tunneling detector for the telemetry hub (one thread at a time) and keeps what operators read: recent alerts
 /// (bounded), and per-(client, registered domain) quarantines when configured.
 ///
 /// Alerts go to the log (one JSON line each), to the control API (`dnsgate alerts`), and to
 /// `dnsgate_detector_alerts_total{kind}`.
 final class DetectorRunner: @unchecked Sendable {
-    private let detector: TunnelDetector          // only touched on the telemetry thread
+    private let detector: TunnelDetector          // only touched under the hub's processing lock
     private let logger: Logger
     private let book = Mutex(AlertBook())
     private let quarantine: QuarantineControl?
