@@ -23,13 +23,14 @@ port_of() {
         dnsdist) echo $((BASE_PORT + 5)) ;;
         pdns-recursor) echo $((BASE_PORT + 6)) ;;
         kresd) echo $((BASE_PORT + 7)) ;;
+        dnsgate-100k) echo $((BASE_PORT + 8)) ;;
         *) return 1 ;;
     esac
 }
 # the executable a target needs (nullresp needs a C compiler, dnsgate is built)
 binary_of() {
     case "$1" in
-        nullresp) echo cc ;; dnsgate) echo "" ;; unbound) echo unbound ;;
+        nullresp) echo cc ;; dnsgate|dnsgate-100k) echo "" ;; unbound) echo unbound ;;
         dnsmasq) echo dnsmasq ;; dnsdist) echo dnsdist ;;
         pdns-recursor) echo pdns_recursor ;; kresd) echo kresd ;;
     esac
@@ -176,6 +177,11 @@ configure() { # NAME -> files under $RUN/conf/NAME/
     nullresp)
         cc -O2 -pthread -o "$d/nullresp" "$BENCH/nullresp/nullresp.c" || die "cannot compile bench/nullresp/nullresp.c" ;;
     dnsgate) : ;;   # reads policy/allowlist.txt itself
+    dnsgate-100k)   # the same list padded to 100,000 entries that no workload name matches
+        { cat "$BENCH/policy/allowlist.txt"
+          awk -v n=$((100000 - $(grep -cv '^\s*\(#\|$\)' "$BENCH/policy/allowlist.txt"))) 'BEGIN {
+              for (i = 0; i < n; i++) if (i % 2) printf "*.pad%06d.filler.test\n", i; else printf "host%06d.filler.test\n", i }'
+        } >"$d/allowlist-100k.txt" ;;
     unbound)
         printf '.  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n' >"$d/root.hints"
         { cat <<EOF
@@ -308,6 +314,12 @@ start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
         # shellcheck disable=SC2086
         spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
             --upstream "$ADDR:$(port_of upstream)" --allow "$BENCH/policy/allowlist.txt" \
+            --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
+            --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
+    dnsgate-100k)
+        # shellcheck disable=SC2086
+        spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
+            --upstream "$ADDR:$(port_of upstream)" --allow "$d/allowlist-100k.txt" \
             --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
             --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
     unbound) spawn "$name" "$cpu" unbound -d -p -c "$d/unbound.conf" ;;
@@ -451,12 +463,14 @@ print_tables() {
             n = split(tl[wl], T, " ")
             for (i = 1; i <= n; i++) { k = wl SUBSEP T[i]; Q[T[i]] = med(qps[k]); U[T[i]] = med(us[k]); UP[T[i]] = med(upq[k]) }
             # order: dnsgate, peers by CPU per query, nullresp last
-            m = 0; if ("dnsgate" in U && index(tl[wl], "dnsgate")) O[++m] = "dnsgate"
-            for (i = 1; i <= n; i++) if (T[i] != "dnsgate" && T[i] != "nullresp") O[++m] = T[i]
-            for (i = 2; i <= m; i++) if (O[i] != "dnsgate") for (j = i; j > 1 && O[j - 1] != "dnsgate" && U[O[j - 1]] > U[O[j]]; j--) { x = O[j]; O[j] = O[j - 1]; O[j - 1] = x }
+            m = 0; if (index(" " tl[wl] " ", " dnsgate ")) O[++m] = "dnsgate"
+            if (index(" " tl[wl] " ", " dnsgate-100k ")) O[++m] = "dnsgate-100k"
+            g = m   # dnsgate rows first, then the peers by CPU per query
+            for (i = 1; i <= n; i++) if (T[i] !~ /^dnsgate/ && T[i] != "nullresp") O[++m] = T[i]
+            for (i = g + 2; i <= m; i++) for (j = i; j > g + 1 && U[O[j - 1]] > U[O[j]]; j--) { x = O[j]; O[j] = O[j - 1]; O[j - 1] = x }
             if (index(" " tl[wl] " ", " nullresp ")) O[++m] = "nullresp"
-            best = ""; for (i = 1; i <= m; i++) if (O[i] != "dnsgate" && O[i] != "nullresp" && U[O[i]] > 0 && (best == "" || U[O[i]] < U[best])) best = O[i]
-            bestq = ""; for (i = 1; i <= m; i++) if (O[i] != "dnsgate" && O[i] != "nullresp" && (bestq == "" || Q[O[i]] > Q[bestq])) bestq = O[i]
+            best = ""; for (i = 1; i <= m; i++) if (O[i] !~ /^dnsgate/ && O[i] != "nullresp" && U[O[i]] > 0 && (best == "" || U[O[i]] < U[best])) best = O[i]
+            bestq = ""; for (i = 1; i <= m; i++) if (O[i] !~ /^dnsgate/ && O[i] != "nullresp" && (bestq == "" || Q[O[i]] > Q[bestq])) bestq = O[i]
             hasg = (index(" " tl[wl] " ", " dnsgate ") > 0)
             ref = hasg ? "dnsgate" : best
             printf "\n### %s\n\n", title[wl]
@@ -466,6 +480,7 @@ print_tables() {
             for (i = 1; i <= m; i++) {
                 t = O[i]; k = wl SUBSEP t
                 label = t; if (t == "nullresp") label = "nullresp (floor, no policy)"
+                if (t == "dnsgate-100k") label = "dnsgate, 100,000-entry allow-list"
                 if (pol[k] == "FAIL") label = label " **POLICY FAIL**"
                 printf "| %s | %.0f | %.1f | %s | %.0f | %.2f | %.3f |", label, Q[t], U[t], ratio(U[t], U[ref]), Q[t] * U[t] / 1e4,
                     (done[k] + lost[k] > 0) ? 100 * lost[k] / (done[k] + lost[k]) : 0, UP[t]
@@ -477,6 +492,8 @@ print_tables() {
                 printf "\ndnsgate / best peer: CPU per query %s (best %s, %.1f µs), QPS %s (best %s); dnsgate / nullresp floor: CPU %s\n",
                     ratio(U["dnsgate"], U[best]), best, U[best], ratio(Q["dnsgate"], Q[bestq]), bestq, ratio(U["dnsgate"], U["nullresp"])
             else if (!hasg) printf "\ndnsgate: not in this run (row pending).\n"
+            if (hasg && ("dnsgate-100k" in U) && U["dnsgate-100k"] > 0)
+                printf "\ndnsgate with 100,000 allow entries / with 200: CPU per query %s, QPS %s\n", ratio(U["dnsgate-100k"], U["dnsgate"]), ratio(Q["dnsgate-100k"], Q["dnsgate"])
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
             if (wl == "a") for (i = 1; i <= m; i++) if (O[i] != "nullresp" && UP[O[i]] > 0) printf "\n**LEAK: %s forwarded denied names (%.3f upstream queries per query)**\n", O[i], UP[O[i]]

@@ -17,8 +17,10 @@
 #                        half-done edits); scratch path .build-bench-rev
 #   --dnsgate-args ARGS  extra arguments for `dnsgate serve` (one string)
 #   --threads N          dnsgate event loops [1]
-#   --targets LIST       comma list of nullresp,dnsgate,unbound,dnsmasq,dnsdist,
-#                        pdns-recursor,kresd [all that are installed]
+#   --targets LIST       comma list of nullresp,dnsgate,dnsgate-100k,unbound,
+#                        dnsmasq,dnsdist,pdns-recursor,kresd [all that are
+#                        installed]; dnsgate-100k is dnsgate with the same list
+#                        padded to 100,000 entries (cost flat in list size)
 #   --workloads LIST     a,b,c,d [a,b,c,d]:
 #                          a denied names (sinkhole)   b allowed, cache-hot
 #                          c CI mix 85% hot/10% denied/5% unique miss
@@ -44,7 +46,7 @@ RUN=/tmp/dnsgate-bench/run-$STAMP
 # shellcheck source=lib.sh
 . "$BENCH/lib.sh"
 
-ALL_TARGETS="nullresp dnsgate unbound dnsmasq dnsdist pdns-recursor kresd"
+ALL_TARGETS="nullresp dnsgate dnsgate-100k unbound dnsmasq dnsdist pdns-recursor kresd"
 TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=450; PINNED=1
 CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; BASE_PORT=5450; OUT=""
 INSTALL=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
@@ -116,7 +118,7 @@ if [ -z "$TARGETS" ]; then
         if [ -z "$b" ] || command -v "$b" >/dev/null 2>&1; then TARGETS="$TARGETS $t"; fi
     done
 fi
-[ "$PEERS_ONLY" = 1 ] && TARGETS=$(echo "$TARGETS" | tr ' ' '\n' | grep -vx dnsgate | tr '\n' ' ')
+[ "$PEERS_ONLY" = 1 ] && TARGETS=$(echo "$TARGETS" | tr ' ' '\n' | grep -v '^dnsgate' | tr '\n' ' ')
 TARGETS=$(echo "$TARGETS" | xargs)
 for t in $TARGETS; do
     port_of "$t" >/dev/null || die "unknown target '$t' (known: $ALL_TARGETS)"
@@ -140,7 +142,7 @@ EST=$(( SETUP + NRUNS * (DURATION + 1) + NPROBES * (PROBE_SECS + 2) ))
 DEADLINE=$(( $(date +%s) + EST + 120 ))   # hard stop for every loop below
 
 # ------------------------------------------------------------------ dnsgate build
-if echo " $TARGETS " | grep -q ' dnsgate '; then
+if echo " $TARGETS " | grep -qE ' dnsgate(-100k)? '; then
     if [ -z "$DNSGATE_BIN" ]; then
         t0=$(date +%s)
         if [ -n "$DNSGATE_REV" ]; then
@@ -285,6 +287,18 @@ if [ "$PROBE_RATE" -gt 0 ]; then
 fi
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 
+# ------------------------------------------------------------------ dnsgate's own account
+# Every answered query must have gone through counters and detector (a run that shed telemetry
+# would flatter the CPU figures), and the resident size is part of the result.
+for t in dnsgate dnsgate-100k; do
+    pid=${PIDS[$t]:-}; [ -n "$pid" ] || continue
+    dropped=$("$DNSGATE_BIN" stats --json --control "$RUN/conf/$t/control.sock" 2>/dev/null \
+        | awk -F'[:,]' '/"telemetry_dropped"/ { gsub(/ /, "", $2); print $2 }')
+    rss=$(awk '/^VmRSS/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null)
+    hwm=$(awk '/^VmHWM/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null)
+    echo "$t: telemetry records dropped ${dropped:-unknown}; resident ${rss:-?} (peak ${hwm:-?})" | tee -a "$OUT/meta.txt" >&2
+done
+
 # ------------------------------------------------------------------ table
-print_tables "$OUT" | tee "$OUT/summary.md"
+{ print_tables "$OUT"; echo; grep -E '^dnsgate(-100k)?: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
 log "raw: $CSV $PROBES; policy proof: $OUT/verify.txt; dnsperf output: $RUN/perf/"

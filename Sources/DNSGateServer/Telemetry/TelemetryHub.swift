@@ -23,6 +23,8 @@ final class TelemetryHub: @unchecked Sendable {
     /// Whoever holds this processes records (the detector is single-threaded); the value is the buffer
     /// records are swapped into, reused so a catch-up allocates nothing.
     private let processing = Mutex<[QueryRecord]>([])
+    /// When the detector last expired idle state; touched under `processing` only.
+    private var lastExpiry = 0.0
     /// Monotonic nanoseconds of the last catch-up by an event loop.
     private let lastCatchUp = AtomicCounter()
     /// Drops already added to the Prometheus counter, so each scrape adds only the new ones.
@@ -121,7 +123,9 @@ final class TelemetryHub: @unchecked Sendable {
             let loopsIdle = Int(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds) - lastCatchUp.value > 50_000_000
             processing.withLock { buffer in
                 if loopsIdle { processPending(&buffer) }
-                detector?.tick(now: WallClock.now())
+                // Expiry rebuilds the detector's tables: once a second is plenty for state kept a window long.
+                let now = WallClock.now()
+                if now - lastExpiry >= 1 { lastExpiry = now; detector?.tick(now: now) }
             }
         }
     }
