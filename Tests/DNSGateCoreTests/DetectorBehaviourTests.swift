@@ -83,6 +83,28 @@ final class DetectorBehaviourTests: XCTestCase {
         XCTAssertEqual(alerts.first?.features.first?.name, "newNamesLastMinute")
     }
 
+    func testARefreshedEpisodeShowsItsLatestFeaturesWhenRead() {
+        // Refreshes keep evidence as values and build the feature list when the snapshot is read:
+        // the snapshot must show the last query's numbers, not the opening ones.
+        var config = DetectorConfig.default
+        config.wildcardDistinctNames = 50
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        var opened: [DetectorAlert] = []
+        for i in 0..<400 { opened += d.observe(event(600 + Double(i) * 0.1, "n\(i).example.com")) }
+        for i in 0..<80 { opened += d.observe(event(700 + Double(i) * 1.3, "w\(i).example-cdn.test"), budgetKey: "*.example-cdn.test") }
+        let spike = try? XCTUnwrap(opened.first { $0.kind == .rateSpike })
+        let budget = try? XCTUnwrap(opened.first { $0.kind == .wildcardBudget })
+        let snap = d.alertsSnapshot()
+        let spikeNow = snap.first { $0.kind == .rateSpike }, budgetNow = snap.first { $0.kind == .wildcardBudget }
+        XCTAssertEqual(spikeNow?.features.map(\.name), ["newNamesLastMinute"])
+        XCTAssertGreaterThan(spikeNow?.features.first?.value ?? 0, spike?.features.first?.value ?? .infinity)
+        XCTAssertEqual(spikeNow?.observations, 1 + 400 - Int(spike?.features.first?.value ?? 0), "opened once, refreshed by every later query")
+        XCTAssertEqual(spikeNow?.features.first?.value, 400)
+        XCTAssertEqual(budgetNow?.features.map(\.name), ["distinctNames"])
+        XCTAssertGreaterThan(budgetNow?.features.first?.value ?? 0, budget?.features.first?.value ?? .infinity)
+        XCTAssertEqual(budgetNow?.sampleNames.last, "w79.example-cdn.test.")
+    }
+
     func testRegularQueriesWithFreshNamesAreABeaconAndRepeatsAreNot() {
         let d = TunnelDetector(config: .default, suffixes: suffixes)
         var alerts: [DetectorAlert] = []

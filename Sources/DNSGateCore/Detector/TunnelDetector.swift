@@ -72,9 +72,10 @@ public final class TunnelDetector {
         let domain = registeredDomain ?? suffixes.registeredDomain(e.name)
         let client = touchClient(e)
 
+        var unheld: Episode?
         if bypassDomains.contains(domain), isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
-                                          features: [.init(name: "encryptedDNSName", value: 1, threshold: 1)],
-                                          samples: [e.name]) {
+                                          evidence: .list([.init(name: "encryptedDNSName", value: 1, threshold: 1)]),
+                                          samples: [e.name], held: &unheld) {
             out.append(a)
         }
 
@@ -105,6 +106,7 @@ public final class TunnelDetector {
             .filter { now == nil || now! - $0.alert.lastTime <= config.episodeGapSeconds }
             .map { ep -> DetectorAlert in
                 var a = ep.alert
+                a.features = featureList(a.kind, ep.evidence)
                 if !ep.samples.isEmpty { a.sampleNames = ep.samples.map(\.description) }
                 return a
             }
@@ -118,7 +120,8 @@ public final class TunnelDetector {
         pairs = pairs.filter { now - $0.value.lastTime <= config.windowSeconds }
         clients = clients.filter { now - $0.value.lastSeen <= config.windowSeconds }
         budgets = budgets.filter { now - $0.value.lastSeen <= 2 * config.windowSeconds }
-        episodes = episodes.filter { now - $0.value.alert.lastTime <= config.episodeGapSeconds }
+        for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false }
+        episodes = episodes.filter { $0.value.live }
         pairOrder.compactIfNeeded(liveCount: pairs.count, latest: { pairs[$0]?.sequence })
         clientOrder.compactIfNeeded(liveCount: clients.count, latest: { clients[$0]?.sequence })
         budgetOrder.compactIfNeeded(liveCount: budgets.count, latest: { budgets[$0]?.sequence })
@@ -174,7 +177,9 @@ public final class TunnelDetector {
         public var newNamesLastMinute: Int
     }
 
-    private func features(of p: PairState, at time: Double) -> PairFeatures {
+    /// - Parameters:
+    ///   - shape: false leaves `entropyBits` at 0: the caller computes it only if it needs it.
+    private func features(of p: PairState, at time: Double, shape: Bool = true) -> PairFeatures {
         let now = max(epoch(time), p.newestEpoch)
         var q = 0, names = 0, payload = 0, types = 0, nx = 0, subSum = 0, longest = 0
         var bits = 0.0
@@ -195,7 +200,7 @@ public final class TunnelDetector {
         return PairFeatures(
             queries: q, distinctNames: names, informationBytes: bits / 8, payloadBytes: payload,
             meanSubdomainLength: names > 0 ? Double(subSum) / Double(names) : 0, longestSubdomain: longest,
-            entropyBits: LabelShape.entropy(p.histogram, total: p.histogramTotal),
+            entropyBits: shape ? LabelShape.entropy(p.histogram, total: p.histogramTotal) : 0,
             entropySampleChars: Int(p.histogramTotal),
             tunnelTypeShare: q > 0 ? Double(types) / Double(q) : 0,
             nxDomainRatio: q > 0 ? Double(nx) / Double(q) : 0,
@@ -310,62 +315,84 @@ public final class TunnelDetector {
     // MARK: evaluation
 
     private func evaluate(_ p: PairState, key: PairKey, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
-        let f = features(of: p, at: e.time)
-        let regular = f.timingVariation.map { $0 <= config.beaconMaxVariation } ?? false
-            && (f.meanIntervalSeconds ?? 0) >= config.beaconMinPeriodSeconds
+        var f = features(of: p, at: e.time, shape: false)
+        let regular = isRegular(f)
         let rateThreshold = max(Double(config.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
         // Most queries cross no threshold at all: leave before building any evidence.
         guard f.informationBytes >= min(config.tunnelBudgetBytes, config.volumeBudgetBytes) || regular
                 || Double(f.newNamesLastMinute) >= rateThreshold else { return [] }
+        f.entropyBits = LabelShape.entropy(p.histogram, total: p.histogramTotal)
+        let evidence = Evidence.pair(f, rateThreshold: rateThreshold)
         var out: [DetectorAlert] = []
-        typealias F = DetectorAlert.Feature
-        let info = F(name: "informationBytes", value: f.informationBytes, threshold: config.tunnelBudgetBytes)
+        func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
+            if crossed, let a = fire(kind, client: e.client, domain: key.domain, time: e.time, evidence: evidence, samples: p.samples,
+                                     held: &p.episodes[PairState.episodeSlot(kind)]) {
+                out.append(a)
+            }
+        }
+        var signals = 0
+        forEachSignal(of: f) { _ in signals += 1 }
+        consider(.tunnel, f.informationBytes >= config.tunnelBudgetBytes && signals >= config.tunnelMinSignals)
+        consider(.volume, f.informationBytes >= config.volumeBudgetBytes)
+        consider(.beacon, regular && distinctShare(f) >= config.beaconMinDistinctShare)
+        consider(.rateSpike, Double(f.newNamesLastMinute) >= rateThreshold)
+        return out
+    }
 
-        var signals: [F] = []
+    private func isRegular(_ f: PairFeatures) -> Bool {
+        f.timingVariation.map { $0 <= config.beaconMaxVariation } ?? false && (f.meanIntervalSeconds ?? 0) >= config.beaconMinPeriodSeconds
+    }
+
+    private func distinctShare(_ f: PairFeatures) -> Double { f.queries > 0 ? Double(f.distinctNames) / Double(f.queries) : 0 }
+
+    /// The shape signals a tunnel alert needs besides information volume.
+    private func forEachSignal(of f: PairFeatures, _ body: (DetectorAlert.Feature) -> Void) {
+        typealias F = DetectorAlert.Feature
         if f.entropySampleChars >= config.entropyMinChars && f.entropyBits >= config.encodedEntropyBits {
-            signals.append(F(name: "charEntropyBits", value: f.entropyBits, threshold: config.encodedEntropyBits))
+            body(F(name: "charEntropyBits", value: f.entropyBits, threshold: config.encodedEntropyBits))
         }
         if f.distinctNames >= 3 && f.meanSubdomainLength >= config.longSubdomainMean {
-            signals.append(F(name: "meanSubdomainLength", value: f.meanSubdomainLength, threshold: config.longSubdomainMean))
+            body(F(name: "meanSubdomainLength", value: f.meanSubdomainLength, threshold: config.longSubdomainMean))
         }
         if f.queries >= config.minQueriesForRatios {
             if f.tunnelTypeShare >= config.tunnelTypeShare {
-                signals.append(F(name: "tunnelTypeShare", value: f.tunnelTypeShare, threshold: config.tunnelTypeShare))
+                body(F(name: "tunnelTypeShare", value: f.tunnelTypeShare, threshold: config.tunnelTypeShare))
             }
             if f.nxDomainRatio >= config.nxDomainRatio {
-                signals.append(F(name: "nxDomainRatio", value: f.nxDomainRatio, threshold: config.nxDomainRatio))
+                body(F(name: "nxDomainRatio", value: f.nxDomainRatio, threshold: config.nxDomainRatio))
             }
         }
-        if regular {
-            signals.append(F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation))
+        if isRegular(f) {
+            body(F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation))
         }
+    }
 
-        if f.informationBytes >= config.tunnelBudgetBytes && signals.count >= config.tunnelMinSignals,
-           let a = fire(.tunnel, client: e.client, domain: key.domain, time: e.time, features: [info] + signals, samples: p.samples) {
-            out.append(a)
+    /// The features an alert of `kind` shows for `evidence`: built when an episode opens or is read,
+    /// not on every refresh.
+    private func featureList(_ kind: DetectorAlert.Kind, _ evidence: Evidence) -> [DetectorAlert.Feature] {
+        typealias F = DetectorAlert.Feature
+        let f: PairFeatures, rateThreshold: Double
+        switch evidence {
+        case .list(let l): return l
+        case .budget(let n): return [F(name: "distinctNames", value: n, threshold: config.wildcardDistinctNames)]
+        case .pair(let pf, let rt): (f, rateThreshold) = (pf, rt)
         }
-        if f.informationBytes >= config.volumeBudgetBytes,
-           let a = fire(.volume, client: e.client, domain: key.domain, time: e.time,
-                        features: [F(name: "informationBytes", value: f.informationBytes, threshold: config.volumeBudgetBytes)],
-                        samples: p.samples) {
-            out.append(a)
+        switch kind {
+        case .tunnel:
+            var l = [F(name: "informationBytes", value: f.informationBytes, threshold: config.tunnelBudgetBytes)]
+            forEachSignal(of: f) { l.append($0) }
+            return l
+        case .volume:
+            return [F(name: "informationBytes", value: f.informationBytes, threshold: config.volumeBudgetBytes)]
+        case .beacon:
+            return [F(name: "timingVariation", value: f.timingVariation ?? 0, threshold: config.beaconMaxVariation),
+                    F(name: "meanIntervalSeconds", value: f.meanIntervalSeconds ?? 0, threshold: config.beaconMinPeriodSeconds),
+                    F(name: "distinctNameShare", value: distinctShare(f), threshold: config.beaconMinDistinctShare)]
+        case .rateSpike:
+            return [F(name: "newNamesLastMinute", value: Double(f.newNamesLastMinute), threshold: rateThreshold)]
+        case .wildcardBudget, .bypass:
+            return []
         }
-        let distinctShare = f.queries > 0 ? Double(f.distinctNames) / Double(f.queries) : 0
-        if regular && distinctShare >= config.beaconMinDistinctShare,
-           let a = fire(.beacon, client: e.client, domain: key.domain, time: e.time, features: [
-               F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation),
-               F(name: "meanIntervalSeconds", value: f.meanIntervalSeconds!, threshold: config.beaconMinPeriodSeconds),
-               F(name: "distinctNameShare", value: distinctShare, threshold: config.beaconMinDistinctShare),
-           ], samples: p.samples) {
-            out.append(a)
-        }
-        if Double(f.newNamesLastMinute) >= rateThreshold,
-           let a = fire(.rateSpike, client: e.client, domain: key.domain, time: e.time, features: [
-               F(name: "newNamesLastMinute", value: Double(f.newNamesLastMinute), threshold: rateThreshold),
-           ], samples: p.samples) {
-            out.append(a)
-        }
-        return out
     }
 
     private func updateBudget(client: String, key: String, event e: QueryEvent, domain: DNSName) -> DetectorAlert? {
@@ -390,31 +417,34 @@ public final class TunnelDetector {
         let elapsed = (e.time - Double(w) * config.windowSeconds) / config.windowSeconds
         let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
         guard estimate >= config.wildcardDistinctNames else { return nil }
-        var samples = s.samples
-        samples.append(e.name); if samples.count > 5 { samples.removeFirst() }
-        s.samples = samples
-        return fire(.wildcardBudget, client: client, domain: domain, time: e.time, features: [
-            .init(name: "distinctNames", value: estimate.rounded(), threshold: config.wildcardDistinctNames),
-        ], samples: samples, budgetKey: key)
+        s.samples.append(e.name); if s.samples.count > 5 { s.samples.removeFirst() }
+        return fire(.wildcardBudget, client: client, domain: domain, time: e.time,
+                    evidence: .budget(distinctNames: estimate.rounded()), samples: s.samples, budgetKey: key, held: &s.episode)
     }
 
     /// Opens an episode and returns its alert, or refreshes the open one and returns nil.
+    ///
+    /// - Parameters:
+    ///   - held: the episode the caller's state last saw for this kind. A flooded pair refreshes its
+    ///     episodes on every query; holding them saves hashing the episode key each time.
     private func fire(_ kind: DetectorAlert.Kind, client: String, domain: DNSName, time: Double,
-                      features: [DetectorAlert.Feature], samples: [DNSName], budgetKey: String? = nil) -> DetectorAlert? {
-        let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
-        if let i = episodes.index(forKey: key), time - episodes.values[i].alert.lastTime <= config.episodeGapSeconds {
-            // Refresh in place (a flooded pair refreshes on every query: no copy of the episode);
-            // sample names become strings only when someone reads the snapshot.
-            episodes.values[i].alert.lastTime = max(episodes.values[i].alert.lastTime, time)
-            episodes.values[i].alert.features = features
-            episodes.values[i].alert.observations += 1
-            if !samples.isEmpty { episodes.values[i].samples = samples.count <= 5 ? samples : Array(samples.suffix(5)) }
-            return nil
+                      evidence: Evidence, samples: [DNSName], budgetKey: String? = nil, held: inout Episode?) -> DetectorAlert? {
+        func refresh(_ ep: Episode) {
+            // Sample names become strings only when someone reads the snapshot.
+            ep.alert.lastTime = max(ep.alert.lastTime, time)
+            ep.evidence = evidence
+            ep.alert.observations += 1
+            if !samples.isEmpty { ep.samples = samples.count <= 5 ? samples : Array(samples.suffix(5)) }
         }
-        let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: features,
+        if let ep = held, ep.live, time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); return nil }
+        let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
+        if let ep = episodes[key], time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); held = ep; return nil }
+        let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: featureList(kind, evidence),
                                   sampleNames: samples.suffix(5).map(\.description), firstTime: time, lastTime: time,
                                   budgetKey: budgetKey)
-        episodes[key] = Episode(alert: alert, samples: Array(samples.suffix(5)))
+        let ep = Episode(alert: alert, samples: Array(samples.suffix(5)), evidence: evidence)
+        episodes.updateValue(ep, forKey: key)?.live = false
+        held = ep
         if episodes.count > config.maxEpisodes {
             // Episodes are few and rarely over the cap: drop the eighth that ended longest ago,
             // ties broken by content so the choice does not depend on dictionary order.
@@ -422,7 +452,7 @@ public final class TunnelDetector {
                 ($0.value.alert.lastTime, $0.value.alert.client, $0.value.alert.registeredDomain, $0.value.alert.kind.rawValue)
                     < ($1.value.alert.lastTime, $1.value.alert.client, $1.value.alert.registeredDomain, $1.value.alert.kind.rawValue)
             }.prefix(max(1, episodes.count / 8))
-            for v in victims where v.key != key { episodes[v.key] = nil }
+            for v in victims where v.key != key { episodes.removeValue(forKey: v.key)?.live = false }
         }
         return alert
     }
@@ -446,9 +476,23 @@ private struct BudgetStateKey: Hashable {
     let key: String
 }
 
-private struct Episode {
+/// One alert and its refreshes; a class so that pairs and budgets can hold the episodes they feed.
+private final class Episode {
     var alert: DetectorAlert
     var samples: [DNSName]
+    /// The latest evidence; `alert.features` is rebuilt from it when the episode is read.
+    var evidence: Evidence
+    /// False once dropped from the detector's table (ended, or trimmed at the cap): holders then look it up again.
+    var live = true
+    init(alert: DetectorAlert, samples: [DNSName], evidence: Evidence) { self.alert = alert; self.samples = samples; self.evidence = evidence }
+}
+
+/// What an alert's features are computed from, kept as values so that refreshing an open episode
+/// (every query of a flooded pair) builds no arrays.
+private enum Evidence {
+    case pair(TunnelDetector.PairFeatures, rateThreshold: Double)   // tunnel, volume, beacon, rate-spike
+    case budget(distinctNames: Double)                              // wildcard-budget
+    case list([DetectorAlert.Feature])                              // bypass
 }
 
 private struct EpisodeKey: Hashable {
@@ -487,6 +531,12 @@ private final class PairState {
     var minuteEpoch: Int64 = .min
     var minuteNewNames = 0
     var samples: [DNSName] = []
+    /// The alert episodes this pair last fed, by `episodeSlot`.
+    var episodes: [Episode?] = [nil, nil, nil, nil]
+
+    static func episodeSlot(_ kind: DetectorAlert.Kind) -> Int {
+        switch kind { case .tunnel: 0; case .volume: 1; case .beacon: 2; default: 3 }
+    }
 
     init(bucketCount: Int, firstSeen: Double) {
         buckets = [Bucket](repeating: Bucket(epoch: .min), count: bucketCount)
@@ -536,4 +586,5 @@ private final class BudgetState {
     var previous = HyperLogLog(precision: 9)
     var lastSeen = -Double.infinity
     var samples: [DNSName] = []
+    var episode: Episode?
 }

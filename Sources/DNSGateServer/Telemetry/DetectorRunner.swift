@@ -33,11 +33,22 @@ final class DetectorRunner: @unchecked Sendable {
 
     func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: DNSName?) {
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
-        let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { "\(record.profile)#\($0)" } }
+        let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
         for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain) { raise(alert, at: e.time) }
     }
 
     func tick(now: Double) { detector.expire(now: now) }
+
+    /// `profile#entry`, made once per entry rather than formatted per query; reset if a reload
+    /// churns through more entries than any list has.
+    private var budgetKeys: [Int: [String: String]] = [:]
+    private func budgetKeyText(profile: String, entry: Int) -> String {
+        if let k = budgetKeys[entry]?[profile] { return k }
+        if budgetKeys.count > 200_000 { budgetKeys.removeAll() }
+        let k = "\(profile)#\(entry)"
+        budgetKeys[entry, default: [:]][profile] = k
+        return k
+    }
 
     private func raise(_ alert: DetectorAlert, at time: Double) {
         counters[alert.kind]?.add(1)
