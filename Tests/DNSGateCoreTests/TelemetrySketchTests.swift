@@ -62,15 +62,27 @@ final class TelemetrySketchTests: XCTestCase {
         XCTAssertEqual(s.top(0).count, 0)
     }
 
-    func testRecencyQueuePopsLeastRecentlyTouchedLiveKey() {
-        var q = RecencyQueue<String>()
-        var latest: [String: UInt64] = [:]
-        for k in ["a", "b", "c", "a"] { latest[k] = q.touch(k) }
-        XCTAssertEqual(q.popOldest(latest: { latest[$0] }), "b")
-        latest["b"] = nil
-        XCTAssertEqual(q.popOldest(latest: { latest[$0] }), "c")
-        for _ in 0..<1000 { latest["a"] = q.touch("a") }
-        q.compactIfNeeded(liveCount: latest.count, latest: { latest[$0] })
-        XCTAssertLessThanOrEqual(q.storedEntries, 4 * latest.count + 64)
+    func testRecencyListEvictsLeastRecentlyUsedAndReusesSlots() {
+        var l = RecencyList<String>()
+        var h: [String: Int] = [:]
+        for k in ["a", "b", "c", "d"] { h[k] = l.insert(k) }
+        l.touch(h["a"]!)                       // order, oldest first: b c d a
+        l.remove(h["c"]!)                      // b d a
+        XCTAssertEqual(l.count, 3)
+        XCTAssertEqual(l.popOldest(), "b")
+        h["e"] = l.insert("e")                 // d a e, in b's slot (the last freed)
+        XCTAssertEqual(h["e"], h["b"], "freed slots are reused: the list never grows past its peak")
+        l.touch(h["d"]!)                       // a e d
+        XCTAssertEqual([l.popOldest(), l.popOldest(), l.popOldest(), l.popOldest()], ["a", "e", "d", nil])
+        XCTAssertEqual(l.count, 0)
+        // A long run of touches on a full list costs no more memory and keeps the order exact.
+        var handles = (0..<100).map { l.insert("k\($0)") }
+        for i in 0..<100_000 { l.touch(handles[(i * 7) % 100]) }
+        handles = []
+        XCTAssertEqual(l.count, 100)
+        var popped: [String] = []
+        while let k = l.popOldest() { popped.append(k) }
+        XCTAssertEqual(popped.count, 100)
+        XCTAssertEqual(popped.last, "k\((99_999 * 7) % 100)", "the last one touched is the newest")
     }
 }

@@ -12,7 +12,7 @@
 /// Time comes only from the events (`QueryEvent.time`): the live server and `dnsgate analyze`
 /// replaying a log get the same alerts. Memory is capped by `DetectorConfig.maxPairs`,
 /// `maxLabelsPerPair`, `maxClients`, `maxBudgetKeys` and `maxEpisodes`; beyond a cap the least
-/// recently seen entries go first (`RecencyQueue`, arrival order, so replays evict identically).
+/// recently seen entries go first (`RecencyList`, arrival order, so replays evict identically).
 ///
 /// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
 /// path), and read `alertsSnapshot()` on that queue too.
@@ -37,9 +37,9 @@ public final class TunnelDetector {
     private var episodes: [EpisodeKey: Episode] = [:]
     /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
     private var labelScratch: [Range<Int>] = []
-    private var pairOrder = RecencyQueue<PairKey>()
-    private var clientOrder = RecencyQueue<String>()
-    private var budgetOrder = RecencyQueue<BudgetStateKey>()
+    private var pairOrder = RecencyList<PairKey>()
+    private var clientOrder = RecencyList<String>()
+    private var budgetOrder = RecencyList<BudgetStateKey>()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<DNSName>
 
@@ -81,16 +81,13 @@ public final class TunnelDetector {
 
         let key = PairKey(client: e.client, domain: domain)
         let pair: PairState
-        if let p = pairs[key] { pair = p } else {
+        if let p = pairs[key] { pair = p; pairOrder.touch(p.handle) } else {
             pair = PairState(bucketCount: bucketCount, firstSeen: e.time)
+            pair.handle = pairOrder.insert(key)
             pairs[key] = pair
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+            while pairs.count > config.maxPairs, let victim = pairOrder.popOldest() { pairs[victim] = nil }
         }
-        pair.sequence = pairOrder.touch(key)
-        while pairs.count > config.maxPairs, let victim = pairOrder.popOldest(latest: { pairs[$0]?.sequence }) {
-            pairs[victim] = nil
-        }
-        pairOrder.compactIfNeeded(liveCount: pairs.count, latest: { pairs[$0]?.sequence })
         update(pair, with: e, domainLabels: domain.labelCount)
         out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
 
@@ -117,14 +114,14 @@ public final class TunnelDetector {
     /// Drops state idle for longer than the window and episodes that have ended; call it now and
     /// then (the server: once a minute) so idle memory is returned, not only at the caps.
     public func expire(now: Double) {
+        for p in pairs.values where now - p.lastTime > config.windowSeconds { pairOrder.remove(p.handle) }
         pairs = pairs.filter { now - $0.value.lastTime <= config.windowSeconds }
+        for c in clients.values where now - c.lastSeen > config.windowSeconds { clientOrder.remove(c.handle) }
         clients = clients.filter { now - $0.value.lastSeen <= config.windowSeconds }
+        for b in budgets.values where now - b.lastSeen > 2 * config.windowSeconds { budgetOrder.remove(b.handle) }
         budgets = budgets.filter { now - $0.value.lastSeen <= 2 * config.windowSeconds }
         for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false }
         episodes = episodes.filter { $0.value.live }
-        pairOrder.compactIfNeeded(liveCount: pairs.count, latest: { pairs[$0]?.sequence })
-        clientOrder.compactIfNeeded(liveCount: clients.count, latest: { clients[$0]?.sequence })
-        budgetOrder.compactIfNeeded(liveCount: budgets.count, latest: { budgets[$0]?.sequence })
     }
 
     /// Sizes of the tracked state, for the memory test and `dnsgate stats`.
@@ -283,15 +280,12 @@ public final class TunnelDetector {
 
     private func touchClient(_ e: QueryEvent) -> ClientState {
         let c: ClientState
-        if let existing = clients[e.client] { c = existing } else {
+        if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle) } else {
             c = ClientState(firstSeen: e.time)
+            c.handle = clientOrder.insert(e.client)
             clients[e.client] = c
+            while clients.count > config.maxClients, let victim = clientOrder.popOldest() { clients[victim] = nil }
         }
-        c.sequence = clientOrder.touch(e.client)
-        while clients.count > config.maxClients, let victim = clientOrder.popOldest(latest: { clients[$0]?.sequence }) {
-            clients[victim] = nil
-        }
-        clientOrder.compactIfNeeded(liveCount: clients.count, latest: { clients[$0]?.sequence })
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -399,14 +393,12 @@ public final class TunnelDetector {
         let k = BudgetStateKey(client: client, key: key)
         let s: BudgetState
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
-        if let existing = budgets[k] { s = existing } else {
-            s = BudgetState(window: w); budgets[k] = s
+        if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle) } else {
+            s = BudgetState(window: w)
+            s.handle = budgetOrder.insert(k)
+            budgets[k] = s
+            while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest() { budgets[victim] = nil }
         }
-        s.sequence = budgetOrder.touch(k)
-        while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest(latest: { budgets[$0]?.sequence }) {
-            budgets[victim] = nil
-        }
-        budgetOrder.compactIfNeeded(liveCount: budgets.count, latest: { budgets[$0]?.sequence })
         s.lastSeen = max(s.lastSeen, e.time)
         if w > s.window {
             if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
@@ -517,7 +509,8 @@ private struct Bucket {
 }
 
 private final class PairState {
-    var sequence: UInt64 = 0
+    /// Place in the detector's recency list for this table.
+    var handle = -1
     var buckets: [Bucket]
     var newestEpoch: Int64 = .min
     let firstSeen: Double
@@ -565,7 +558,8 @@ private final class PairState {
 }
 
 private final class ClientState {
-    var sequence: UInt64 = 0
+    /// Place in the detector's recency list for this table.
+    var handle = -1
     let firstSeen: Double
     var lastSeen: Double
     var minuteEpoch: Int64 = .min
@@ -579,7 +573,8 @@ private final class ClientState {
 }
 
 private final class BudgetState {
-    var sequence: UInt64 = 0
+    /// Place in the detector's recency list for this table.
+    var handle = -1
     var window: Int64
     init(window: Int64) { self.window = window }
     var current = HyperLogLog(precision: 9)
