@@ -135,7 +135,7 @@ public final class DNSGateService: @unchecked Sendable {
         ])
     }
 
-    static let readBatch = 16
+    static let readBatch = 8
 
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
@@ -147,7 +147,7 @@ public final class DNSGateService: @unchecked Sendable {
                 // so it is sized batch × largest query we accept, or queries would arrive truncated.
                 .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readBatch)
                 .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * 4096))
-                .channelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+                .channelOption(ChannelOptions.maxMessagesPerRead, value: 8)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core, listener: hp.description)) }
                 }
