@@ -1,13 +1,16 @@
 import DNSGateCore
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Long-lived UDP sockets for upstream exchanges, one small pool per event loop.
 ///
 /// A fresh socket per exchange costs four system calls and a channel setup, which made a cache miss
 /// several times dearer than in dnsmasq. Instead each event loop keeps `size` sockets, each bound to its
 /// own kernel-chosen ephemeral port; an exchange picks one at random and an ID not in flight on it
-/// (random, from getrandom), so a forger must guess both the port and the 16-bit ID (RFC 5452 §9.2).
+/// (random, from getrandom(2), read 512 bytes at a time), so a forger must guess both the port and the 16-bit ID (RFC 5452 §9.2).
 /// A reply is accepted only if its ID is in flight, it comes from the address asked, and it answers the
 /// question asked (the `check`); anything else is dropped, so a forged packet cannot cancel an exchange.
 ///
@@ -16,6 +19,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
     private let loop: EventLoop
     private let size: Int
     private var sockets: [EventLoopFuture<(Channel, UpstreamMuxHandler)>?]
+    private var random = BufferedRandom()
 
     init(loop: EventLoop, size: Int) {
         self.loop = loop
@@ -29,15 +33,15 @@ final class UpstreamSocketPool: @unchecked Sendable {
                   check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?) -> EventLoopFuture<UpstreamAnswer> {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: UpstreamAnswer.self)
-        let slot = Int.random(in: 0..<size)
+        let slot = Int(random.uint16()) % size
         socket(slot).whenComplete { result in
             switch result {
             case .failure(let e):
                 self.sockets[slot] = nil             // try a new socket next time
                 promise.fail(UpstreamError.transport(address.description, "\(e)"))
             case .success(let (channel, mux)):
-                var id = UInt16.random(in: 0...UInt16.max)
-                while mux.pending[id] != nil { id = UInt16.random(in: 0...UInt16.max) }   // at most a few tries: few in flight
+                var id = self.random.uint16()
+                while mux.pending[id] != nil { id = self.random.uint16() }   // at most a few tries: few in flight
                 mux.pending[id] = UpstreamMuxHandler.Pending(expected: address, check: { check(id, $0) }, promise: promise)
                 let timer = self.loop.scheduleTask(in: timeout) {
                     if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.timeout(address.description)) }
@@ -98,3 +102,29 @@ final class UpstreamMuxHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension UpstreamMuxHandler: Sendable {}
+
+/// Unpredictable 16-bit numbers for query IDs and socket choice (RFC 5452), from the kernel's CSPRNG.
+/// Asking for two bytes at a time cost a getrandom(2) call each, twice per cache miss; one call now
+/// fills 512 bytes for 256 numbers. Used on one event loop only.
+struct BufferedRandom {
+    private var bytes = [UInt8](repeating: 0, count: 512)
+    private var next = 512
+
+    mutating func uint16() -> UInt16 {
+        if next + 2 > bytes.count { refill() }
+        defer { next += 2 }
+        return UInt16(bytes[next]) << 8 | UInt16(bytes[next + 1])
+    }
+
+    private mutating func refill() {
+        bytes.withUnsafeMutableBytes { buf in
+            #if os(Linux)
+            arc4random_buf(buf.baseAddress!, buf.count)   // glibc ≥ 2.36: getrandom(2) underneath
+            #else
+            var g = SystemRandomNumberGenerator()
+            for i in stride(from: 0, to: buf.count, by: 8) { buf.storeBytes(of: g.next(), toByteOffset: i, as: UInt64.self) }
+            #endif
+        }
+        next = 0
+    }
+}
