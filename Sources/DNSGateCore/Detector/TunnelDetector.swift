@@ -208,7 +208,13 @@ public final class TunnelDetector {
     // MARK: state update
 
     /// Types that carry data back to a tunnel client, or that tunnels use for it (RFC 1035 §3.3, iodine's 65399).
-    private static let tunnelTypes: Set<RecordType> = [.txt, .null, .mx, .cname, .any, .srv, RecordType(65399)]
+    /// (A switch, not a Set: this runs for every query.)
+    private static func isTunnelType(_ t: RecordType) -> Bool {
+        switch t {
+        case .txt, .null, .mx, .cname, .any, .srv, RecordType(65399): return true
+        default: return false
+        }
+    }
 
     /// - Returns: whether the name was new to the pair within the window.
     @discardableResult
@@ -221,7 +227,7 @@ public final class TunnelDetector {
         p.lastTime = max(p.lastTime, e.time)
 
         p.buckets[b].queries += 1
-        if Self.tunnelTypes.contains(e.type) { p.buckets[b].typeQueries += 1 }
+        if Self.isTunnelType(e.type) { p.buckets[b].typeQueries += 1 }
         if e.rcode == .nxDomain { p.buckets[b].nx += 1 }
 
         if let last = p.lastQueryTime {
