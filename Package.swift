@@ -1,7 +1,7 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Module boundaries (see docs/ARCHITECTURE.md):
+// Module boundaries (README.md, "Layout"; Sources/DNSGateCore/README.md for the core):
 //   CLDNS          system library over ldns: zone files and the differential oracle for the wire codec
 //   DNSGateCore    pure logic: wire, policy, cache, telemetry, detector. No sockets, no clock reads.
 //   DNSGateServer  SwiftNIO I/O: listeners, upstream client, control socket, reload

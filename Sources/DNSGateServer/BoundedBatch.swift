@@ -1,7 +1,8 @@
 import DNSGateCore
 import Synchronization
 
-/// Records handed from the event loops to one background thread (query log, telemetry).
+/// Records handed from the event loops to whoever processes them later (the query-log thread; the
+/// telemetry hub, which the loops themselves drain after each flush).
 ///
 /// Producers append under a lock and never wait; past `capacity` pending records new ones are counted
 /// in `dropped` instead of growing memory. The consumer takes everything pending in one swap.

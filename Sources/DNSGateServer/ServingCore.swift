@@ -106,8 +106,9 @@ enum WallClock {
     }
 }
 
-/// Fan-out of query records to consumers off the hot path (telemetry, detector). Consumers must
-/// return quickly; anything slow belongs behind their own queue.
+/// Fan-out of query records to consumers (violation log, audit recorder, telemetry queue), on the
+/// event loop before the reply is flushed. Consumers must return quickly; anything slow belongs
+/// behind their own queue (the telemetry hub processes its queue after the flush).
 final class QueryObservers: Sendable {
     private let consumers: [@Sendable (QueryRecord) -> Void]
     init(_ consumers: [@Sendable (QueryRecord) -> Void]) { self.consumers = consumers }
