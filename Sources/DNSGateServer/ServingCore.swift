@@ -23,22 +23,30 @@ final class ServingCore: Sendable {
         self.telemetry = telemetry
     }
 
-    /// Runs one query through the pipeline.
-    ///
-    /// - Returns: the reply when it is ready now (sinkhole, local data, cache hit, error), so the caller
-    ///   can batch its writes; nil when there is nothing to send yet or ever. A forwarded query's reply
-    ///   is passed to `later`, on `loop`, once the upstream answers or fails.
-    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, on loop: EventLoop,
-                later: @escaping @Sendable ([UInt8]) -> Void) -> [UInt8]? {
+    /// What became of one query.
+    enum Handled {
+        /// The reply is ready now (sinkhole, local data, cache hit, error): the caller batches its writes.
+        case reply([UInt8])
+        /// Nothing to send, ever (dropped).
+        case nothing
+        /// Forwarded: the reply comes when the upstream answers or fails, on the loop given to `handle`.
+        case later(EventLoopFuture<[UInt8]>)
+    }
+
+    /// Runs one query through the pipeline. Returns a value rather than taking a completion closure:
+    /// a closure capturing the channel and the client address was a heap allocation on every query,
+    /// though only cache misses need one.
+    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, on loop: EventLoop) -> Handled {
         switch pipeline.process(bytes, client: client.text, clientAddress: client.octets, listener: listener,
                                 overTCP: overTCP, now: WallClock.now()) {
         case .reply(let out, let record):
             observe(record)
-            return out
+            return .reply(out)
         case .drop(let record):
             observe(record)
-            return nil
+            return .nothing
         case .forward(let job):
+            let done = loop.makePromise(of: [UInt8].self)
             upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
                 let (out, record): ([UInt8], QueryRecord)
                 let now = WallClock.now()
@@ -47,10 +55,10 @@ final class ServingCore: Sendable {
                 case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: now, detail: "\(error)")
                 }
                 self.telemetry?.forwarded(latency: now - job.record.time)
-                later(out)
+                done.succeed(out)
                 self.observe(record)
             }
-            return nil
+            return .later(done.futureResult)
         }
     }
 

@@ -21,16 +21,20 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let remote = envelope.remoteAddress
-        let channel = context.channel
-        let immediate = core.handle(Array(envelope.data.readableBytesView), client: clients.identity(remote), overTCP: false,
-                                    listener: listener, on: context.eventLoop) { reply in
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: reply)), promise: nil)
-        }
-        if let immediate {
+        switch core.handle(Array(envelope.data.readableBytesView), client: clients.identity(remote), overTCP: false,
+                           listener: listener, on: context.eventLoop) {
+        case .reply(let immediate):
             // Written now, flushed once per read batch: NIO then sends the batch with one sendmmsg.
             context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: immediate))),
                           promise: nil)   // nil promise: nothing to do on failure, and it saves an allocation per reply
             unflushed = true
+        case .nothing:
+            break
+        case .later(let reply):
+            let channel = context.channel
+            reply.whenSuccess { bytes in
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            }
         }
     }
 

@@ -23,12 +23,16 @@ final class StreamQueryHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         guard let remote = context.remoteAddress else { return }
         if client == nil { client = ClientIdentity(remote) }     // one peer per connection
-        let channel = context.channel
-        let immediate = core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener,
-                                    on: context.eventLoop) { reply in
-            channel.writeAndFlush(channel.allocator.buffer(bytes: reply), promise: nil)
+        switch core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener, on: context.eventLoop) {
+        case .reply(let immediate):
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil)
+            unflushed = true
+        case .nothing:
+            break
+        case .later(let reply):
+            let channel = context.channel
+            reply.whenSuccess { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
         }
-        if let immediate { context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil); unflushed = true }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
