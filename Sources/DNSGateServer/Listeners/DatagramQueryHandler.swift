@@ -14,7 +14,11 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     /// This listener's address as configured, for profiles selected by listener.
     private let listener: String
     private var clients = ClientIdentityMemo()
-    private var unflushed = false
+    /// The replies of one read batch are gathered in one buffer and written as slices of it when the
+    /// batch ends: a buffer per reply was two allocations per query. Once NIO has sent them the buffer
+    /// is ours alone again, and `clear()` reuses it without allocating.
+    private var replies: ByteBuffer?
+    private var ready: [(to: SocketAddress, at: Int, length: Int)] = []
 
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
@@ -24,10 +28,10 @@ final class DatagramQueryHandler: ChannelInboundHandler {
         switch core.handle(Array(envelope.data.readableBytesView), client: clients.identity(remote), overTCP: false,
                            listener: listener, on: context.eventLoop) {
         case .reply(let immediate):
-            // Written now, flushed once per read batch: NIO then sends the batch with one sendmmsg.
-            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: immediate))),
-                          promise: nil)   // nil promise: nothing to do on failure, and it saves an allocation per reply
-            unflushed = true
+            // Sent when the read batch ends, all in one flush: NIO then uses one sendmmsg.
+            if replies == nil { replies = context.channel.allocator.buffer(capacity: 16 * 1024) }
+            ready.append((remote, replies!.writerIndex, immediate.count))
+            replies!.writeBytes(immediate)
         case .nothing:
             break
         case .later(let reply):
@@ -39,7 +43,16 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if unflushed { unflushed = false; context.flush() }
+        if !ready.isEmpty {
+            for r in ready {
+                // nil promise: nothing to do on failure, and it saves an allocation per reply
+                context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: r.to, data: replies!.getSlice(at: r.at, length: r.length)!)),
+                              promise: nil)
+            }
+            ready.removeAll(keepingCapacity: true)
+            context.flush()
+            replies!.clear()   // after the flush: the sent slices are gone and the storage is reused
+        }
         core.telemetry?.catchUp()   // the replies are out: count them now, on this core, before the next read
         context.fireChannelReadComplete()
     }
