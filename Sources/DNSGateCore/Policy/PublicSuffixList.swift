@@ -70,10 +70,16 @@ public struct PublicSuffixList: Sendable {
     /// The registered domain of `name`: its public suffix plus one label; the name itself when it is
     /// a public suffix or shorter.
     public func registeredDomain(_ name: DNSName) -> DNSName {
+        let o = registeredDomainOffset(name)
+        return o == 0 ? name : DNSName(uncheckedWire: Array(name.wire[o...]))
+    }
+
+    /// Where the registered domain starts in `name.wire` (0: the name itself), for callers that
+    /// look it up as a slice instead of building a name.
+    public func registeredDomainOffset(_ name: DNSName) -> Int {
         let n = name.labelCount
         let keep = min(n, suffixLength(name) + 1)
-        if keep == n { return name }
-        return DNSName(uncheckedWire: Array(name.wire[Self.offset(ofLabel: n - keep, in: name.wire)...]))
+        return keep == n ? 0 : Self.offset(ofLabel: n - keep, in: name.wire)
     }
 
     /// Offset of the `index`-th label from the left (0-based).
