@@ -19,13 +19,18 @@ final class DatagramQueryHandler: ChannelInboundHandler {
     /// is ours alone again, and `clear()` reuses it without allocating.
     private var replies: ByteBuffer?
     private var ready: [(to: SocketAddress, at: Int, length: Int)] = []
+    /// The query's bytes, copied out of NIO's receive buffer into storage reused from query to query
+    /// (only a forwarded query keeps a reference past `handle`, and then the next copy allocates).
+    private var packet: [UInt8] = []
 
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let remote = envelope.remoteAddress
-        switch core.handle(Array(envelope.data.readableBytesView), client: clients.identity(remote), overTCP: false,
+        packet.removeAll(keepingCapacity: true)
+        packet.append(contentsOf: envelope.data.readableBytesView)
+        switch core.handle(packet, client: clients.identity(remote), overTCP: false,
                            listener: listener, on: context.eventLoop) {
         case .reply(let immediate):
             // Sent when the read batch ends, all in one flush: NIO then uses one sendmmsg.
