@@ -63,14 +63,20 @@ let package = Package(
             name: "DNSGateFuzz",
             dependencies: ["DNSGateCore"]
         ),
+        // Helpers both test targets share (a seeded generator), kept out of the shipped modules.
+        .target(
+            name: "DNSGateTestSupport",
+            dependencies: ["DNSGateCore"],
+            path: "Tests/Support"
+        ),
         .testTarget(
             name: "DNSGateCoreTests",
-            dependencies: ["DNSGateCore", "CLDNS"]
+            dependencies: ["DNSGateCore", "CLDNS", "DNSGateTestSupport"]
         ),
         .testTarget(
             name: "DNSGateServerTests",
             dependencies: [
-                "DNSGateServer", "DNSGateCore",
+                "DNSGateServer", "DNSGateCore", "DNSGateTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

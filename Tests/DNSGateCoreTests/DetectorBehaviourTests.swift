@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// Alert kinds one at a time, deduplication by episode, JSON form, and determinism.
 final class DetectorBehaviourTests: XCTestCase {

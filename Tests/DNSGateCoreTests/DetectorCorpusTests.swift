@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// Helpers shared by the Detector*Tests files: the suffix list, deterministic randomness, encoders.
 enum DetectorFixtures {
@@ -43,20 +44,6 @@ enum DetectorFixtures {
         let digits = Array("0123456789abcdef")
         return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }
-}
-
-/// SplitMix64: seeded, so every synthetic sequence is the same on every run.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8.random(in: 0...255, using: &self) } }
 }
 
 /// Runs the detector over the public corpora (real DNSExfiltrator captures, benign top lists) and the

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// A flood of a million random names from many clients leaves every tracked-state count under its
 /// cap; resident memory before and after goes to the test output.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// Synthetic sequences the public corpora lack: low-and-slow exfiltration under one domain, and a
 /// build that fetches content-addressed blobs from a CDN-shaped wildcard. Seeded, so deterministic.

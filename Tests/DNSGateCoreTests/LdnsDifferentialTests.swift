@@ -1,6 +1,7 @@
 import CLDNS
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// Differential test of the query decoder against ldns, the wire codec of record.
 ///
@@ -22,18 +23,6 @@ import XCTest
 /// Each accepted name must also survive `DNSName(description)`: the log and `dnsgate check` print names
 /// in that form and the loaders read them back.
 final class LdnsDifferentialTests: XCTestCase {
-    /// SplitMix64: small, fast and the same on every platform, unlike `SystemRandomNumberGenerator`.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private struct LdnsQuestion: Equatable { let owner: [UInt8]; let type: UInt16; let qclass: UInt16 }
 
     /// ldns's reading of the first question, or nil when it refuses the packet.
@@ -51,7 +40,7 @@ final class LdnsDifferentialTests: XCTestCase {
 
     // MARK: generator
 
-    private func randomLabel(_ rng: inout SeededGenerator) -> [UInt8] {
+    private func randomLabel(_ rng: inout SeededRandom) -> [UInt8] {
         let len = Int.random(in: 1...(Bool.random(using: &rng) ? 12 : 63), using: &rng)
         switch Int.random(in: 0..<4, using: &rng) {
         case 0:   // any octet at all: dots, backslashes, zero, high bytes
@@ -62,7 +51,7 @@ final class LdnsDifferentialTests: XCTestCase {
         }
     }
 
-    private func randomName(_ rng: inout SeededGenerator) -> [UInt8] {
+    private func randomName(_ rng: inout SeededRandom) -> [UInt8] {
         let suffixes = ["example.com", "example.org", "example.net", "a.test", ""]
         var out: [UInt8] = []
         for _ in 0..<Int.random(in: 0...(Bool.random(using: &rng) ? 3 : 8), using: &rng) {
@@ -74,7 +63,7 @@ final class LdnsDifferentialTests: XCTestCase {
         return out.count + tail.count <= 255 ? out + tail : out + [0]
     }
 
-    private func randomQuery(_ rng: inout SeededGenerator) -> [UInt8] {
+    private func randomQuery(_ rng: inout SeededRandom) -> [UInt8] {
         let types: [UInt16] = [1, 28, 5, 16, 10, 255, 252, 65, 64, 41, 0, UInt16.random(in: 0...UInt16.max, using: &rng)]
         var opt: WireFixtures.OPT?
         if Bool.random(using: &rng) {
@@ -95,7 +84,7 @@ final class LdnsDifferentialTests: XCTestCase {
                                   opt: opt)
     }
 
-    private func mutate(_ input: [UInt8], _ rng: inout SeededGenerator) -> [UInt8] {
+    private func mutate(_ input: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
         var b = input
         for _ in 0..<Int.random(in: 1...3, using: &rng) {
             switch Int.random(in: 0..<7, using: &rng) {
@@ -124,7 +113,7 @@ final class LdnsDifferentialTests: XCTestCase {
     // MARK: tests
 
     func testAcceptedQueriesAgreeWithLdns() throws {
-        var rng = SeededGenerator(state: 0x646E_7367_6174_6501)
+        var rng = SeededRandom(seed: 0x646E_7367_6174_6501)
         var accepted = 0, stricterThanLdns = 0, refusedByBoth = 0
         for n in 0..<4000 {
             let base = randomQuery(&rng)
@@ -176,7 +165,7 @@ final class LdnsDifferentialTests: XCTestCase {
     }
 
     func testGeneratorIsReproducible() {
-        var a = SeededGenerator(state: 42), b = SeededGenerator(state: 42)
+        var a = SeededRandom(seed: 42), b = SeededRandom(seed: 42)
         XCTAssertEqual((0..<5).map { _ in randomQuery(&a) }, (0..<5).map { _ in randomQuery(&b) })
     }
 

@@ -1,5 +1,6 @@
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// HyperLogLog and Space-Saving: accuracy within their stated bounds, fixed memory, determinism.
 final class TelemetrySketchTests: XCTestCase {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DNSGateTestSupport
 
 /// Issue 3 end to end: a real DNS tunnel (dns2tcp) through dnsgate raises an alert, quarantine sinkholes
 /// the tunnel's domain for that client, benign build-like traffic raises nothing, and the counters are
@@ -59,7 +60,7 @@ final class DetectorEndToEndTests: XCTestCase {
 
     private func pushThroughTunnel(_ g: DNSGateProcess, bytes: Int, type: String = "TXT") throws -> CommandResult {
         var payload = ""
-        var rng = SplitMix64(seed: 7)
+        var rng = SeededRandom(seed: 7)
         while payload.utf8.count < bytes { payload += String(rng.next(), radix: 36) }
         return try runCommand("/usr/bin/dns2tcpc", ["-z", "tunnel.test", "-r", "sink", "-T", type, "-l", "-", g.host], timeout: 30, stdin: payload)
     }
@@ -113,7 +114,7 @@ final class DetectorEndToEndTests: XCTestCase {
     func testBuildLikeTrafficRaisesNoAlert() throws {
         let nsd = try NSDUpstream()
         let g = try DNSGateProcess(allow: "*.allowed.test  # builds\n", upstreams: [nsd.address])
-        var rng = SplitMix64(seed: 99)
+        var rng = SeededRandom(seed: 99)
         // Content-addressed CDN names (40 hex characters), package hosts, retries: what a build resolves.
         var names: [String] = []
         for _ in 0..<120 { names.append(String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) + ".cdn.allowed.test") }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DNSGateTestSupport
 
 /// A flood of random names must not grow the running server beyond its configured bounds: every
 /// per-name structure (cache, top-k sketches, detector state, audit and violation logs, telemetry
@@ -11,7 +12,7 @@ final class MemoryBoundTests: XCTestCase {
                                    extraArgs: ["--query-log", "none"],
                                    configYAML: "cache: { max_entries: 20000 }\ncontrol: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
         let total = Int(ProcessInfo.processInfo.environment["DNSGATE_FLOOD_NAMES"] ?? "") ?? 1_000_000
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededRandom(seed: 42)
         func flood(_ n: Int) -> Int {
             // Half denied random names, half random names under the allowed wildcard (cache misses).
             let queries = (0..<n).map { i -> [UInt8] in

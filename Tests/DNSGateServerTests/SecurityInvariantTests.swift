@@ -1,6 +1,7 @@
 import DNSGateCore
 import Foundation
 import XCTest
+import DNSGateTestSupport
 
 /// The invariant, tested adversarially: no query whose name or type policy does not allow ever reaches
 /// an upstream, whatever its case, escapes, length, class, type or framing.
@@ -31,7 +32,7 @@ final class SecurityInvariantTests: XCTestCase {
         let unbound = try LoggingUpstream(nsdPort: nsd.port)
         let g = try DNSGateProcess(allow: Self.allow, upstreams: [unbound.address], configYAML: configYAML)
 
-        var rng = SplitMix64(seed: 0xD15EA5E)
+        var rng = SeededRandom(seed: 0xD15EA5E)
         var queries: [[UInt8]] = []
         for i in 0..<3000 { queries.append(AdversarialQueries.make(i, &rng)) }
         // Known-allowed controls, so an empty log cannot pass the test.
@@ -66,7 +67,7 @@ final class SecurityInvariantTests: XCTestCase {
 /// Deterministic generator of hostile queries: the tricks an attacker would try to get a denied name
 /// or type past a filter that compares strings.
 enum AdversarialQueries {
-    static func make(_ i: Int, _ rng: inout SplitMix64) -> [UInt8] {
+    static func make(_ i: Int, _ rng: inout SeededRandom) -> [UInt8] {
         let id = UInt16(truncatingIfNeeded: i)
         let allowedBases = ["allowed.test", "wild.allowed.test", "www.allowed.test", "verify.allowed.test"]
         let base = allowedBases[Int(rng.next() % UInt64(allowedBases.count))]
@@ -118,21 +119,8 @@ enum AdversarialQueries {
         }
     }
 
-    static func randomCase(_ s: String, _ rng: inout SplitMix64) -> String {
+    static func randomCase(_ s: String, _ rng: inout SeededRandom) -> String {
         String(s.map { rng.next() % 2 == 0 ? Character($0.uppercased()) : $0 })
     }
     static func label(_ s: String) -> [UInt8] { [UInt8(s.utf8.count)] + Array(s.utf8) }
-}
-
-/// Small seeded PRNG so every run generates the same queries.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
