@@ -42,11 +42,13 @@ start_time() { # PID -> start time in ticks (field 22 of /proc/PID/stat)
     s=${s##*) }; set -- $s; echo "${20}"
 }
 
-# spawn NAME CPU CMD... : CPU "" = not pinned; output to $RUN/logs/NAME.log
+# spawn NAME CPU CMD... : CPU "" = not pinned; standard input from $SPAWN_STDIN (default /dev/null);
+# output to $RUN/logs/NAME.log. File descriptor 7 is closed in the child: a caller that holds a
+# FIFO's writing end there keeps it to itself.
 spawn() {
     local name=$1 cpu=$2 pid st i; shift 2
     if [ -n "$cpu" ]; then set -- taskset -c "$cpu" "$@"; fi
-    "$@" </dev/null >>"$RUN/logs/$name.log" 2>&1 &
+    "$@" <"${SPAWN_STDIN:-/dev/null}" >>"$RUN/logs/$name.log" 2>&1 7>&- &
     pid=$!
     for i in 1 2 3 4 5 6 7 8 9 10; do st=$(start_time "$pid") && break; sleep 0.05; done
     echo "$pid ${st:-0}" >>"$RUN/pids/$name"
@@ -70,6 +72,8 @@ stop_one() { # NAME: TERM, up to 5 s, then KILL; only the recorded PIDs
     for p in $left; do kill -KILL "$p" 2>/dev/null; done
     rm -f "$RUN/pids/$1"
 }
+
+running() { [ -n "$(our_pids "$1")" ]; }
 
 stop_everything() {
     local f
@@ -177,11 +181,7 @@ configure() { # NAME -> files under $RUN/conf/NAME/
     nullresp)
         cc -O2 -pthread -o "$d/nullresp" "$BENCH/nullresp/nullresp.c" || die "cannot compile bench/nullresp/nullresp.c" ;;
     dnsgate) : ;;   # reads policy/allowlist.txt itself
-    dnsgate-100k)   # the same list padded to 100,000 entries that no workload name matches
-        { cat "$BENCH/policy/allowlist.txt"
-          awk -v n=$((100000 - $(grep -cv '^\s*\(#\|$\)' "$BENCH/policy/allowlist.txt"))) 'BEGIN {
-              for (i = 0; i < n; i++) if (i % 2) printf "*.pad%06d.filler.test\n", i; else printf "host%06d.filler.test\n", i }'
-        } >"$d/allowlist-100k.txt" ;;
+    dnsgate-100k) pad_allowlist "$d/allowlist-100k.txt" ;;
     unbound)
         printf '.  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n' >"$d/root.hints"
         { cat <<EOF
@@ -328,14 +328,51 @@ start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
     pdns-recursor) spawn "$name" "$cpu" pdns_recursor --config-dir="$d" ;;
     kresd) spawn "$name" "$cpu" kresd -n -q -c "$d/kresd.conf" "$d" ;;
     esac
+    wait_ready "$name" "$port"
+}
+
+# wait_ready NAME PORT -> 0 once NAME answers a denied name with NXDOMAIN on PORT (at most 20 s);
+# else its log's tail on stderr and 1
+wait_ready() {
     local i
     for i in $(seq 1 80); do
-        case "$(dig_q "$port" ready.denied.test)" in NXDOMAIN*) return 0 ;; esac
-        [ -n "$(our_pids "$name")" ] || break
+        case "$(dig_q "$2" ready.denied.test)" in NXDOMAIN*) return 0 ;; esac
+        running "$1" || break
         sleep 0.25
     done
-    tail -n 5 "$RUN/logs/$name.log" >&2
+    tail -n 5 "$RUN/logs/$1.log" >&2
     return 1
+}
+
+# pad_allowlist OUT: policy/allowlist.txt padded to 100,000 entries (half exact, half wildcards)
+# under filler.test, which no workload name matches
+pad_allowlist() {
+    { cat "$BENCH/policy/allowlist.txt"
+      awk -v n=$((100000 - $(grep -cv '^\s*\(#\|$\)' "$BENCH/policy/allowlist.txt"))) 'BEGIN {
+          for (i = 0; i < n; i++) if (i % 2) printf "*.pad%06d.filler.test\n", i; else printf "host%06d.filler.test\n", i }'
+    } >"$1"
+}
+
+# build_dnsgate REV EXPORT_BASE: a release build of commit REV, exported clean under EXPORT_BASE
+# (scratch path .build-bench-rev), or with REV "" of the work tree (.build-bench). Sets DNSGATE_BIN
+# and DNSGATE_DESC; the build's output goes to standard output; returns the build's status.
+build_dnsgate() {
+    local rev src
+    if [ -n "$1" ]; then
+        rev=$(git -C "$REPO" rev-parse --short "$1^{commit}") || die "no such revision '$1'"
+        src=$2/src-$rev
+        log "building dnsgate $rev (release, clean export in $src, scratch path .build-bench-rev)"
+        rm -rf "$src"; mkdir -p "$src"
+        git -C "$REPO" archive "$rev" | tar -x -C "$src" || die "cannot export $rev"
+        [ -f "$REPO/Package.resolved" ] && cp "$REPO/Package.resolved" "$src/"
+        DNSGATE_BIN="$REPO/.build-bench-rev/release/dnsgate"; DNSGATE_DESC="git $rev (clean export)"
+        (cd "$src" && swift build -c release --scratch-path "$REPO/.build-bench-rev" --product dnsgate) 2>&1
+    else
+        log "building dnsgate from the work tree (release, scratch path .build-bench)"
+        DNSGATE_BIN="$REPO/.build-bench/release/dnsgate"
+        DNSGATE_DESC="work tree at git $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted edits')"
+        (cd "$REPO" && swift build -c release --scratch-path .build-bench --product dnsgate) 2>&1
+    fi
 }
 
 # ------------------------------------------------------------------ policy check

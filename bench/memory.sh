@@ -41,7 +41,7 @@ import functools, json, sys
 print(functools.reduce(lambda o, k: o[k], sys.argv[1].split("."), json.load(sys.stdin)))' "$2"
 }
 serve() { # NAME PORT ALLOWFILE MAXENTRIES -> starts dnsgate with a config file, waits for it
-    local name=$1 port=$2 d=$RUN/conf/$1 i
+    local name=$1 port=$2 d=$RUN/conf/$1
     mkdir -p "$d"
     cat >"$d/dnsgate.yaml" <<EOF
 listen: [ "$ADDR:$port" ]
@@ -58,11 +58,7 @@ log:
   queries: none
 EOF
     spawn "$name" "" "$DNSGATE_BIN" serve --config "$d/dnsgate.yaml"
-    for i in $(seq 1 80); do
-        case "$(dig_q "$port" ready.denied.test)" in NXDOMAIN*) return 0 ;; esac
-        sleep 0.25
-    done
-    tail -n 5 "$RUN/logs/$name.log" >&2; die "$name did not come up"
+    wait_ready "$name" "$port" || die "$name did not come up"
 }
 
 log "run dir $RUN"
@@ -83,10 +79,7 @@ stop_one cache
 
 # 2. An allow-list of 100,000 entries.
 big=$RUN/conf/allowlist-100k.txt
-{ cat "$BENCH/policy/allowlist.txt"
-  awk -v n=$((100000 - $(grep -cv '^\s*\(#\|$\)' "$BENCH/policy/allowlist.txt"))) 'BEGIN {
-      for (i = 0; i < n; i++) if (i % 2) printf "*.pad%06d.filler.test\n", i; else printf "host%06d.filler.test\n", i }'
-} >"$big"
+pad_allowlist "$big"
 serve small "$P2" "$BENCH/policy/allowlist.txt" 100000
 small=$(rss "$(our_pids small)"); stop_one small
 serve big "$P2" "$big" 100000

@@ -145,24 +145,8 @@ DEADLINE=$(( $(date +%s) + EST + 120 ))   # hard stop for every loop below
 if echo " $TARGETS " | grep -qE ' dnsgate(-100k)? '; then
     if [ -z "$DNSGATE_BIN" ]; then
         t0=$(date +%s)
-        if [ -n "$DNSGATE_REV" ]; then
-            rev=$(git -C "$REPO" rev-parse --short "$DNSGATE_REV^{commit}") || die "no such revision '$DNSGATE_REV'"
-            src=/tmp/dnsgate-bench/src-$rev
-            log "building dnsgate $rev (release, clean export in $src, scratch path .build-bench-rev)"
-            rm -rf "$src"; mkdir -p "$src"
-            git -C "$REPO" archive "$rev" | tar -x -C "$src" || die "cannot export $rev"
-            [ -f "$REPO/Package.resolved" ] && cp "$REPO/Package.resolved" "$src/"
-            (cd "$src" && swift build -c release --scratch-path "$REPO/.build-bench-rev" --product dnsgate) >&2 \
-                || die "dnsgate $rev release build failed"
-            DNSGATE_BIN="$REPO/.build-bench-rev/release/dnsgate"
-            DNSGATE_DESC="git $rev (clean export)"
-        else
-            log "building dnsgate from the work tree (release, scratch path .build-bench)"
-            (cd "$REPO" && swift build -c release --scratch-path .build-bench --product dnsgate) >&2 \
-                || die "dnsgate release build failed; try --dnsgate-rev HEAD (last commit), or --peers-only"
-            DNSGATE_BIN="$REPO/.build-bench/release/dnsgate"
-            DNSGATE_DESC="work tree at git $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted edits')"
-        fi
+        build_dnsgate "$DNSGATE_REV" /tmp/dnsgate-bench >&2 \
+            || die "dnsgate release build failed (of the work tree: try --dnsgate-rev HEAD, the last commit, or --peers-only)"
         log "build took $(( $(date +%s) - t0 )) s"
     fi
     [ -x "$DNSGATE_BIN" ] || die "dnsgate binary '$DNSGATE_BIN' not found or not executable"

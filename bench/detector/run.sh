@@ -63,8 +63,10 @@ DNSGATE_BIN=""; DNSGATE_REV=""; PAYLOAD=16384; STEP=256; SETTLE=0.3; TUNNELS="TX
 SLOW_INTERVAL=2; SLOW_JITTER=1; SLOW_SECRET=2048; SLOW_CHUNK=52; SLOW_MAX=600; BENIGN_QUERIES=500
 SKIP=""; BASE_PORT=5750; RUN=""; WRITE=1
 
-die() { echo "run.sh: error: $*" >&2; exit 1; }
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# die, log and the processes-by-PID helpers (spawn, our_pids, running, stop_one, stop_everything),
+# shared with bench/run.sh
+# shellcheck source=../lib.sh
+. "$DET/../lib.sh"
 usage() { sed -n '2,/^# Needs/p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
@@ -106,31 +108,7 @@ RUN=${RUN:-/tmp/dnsgate-detbench/run-$STAMP}
 mkdir -p "$RUN/pids" "$RUN/logs" || die "cannot create $RUN"
 NSD_PORT=$BASE_PORT; D2T_PORT=$((BASE_PORT + 1)); SINK_PORT=$((BASE_PORT + 2))
 
-# ------------------------------------------------------------------ processes, by PID only
-CLK_TCK=$(getconf CLK_TCK)
-start_time() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -- $s; echo "${20}"; }
-# spawn NAME STDIN CMD... : output to $RUN/logs/NAME.log; PID and start time to $RUN/pids/NAME
-spawn() {
-    local name=$1 in=$2 pid st i; shift 2
-    "$@" <"$in" >>"$RUN/logs/$name.log" 2>&1 7>&- &   # 7: the FIFO's writer stays ours
-    pid=$!
-    for i in 1 2 3 4 5 6 7 8 9 10; do st=$(start_time "$pid") && break; sleep 0.05; done
-    echo "$pid ${st:-0}" >>"$RUN/pids/$name"
-}
-our_pids() {
-    local pid st
-    [ -f "$RUN/pids/$1" ] || return 0
-    while read -r pid st; do [ "$(start_time "$pid" 2>/dev/null)" = "$st" ] && echo "$pid"; done <"$RUN/pids/$1"
-}
-running() { [ -n "$(our_pids "$1")" ]; }
-stop_one() { # NAME: TERM, up to 5 s, then KILL; only the recorded PIDs
-    local p i left=""
-    for p in $(our_pids "$1"); do kill -TERM "$p" 2>/dev/null; done
-    for i in $(seq 1 50); do left=$(our_pids "$1"); [ -z "$left" ] && break; sleep 0.1; done
-    for p in $left; do kill -KILL "$p" 2>/dev/null; done
-    rm -f "$RUN/pids/$1"
-}
-stop_everything() { local f; for f in "$RUN"/pids/*; do [ -e "$f" ] && stop_one "$(basename "$f")"; done; return 0; }
+# ------------------------------------------------------------------ processes, by PID only (lib.sh)
 # wait_exit NAME SECONDS: 0 if it exited in time (polled every 0.1 s)
 wait_exit() { local i; for i in $(seq 1 $(($2 * 10))); do running "$1" || return 0; sleep 0.1; done; return 1; }
 cleanup() { exec 7>&- 2>/dev/null; stop_everything; }
@@ -153,23 +131,8 @@ done
 
 # ------------------------------------------------------------------ dnsgate binary
 if [ -z "$DNSGATE_BIN" ]; then
-    if [ -n "$DNSGATE_REV" ]; then
-        rev=$(git -C "$REPO" rev-parse --short "$DNSGATE_REV^{commit}") || die "no such revision '$DNSGATE_REV'"
-        src=/tmp/dnsgate-detbench/src-$rev
-        log "building dnsgate $rev (release, clean export in $src, scratch path .build-bench-rev)"
-        rm -rf "$src"; mkdir -p "$src"
-        git -C "$REPO" archive "$rev" | tar -x -C "$src" || die "cannot export $rev"
-        [ -f "$REPO/Package.resolved" ] && cp "$REPO/Package.resolved" "$src/"
-        (cd "$src" && swift build -c release --scratch-path "$REPO/.build-bench-rev" --product dnsgate) >"$RUN/logs/build.log" 2>&1 \
-            || die "release build failed, see $RUN/logs/build.log"
-        DNSGATE_BIN="$REPO/.build-bench-rev/release/dnsgate"; DNSGATE_DESC="git $rev (clean export, release)"
-    else
-        log "building dnsgate from the work tree (release, scratch path .build-bench)"
-        (cd "$REPO" && swift build -c release --product dnsgate --scratch-path .build-bench) >"$RUN/logs/build.log" 2>&1 \
-            || die "release build failed, see $RUN/logs/build.log (try --dnsgate-rev HEAD)"
-        DNSGATE_BIN="$REPO/.build-bench/release/dnsgate"
-        DNSGATE_DESC="work tree at git $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted edits') (release)"
-    fi
+    build_dnsgate "$DNSGATE_REV" /tmp/dnsgate-detbench >"$RUN/logs/build.log" \
+        || die "release build failed, see $RUN/logs/build.log (of the work tree: try --dnsgate-rev HEAD)"
 else
     DNSGATE_DESC="$DNSGATE_BIN (given)"
 fi
@@ -186,7 +149,7 @@ start_gate() {
         echo "metrics: { listen: \"off\" }"
         [ "$4" = 1 ] && echo "upstream: { preserve_case: true }"
     } >"$dir/dnsgate.yaml"
-    spawn "gate-$name" /dev/null "$DNSGATE_BIN" serve --config "$dir/dnsgate.yaml" --listen "$GATE:53" \
+    spawn "gate-$name" "" "$DNSGATE_BIN" serve --config "$dir/dnsgate.yaml" --listen "$GATE:53" \
         --allow "$dir/allow.txt" --upstream "$3" --control "$dir/control.sock" \
         --query-log all --query-log-file "$dir/queries.jsonl"
     for i in $(seq 1 100); do grep -q "dnsgate started" "$RUN/logs/gate-$name.log" 2>/dev/null && return 0; sleep 0.1; done
@@ -199,7 +162,7 @@ alerts() {
     python3 "$TOOLS" alerts "$RUN/$1/alerts.jsonl"
 }
 start_sink() { # NAME: a fresh sink for one dns2tcp session
-    spawn "sink-$1" /dev/null python3 "$TOOLS" sink "$SINK_PORT" "$RUN/$1/sink.tsv" 180
+    spawn "sink-$1" "" python3 "$TOOLS" sink "$SINK_PORT" "$RUN/$1/sink.tsv" 180
     wait_listen tcp "127.0.0.1:$SINK_PORT" 50 || die "sink did not start"
 }
 sink_bytes() { local l; l=$(tail -n 1 "$RUN/$1/sink.tsv" 2>/dev/null); echo "${l##* }" | grep -E '^[0-9]+$' || echo 0; }
@@ -225,7 +188,7 @@ chroot = $RUN/dns2tcpd/chroot
 domain = tunnel.test
 resources = sink:127.0.0.1:$SINK_PORT
 EOF
-    spawn dns2tcpd /dev/null dns2tcpd -F -f "$RUN/dns2tcpd/dns2tcpd.conf"
+    spawn dns2tcpd "" dns2tcpd -F -f "$RUN/dns2tcpd/dns2tcpd.conf"
     wait_listen udp "127.0.0.1:$D2T_PORT" 50 || die "dns2tcpd did not start, see $RUN/logs/dns2tcpd.log"
 fi
 TUNNEL_ALLOW="*.tunnel.test  A,AAAA,TXT,KEY  # a vendor wildcard someone opened for TXT"
@@ -236,7 +199,7 @@ tunnel_full() {
     start_gate "$name" "$TUNNEL_ALLOW" "127.0.0.1:$D2T_PORT" "$4"
     start_sink "$name"
     t0=$(now)
-    spawn "client-$name" "$RUN/payload.b64" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
+    SPAWN_STDIN="$RUN/payload.b64" spawn "client-$name" "" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
     wait_exit "client-$name" 90 || log "$name: dns2tcpc still running after 90 s, stopping it"
     t1=$(now)
     stop_one "client-$name"
@@ -253,7 +216,7 @@ tunnel_steps() {
     start_sink "$name"
     mkfifo "$RUN/$name/stdin.fifo"
     exec 7<>"$RUN/$name/stdin.fifo"        # read-write: never blocks; closing it is the client's EOF
-    spawn "client-$name" "$RUN/$name/stdin.fifo" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
+    SPAWN_STDIN="$RUN/$name/stdin.fifo" spawn "client-$name" "" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
     sleep 1
     read -r n ft k1 kinds < <(alerts "$name")
     [ "$n" != 0 ] && hit="0 0"
@@ -282,7 +245,7 @@ tunnel_trial() {
     start_gate "$name" "$TUNNEL_ALLOW" "127.0.0.1:$D2T_PORT" 1
     start_sink "$name"
     head -c "$4" "$RUN/payload.b64" >"$RUN/$name/payload"
-    spawn "client-$name" "$RUN/$name/payload" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
+    SPAWN_STDIN="$RUN/$name/payload" spawn "client-$name" "" dns2tcpc -z tunnel.test -r sink -T "$2" $3 -l - "$GATE"
     wait_exit "client-$name" 60 || log "$name: dns2tcpc still running after 60 s, stopping it"
     stop_one "client-$name"; sleep 0.5
     read -r n ft k1 kinds < <(alerts "$name")
@@ -340,7 +303,7 @@ if ! skipped default-case; then
     start_gate "$name" "$TUNNEL_ALLOW" "127.0.0.1:$D2T_PORT" 0
     start_sink "$name"
     t0=$(now)
-    spawn "client-$name" "$RUN/payload-2k.b64" dns2tcpc -z tunnel.test -r sink -T TXT -l - "$GATE"
+    SPAWN_STDIN="$RUN/payload-2k.b64" spawn "client-$name" "" dns2tcpc -z tunnel.test -r sink -T TXT -l - "$GATE"
     wait_exit "client-$name" 60 || log "$name: dns2tcpc still running after 60 s, stopping it"
     t1=$(now); stop_one "client-$name"; sleep 0.5
     read -r n ft k1 kinds < <(alerts "$name")
@@ -378,7 +341,7 @@ EOF
             printf 'zone:\n    name: %s\n    zonefile: "%s/zones/%s.zone"\n' "$z" "$DET" "$z"
         done
     } >"$RUN/nsd/nsd.conf"
-    spawn nsd /dev/null nsd -d -c "$RUN/nsd/nsd.conf"
+    spawn nsd "" nsd -d -c "$RUN/nsd/nsd.conf"
     ok=0
     for i in $(seq 1 50); do
         dig @127.0.0.1 -p "$NSD_PORT" +time=1 +tries=1 +short x.cdn.example.net A 2>/dev/null | grep -q 192.0.2.10 && { ok=1; break; }
@@ -392,7 +355,7 @@ if ! skipped slow; then
     nq=$(( ( (SLOW_SECRET * 8 + 4) / 5 + SLOW_CHUNK - 1) / SLOW_CHUNK ))
     log "low-and-slow: $SLOW_SECRET B secret, base32, $SLOW_CHUNK chars/query, $nq queries, every ${SLOW_INTERVAL}+U(0,${SLOW_JITTER}) s (max ${SLOW_MAX} s)"
     start_gate "$name" "*.cdn.example.net  A,AAAA  # a CDN-shaped wildcard" "127.0.0.1:$NSD_PORT" 0
-    spawn "client-$name" /dev/null python3 "$TOOLS" slow "$GATE" 53 "$RUN/$name/sent.tsv" --zone cdn.example.net \
+    spawn "client-$name" "" python3 "$TOOLS" slow "$GATE" 53 "$RUN/$name/sent.tsv" --zone cdn.example.net \
         --secret-bytes "$SLOW_SECRET" --chunk "$SLOW_CHUNK" --interval "$SLOW_INTERVAL" --jitter "$SLOW_JITTER" --max-seconds "$SLOW_MAX"
     wait_exit "client-$name" $((SLOW_MAX + 30)) || log "slow: client still running, stopping it"
     stop_one "client-$name"; sleep 0.5
@@ -419,7 +382,7 @@ if ! skipped benign; then
     start_gate "$name" "$(printf '%s\n' '*.example.org  # package registries and mirrors' '*.example.com  # source hosting, image registry' \
         '*.cdn.example.net' '*.r2.example.net' '*.lb.example.net' '*.ingest.example.net' '*.objects.example-cdn.test  # content-addressed artifacts')" \
         "127.0.0.1:$NSD_PORT" 0
-    spawn "client-$name" /dev/null python3 "$TOOLS" benign "$GATE" 53 "$RUN/$name/sent.tsv" --queries "$BENIGN_QUERIES" --max-seconds 600
+    spawn "client-$name" "" python3 "$TOOLS" benign "$GATE" 53 "$RUN/$name/sent.tsv" --queries "$BENIGN_QUERIES" --max-seconds 600
     wait_exit "client-$name" 630 || log "benign: client still running, stopping it"
     stop_one "client-$name"; sleep 0.5
     read -r n ft k1 kinds < <(alerts "$name")
