@@ -98,18 +98,23 @@ def ask(sock, addr, qid, name, qtype, timeout):
     return "timeout"
 
 
+def open_client(a, columns):
+    """A UDP socket on loopback for queries to a.host:a.port, the run's start and deadline, and the
+    sent-log a.out opened with its header line (columns after t_send)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    start = time.time()
+    out = open(a.out, "w")
+    out.write("# t_send\t%s\n" % "\t".join(columns))
+    return sock, (a.host, a.port), start, start + a.max_seconds, out
+
+
 def cmd_slow(a):
     rng = random.Random(a.seed)
     secret = bytes(rng.getrandbits(8) for _ in range(a.secret_bytes))
     text = base64.b32encode(secret).decode().rstrip("=").lower()
     chunks = [text[i:i + a.chunk] for i in range(0, len(text), a.chunk)]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    addr = (a.host, a.port)
-    start = time.time()
-    deadline = start + a.max_seconds
-    out = open(a.out, "w")
-    out.write("# t_send\tseq\tsecret_bytes_cum\tchars_cum\trcode\tqname\n")
+    sock, addr, start, deadline, out = open_client(a, ["seq", "secret_bytes_cum", "chars_cum", "rcode", "qname"])
     sent = 0
     for i, chunk in enumerate(chunks):
         if time.time() > deadline:
@@ -175,13 +180,7 @@ def benign_plan(rng, total):
 def cmd_benign(a):
     rng = random.Random(a.seed)
     plan = benign_plan(rng, a.queries)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    addr = (a.host, a.port)
-    start = time.time()
-    deadline = start + a.max_seconds
-    out = open(a.out, "w")
-    out.write("# t_send\tseq\tsecret_bytes_cum\tchars_cum\trcode\tqname\tqtype\n")
+    sock, addr, start, deadline, out = open_client(a, ["seq", "secret_bytes_cum", "chars_cum", "rcode", "qname", "qtype"])
     n, rcodes = 0, {}
     for burst in plan:
         if time.time() > deadline:
