@@ -4,7 +4,8 @@ import PackageDescription
 // Module boundaries (README.md, "Layout"; Sources/DNSGateCore/README.md for the core):
 //   CLDNS          system library over ldns: zone files and the differential oracle for the wire codec
 //   DNSGateCore    pure logic: wire, policy, cache, telemetry, detector. No sockets, no clock reads.
-//   DNSGateServer  SwiftNIO I/O: listeners, upstream client, control socket, reload
+//   DNSGateServer  I/O: UDP listener threads (recvmmsg/sendmmsg), SwiftNIO for TCP, upstreams, control socket
+//   CDNSGateSockets  C declarations of recvmmsg/sendmmsg for the UDP listener
 //   dnsgate        the command line
 let package = Package(
     name: "dnsgate",
@@ -36,10 +37,13 @@ let package = Package(
             // this they run unspecialized across the module boundary, through metadata lookups.
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]
         ),
+        // recvmmsg/sendmmsg for the UDP listener, which Swift's Glibc module does not declare.
+        .target(name: "CDNSGateSockets"),
         .target(
             name: "DNSGateServer",
             dependencies: [
                 "DNSGateCore",
+                "CDNSGateSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

@@ -28,7 +28,7 @@ public struct QueryRecord: Sendable {
     /// Set in audit mode for queries forwarded although enforce mode would have denied them.
     public let audited: Bool
     /// Decoder's reason for rejected or dropped packets.
-    public let problem: String?
+    public var problem: String?
     /// The profile whose policy decided (`default` when none selected the client).
     public var profile: String = PolicySet.defaultProfileName
     /// The exception that let a denied query through, by ID.
@@ -181,15 +181,22 @@ public final class QueryPipeline: Sendable {
             return .reply(fit(ResponseBuilder.synthesized(q, rcode: .noError, answers: answers,
                                                           ttl: policy.sinkholeTTL, ede: nil), q, overTCP), rec)
         case .forward:
-            let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
-            if case .hit(let answer, let age) = cache.lookup(key, now: now) {
-                rec.action = .cached
-                rec.rcode = answer.rcode
-                counters.bump(.cached)
-                return .reply(fit(answer.render(for: q, age: age), q, overTCP), rec)
-            }
-            return .forward(ForwardJob(query: q, key: key, record: rec))
+            let job = ForwardJob(query: q, key: CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false), record: rec)
+            if let (reply, cachedRecord) = cachedReply(job, now: now) { return .reply(reply, cachedRecord) }
+            return .forward(job)
         }
+    }
+
+    /// The reply from the cache for a forwarded query, if the answer is there now. `process` asks first;
+    /// a server that resolves misses on another thread asks again there, because an identical question
+    /// may have been answered in between.
+    public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
+        guard case .hit(let answer, let age) = cache.lookup(job.key, now: now) else { return nil }
+        var rec = job.record
+        rec.action = .cached
+        rec.rcode = answer.rcode
+        counters.bump(.cached)
+        return (fit(answer.render(for: job.query, age: age), job.query, rec.overTCP), rec)
     }
 
     /// Caches an upstream answer and renders it for the client who asked.

@@ -1,7 +1,7 @@
 import DNSGateCore
 import Synchronization
 
-/// Records handed from the event loops to whoever processes them later (the query-log thread; the
+/// Records handed from the listeners to whoever processes them later (the query-log thread; the
 /// telemetry hub, which the loops themselves drain after each flush).
 ///
 /// Producers append under a lock and never wait; past `capacity` pending records new ones are counted

@@ -27,6 +27,7 @@ public final class DNSGateService: @unchecked Sendable {
     let queryLog: QueryLogger
     private let group: MultiThreadedEventLoopGroup
     private var channels: [Channel] = []
+    private var datagramListeners: [DatagramListener] = []
     private var control: ControlServer?
     private let tcpConnections = AtomicCounter()
     var tcpConnectionCount: Int { tcpConnections.value }
@@ -135,28 +136,20 @@ public final class DNSGateService: @unchecked Sendable {
         ])
     }
 
-    static let readBatch = 8
-
+    /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
-        for loop in group.makeIterator() {
-            let bootstrap = DatagramBootstrap(group: loop)
-                .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)   // one socket per loop, kernel spreads load
-                // Vector reads (recvmmsg): NIO splits the receive buffer between the messages of one batch,
-                // so it is sized batch × largest query we accept, or queries would arrive truncated.
-                .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readBatch)
-                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * 4096))
-                .channelOption(ChannelOptions.maxMessagesPerRead, value: 8)
-                .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(DatagramQueryHandler(core: core, listener: hp.description)) }
-                }
-            let ch: Channel
-            do { ch = try bootstrap.bind(host: hp.host, port: port).wait() } catch {
+        for (i, loop) in group.makeIterator().enumerated() {
+            let l: DatagramListener
+            do {
+                let address = try SocketAddress.makeAddressResolvingHost(hp.host, port: port)
+                l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop)
+            } catch {
                 throw bindError(error, HostPort(host: hp.host, port: port), "udp")
             }
-            channels.append(ch)
-            if port == 0 { port = ch.localAddress?.port ?? 0 }
+            datagramListeners.append(l)
+            l.start(name: "dnsgate-udp-\(datagramListeners.count)-\(i)")
+            if port == 0 { port = l.port }
         }
         listeners.append(BoundListener(transport: "udp", address: HostPort(host: hp.host, port: port)))
         return port
@@ -254,10 +247,13 @@ public final class DNSGateService: @unchecked Sendable {
         metrics?.close(); metrics = nil
         upstream.close()
         control?.close(); control = nil
+        for l in datagramListeners { l.stop() }
         for ch in channels { try? ch.close().wait() }
         channels.removeAll()
         queryLog.flush()
         try? group.syncShutdownGracefully()
+        for l in datagramListeners { l.close() }   // after the loops: late upstream replies still send on them
+        datagramListeners.removeAll()
     }
 }
 

@@ -29,14 +29,14 @@ final class ServingCore: Sendable {
         case reply([UInt8])
         /// Nothing to send, ever (dropped).
         case nothing
-        /// Forwarded: the reply comes when the upstream answers or fails, on the loop given to `handle`.
-        case later(EventLoopFuture<[UInt8]>)
+        /// A cache miss: the caller passes it to `forward` on an event loop, which answers later.
+        case forward(ForwardJob)
     }
 
-    /// Runs one query through the pipeline. Returns a value rather than taking a completion closure:
-    /// a closure capturing the channel and the client address was a heap allocation on every query,
-    /// though only cache misses need one.
-    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, on loop: EventLoop) -> Handled {
+    /// Runs one query through the pipeline, on any thread. Returns a value rather than taking a
+    /// completion closure: a closure capturing the client address was a heap allocation on every
+    /// query, though only cache misses need one.
+    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String) -> Handled {
         switch pipeline.process(bytes, client: client.text, clientAddress: client.octets, listener: listener,
                                 overTCP: overTCP, now: WallClock.now()) {
         case .reply(let out, let record):
@@ -46,20 +46,44 @@ final class ServingCore: Sendable {
             observe(record)
             return .nothing
         case .forward(let job):
-            let done = loop.makePromise(of: [UInt8].self)
-            upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
-                let (out, record): ([UInt8], QueryRecord)
-                let now = WallClock.now()
-                switch result {
-                case .success(let answer): (out, record) = self.pipeline.complete(job, answer: answer, now: now)
-                case .failure(let error): (out, record) = self.pipeline.upstreamFailed(job, now: now, detail: "\(error)")
-                }
-                self.telemetry?.forwarded(latency: now - job.record.time)
-                done.succeed(out)
-                self.observe(record)
-            }
-            return .later(done.futureResult)
+            return .forward(job)
         }
+    }
+
+    /// Resolves a cache miss upstream; must be called on `loop`, where the reply then completes.
+    func forward(_ job: ForwardJob, on loop: EventLoop) -> EventLoopFuture<[UInt8]> {
+        // The UDP listener looked in the cache on its own thread; an identical question may have been
+        // answered since. Asking upstream again would defeat coalescing.
+        if let (reply, record) = pipeline.cachedReply(job, now: WallClock.now()) {
+            observe(record)
+            return loop.makeSucceededFuture(reply)
+        }
+        return upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).map { answer in
+            self.finish(job, .success(answer))
+        }.recover { error in
+            self.finish(job, .failure(error))
+        }
+    }
+
+    /// A cache miss the server has no room for: dropped, and counted and logged as such.
+    func shed(_ job: ForwardJob) {
+        var record = job.record
+        record.action = .dropped
+        record.problem = "too many cache misses in flight"
+        pipeline.counters.bump(.dropped)
+        observe(record)
+    }
+
+    private func finish(_ job: ForwardJob, _ result: Result<UpstreamAnswer, Error>) -> [UInt8] {
+        let now = WallClock.now()
+        let (out, record): ([UInt8], QueryRecord)
+        switch result {
+        case .success(let answer): (out, record) = pipeline.complete(job, answer: answer, now: now)
+        case .failure(let error): (out, record) = pipeline.upstreamFailed(job, now: now, detail: "\(error)")
+        }
+        telemetry?.forwarded(latency: now - job.record.time)
+        observe(record)
+        return out
     }
 
     /// The client's address as octets (IPv4-mapped IPv6 as IPv4), for profile and exception prefixes.
@@ -86,21 +110,38 @@ struct ClientIdentity: Sendable {
         text = a.ipAddress ?? "unknown"
         octets = ServingCore.octets(a)
     }
+
+    init(text: String, octets: [UInt8]?) { self.text = text; self.octets = octets }
 }
 
 /// Remembers the identity of recent client addresses, so the text and octets are built once per
-/// client rather than once per query. One per channel, used on its event loop only; bounded.
+/// client rather than once per query. One per listener thread; bounded.
 struct ClientIdentityMemo {
     private var byV4: [UInt32: ClientIdentity] = [:]
+    private var byV6: [V6: ClientIdentity] = [:]
     static let capacity = 4096
 
-    mutating func identity(_ a: SocketAddress) -> ClientIdentity {
-        guard case .v4(let v4) = a else { return ClientIdentity(a) }
-        let key = v4.address.sin_addr.s_addr
-        if let hit = byV4[key] { return hit }
-        if byV4.count >= Self.capacity { byV4.removeAll(keepingCapacity: true) }   // a flood of sources: start over
-        let made = ClientIdentity(a)
-        byV4[key] = made
+    private struct V6: Hashable { let high: UInt64, low: UInt64 }
+
+    mutating func identity(_ source: UnsafePointer<sockaddr_storage>) -> ClientIdentity {
+        switch Int32(source.pointee.ss_family) {
+        case AF_INET:
+            let v4 = UnsafeRawPointer(source).load(as: sockaddr_in.self)
+            return Self.remember(v4.sin_addr.s_addr, in: &byV4) { SocketAddress(v4, host: "") }
+        case AF_INET6:
+            let v6 = UnsafeRawPointer(source).load(as: sockaddr_in6.self)
+            let key = withUnsafeBytes(of: v6.sin6_addr) { V6(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
+            return Self.remember(key, in: &byV6) { SocketAddress(v6, host: "") }
+        default:
+            return ClientIdentity(text: "unknown", octets: nil)
+        }
+    }
+
+    private static func remember<K: Hashable>(_ key: K, in table: inout [K: ClientIdentity], _ address: () -> SocketAddress) -> ClientIdentity {
+        if let hit = table[key] { return hit }
+        if table.count >= capacity { table.removeAll(keepingCapacity: true) }   // a flood of sources: start over
+        let made = ClientIdentity(address())
+        table[key] = made
         return made
     }
 }

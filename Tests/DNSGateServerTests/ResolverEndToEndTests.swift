@@ -170,6 +170,9 @@ final class ResolverEndToEndTests: XCTestCase {
         let notify = try UDPClient.exchange(port: g.port, RawQuery.make(id: 8, name: "www.allowed.test", opcode: 4))
         XCTAssertEqual(notify.map { $0[3] & 0xF }, 4, "opcode NOTIFY → NOTIMP")
         XCTAssertNil(try UDPClient.exchange(port: g.port, [1, 2, 3], timeout: 0.5), "shorter than a header: dropped")
+        // Longer than the listener's 4 KB receive slot: read truncated, and junk after the question either way.
+        let huge = try UDPClient.exchange(port: g.port, RawQuery.make(id: 9, name: "www.allowed.test") + [UInt8](repeating: 0xAB, count: 6000), timeout: 0.5)
+        XCTAssertTrue(huge == nil || huge.map { $0[3] & 0xF } == 1, "6 KB datagram: FORMERR or dropped, got \(String(describing: huge?.prefix(4)))")
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "still serving after garbage")
     }
 

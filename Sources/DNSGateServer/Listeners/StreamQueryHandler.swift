@@ -23,15 +23,15 @@ final class StreamQueryHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         guard let remote = context.remoteAddress else { return }
         if client == nil { client = ClientIdentity(remote) }     // one peer per connection
-        switch core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener, on: context.eventLoop) {
+        switch core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener) {
         case .reply(let immediate):
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil)
             unflushed = true
         case .nothing:
             break
-        case .later(let reply):
+        case .forward(let job):
             let channel = context.channel
-            reply.whenSuccess { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
+            core.forward(job, on: context.eventLoop).whenSuccess { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
         }
     }
 

@@ -7,13 +7,13 @@ import Synchronization
 
 /// Counters, top-k tables and the tunneling detector, fed with query records after the replies left.
 ///
-/// The query path only appends a record to a batch under a lock. Right after an event loop has
+/// The query path only appends a record to a batch under a lock. Right after a listener has
 /// flushed a batch of replies it processes everything pending (`catchUp`): registered domains (Public
-/// Suffix List), top-k sketches, Prometheus counters, the detector. Doing that on the loop's own core,
-/// between reads, costs no thread hop, and a loop that is saturated reads less often, so overload is
+/// Suffix List), top-k sketches, Prometheus counters, the detector. Doing that on the listener's own core,
+/// between reads, costs no thread hop, and a listener that is saturated reads less often, so overload is
 /// shed at the socket and every answered query is counted. (A separate thread on the same core was
 /// preempted by every arriving packet, fell behind at 120k queries/s and had to drop records.) A
-/// background thread wakes every 50 ms; it processes only when no loop has caught up for that long
+/// background thread wakes every 50 ms; it processes only when no listener has caught up for that long
 /// (records of upstream exchanges that completed on an idle listener) and runs the detector's expiry.
 /// Past 200,000 unprocessed records, further ones are counted as dropped instead of growing memory.
 final class TelemetryHub: @unchecked Sendable {
@@ -25,7 +25,7 @@ final class TelemetryHub: @unchecked Sendable {
     private let processing = Mutex<[QueryRecord]>([])
     /// When the detector last expired idle state; touched under `processing` only.
     private var lastExpiry = 0.0
-    /// Monotonic nanoseconds of the last catch-up by an event loop.
+    /// Monotonic nanoseconds of the last catch-up by a listener.
     private let lastCatchUp = AtomicCounter()
     /// Drops already added to the Prometheus counter, so each scrape adds only the new ones.
     private let droppedReported = AtomicCounter()
@@ -86,7 +86,7 @@ final class TelemetryHub: @unchecked Sendable {
     /// Hot path: one lock, one append.
     func observe(_ r: QueryRecord) { pending.push(r) }
 
-    /// Called by an event loop after it flushed replies. Never waits: when another loop or the
+    /// Called by a listener after it sent replies. Never waits: when another listener or the
     /// background thread is processing, it returns at once and the records wait for the next call.
     func catchUp() {
         _ = processing.withLockIfAvailable { buffer in
