@@ -50,18 +50,19 @@ final class ServingCore: Sendable {
         }
     }
 
-    /// Resolves a cache miss upstream; must be called on `loop`, where the reply then completes.
-    func forward(_ job: ForwardJob, on loop: EventLoop) -> EventLoopFuture<[UInt8]> {
+    /// Resolves a cache miss upstream; must be called on `loop`, where `reply` is then called with
+    /// the answer (or the stale or SERVFAIL reply). A callback, not a future: each future stage was
+    /// another allocation per miss.
+    func forward(_ job: ForwardJob, on loop: EventLoop, reply: @escaping ([UInt8]) -> Void) {
         // The UDP listener looked in the cache on its own thread; an identical question may have been
         // answered since. Asking upstream again would defeat coalescing.
-        if let (reply, record) = pipeline.cachedReply(job, now: WallClock.now()) {
+        if let (bytes, record) = pipeline.cachedReply(job, now: WallClock.now()) {
             observe(record)
-            return loop.makeSucceededFuture(reply)
+            reply(bytes)
+            return
         }
-        return upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).map { answer in
-            self.finish(job, .success(answer))
-        }.recover { error in
-            self.finish(job, .failure(error))
+        upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
+            reply(self.finish(job, result))
         }
     }
 

@@ -126,11 +126,24 @@ final class DatagramListener: @unchecked Sendable {
         inFlight.add(batch.count, ordering: .relaxed)
         loop.execute { [self] in
             for miss in batch {
-                core.forward(miss.job, on: loop).whenSuccess { reply in
-                    self.inFlight.subtract(1, ordering: .relaxed)
-                    miss.to.send(reply, on: self.fd)
-                }
+                core.forward(miss.job, on: loop) { reply in self.sendMissReply(reply, to: miss.to) }
             }
+        }
+    }
+
+    /// Replies to cache misses, gathered on the event loop and sent with one `sendmmsg` when the loop
+    /// has handled its current round of upstream answers. Touched on `loop` only.
+    private let missReplies = DatagramBatch(count: batch, slotSize: 0)
+    private var missFlushScheduled = false
+
+    private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
+        inFlight.subtract(1, ordering: .relaxed)
+        missReplies.queueReply(bytes, to: source, sendingFirstIfFull: fd)
+        if missFlushScheduled { return }
+        missFlushScheduled = true
+        loop.execute { [self] in
+            missFlushScheduled = false
+            missReplies.sendQueued(fd)
         }
     }
 }
@@ -145,13 +158,6 @@ private struct PendingMiss: @unchecked Sendable {   // sockaddr_storage is plain
 struct DatagramSource {
     var storage = sockaddr_storage()
     var length = socklen_t(0)
-
-    func send(_ bytes: [UInt8], on fd: CInt) {
-        var to = storage
-        _ = bytes.withUnsafeBytes { b in
-            withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, b.baseAddress, b.count, 0, $0, length) } }
-        }
-    }
 }
 
 /// The buffers of one `recvmmsg`/`sendmmsg` round, allocated once per listener thread: datagram slots,
@@ -215,12 +221,24 @@ private final class DatagramBatch {
     /// Copies a reply into the arena, addressed to datagram `i`'s source. Sends what is queued first
     /// when the arena is full.
     func queueReply(_ bytes: [UInt8], toSourceOf i: Int, sendingFirstIfFull fd: CInt) {
-        if arenaUsed + bytes.count > Self.arenaSize { sendQueued(fd) }
+        queue(bytes, to: sources + i, length: sourceLength(i), sendingFirstIfFull: fd)
+    }
+
+    /// The same for a reply to an address kept elsewhere (a cache miss): the address is copied into
+    /// the source slot of the reply's position, so this batch must not be used for receiving.
+    func queueReply(_ bytes: [UInt8], to source: DatagramSource, sendingFirstIfFull fd: CInt) {
+        if queued == count || arenaUsed + bytes.count > Self.arenaSize { sendQueued(fd) }
+        sources[queued] = source.storage
+        queue(bytes, to: sources + queued, length: source.length, sendingFirstIfFull: fd)
+    }
+
+    private func queue(_ bytes: [UInt8], to name: UnsafeMutablePointer<sockaddr_storage>, length: socklen_t, sendingFirstIfFull fd: CInt) {
+        if arenaUsed + bytes.count > Self.arenaSize { sendQueued(fd) }   // `name` stays valid: sending does not touch `sources`
         let at = arena + arenaUsed
         bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         arenaUsed += bytes.count
         sendIOV[queued] = iovec(iov_base: at, iov_len: bytes.count)
-        sendHeaders[queued].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(sources + i), msg_namelen: sourceLength(i),
+        sendHeaders[queued].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(name), msg_namelen: length,
                                              msg_iov: sendIOV + queued, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
         queued += 1
     }

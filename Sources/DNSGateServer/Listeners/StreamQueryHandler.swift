@@ -31,7 +31,7 @@ final class StreamQueryHandler: ChannelInboundHandler {
             break
         case .forward(let job):
             let channel = context.channel
-            core.forward(job, on: context.eventLoop).whenSuccess { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
+            core.forward(job, on: context.eventLoop) { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
         }
     }
 
