@@ -12,6 +12,21 @@ import Synchronization
 public struct QueryRecord: Sendable {
     public enum Action: String, Sendable, Codable, CaseIterable {
         case forwarded, cached, sinkholed, quarantined, local, rejected, dropped, stale, servfail
+
+        /// Position in `allCases`, for counters kept in arrays.
+        public var ordinal: Int {
+            switch self {
+            case .forwarded: return 0
+            case .cached: return 1
+            case .sinkholed: return 2
+            case .quarantined: return 3
+            case .local: return 4
+            case .rejected: return 5
+            case .dropped: return 6
+            case .stale: return 7
+            case .servfail: return 8
+            }
+        }
     }
     public let time: Double
     public let client: String
@@ -56,14 +71,23 @@ public final class PolicySnapshot: Sendable {
     public let generation: Int
     public let entryHits: [[AtomicCounter]]
     public let entryLastUse: [[AtomicCounter]]   // epoch seconds
+    /// The same policies, by hit-counter row, each behind a reference: the query path borrows one
+    /// instead of copying the struct (a retain and release per field, per query).
+    let byRow: [PolicyBox]
     public init(policies: PolicySet, generation: Int) {
         self.policies = policies; self.generation = generation
+        self.byRow = [PolicyBox(policies.base)] + policies.profiles.map { PolicyBox($0.policy) }
         let sizes = [policies.base.allowList.count] + policies.profiles.map { $0.policy.allowList.count }
         self.entryHits = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
         self.entryLastUse = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
     }
     /// The default policy.
     public var policy: Policy { policies.base }
+}
+
+final class PolicyBox: Sendable {
+    let policy: Policy
+    init(_ policy: Policy) { self.policy = policy }
 }
 
 /// Stateless stages plus the shared cache and policy; safe to call from every event loop at once.
@@ -137,9 +161,9 @@ public final class QueryPipeline: Sendable {
 
         let snap = snapshot
         let profileIndex = snap.policies.select(clientAddress: clientAddress, listener: listener)
-        let policy = snap.policies.policy(profileIndex)
-        var verdict = PolicyDecision.decide(policy, name: q.name, type: q.type)
         let hitRow = profileIndex.map { $0 + 1 } ?? 0
+        let box = snap.byRow[hitRow]
+        var verdict = PolicyDecision.decide(box.policy, name: q.name, type: q.type)
         if let i = verdict.entryIndex {
             snap.entryHits[hitRow][i].add(1)
             snap.entryLastUse[hitRow][i].store(Int(now))
@@ -147,7 +171,7 @@ public final class QueryPipeline: Sendable {
         var exceptionID: String?
         if verdict.denial != nil, hasExceptions.value != 0,
            let e = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
-                                                    profile: snap.policies.name(profileIndex), defaultTypes: policy.defaultTypes, now: now) }) {
+                                                    profile: snap.policies.name(profileIndex), defaultTypes: box.policy.defaultTypes, now: now) }) {
             exceptionID = e.id
             exceptionHits.withLock { $0[e.id, default: 0] += 1 }
             verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
@@ -155,7 +179,7 @@ public final class QueryPipeline: Sendable {
         // A quarantine (detector action) overrides allow-lists and exceptions for that client and domain.
         if verdict.denial == nil, hasQuarantines.value != 0,
            let qe = quarantineSet.withLock({ $0.match(client: client, name: q.name, now: now) }) {
-            verdict = PolicyVerdict(action: .sinkhole(policy.sinkhole == .drop ? .nxdomain : policy.sinkhole), entry: verdict.entry,
+            verdict = PolicyVerdict(action: .sinkhole(box.policy.sinkhole == .drop ? .nxdomain : box.policy.sinkhole), entry: verdict.entry,
                                     entryIndex: verdict.entryIndex, denial: .quarantined(id: qe.id, reason: qe.reason))
         }
         var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
@@ -167,7 +191,7 @@ public final class QueryPipeline: Sendable {
         case .sinkhole(let mode):
             if case .quarantined = verdict.denial { rec.action = .quarantined } else { rec.action = mode == .drop ? .dropped : .sinkholed }
             counters.bump(rec.action)
-            guard let reply = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
+            guard let reply = sinkhole(q, mode: mode, ttl: box.policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
                 return .drop(rec)
             }
             rec.rcode = reply.rcode
@@ -179,11 +203,11 @@ public final class QueryPipeline: Sendable {
             let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
             rec.rcode = .noError
             return .reply(fit(ResponseBuilder.synthesized(q, rcode: .noError, answers: answers,
-                                                          ttl: policy.sinkholeTTL, ede: nil), q, overTCP), rec)
+                                                          ttl: box.policy.sinkholeTTL, ede: nil), q, overTCP), rec)
         case .forward:
-            let job = ForwardJob(query: q, key: CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false), record: rec)
-            if let (reply, cachedRecord) = cachedReply(job, now: now) { return .reply(reply, cachedRecord) }
-            return .forward(job)
+            let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
+            if let (reply, cached) = cachedReply(q, key, rec, now: now) { return .reply(reply, cached) }
+            return .forward(ForwardJob(query: q, key: key, record: rec))
         }
     }
 
@@ -191,12 +215,16 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        guard case .hit(let answer, let age) = cache.lookup(job.key, now: now) else { return nil }
-        var rec = job.record
+        cachedReply(job.query, job.key, job.record, now: now)
+    }
+
+    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: QueryRecord, now: Double) -> ([UInt8], QueryRecord)? {
+        guard case .hit(let answer, let age) = cache.lookup(key, now: now) else { return nil }
+        var rec = record
         rec.action = .cached
         rec.rcode = answer.rcode
         counters.bump(.cached)
-        return (fit(answer.render(for: job.query, age: age), job.query, rec.overTCP), rec)
+        return (fit(answer.render(for: q, age: age), q, rec.overTCP), rec)
     }
 
     /// Caches an upstream answer and renders it for the client who asked.
@@ -291,7 +319,7 @@ public final class PipelineCounters: Sendable {
     private let counts: [AtomicCounter] = QueryRecord.Action.allCases.map { _ in AtomicCounter() }
     public init() {}
     public func bump(_ a: QueryRecord.Action) {
-        counts[QueryRecord.Action.allCases.firstIndex(of: a)!].add(1)
+        counts[a.ordinal].add(1)
     }
     public var snapshot: [QueryRecord.Action: Int] {
         Dictionary(uniqueKeysWithValues: QueryRecord.Action.allCases.enumerated().map { ($1, counts[$0].value) })

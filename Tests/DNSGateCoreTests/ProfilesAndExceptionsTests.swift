@@ -65,5 +65,13 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         XCTAssertEqual(rec.action, .quarantined)
         guard case .forward = pipeline.process(query, client: "192.0.2.8", overTCP: false, now: 50) else { return XCTFail("other client forwarded") }
         guard case .forward = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 100) else { return XCTFail("expired") }
+        let counted = pipeline.counters.snapshot
+        XCTAssertEqual(counted[.quarantined], 1)
+        XCTAssertEqual(counted.values.reduce(0, +), 1, "forwarded queries count when they complete, not here")
+    }
+
+    func testActionOrdinalsArePositionsInAllCases() {
+        // Counters (here and in the metrics) are arrays indexed by `ordinal`.
+        for (i, a) in QueryRecord.Action.allCases.enumerated() { XCTAssertEqual(a.ordinal, i, "\(a)") }
     }
 }

@@ -36,10 +36,10 @@ final class TelemetryHub: @unchecked Sendable {
     let detector: DetectorRunner?
 
     // Metrics with bounded label sets; per-client and per-domain detail stays in the top-k tables.
-    private let actionCounters: [QueryRecord.Action: Counter]
-    private var typeCounters: [RecordType: Counter] = [:]
-    private var rcodeCounters: [UInt16: Counter] = [:]
-    private let deniedCounters: [String: Counter]
+    private let actionCounters: CountersByCode      // by QueryRecord.Action.ordinal
+    private let typeCounters: CountersByCode        // by type code; the rest count as "other"
+    private let rcodeCounters: CountersByCode
+    private let deniedCounters: CountersByCode      // by deniedCode(_:)
     private let forwardedLatency: ValueHistogram
     private let droppedCounter: Counter
     static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
@@ -56,24 +56,29 @@ final class TelemetryHub: @unchecked Sendable {
     init(suffixes: PublicSuffixList?, detector: DetectorRunner?) {
         self.suffixes = suffixes
         self.detector = detector
-        var actions: [QueryRecord.Action: Counter] = [:]
+        let registry = self.registry
+        var actions = CountersByCode(size: QueryRecord.Action.allCases.count)
         for a in QueryRecord.Action.allCases {
-            actions[a] = registry.makeCounter(name: "dnsgate_queries_total", labels: [("action", a.rawValue)],
-                                              help: "Queries by what dnsgate did with them.")
+            actions.set(a.ordinal, registry.makeCounter(name: "dnsgate_queries_total", labels: [("action", a.rawValue)],
+                                                        help: "Queries by what dnsgate did with them."))
         }
         actionCounters = actions
-        let registry = self.registry
-        deniedCounters = Dictionary(uniqueKeysWithValues: ["not_listed", "type_not_allowed", "rpz"].map {
-            ($0, registry.makeCounter(name: "dnsgate_policy_denied_total", labels: [("reason", $0)],
-                                      help: "Queries denied (or, in audit mode, that would have been) by reason."))
-        })
+        var denied = CountersByCode(size: 3)
+        for (code, tag) in ["not_listed", "type_not_allowed", "rpz"].enumerated() {
+            denied.set(code, registry.makeCounter(name: "dnsgate_policy_denied_total", labels: [("reason", tag)],
+                                                  help: "Queries denied (or, in audit mode, that would have been) by reason."))
+        }
+        deniedCounters = denied
+        var types = CountersByCode(size: 258, other: registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", "other")], help: "Queries by type."))
         for t in Self.countedTypes {
-            typeCounters[t] = registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", t.mnemonic)], help: "Queries by type.")
+            types.set(Int(t.rawValue), registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", t.mnemonic)], help: "Queries by type."))
         }
-        typeCounters[RecordType(0)] = registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", "other")], help: "Queries by type.")
+        typeCounters = types
+        var rcodes = CountersByCode(size: 24)
         for rc in [ResponseCode.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers] {
-            rcodeCounters[rc.rawValue] = registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode.")
+            rcodes.set(Int(rc.rawValue), registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode."))
         }
+        rcodeCounters = rcodes
         forwardedLatency = registry.makeValueHistogram(name: "dnsgate_forward_duration_seconds",
                                                        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
                                                        help: "Time from query to reply for cache misses.")
@@ -140,11 +145,11 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     private func process(_ r: QueryRecord) {
-        actionCounters[r.action]?.increment()
-        if let rc = r.rcode { rcodeCounters[rc.rawValue]?.increment() }
-        if let d = r.denial { deniedCounters[d.tag]?.increment() }
+        actionCounters.increment(r.action.ordinal)
+        if let rc = r.rcode { rcodeCounters.increment(Int(rc.rawValue)) }
+        if let d = r.denial { deniedCounters.increment(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
-        (typeCounters[type] ?? typeCounters[RecordType(0)])?.increment()
+        typeCounters.increment(Int(type.rawValue))
         let domain = registeredDomain(of: name)
         let domainKey = domain ?? name
         tables.withLock { t in
@@ -163,6 +168,16 @@ final class TelemetryHub: @unchecked Sendable {
         // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
         if let rc = r.rcode {
             detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain)
+        }
+    }
+
+    /// Position of a denial reason's counter; quarantines have none (the detector counts them).
+    private static func deniedCode(_ d: DenyReason) -> Int {
+        switch d {
+        case .notListed: return 0
+        case .typeNotAllowed: return 1
+        case .rpzAction: return 2
+        case .quarantined: return -1
         }
     }
 
@@ -197,5 +212,21 @@ final class TelemetryHub: @unchecked Sendable {
             return ["qps_10s": rate(10), "qps_60s": rate(60), "top_clients": top(t.clients), "top_registered_domains": top(t.domains),
                     "top_denied_names": top(t.deniedNames), "telemetry_dropped": pending.dropped.value]
         }
+    }
+}
+
+/// Prometheus counters found by a small code (a record type, an rcode, an enum's position) with an
+/// array index: the dictionaries they replaced hashed a key for every query.
+struct CountersByCode {
+    private var slots: [Counter?]
+    /// Counted for codes without a counter of their own; nil: such codes are not counted.
+    private let other: Counter?
+
+    init(size: Int, other: Counter? = nil) { slots = Array(repeating: nil, count: size); self.other = other }
+
+    mutating func set(_ code: Int, _ counter: Counter) { slots[code] = counter }
+
+    func increment(_ code: Int) {
+        if code >= 0 && code < slots.count, let c = slots[code] { c.increment() } else { other?.increment() }
     }
 }
