@@ -11,6 +11,10 @@ final class BoundedBatch<Element: Sendable>: Sendable {
     let capacity: Int
     let dropped = AtomicCounter()
 
+    /// Pending records as of the last push or swap, read without the lock (a consumer deciding
+    /// whether there is enough to be worth taking).
+    let approximateCount = AtomicCounter()
+
     init(capacity: Int) { self.capacity = capacity }
 
     /// Appends `e` unless full. Returns true when the queue was empty before: a consumer that sleeps
@@ -20,6 +24,7 @@ final class BoundedBatch<Element: Sendable>: Sendable {
         let (accepted, wasEmpty) = items.withLock { p -> (Bool, Bool) in
             guard p.count < capacity else { return (false, false) }
             p.append(e)
+            approximateCount.store(p.count)
             return (true, p.count == 1)
         }
         if !accepted { dropped.add(1) }
@@ -37,7 +42,7 @@ final class BoundedBatch<Element: Sendable>: Sendable {
     /// the caller reuses `spare` (`removeAll(keepingCapacity: true)`), no allocation either.
     func swapPending(_ spare: inout [Element]) {
         precondition(spare.isEmpty, "swapPending needs an empty buffer")
-        items.withLock { p in swap(&p, &spare) }
+        items.withLock { p in swap(&p, &spare); approximateCount.store(0) }
     }
 
     var isEmpty: Bool { items.withLock { $0.isEmpty } }

@@ -92,6 +92,7 @@ extension DNSGateService: ControlResponder {
     }
 
     func statsObject(includeEntries: Bool, now: Double) -> [String: Any] {
+        telemetry.drain()   // count what is still queued: a reader sees every query answered so far
         let snap = pipeline.snapshot
         let counts = pipeline.counters.snapshot
         let cache = pipeline.cache.counters

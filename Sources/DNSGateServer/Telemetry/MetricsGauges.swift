@@ -6,6 +6,7 @@ struct MetricsGauges: Sendable {
     let service: DNSGateService
 
     func refresh() {
+        service.telemetry.drain()   // the counters include every query answered so far
         let r = service.telemetry.registry
         let cache = service.pipeline.cache.counters
         r.makeGauge(name: "dnsgate_cache_entries", help: "Answers in the cache.").set(to: Double(cache.entries))

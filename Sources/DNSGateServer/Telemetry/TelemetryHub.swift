@@ -91,9 +91,17 @@ final class TelemetryHub: @unchecked Sendable {
     /// Hot path: one lock, one append.
     func observe(_ r: QueryRecord) { pending.push(r) }
 
-    /// Called by a listener after it sent replies. Never waits: when another listener or the
-    /// background thread is processing, it returns at once and the records wait for the next call.
+    /// Records a listener lets pile up before it processes them. One at a time, each record found the
+    /// detector's tables cold (the network stack ran in between): at 50,000 queries/s a denied name
+    /// cost 9.9 µs against 6.6 µs at full load, where batches are this size anyway.
+    static let catchUpBatch = 64
+
+    /// Called by a listener after it sent replies; processes the pending records once there are at
+    /// least `catchUpBatch` of them. Never waits: when another listener or the background thread is
+    /// processing, it returns at once and the records wait for the next call. Fewer records wait for
+    /// the background thread (50 ms) or a reader (`drain`).
     func catchUp() {
+        guard pending.approximateCount.value >= Self.catchUpBatch else { return }
         _ = processing.withLockIfAvailable { buffer in
             lastCatchUp.store(Int(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds))
             processPending(&buffer)
@@ -125,8 +133,8 @@ final class TelemetryHub: @unchecked Sendable {
     }
     private let rttHistograms = Mutex<[String: ValueHistogram]>([:])
 
-    /// Processes everything queued so far (tests, `analyze`-style replays, shutdown).
-    func drain() { wake.signal(); let end = Date().addingTimeInterval(2); while !pending.isEmpty && Date() < end { usleep(1000) } }
+    /// Processes everything queued so far, before a reader looks (stats, alerts, verdicts, a scrape).
+    func drain() { processing.withLock { processPending(&$0) } }
 
     private func consumerLoop() {
         BackgroundThread.lowerPriority()
