@@ -16,7 +16,8 @@ final class UpstreamMuxHandlerTests: XCTestCase {
         let attacker = try SocketAddress(ipAddress: "127.0.0.9", port: 5300)
         let name = try DNSName("www.example.com")
         let promise = channel.eventLoop.makePromise(of: UpstreamAnswer.self)
-        mux.pending[0x1234] = .init(expected: upstream, check: { try? UpstreamAnswer($0, id: 0x1234, name: name, type: .a) }, promise: promise)
+        mux.pending[0x1234] = .init(expected: upstream, check: { try? UpstreamAnswer($0, id: 0x1234, name: name, type: .a) }, promise: promise,
+                                         deadline: .now() + .seconds(5))
         var done = false
         promise.futureResult.whenSuccess { _ in done = true }
 

@@ -71,38 +71,49 @@ public final class UpstreamClient: Sendable {
         }
         guard let promise else { coalesced.add(1); return future.hop(to: loop) }
         promise.futureResult.whenComplete { _ in self.inflight.withLock { _ = $0.removeValue(forKey: key) } }
-        exchange(key, spelling: spelling, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline, lastError: .noUpstreams)
-            .cascade(to: promise)
+        exchange(key, spelling: spelling, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline,
+                 lastError: .noUpstreams, completing: promise)
         return future
     }
 
+    /// Asks the upstreams in turn, from `start`, until one gives a usable answer, and completes
+    /// `promise` with it (or with the last error). One callback per attempt, completing the caller's
+    /// promise directly: the chain of futures it replaced cost six allocations per cache miss.
     private func exchange(_ key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
-                          lastError: UpstreamError) -> EventLoopFuture<UpstreamAnswer> {
+                          lastError: UpstreamError, completing promise: EventLoopPromise<UpstreamAnswer>) {
         // Two passes over the list at most, and never past the deadline.
-        guard !upstreams.isEmpty else { return loop.makeFailedFuture(UpstreamError.noUpstreams) }
-        guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return loop.makeFailedFuture(lastError) }
+        guard !upstreams.isEmpty else { return promise.fail(UpstreamError.noUpstreams) }
+        guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return promise.fail(lastError) }
         let (addr, health) = upstreams[(start + attempt) % upstreams.count]
         let began = NIODeadline.now()
-        return ask(addr, key: key, spelling: spelling, on: loop, overTCP: false)
-            .flatMap { answer -> EventLoopFuture<UpstreamAnswer> in
-                answer.truncated ? self.ask(addr, key: key, spelling: spelling, on: loop, overTCP: true) : loop.makeSucceededFuture(answer)
-            }
-            .flatMapThrowing { answer -> UpstreamAnswer in
-                if answer.rcode == .servFail || answer.rcode == .refused {
-                    throw UpstreamError.unusable(health.address, answer.rcode)
+        let next: (Error) -> Void = { error in
+            let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
+            if case .timeout = e { health.timeouts.add(1) } else { health.failures.add(1) }
+            self.rotation.add(1)     // the next query starts with the next upstream
+            self.exchange(key, spelling: spelling, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e, completing: promise)
+        }
+        let accept: (UpstreamAnswer) -> Void = { answer in
+            if answer.rcode == .servFail || answer.rcode == .refused { return next(UpstreamError.unusable(health.address, answer.rcode)) }
+            health.answered.add(1)
+            let rtt = NIODeadline.now() - began
+            health.lastRTTMicros.store(Int(rtt.nanoseconds / 1000))
+            health.onRTT(Double(rtt.nanoseconds) / 1e9)
+            promise.succeed(answer)
+        }
+        ask(addr, key: key, spelling: spelling, on: loop, overTCP: false).whenComplete { result in
+            switch result {
+            case .failure(let e): next(e)
+            case .success(let answer) where answer.truncated:
+                // RFC 7766 §5: the same upstream, over TCP.
+                self.ask(addr, key: key, spelling: spelling, on: loop, overTCP: true).whenComplete { r in
+                    switch r {
+                    case .failure(let e): next(e)
+                    case .success(let a): accept(a)
+                    }
                 }
-                health.answered.add(1)
-                let rtt = NIODeadline.now() - began
-                health.lastRTTMicros.store(Int(rtt.nanoseconds / 1000))
-                health.onRTT(Double(rtt.nanoseconds) / 1e9)
-                return answer
+            case .success(let answer): accept(answer)
             }
-            .flatMapError { error in
-                let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
-                if case .timeout = e { health.timeouts.add(1) } else { health.failures.add(1) }
-                self.rotation.add(1)     // the next query starts with the next upstream
-                return self.exchange(key, spelling: spelling, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e)
-            }
+        }
     }
 
     private func pool(for loop: EventLoop) -> UpstreamSocketPool {

@@ -19,42 +19,77 @@ final class UpstreamSocketPool: @unchecked Sendable {
     private let loop: EventLoop
     private let size: Int
     private var sockets: [EventLoopFuture<(Channel, UpstreamMuxHandler)>?]
+    /// The sockets already open, so an exchange skips the future (and its callback) once they are.
+    private var ready: [(channel: Channel, mux: UpstreamMuxHandler)?]
     private var random = BufferedRandom()
+    /// Timeouts are found by a sweep every `sweepInterval` while anything is in flight, rather than by a
+    /// timer per exchange: scheduling and cancelling one cost about a microsecond per cache miss.
+    static let sweepInterval = TimeAmount.milliseconds(10)
+    private var sweepScheduled = false
 
     init(loop: EventLoop, size: Int) {
         self.loop = loop
         self.size = max(1, size)
         self.sockets = Array(repeating: nil, count: self.size)
+        self.ready = Array(repeating: nil, count: self.size)
     }
 
     /// Sends the query `build(id)` to `address` and completes with the first reply `check` accepts, or
-    /// fails with a timeout.
+    /// fails with a timeout (within `sweepInterval` after `timeout`).
     func exchange(to address: SocketAddress, timeout: TimeAmount, build: @escaping (UInt16) -> [UInt8],
                   check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?) -> EventLoopFuture<UpstreamAnswer> {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let slot = Int(random.uint16()) % size
+        if let (channel, mux) = ready[slot] {
+            send(on: channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
+            return promise.futureResult
+        }
         socket(slot).whenComplete { result in
             switch result {
             case .failure(let e):
                 self.sockets[slot] = nil             // try a new socket next time
                 promise.fail(UpstreamError.transport(address.description, "\(e)"))
             case .success(let (channel, mux)):
-                var id = self.random.uint16()
-                while mux.pending[id] != nil { id = self.random.uint16() }   // at most a few tries: few in flight
-                mux.pending[id] = UpstreamMuxHandler.Pending(expected: address, check: { check(id, $0) }, promise: promise)
-                let timer = self.loop.scheduleTask(in: timeout) {
-                    if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.timeout(address.description)) }
-                }
-                promise.futureResult.whenComplete { _ in timer.cancel() }
-                let query = build(id)
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)))
-                    .whenFailure { e in
-                        if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.transport(address.description, "\(e)")) }
-                    }
+                self.send(on: channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             }
         }
         return promise.futureResult
+    }
+
+    private func send(on channel: Channel, _ mux: UpstreamMuxHandler, to address: SocketAddress, deadline: NIODeadline,
+                      build: (UInt16) -> [UInt8], check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?,
+                      promise: EventLoopPromise<UpstreamAnswer>) {
+        var id = random.uint16()
+        while mux.pending[id] != nil { id = random.uint16() }   // at most a few tries: few in flight
+        mux.pending[id] = UpstreamMuxHandler.Pending(expected: address, check: { check(id, $0) }, promise: promise, deadline: deadline)
+        scheduleSweep()
+        let query = build(id)
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)))
+            .whenFailure { e in
+                if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.transport(address.description, "\(e)")) }
+            }
+    }
+
+    private func scheduleSweep() {
+        if sweepScheduled { return }
+        sweepScheduled = true
+        loop.scheduleTask(in: Self.sweepInterval) { self.sweep() }
+    }
+
+    /// Fails the exchanges past their deadline; runs again while any are left.
+    private func sweep() {
+        sweepScheduled = false
+        let now = NIODeadline.now()
+        var waiting = false
+        for case let (_, mux)? in ready {
+            for (id, p) in mux.pending where p.deadline <= now {
+                mux.pending[id] = nil
+                p.promise.fail(UpstreamError.timeout(p.expected.description))
+            }
+            waiting = waiting || !mux.pending.isEmpty
+        }
+        if waiting { scheduleSweep() }
     }
 
     private func socket(_ slot: Int) -> EventLoopFuture<(Channel, UpstreamMuxHandler)> {
@@ -64,7 +99,10 @@ final class UpstreamSocketPool: @unchecked Sendable {
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
             .bind(host: "0.0.0.0", port: 0)           // kernel-chosen ephemeral port, different per socket
-            .map { ($0, mux) }
+            .map { ch -> (Channel, UpstreamMuxHandler) in
+                self.ready[slot] = (ch, mux)
+                return (ch, mux)
+            }
         sockets[slot] = f
         return f
     }
@@ -72,6 +110,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
     func close() {
         for s in sockets { s?.whenSuccess { $0.0.close(promise: nil) } }
         sockets = Array(repeating: nil, count: size)
+        ready = Array(repeating: nil, count: size)
     }
 }
 
@@ -83,6 +122,7 @@ final class UpstreamMuxHandler: ChannelInboundHandler {
         let expected: SocketAddress
         let check: ([UInt8]) -> UpstreamAnswer?
         let promise: EventLoopPromise<UpstreamAnswer>
+        let deadline: NIODeadline
     }
     var pending: [UInt16: Pending] = [:]
 
