@@ -55,7 +55,8 @@ public final class UpstreamClient: Sendable {
                 onRTT: @escaping @Sendable (String, Double) -> Void = { _, _ in }) throws {
         self.poolSize = socketsPerLoop
         self.upstreams = try upstreams.map { hp in
-            (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: hp.description, onRTT: { onRTT(hp.description, $0) }))
+            let label = hp.description   // formatted once: per answer it was a string search and a copy
+            return (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: label, onRTT: { onRTT(label, $0) }))
         }
         self.timeout = .milliseconds(Int64(timeoutMs))
         self.deadline = .milliseconds(Int64(deadlineMs))
