@@ -143,10 +143,14 @@ public final class QueryPipeline: Sendable {
     ///   - client: the client's address as text, for logs.
     ///   - clientAddress: the same as octets, for profile and exception prefixes (nil when unknown).
     ///   - listener: the listener address the query arrived on, for profiles selected by listener.
+    ///   - scratch: the calling thread's reusable name table and reply buffer; with it the sinkhole and
+    ///     cache-hit paths allocate nothing for a name seen recently (`QueryScratch`).
     public func process(_ msg: [UInt8], client: String, clientAddress: [UInt8]? = nil, listener: String? = nil,
-                        overTCP: Bool, now: Double) -> PipelineOutcome {
+                        overTCP: Bool, now: Double, scratch: QueryScratch? = nil) -> PipelineOutcome {
         let q: QueryView
-        switch RequestSanity.decode(msg) {
+        let decoded: QueryDecoding
+        if let scratch { decoded = RequestSanity.decode(msg, names: &scratch.names) } else { decoded = RequestSanity.decode(msg) }
+        switch decoded {
         case .drop(let why):
             counters.bump(.dropped)
             return .drop(record(now, client, overTCP, nil, .dropped, problem: why))
@@ -191,7 +195,7 @@ public final class QueryPipeline: Sendable {
         case .sinkhole(let mode):
             if case .quarantined = verdict.denial { rec.action = .quarantined } else { rec.action = mode == .drop ? .dropped : .sinkholed }
             counters.bump(rec.action)
-            guard let reply = sinkhole(q, mode: mode, ttl: box.policy.sinkholeTTL, why: verdict.denial ?? .notListed) else {
+            guard let reply = sinkhole(q, mode: mode, ttl: box.policy.sinkholeTTL, why: verdict.denial ?? .notListed, scratch: scratch) else {
                 return .drop(rec)
             }
             rec.rcode = reply.rcode
@@ -202,11 +206,12 @@ public final class QueryPipeline: Sendable {
             let matching = records.filter { $0.type == q.type }
             let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
             rec.rcode = .noError
-            return .reply(fit(ResponseBuilder.synthesized(q, rcode: .noError, answers: answers,
-                                                          ttl: box.policy.sinkholeTTL, ede: nil), q, overTCP), rec)
+            let ttl = box.policy.sinkholeTTL
+            return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
+                              q, overTCP), rec)
         case .forward:
             let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
-            if let (reply, cached) = cachedReply(q, key, rec, now: now) { return .reply(reply, cached) }
+            if let (reply, cached) = cachedReply(q, key, rec, now: now, scratch: scratch) { return .reply(reply, cached) }
             return .forward(ForwardJob(query: q, key: key, record: rec))
         }
     }
@@ -218,13 +223,27 @@ public final class QueryPipeline: Sendable {
         cachedReply(job.query, job.key, job.record, now: now)
     }
 
-    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: QueryRecord, now: Double) -> ([UInt8], QueryRecord)? {
+    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: QueryRecord, now: Double,
+                             scratch: QueryScratch? = nil) -> ([UInt8], QueryRecord)? {
         guard case .hit(let answer, let age) = cache.lookup(key, now: now) else { return nil }
         var rec = record
         rec.action = .cached
         rec.rcode = answer.rcode
         counters.bump(.cached)
-        return (fit(answer.render(for: q, age: age), q, rec.overTCP), rec)
+        return (fit(build(scratch) { answer.render(into: &$0, for: q, age: age) }, q, rec.overTCP), rec)
+    }
+
+    /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.
+    @inline(__always)
+    private func build(_ scratch: QueryScratch?, _ body: (inout [UInt8]) -> Void) -> [UInt8] {
+        guard let scratch else {
+            var out = [UInt8](); out.reserveCapacity(256)
+            body(&out)
+            return out
+        }
+        scratch.reply.removeAll(keepingCapacity: true)
+        body(&scratch.reply)
+        return scratch.reply
     }
 
     /// Caches an upstream answer and renders it for the client who asked.
@@ -270,7 +289,8 @@ public final class QueryPipeline: Sendable {
         return (v, set.name(i), e)
     }
 
-    private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason) -> (bytes: [UInt8], rcode: ResponseCode)? {
+    private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason,
+                          scratch: QueryScratch?) -> (bytes: [UInt8], rcode: ResponseCode)? {
         var code = ExtendedErrorCode.blocked
         var mode = mode
         if case .typeNotAllowed = why {
@@ -281,9 +301,10 @@ public final class QueryPipeline: Sendable {
             if case .redirect = mode { mode = .nodata }
         }
         // The text is built only when the client sent EDNS: without OPT there is nowhere to put it (RFC 8914 §3).
-        let ede = q.edns == nil ? nil : ExtendedError(code, "blocked by dnsgate policy: \(why)")
+        let ede: ExtendedError? = q.edns == nil ? nil
+            : why == .notListed ? Self.notListedEDE : ExtendedError(code, "blocked by dnsgate policy: \(why)")
         func answer(_ rcode: ResponseCode, _ records: [LocalRecord] = []) -> ([UInt8], ResponseCode) {
-            (ResponseBuilder.synthesized(q, rcode: rcode, answers: records, ttl: ttl, ede: ede), rcode)
+            (build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: rcode, answers: records, ttl: ttl, ede: ede) }, rcode)
         }
         switch mode {
         case .nxdomain: return answer(.nxDomain)
@@ -300,6 +321,9 @@ public final class QueryPipeline: Sendable {
             return answer(.noError)
         }
     }
+
+    /// The text of the most common denial, made once rather than per query.
+    private static let notListedEDE = ExtendedError(.blocked, "blocked by dnsgate policy: \(DenyReason.notListed)")
 
     /// Replaces a reply too large for the transport with a truncated one (RFC 1035 §4.2.1, RFC 6891 §7).
     private func fit(_ bytes: [UInt8], _ q: QueryView, _ overTCP: Bool) -> [UInt8] {

@@ -150,6 +150,22 @@ final class RequestSanityTests: XCTestCase {
         XCTAssertEqual(q.type, .a)
     }
 
+    func testInternedNamesShareStorageAcrossSpellings() {
+        var names = NameInterner(capacity: 64)
+        guard case .query(let a) = RequestSanity.decode(W.query(name: "WWW.Example.COM"), names: &names),
+              case .query(let b) = RequestSanity.decode(W.query(id: 7, name: "www.example.com", type: 28), names: &names),
+              case .query(let c) = RequestSanity.decode(W.query(name: "mail.example.com"), names: &names)
+        else { return XCTFail("not queries") }
+        XCTAssertEqual(a.name, try DNSName("www.example.com"))
+        XCTAssertEqual(a.name, b.name)
+        func storage(_ n: DNSName) -> UnsafePointer<UInt8>? { n.wire.withUnsafeBufferPointer { $0.baseAddress } }
+        XCTAssertEqual(storage(a.name), storage(b.name), "the second spelling reuses the first's canonical bytes")
+        XCTAssertNotEqual(storage(a.name), storage(c.name))
+        XCTAssertEqual(Array(b.rawQuestion.prefix(4)), [3] + Array("www".utf8), "the client's spelling stays in rawQuestion")
+        guard case .reject(let r) = RequestSanity.decode(W.query(nameWire: [0xC0, 0x0C]), names: &names) else { return XCTFail("not rejected") }
+        XCTAssertEqual(r.rcode, .formErr, "the interner reads names with the same checks")
+    }
+
     func testDropsAndRejectionsSayWhy() {
         guard case .drop(let why) = RequestSanity.decode(W.query(flags: 0x8000)) else { return XCTFail("not dropped") }
         XCTAssertEqual(why, "QR set")

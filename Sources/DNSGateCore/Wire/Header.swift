@@ -50,6 +50,13 @@ extension Array where Element == UInt8 {
 /// - Throws: `WireError` for out-of-bounds reads, loops, reserved label types and over-long names.
 func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool = true) throws -> (DNSName, Int) {
     var out = [UInt8](); out.reserveCapacity(64)
+    let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &out)
+    return (DNSName(uncheckedWire: out), end)
+}
+
+/// `readName`'s work, appending the canonical wire bytes to `out` (which the caller may reuse).
+func readNameBytes(_ msg: [UInt8], at offset: Int, allowCompression: Bool, into out: inout [UInt8]) throws -> Int {
+    let start = out.count
     var i = offset
     var end = -1
     var hops = 0
@@ -61,14 +68,14 @@ func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool = true) thr
             if len == 0 {
                 out.append(0)
                 if end < 0 { end = i + 1 }
-                guard out.count <= DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count) }
-                return (DNSName(uncheckedWire: out), end)
+                guard out.count - start <= DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count - start) }
+                return end
             }
             let l = Int(len)
             guard i + 1 + l <= msg.count else { throw WireError.truncated(at: i) }   // out of bounds
             out.append(len)
             for j in (i + 1)...(i + l) { out.append(asciiLower(msg[j])) }
-            guard out.count < DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count + 1) }
+            guard out.count - start < DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count - start + 1) }
             i += 1 + l
         case 0xC0:
             guard allowCompression else { throw WireError.malformed("compression pointer in question") }

@@ -45,6 +45,16 @@ public struct Rejection: Sendable {
 /// The first failing check decides; every outcome carries a reason for the log.
 public enum RequestSanity {
     public static func decode(_ msg: [UInt8]) -> QueryDecoding {
+        decode(msg) { try readName(msg, at: $0, allowCompression: false) }
+    }
+
+    /// The same, reading the question name through `names` (see `NameInterner`).
+    public static func decode(_ msg: [UInt8], names: inout NameInterner) -> QueryDecoding {
+        decode(msg) { try names.readName(msg, at: $0, allowCompression: false) }
+    }
+
+    @inline(__always)
+    private static func decode(_ msg: [UInt8], readQuestion: (Int) throws -> (DNSName, Int)) -> QueryDecoding {
         guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { return .drop(reason: "shorter than a header") }
         func reject(_ rcode: ResponseCode, _ reason: String, _ raw: ArraySlice<UInt8>? = nil, _ edns: EDNSInfo? = nil) -> QueryDecoding {
             .reject(Rejection(header: h, rcode: rcode, reason: reason, rawQuestion: raw, edns: edns))
@@ -59,7 +69,7 @@ public enum RequestSanity {
         if h.additionalCount > 1 { return reject(.formErr, "ARCOUNT \(h.additionalCount)") }
 
         let name: DNSName, qEnd: Int
-        do { (name, qEnd) = try readName(msg, at: HeaderFields.length, allowCompression: false) } catch {
+        do { (name, qEnd) = try readQuestion(HeaderFields.length) } catch {
             return reject(.formErr, "question name: \(error)")
         }
         guard qEnd + 4 <= msg.count else { return reject(.formErr, "question truncated") }

@@ -81,6 +81,13 @@ public enum ResponseBuilder {
     public static func synthesized(_ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
                                    ede: ExtendedError?) -> [UInt8] {
         var out = [UInt8](); out.reserveCapacity(128 + q.rawQuestion.count)
+        synthesized(into: &out, q, rcode: rcode, answers: answers, ttl: ttl, ede: ede)
+        return out
+    }
+
+    /// The same, appended to `out` (storage the caller reuses).
+    public static func synthesized(into out: inout [UInt8], _ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
+                                   ede: ExtendedError?) {
         out.append16(q.header.id)
         out.append16(replyFlags(q.header, rcode: rcode))
         out.append16(1)
@@ -103,7 +110,6 @@ public enum ResponseBuilder {
             out.append32(ttl)                                                           // RFC 2308 §5: MINIMUM
         }
         if let e = q.edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
-        return out
     }
 
     /// MNAME and RNAME of the synthesized SOA: names under `.invalid` (RFC 6761 §6.4) so nobody resolves them.

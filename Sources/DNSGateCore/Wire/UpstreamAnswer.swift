@@ -99,25 +99,31 @@ public struct UpstreamAnswer: Sendable {
     /// The reply for a client: its ID, flags and question case; TTLs aged by `age` seconds, or set to
     /// `staleTTL` when serving stale (RFC 8767 §4); OPT per the client's EDNS.
     public func render(for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) -> [UInt8] {
-        var out = body
-        out.reserveCapacity(body.count + 64)
-        out.put16(q.header.id, at: 0)
+        var out = [UInt8](); out.reserveCapacity(body.count + 64)
+        render(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede)
+        return out
+    }
+
+    /// The same, appended to `out` (storage the caller reuses).
+    public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) {
+        let start = out.count
+        out.append(contentsOf: body)
+        out.put16(q.header.id, at: start)
         let upstreamFlags = body.u16(at: 2)
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
         flags |= upstreamFlags & 0x0020                 // AD passes through; AA and TC never do
-        out.put16(flags, at: 2)
+        out.put16(flags, at: start + 2)
         // Same canonical name, so the same length: overwrite with the client's spelling (0x20).
-        out.replaceSubrange(12..<(12 + questionLength), with: q.rawQuestion)
+        out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
         for (k, o) in ttlOffsets.enumerated() {
             let t = staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0)
-            out.put32(t, at: o)
+            out.put32(t, at: start + o)
         }
         if let e = q.edns {
-            out.put16(out.u16(at: 10) + 1, at: 10)
+            out.put16(out.u16(at: start + 10) + 1, at: start + 10)
             ResponseBuilder.appendOPT(&out, payload: ResponseBuilder.defaultUDPPayload, rcode: rcode,
                                       dnssecOK: e.dnssecOK, ede: ede)
         }
-        return out
     }
 }
 

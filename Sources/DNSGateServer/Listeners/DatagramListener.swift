@@ -86,6 +86,7 @@ final class DatagramListener: @unchecked Sendable {
         var clients = ClientIdentityMemo()
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
+        let scratch = QueryScratch()
         var misses: [PendingMiss] = []
         while !stopping.load(ordering: .relaxed) {
             let n = io.receive(fd)
@@ -101,7 +102,7 @@ final class DatagramListener: @unchecked Sendable {
                 // Copied into storage reused from query to query; only a forwarded query keeps it.
                 packet.removeAll(keepingCapacity: true)
                 packet.append(contentsOf: io.datagram(i))
-                switch core.handle(packet, client: clients.identity(io.source(i)), overTCP: false, listener: listener) {
+                switch core.handle(packet, client: clients.identity(io.source(i)), overTCP: false, listener: listener, scratch: scratch) {
                 case .reply(let bytes): io.queueReply(bytes, toSourceOf: i, sendingFirstIfFull: fd)
                 case .nothing: break
                 case .forward(let job):

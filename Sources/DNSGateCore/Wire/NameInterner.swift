@@ -1,0 +1,56 @@
+/// Question names decoded recently, so that a name asked again comes back as the same `DNSName`
+/// (shared storage, one retain) instead of a new array.
+///
+/// CI jobs ask for the same few hundred names over and over; with this the query path allocates
+/// nothing for them. A name never seen before still costs one allocation: its canonical copy, which
+/// the violation log, the top-k tables and the detector keep. Direct-mapped on a hash of the
+/// canonical bytes: a collision replaces the older name, so the table never grows and a flood of
+/// random names only costs what it cost without it.
+///
+/// Not thread-safe: one per listener thread (`QueryScratch`).
+public struct NameInterner {
+    private var slots: [DNSName?]
+    private let mask: Int
+    /// Canonical bytes of the name being read; its capacity is reused from query to query.
+    private var scratch: [UInt8] = []
+
+    /// - Parameter capacity: rounded up to a power of two.
+    public init(capacity: Int = 4096) {
+        var n = 1
+        while n < max(1, capacity) { n <<= 1 }
+        slots = Array(repeating: nil, count: n)
+        mask = n - 1
+        scratch.reserveCapacity(DNSName.maxWireLength)
+    }
+
+    /// The name at `offset` in `msg`, read and checked exactly as `readName` does.
+    mutating func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool) throws -> (DNSName, Int) {
+        scratch.removeAll(keepingCapacity: true)
+        let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &scratch)
+        let slot = Int(truncatingIfNeeded: StableHash.hash(scratch)) & mask
+        if let known = slots[slot], known.wire == scratch { return (known, end) }
+        // A copy of exactly the name's length: wrapping `scratch` itself would share its buffer, so the
+        // name would keep 256 bytes and the next query would allocate a new `scratch`.
+        let made = DNSName(uncheckedWire: [UInt8](unsafeUninitializedCapacity: scratch.count) { out, n in
+            n = scratch.withUnsafeBufferPointer { out.initialize(fromContentsOf: $0) }
+        })
+        slots[slot] = made
+        return (made, end)
+    }
+}
+
+/// What one listener thread reuses from query to query so the query path allocates nothing on the
+/// sinkhole and cache-hit paths: the name interner and the reply buffer.
+///
+/// A reply the pipeline returns shares this buffer's storage until the caller lets it go (the UDP
+/// listener copies it into its send arena at once); the next query then writes into the same
+/// storage without allocating. Not thread-safe.
+public final class QueryScratch {
+    public var names: NameInterner
+    var reply: [UInt8] = []
+
+    public init(names: NameInterner = NameInterner()) {
+        self.names = names
+        reply.reserveCapacity(1024)
+    }
+}

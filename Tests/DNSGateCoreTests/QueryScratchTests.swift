@@ -1,0 +1,58 @@
+import XCTest
+@testable import DNSGateCore
+
+/// The UDP listener runs the pipeline with a `QueryScratch` (interned names, a reused reply buffer).
+/// Whatever the path, it must answer byte for byte what the pipeline answers without one, and the
+/// reply it returns must stay intact when the next query reuses the buffer.
+final class QueryScratchTests: XCTestCase {
+    private typealias W = WireFixtures
+
+    private func pipeline() throws -> QueryPipeline {
+        let allow = "allowed.test\n*.allowed.test\nonly-a.example.com a\n"
+        let p = QueryPipeline(policy: Policy(allowList: try AllowList(PlainListLoader.load(text: allow, file: "t.allow"))), cache: AnswerCache())
+        let reply = W.response(id: 7, name: "www.allowed.test",
+                               answers: [.init(owner: [0xC0, 0x0C], type: 1, ttl: 300, rdata: [192, 0, 2, 1])])
+        p.cache.insert(CacheKey(name: try DNSName("www.allowed.test"), type: .a, dnssecOK: false),
+                       try UpstreamAnswer(reply, id: 7, name: try DNSName("www.allowed.test"), type: .a), now: 100)
+        return p
+    }
+
+    private func run(_ p: QueryPipeline, _ q: [UInt8], _ scratch: QueryScratch?) -> String {
+        switch p.process(q, client: "192.0.2.1", overTCP: false, now: 110, scratch: scratch) {
+        case .reply(let bytes, let r): return "reply \(bytes) \(r.action) \(String(describing: r.rcode)) \(String(describing: r.name))"
+        case .drop(let r): return "drop \(r.action)"
+        case .forward(let job): return "forward \(job.key.name)"
+        }
+    }
+
+    func testScratchRepliesMatchPlainReplies() throws {
+        let queries: [(String, [UInt8])] = [
+            ("denied", W.query(name: "x1.denied.test")),
+            ("denied, OPT (EDE text)", W.query(name: "x1.denied.test", opt: .init())),
+            ("denied type, OPT", W.query(name: "only-a.example.com", type: 16, opt: .init())),
+            ("cache hit, mixed case", W.query(id: 9, name: "WwW.Allowed.TEST")),
+            ("cache hit, OPT with DO", W.query(name: "www.allowed.test", opt: .init(dnssecOK: false))),
+            ("miss", W.query(name: "new.allowed.test")),
+            ("malformed", W.query(name: "www.allowed.test", trailing: [1])),
+        ]
+        let plain = try pipeline(), withScratch = try pipeline()
+        let scratch = QueryScratch(names: NameInterner(capacity: 4))
+        for round in 0..<3 {   // later rounds reuse interned names and the grown buffer
+            for (label, q) in queries {
+                XCTAssertEqual(run(withScratch, q, scratch), run(plain, q, nil), "\(label), round \(round)")
+            }
+        }
+    }
+
+    func testAReturnedReplySurvivesTheNextQuery() throws {
+        let p = try pipeline()
+        let scratch = QueryScratch()
+        guard case .reply(let first, _) = p.process(W.query(id: 1, name: "www.allowed.test"), client: "c", overTCP: false, now: 110, scratch: scratch),
+              case .reply(let second, _) = p.process(W.query(id: 2, name: "x.denied.test"), client: "c", overTCP: false, now: 110, scratch: scratch)
+        else { return XCTFail("not answered") }
+        XCTAssertEqual(Array(first.prefix(2)), [0, 1], "the first reply kept its bytes")
+        XCTAssertEqual(first[3] & 0xF, 0, "NOERROR")
+        XCTAssertEqual(Array(second.prefix(2)), [0, 2])
+        XCTAssertEqual(second[3] & 0xF, 3, "NXDOMAIN")
+    }
+}
