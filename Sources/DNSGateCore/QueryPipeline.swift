@@ -111,15 +111,32 @@ public final class QueryPipeline: Sendable {
 
     public init(policies: PolicySet, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
         self.current = Mutex(PolicySnapshot(policies: policies, generation: 1))
+        self.generation.store(1)
         self.cache = cache
         self.maxUDPPayload = maxUDPPayload
     }
 
     public var snapshot: PolicySnapshot { current.withLock { $0 } }
+    /// The generation of `snapshot`, readable without the lock: a caller holding a snapshot of this
+    /// generation (a `QueryScratch`) keeps using it instead of locking per query.
+    private let generation = AtomicCounter()
 
     /// Installs a new policy atomically; queries already past the decision keep the old one.
     public func swapPolicy(_ p: PolicySet) {
-        current.withLock { $0 = PolicySnapshot(policies: p, generation: $0.generation + 1) }
+        current.withLock {
+            $0 = PolicySnapshot(policies: p, generation: $0.generation + 1)
+            generation.store($0.generation)
+        }
+    }
+
+    /// The policy in force, from the caller's scratch while the generation has not moved.
+    @inline(__always)
+    private func currentSnapshot(_ scratch: QueryScratch?) -> PolicySnapshot {
+        guard let scratch else { return snapshot }
+        if let held = scratch.policy, held.generation == generation.value { return held }
+        let fresh = snapshot
+        scratch.policy = fresh
+        return fresh
     }
 
     /// Replaces the live exceptions (the server validates, persists and prunes them).
@@ -163,7 +180,7 @@ public final class QueryPipeline: Sendable {
             q = view
         }
 
-        let snap = snapshot
+        let snap = currentSnapshot(scratch)
         let profileIndex = snap.policies.select(clientAddress: clientAddress, listener: listener)
         let hitRow = profileIndex.map { $0 + 1 } ?? 0
         let box = snap.byRow[hitRow]

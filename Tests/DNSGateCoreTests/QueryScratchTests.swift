@@ -44,6 +44,15 @@ final class QueryScratchTests: XCTestCase {
         }
     }
 
+    func testAScratchPicksUpAReloadedPolicyAtOnce() throws {
+        let p = try pipeline()
+        let scratch = QueryScratch()
+        let q = W.query(name: "late.example.com")
+        XCTAssertTrue(run(p, q, scratch).hasPrefix("reply"), "denied before the reload")
+        p.swapPolicy(PolicySet(base: Policy(allowList: try AllowList(PlainListLoader.load(text: "late.example.com\n", file: "t2.allow")))))
+        XCTAssertEqual(run(p, q, scratch), "forward late.example.com.", "the scratch's cached snapshot is from the old generation")
+    }
+
     func testAReturnedReplySurvivesTheNextQuery() throws {
         let p = try pipeline()
         let scratch = QueryScratch()

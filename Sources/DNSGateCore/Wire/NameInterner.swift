@@ -40,7 +40,8 @@ public struct NameInterner {
 }
 
 /// What one listener thread reuses from query to query so the query path allocates nothing on the
-/// sinkhole and cache-hit paths: the name interner and the reply buffer.
+/// sinkhole and cache-hit paths: the name interner, the reply buffer, and the policy snapshot it
+/// last used (taken again only when a reload changed the generation).
 ///
 /// A reply the pipeline returns shares this buffer's storage until the caller lets it go (the UDP
 /// listener copies it into its send arena at once); the next query then writes into the same
@@ -48,6 +49,7 @@ public struct NameInterner {
 public final class QueryScratch {
     public var names: NameInterner
     var reply: [UInt8] = []
+    var policy: PolicySnapshot?
 
     public init(names: NameInterner = NameInterner()) {
         self.names = names
