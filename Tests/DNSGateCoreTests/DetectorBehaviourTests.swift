@@ -34,6 +34,30 @@ final class DetectorBehaviourTests: XCTestCase {
         XCTAssertEqual(d.alertsSnapshot(activeAt: later).filter { $0.kind == .bypass }.count, 1)
     }
 
+    func testAlertEntropyOfALongTunnelTracksTheExactValue() {
+        // Past 4,096 characters a pair's entropy is recomputed only after 1/64 more characters:
+        // the alert's evidence must still follow the exact figure when the alphabet shifts.
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        var rng = SeededRandom(seed: 7)
+        func label(_ alphabet: [Character], _ n: Int) -> String { String((0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }) }
+        let base32 = Array("abcdefghijklmnopqrstuvwxyz234567"), narrow = Array("abcdef234567")
+        var t = 1000.0
+        func alertEntropy() -> Double? {
+            d.alertsSnapshot().first { $0.kind == .tunnel && $0.registeredDomain == "tunnel.test." }?
+                .features.first { $0.name == "charEntropyBits" }?.value
+        }
+        func exact() -> Double { d.features(client: "192.0.2.1", registeredDomain: try! DNSName("tunnel.test"), at: t)!.entropyBits }
+        for i in 0..<400 { t += 0.05; d.observe(event(t, "\(label(base32, 40)).q\(i).tunnel.test", .txt)) }
+        let first = exact()
+        XCTAssertEqual(alertEntropy() ?? 0, first, accuracy: 0.02, "base32: \(first) bits")
+        // Twelve of the 32 letters now: the character distribution narrows and the entropy falls, still above the
+        // alert's 4.5-bit threshold for a while.
+        for i in 0..<150 { t += 0.05; d.observe(event(t, "\(label(narrow, 40)).r\(i).tunnel.test", .txt)) }
+        let later = exact()
+        XCTAssertLessThan(later, first - 0.05, "the alphabet narrowed: \(first) → \(later)")
+        XCTAssertEqual(alertEntropy() ?? 0, later, accuracy: 0.02, "after the shift: \(later) bits")
+    }
+
     func testBypassKindCanBeTurnedOff() {
         var config = DetectorConfig.default
         config.bypassNames = []
