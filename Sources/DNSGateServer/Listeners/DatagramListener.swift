@@ -17,8 +17,9 @@ import Glibc
 /// system call per batch, the same loop unbound and NSD run.
 ///
 /// Cache misses still use NIO: a batch's misses go to the paired event loop in one task, the upstream
-/// client resolves them there, and each reply is sent from that loop with `sendto` on this socket
-/// (system calls on one socket from two threads are safe). One bad datagram never stops the loop.
+/// client resolves them there, and their replies are sent from that loop, gathered into one
+/// `sendmmsg` per loop round, on this socket (system calls on one socket from two threads are safe).
+/// One bad datagram never stops the loop.
 final class DatagramListener: @unchecked Sendable {
     /// Datagrams taken per `recvmmsg`: enough to empty the queue in a few calls at 150k queries/s.
     static let batch = 32
