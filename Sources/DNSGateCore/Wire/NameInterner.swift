@@ -28,7 +28,7 @@ public struct NameInterner {
         scratch.removeAll(keepingCapacity: true)
         let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &scratch)
         let slot = Int(truncatingIfNeeded: StableHash.hash(scratch)) & mask
-        if let known = slots[slot], sameBytes(known.wire, scratch) { return (known, end) }
+        if let known = slots[slot], WireKey(known.wire[...]) == WireKey(scratch[...]) { return (known, end) }   // one memcmp
         // A copy of exactly the name's length: wrapping `scratch` itself would share its buffer, so the
         // name would keep 256 bytes and the next query would allocate a new `scratch`.
         let made = DNSName(uncheckedWire: [UInt8](unsafeUninitializedCapacity: scratch.count) { out, n in
@@ -37,11 +37,6 @@ public struct NameInterner {
         slots[slot] = made
         return (made, end)
     }
-}
-
-/// One `memcmp`: `Array ==` compared element by element through the generic `Equatable` path.
-@inline(__always) private func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in wireBytesEqual(pa, pb) } }
 }
 
 /// What one listener thread reuses from query to query so the query path allocates nothing on the
