@@ -83,14 +83,15 @@ final class DatagramListener: @unchecked Sendable {
     func close() { Glibc.close(fd) }
 
     private func serve() {
-        let io = DatagramBatch(count: Self.batch, slotSize: Self.slotSize)
+        let received = ReceiveBatch(count: Self.batch, slotSize: Self.slotSize)
+        let replies = ReplyBatch(count: Self.batch)
         var clients = ClientIdentityMemo()
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
         let scratch = QueryScratch()
         var misses: [PendingMiss] = []
         while !stopping.load(ordering: .relaxed) {
-            let n = io.receive(fd)
+            let n = received.receive(fd)
             if n < 0 {
                 let e = errno
                 if e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
@@ -102,19 +103,20 @@ final class DatagramListener: @unchecked Sendable {
             for i in 0..<n {
                 // Copied into storage reused from query to query; only a forwarded query keeps it.
                 packet.removeAll(keepingCapacity: true)
-                packet.append(contentsOf: io.datagram(i))
-                switch core.handle(packet, client: clients.identity(io.source(i)), overTCP: false, listener: listener, scratch: scratch) {
-                case .reply(let bytes): io.queueReply(bytes, toSourceOf: i, sendingFirstIfFull: fd)
+                packet.append(contentsOf: received.datagram(i))
+                switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch) {
+                case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), fd: fd)
                 case .nothing: break
                 case .forward(let job):
                     if inFlight.load(ordering: .relaxed) + misses.count < Self.maxMissesInFlight {
-                        misses.append(PendingMiss(job: job, to: io.sourceCopy(i)))
+                        misses.append(PendingMiss(job: job, to: DatagramSource(storage: received.source(i).pointee,
+                                                                              length: received.sourceLength(i))))
                     } else {
                         core.shed(job)
                     }
                 }
             }
-            io.sendQueued(fd)
+            replies.send(fd)
             if !misses.isEmpty {
                 handOff(misses)
                 misses = []
@@ -135,17 +137,17 @@ final class DatagramListener: @unchecked Sendable {
 
     /// Replies to cache misses, gathered on the event loop and sent with one `sendmmsg` when the loop
     /// has handled its current round of upstream answers. Touched on `loop` only.
-    private let missReplies = DatagramBatch(count: batch, slotSize: 0)
+    private let missReplies = ReplyBatch(count: batch)
     private var missFlushScheduled = false
 
     private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
         inFlight.subtract(1, ordering: .relaxed)
-        missReplies.queueReply(bytes, to: source, sendingFirstIfFull: fd)
+        withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, fd: fd) }
         if missFlushScheduled { return }
         missFlushScheduled = true
         loop.execute { [self] in
             missFlushScheduled = false
-            missReplies.sendQueued(fd)
+            missReplies.send(fd)
         }
     }
 }
@@ -162,95 +164,99 @@ struct DatagramSource {
     var length = socklen_t(0)
 }
 
-/// The buffers of one `recvmmsg`/`sendmmsg` round, allocated once per listener thread: datagram slots,
-/// source addresses, and an arena the replies are copied into.
-private final class DatagramBatch {
+/// The receiving side of the listener: datagram slots and source addresses for one `recvmmsg`,
+/// allocated once per listener thread.
+private final class ReceiveBatch {
     private let count: Int
     private let slotSize: Int
     private let slots: UnsafeMutableRawPointer
     private let sources: UnsafeMutablePointer<sockaddr_storage>
-    private let receiveIOV: UnsafeMutablePointer<iovec>
-    private let receiveHeaders: UnsafeMutablePointer<dnsgate_mmsghdr>
-    private let arena: UnsafeMutableRawPointer
-    private static let arenaSize = 65_536   // a UDP reply is at most 65,507 octets
-    private var arenaUsed = 0
-    private let sendIOV: UnsafeMutablePointer<iovec>
-    private let sendHeaders: UnsafeMutablePointer<dnsgate_mmsghdr>
-    private var queued = 0
+    private let iov: UnsafeMutablePointer<iovec>
+    private let headers: UnsafeMutablePointer<dnsgate_mmsghdr>
+    /// Headers the kernel wrote to in the last round: only their name lengths need resetting.
+    private var used = 0
 
     init(count: Int, slotSize: Int) {
         self.count = count; self.slotSize = slotSize
         slots = .allocate(byteCount: count * slotSize, alignment: 64)
         sources = .allocate(capacity: count)
-        receiveIOV = .allocate(capacity: count)
-        receiveHeaders = .allocate(capacity: count)
-        arena = .allocate(byteCount: Self.arenaSize, alignment: 64)
-        sendIOV = .allocate(capacity: count)
-        sendHeaders = .allocate(capacity: count)
+        iov = .allocate(capacity: count)
+        headers = .allocate(capacity: count)
         for i in 0..<count {
-            receiveIOV[i] = iovec(iov_base: slots + i * slotSize, iov_len: slotSize)
-            receiveHeaders[i] = dnsgate_mmsghdr()
-            sendHeaders[i] = dnsgate_mmsghdr()
+            iov[i] = iovec(iov_base: slots + i * slotSize, iov_len: slotSize)
+            headers[i] = dnsgate_mmsghdr(msg_hdr: msghdr(msg_name: UnsafeMutableRawPointer(sources + i),
+                                                         msg_namelen: socklen_t(MemoryLayout<sockaddr_storage>.size),
+                                                         msg_iov: iov + i, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0),
+                                         msg_len: 0)
         }
     }
 
-    deinit {
-        slots.deallocate(); sources.deallocate(); receiveIOV.deallocate(); receiveHeaders.deallocate()
-        arena.deallocate(); sendIOV.deallocate(); sendHeaders.deallocate()
-    }
+    deinit { slots.deallocate(); sources.deallocate(); iov.deallocate(); headers.deallocate() }
 
     /// Waits for datagrams and takes up to `count`; the number taken, or -1 with errno.
     func receive(_ fd: CInt) -> Int {
-        for i in 0..<count {
-            // The kernel overwrites the name length and flags: reset them every round.
-            receiveHeaders[i].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(sources + i),
-                                               msg_namelen: socklen_t(MemoryLayout<sockaddr_storage>.size),
-                                               msg_iov: receiveIOV + i, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
+        // The kernel overwrote the name length and flags of the datagrams it delivered last time.
+        for i in 0..<used {
+            headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            headers[i].msg_hdr.msg_flags = 0
         }
-        return Int(dnsgate_recvmmsg(fd, receiveHeaders, UInt32(count)))
+        let n = Int(dnsgate_recvmmsg(fd, headers, UInt32(count)))
+        used = max(n, 0)
+        return n
     }
 
     func datagram(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: slots + i * slotSize, count: Int(receiveHeaders[i].msg_len))
+        UnsafeRawBufferPointer(start: slots + i * slotSize, count: Int(headers[i].msg_len))
     }
 
     func source(_ i: Int) -> UnsafePointer<sockaddr_storage> { UnsafePointer(sources + i) }
 
-    func sourceLength(_ i: Int) -> socklen_t { receiveHeaders[i].msg_hdr.msg_namelen }
+    func sourceLength(_ i: Int) -> socklen_t { headers[i].msg_hdr.msg_namelen }
+}
 
-    func sourceCopy(_ i: Int) -> DatagramSource { DatagramSource(storage: sources[i], length: sourceLength(i)) }
+/// Replies waiting to leave with one `sendmmsg`: their bytes in an arena, each with its own copy of
+/// its destination, so a reply may be queued for any address (a datagram just read, or a client whose
+/// cache miss the event loop answered).
+private final class ReplyBatch {
+    private let count: Int
+    private let destinations: UnsafeMutablePointer<sockaddr_storage>
+    private let arena: UnsafeMutableRawPointer
+    private static let arenaSize = 65_536   // a UDP reply is at most 65,507 octets
+    private var arenaUsed = 0
+    private let iov: UnsafeMutablePointer<iovec>
+    private let headers: UnsafeMutablePointer<dnsgate_mmsghdr>
+    private var queued = 0
 
-    /// Copies a reply into the arena, addressed to datagram `i`'s source. Sends what is queued first
-    /// when the arena is full.
-    func queueReply(_ bytes: [UInt8], toSourceOf i: Int, sendingFirstIfFull fd: CInt) {
-        queue(bytes, to: sources + i, length: sourceLength(i), sendingFirstIfFull: fd)
+    init(count: Int) {
+        self.count = count
+        destinations = .allocate(capacity: count)
+        arena = .allocate(byteCount: Self.arenaSize, alignment: 64)
+        iov = .allocate(capacity: count)
+        headers = .allocate(capacity: count)
+        for i in 0..<count { headers[i] = dnsgate_mmsghdr() }
     }
 
-    /// The same for a reply to an address kept elsewhere (a cache miss): the address is copied into
-    /// the source slot of the reply's position, so this batch must not be used for receiving.
-    func queueReply(_ bytes: [UInt8], to source: DatagramSource, sendingFirstIfFull fd: CInt) {
-        if queued == count || arenaUsed + bytes.count > Self.arenaSize { sendQueued(fd) }
-        sources[queued] = source.storage
-        queue(bytes, to: sources + queued, length: source.length, sendingFirstIfFull: fd)
-    }
+    deinit { destinations.deallocate(); arena.deallocate(); iov.deallocate(); headers.deallocate() }
 
-    private func queue(_ bytes: [UInt8], to name: UnsafeMutablePointer<sockaddr_storage>, length: socklen_t, sendingFirstIfFull fd: CInt) {
-        if arenaUsed + bytes.count > Self.arenaSize { sendQueued(fd) }   // `name` stays valid: sending does not touch `sources`
+    /// Copies a reply and its destination in; sends what is queued first when either is full.
+    func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, fd: CInt) {
+        if queued == count || arenaUsed + bytes.count > Self.arenaSize { send(fd) }
+        UnsafeMutableRawPointer(destinations + queued).copyMemory(from: destination, byteCount: Int(length))
         let at = arena + arenaUsed
         bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         arenaUsed += bytes.count
-        sendIOV[queued] = iovec(iov_base: at, iov_len: bytes.count)
-        sendHeaders[queued].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(name), msg_namelen: length,
-                                             msg_iov: sendIOV + queued, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
+        iov[queued] = iovec(iov_base: at, iov_len: bytes.count)
+        headers[queued].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(destinations + queued), msg_namelen: length,
+                                         msg_iov: iov + queued, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
         queued += 1
     }
 
     /// Sends every queued reply. A reply the kernel refuses (a vanished route, say) is skipped: the
     /// client retries, as it would after a lost datagram.
-    func sendQueued(_ fd: CInt) {
+    func send(_ fd: CInt) {
         var sent = 0
         while sent < queued {
-            let r = Int(dnsgate_sendmmsg(fd, sendHeaders + sent, UInt32(queued - sent)))
+            let r = Int(dnsgate_sendmmsg(fd, headers + sent, UInt32(queued - sent)))
             if r > 0 { sent += r } else if r < 0 && errno == EINTR { continue } else { sent += 1 }
         }
         queued = 0
