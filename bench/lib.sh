@@ -310,16 +310,12 @@ start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
     port=$(port_of "$name")
     case "$name" in
     nullresp) spawn "$name" "$cpu" "$d/nullresp" -a "$ADDR" -p "$port" -t 1 ;;
-    dnsgate)
+    dnsgate|dnsgate-100k)
+        local allow=$BENCH/policy/allowlist.txt
+        [ "$name" = dnsgate-100k ] && allow=$d/allowlist-100k.txt
         # shellcheck disable=SC2086
         spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
-            --upstream "$ADDR:$(port_of upstream)" --allow "$BENCH/policy/allowlist.txt" \
-            --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
-            --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
-    dnsgate-100k)
-        # shellcheck disable=SC2086
-        spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
-            --upstream "$ADDR:$(port_of upstream)" --allow "$d/allowlist-100k.txt" \
+            --upstream "$ADDR:$(port_of upstream)" --allow "$allow" \
             --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
             --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
     unbound) spawn "$name" "$cpu" unbound -d -p -c "$d/unbound.conf" ;;

@@ -16,7 +16,7 @@
 #                        export instead of the work tree (which may hold
 #                        half-done edits); scratch path .build-bench-rev
 #   --dnsgate-args ARGS  extra arguments for `dnsgate serve` (one string)
-#   --threads N          dnsgate event loops [1]
+#   --threads N          dnsgate UDP listener threads (each with an event loop) [1]
 #   --targets LIST       comma list of nullresp,dnsgate,dnsgate-100k,unbound,
 #                        dnsmasq,dnsdist,pdns-recursor,kresd [all that are
 #                        installed]; dnsgate-100k is dnsgate with the same list
