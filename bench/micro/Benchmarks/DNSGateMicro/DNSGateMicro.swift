@@ -97,6 +97,48 @@ private let sinkholeEDE = ExtendedError(.blocked, "blocked by dnsgate policy: na
 
 private func pipeline() -> QueryPipeline { QueryPipeline(policies: PolicySet(base: pipelinePolicy), cache: hotCache) }
 
+/// Detector input as the server feeds it, one event per query, from one client: the names of the
+/// dnsperf harness's workloads (bench/lib.sh). (a) cycles through 20,000 denied names under ~3,400
+/// registered domains, so most names are new to their pair and pairs churn; (b) repeats 100 hot
+/// names under one allowed wildcard, each charged to its budget.
+private let detectorSuffixes = PublicSuffixList(text: "com\nnet\norg\ntest\n")
+private let floodNames: [DNSName] = (0..<20_000).map { i in
+    let name: String
+    switch i % 6 {
+    case 0: name = "d\(i).denied.test"
+    case 1: name = "www.site\(i).com"
+    case 2: name = "api\(i).tracker\(i % 97).net"
+    case 3: name = "x\(i).svc\(1 + i % 199).example.org"
+    case 4: name = "c\(i).allowed.test.evil\(i % 31).com"
+    default: name = "exfil-\(String((UInt64(i) &* 2_654_435_761) % 4_294_967_296, radix: 16)).denied.test"
+    }
+    return try! DNSName(name)
+}
+private let hotNames: [DNSName] = (0..<100).map { try! DNSName($0 == 0 ? "www.allowed.test" : "hot\($0).allowed.test") }
+
+/// Feeds `names` round-robin, 150,000 queries a second of event time, as the server's telemetry does.
+private final class DetectorFeed {
+    let detector = TunnelDetector(suffixes: detectorSuffixes)
+    let names: [DNSName]
+    let domains: [DNSName]
+    let budgetKey: String?
+    var i = 0
+    init(names: [DNSName], budgetKey: String?) {
+        self.names = names; self.budgetKey = budgetKey
+        domains = names.map { detectorSuffixes.registeredDomain($0) }
+    }
+    func next() -> [DetectorAlert] {
+        let name = names[i % names.count], domain = domains[i % names.count]
+        let e = QueryEvent(time: now + Double(i) / 150_000, client: "127.0.0.1", name: name, type: .a,
+                           rcode: budgetKey == nil ? .nxDomain : .noError)
+        i += 1
+        return detector.observe(e, budgetKey: budgetKey, registeredDomain: domain)
+    }
+    func warm() { while i < 100_000 { blackHole(next()) } }
+}
+private let floodFeed = DetectorFeed(names: floodNames, budgetKey: nil)
+private let hotFeed = DetectorFeed(names: hotNames, budgetKey: "default#1")
+
 // MARK: - Benchmarks
 
 let benchmarks: @Sendable () -> Void = {
@@ -179,6 +221,17 @@ let benchmarks: @Sendable () -> Void = {
                                         scratch: scratch))
                 }
             }
+        }
+    }
+
+    // The tunneling detector, one query's event at a time, as the server's telemetry runs it (the
+    // registered domain is computed by the caller there too). One feed per benchmark, kept across
+    // samples and warmed with 100,000 events first, so its tables are measured at their steady size.
+    for (label, feed) in [("flood of denied names (a)", floodFeed), ("cache-hot names under a wildcard (b)", hotFeed)] {
+        Benchmark("detector \(label)", configuration: .init(maxDuration: .seconds(3))) { b in
+            feed.warm()
+            b.startMeasurement()
+            for _ in b.scaledIterations { blackHole(feed.next()) }
         }
     }
 }
