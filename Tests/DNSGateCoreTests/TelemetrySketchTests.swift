@@ -29,9 +29,33 @@ final class TelemetrySketchTests: XCTestCase {
     }
 
     func testStableHashIsFixedAcrossRuns() {
-        XCTAssertEqual(StableHash.hash(""), StableHash.mix(0xcbf2_9ce4_8422_2325))
+        // Pinned: replays of a log must give the same sketches and alerts in every build.
+        XCTAssertEqual(StableHash.hash(""), 11_370_041_273_741_523_468)
+        XCTAssertEqual(StableHash.hash("example.com"), 153_387_859_298_080_198)
+        XCTAssertEqual(StableHash.hash(String(repeating: "a", count: 40), seed: 2), 17_933_788_624_767_598_545)
         XCTAssertEqual(StableHash.hash("example.com"), StableHash.hash(Array("example.com".utf8)))
+        XCTAssertEqual(StableHash.hash("example.com"), StableHash.hash(Array("example.com".utf8)[...]))
         XCTAssertNotEqual(StableHash.hash("example.com"), StableHash.hash("example.com", seed: 1))
+    }
+
+    /// Every length takes a different path through the word reads (1–3, 4–7, 8–16, then 16 at a time);
+    /// each must see every byte, and a word that zeroes one factor of the multiply must not erase the other.
+    func testStableHashSeesEveryByteOfEveryLength() {
+        var seen = Set<UInt64>()
+        for n in 0...70 {
+            let base = [UInt8](repeating: 0x61, count: n)
+            XCTAssertTrue(seen.insert(StableHash.hash(base)).inserted, "length \(n) collides")
+            for i in 0..<n {
+                var flipped = base; flipped[i] ^= 0x01
+                XCTAssertTrue(seen.insert(StableHash.hash(flipped)).inserted, "length \(n), byte \(i) not seen")
+            }
+        }
+        // 0xe7037ed1a0b428db is the constant the first word is xored with: such a word makes that factor 0.
+        let zeroing: [UInt8] = [0xdb, 0x28, 0xb4, 0xa0, 0xd1, 0x7e, 0x03, 0xe7]
+        XCTAssertNotEqual(StableHash.hash(zeroing + Array("a.example.com.....".utf8)), StableHash.hash(zeroing + Array("b.example.com.....".utf8)))
+        var counts = [Int](repeating: 0, count: 16)
+        for i in 0..<16_000 { counts[Int(StableHash.hash("n\(i).example.com") & 15)] += 1 }
+        XCTAssertLessThan(counts.max()! - counts.min()!, 300, "low bits unevenly spread: \(counts)")
     }
 
     func testSpaceSavingKeepsTheHeavyHittersOfASkewedStream() {
