@@ -37,11 +37,20 @@ public final class TunnelDetector {
     private var episodes: [EpisodeKey: Episode] = [:]
     /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
     private var labelScratch: [Range<Int>] = []
+    /// Times of one pair's remembered labels, sorted when its set is trimmed at the cap.
+    private var timeScratch: [Double] = []
     private var pairOrder = RecencyList<PairKey>()
     private var clientOrder = RecencyList<String>()
     private var budgetOrder = RecencyList<BudgetStateKey>()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<DNSName>
+    /// The state the previous query used. Consecutive queries mostly come from one client for one
+    /// registered domain: comparing two keys is cheaper than hashing them (four SipHash runs a query
+    /// were a quarter of the detector's time on cache-hot names). Cleared whenever state is dropped.
+    private var lastPair: (key: PairKey, state: PairState)?
+    private var lastClient: (key: String, state: ClientState)?
+    private var lastBudget: (key: BudgetStateKey, state: BudgetState)?
+    private var lastDomain: (domain: DNSName, hasBypassNames: Bool)?
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -73,21 +82,35 @@ public final class TunnelDetector {
         let client = touchClient(e)
 
         var unheld: Episode?
-        if bypassDomains.contains(domain), isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
+        let hasBypassNames: Bool
+        if let m = lastDomain, m.domain == domain { hasBypassNames = m.hasBypassNames } else {
+            hasBypassNames = bypassDomains.contains(domain)
+            lastDomain = (domain, hasBypassNames)
+        }
+        if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
                                           evidence: .list([.init(name: "encryptedDNSName", value: 1, threshold: 1)]),
-                                          samples: [e.name], held: &unheld) {
+                                          samples: SampleRing(e.name), held: &unheld) {
             out.append(a)
         }
 
         let key = PairKey(client: e.client, domain: domain)
         let pair: PairState
-        if let p = pairs[key] { pair = p; pairOrder.touch(p.handle) } else {
-            pair = PairState(bucketCount: bucketCount, firstSeen: e.time)
+        if let m = lastPair, m.key == key { pair = m.state; pairOrder.touch(pair.handle) }
+        else if let p = pairs[key] { pair = p; pairOrder.touch(p.handle) } else {
+            // At the cap the least recently seen pair makes room, and its state is reused for this
+            // one: under a flood of new registered domains that spares a dozen allocations a pair.
+            if pairs.count >= config.maxPairs, let victim = pairOrder.popOldest(), let old = pairs.removeValue(forKey: victim) {
+                old.reset(firstSeen: e.time)
+                pair = old
+            } else {
+                pair = PairState(bucketCount: bucketCount, firstSeen: e.time)
+            }
             pair.handle = pairOrder.insert(key)
             pairs[key] = pair
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
             while pairs.count > config.maxPairs, let victim = pairOrder.popOldest() { pairs[victim] = nil }
         }
+        lastPair = pairs.count > 0 ? (key, pair) : nil      // nil only when maxPairs is 0
         update(pair, with: e, domainLabels: domain.labelCount)
         out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
 
@@ -104,7 +127,7 @@ public final class TunnelDetector {
             .map { ep -> DetectorAlert in
                 var a = ep.alert
                 a.features = featureList(a.kind, ep.evidence)
-                if !ep.samples.isEmpty { a.sampleNames = ep.samples.map(\.description) }
+                if !ep.samples.isEmpty { a.sampleNames = ep.samples.names.map(\.description) }
                 return a
             }
             .sorted { ($0.firstTime, $0.client, $0.registeredDomain, $0.kind.rawValue)
@@ -114,6 +137,7 @@ public final class TunnelDetector {
     /// Drops state idle for longer than the window and episodes that have ended; call it now and
     /// then (the server: once a minute) so idle memory is returned, not only at the caps.
     public func expire(now: Double) {
+        lastPair = nil; lastClient = nil; lastBudget = nil
         for p in pairs.values where now - p.lastTime > config.windowSeconds { pairOrder.remove(p.handle) }
         pairs = pairs.filter { now - $0.value.lastTime <= config.windowSeconds }
         for c in clients.values where now - c.lastSeen > config.windowSeconds { clientOrder.remove(c.handle) }
@@ -249,7 +273,7 @@ public final class TunnelDetector {
 
         let nameHash = StableHash.hash(e.name.wire, seed: 1)
         guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-        p.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds)
+        p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &timeScratch)
         p.buckets[b].newNames += 1
         p.buckets[b].subLenSum += Int32(subLen)
         p.buckets[b].longestSub = max(p.buckets[b].longestSub, Int32(subLen))
@@ -257,7 +281,6 @@ public final class TunnelDetector {
         if p.minuteEpoch != minute { p.minuteEpoch = minute; p.minuteNewNames = 0 }
         p.minuteNewNames += 1
         p.samples.append(e.name)
-        if p.samples.count > 5 { p.samples.removeFirst() }
 
         // New labels carry the new information; a label seen before in the window (a sequence
         // number, `init`, a fixed prefix) is free, as it would be to a compressor.
@@ -266,7 +289,7 @@ public final class TunnelDetector {
             let label = w[labelScratch[i]]
             let h = StableHash.hash(label, seed: 2)
             if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-            p.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds)
+            p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &timeScratch)
             labelScratch[fresh] = labelScratch[i]; fresh += 1
             for c in label { p.histogram[LabelShape.slot(c)] += 1 }
             p.histogramTotal += UInt32(label.count)
@@ -286,12 +309,14 @@ public final class TunnelDetector {
 
     private func touchClient(_ e: QueryEvent) -> ClientState {
         let c: ClientState
-        if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle) } else {
+        if let m = lastClient, m.key == e.client { c = m.state; clientOrder.touch(c.handle) }
+        else if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle) } else {
             c = ClientState(firstSeen: e.time)
             c.handle = clientOrder.insert(e.client)
             clients[e.client] = c
             while clients.count > config.maxClients, let victim = clientOrder.popOldest() { clients[victim] = nil }
         }
+        lastClient = clients.count > 0 ? (e.client, c) : nil
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -399,12 +424,14 @@ public final class TunnelDetector {
         let k = BudgetStateKey(client: client, key: key)
         let s: BudgetState
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
-        if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle) } else {
+        if let m = lastBudget, m.key == k { s = m.state; budgetOrder.touch(s.handle) }
+        else if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle) } else {
             s = BudgetState(window: w)
             s.handle = budgetOrder.insert(k)
             budgets[k] = s
             while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest() { budgets[victim] = nil }
         }
+        lastBudget = budgets.count > 0 ? (k, s) : nil
         s.lastSeen = max(s.lastSeen, e.time)
         if w > s.window {
             if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
@@ -415,7 +442,7 @@ public final class TunnelDetector {
         let elapsed = (e.time - Double(w) * config.windowSeconds) / config.windowSeconds
         let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
         guard estimate >= config.wildcardDistinctNames else { return nil }
-        s.samples.append(e.name); if s.samples.count > 5 { s.samples.removeFirst() }
+        s.samples.append(e.name)
         return fire(.wildcardBudget, client: client, domain: domain, time: e.time,
                     evidence: .budget(distinctNames: estimate.rounded()), samples: s.samples, budgetKey: key, held: &s.episode)
     }
@@ -426,21 +453,21 @@ public final class TunnelDetector {
     ///   - held: the episode the caller's state last saw for this kind. A flooded pair refreshes its
     ///     episodes on every query; holding them saves hashing the episode key each time.
     private func fire(_ kind: DetectorAlert.Kind, client: String, domain: DNSName, time: Double,
-                      evidence: Evidence, samples: [DNSName], budgetKey: String? = nil, held: inout Episode?) -> DetectorAlert? {
+                      evidence: Evidence, samples: SampleRing, budgetKey: String? = nil, held: inout Episode?) -> DetectorAlert? {
         func refresh(_ ep: Episode) {
             // Sample names become strings only when someone reads the snapshot.
             ep.alert.lastTime = max(ep.alert.lastTime, time)
             ep.evidence = evidence
             ep.alert.observations += 1
-            if !samples.isEmpty { ep.samples = samples.count <= 5 ? samples : Array(samples.suffix(5)) }
+            if !samples.isEmpty && ep.samples !== samples { ep.samples = samples }
         }
         if let ep = held, ep.live, time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); return nil }
         let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
         if let ep = episodes[key], time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); held = ep; return nil }
         let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: featureList(kind, evidence),
-                                  sampleNames: samples.suffix(5).map(\.description), firstTime: time, lastTime: time,
+                                  sampleNames: samples.names.map(\.description), firstTime: time, lastTime: time,
                                   budgetKey: budgetKey)
-        let ep = Episode(alert: alert, samples: Array(samples.suffix(5)), evidence: evidence)
+        let ep = Episode(alert: alert, samples: samples, evidence: evidence)
         episodes.updateValue(ep, forKey: key)?.live = false
         held = ep
         if episodes.count > config.maxEpisodes {
@@ -477,12 +504,13 @@ private struct BudgetStateKey: Hashable {
 /// One alert and its refreshes; a class so that pairs and budgets can hold the episodes they feed.
 private final class Episode {
     var alert: DetectorAlert
-    var samples: [DNSName]
+    /// Shared with the pair or budget that feeds the episode, so a refresh copies nothing.
+    var samples: SampleRing
     /// The latest evidence; `alert.features` is rebuilt from it when the episode is read.
     var evidence: Evidence
     /// False once dropped from the detector's table (ended, or trimmed at the cap): holders then look it up again.
     var live = true
-    init(alert: DetectorAlert, samples: [DNSName], evidence: Evidence) { self.alert = alert; self.samples = samples; self.evidence = evidence }
+    init(alert: DetectorAlert, samples: SampleRing, evidence: Evidence) { self.alert = alert; self.samples = samples; self.evidence = evidence }
 }
 
 /// What an alert's features are computed from, kept as values so that refreshing an open episode
@@ -519,17 +547,17 @@ private final class PairState {
     var handle = -1
     var buckets: [Bucket]
     var newestEpoch: Int64 = .min
-    let firstSeen: Double
+    var firstSeen: Double
     var lastTime: Double
     /// Hash of a name or label → last time seen; capped at `maxLabelsPerPair`.
-    var seen: [UInt64: Double] = [:]
+    var seen = RecentHashes()
     var histogram = [UInt32](repeating: 0, count: LabelShape.slots)
     var histogramTotal: UInt32 = 0
     var intervals: [Double] = []
     var lastQueryTime: Double?
     var minuteEpoch: Int64 = .min
     var minuteNewNames = 0
-    var samples: [DNSName] = []
+    var samples = SampleRing()
     /// The alert episodes this pair last fed, by `episodeSlot`.
     var episodes: [Episode?] = [nil, nil, nil, nil]
 
@@ -541,6 +569,24 @@ private final class PairState {
         buckets = [Bucket](repeating: Bucket(epoch: .min), count: bucketCount)
         self.firstSeen = firstSeen
         self.lastTime = firstSeen
+    }
+
+    /// Empties the state for a new pair, keeping the arrays' storage.
+    func reset(firstSeen t: Double) {
+        handle = -1
+        for i in buckets.indices { buckets[i] = Bucket(epoch: .min) }
+        newestEpoch = .min
+        firstSeen = t; lastTime = t
+        seen.removeAll()
+        for i in histogram.indices { histogram[i] = 0 }
+        histogramTotal = 0
+        intervals.removeAll(keepingCapacity: true)
+        lastQueryTime = nil
+        minuteEpoch = .min; minuteNewNames = 0
+        // An episode may still show these names; it keeps them, and the new pair gets a ring of its own.
+        if isKnownUniquelyReferenced(&samples) { samples.removeAll() } else { samples = SampleRing() }
+        for i in episodes.indices { episodes[i] = nil }
+        cachedEntropy = 0; entropyAtTotal = 0
     }
 
     /// Character entropy of the histogram: exact while it holds fewer than `exactEntropyChars`
@@ -562,21 +608,8 @@ private final class PairState {
 
     @inline(__always)
     func seenRecently(_ h: UInt64, at t: Double, window: Double) -> Bool {
-        guard let last = seen[h] else { return false }
+        guard let last = seen.lastSeen(h) else { return false }
         return t - last <= window
-    }
-
-    func remember(_ h: UInt64, at t: Double, cap: Int, window: Double) {
-        if seen[h] == nil && seen.count >= cap {
-            seen = seen.filter { t - $0.value <= window }
-            if seen.count >= cap {
-                // Forget the older half: a forgotten label that comes back counts as new information
-                // again, which errs towards alerting, never towards missing a tunnel.
-                let cutoff = seen.values.sorted()[seen.count / 2]
-                seen = seen.filter { $0.value > cutoff }
-            }
-        }
-        seen[h] = max(seen[h] ?? t, t)
     }
 }
 
@@ -603,6 +636,30 @@ private final class BudgetState {
     var current = HyperLogLog(precision: 9)
     var previous = HyperLogLog(precision: 9)
     var lastSeen = -Double.infinity
-    var samples: [DNSName] = []
+    var samples = SampleRing()
     var episode: Episode?
+}
+
+/// The last few new names of a pair or budget, oldest first when read. A class: the alert episodes a
+/// pair feeds share its ring instead of copying five names on every refresh of a flooded pair.
+final class SampleRing {
+    static let capacity = 5
+    private var slots: [DNSName] = []
+    private var next = 0      // oldest slot once full
+
+    init() {}
+    init(_ name: DNSName) { slots = [name] }
+
+    var isEmpty: Bool { slots.isEmpty }
+
+    func append(_ name: DNSName) {
+        if slots.count < Self.capacity { slots.append(name); return }
+        slots[next] = name
+        next = (next + 1) % Self.capacity
+    }
+
+    /// Oldest first.
+    var names: [DNSName] { Array(slots[next...] + slots[..<next]) }
+
+    func removeAll() { slots.removeAll(keepingCapacity: true); next = 0 }
 }

@@ -1,0 +1,109 @@
+/// Hashes of the names and labels one detector pair has seen, each with the time it was last seen,
+/// at most `cap` of them.
+///
+/// An open-addressing table (linear probing, load at most ½) keyed by `StableHash` values, which
+/// are already well mixed, so a lookup is a mask and a compare or two. The `[UInt64: Double]`
+/// dictionary it replaced ran SipHash over every key and rebuilt itself with `filter` at the cap;
+/// under a flood of unique names both were a large share of the detector's cost.
+struct RecentHashes {
+    private var keys: [UInt64] = []      // 0: empty slot
+    private var times: [Double] = []
+    private(set) var count = 0
+
+    /// Time `h` was last remembered, or nil.
+    @inline(__always)
+    func lastSeen(_ h: UInt64) -> Double? {
+        guard !keys.isEmpty else { return nil }
+        let k = Self.key(h), mask = keys.count - 1
+        var i = Int(truncatingIfNeeded: k) & mask
+        while true {
+            let here = keys[i]
+            if here == k { return times[i] }
+            if here == 0 { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Records `h` as seen at `t` (a later time wins). At the cap, first forgets what is older than
+    /// `window`, then, if still full, the older half: a forgotten label that comes back counts as new
+    /// information again, which errs towards alerting, never towards missing a tunnel.
+    ///
+    /// - Parameter scratch: reused to find the median time, so trimming allocates only the new table.
+    mutating func remember(_ h: UInt64, at t: Double, cap: Int, window: Double, scratch: inout [Double]) {
+        if let slot = find(Self.key(h)) { times[slot] = max(times[slot], t); return }
+        if count >= cap {
+            let start = t - window
+            var keep: (Double) -> Bool = { $0 >= start }
+            if countSeen(since: start) >= cap {
+                scratch.removeAll(keepingCapacity: true)
+                for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.append(times[i]) }
+                let median = Self.select(scratch.count / 2, in: &scratch)
+                keep = { $0 > median }
+            }
+            rebuild(size: keys.count, keeping: keep)
+        }
+        if (count + 1) * 2 > keys.count {
+            rebuild(size: max(16, keys.count * 2), keeping: { _ in true })
+        }
+        insertNew(Self.key(h), t)
+    }
+
+    /// Forgets everything, keeping the table's storage (a recycled pair starts empty).
+    mutating func removeAll() {
+        guard count > 0 else { return }
+        for i in keys.indices { keys[i] = 0 }
+        count = 0
+    }
+
+    /// The `k`-th smallest value (0-based), as `sorted()[k]` would give it: Hoare's selection, in
+    /// place, linear on average; a full sort at every trim was a tenth of the detector's time.
+    static func select(_ k: Int, in a: inout [Double]) -> Double {
+        var lo = 0, hi = a.count - 1
+        while lo < hi {
+            let pivot = a[lo + (hi - lo) / 2]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] < pivot { i += 1 }
+                while a[j] > pivot { j -= 1 }
+                if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
+            }
+            if k <= j { hi = j } else if k >= i { lo = i } else { break }
+        }
+        return a[k]
+    }
+
+    // 0 marks an empty slot; a hash of 0 is stored as 1 (one name in 2^64 shares a key with another).
+    @inline(__always) private static func key(_ h: UInt64) -> UInt64 { h == 0 ? 1 : h }
+
+    private func find(_ k: UInt64) -> Int? {
+        guard !keys.isEmpty else { return nil }
+        let mask = keys.count - 1
+        var i = Int(truncatingIfNeeded: k) & mask
+        while keys[i] != 0 {
+            if keys[i] == k { return i }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    private mutating func insertNew(_ k: UInt64, _ t: Double) {
+        let mask = keys.count - 1
+        var i = Int(truncatingIfNeeded: k) & mask
+        while keys[i] != 0 { i = (i + 1) & mask }
+        keys[i] = k; times[i] = t; count += 1
+    }
+
+    private func countSeen(since start: Double) -> Int {
+        var n = 0
+        for i in keys.indices where keys[i] != 0 && times[i] >= start { n += 1 }
+        return n
+    }
+
+    private mutating func rebuild(size: Int, keeping keep: (Double) -> Bool) {
+        let (oldKeys, oldTimes) = (keys, times)
+        keys = [UInt64](repeating: 0, count: size)
+        times = [Double](repeating: 0, count: size)
+        count = 0
+        for i in oldKeys.indices where oldKeys[i] != 0 && keep(oldTimes[i]) { insertNew(oldKeys[i], oldTimes[i]) }
+    }
+}
