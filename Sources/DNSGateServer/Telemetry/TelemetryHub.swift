@@ -36,10 +36,9 @@ final class TelemetryHub: @unchecked Sendable {
     let detector: DetectorRunner?
 
     // Metrics with bounded label sets; per-client and per-domain detail stays in the top-k tables.
-    private let actionCounters: CountersByCode      // by QueryRecord.Action.ordinal
-    private let typeCounters: CountersByCode        // by type code; the rest count as "other"
-    private let rcodeCounters: CountersByCode
-    private let deniedCounters: CountersByCode      // by deniedCode(_:)
+    // Counted per batch under `processing`, then added to Prometheus once per batch.
+    private var counters: [CountersByCode]
+    private static let (actionCounters, typeCounters, rcodeCounters, deniedCounters) = (0, 1, 2, 3)
     private let forwardedLatency: ValueHistogram
     private let droppedCounter: Counter
     static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
@@ -62,23 +61,20 @@ final class TelemetryHub: @unchecked Sendable {
             actions.set(a.ordinal, registry.makeCounter(name: "dnsgate_queries_total", labels: [("action", a.rawValue)],
                                                         help: "Queries by what dnsgate did with them."))
         }
-        actionCounters = actions
         var denied = CountersByCode(size: 3)
         for (code, tag) in ["not_listed", "type_not_allowed", "rpz"].enumerated() {
             denied.set(code, registry.makeCounter(name: "dnsgate_policy_denied_total", labels: [("reason", tag)],
                                                   help: "Queries denied (or, in audit mode, that would have been) by reason."))
         }
-        deniedCounters = denied
         var types = CountersByCode(size: 258, other: registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", "other")], help: "Queries by type."))
         for t in Self.countedTypes {
             types.set(Int(t.rawValue), registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", t.mnemonic)], help: "Queries by type."))
         }
-        typeCounters = types
         var rcodes = CountersByCode(size: 24)
         for rc in [ResponseCode.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers] {
             rcodes.set(Int(rc.rawValue), registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode."))
         }
-        rcodeCounters = rcodes
+        counters = [actions, types, rcodes, denied]   // in the order of the index constants above
         forwardedLatency = registry.makeValueHistogram(name: "dnsgate_forward_duration_seconds",
                                                        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
                                                        help: "Time from query to reply for cache misses.")
@@ -111,7 +107,9 @@ final class TelemetryHub: @unchecked Sendable {
     /// Takes the pending records and processes them; under `processing`.
     private func processPending(_ buffer: inout [QueryRecord]) {
         pending.swapPending(&buffer)
-        for r in buffer { process(r) }
+        guard !buffer.isEmpty else { return }
+        tables.withLock { t in for r in buffer { process(r, &t) } }
+        for i in counters.indices { counters[i].flush() }
         buffer.removeAll(keepingCapacity: true)
     }
 
@@ -152,27 +150,24 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    private func process(_ r: QueryRecord) {
-        actionCounters.increment(r.action.ordinal)
-        if let rc = r.rcode { rcodeCounters.increment(Int(rc.rawValue)) }
-        if let d = r.denial { deniedCounters.increment(Self.deniedCode(d)) }
+    private func process(_ r: QueryRecord, _ t: inout Tables) {
+        counters[Self.actionCounters].count(r.action.ordinal)
+        if let rc = r.rcode { counters[Self.rcodeCounters].count(Int(rc.rawValue)) }
+        if let d = r.denial { counters[Self.deniedCounters].count(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
-        typeCounters.increment(Int(type.rawValue))
+        counters[Self.typeCounters].count(Int(type.rawValue))
         let domain = registeredDomain(of: name)
-        let domainKey = domain ?? name
-        tables.withLock { t in
-            t.clients.add(r.client)
-            t.domains.add(domainKey)
-            if r.denial != nil { t.deniedNames.add(name) }
-            let sec = Int(r.time)
-            if sec != t.currentSecond {
-                // Clear the seconds skipped since the last record, then start this one.
-                let gap = min(60, max(1, sec - t.currentSecond))
-                for k in 1...gap { t.perSecond[(t.currentSecond + k) % 60] = 0 }
-                t.currentSecond = sec
-            }
-            t.perSecond[sec % 60] += 1
+        t.clients.add(r.client)
+        t.domains.add(domain ?? name)
+        if r.denial != nil { t.deniedNames.add(name) }
+        let sec = Int(r.time)
+        if sec != t.currentSecond {
+            // Clear the seconds skipped since the last record, then start this one.
+            let gap = min(60, max(1, sec - t.currentSecond))
+            for k in 1...gap { t.perSecond[(t.currentSecond + k) % 60] = 0 }
+            t.currentSecond = sec
         }
+        t.perSecond[sec % 60] += 1
         // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
         if let rc = r.rcode {
             detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain)
@@ -224,17 +219,29 @@ final class TelemetryHub: @unchecked Sendable {
 }
 
 /// Prometheus counters found by a small code (a record type, an rcode, an enum's position) with an
-/// array index: the dictionaries they replaced hashed a key for every query.
+/// array index: the dictionaries they replaced hashed a key for every query. Counts are tallied in
+/// plain integers and added to the shared counters by `flush`, one atomic add per code per batch
+/// instead of one per query.
 struct CountersByCode {
     private var slots: [Counter?]
     /// Counted for codes without a counter of their own; nil: such codes are not counted.
     private let other: Counter?
+    /// Not yet flushed, by code; the last element is for `other`.
+    private var tally: [Int64]
 
-    init(size: Int, other: Counter? = nil) { slots = Array(repeating: nil, count: size); self.other = other }
+    init(size: Int, other: Counter? = nil) {
+        slots = Array(repeating: nil, count: size); self.other = other
+        tally = Array(repeating: 0, count: size + 1)
+    }
 
     mutating func set(_ code: Int, _ counter: Counter) { slots[code] = counter }
 
-    func increment(_ code: Int) {
-        if code >= 0 && code < slots.count, let c = slots[code] { c.increment() } else { other?.increment() }
+    mutating func count(_ code: Int) {
+        if code >= 0 && code < slots.count && slots[code] != nil { tally[code] += 1 } else { tally[slots.count] += 1 }
+    }
+
+    mutating func flush() {
+        for i in slots.indices where tally[i] != 0 { slots[i]?.increment(by: tally[i]); tally[i] = 0 }
+        if tally[slots.count] != 0 { other?.increment(by: tally[slots.count]); tally[slots.count] = 0 }
     }
 }
