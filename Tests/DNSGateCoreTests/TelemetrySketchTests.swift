@@ -77,12 +77,33 @@ final class TelemetrySketchTests: XCTestCase {
         }
     }
 
+    /// A heavy key inside a flood of one-off names is found, and the one-off names rarely reach
+    /// the table: that is what the filter is for.
+    func testFilteredSpaceSavingFindsAHeavyKeyInAFloodOfUniqueNames() {
+        var top = SpaceSaving<String>(capacity: 64)
+        for i in 0..<100_000 { top.add(i % 10 == 0 ? "heavy" : "once\(i)") }
+        let heavy = top.entry(for: "heavy")
+        XCTAssertNotNil(heavy)
+        XCTAssertGreaterThanOrEqual(heavy?.count ?? 0, 10_000)
+        XCTAssertLessThanOrEqual(heavy?.guaranteed ?? .max, 10_000)
+        XCTAssertEqual(top.top(1).first?.key, "heavy")
+        XCTAssertLessThan(top.replacements, 9_000, "unfiltered, each of the 90,000 one-off names would replace a counter")
+    }
+
     func testSpaceSavingWeightsAndReplacement() {
         var s = SpaceSaving<String>(capacity: 2)
-        s.add("a", weight: 5); s.add("b", weight: 2); s.add("c")
-        XCTAssertNil(s.entry(for: "b"), "the smallest counter is replaced")
+        s.add("a", weight: 5); s.add("b", weight: 2); s.add("c"); s.add("c")
+        XCTAssertNil(s.entry(for: "c"), "two sightings do not exceed the smallest counter: only the filter counts them")
+        XCTAssertEqual(s.entry(for: "b")?.count, 2)
+        s.add("c")
+        XCTAssertNil(s.entry(for: "b"), "c's filter count passed the smallest counter, which is replaced")
         XCTAssertEqual(s.entry(for: "c")?.count, 3)
         XCTAssertEqual(s.entry(for: "c")?.error, 2)
+        s.add("b"); s.add("b")
+        XCTAssertEqual(s.entry(for: "b")?.count, 4, "b left its count in the filter: its bound includes it")
+        XCTAssertEqual(s.entry(for: "b")?.error, 3)
+        XCTAssertEqual(s.total, 12)
+        XCTAssertEqual(s.replacements, 2)
         XCTAssertEqual(s.top(1).map(\.key), ["a"])
         XCTAssertEqual(s.top(0).count, 0)
     }
