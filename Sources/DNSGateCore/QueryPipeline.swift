@@ -74,12 +74,17 @@ public final class PolicySnapshot: Sendable {
     /// The same policies, by hit-counter row, each behind a reference: the query path borrows one
     /// instead of copying the struct (a retain and release per field, per query).
     let byRow: [PolicyBox]
+    /// False when only the default policy exists: the query path then skips profile selection.
+    let hasProfiles: Bool
     public init(policies: PolicySet, generation: Int) {
         self.policies = policies; self.generation = generation
-        self.byRow = [PolicyBox(policies.base)] + policies.profiles.map { PolicyBox($0.policy) }
         let sizes = [policies.base.allowList.count] + policies.profiles.map { $0.policy.allowList.count }
-        self.entryHits = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
-        self.entryLastUse = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
+        let hits = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
+        let lastUse = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
+        self.entryHits = hits; self.entryLastUse = lastUse
+        let rows = [(PolicySet.defaultProfileName, policies.base)] + policies.profiles.map { ($0.name, $0.policy) }
+        self.byRow = rows.enumerated().map { row, p in PolicyBox(p.1, name: p.0, hits: hits[row], lastUse: lastUse[row]) }
+        self.hasProfiles = !policies.profiles.isEmpty
     }
     /// The default policy.
     public var policy: Policy { policies.base }
@@ -87,7 +92,18 @@ public final class PolicySnapshot: Sendable {
 
 final class PolicyBox: Sendable {
     let policy: Policy
-    init(_ policy: Policy) { self.policy = policy }
+    /// The profile's name, and its row of `entryHits` and `entryLastUse`.
+    let name: String
+    let hits: [AtomicCounter]
+    let lastUse: [AtomicCounter]
+    init(_ policy: Policy, name: String, hits: [AtomicCounter], lastUse: [AtomicCounter]) {
+        self.policy = policy; self.name = name; self.hits = hits; self.lastUse = lastUse
+    }
+
+    /// `PolicyDecision.decide` on the boxed policy, reading it in place: passing `box.policy` as an
+    /// argument copied the struct (a retain and release per field) on every query.
+    @inline(__always)
+    func decide(name: DNSName, type: RecordType) -> PolicyVerdict { PolicyDecision.decide(policy, name: name, type: type) }
 }
 
 /// Stateless stages plus the shared cache and policy; safe to call from every event loop at once.
@@ -167,7 +183,7 @@ public final class QueryPipeline: Sendable {
         let q: QueryView
         let decoded: QueryDecoding
         if let scratch { decoded = RequestSanity.decode(msg, names: &scratch.names) } else { decoded = RequestSanity.decode(msg) }
-        switch decoded {
+        switch consume decoded {
         case .drop(let why):
             counters.bump(.dropped)
             return .drop(record(now, client, overTCP, nil, .dropped, problem: why))
@@ -181,18 +197,17 @@ public final class QueryPipeline: Sendable {
         }
 
         let snap = currentSnapshot(scratch)
-        let profileIndex = snap.policies.select(clientAddress: clientAddress, listener: listener)
-        let hitRow = profileIndex.map { $0 + 1 } ?? 0
-        let box = snap.byRow[hitRow]
-        var verdict = PolicyDecision.decide(box.policy, name: q.name, type: q.type)
+        let profileIndex = snap.hasProfiles ? snap.policies.select(clientAddress: clientAddress, listener: listener) : nil
+        let box = snap.byRow[profileIndex.map { $0 + 1 } ?? 0]
+        var verdict = box.decide(name: q.name, type: q.type)
         if let i = verdict.entryIndex {
-            snap.entryHits[hitRow][i].add(1)
-            snap.entryLastUse[hitRow][i].store(Int(now))
+            box.hits[i].add(1)
+            box.lastUse[i].store(Int(now))
         }
         var exceptionID: String?
         if verdict.denial != nil, hasExceptions.value != 0,
            let e = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
-                                                    profile: snap.policies.name(profileIndex), defaultTypes: box.policy.defaultTypes, now: now) }) {
+                                                    profile: box.name, defaultTypes: box.policy.defaultTypes, now: now) }) {
             exceptionID = e.id
             exceptionHits.withLock { $0[e.id, default: 0] += 1 }
             verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
@@ -206,7 +221,7 @@ public final class QueryPipeline: Sendable {
         var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
                               rcode: nil, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
                               denial: verdict.denial, audited: verdict.audited, problem: nil)
-        rec.profile = snap.policies.name(profileIndex)
+        rec.profile = box.name
         rec.exception = exceptionID
         switch verdict.action {
         case .sinkhole(let mode):
@@ -240,14 +255,15 @@ public final class QueryPipeline: Sendable {
         cachedReply(job.query, job.key, job.record, now: now)
     }
 
-    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: QueryRecord, now: Double,
+    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: consuming QueryRecord, now: Double,
                              scratch: QueryScratch? = nil) -> ([UInt8], QueryRecord)? {
-        guard case .hit(let answer, let age) = cache.lookup(key, now: now) else { return nil }
-        var rec = record
-        rec.action = .cached
-        rec.rcode = answer.rcode
+        guard let (reply, rcode) = cache.withFresh(key, now: now, { answer, age in
+            (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode)
+        }) else { return nil }
+        record.action = .cached
+        record.rcode = rcode
         counters.bump(.cached)
-        return (fit(build(scratch) { answer.render(into: &$0, for: q, age: age) }, q, rec.overTCP), rec)
+        return (fit(reply, q, record.overTCP), record)
     }
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.

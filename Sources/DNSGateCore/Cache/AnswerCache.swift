@@ -86,13 +86,21 @@ public final class AnswerCache: Sendable {
 
     /// A fresh answer, with its age in whole seconds.
     public func lookup(_ key: CacheKey, now: Double) -> CacheLookup {
+        withFresh(key, now: now) { answer, age in .hit(answer, age: age) } ?? .miss
+    }
+
+    /// Calls `body` with a fresh answer and its age, in place, under the cache's lock, and returns
+    /// its result; nil on a miss. The query path renders the reply this way: copying the answer out
+    /// (four arrays, a retain and a release each) cost more than the render.
+    public func withFresh<R>(_ key: CacheKey, now: Double, _ body: (borrowing UpstreamAnswer, UInt32) -> R) -> R? {
         state.withLock { s in
-            guard let i = s.index[key] else { s.misses += 1; return .miss }
+            guard let i = s.index[key] else { s.misses += 1; return nil }
             let age = now - s.nodes[i].storedAt
-            guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return .miss }
+            guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return nil }
             s.hits += 1
             Self.moveToFront(&s, i)
-            return .hit(s.nodes[i].answer, age: UInt32(max(0, age)))
+            // Through the buffer: the array's subscript would copy the answer out.
+            return s.nodes.withUnsafeBufferPointer { body($0[i].answer, UInt32(max(0, age))) }
         }
     }
 
