@@ -26,6 +26,11 @@ final class UpstreamSocketPool: @unchecked Sendable {
     /// timer per exchange: scheduling and cancelling one cost about a microsecond per cache miss.
     static let sweepInterval = TimeAmount.milliseconds(10)
     private var sweepScheduled = false
+    /// Queries are written without a flush and flushed together once the current event-loop task
+    /// (a listener's batch of misses) is done, all on one socket: NIO then sends them with one
+    /// `sendmmsg` instead of a `sendmsg` each. The socket is drawn at random once per flush, so a
+    /// forger still has to guess the port as well as each query's random ID.
+    private var flushSlot: Int?
 
     init(loop: EventLoop, size: Int) {
         self.loop = loop
@@ -40,7 +45,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
                   check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?) -> EventLoopFuture<UpstreamAnswer> {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: UpstreamAnswer.self)
-        let slot = Int(random.uint16()) % size
+        let slot = flushSlot ?? Int(random.uint16()) % size
         if let (channel, mux) = ready[slot] {
             send(on: channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             return promise.futureResult
@@ -65,10 +70,16 @@ final class UpstreamSocketPool: @unchecked Sendable {
         mux.pending[id] = UpstreamMuxHandler.Pending(expected: address, check: { check(id, $0) }, promise: promise, deadline: deadline)
         scheduleSweep()
         let query = build(id)
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)))
-            .whenFailure { e in
-                if mux.pending.removeValue(forKey: id) != nil { promise.fail(UpstreamError.transport(address.description, "\(e)")) }
+        // Without a write promise: UDP send errors are local and rare, and such an exchange then ends
+        // as a timeout, which moves on to the next upstream like a transport error would.
+        channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)), promise: nil)
+        if flushSlot == nil {
+            flushSlot = ready.firstIndex { $0?.channel === channel } ?? 0
+            loop.execute { [self] in
+                if let slot = flushSlot, let (ch, _) = ready[slot] { ch.flush() }
+                flushSlot = nil
             }
+        }
     }
 
     private func scheduleSweep() {
@@ -97,6 +108,8 @@ final class UpstreamSocketPool: @unchecked Sendable {
         let mux = UpstreamMuxHandler()
         let f = DatagramBootstrap(group: loop)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+            // Answers to a flushed batch arrive together: read up to 16 with one recvmmsg.
+            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 16)
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
             .bind(host: "0.0.0.0", port: 0)           // kernel-chosen ephemeral port, different per socket
             .map { ch -> (Channel, UpstreamMuxHandler) in
