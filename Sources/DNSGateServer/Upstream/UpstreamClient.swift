@@ -71,7 +71,6 @@ public final class UpstreamClient: Sendable {
             return (p.futureResult, p)
         }
         guard let promise else { coalesced.add(1); return future.hop(to: loop) }
-        promise.futureResult.whenComplete { _ in self.inflight.withLock { _ = $0.removeValue(forKey: key) } }
         exchange(key, spelling: spelling, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline,
                  lastError: .noUpstreams, completing: promise)
         return future
@@ -83,8 +82,8 @@ public final class UpstreamClient: Sendable {
     private func exchange(_ key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
                           lastError: UpstreamError, completing promise: EventLoopPromise<UpstreamAnswer>) {
         // Two passes over the list at most, and never past the deadline.
-        guard !upstreams.isEmpty else { return promise.fail(UpstreamError.noUpstreams) }
-        guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return promise.fail(lastError) }
+        guard !upstreams.isEmpty else { return complete(key, promise, .failure(UpstreamError.noUpstreams)) }
+        guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return complete(key, promise, .failure(lastError)) }
         let (addr, health) = upstreams[(start + attempt) % upstreams.count]
         let began = NIODeadline.now()
         let next: (Error) -> Void = { error in
@@ -99,7 +98,7 @@ public final class UpstreamClient: Sendable {
             let rtt = NIODeadline.now() - began
             health.lastRTTMicros.store(Int(rtt.nanoseconds / 1000))
             health.onRTT(Double(rtt.nanoseconds) / 1e9)
-            promise.succeed(answer)
+            self.complete(key, promise, .success(answer))
         }
         ask(addr, key: key, spelling: spelling, on: loop, overTCP: false).whenComplete { result in
             switch result {
@@ -115,6 +114,13 @@ public final class UpstreamClient: Sendable {
             case .success(let answer): accept(answer)
             }
         }
+    }
+
+    /// Ends an exchange: later identical questions start a new one. Done here rather than in a
+    /// callback on the future, which was an allocation or two per cache miss.
+    private func complete(_ key: CacheKey, _ promise: EventLoopPromise<UpstreamAnswer>, _ result: Result<UpstreamAnswer, Error>) {
+        inflight.withLock { _ = $0.removeValue(forKey: key) }
+        promise.completeWith(result)
     }
 
     private func pool(for loop: EventLoop) -> UpstreamSocketPool {
