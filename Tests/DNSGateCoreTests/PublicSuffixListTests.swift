@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// Registered domains ("eTLD+1") from the Public Suffix List algorithm: normal, wildcard and exception rules.
 final class PublicSuffixListTests: XCTestCase {
@@ -69,5 +70,29 @@ final class PublicSuffixListTests: XCTestCase {
         XCTAssertEqual(real.registeredDomain(try DNSName("a.b.example.com")), try DNSName("example.com"))
         XCTAssertTrue(real.isPublicSuffix(try DNSName("github.io")))
         XCTAssertFalse(real.isPublicSuffix(try DNSName("example.com")))
+    }
+
+    /// The memo by parent name must give exactly what the list gives, whatever order names come in:
+    /// under normal, wildcard and exception rules, the implicit `*` rule, public suffixes themselves,
+    /// and with a memo so small that parents keep replacing each other.
+    func testMemoByParentAgreesWithTheList() throws {
+        let stems = ["com", "example.com", "co.uk", "example.co.uk", "uk", "test", "city.test", "www.city.test",
+                     "other.test", "org", "example.org", "pages.example.net", "example.net", "net"]
+        var names: [DNSName] = []
+        for stem in stems {
+            names.append(try DNSName(stem))
+            for child in ["www", "a", "a.b", "www.www"] { names.append(try DNSName("\(child).\(stem)")) }
+        }
+        for capacity in [1, 4, 4096] {
+            var memo = RegisteredDomainMemo(capacity: capacity)
+            var rng = SeededRandom(seed: UInt64(capacity))
+            for _ in 0..<3 {                                   // several passes, in a different order each
+                for n in names.shuffled(using: &rng) {
+                    XCTAssertEqual(memo.registeredDomain(of: n, in: psl), psl.registeredDomain(n), "\(n), capacity \(capacity)")
+                }
+            }
+        }
+        var fresh = RegisteredDomainMemo()
+        XCTAssertEqual(fresh.registeredDomain(of: .root, in: psl), .root)
     }
 }

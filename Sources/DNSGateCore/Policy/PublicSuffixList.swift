@@ -82,6 +82,10 @@ public struct PublicSuffixList: Sendable {
         return keep == n ? 0 : Self.offset(ofLabel: n - keep, in: name.wire)
     }
 
+    /// Whether `wire` (a name's canonical bytes) is in the rule table, as a rule or as the parent of
+    /// one: below an unlisted name every child has that name's suffix length (`RegisteredDomainMemo`).
+    public func isListed(_ wire: ArraySlice<UInt8>) -> Bool { rules[WireKey(wire)] != nil }
+
     /// Offset of the `index`-th label from the left (0-based).
     @inline(__always) static func offset(ofLabel index: Int, in w: [UInt8]) -> Int {
         var o = 0

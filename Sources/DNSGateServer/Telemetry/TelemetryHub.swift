@@ -50,6 +50,28 @@ final class TelemetryHub: @unchecked Sendable {
         var deniedNames = SpaceSaving<DNSName>(capacity: 1024)
         var perSecond = [Int](repeating: 0, count: 60)
         var currentSecond = 0
+        /// Runs of one client, or one registered domain, are added to their table once with their
+        /// length: a runner's queries mostly come from one address, often for one domain in a row,
+        /// and comparing keys is cheaper than hashing them into the sketch.
+        private var clientRun: (key: String, count: UInt64)?
+        private var domainRun: (key: DNSName, count: UInt64)?
+
+        mutating func count(client: String, domain: DNSName) {
+            if let r = clientRun, r.key == client { clientRun = (client, r.count + 1) } else {
+                if let r = clientRun { clients.add(r.key, weight: r.count) }
+                clientRun = (client, 1)
+            }
+            if let r = domainRun, r.key == domain { domainRun = (domain, r.count + 1) } else {
+                if let r = domainRun { domains.add(r.key, weight: r.count) }
+                domainRun = (domain, 1)
+            }
+        }
+
+        /// Adds the open runs; before the tables are read, and at the end of each batch.
+        mutating func endRuns() {
+            if let r = clientRun { clients.add(r.key, weight: r.count); clientRun = nil }
+            if let r = domainRun { domains.add(r.key, weight: r.count); domainRun = nil }
+        }
     }
 
     init(suffixes: PublicSuffixList?, detector: DetectorRunner?) {
@@ -108,7 +130,10 @@ final class TelemetryHub: @unchecked Sendable {
     private func processPending(_ buffer: inout [QueryRecord]) {
         pending.swapPending(&buffer)
         guard !buffer.isEmpty else { return }
-        tables.withLock { t in for r in buffer { process(r, &t) } }
+        tables.withLock { t in
+            for r in buffer { process(r, &t) }
+            t.endRuns()
+        }
         for i in counters.indices { counters[i].flush() }
         buffer.removeAll(keepingCapacity: true)
     }
@@ -157,8 +182,7 @@ final class TelemetryHub: @unchecked Sendable {
         guard let name = r.name, let type = r.type else { return }
         counters[Self.typeCounters].count(Int(type.rawValue))
         let domain = registeredDomain(of: name)
-        t.clients.add(r.client)
-        t.domains.add(domain ?? name)
+        t.count(client: r.client, domain: domain ?? name)
         if r.denial != nil { t.deniedNames.add(name) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
@@ -184,19 +208,12 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    /// Registered domains seen recently, so that a query's domain is a lookup by a slice of its name
-    /// rather than a new name per query. Touched under `processing` only; emptied past 8,192.
-    private var domainMemo: [WireKey: DNSName] = [:]
+    /// Registered domains by parent name; touched under `processing` only.
+    private var domains = RegisteredDomainMemo()
 
     private func registeredDomain(of name: DNSName) -> DNSName? {
         guard let suffixes else { return nil }
-        let o = suffixes.registeredDomainOffset(name)
-        if o == 0 { return name }
-        if let d = domainMemo[WireKey(name.wire[o...])] { return d }
-        if domainMemo.count >= 8192 { domainMemo.removeAll(keepingCapacity: true) }
-        let d = DNSName(uncheckedWire: Array(name.wire[o...]))
-        domainMemo[WireKey(d.wire[...])] = d
-        return d
+        return domains.registeredDomain(of: name, in: suffixes)
     }
 
     /// Top-k tables and rates for `dnsgate stats`.

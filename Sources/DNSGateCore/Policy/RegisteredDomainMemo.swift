@@ -1,0 +1,40 @@
+/// Registered domains of recent names, remembered by the name's parent (the name without its first
+/// label), so that `d1.denied.test`, `d2.denied.test`… cost one hash of `denied.test` and a compare
+/// instead of a Public Suffix List walk (a hash per suffix) and a lookup of the result.
+///
+/// Every child `x.P` of a parent `P` that is not itself in the list's table (as a rule, or as the
+/// parent of one) has the same public-suffix length as `P`: the walk stops at `P` for all of them.
+/// So their registered domain is the same suffix of `P`, or each name itself when `P` is a public
+/// suffix by the implicit `*` rule; only such parents are remembered. Names under listed parents
+/// (`x.com`, anything below a wildcard rule) are computed every time. Direct-mapped: a collision
+/// replaces the older parent, so memory is fixed. Not thread-safe.
+public struct RegisteredDomainMemo {
+    private struct Entry {
+        let parent: [UInt8]
+        /// nil: each child is its own registered domain.
+        let domain: DNSName?
+    }
+    private var slots: [Entry?]
+    private let mask: Int
+
+    /// - Parameter capacity: rounded up to a power of two.
+    public init(capacity: Int = 16_384) {
+        var n = 1
+        while n < max(1, capacity) { n <<= 1 }
+        slots = Array(repeating: nil, count: n)
+        mask = n - 1
+    }
+
+    /// `suffixes.registeredDomain(name)`, from the memo when the parent is known.
+    public mutating func registeredDomain(of name: DNSName, in suffixes: PublicSuffixList) -> DNSName {
+        let w = name.wire
+        guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return suffixes.registeredDomain(name) }   // root, one label
+        let parent = w[(Int(w[0]) + 1)...]
+        let slot = Int(truncatingIfNeeded: StableHash.hash(parent)) & mask
+        if let e = slots[slot], WireKey(e.parent[...]) == WireKey(parent) { return e.domain ?? name }
+        let o = suffixes.registeredDomainOffset(name)
+        let domain = o == 0 ? name : DNSName(uncheckedWire: Array(w[o...]))
+        if !suffixes.isListed(parent) { slots[slot] = Entry(parent: Array(parent), domain: o == 0 ? nil : domain) }
+        return domain
+    }
+}
