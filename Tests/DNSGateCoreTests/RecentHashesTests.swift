@@ -5,7 +5,7 @@ import DNSGateTestSupport
 /// The detector's per-pair memory of names and labels, and the reused state behind it.
 final class RecentHashesTests: XCTestCase {
     func testRemembersTheLatestTimeAndGrowsPastItsFirstTable() {
-        var r = RecentHashes(), scratch: [Double] = []
+        var r = RecentHashes(), scratch = RecentHashes.Scratch()
         XCTAssertNil(r.lastSeen(42))
         for h in 0..<200 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h), cap: 256, window: 1000, scratch: &scratch) }
         XCTAssertEqual(r.count, 200)
@@ -22,7 +22,7 @@ final class RecentHashesTests: XCTestCase {
     }
 
     func testAtTheCapForgetsExpiredThenTheOlderHalf() {
-        var r = RecentHashes(), scratch: [Double] = []
+        var r = RecentHashes(), scratch = RecentHashes.Scratch()
         for h in 0..<8 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h), cap: 8, window: 100, scratch: &scratch) }
         // At t = 104 the entries from 0…3 are out of the 100 s window: only they go.
         r.remember(StableHash.mix(100), at: 104, cap: 8, window: 100, scratch: &scratch)

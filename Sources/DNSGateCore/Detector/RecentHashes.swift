@@ -28,24 +28,45 @@ struct RecentHashes {
     /// `window`, then, if still full, the older half: a forgotten label that comes back counts as new
     /// information again, which errs towards alerting, never towards missing a tunnel.
     ///
-    /// - Parameter scratch: reused to find the median time, so trimming allocates only the new table.
-    mutating func remember(_ h: UInt64, at t: Double, cap: Int, window: Double, scratch: inout [Double]) {
+    /// - Parameter scratch: reused to find the median time and to move the kept entries, so trimming
+    ///   allocates nothing.
+    mutating func remember(_ h: UInt64, at t: Double, cap: Int, window: Double, scratch: inout Scratch) {
         if let slot = find(Self.key(h)) { times[slot] = max(times[slot], t); return }
-        if count >= cap {
-            let start = t - window
-            var keep: (Double) -> Bool = { $0 >= start }
-            if countSeen(since: start) >= cap {
-                scratch.removeAll(keepingCapacity: true)
-                for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.append(times[i]) }
-                let median = Self.select(scratch.count / 2, in: &scratch)
-                keep = { $0 > median }
-            }
-            rebuild(size: keys.count, keeping: keep)
-        }
-        if (count + 1) * 2 > keys.count {
-            rebuild(size: max(16, keys.count * 2), keeping: { _ in true })
-        }
+        if count >= cap { trim(now: t, cap: cap, window: window, scratch: &scratch) }
+        if (count + 1) * 2 > keys.count { grow() }
         insertNew(Self.key(h), t)
+    }
+
+    /// What `remember` reuses between calls; one per detector.
+    struct Scratch {
+        var times: [Double] = []
+        var keys: [UInt64] = []
+    }
+
+    /// Keeps the entries seen within `window`; if they still fill the table, only those newer than
+    /// their median time.
+    private mutating func trim(now t: Double, cap: Int, window: Double, scratch: inout Scratch) {
+        let start = t - window
+        scratch.times.removeAll(keepingCapacity: true)
+        for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.times.append(times[i]) }
+        let cutoff = scratch.times.count >= max(cap, 1) ? Self.select(scratch.times.count / 2, in: &scratch.times) : nil
+        scratch.times.removeAll(keepingCapacity: true)
+        scratch.keys.removeAll(keepingCapacity: true)
+        for i in keys.indices where keys[i] != 0 && times[i] >= start && cutoff.map({ times[i] > $0 }) ?? true {
+            scratch.keys.append(keys[i]); scratch.times.append(times[i])
+        }
+        for i in keys.indices { keys[i] = 0 }
+        count = 0
+        for j in scratch.keys.indices { insertNew(scratch.keys[j], scratch.times[j]) }
+    }
+
+    private mutating func grow() {
+        let (oldKeys, oldTimes) = (keys, times)
+        let size = max(16, keys.count * 2)
+        keys = [UInt64](repeating: 0, count: size)
+        times = [Double](repeating: 0, count: size)
+        count = 0
+        for i in oldKeys.indices where oldKeys[i] != 0 { insertNew(oldKeys[i], oldTimes[i]) }
     }
 
     /// Forgets everything, keeping the table's storage (a recycled pair starts empty).
@@ -91,19 +112,5 @@ struct RecentHashes {
         var i = Int(truncatingIfNeeded: k) & mask
         while keys[i] != 0 { i = (i + 1) & mask }
         keys[i] = k; times[i] = t; count += 1
-    }
-
-    private func countSeen(since start: Double) -> Int {
-        var n = 0
-        for i in keys.indices where keys[i] != 0 && times[i] >= start { n += 1 }
-        return n
-    }
-
-    private mutating func rebuild(size: Int, keeping keep: (Double) -> Bool) {
-        let (oldKeys, oldTimes) = (keys, times)
-        keys = [UInt64](repeating: 0, count: size)
-        times = [Double](repeating: 0, count: size)
-        count = 0
-        for i in oldKeys.indices where oldKeys[i] != 0 && keep(oldTimes[i]) { insertNew(oldKeys[i], oldTimes[i]) }
     }
 }

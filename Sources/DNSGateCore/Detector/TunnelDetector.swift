@@ -37,8 +37,8 @@ public final class TunnelDetector {
     private var episodes: [EpisodeKey: Episode] = [:]
     /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
     private var labelScratch: [Range<Int>] = []
-    /// Times of one pair's remembered labels, sorted when its set is trimmed at the cap.
-    private var timeScratch: [Double] = []
+    /// What a pair's `RecentHashes` reuses when it trims itself at the cap.
+    private var recentScratch = RecentHashes.Scratch()
     private var pairOrder = RecencyList<PairKey>()
     private var clientOrder = RecencyList<String>()
     private var budgetOrder = RecencyList<BudgetStateKey>()
@@ -96,7 +96,7 @@ public final class TunnelDetector {
         let key = PairKey(client: e.client, domain: domain)
         let pair: PairState
         if let m = lastPair, m.key == key { pair = m.state; pairOrder.touch(pair.handle) }
-        else if let p = pairs[key] { pair = p; pairOrder.touch(p.handle) } else {
+        else if let p = pairs[key] { pair = p; pairOrder.touch(p.handle); lastPair = (key, pair) } else {
             // At the cap the least recently seen pair makes room, and its state is reused for this
             // one: under a flood of new registered domains that spares a dozen allocations a pair.
             if pairs.count >= config.maxPairs, let victim = pairOrder.popOldest(), let old = pairs.removeValue(forKey: victim) {
@@ -109,8 +109,8 @@ public final class TunnelDetector {
             pairs[key] = pair
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
             while pairs.count > config.maxPairs, let victim = pairOrder.popOldest() { pairs[victim] = nil }
+            lastPair = pairs.count > 0 ? (key, pair) : nil      // nil only when maxPairs is 0
         }
-        lastPair = pairs.count > 0 ? (key, pair) : nil      // nil only when maxPairs is 0
         update(pair, with: e, domainLabels: domain.labelCount)
         out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
 
@@ -273,7 +273,7 @@ public final class TunnelDetector {
 
         let nameHash = StableHash.hash(e.name.wire, seed: 1)
         guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-        p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &timeScratch)
+        p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
         p.buckets[b].newNames += 1
         p.buckets[b].subLenSum += Int32(subLen)
         p.buckets[b].longestSub = max(p.buckets[b].longestSub, Int32(subLen))
@@ -289,7 +289,7 @@ public final class TunnelDetector {
             let label = w[labelScratch[i]]
             let h = StableHash.hash(label, seed: 2)
             if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-            p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &timeScratch)
+            p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
             labelScratch[fresh] = labelScratch[i]; fresh += 1
             for c in label { p.histogram[LabelShape.slot(c)] += 1 }
             p.histogramTotal += UInt32(label.count)
@@ -310,13 +310,13 @@ public final class TunnelDetector {
     private func touchClient(_ e: QueryEvent) -> ClientState {
         let c: ClientState
         if let m = lastClient, m.key == e.client { c = m.state; clientOrder.touch(c.handle) }
-        else if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle) } else {
+        else if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle); lastClient = (e.client, c) } else {
             c = ClientState(firstSeen: e.time)
             c.handle = clientOrder.insert(e.client)
             clients[e.client] = c
             while clients.count > config.maxClients, let victim = clientOrder.popOldest() { clients[victim] = nil }
+            lastClient = clients.count > 0 ? (e.client, c) : nil
         }
-        lastClient = clients.count > 0 ? (e.client, c) : nil
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -425,13 +425,13 @@ public final class TunnelDetector {
         let s: BudgetState
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
         if let m = lastBudget, m.key == k { s = m.state; budgetOrder.touch(s.handle) }
-        else if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle) } else {
+        else if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle); lastBudget = (k, s) } else {
             s = BudgetState(window: w)
             s.handle = budgetOrder.insert(k)
             budgets[k] = s
             while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest() { budgets[victim] = nil }
+            lastBudget = budgets.count > 0 ? (k, s) : nil
         }
-        lastBudget = budgets.count > 0 ? (k, s) : nil
         s.lastSeen = max(s.lastSeen, e.time)
         if w > s.window {
             if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
