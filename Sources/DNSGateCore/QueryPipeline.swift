@@ -201,8 +201,9 @@ public final class QueryPipeline: Sendable {
         let box = snap.byRow[profileIndex.map { $0 + 1 } ?? 0]
         var verdict = box.decide(name: q.name, type: q.type)
         if let i = verdict.entryIndex {
-            box.hits[i].add(1)
-            box.lastUse[i].store(Int(now))
+            // Through the buffers: reading a counter out of the array retained and released it.
+            box.hits.withUnsafeBufferPointer { $0[i].add(1) }
+            box.lastUse.withUnsafeBufferPointer { $0[i].store(Int(now)) }
         }
         var exceptionID: String?
         if verdict.denial != nil, hasExceptions.value != 0,

@@ -56,7 +56,10 @@ public enum EntryAction: Sendable, Equatable {
 }
 
 /// One line of an allow-list: a name or `*.suffix`, what it does, which types, why, and where it was written.
-public struct PolicyEntry: Sendable, Equatable {
+///
+/// Immutable, and a class: the query path passes the matching entry along in the verdict, and a
+/// struct's copy retained and released each of its five reference-counted fields on every query.
+public final class PolicyEntry: Sendable, Equatable {
     /// The name for exact entries; the suffix (without `*.`) for wildcard entries.
     public let name: DNSName
     public let isWildcard: Bool
@@ -74,6 +77,11 @@ public struct PolicyEntry: Sendable, Equatable {
 
     /// The entry as written in a plain list: `*.example.com.` or `example.com.`.
     public var pattern: String { isWildcard ? "*." + name.description : name.description }
+
+    public static func == (a: PolicyEntry, b: PolicyEntry) -> Bool {
+        a === b || (a.name == b.name && a.isWildcard == b.isWildcard && a.action == b.action && a.types == b.types
+                    && a.reason == b.reason && a.source == b.source)
+    }
 }
 
 /// A broken allow-list or zone file. Loading stops at the first one: a skipped allow entry breaks builds,
