@@ -13,8 +13,9 @@ typedef struct {
 } dnsgate_mmsghdr;
 
 /// Waits for the first datagram (or the socket's SO_RCVTIMEO), then takes whatever else is queued,
-/// up to `vlen`, without waiting again (MSG_WAITFORONE).
-int dnsgate_recvmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen);
+/// up to `vlen`, without waiting again (MSG_WAITFORONE). With `wait` 0 it does not wait for the
+/// first one either: -1 with EAGAIN when nothing is queued.
+int dnsgate_recvmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen, int wait);
 
 /// Sends up to `vlen` datagrams in one call; returns how many went out, or -1 with errno.
 int dnsgate_sendmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen);
