@@ -40,9 +40,17 @@ final class DetectorRunner: @unchecked Sendable {
     func tick(now: Double) { detector.expire(now: now) }
 
     /// `profile#entry`, made once per entry rather than formatted per query; reset if a reload
-    /// churns through more entries than any list has.
+    /// churns through more entries than any list has. The last one is kept apart: consecutive
+    /// queries mostly hit one entry, and comparing is cheaper than two dictionary lookups.
     private var budgetKeys: [Int: [String: String]] = [:]
+    private var lastBudgetKey: (entry: Int, profile: String, text: String)?
     private func budgetKeyText(profile: String, entry: Int) -> String {
+        if let m = lastBudgetKey, m.entry == entry, m.profile == profile { return m.text }
+        let k = budgetKeyLookup(profile: profile, entry: entry)
+        lastBudgetKey = (entry, profile, k)
+        return k
+    }
+    private func budgetKeyLookup(profile: String, entry: Int) -> String {
         if let k = budgetKeys[entry]?[profile] { return k }
         if budgetKeys.count > 200_000 { budgetKeys.removeAll() }
         let k = "\(profile)#\(entry)"
