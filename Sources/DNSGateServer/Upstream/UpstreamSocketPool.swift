@@ -25,6 +25,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
     /// Timeouts are found by a sweep every `sweepInterval` while anything is in flight, rather than by a
     /// timer per exchange: scheduling and cancelling one cost about a microsecond per cache miss.
     static let sweepInterval = TimeAmount.milliseconds(10)
+    static let readsPerCall = 16
     private var sweepScheduled = false
     /// Queries are written without a flush and flushed together once the current event-loop task
     /// (a listener's batch of misses) is done, all on one socket: NIO then sends them with one
@@ -47,7 +48,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let slot = flushSlot ?? Int(random.uint16()) % size
         if let (channel, mux) = ready[slot] {
-            send(on: channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
+            send(on: slot, channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             return promise.futureResult
         }
         socket(slot).whenComplete { result in
@@ -56,13 +57,13 @@ final class UpstreamSocketPool: @unchecked Sendable {
                 self.sockets[slot] = nil             // try a new socket next time
                 promise.fail(UpstreamError.transport(address.description, "\(e)"))
             case .success(let (channel, mux)):
-                self.send(on: channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
+                self.send(on: slot, channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             }
         }
         return promise.futureResult
     }
 
-    private func send(on channel: Channel, _ mux: UpstreamMuxHandler, to address: SocketAddress, deadline: NIODeadline,
+    private func send(on slot: Int, _ channel: Channel, _ mux: UpstreamMuxHandler, to address: SocketAddress, deadline: NIODeadline,
                       build: (UInt16) -> [UInt8], check: @escaping (UInt16, [UInt8]) -> UpstreamAnswer?,
                       promise: EventLoopPromise<UpstreamAnswer>) {
         var id = random.uint16()
@@ -74,7 +75,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
         // as a timeout, which moves on to the next upstream like a transport error would.
         channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: query)), promise: nil)
         if flushSlot == nil {
-            flushSlot = ready.firstIndex { $0?.channel === channel } ?? 0
+            flushSlot = slot
             loop.execute { [self] in
                 if let slot = flushSlot, let (ch, _) = ready[slot] { ch.flush() }
                 flushSlot = nil
@@ -107,9 +108,12 @@ final class UpstreamSocketPool: @unchecked Sendable {
         if let s = sockets[slot] { return s }
         let mux = UpstreamMuxHandler()
         let f = DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
-            // Answers to a flushed batch arrive together: read up to 16 with one recvmmsg.
-            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 16)
+            // Answers to a flushed batch arrive together: read up to 16 with one recvmmsg. NIO splits the
+            // receive buffer evenly, so each answer has 4 KB: dnsgate advertises 1,232 bytes (EDNS), and
+            // a longer UDP answer arrives cut short, fails the check, and the exchange moves on as after
+            // a timeout.
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readsPerCall * 4096))
+            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readsPerCall)
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
             .bind(host: "0.0.0.0", port: 0)           // kernel-chosen ephemeral port, different per socket
             .map { ch -> (Channel, UpstreamMuxHandler) in
