@@ -37,8 +37,10 @@ final class TelemetryHub: @unchecked Sendable {
 
     // Metrics with bounded label sets; per-client and per-domain detail stays in the top-k tables.
     // Counted per batch under `processing`, then added to Prometheus once per batch.
-    private var counters: [CountersByCode]
-    private static let (actionCounters, typeCounters, rcodeCounters, deniedCounters) = (0, 1, 2, 3)
+    private var actionCounters: CountersByCode      // by QueryRecord.Action.ordinal
+    private var typeCounters: CountersByCode        // by type code; the rest count as "other"
+    private var rcodeCounters: CountersByCode
+    private var deniedCounters: CountersByCode      // by deniedCode(_:)
     private let forwardedLatency: ValueHistogram
     private let droppedCounter: Counter
     static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
@@ -53,24 +55,34 @@ final class TelemetryHub: @unchecked Sendable {
         /// Runs of one client, or one registered domain, are added to their table once with their
         /// length: a runner's queries mostly come from one address, often for one domain in a row,
         /// and comparing keys is cheaper than hashing them into the sketch.
-        private var clientRun: (key: String, count: UInt64)?
-        private var domainRun: (key: DNSName, count: UInt64)?
+        private var clientRun = Run<String>()
+        private var domainRun = Run<DNSName>()
 
         mutating func count(client: String, domain: DNSName) {
-            if let r = clientRun, r.key == client { clientRun = (client, r.count + 1) } else {
-                if let r = clientRun { clients.add(r.key, weight: r.count) }
-                clientRun = (client, 1)
-            }
-            if let r = domainRun, r.key == domain { domainRun = (domain, r.count + 1) } else {
-                if let r = domainRun { domains.add(r.key, weight: r.count) }
-                domainRun = (domain, 1)
-            }
+            clientRun.count(client, into: &clients)
+            domainRun.count(domain, into: &domains)
         }
 
         /// Adds the open runs; before the tables are read, and at the end of each batch.
         mutating func endRuns() {
-            if let r = clientRun { clients.add(r.key, weight: r.count); clientRun = nil }
-            if let r = domainRun { domains.add(r.key, weight: r.count); domainRun = nil }
+            clientRun.end(into: &clients)
+            domainRun.end(into: &domains)
+        }
+    }
+
+    /// Consecutive adds of one key, counted until another key comes.
+    struct Run<Key: Hashable> {
+        private var key: Key?
+        private var length: UInt64 = 0
+
+        mutating func count(_ k: Key, into table: inout SpaceSaving<Key>) {
+            if k != key { end(into: &table); key = k }
+            length += 1
+        }
+
+        mutating func end(into table: inout SpaceSaving<Key>) {
+            if let key, length > 0 { table.add(key, weight: length) }
+            key = nil; length = 0
         }
     }
 
@@ -96,7 +108,7 @@ final class TelemetryHub: @unchecked Sendable {
         for rc in [ResponseCode.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers] {
             rcodes.set(Int(rc.rawValue), registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode."))
         }
-        counters = [actions, types, rcodes, denied]   // in the order of the index constants above
+        (actionCounters, typeCounters, rcodeCounters, deniedCounters) = (actions, types, rcodes, denied)
         forwardedLatency = registry.makeValueHistogram(name: "dnsgate_forward_duration_seconds",
                                                        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
                                                        help: "Time from query to reply for cache misses.")
@@ -134,7 +146,7 @@ final class TelemetryHub: @unchecked Sendable {
             for r in buffer { process(r, &t) }
             t.endRuns()
         }
-        for i in counters.indices { counters[i].flush() }
+        actionCounters.flush(); typeCounters.flush(); rcodeCounters.flush(); deniedCounters.flush()
         buffer.removeAll(keepingCapacity: true)
     }
 
@@ -176,11 +188,11 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     private func process(_ r: QueryRecord, _ t: inout Tables) {
-        counters[Self.actionCounters].count(r.action.ordinal)
-        if let rc = r.rcode { counters[Self.rcodeCounters].count(Int(rc.rawValue)) }
-        if let d = r.denial { counters[Self.deniedCounters].count(Self.deniedCode(d)) }
+        actionCounters.count(r.action.ordinal)
+        if let rc = r.rcode { rcodeCounters.count(Int(rc.rawValue)) }
+        if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
-        counters[Self.typeCounters].count(Int(type.rawValue))
+        typeCounters.count(Int(type.rawValue))
         let domain = registeredDomain(of: name)
         t.count(client: r.client, domain: domain ?? name)
         if r.denial != nil { t.deniedNames.add(name) }
