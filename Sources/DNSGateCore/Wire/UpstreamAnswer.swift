@@ -27,7 +27,12 @@ public struct UpstreamAnswer: Sendable {
         // Names are read into one buffer, reused: a DNSName per owner name was most of the parse's
         // allocations (bench: 5 of the 35 per cache miss).
         var nameBytes = [UInt8](); nameBytes.reserveCapacity(DNSName.maxWireLength)
-        let qEnd = try readNameBytes(msg, at: 12, allowCompression: true, into: &nameBytes)
+        /// Reads the name at `offset` into `nameBytes` (replacing the last one); returns where it ends.
+        func readName(at offset: Int) throws -> Int {
+            nameBytes.removeAll(keepingCapacity: true)
+            return try readNameBytes(msg, at: offset, allowCompression: true, into: &nameBytes)
+        }
+        let qEnd = try readName(at: 12)
         guard qEnd + 4 <= msg.count else { throw WireError.truncated(at: qEnd) }
         guard WireKey(nameBytes[...]) == WireKey(name.wire[...]), msg.u16(at: qEnd) == type.rawValue,
               msg.u16(at: qEnd + 2) == DNSClass.in else {
@@ -46,8 +51,7 @@ public struct UpstreamAnswer: Sendable {
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
             for _ in 0..<count {
                 let start = i
-                nameBytes.removeAll(keepingCapacity: true)
-                let afterName = try readNameBytes(msg, at: i, allowCompression: true, into: &nameBytes)
+                let afterName = try readName(at: i)
                 guard afterName + 10 <= msg.count else { throw WireError.truncated(at: afterName) }
                 let rtype = RecordType(msg.u16(at: afterName))
                 let ttl = msg.u32(at: afterName + 4)
@@ -66,18 +70,15 @@ public struct UpstreamAnswer: Sendable {
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
                     if rtype == .cname {
-                        nameBytes.removeAll(keepingCapacity: true)
-                        let end = try readNameBytes(msg, at: rdata, allowCompression: true, into: &nameBytes)
+                        let end = try readName(at: rdata)
                         guard end <= rdata + rdlen else { throw WireError.malformed("CNAME target overruns its record") }
                         cnames.append(DNSName(uncheckedWire: Array(nameBytes)))
                     }
                 }
                 if section == 1, rtype == .soa {
                     // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
-                    nameBytes.removeAll(keepingCapacity: true)
-                    let afterM = try readNameBytes(msg, at: rdata, allowCompression: true, into: &nameBytes)
-                    nameBytes.removeAll(keepingCapacity: true)
-                    let afterR = try readNameBytes(msg, at: afterM, allowCompression: true, into: &nameBytes)
+                    let afterM = try readName(at: rdata)
+                    let afterR = try readName(at: afterM)
                     guard afterR + 20 <= rdata + rdlen else { throw WireError.malformed("short SOA") }
                     negativeTTL = min(effective, msg.u32(at: afterR + 16))
                 }
