@@ -69,21 +69,21 @@ public enum PipelineOutcome: Sendable {
 public final class PolicySnapshot: Sendable {
     public let policies: PolicySet
     public let generation: Int
-    public let entryHits: [[AtomicCounter]]
-    public let entryLastUse: [[AtomicCounter]]   // epoch seconds
-    /// The same policies, by hit-counter row, each behind a reference: the query path borrows one
-    /// instead of copying the struct (a retain and release per field, per query).
+    /// The same policies, by hit-counter row (0: the default policy, then the profiles), each behind a
+    /// reference: the query path borrows one instead of copying the struct (a retain and release per
+    /// field, per query).
     let byRow: [PolicyBox]
+    public var entryHits: [[AtomicCounter]] { byRow.map(\.hits) }
+    public var entryLastUse: [[AtomicCounter]] { byRow.map(\.lastUse) }   // epoch seconds
     /// False when only the default policy exists: the query path then skips profile selection.
     let hasProfiles: Bool
     public init(policies: PolicySet, generation: Int) {
         self.policies = policies; self.generation = generation
-        let sizes = [policies.base.allowList.count] + policies.profiles.map { $0.policy.allowList.count }
-        let hits = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
-        let lastUse = sizes.map { n in (0..<n).map { _ in AtomicCounter() } }
-        self.entryHits = hits; self.entryLastUse = lastUse
         let rows = [(PolicySet.defaultProfileName, policies.base)] + policies.profiles.map { ($0.name, $0.policy) }
-        self.byRow = rows.enumerated().map { row, p in PolicyBox(p.1, name: p.0, hits: hits[row], lastUse: lastUse[row]) }
+        self.byRow = rows.map { name, policy in
+            let n = policy.allowList.count
+            return PolicyBox(policy, name: name, hits: (0..<n).map { _ in AtomicCounter() }, lastUse: (0..<n).map { _ in AtomicCounter() })
+        }
         self.hasProfiles = !policies.profiles.isEmpty
     }
     /// The default policy.

@@ -124,12 +124,13 @@ extension DNSGateService: ControlResponder {
             let cutoff = Int(now) - config.entryUnusedAfter
             var rows: [[String: Any]] = []
             let sets = [(PolicySet.defaultProfileName, snap.policies.base)] + snap.policies.profiles.map { ($0.name, $0.policy) }
+            let (hits, lastUse) = (snap.entryHits, snap.entryLastUse)
             for (row, (profile, policy)) in sets.enumerated() {
                 for (i, e) in policy.allowList.entries.enumerated() {
-                    let last = snap.entryLastUse[row][i].value
+                    let last = lastUse[row][i].value
                     let unused = last == 0 ? uptime >= config.entryUnusedAfter : last < cutoff
                     rows.append(["profile": profile, "pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
-                                 "hits": snap.entryHits[row][i].value, "last_use": last, "unused": unused])
+                                 "hits": hits[row][i].value, "last_use": last, "unused": unused])
                 }
             }
             obj["entry_hits"] = rows
