@@ -31,25 +31,17 @@ public final class TunnelDetector {
     private let bucketCount: Int
     private let baselineDecay: Double
 
-    private var pairs: [PairKey: PairState] = [:]
-    private var clients: [String: ClientState] = [:]
-    private var budgets: [BudgetStateKey: BudgetState] = [:]
+    private var pairs: RecentStates<PairKey, PairState>
+    private var clients: RecentStates<String, ClientState>
+    private var budgets: RecentStates<BudgetStateKey, BudgetState>
     private var episodes: [EpisodeKey: Episode] = [:]
     /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
     private var labelScratch: [Range<Int>] = []
     /// What a pair's `RecentHashes` reuses when it trims itself at the cap.
     private var recentScratch = RecentHashes.Scratch()
-    private var pairOrder = RecencyList<PairKey>()
-    private var clientOrder = RecencyList<String>()
-    private var budgetOrder = RecencyList<BudgetStateKey>()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<DNSName>
-    /// The state the previous query used. Consecutive queries mostly come from one client for one
-    /// registered domain: comparing two keys is cheaper than hashing them (four SipHash runs a query
-    /// were a quarter of the detector's time on cache-hot names). Cleared whenever state is dropped.
-    private var lastPair: (key: PairKey, state: PairState)?
-    private var lastClient: (key: String, state: ClientState)?
-    private var lastBudget: (key: BudgetStateKey, state: BudgetState)?
+    /// The previous query's registered domain and whether `bypassDomains` holds it (see `RecentStates`).
     private var lastDomain: (domain: DNSName, hasBypassNames: Bool)?
 
     /// - Parameters:
@@ -62,6 +54,9 @@ public final class TunnelDetector {
         self.bypassDomains = Set(bypassNames.map { suffixes.registeredDomain($0) })
         self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
+        self.pairs = RecentStates(capacity: config.maxPairs)
+        self.clients = RecentStates(capacity: config.maxClients)
+        self.budgets = RecentStates(capacity: config.maxBudgetKeys)
     }
 
     // MARK: events
@@ -95,21 +90,15 @@ public final class TunnelDetector {
 
         let key = PairKey(client: e.client, domain: domain)
         let pair: PairState
-        if let m = lastPair, m.key == key { pair = m.state; pairOrder.touch(pair.handle) }
-        else if let p = pairs[key] { pair = p; pairOrder.touch(p.handle); lastPair = (key, pair) } else {
+        if let p = pairs.touch(key) { pair = p } else {
             // At the cap the least recently seen pair makes room, and its state is reused for this
             // one: under a flood of new registered domains that spares a dozen allocations a pair.
-            if pairs.count >= config.maxPairs, let victim = pairOrder.popOldest(), let old = pairs.removeValue(forKey: victim) {
+            pair = pairs.insert(key) { evicted in
+                guard let old = evicted else { return PairState(bucketCount: bucketCount, firstSeen: e.time) }
                 old.reset(firstSeen: e.time)
-                pair = old
-            } else {
-                pair = PairState(bucketCount: bucketCount, firstSeen: e.time)
+                return old
             }
-            pair.handle = pairOrder.insert(key)
-            pairs[key] = pair
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
-            while pairs.count > config.maxPairs, let victim = pairOrder.popOldest() { pairs[victim] = nil }
-            lastPair = pairs.count > 0 ? (key, pair) : nil      // nil only when maxPairs is 0
         }
         update(pair, with: e, domainLabels: domain.labelCount)
         out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
@@ -137,13 +126,9 @@ public final class TunnelDetector {
     /// Drops state idle for longer than the window and episodes that have ended; call it now and
     /// then (the server: once a minute) so idle memory is returned, not only at the caps.
     public func expire(now: Double) {
-        lastPair = nil; lastClient = nil; lastBudget = nil
-        for p in pairs.values where now - p.lastTime > config.windowSeconds { pairOrder.remove(p.handle) }
-        pairs = pairs.filter { now - $0.value.lastTime <= config.windowSeconds }
-        for c in clients.values where now - c.lastSeen > config.windowSeconds { clientOrder.remove(c.handle) }
-        clients = clients.filter { now - $0.value.lastSeen <= config.windowSeconds }
-        for b in budgets.values where now - b.lastSeen > 2 * config.windowSeconds { budgetOrder.remove(b.handle) }
-        budgets = budgets.filter { now - $0.value.lastSeen <= 2 * config.windowSeconds }
+        pairs.removeAll { now - $0.lastTime > config.windowSeconds }
+        clients.removeAll { now - $0.lastSeen > config.windowSeconds }
+        budgets.removeAll { now - $0.lastSeen > 2 * config.windowSeconds }
         for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false }
         episodes = episodes.filter { $0.value.live }
     }
@@ -161,7 +146,7 @@ public final class TunnelDetector {
 
     public var stateCounts: StateCounts {
         var largest = 0, total = 0
-        for p in pairs.values { largest = max(largest, p.seen.count); total += p.seen.count }
+        for p in pairs.states { largest = max(largest, p.seen.count); total += p.seen.count }
         return StateCounts(pairs: pairs.count, clients: clients.count, budgetKeys: budgets.count,
                            episodes: episodes.count, largestLabelSet: largest, totalLabels: total)
     }
@@ -308,15 +293,7 @@ public final class TunnelDetector {
     }
 
     private func touchClient(_ e: QueryEvent) -> ClientState {
-        let c: ClientState
-        if let m = lastClient, m.key == e.client { c = m.state; clientOrder.touch(c.handle) }
-        else if let existing = clients[e.client] { c = existing; clientOrder.touch(c.handle); lastClient = (e.client, c) } else {
-            c = ClientState(firstSeen: e.time)
-            c.handle = clientOrder.insert(e.client)
-            clients[e.client] = c
-            while clients.count > config.maxClients, let victim = clientOrder.popOldest() { clients[victim] = nil }
-            lastClient = clients.count > 0 ? (e.client, c) : nil
-        }
+        let c = clients.touch(e.client) ?? clients.insert(e.client) { _ in ClientState(firstSeen: e.time) }
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -422,16 +399,8 @@ public final class TunnelDetector {
 
     private func updateBudget(client: String, key: String, event e: QueryEvent, domain: DNSName) -> DetectorAlert? {
         let k = BudgetStateKey(client: client, key: key)
-        let s: BudgetState
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
-        if let m = lastBudget, m.key == k { s = m.state; budgetOrder.touch(s.handle) }
-        else if let existing = budgets[k] { s = existing; budgetOrder.touch(s.handle); lastBudget = (k, s) } else {
-            s = BudgetState(window: w)
-            s.handle = budgetOrder.insert(k)
-            budgets[k] = s
-            while budgets.count > config.maxBudgetKeys, let victim = budgetOrder.popOldest() { budgets[victim] = nil }
-            lastBudget = budgets.count > 0 ? (k, s) : nil
-        }
+        let s = budgets.touch(k) ?? budgets.insert(k) { _ in BudgetState(window: w) }
         s.lastSeen = max(s.lastSeen, e.time)
         if w > s.window {
             if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
@@ -542,9 +511,9 @@ private struct Bucket {
     init(epoch: Int64) { self.epoch = epoch }
 }
 
-private final class PairState {
-    /// Place in the detector's recency list for this table.
-    var handle = -1
+private final class PairState: RecencyTracked {
+    /// Place in the detector's recency list for this table (`RecentStates`).
+    var recencyHandle = -1
     var buckets: [Bucket]
     var newestEpoch: Int64 = .min
     var firstSeen: Double
@@ -573,7 +542,6 @@ private final class PairState {
 
     /// Empties the state for a new pair, keeping the arrays' storage.
     func reset(firstSeen t: Double) {
-        handle = -1
         for i in buckets.indices { buckets[i] = Bucket(epoch: .min) }
         newestEpoch = .min
         firstSeen = t; lastTime = t
@@ -613,9 +581,9 @@ private final class PairState {
     }
 }
 
-private final class ClientState {
-    /// Place in the detector's recency list for this table.
-    var handle = -1
+private final class ClientState: RecencyTracked {
+    /// Place in the detector's recency list for this table (`RecentStates`).
+    var recencyHandle = -1
     let firstSeen: Double
     var lastSeen: Double
     var minuteEpoch: Int64 = .min
@@ -628,9 +596,9 @@ private final class ClientState {
     init(firstSeen: Double) { self.firstSeen = firstSeen; self.lastSeen = firstSeen }
 }
 
-private final class BudgetState {
-    /// Place in the detector's recency list for this table.
-    var handle = -1
+private final class BudgetState: RecencyTracked {
+    /// Place in the detector's recency list for this table (`RecentStates`).
+    var recencyHandle = -1
     var window: Int64
     init(window: Int64) { self.window = window }
     var current = HyperLogLog(precision: 9)

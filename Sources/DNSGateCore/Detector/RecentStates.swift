@@ -1,0 +1,60 @@
+/// The detector's per-key state objects (pairs, clients, budgets): at most `capacity`, the least
+/// recently used dropped first (`RecencyList`: arrival order, so replays evict identically).
+///
+/// The key looked up last is remembered: consecutive queries mostly share their client, pair and
+/// budget, and comparing two keys is cheaper than hashing one (four SipHash runs a query were a
+/// quarter of the detector's time on cache-hot names). Every removal goes through here, so the
+/// remembered key never outlives its state.
+struct RecentStates<Key: Hashable, State: RecencyTracked> {
+    let capacity: Int
+    private var byKey: [Key: State] = [:]
+    private var order = RecencyList<Key>()
+    private var last: (key: Key, state: State)?
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var count: Int { byKey.count }
+    var states: Dictionary<Key, State>.Values { byKey.values }
+
+    /// The state for `key` without counting it as a use.
+    subscript(key: Key) -> State? { byKey[key] }
+
+    /// The state for `key`, now the most recently used; nil when there is none.
+    mutating func touch(_ key: Key) -> State? {
+        if let m = last, m.key == key {
+            order.touch(m.state.recencyHandle)
+            return m.state
+        }
+        guard let state = byKey[key] else { return nil }
+        order.touch(state.recencyHandle)
+        last = (key, state)
+        return state
+    }
+
+    /// Adds the state `make` returns for `key` (which must be absent). At the cap the least recently
+    /// used entry goes first, and `make` gets its state to reuse if it likes.
+    mutating func insert(_ key: Key, _ make: (State?) -> State) -> State {
+        var evicted: State?
+        if byKey.count >= capacity, let victim = order.popOldest() { evicted = byKey.removeValue(forKey: victim) }
+        let state = make(evicted)
+        state.recencyHandle = order.insert(key)
+        byKey[key] = state
+        while byKey.count > capacity, let victim = order.popOldest() { byKey[victim] = nil }   // capacity 0
+        last = byKey.isEmpty ? nil : (key, state)
+        return state
+    }
+
+    /// Drops every state `expired` says is done with.
+    mutating func removeAll(where expired: (State) -> Bool) {
+        last = nil
+        for (key, state) in byKey where expired(state) {
+            order.remove(state.recencyHandle)
+            byKey[key] = nil
+        }
+    }
+}
+
+/// A state object that knows its place in its table's `RecencyList`.
+protocol RecencyTracked: AnyObject {
+    var recencyHandle: Int { get set }
+}
