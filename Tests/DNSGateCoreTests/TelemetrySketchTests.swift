@@ -38,6 +38,24 @@ final class TelemetrySketchTests: XCTestCase {
         XCTAssertNotEqual(StableHash.hash("example.com"), StableHash.hash("example.com", seed: 1))
     }
 
+    /// Sets and dictionaries of names hash with `TableHash` (`_rawHashValue(seed:)`): equal names must
+    /// agree however they were built, and the table's seed must change the value.
+    func testTableHashAgreesWithEqualityAndDependsOnTheSeed() throws {
+        let a = try DNSName("WWW.Example.COM."), b = try DNSName(wire: [3, 119, 119, 119, 7] + Array("example".utf8) + [3, 99, 111, 109, 0])
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a._rawHashValue(seed: 7), b._rawHashValue(seed: 7))
+        XCTAssertEqual(WireKey(a.wire[...])._rawHashValue(seed: 7), WireKey(b.wire[...])._rawHashValue(seed: 7))
+        XCTAssertNotEqual(a._rawHashValue(seed: 7), a._rawHashValue(seed: 8))
+        // A suffix slice hashes like the whole name it equals: the allow-list looks names up this way.
+        let suffix = try DNSName("example.com")
+        XCTAssertEqual(WireKey(a.wire[4...])._rawHashValue(seed: 1), WireKey(suffix.wire[...])._rawHashValue(seed: 1))
+        var set = Set<DNSName>()
+        for i in 0..<5_000 { set.insert(try DNSName("n\(i).example.com")) }
+        XCTAssertEqual(set.count, 5_000)
+        XCTAssertTrue(set.contains(try DNSName("N4999.EXAMPLE.com")))
+        XCTAssertFalse(set.contains(try DNSName("n5000.example.com")))
+    }
+
     /// Every length takes a different path through the word reads (1–3, 4–7, 8–16, then 16 at a time);
     /// each must see every byte, and a word that zeroes one factor of the multiply must not erase the other.
     func testStableHashSeesEveryByteOfEveryLength() {

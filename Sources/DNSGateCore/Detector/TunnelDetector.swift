@@ -463,6 +463,11 @@ extension TunnelDetector: Sendable {}
 private struct PairKey: Hashable {
     let client: String
     let domain: DNSName
+
+    func _rawHashValue(seed: Int) -> Int {
+        var c = client
+        return domain._rawHashValue(seed: c.withUTF8 { TableHash.of(UnsafeRawBufferPointer($0), seed: seed) })
+    }
 }
 
 private struct BudgetStateKey: Hashable {

@@ -62,3 +62,19 @@ public enum StableHash {
         return z ^ (z >> 31)
     }
 }
+
+/// The hash that dictionaries and sets keyed by wire bytes use (`DNSName`, `WireKey`, the detector's pairs).
+///
+/// Those keys implement `Hashable`'s `_rawHashValue(seed:)`, the entry point `Dictionary` and `Set`
+/// call, with this instead of SipHash: on a flood of denied names SipHash's set-up and finalisation
+/// were 4 % of the server's CPU. It stays seeded the way SipHash is: a secret drawn once per process
+/// mixed with the table's own seed, so which names collide cannot be worked out from outside, in the
+/// manner of Go's map hash. `hash(into:)` keeps feeding `Hasher`, for types that embed these keys.
+public enum TableHash {
+    public static let secret: UInt64 = .random(in: .min ... .max)
+
+    @inlinable @inline(__always)
+    public static func of(_ p: UnsafeRawBufferPointer, seed: Int) -> Int {
+        Int(truncatingIfNeeded: StableHash.hash(p, seed: secret ^ UInt64(bitPattern: Int64(seed))))
+    }
+}

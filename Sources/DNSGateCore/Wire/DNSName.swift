@@ -81,6 +81,7 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
     // Bulk hashing and memcmp equality: the synthesized versions go one byte at a time, and names are
     // the keys of every telemetry and detector table.
     @inlinable public func hash(into hasher: inout Hasher) { wire.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    @inlinable public func _rawHashValue(seed: Int) -> Int { wire.withUnsafeBytes { TableHash.of($0, seed: seed) } }
 
     @inlinable public static func == (a: DNSName, b: DNSName) -> Bool {
         a.wire.withUnsafeBytes { pa in b.wire.withUnsafeBytes { pb in wireBytesEqual(pa, pb) } }

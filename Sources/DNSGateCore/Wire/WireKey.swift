@@ -18,6 +18,7 @@ public struct WireKey: Hashable, Sendable {
     }
 
     @inlinable public func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    @inlinable public func _rawHashValue(seed: Int) -> Int { bytes.withUnsafeBytes { TableHash.of($0, seed: seed) } }
 }
 
 /// Byte equality with one `memcmp`, for the `==` of types that hash their wire bytes in bulk.
