@@ -24,7 +24,7 @@ enum LabelShape {
     }
 
     /// Upper bound of bits per character for a label, from the narrowest alphabet it fits.
-    static func alphabetCeilingBits(_ label: ArraySlice<UInt8>) -> Double {
+    static func alphabetCeilingBits<Label: Collection<UInt8>>(_ label: Label) -> Double {
         var digitsOnly = true, hex = true, base32 = true, alnum = true
         for b in label {
             let isDigit = b >= 48 && b <= 57

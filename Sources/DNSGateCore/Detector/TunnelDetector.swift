@@ -231,65 +231,64 @@ public final class TunnelDetector {
         // An event older than the newest bucket (logs merged from two listeners) counts in the newest.
         let now = max(epoch(e.time), p.newestEpoch)
         p.newestEpoch = now
-        let b = Int(((now % Int64(bucketCount)) + Int64(bucketCount)) % Int64(bucketCount))
-        if p.buckets[b].epoch != now { p.buckets[b] = Bucket(epoch: now) }
         p.lastTime = max(p.lastTime, e.time)
-
-        p.buckets[b].queries += 1
-        if Self.isTunnelType(e.type) { p.buckets[b].typeQueries += 1 }
-        if e.rcode == .nxDomain { p.buckets[b].nx += 1 }
-
         if let last = p.lastQueryTime {
-            let gap = e.time - last
             if p.intervals.count == config.beaconIntervals { p.intervals.removeFirst() }
-            p.intervals.append(max(0, gap))
+            p.intervals.append(max(0, e.time - last))
         }
         p.lastQueryTime = e.time
 
-        // Labels below the registered domain, as ranges of the wire bytes: no array per query.
-        let w = e.name.wire
+        // The bucket is updated as a local and stored once: each `p.buckets[b].x += 1` was an access
+        // through the class, with its own uniqueness check.
+        let b = Int(((now % Int64(bucketCount)) + Int64(bucketCount)) % Int64(bucketCount))
+        var bucket = p.buckets[b]
+        if bucket.epoch != now { bucket = Bucket(epoch: now) }
+        defer { p.buckets[b] = bucket }
+        bucket.queries += 1
+        if Self.isTunnelType(e.type) { bucket.typeQueries += 1 }
+        if e.rcode == .nxDomain { bucket.nx += 1 }
+
         let below = e.name.labelCount - domainLabels
         guard below > 0 else { return false }
-        labelScratch.removeAll(keepingCapacity: true)
-        var o = 0
-        for _ in 0..<below { let n = Int(w[o]); labelScratch.append((o + 1)..<(o + 1 + n)); o += 1 + n }
-        let subLen = o - 1
-        p.buckets[b].payloadChars += Int32(subLen - (below - 1))
+        // Labels below the registered domain, as ranges of the wire bytes, read through one buffer
+        // pointer: no array, slice or retain per label.
+        return e.name.wire.withUnsafeBufferPointer { w in
+            labelScratch.removeAll(keepingCapacity: true)
+            var o = 0
+            for _ in 0..<below { let n = Int(w[o]); labelScratch.append((o + 1)..<(o + 1 + n)); o += 1 + n }
+            let subLen = o - 1
+            bucket.payloadChars += Int32(subLen - (below - 1))
 
-        let nameHash = StableHash.hash(e.name.wire, seed: 1)
-        guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-        p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
-        p.buckets[b].newNames += 1
-        p.buckets[b].subLenSum += Int32(subLen)
-        p.buckets[b].longestSub = max(p.buckets[b].longestSub, Int32(subLen))
-        let minute = Int64((e.time / 60).rounded(.down))
-        if p.minuteEpoch != minute { p.minuteEpoch = minute; p.minuteNewNames = 0 }
-        p.minuteNewNames += 1
-        p.samples.append(e.name)
+            let nameHash = StableHash.hash(UnsafeRawBufferPointer(w), seed: 1)
+            guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
+            p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
+            bucket.newNames += 1
+            bucket.subLenSum += Int32(subLen)
+            bucket.longestSub = max(bucket.longestSub, Int32(subLen))
+            let minute = Int64((e.time / 60).rounded(.down))
+            if p.minuteEpoch != minute { p.minuteEpoch = minute; p.minuteNewNames = 0 }
+            p.minuteNewNames += 1
+            p.samples.append(e.name)
 
-        // New labels carry the new information; a label seen before in the window (a sequence
-        // number, `init`, a fixed prefix) is free, as it would be to a compressor.
-        var fresh = 0   // the fresh labels are moved to the front of labelScratch
-        for i in 0..<below {
-            let label = w[labelScratch[i]]
-            let h = StableHash.hash(label, seed: 2)
-            if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-            p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
-            labelScratch[fresh] = labelScratch[i]; fresh += 1
-            for c in label { p.histogram[LabelShape.slot(c)] += 1 }
-            p.histogramTotal += UInt32(label.count)
-        }
-        if p.histogramTotal > 1 << 16 {   // keep the shape recent and the counters small
-            for i in p.histogram.indices { p.histogram[i] /= 2 }
-            p.histogramTotal = p.histogram.reduce(0, +)
-        }
-        if fresh > 0 {
-            let h = p.entropy()
-            for r in labelScratch[..<fresh] {
-                p.buckets[b].infoBits += Double(r.count) * min(LabelShape.alphabetCeilingBits(w[r]), max(h, 1))
+            // New labels carry the new information; a label seen before in the window (a sequence
+            // number, `init`, a fixed prefix) is free, as it would be to a compressor.
+            var fresh = 0   // the fresh labels are moved to the front of labelScratch
+            for i in 0..<below {
+                let label = UnsafeBufferPointer(rebasing: w[labelScratch[i]])
+                let h = StableHash.hash(UnsafeRawBufferPointer(label), seed: 2)
+                if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
+                p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
+                labelScratch[fresh] = labelScratch[i]; fresh += 1
+                p.count(label)
             }
+            if fresh > 0 {
+                let h = p.entropy()
+                for r in labelScratch[..<fresh] {
+                    bucket.infoBits += Double(r.count) * min(LabelShape.alphabetCeilingBits(w[r]), max(h, 1))
+                }
+            }
+            return true
         }
-        return true
     }
 
     private func touchClient(_ e: QueryEvent) -> ClientState {
@@ -578,6 +577,19 @@ private final class PairState: RecencyTracked {
     static let exactEntropyChars: UInt32 = 4096
     private var cachedEntropy = 0.0
     private var entropyAtTotal: UInt32 = 0
+
+    /// Adds a fresh label's characters to the histogram, halving it past 2^16 characters so the
+    /// shape stays recent and the counters small.
+    func count(_ label: UnsafeBufferPointer<UInt8>) {
+        histogram.withUnsafeMutableBufferPointer { h in
+            for c in label { h[LabelShape.slot(c)] += 1 }
+        }
+        histogramTotal += UInt32(label.count)
+        if histogramTotal > 1 << 16 {
+            for i in histogram.indices { histogram[i] /= 2 }
+            histogramTotal = histogram.reduce(0, +)
+        }
+    }
 
     @inline(__always)
     func seenRecently(_ h: UInt64, at t: Double, window: Double) -> Bool {

@@ -59,9 +59,10 @@ public struct RecencyList<Key> {
     }
 
     private mutating func unlink(_ i: Int32) {
-        let n = nodes[Int(i)]
-        if n.older >= 0 { nodes[Int(n.older)].newer = n.newer } else { oldest = n.newer }
-        if n.newer >= 0 { nodes[Int(n.newer)].older = n.older } else { newest = n.older }
+        // The two links only: copying the node would copy (retain and release) its key.
+        let older = nodes[Int(i)].older, newer = nodes[Int(i)].newer
+        if older >= 0 { nodes[Int(older)].newer = newer } else { oldest = newer }
+        if newer >= 0 { nodes[Int(newer)].older = older } else { newest = older }
         nodes[Int(i)].older = -1; nodes[Int(i)].newer = -1
     }
 
