@@ -219,33 +219,35 @@ public final class QueryPipeline: Sendable {
             verdict = PolicyVerdict(action: .sinkhole(box.policy.sinkhole == .drop ? .nxdomain : box.policy.sinkhole), entry: verdict.entry,
                                     entryIndex: verdict.entryIndex, denial: .quarantined(id: qe.id, reason: qe.reason))
         }
-        var rec = QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: .forwarded,
-                              rcode: nil, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
-                              denial: verdict.denial, audited: verdict.audited, problem: nil)
-        rec.profile = box.name
-        rec.exception = exceptionID
+        // Each outcome builds its record in one go and hands it over: a record kept in a variable and
+        // returned was copied, and each copy retained and released six fields.
+        func queryRecord(_ action: QueryRecord.Action, _ rcode: ResponseCode?) -> QueryRecord {
+            QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: action,
+                        rcode: rcode, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
+                        denial: verdict.denial, audited: verdict.audited, problem: nil, profile: box.name, exception: exceptionID)
+        }
         switch verdict.action {
         case .sinkhole(let mode):
-            if case .quarantined = verdict.denial { rec.action = .quarantined } else { rec.action = mode == .drop ? .dropped : .sinkholed }
-            counters.bump(rec.action)
+            let action: QueryRecord.Action
+            if case .quarantined = verdict.denial { action = .quarantined } else { action = mode == .drop ? .dropped : .sinkholed }
+            counters.bump(action)
             guard let reply = sinkhole(q, mode: mode, ttl: box.policy.sinkholeTTL, why: verdict.denial ?? .notListed, scratch: scratch) else {
-                return .drop(rec)
+                return .drop(queryRecord(action, nil))
             }
-            rec.rcode = reply.rcode
-            return .reply(fit(reply.bytes, q, overTCP), rec)
+            return .reply(fit(reply.bytes, q, overTCP), queryRecord(action, reply.rcode))
         case .local(let records):
-            rec.action = .local
             counters.bump(.local)
             let matching = records.filter { $0.type == q.type }
             let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
-            rec.rcode = .noError
             let ttl = box.policy.sinkholeTTL
             return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
-                              q, overTCP), rec)
+                              q, overTCP), queryRecord(.local, .noError))
         case .forward:
             let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
-            if let (reply, cached) = cachedReply(q, key, rec, now: now, scratch: scratch) { return .reply(reply, cached) }
-            return .forward(ForwardJob(query: q, key: key, record: rec))
+            if let (reply, rcode) = cachedAnswer(q, key, now: now, scratch: scratch) {
+                return .reply(fit(reply, q, overTCP), queryRecord(.cached, rcode))
+            }
+            return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil)))
         }
     }
 
@@ -253,18 +255,20 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        cachedReply(job.query, job.key, job.record, now: now)
-    }
-
-    private func cachedReply(_ q: QueryView, _ key: CacheKey, _ record: consuming QueryRecord, now: Double,
-                             scratch: QueryScratch? = nil) -> ([UInt8], QueryRecord)? {
-        guard let (reply, rcode) = cache.withFresh(key, now: now, { answer, age in
-            (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode)
-        }) else { return nil }
+        guard let (reply, rcode) = cachedAnswer(job.query, job.key, now: now) else { return nil }
+        var record = job.record
         record.action = .cached
         record.rcode = rcode
+        return (fit(reply, job.query, record.overTCP), record)
+    }
+
+    /// The cached answer rendered for `q`, with its rcode, counted as a cache hit; nil on a miss.
+    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil) -> ([UInt8], ResponseCode)? {
+        guard let hit = cache.withFresh(key, now: now, { answer, age in
+            (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode)
+        }) else { return nil }
         counters.bump(.cached)
-        return (fit(reply, q, record.overTCP), record)
+        return hit
     }
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.

@@ -20,10 +20,11 @@ final class BoundedBatch<Element: Sendable>: Sendable {
     /// Appends `e` unless full. Returns true when the queue was empty before: a consumer that sleeps
     /// until there is work must be woken now.
     @discardableResult
-    func push(_ e: Element) -> Bool {
+    func push(_ e: consuming Element) -> Bool {
+        var e = Optional(e)   // moved into the queue with `take()`: a closure cannot consume a parameter
         let (accepted, wasEmpty) = items.withLock { p -> (Bool, Bool) in
             guard p.count < capacity else { return (false, false) }
-            p.append(e)
+            p.append(e.take()!)
             approximateCount.store(p.count)
             return (true, p.count == 1)
         }

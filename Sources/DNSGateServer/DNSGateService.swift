@@ -84,10 +84,9 @@ public final class DNSGateService: @unchecked Sendable {
     /// Opens every listener and the control socket.
     /// - Throws: `ConfigError` naming the address and the likely culprit when a port is taken.
     public func start() throws {
-        let violations = self.violations, audit = self.audit, hub = telemetry!
-        let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger,
-                               observers: QueryObservers([{ violations.observe($0) }, { audit.observe($0) }, { hub.observe($0) }]),
-                               telemetry: hub, preserveCase: config.upstreamPreserveCase)
+        let hub = telemetry!
+        let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger, violations: violations,
+                               audit: audit, telemetry: hub, preserveCase: config.upstreamPreserveCase)
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
         pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let now = WallClock.now()

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 
-/// What both listeners share: the pipeline, the upstream client and the query observers.
+/// What both listeners share: the pipeline, the upstream client and what observes query records.
 ///
 /// One instance serves every event loop; everything in it is thread-safe.
 final class ServingCore: Sendable {
@@ -11,16 +11,17 @@ final class ServingCore: Sendable {
     let upstream: UpstreamClient
     let queryLog: QueryLogger
     let logger: Logger
-    let observers: QueryObservers
+    let violations: ViolationLog
+    let audit: AuditRecorder
     let telemetry: TelemetryHub?
     /// Forward the client's spelling instead of the lower-cased name (config `upstream.preserve_case`).
     let preserveCase: Bool
 
-    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, observers: QueryObservers,
-         telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
+    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, violations: ViolationLog,
+         audit: AuditRecorder, telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
         self.preserveCase = preserveCase
-        self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger; self.observers = observers
-        self.telemetry = telemetry
+        self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger
+        self.violations = violations; self.audit = audit; self.telemetry = telemetry
     }
 
     /// What became of one query.
@@ -98,9 +99,15 @@ final class ServingCore: Sendable {
         }
     }
 
-    private func observe(_ r: QueryRecord) {
+    /// Hands a record to everything that keeps one, on the event loop before the reply is flushed;
+    /// each must return quickly (the telemetry hub queues it and processes after the flush). The
+    /// record is moved into the telemetry queue, not copied: each copy of a record retained and
+    /// released six fields.
+    private func observe(_ r: consuming QueryRecord) {
         queryLog.record(r)
-        observers.observe(r)
+        violations.observe(r)
+        audit.observe(r)
+        telemetry?.observe(r)
     }
 }
 
@@ -156,13 +163,4 @@ enum WallClock {
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
-}
-
-/// Fan-out of query records to consumers (violation log, audit recorder, telemetry queue), on the
-/// event loop before the reply is flushed. Consumers must return quickly; anything slow belongs
-/// behind their own queue (the telemetry hub processes its queue after the flush).
-final class QueryObservers: Sendable {
-    private let consumers: [@Sendable (QueryRecord) -> Void]
-    init(_ consumers: [@Sendable (QueryRecord) -> Void]) { self.consumers = consumers }
-    func observe(_ r: QueryRecord) { for c in consumers { c(r) } }
 }

@@ -7,6 +7,11 @@ public struct CacheKey: Hashable, Sendable {
     public let type: RecordType
     public let dnssecOK: Bool
     public init(name: DNSName, type: RecordType, dnssecOK: Bool) { self.name = name; self.type = type; self.dnssecOK = dnssecOK }
+
+    /// The name's `TableHash`, with the type and DO bit in the seed (see `TableHash`).
+    public func _rawHashValue(seed: Int) -> Int {
+        name._rawHashValue(seed: seed ^ (Int(type.rawValue) << 1 | (dnssecOK ? 1 : 0)))
+    }
 }
 
 /// Limits of the cache; defaults in config/README.md.
