@@ -44,11 +44,7 @@ final class TelemetrySketchTests: XCTestCase {
         let a = try DNSName("WWW.Example.COM."), b = try DNSName(wire: [3, 119, 119, 119, 7] + Array("example".utf8) + [3, 99, 111, 109, 0])
         XCTAssertEqual(a, b)
         XCTAssertEqual(a._rawHashValue(seed: 7), b._rawHashValue(seed: 7))
-        XCTAssertEqual(WireKey(a.wire[...])._rawHashValue(seed: 7), WireKey(b.wire[...])._rawHashValue(seed: 7))
         XCTAssertNotEqual(a._rawHashValue(seed: 7), a._rawHashValue(seed: 8))
-        // A suffix slice hashes like the whole name it equals: the allow-list looks names up this way.
-        let suffix = try DNSName("example.com")
-        XCTAssertEqual(WireKey(a.wire[4...])._rawHashValue(seed: 1), WireKey(suffix.wire[...])._rawHashValue(seed: 1))
         var set = Set<DNSName>()
         for i in 0..<5_000 { set.insert(try DNSName("n\(i).example.com")) }
         XCTAssertEqual(set.count, 5_000)

@@ -5,9 +5,9 @@
 /// covers names strictly below `example.com`, never the apex.
 public struct AllowList: Sendable {
     public private(set) var entries: [PolicyEntry] = []
-    // Keyed by wire-byte slices so a lookup can use a slice of the query's own name: no copy per suffix.
-    private var exact: [WireKey: Int] = [:]
-    private var wildcard: [WireKey: Int] = [:]
+    // Entry indices by wire bytes, probed through a pointer into the query's own name (`WireTable`).
+    private var exact = WireTable<Int>()
+    private var wildcard = WireTable<Int>()
 
     public init() {}
 
@@ -18,26 +18,28 @@ public struct AllowList: Sendable {
     /// Adds an entry.
     /// - Throws: `PolicyLoadError` when the same pattern is already listed, naming both places.
     public mutating func add(_ e: PolicyEntry) throws {
-        if let prior = (e.isWildcard ? wildcard : exact)[WireKey(e.name.wire[...])] {
+        if let prior = (e.isWildcard ? wildcard : exact)[e.name.wire] {
             throw PolicyLoadError(e.source, "duplicate entry \(e.pattern), first listed at \(entries[prior].source)")
         }
         entries.append(e)
-        if e.isWildcard { wildcard[WireKey(e.name.wire[...])] = entries.count - 1 } else { exact[WireKey(e.name.wire[...])] = entries.count - 1 }
+        if e.isWildcard { wildcard[e.name.wire] = entries.count - 1 } else { exact[e.name.wire] = entries.count - 1 }
     }
 
     public var count: Int { entries.count }
 
     /// The most specific entry covering `name`, with its index (for per-entry hit counters).
     public func match(_ name: DNSName) -> (index: Int, entry: PolicyEntry)? {
-        if let i = exact[WireKey(name.wire[...])] { return (i, entries[i]) }
-        guard !wildcard.isEmpty else { return nil }
-        // Walk suffixes from longest to shortest, starting one label up: the apex is not covered.
-        let w = name.wire
-        var o = 0
-        while w[o] != 0 {
-            o += Int(w[o]) + 1
-            if let i = wildcard[WireKey(w[o...])] { return (i, entries[i]) }
+        let found: Int? = name.wire.withUnsafeBytes { w in
+            if let i = exact[w] { return i }
+            guard !wildcard.isEmpty else { return nil }
+            // Walk suffixes from longest to shortest, starting one label up: the apex is not covered.
+            var o = 0
+            while w[o] != 0 {
+                o += Int(w[o]) + 1
+                if let i = wildcard[UnsafeRawBufferPointer(rebasing: w[o...])] { return i }
+            }
+            return nil
         }
-        return nil
+        return found.map { ($0, entries[$0]) }
     }
 }

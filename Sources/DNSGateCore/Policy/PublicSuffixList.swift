@@ -6,9 +6,9 @@ import Foundation
 /// domain, and the policy refuses wildcards directly under a public suffix. Private-section suffixes
 /// (e.g. `github.io`) count too: each user's site there is its own registered domain.
 public struct PublicSuffixList: Sendable {
-    // Rules as canonical wire bytes, looked up with slices of the queried name: no String, no copy.
+    // Rules as canonical wire bytes, looked up through a pointer into the queried name (`WireTable`).
     // One table for the three kinds, so each suffix of a query costs one hash, not three.
-    private var rules: [WireKey: RuleKinds] = [:]
+    private var rules = WireTable<RuleKinds>()
 
     private struct RuleKinds: OptionSet {
         let rawValue: UInt8
@@ -25,18 +25,17 @@ public struct PublicSuffixList: Sendable {
             if line.isEmpty || line.hasPrefix("//") { continue }
             // Internationalised rules are listed in Unicode; queries carry punycode (xn--), so those rules
             // never match a query. Known gap: the registered domain of an IDN falls back to the default rule.
-            func wire(_ t: Substring) -> WireKey? { (try? DNSName(String(t))).map { WireKey($0.wire[...]) } }
+            func wire(_ t: Substring) -> [UInt8]? { (try? DNSName(String(t)))?.wire }
             let (text, kind): (Substring, RuleKinds) =
                 line.hasPrefix("!") ? (line.dropFirst(), .exception) : line.hasPrefix("*.") ? (line.dropFirst(2), .wildcard) : (Substring(line), .suffix)
             guard let w = wire(text) else { continue }
-            rules[w, default: []].insert(kind)
+            rules[w] = (rules[w] ?? []).union(kind)
             // Every parent gets an entry too (no kind of its own), so a lookup can stop at the first
             // suffix that is missing: nothing longer can be listed below it.
-            var o = w.bytes.startIndex
-            while w.bytes[o] != 0 {
-                o += Int(w.bytes[o]) + 1
-                let parent = WireKey(w.bytes[o...])
-                if rules[parent] == nil { rules[parent] = [] }
+            var o = 0
+            while w[o] != 0 {
+                o += Int(w[o]) + 1
+                if rules[w[o...]] == nil { rules[w[o...]] = [] }
             }
         }
     }
@@ -49,17 +48,20 @@ public struct PublicSuffixList: Sendable {
 
     /// Labels of the public suffix of `name`; at least 1 (the implicit `*` rule), 0 for the root.
     public func suffixLength(_ name: DNSName) -> Int {
-        let w = name.wire
         let n = name.labelCount
         guard n > 0 else { return 0 }
-        var best = 1
-        for k in 1...n {
-            guard let kinds = rules[WireKey(w[Self.offset(ofLabel: n - k, in: w)...])] else { break }
-            if kinds.contains(.exception) { return k - 1 }            // "!www.ck": www.ck is registrable
-            if kinds.contains(.suffix) { best = max(best, k) }
-            if k < n, kinds.contains(.wildcard) { best = max(best, k + 1) }   // "*.ck"
+        return name.wire.withUnsafeBytes { w in
+            var best = 1
+            for k in 1...n {
+                var o = 0
+                for _ in 0..<(n - k) { o += Int(w[o]) + 1 }
+                guard let kinds = rules[UnsafeRawBufferPointer(rebasing: w[o...])] else { break }
+                if kinds.contains(.exception) { return k - 1 }            // "!www.ck": www.ck is registrable
+                if kinds.contains(.suffix) { best = max(best, k) }
+                if k < n, kinds.contains(.wildcard) { best = max(best, k + 1) }   // "*.ck"
+            }
+            return best
         }
-        return best
     }
 
     public func isPublicSuffix(_ name: DNSName) -> Bool {
@@ -84,7 +86,7 @@ public struct PublicSuffixList: Sendable {
 
     /// Whether `wire` (a name's canonical bytes) is in the rule table, as a rule or as the parent of
     /// one: below an unlisted name every child has that name's suffix length (`RegisteredDomainMemo`).
-    public func isListed(_ wire: ArraySlice<UInt8>) -> Bool { rules[WireKey(wire)] != nil }
+    public func isListed(_ wire: ArraySlice<UInt8>) -> Bool { wire.withUnsafeBytes { rules[$0] != nil } }
 
     /// Offset of the `index`-th label from the left (0-based).
     @inline(__always) static func offset(ofLabel index: Int, in w: [UInt8]) -> Int {

@@ -31,7 +31,7 @@ public struct RegisteredDomainMemo {
         guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return suffixes.registeredDomain(name) }   // root, one label
         let parent = w[(Int(w[0]) + 1)...]
         let slot = Int(truncatingIfNeeded: StableHash.hash(parent)) & mask
-        if let e = slots[slot], WireKey(e.parent[...]) == WireKey(parent) { return e.domain ?? name }
+        if let e = slots[slot], wireBytesEqual(e.parent[...], parent) { return e.domain ?? name }
         let o = suffixes.registeredDomainOffset(name)
         let domain = o == 0 ? name : DNSName(uncheckedWire: Array(w[o...]))
         if !suffixes.isListed(parent) { slots[slot] = Entry(parent: Array(parent), domain: o == 0 ? nil : domain) }

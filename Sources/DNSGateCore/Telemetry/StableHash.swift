@@ -63,7 +63,7 @@ public enum StableHash {
     }
 }
 
-/// The hash that dictionaries and sets keyed by wire bytes use (`DNSName`, `WireKey`, the detector's pairs).
+/// The hash that dictionaries and sets keyed by names use (`DNSName`, `CacheKey`, the detector's pairs), and `WireTable`.
 ///
 /// Those keys implement `Hashable`'s `_rawHashValue(seed:)`, the entry point `Dictionary` and `Set`
 /// call, with this instead of SipHash: on a flood of denied names SipHash's set-up and finalisation

@@ -28,7 +28,7 @@ public struct NameInterner {
         scratch.removeAll(keepingCapacity: true)
         let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &scratch)
         let slot = Int(truncatingIfNeeded: StableHash.hash(scratch)) & mask
-        if let known = slots[slot], WireKey(known.wire[...]) == WireKey(scratch[...]) { return (known, end) }   // one memcmp
+        if let known = slots[slot], wireBytesEqual(known.wire[...], scratch[...]) { return (known, end) }   // one memcmp
         // A copy of exactly the name's length: wrapping `scratch` itself would share its buffer, so the
         // name would keep 256 bytes and the next query would allocate a new `scratch`.
         let made = DNSName(uncheckedWire: [UInt8](unsafeUninitializedCapacity: scratch.count) { out, n in

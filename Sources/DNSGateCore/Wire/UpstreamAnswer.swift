@@ -34,7 +34,7 @@ public struct UpstreamAnswer: Sendable {
         }
         let qEnd = try readName(at: 12)
         guard qEnd + 4 <= msg.count else { throw WireError.truncated(at: qEnd) }
-        guard WireKey(nameBytes[...]) == WireKey(name.wire[...]), msg.u16(at: qEnd) == type.rawValue,
+        guard wireBytesEqual(nameBytes[...], name.wire[...]), msg.u16(at: qEnd) == type.rawValue,
               msg.u16(at: qEnd + 2) == DNSClass.in else {
             throw WireError.malformed("reply is for another question")
         }
