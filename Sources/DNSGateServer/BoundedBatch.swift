@@ -17,10 +17,10 @@ final class BoundedBatch<Element: Sendable>: Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    /// Appends `e` unless full. Returns true when the queue was empty before: a consumer that sleeps
-    /// until there is work must be woken now.
+    /// Appends `e` unless full (then it is counted in `dropped`). `wasEmpty`: the queue was empty
+    /// before, so a consumer that sleeps until there is work must be woken now.
     @discardableResult
-    func push(_ e: consuming Element) -> Bool {
+    func push(_ e: consuming Element) -> (accepted: Bool, wasEmpty: Bool) {
         var e = Optional(e)   // moved into the queue with `take()`: a closure cannot consume a parameter
         let (accepted, wasEmpty) = items.withLock { p -> (Bool, Bool) in
             guard p.count < capacity else { return (false, false) }
@@ -29,7 +29,7 @@ final class BoundedBatch<Element: Sendable>: Sendable {
             return (true, p.count == 1)
         }
         if !accepted { dropped.add(1) }
-        return wasEmpty
+        return (accepted, wasEmpty)
     }
 
     /// Everything pending, oldest first; the queue is empty afterwards.

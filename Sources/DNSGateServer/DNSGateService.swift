@@ -77,7 +77,7 @@ public final class DNSGateService: @unchecked Sendable {
             ? DetectorRunner(config: config.detector, suffixes: suffixes ?? PublicSuffixList(text: ""), logger: logger,
                              quarantine: config.quarantineOnAlert ? self : nil, quarantineSeconds: Double(config.quarantineSeconds))
             : nil
-        telemetry = TelemetryHub(suffixes: suffixes, detector: runner)
+        telemetry = TelemetryHub(suffixes: suffixes, detector: runner, violations: violations)
         rttSink.attach(telemetry)
     }
 
@@ -85,8 +85,8 @@ public final class DNSGateService: @unchecked Sendable {
     /// - Throws: `ConfigError` naming the address and the likely culprit when a port is taken.
     public func start() throws {
         let hub = telemetry!
-        let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger, violations: violations,
-                               audit: audit, telemetry: hub, preserveCase: config.upstreamPreserveCase)
+        let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger, audit: audit,
+                               telemetry: hub, preserveCase: config.upstreamPreserveCase)
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
         pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let now = WallClock.now()

@@ -11,17 +11,16 @@ final class ServingCore: Sendable {
     let upstream: UpstreamClient
     let queryLog: QueryLogger
     let logger: Logger
-    let violations: ViolationLog
     let audit: AuditRecorder
     let telemetry: TelemetryHub?
     /// Forward the client's spelling instead of the lower-cased name (config `upstream.preserve_case`).
     let preserveCase: Bool
 
-    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, violations: ViolationLog,
-         audit: AuditRecorder, telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
+    init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, audit: AuditRecorder,
+         telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
         self.preserveCase = preserveCase
         self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger
-        self.violations = violations; self.audit = audit; self.telemetry = telemetry
+        self.audit = audit; self.telemetry = telemetry
     }
 
     /// What became of one query.
@@ -100,12 +99,11 @@ final class ServingCore: Sendable {
     }
 
     /// Hands a record to everything that keeps one, on the event loop before the reply is flushed;
-    /// each must return quickly (the telemetry hub queues it and processes after the flush). The
-    /// record is moved into the telemetry queue, not copied: each copy of a record retained and
-    /// released six fields.
+    /// each must return quickly. The telemetry hub queues it and processes it after the flush
+    /// (counters, top-k tables, detector, violation log). The record is moved into that queue, not
+    /// copied: each copy of a record retained and released six fields.
     private func observe(_ r: consuming QueryRecord) {
         queryLog.record(r)
-        violations.observe(r)
         audit.observe(r)
         telemetry?.observe(r)
     }

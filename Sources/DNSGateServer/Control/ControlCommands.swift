@@ -45,10 +45,10 @@ extension DNSGateService: ControlResponder {
                 guard let t = violations.markTime(m) else { return ["ok": false, "error": "no mark named '\(m)'"] }
                 since = t
             } else if let s = args["since"].flatMap(Double.init) { since = s }
+            telemetry.drain()   // the violation log is fed by the telemetry hub
             let (events, overflowed) = violations.events(client: client, since: since)
-            telemetry.drain()
             let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
-            return ["ok": true, "client": client, "since": since, "incomplete": overflowed, "alerts": alerts,
+            return ["ok": true, "client": client, "since": since, "incomplete": overflowed || telemetry.droppedRecords(since: since), "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
                     "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name.description, "type": $0.type?.mnemonic ?? "?",
                                                           "reason": $0.denial.description,

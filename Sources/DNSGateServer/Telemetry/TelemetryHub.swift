@@ -34,6 +34,8 @@ final class TelemetryHub: @unchecked Sendable {
     private let tables = Mutex(Tables())
     private let suffixes: PublicSuffixList?
     let detector: DetectorRunner?
+    /// Gets every processed batch's denied queries.
+    private let violations: ViolationLog?
 
     // Metrics with bounded label sets; per-client and per-domain detail stays in the top-k tables.
     // Counted per batch under `processing`, then added to Prometheus once per batch.
@@ -86,9 +88,10 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    init(suffixes: PublicSuffixList?, detector: DetectorRunner?) {
+    init(suffixes: PublicSuffixList?, detector: DetectorRunner?, violations: ViolationLog? = nil) {
         self.suffixes = suffixes
         self.detector = detector
+        self.violations = violations
         let registry = self.registry
         var actions = CountersByCode(size: QueryRecord.Action.allCases.count)
         for a in QueryRecord.Action.allCases {
@@ -119,7 +122,16 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     /// Hot path: one lock, one append.
-    func observe(_ r: consuming QueryRecord) { pending.push(r) }
+    func observe(_ r: consuming QueryRecord) {
+        let time = r.time
+        if !pending.push(r).accepted { lastDrop.store(Int(time.rounded(.up))) }
+    }
+
+    /// Epoch second (rounded up) of the newest record dropped unprocessed; 0 when none was.
+    private let lastDrop = AtomicCounter()
+
+    /// Whether records from `since` on may be missing from the tables, the detector and the violation log.
+    func droppedRecords(since: Double) -> Bool { lastDrop.value >= Int(since.rounded(.down)) && lastDrop.value > 0 }
 
     /// Records a listener lets pile up before it processes them. One at a time, each record found the
     /// detector's tables cold (the network stack ran in between): at 50,000 queries/s a denied name
@@ -146,6 +158,7 @@ final class TelemetryHub: @unchecked Sendable {
             for r in buffer { process(r, &t) }
             t.endRuns()
         }
+        violations?.observe(buffer)
         actionCounters.flush(); typeCounters.flush(); rcodeCounters.flush(); deniedCounters.flush()
         buffer.removeAll(keepingCapacity: true)
     }

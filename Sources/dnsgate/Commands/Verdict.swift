@@ -51,7 +51,7 @@ extension DNSGateCommand {
                 for a in alerts { print("  alert \(a["kind"] ?? "?") on \(a["registeredDomain"] ?? "?"): \((a["sampleNames"] as? [String] ?? []).prefix(3).joined(separator: " "))") }
             }
             if obj["incomplete"] as? Bool == true {
-                FileHandle.standardError.write(Data("dnsgate: the period starts before the oldest remembered violation\n".utf8))
+                FileHandle.standardError.write(Data("dnsgate: violations in the period may be missing (it starts before the oldest one remembered, or records were shed under load)\n".utf8))
                 throw ExitCode(2)
             }
             if !events.isEmpty || !alerts.isEmpty { throw ExitCode.failure }
