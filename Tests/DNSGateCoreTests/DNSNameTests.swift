@@ -6,6 +6,23 @@ final class DNSNameTests: XCTestCase {
     private func label(_ n: Int, _ ch: Character = "a") -> String { String(repeating: ch, count: n) }
 
     /// Table of presentation inputs and the wire bytes they must become; what an attacker tries included.
+    /// The eight-at-a-time fold that reading a name uses must agree with `asciiLower` for every byte
+    /// in every position, next to any neighbour (no carry may cross a byte).
+    func testWordLowerCasingAgreesWithByteLowerCasingForEveryByte() {
+        for b in 0...255 {
+            for neighbour in [0x00, 0x40, 0x41, 0x5A, 0x5B, 0x7F, 0x80, 0xC1, 0xFF] as [UInt8] {
+                for pos in 0..<8 {
+                    var bytes = [UInt8](repeating: neighbour, count: 8); bytes[pos] = UInt8(b)
+                    let folded = withUnsafeBytes(of: lowerCased(bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })) { Array($0) }
+                    XCTAssertEqual(folded, bytes.map(asciiLower), "byte \(b) at \(pos) next to \(neighbour)")
+                }
+            }
+        }
+        // Through readName: labels longer and shorter than a word, mixed case, and non-ASCII octets.
+        let wire: [UInt8] = [11] + Array("AbCdEfGhIjK".utf8) + [3, 0xC1, 0x5A, 0x7B] + [1, 0x40] + [0]
+        XCTAssertEqual(try readName(wire, at: 0).0.wire, [11] + Array("abcdefghijk".utf8) + [3, 0xC1, 0x7A, 0x7B] + [1, 0x40] + [0])
+    }
+
     func testPresentationParsingTable() throws {
         let cases: [(name: String, text: String, wire: [UInt8])] = [
             ("plain", "www.example.com", WireFixtures.name("www.example.com")),
