@@ -155,7 +155,8 @@ final class TelemetryHub: @unchecked Sendable {
         pending.swapPending(&buffer)
         guard !buffer.isEmpty else { return }
         tables.withLock { t in
-            for r in buffer { process(r, &t) }
+            // In place: `for r in buffer` copied each record, retaining and releasing six fields.
+            for i in buffer.indices { process(&buffer[i], &t) }
             t.endRuns()
         }
         violations?.observe(buffer)
@@ -200,7 +201,8 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    private func process(_ r: QueryRecord, _ t: inout Tables) {
+    /// - Parameter r: inout only so the batch is read in place; it is not changed.
+    private func process(_ r: inout QueryRecord, _ t: inout Tables) {
         actionCounters.count(r.action.ordinal)
         if let rc = r.rcode { rcodeCounters.count(Int(rc.rawValue)) }
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
