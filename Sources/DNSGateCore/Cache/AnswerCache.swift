@@ -97,15 +97,17 @@ public final class AnswerCache: Sendable {
     /// Calls `body` with a fresh answer and its age, in place, under the cache's lock, and returns
     /// its result; nil on a miss. The query path renders the reply this way: copying the answer out
     /// (four arrays, a retain and a release each) cost more than the render.
-    public func withFresh<R>(_ key: CacheKey, now: Double, _ body: (borrowing UpstreamAnswer, UInt32) -> R) -> R? {
+    ///
+    /// `body` gets the answer `inout` only so that it is passed by address: read through the
+    /// buffer and passed `borrowing`, it was still copied. It must not change it.
+    public func withFresh<R>(_ key: CacheKey, now: Double, _ body: (inout UpstreamAnswer, UInt32) -> R) -> R? {
         state.withLock { s in
             guard let i = s.index[key] else { s.misses += 1; return nil }
             let age = now - s.nodes[i].storedAt
             guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return nil }
             s.hits += 1
             Self.moveToFront(&s, i)
-            // Through the buffer: the array's subscript would copy the answer out.
-            return s.nodes.withUnsafeBufferPointer { body($0[i].answer, UInt32(max(0, age))) }
+            return body(&s.nodes[i].answer, UInt32(max(0, age)))
         }
     }
 
