@@ -187,4 +187,22 @@ final class DetectorBehaviourTests: XCTestCase {
         d.expire(now: 2 * DetectorConfig.default.windowSeconds + 1)
         XCTAssertEqual(d.stateCounts, .init(pairs: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0))
     }
+
+    /// Expiry walks from the least recently used end and stops at the first live state: a pair used
+    /// again stays, one idle for the window goes, and one whose (out-of-order) time is old but that
+    /// arrived after a live pair waits until that pair expires too.
+    func testExpireDropsTheIdleEndOnly() {
+        let w = DetectorConfig.default.windowSeconds
+        let d = TunnelDetector(config: .default, suffixes: suffixes)
+        _ = d.observe(event(0, "a.example.com"))
+        _ = d.observe(event(0, "b.example.net"))
+        _ = d.observe(event(w - 100, "c.example.com"))   // example.com used again
+        _ = d.observe(event(0, "d.example.org"))         // late arrival with an old time
+        d.expire(now: w + 50)
+        XCTAssertEqual(d.stateCounts.pairs, 2, "example.net went; example.com is live; example.org waits behind it")
+        XCTAssertNotNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: w + 50))
+        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.net"), at: w + 50))
+        d.expire(now: 2 * w)
+        XCTAssertEqual(d.stateCounts.pairs, 0)
+    }
 }

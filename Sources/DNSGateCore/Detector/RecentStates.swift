@@ -44,12 +44,16 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         return state
     }
 
-    /// Drops every state `expired` says is done with.
-    mutating func removeAll(where expired: (State) -> Bool) {
-        last = nil
-        for (key, state) in byKey where expired(state) {
-            order.remove(state.recencyHandle)
+    /// Drops the least recently used states while `expired` says they are done with, stopping at the
+    /// first that is not. A state's expiry follows its last use, and use order is arrival order, so
+    /// nothing expired stays behind a live state except by the skew between two listeners' clocks
+    /// (it goes at a later call). A pass over every state, cold in cache, took up to 0.6 ms once a
+    /// second on the listener's core, and showed in the p99.9 latency.
+    mutating func removeExpired(_ expired: (State) -> Bool) {
+        while let key = order.oldestKey, let state = byKey[key], expired(state) {
+            _ = order.popOldest()
             byKey[key] = nil
+            last = nil
         }
     }
 }

@@ -124,13 +124,15 @@ public final class TunnelDetector {
     }
 
     /// Drops state idle for longer than the window and episodes that have ended; call it now and
-    /// then (the server: once a minute) so idle memory is returned, not only at the caps.
+    /// then (the server: once a second) so idle memory is returned, not only at the caps. Costs
+    /// what it drops, not what is kept (`RecentStates.removeExpired`).
     public func expire(now: Double) {
-        pairs.removeAll { now - $0.lastTime > config.windowSeconds }
-        clients.removeAll { now - $0.lastSeen > config.windowSeconds }
-        budgets.removeAll { now - $0.lastSeen > 2 * config.windowSeconds }
-        for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false }
-        episodes = episodes.filter { $0.value.live }
+        pairs.removeExpired { now - $0.lastTime > config.windowSeconds }
+        clients.removeExpired { now - $0.lastSeen > config.windowSeconds }
+        budgets.removeExpired { now - $0.lastSeen > 2 * config.windowSeconds }
+        var ended = false
+        for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false; ended = true }
+        if ended { episodes = episodes.filter { $0.value.live } }
     }
 
     /// Sizes of the tracked state, for the memory test and `dnsgate stats`.

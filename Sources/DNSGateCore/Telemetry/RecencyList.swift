@@ -50,6 +50,9 @@ public struct RecencyList<Key> {
         count -= 1
     }
 
+    /// The least recently used key, left in place.
+    public var oldestKey: Key? { oldest >= 0 ? nodes[Int(oldest)].key : nil }
+
     /// Removes and returns the least recently used key.
     public mutating func popOldest() -> Key? {
         guard oldest >= 0 else { return nil }
