@@ -18,7 +18,7 @@ import Synchronization
 /// Past 200,000 unprocessed records, further ones are counted as dropped instead of growing memory.
 final class TelemetryHub: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let pending = BoundedBatch<QueryRecord>(capacity: 200_000)
+    private let pending: BoundedBatch<QueryRecord>
     private let wake = DispatchSemaphore(value: 0)
     /// Whoever holds this processes records (the detector is single-threaded); the value is the buffer
     /// records are swapped into, reused so a catch-up allocates nothing.
@@ -88,7 +88,9 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    init(suffixes: PublicSuffixList?, detector: DetectorRunner?, violations: ViolationLog? = nil) {
+    /// - Parameter pendingCapacity: unprocessed records kept before further ones are dropped (tests lower it).
+    init(suffixes: PublicSuffixList?, detector: DetectorRunner?, violations: ViolationLog? = nil, pendingCapacity: Int = 200_000) {
+        self.pending = BoundedBatch(capacity: pendingCapacity)
         self.suffixes = suffixes
         self.detector = detector
         self.violations = violations

@@ -1,0 +1,31 @@
+@testable import DNSGateCore
+@testable import DNSGateServer
+import XCTest
+
+/// The telemetry hub feeds the violation log; a verdict must know when the hub shed records.
+final class TelemetryHubTests: XCTestCase {
+    private func denied(_ name: String, at t: Double) throws -> QueryRecord {
+        QueryRecord(time: t, client: "192.0.2.7", overTCP: false, name: try DNSName(name), type: .a, action: .sinkholed,
+                    rcode: .nxDomain, rule: nil, entryIndex: nil, denial: .notListed, audited: false, problem: nil)
+    }
+
+    func testViolationLogGetsTheHubsRecordsAndShedRecordsAreReported() throws {
+        let log = ViolationLog(capacity: 10_000)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log, pendingCapacity: 8)
+        let t0 = 1_800_000_000.0
+        for i in 0..<8 { hub.observe(try denied("d\(i).denied.test", at: t0 + Double(i))) }
+        hub.drain()
+        XCTAssertEqual(log.events(client: "192.0.2.7", since: t0).events.map(\.name.description).first, "d0.denied.test.")
+        XCTAssertFalse(hub.droppedRecords(since: t0), "nothing was shed yet")
+
+        // A burst far past the queue's room: the hub's own thread drains at most every 50 ms, so
+        // most of these are shed, and a verdict over their period must say it is incomplete.
+        let t1 = t0 + 100
+        for i in 0..<1_000 { hub.observe(try denied("burst\(i).denied.test", at: t1 + Double(i) / 1_000)) }
+        hub.drain()
+        XCTAssertTrue(hub.droppedRecords(since: t1))
+        XCTAssertTrue(hub.droppedRecords(since: t0))
+        XCTAssertFalse(hub.droppedRecords(since: t1 + 10), "a period after the shedding is complete")
+        XCTAssertLessThan(log.events(client: "192.0.2.7", since: t1).events.count, 1_000)
+    }
+}
