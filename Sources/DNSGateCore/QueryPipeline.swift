@@ -73,8 +73,8 @@ public final class PolicySnapshot: Sendable {
     /// reference: the query path borrows one instead of copying the struct (a retain and release per
     /// field, per query).
     let byRow: [PolicyBox]
-    public var entryHits: [[AtomicCounter]] { byRow.map(\.hits) }
-    public var entryLastUse: [[AtomicCounter]] { byRow.map(\.lastUse) }   // epoch seconds
+    public var entryHits: [AtomicCounters] { byRow.map(\.hits) }
+    public var entryLastUse: [AtomicCounters] { byRow.map(\.lastUse) }   // epoch seconds
     /// False when only the default policy exists: the query path then skips profile selection.
     let hasProfiles: Bool
     public init(policies: PolicySet, generation: Int) {
@@ -82,7 +82,7 @@ public final class PolicySnapshot: Sendable {
         let rows = [(PolicySet.defaultProfileName, policies.base)] + policies.profiles.map { ($0.name, $0.policy) }
         self.byRow = rows.map { name, policy in
             let n = policy.allowList.count
-            return PolicyBox(policy, name: name, hits: (0..<n).map { _ in AtomicCounter() }, lastUse: (0..<n).map { _ in AtomicCounter() })
+            return PolicyBox(policy, name: name, hits: AtomicCounters(count: n), lastUse: AtomicCounters(count: n))
         }
         self.hasProfiles = !policies.profiles.isEmpty
     }
@@ -94,9 +94,9 @@ final class PolicyBox: Sendable {
     let policy: Policy
     /// The profile's name, and its row of `entryHits` and `entryLastUse`.
     let name: String
-    let hits: [AtomicCounter]
-    let lastUse: [AtomicCounter]
-    init(_ policy: Policy, name: String, hits: [AtomicCounter], lastUse: [AtomicCounter]) {
+    let hits: AtomicCounters
+    let lastUse: AtomicCounters
+    init(_ policy: Policy, name: String, hits: AtomicCounters, lastUse: AtomicCounters) {
         self.policy = policy; self.name = name; self.hits = hits; self.lastUse = lastUse
     }
 
@@ -201,9 +201,8 @@ public final class QueryPipeline: Sendable {
         let box = snap.byRow[profileIndex.map { $0 + 1 } ?? 0]
         var verdict = box.decide(name: q.name, type: q.type)
         if let i = verdict.entryIndex {
-            // Through the buffers: reading a counter out of the array retained and released it.
-            box.hits.withUnsafeBufferPointer { $0[i].add(1) }
-            box.lastUse.withUnsafeBufferPointer { $0[i].store(Int(now)) }
+            box.hits.add(i, 1)
+            box.lastUse.store(i, Int(now))
         }
         var exceptionID: String?
         if verdict.denial != nil, hasExceptions.value != 0,
@@ -378,13 +377,44 @@ public final class QueryPipeline: Sendable {
 
 /// Totals per action since start, read by `dnsgate stats` and the metrics endpoint.
 public final class PipelineCounters: Sendable {
-    private let counts: [AtomicCounter] = QueryRecord.Action.allCases.map { _ in AtomicCounter() }
+    private let counts = AtomicCounters(count: QueryRecord.Action.allCases.count)
     public init() {}
     public func bump(_ a: QueryRecord.Action) {
-        counts[a.ordinal].add(1)
+        counts.add(a.ordinal, 1)
     }
     public var snapshot: [QueryRecord.Action: Int] {
-        Dictionary(uniqueKeysWithValues: QueryRecord.Action.allCases.enumerated().map { ($1, counts[$0].value) })
+        Dictionary(uniqueKeysWithValues: QueryRecord.Action.allCases.enumerated().map { ($1, counts[$0]) })
+    }
+}
+
+/// Relaxed atomic integers in one allocation, by index. A bump of an `[AtomicCounter]` element
+/// retained and released that counter's object, several times per query (action counts, entry
+/// hits, entry last use).
+public final class AtomicCounters: @unchecked Sendable {   // every access is atomic
+    private let slots: UnsafeMutablePointer<Atomic<Int>>
+    public let count: Int
+
+    public init(count: Int) {
+        self.count = count
+        slots = .allocate(capacity: max(count, 1))
+        for i in 0..<count { (slots + i).initialize(to: Atomic(0)) }
+    }
+    deinit {
+        slots.deinitialize(count: count)
+        slots.deallocate()
+    }
+
+    @inline(__always) public func add(_ i: Int, _ n: Int) {
+        precondition(i >= 0 && i < count, "AtomicCounters index out of range")
+        slots[i].add(n, ordering: .relaxed)
+    }
+    @inline(__always) public func store(_ i: Int, _ n: Int) {
+        precondition(i >= 0 && i < count, "AtomicCounters index out of range")
+        slots[i].store(n, ordering: .relaxed)
+    }
+    public subscript(i: Int) -> Int {
+        precondition(i >= 0 && i < count, "AtomicCounters index out of range")
+        return slots[i].load(ordering: .relaxed)
     }
 }
 

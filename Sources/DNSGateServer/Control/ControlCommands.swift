@@ -127,10 +127,10 @@ extension DNSGateService: ControlResponder {
             let (hits, lastUse) = (snap.entryHits, snap.entryLastUse)
             for (row, (profile, policy)) in sets.enumerated() {
                 for (i, e) in policy.allowList.entries.enumerated() {
-                    let last = lastUse[row][i].value
+                    let last = lastUse[row][i]
                     let unused = last == 0 ? uptime >= config.entryUnusedAfter : last < cutoff
                     rows.append(["profile": profile, "pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
-                                 "hits": hits[row][i].value, "last_use": last, "unused": unused])
+                                 "hits": hits[row][i], "last_use": last, "unused": unused])
                 }
             }
             obj["entry_hits"] = rows
