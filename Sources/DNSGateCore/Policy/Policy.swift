@@ -75,8 +75,9 @@ public enum PolicyDecision {
         }
         switch entry.action {
         case .allow:
-            let types = entry.types ?? policy.defaultTypes
-            guard types.contains(type) else {
+            // Each set asked in place: `entry.types ?? policy.defaultTypes` made a copy (a retain) per query.
+            let allowed = if let types = entry.types { types.contains(type) } else { policy.defaultTypes.contains(type) }
+            guard allowed else {
                 return deny(policy, .typeNotAllowed(type, entry.source), mode: policy.sinkhole, entry: entry, index: index)
             }
             return PolicyVerdict(action: .forward, entry: entry, entryIndex: index, denial: nil)

@@ -117,14 +117,20 @@ public struct UpstreamAnswer: Sendable {
     /// The same, appended to `out` (storage the caller reuses).
     public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) {
         let start = out.count
-        out.append(contentsOf: body)
+        body.withUnsafeBufferPointer { out.append(contentsOf: $0) }   // the array itself would be retained
         out.put16(q.header.id, at: start)
         let upstreamFlags = body.u16(at: 2)
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
         flags |= upstreamFlags & 0x0020                 // AD passes through; AA and TC never do
         out.put16(flags, at: start + 2)
-        // Same canonical name, so the same length: overwrite with the client's spelling (0x20).
-        out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
+        // Same canonical name, so the same length: overwrite with the client's spelling (0x20), in place.
+        if q.rawQuestion.count == questionLength {
+            q.rawQuestion.withUnsafeBytes { spelled in
+                out.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: start + 12).copyMemory(from: spelled.baseAddress!, byteCount: questionLength) }
+            }
+        } else {
+            out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
+        }
         for (k, o) in ttlOffsets.enumerated() {
             let t = staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0)
             out.put32(t, at: start + o)
