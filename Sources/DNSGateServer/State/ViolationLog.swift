@@ -6,7 +6,7 @@ import Synchronization
 /// mode would have denied), in a bounded ring so a flood cannot grow memory; plus named marks.
 /// Fed by the telemetry hub with the records it processes: readers drain the hub first.
 final class ViolationLog: Sendable {
-    /// Values, not text: this runs on the event loop for every denied query, so formatting waits for a reader.
+    /// Values, not text: this is kept for every denied query, so formatting waits for a reader.
     struct Event: Sendable {
         let time: Double
         let client: String

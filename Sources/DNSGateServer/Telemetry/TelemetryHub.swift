@@ -125,8 +125,9 @@ final class TelemetryHub: @unchecked Sendable {
 
     /// Hot path: one lock, one append.
     func observe(_ r: consuming QueryRecord) {
-        let time = r.time
-        if !pending.push(r).accepted { lastDrop.store(Int(time.rounded(.up))) }
+        let second = Int(r.time.rounded(.up))
+        // Only raised. Two listeners dropping at once may race, but then both are in the same overload.
+        if !pending.push(r).accepted, second > lastDrop.value { lastDrop.store(second) }
     }
 
     /// Epoch second (rounded up) of the newest record dropped unprocessed; 0 when none was.
