@@ -19,8 +19,7 @@ public struct RegisteredDomainMemo {
 
     /// - Parameter capacity: rounded up to a power of two.
     public init(capacity: Int = 16_384) {
-        var n = 1
-        while n < max(1, capacity) { n <<= 1 }
+        let n = TableHash.powerOfTwo(atLeast: capacity)
         slots = Array(repeating: nil, count: n)
         mask = n - 1
     }

@@ -46,9 +46,7 @@ public struct SpaceSaving<Key: Hashable> {
     public init(capacity: Int) {
         precondition(capacity > 0 && capacity < Int(Int32.max), "SpaceSaving capacity must be 1…2^31-2")
         self.capacity = capacity
-        var n = 1
-        while n < 16 * capacity { n <<= 1 }
-        cells = [UInt64](repeating: 0, count: n)
+        cells = [UInt64](repeating: 0, count: TableHash.powerOfTwo(atLeast: 16 * capacity))
         entries.reserveCapacity(capacity); heap.reserveCapacity(capacity)
         position.reserveCapacity(capacity); slot.reserveCapacity(capacity)
     }

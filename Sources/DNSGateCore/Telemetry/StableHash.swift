@@ -73,8 +73,23 @@ public enum StableHash {
 public enum TableHash {
     public static let secret: UInt64 = .random(in: .min ... .max)
 
+    /// `StableHash` of the bytes, keyed by the secret (and `seed`).
+    @inlinable @inline(__always)
+    public static func hash(_ p: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+        StableHash.hash(p, seed: secret ^ seed)
+    }
+
+    /// The same for `Hashable._rawHashValue(seed:)`.
     @inlinable @inline(__always)
     public static func of(_ p: UnsafeRawBufferPointer, seed: Int) -> Int {
-        Int(truncatingIfNeeded: StableHash.hash(p, seed: secret ^ UInt64(bitPattern: Int64(seed))))
+        Int(truncatingIfNeeded: hash(p, seed: UInt64(bitPattern: Int64(seed))))
+    }
+
+    /// The smallest power of two that is at least `n` (and at least 1): the size of a table indexed
+    /// by a hash masked with size - 1.
+    static func powerOfTwo(atLeast n: Int) -> Int {
+        var size = 1
+        while size < n { size <<= 1 }
+        return size
     }
 }

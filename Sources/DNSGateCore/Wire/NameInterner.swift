@@ -16,8 +16,7 @@ public struct NameInterner {
 
     /// - Parameter capacity: rounded up to a power of two.
     public init(capacity: Int = 4096) {
-        var n = 1
-        while n < max(1, capacity) { n <<= 1 }
+        let n = TableHash.powerOfTwo(atLeast: capacity)
         slots = Array(repeating: nil, count: n)
         mask = n - 1
         scratch.reserveCapacity(DNSName.maxWireLength)

@@ -51,7 +51,7 @@ public struct WireTable<Value> {
     }
 
     @inline(__always)
-    private static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 { StableHash.hash(key, seed: TableHash.secret) }
+    private static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 { TableHash.hash(key) }
 
     /// The entry holding `key`, else the empty slot where it would go (-1 in an empty table).
     @inline(__always)
