@@ -12,17 +12,7 @@ struct RecentHashes {
 
     /// Time `h` was last remembered, or nil.
     @inline(__always)
-    func lastSeen(_ h: UInt64) -> Double? {
-        guard !keys.isEmpty else { return nil }
-        let k = Self.key(h), mask = keys.count - 1
-        var i = Int(truncatingIfNeeded: k) & mask
-        while true {
-            let here = keys[i]
-            if here == k { return times[i] }
-            if here == 0 { return nil }
-            i = (i + 1) & mask
-        }
-    }
+    func lastSeen(_ h: UInt64) -> Double? { find(Self.key(h)).map { times[$0] } }
 
     /// Records `h` as seen at `t` (a later time wins). At the cap, first forgets what is older than
     /// `window`, then, if still full, the older half: a forgotten label that comes back counts as new
@@ -96,6 +86,7 @@ struct RecentHashes {
     // 0 marks an empty slot; a hash of 0 is stored as 1 (one name in 2^64 shares a key with another).
     @inline(__always) private static func key(_ h: UInt64) -> UInt64 { h == 0 ? 1 : h }
 
+    @inline(__always)
     private func find(_ k: UInt64) -> Int? {
         guard !keys.isEmpty else { return nil }
         let mask = keys.count - 1

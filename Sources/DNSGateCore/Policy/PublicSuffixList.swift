@@ -53,8 +53,7 @@ public struct PublicSuffixList: Sendable {
         return name.wire.withUnsafeBytes { w in
             var best = 1
             for k in 1...n {
-                var o = 0
-                for _ in 0..<(n - k) { o += Int(w[o]) + 1 }
+                let o = Self.offset(ofLabel: n - k, in: w)
                 guard let kinds = rules[UnsafeRawBufferPointer(rebasing: w[o...])] else { break }
                 if kinds.contains(.exception) { return k - 1 }            // "!www.ck": www.ck is registrable
                 if kinds.contains(.suffix) { best = max(best, k) }
@@ -89,7 +88,8 @@ public struct PublicSuffixList: Sendable {
     public func isListed(_ wire: ArraySlice<UInt8>) -> Bool { wire.withUnsafeBytes { rules[$0] != nil } }
 
     /// Offset of the `index`-th label from the left (0-based).
-    @inline(__always) static func offset(ofLabel index: Int, in w: [UInt8]) -> Int {
+    @inline(__always) static func offset<Wire: RandomAccessCollection<UInt8>>(ofLabel index: Int, in w: Wire) -> Int
+        where Wire.Index == Int {
         var o = 0
         for _ in 0..<index { o += Int(w[o]) + 1 }
         return o
