@@ -28,4 +28,26 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertFalse(hub.droppedRecords(since: t1 + 10), "a period after the shedding is complete")
         XCTAssertLessThan(log.events(client: "192.0.2.7", since: t1).events.count, 1_000)
     }
+
+    /// A listener that still has queries waiting puts record processing off, up to a bound.
+    func testCatchUpWaitsOutABacklogUpToItsBound() throws {
+        let log = ViolationLog(capacity: 10_000)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log, pendingCapacity: 10_000)
+        let t0 = 1_800_000_000.0
+        let records = try (0..<(2 * TelemetryHub.catchUpBatch + TelemetryHub.backlogCatchUpBatch)).map { try denied("n\($0).denied.test", at: t0) }
+        func logged() -> Int { log.events(client: nil, since: t0).events.count }
+
+        for r in records[..<TelemetryHub.catchUpBatch] { hub.observe(r) }
+        hub.catchUp()
+        XCTAssertEqual(logged(), TelemetryHub.catchUpBatch, "no backlog: a batch's worth is processed at once")
+        // The hub's own thread leaves records alone for 50 ms after a listener caught up, so what
+        // follows sees only the listener's calls.
+        let later = records[TelemetryHub.catchUpBatch...]
+        for r in later.prefix(TelemetryHub.catchUpBatch) { hub.observe(r) }
+        hub.catchUp(backlog: true)
+        XCTAssertEqual(logged(), TelemetryHub.catchUpBatch, "queries waiting: the records wait too")
+        for r in later.dropFirst(TelemetryHub.catchUpBatch) { hub.observe(r) }
+        hub.catchUp(backlog: true)
+        XCTAssertEqual(logged(), records.count, "past the bound they are processed even during a backlog")
+    }
 }

@@ -136,7 +136,9 @@ final class DatagramListener: @unchecked Sendable {
                 handOff(misses)
                 misses = []
             }
-            core.telemetry?.catchUp()   // the replies are out: count them now, on this core, before the next read
+            // The replies are out: count them now, on this core, before the next read; while a full batch
+            // came in (more queries wait), answer those first.
+            core.telemetry?.catchUp(backlog: n == Self.batch)
         }
         if !misses.isEmpty { handOff(misses) }
     }
