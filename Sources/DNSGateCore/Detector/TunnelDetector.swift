@@ -41,8 +41,9 @@ public final class TunnelDetector {
     private var recentScratch = RecentHashes.Scratch()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<DNSName>
-    /// The previous query's registered domain and whether `bypassDomains` holds it (see `RecentStates`).
-    private var lastDomain: (domain: DNSName, hasBypassNames: Bool)?
+    /// The previous query's registered domain, whether `bypassDomains` holds it, and its client's pair
+    /// key (see `RecentStates`: consecutive queries mostly share them, and comparing is cheaper than hashing).
+    private var lastDomain: (domain: DNSName, hasBypassNames: Bool, client: String, pair: PairKey)?
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -77,10 +78,17 @@ public final class TunnelDetector {
         let client = touchClient(e)
 
         var unheld: Episode?
-        let hasBypassNames: Bool
-        if let m = lastDomain, m.domain == domain { hasBypassNames = m.hasBypassNames } else {
+        let hasBypassNames: Bool, key: PairKey
+        if let m = lastDomain, m.domain == domain {
+            hasBypassNames = m.hasBypassNames
+            if m.client == e.client { key = m.pair } else {
+                key = PairKey(client: e.client, domain: domain)
+                lastDomain = (domain, hasBypassNames, e.client, key)
+            }
+        } else {
             hasBypassNames = bypassDomains.contains(domain)
-            lastDomain = (domain, hasBypassNames)
+            key = PairKey(client: e.client, domain: domain)
+            lastDomain = (domain, hasBypassNames, e.client, key)
         }
         if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
                                           evidence: .list([.init(name: "encryptedDNSName", value: 1, threshold: 1)]),
@@ -88,7 +96,6 @@ public final class TunnelDetector {
             out.append(a)
         }
 
-        let key = PairKey(client: e.client, domain: domain)
         let pair: PairState
         if let p = pairs.touch(key) { pair = p } else {
             // At the cap the least recently seen pair makes room, and its state is reused for this
@@ -101,7 +108,7 @@ public final class TunnelDetector {
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
         }
         update(pair, with: e, domainLabels: domain.labelCount)
-        out.append(contentsOf: evaluate(pair, key: key, event: e, client: client))
+        out.append(contentsOf: evaluate(pair, domain: domain, event: e, client: client))
 
         if let budgetKey {
             if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: domain) { out.append(a) }
@@ -317,7 +324,7 @@ public final class TunnelDetector {
 
     // MARK: evaluation
 
-    private func evaluate(_ p: PairState, key: PairKey, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
+    private func evaluate(_ p: PairState, domain: DNSName, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
         var f = features(of: p, at: e.time, shape: false)
         let regular = isRegular(f)
         let rateThreshold = max(Double(config.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
@@ -328,7 +335,7 @@ public final class TunnelDetector {
         let evidence = Evidence.pair(f, rateThreshold: rateThreshold)
         var out: [DetectorAlert] = []
         func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
-            if crossed, let a = fire(kind, client: e.client, domain: key.domain, time: e.time, evidence: evidence, samples: p.samples,
+            if crossed, let a = fire(kind, client: e.client, domain: domain, time: e.time, evidence: evidence, samples: p.samples,
                                      held: &p.episodes[PairState.episodeSlot(kind)]) {
                 out.append(a)
             }
@@ -461,13 +468,23 @@ extension TunnelDetector: Sendable {}
 
 // MARK: - state types
 
+/// A (client, registered domain) pair, by a keyed 64-bit hash of both: the pair table then hashes
+/// and compares one integer, where a key of a string and a name was hashed byte by byte, compared
+/// byte by byte and retained and released several times per query. Two pairs would share one state
+/// only if their hashes collided: about one chance in 2^44 with 2,048 pairs tracked, and the hash
+/// is keyed by the per-process secret (`TableHash`), so a collision cannot be planned from outside.
 private struct PairKey: Hashable {
-    let client: String
-    let domain: DNSName
+    let id: UInt64
 
-    func _rawHashValue(seed: Int) -> Int {
+    init(client: String, domain: DNSName) {
         var c = client
-        return domain._rawHashValue(seed: c.withUTF8 { TableHash.of(UnsafeRawBufferPointer($0), seed: seed) })
+        let d = domain.wire.withUnsafeBytes { TableHash.hash($0, seed: 0x7061_6972) }
+        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: d) }
+    }
+
+    // Already a keyed hash: the table's seed is folded in with one multiply, no second pass.
+    func _rawHashValue(seed: Int) -> Int {
+        Int(truncatingIfNeeded: (id ^ UInt64(bitPattern: Int64(seed))) &* 0x9E37_79B9_7F4A_7C15)
     }
 }
 
