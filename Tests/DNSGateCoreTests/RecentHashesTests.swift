@@ -48,7 +48,10 @@ final class RecentHashesTests: XCTestCase {
             let values = (0..<n).map { _ in Double(rng.next() % 20) }     // many ties
             for k in 0..<n {
                 var a = values
-                XCTAssertEqual(RecentHashes.select(k, in: &a), values.sorted()[k], "n \(n), k \(k)")
+                let kth = RecentHashes.select(k, in: &a) { $0 }
+                XCTAssertEqual(kth, values.sorted()[k], "n \(n), k \(k)")
+                XCTAssertTrue(a[..<k].allSatisfy { $0 <= kth } && a[(k + 1)...].allSatisfy { $0 >= kth },
+                              "n \(n), k \(k): smaller left, larger right")
             }
         }
     }

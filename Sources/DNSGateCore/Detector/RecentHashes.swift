@@ -29,25 +29,28 @@ struct RecentHashes {
 
     /// What `remember` reuses between calls; one per detector.
     struct Scratch {
-        var times: [Double] = []
-        var keys: [UInt64] = []
+        var kept: [(time: Double, key: UInt64)] = []
     }
 
     /// Keeps the entries seen within `window`; if they still fill the table, only those newer than
-    /// their median time.
+    /// their median time. One pass gathers the entries, the selection moves each key with its time,
+    /// and the newer side is put back: a second pass over the table and a second filter cost a fifth
+    /// of the detector's time on a flood of unique names.
     private mutating func trim(now t: Double, cap: Int, window: Double, scratch: inout Scratch) {
         let start = t - window
-        scratch.times.removeAll(keepingCapacity: true)
-        for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.times.append(times[i]) }
-        let cutoff = scratch.times.count >= max(cap, 1) ? Self.select(scratch.times.count / 2, in: &scratch.times) : nil
-        scratch.times.removeAll(keepingCapacity: true)
-        scratch.keys.removeAll(keepingCapacity: true)
-        for i in keys.indices where keys[i] != 0 && times[i] >= start && cutoff.map({ times[i] > $0 }) ?? true {
-            scratch.keys.append(keys[i]); scratch.times.append(times[i])
+        scratch.kept.removeAll(keepingCapacity: true)
+        for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.kept.append((times[i], keys[i])) }
+        var from = 0
+        var cutoff = -Double.infinity
+        if scratch.kept.count >= max(cap, 1) {
+            // Left of the median are times at or below it, right of it at or above: keep the strictly newer.
+            let k = scratch.kept.count / 2
+            cutoff = Self.select(k, in: &scratch.kept) { $0.time }.time
+            from = k + 1
         }
         for i in keys.indices { keys[i] = 0 }
         count = 0
-        for j in scratch.keys.indices { insertNew(scratch.keys[j], scratch.times[j]) }
+        for e in scratch.kept[from...] where e.time > cutoff { insertNew(e.key, e.time) }
     }
 
     private mutating func grow() {
@@ -66,16 +69,17 @@ struct RecentHashes {
         count = 0
     }
 
-    /// The `k`-th smallest value (0-based), as `sorted()[k]` would give it: Hoare's selection, in
-    /// place, linear on average; a full sort at every trim was a tenth of the detector's time.
-    static func select(_ k: Int, in a: inout [Double]) -> Double {
+    /// The `k`-th smallest element by `time` (0-based), as `sorted()[k]` would give it, leaving the
+    /// smaller on its left and the larger on its right: Hoare's selection, in place, linear on
+    /// average; a full sort at every trim was a tenth of the detector's time.
+    static func select<T>(_ k: Int, in a: inout [T], by time: (T) -> Double) -> T {
         var lo = 0, hi = a.count - 1
         while lo < hi {
-            let pivot = a[lo + (hi - lo) / 2]
+            let pivot = time(a[lo + (hi - lo) / 2])
             var i = lo, j = hi
             while i <= j {
-                while a[i] < pivot { i += 1 }
-                while a[j] > pivot { j -= 1 }
+                while time(a[i]) < pivot { i += 1 }
+                while time(a[j]) > pivot { j -= 1 }
                 if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
             }
             if k <= j { hi = j } else if k >= i { lo = i } else { break }
