@@ -5,14 +5,20 @@
 /// are already well mixed, so a lookup is a mask and a compare or two. The `[UInt64: Double]`
 /// dictionary it replaced ran SipHash over every key and rebuilt itself with `filter` at the cap;
 /// under a flood of unique names both were a large share of the detector's cost.
+///
+/// A key and its time share a slot, so a lookup and the insert after it touch one cache line: with
+/// the keys and the times in two arrays, each new name of a flood missed the cache twice.
 struct RecentHashes {
-    private var keys: [UInt64] = []      // 0: empty slot
-    private var times: [Double] = []
+    private struct Slot {
+        var key: UInt64      // 0: empty slot
+        var time: Double
+    }
+    private var slots: [Slot] = []
     private(set) var count = 0
 
     /// Time `h` was last remembered, or nil.
     @inline(__always)
-    func lastSeen(_ h: UInt64) -> Double? { find(Self.key(h)).map { times[$0] } }
+    func lastSeen(_ h: UInt64) -> Double? { find(Self.key(h)).map { slots[$0].time } }
 
     /// Records `h` as seen at `t` (a later time wins). At the cap, first forgets what is older than
     /// `window`, then, if still full, the older half: a forgotten label that comes back counts as new
@@ -21,9 +27,9 @@ struct RecentHashes {
     /// - Parameter scratch: reused to find the median time and to move the kept entries, so trimming
     ///   allocates nothing.
     mutating func remember(_ h: UInt64, at t: Double, cap: Int, window: Double, scratch: inout Scratch) {
-        if let slot = find(Self.key(h)) { times[slot] = max(times[slot], t); return }
+        if let i = find(Self.key(h)) { slots[i].time = max(slots[i].time, t); return }
         if count >= cap { trim(now: t, cap: cap, window: window, scratch: &scratch) }
-        if (count + 1) * 2 > keys.count { grow() }
+        if (count + 1) * 2 > slots.count { grow() }
         insertNew(Self.key(h), t)
     }
 
@@ -39,7 +45,7 @@ struct RecentHashes {
     private mutating func trim(now t: Double, cap: Int, window: Double, scratch: inout Scratch) {
         let start = t - window
         scratch.kept.removeAll(keepingCapacity: true)
-        for i in keys.indices where keys[i] != 0 && times[i] >= start { scratch.kept.append((times[i], keys[i])) }
+        for e in slots where e.key != 0 && e.time >= start { scratch.kept.append((e.time, e.key)) }
         var from = 0
         var cutoff = -Double.infinity
         if scratch.kept.count >= max(cap, 1) {
@@ -48,24 +54,25 @@ struct RecentHashes {
             cutoff = Self.select(k, in: &scratch.kept) { $0.time }.time
             from = k + 1
         }
-        for i in keys.indices { keys[i] = 0 }
-        count = 0
+        clear()
         for e in scratch.kept[from...] where e.time > cutoff { insertNew(e.key, e.time) }
     }
 
     private mutating func grow() {
-        let (oldKeys, oldTimes) = (keys, times)
-        let size = max(16, keys.count * 2)
-        keys = [UInt64](repeating: 0, count: size)
-        times = [Double](repeating: 0, count: size)
+        let old = slots
+        slots = [Slot](repeating: Slot(key: 0, time: 0), count: max(16, slots.count * 2))
         count = 0
-        for i in oldKeys.indices where oldKeys[i] != 0 { insertNew(oldKeys[i], oldTimes[i]) }
+        for e in old where e.key != 0 { insertNew(e.key, e.time) }
     }
 
     /// Forgets everything, keeping the table's storage (a recycled pair starts empty).
     mutating func removeAll() {
         guard count > 0 else { return }
-        for i in keys.indices { keys[i] = 0 }
+        clear()
+    }
+
+    private mutating func clear() {
+        for i in slots.indices { slots[i].key = 0 }
         count = 0
     }
 
@@ -92,20 +99,20 @@ struct RecentHashes {
 
     @inline(__always)
     private func find(_ k: UInt64) -> Int? {
-        guard !keys.isEmpty else { return nil }
-        let mask = keys.count - 1
+        guard !slots.isEmpty else { return nil }
+        let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: k) & mask
-        while keys[i] != 0 {
-            if keys[i] == k { return i }
+        while slots[i].key != 0 {
+            if slots[i].key == k { return i }
             i = (i + 1) & mask
         }
         return nil
     }
 
     private mutating func insertNew(_ k: UInt64, _ t: Double) {
-        let mask = keys.count - 1
+        let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: k) & mask
-        while keys[i] != 0 { i = (i + 1) & mask }
-        keys[i] = k; times[i] = t; count += 1
+        while slots[i].key != 0 { i = (i + 1) & mask }
+        slots[i] = Slot(key: k, time: t); count += 1
     }
 }
