@@ -50,4 +50,21 @@ final class TelemetryHubTests: XCTestCase {
         hub.catchUp(backlog: true)
         XCTAssertEqual(logged(), records.count, "past the bound they are processed even during a backlog")
     }
+
+    /// Names are copied into the ring when short and kept by reference when long; both read back whole,
+    /// and a wrapped ring holds the newest events only.
+    func testViolationLogReadsBackShortAndLongNamesAfterWrapping() throws {
+        let log = ViolationLog(capacity: 4)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log)
+        let t0 = 1_800_000_000.0
+        let long = String(repeating: "a", count: 63) + "." + String(repeating: "b", count: 40) + ".denied.test"
+        let names = ["d0.denied.test", "d1.denied.test", long, "d3.denied.test", "D4.Denied.Test", long.uppercased()]
+        for (i, n) in names.enumerated() { hub.observe(try denied(n, at: t0 + Double(i))) }
+        hub.drain()
+        let (events, overflowed) = log.events(client: nil, since: t0)
+        XCTAssertEqual(events.map(\.name), try names.suffix(4).map { try DNSName($0) })
+        XCTAssertEqual(events.map(\.time), [2, 3, 4, 5].map { t0 + $0 })
+        XCTAssertTrue(overflowed, "two events were overwritten")
+        XCTAssertGreaterThan(try DNSName(long).wire.count, ViolationLog.inlineNameOctets, "the long name takes the other path")
+    }
 }

@@ -16,8 +16,27 @@ final class ViolationLog: Sendable {
         let audited: Bool
         let profile: String
     }
+    /// An event as the ring keeps it: the name's bytes are copied into the ring's own slot for it when
+    /// they fit. Holding the `DNSName` kept every denied name of the last 50,000 alive, and each
+    /// overwrite then freed one that had long gone cold: on a flood of denied names that release was
+    /// most of this log's cost.
+    private struct Stored {
+        let time: Double
+        let client: String
+        let type: RecordType?
+        let denial: DenyReason
+        let audited: Bool
+        let profile: String
+        /// Octets of the name in the slot's bytes; 0 when it did not fit and `longName` holds it.
+        let nameLength: UInt8
+        let longName: DNSName?
+    }
+    /// Name octets kept in the ring per event; longer names (tunnels' among them) are kept by reference.
+    static let inlineNameOctets = 64
+
     private struct State {
-        var ring: [Event?]
+        var ring: [Stored?]
+        var names: [UInt8]
         var next = 0
         var total = 0
         var marks: [String: Double] = [:]
@@ -27,7 +46,11 @@ final class ViolationLog: Sendable {
 
     init(capacity: Int = 50_000) {
         self.capacity = capacity
-        state = Mutex(State(ring: Array(repeating: nil, count: capacity)))
+        // The name bytes are left unwritten: a slot is read only after an event wrote it, and pages not
+        // yet written take no memory.
+        let octets = capacity * Self.inlineNameOctets
+        state = Mutex(State(ring: Array(repeating: nil, count: capacity),
+                            names: [UInt8](unsafeUninitializedCapacity: octets) { _, n in n = octets }))
     }
 
     /// Keeps the denied queries of a batch of records, under one lock. The telemetry hub calls this
@@ -37,7 +60,15 @@ final class ViolationLog: Sendable {
         state.withLock { s in
             for r in records {
                 guard let d = r.denial, let n = r.name else { continue }
-                s.ring[s.next] = Event(time: r.time, client: r.client, name: n, type: r.type, denial: d, audited: r.audited, profile: r.profile)
+                let fits = n.wire.count <= Self.inlineNameOctets
+                if fits {
+                    let at = s.next * Self.inlineNameOctets
+                    s.names.withUnsafeMutableBytes { out in
+                        n.wire.withUnsafeBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    }
+                }
+                s.ring[s.next] = Stored(time: r.time, client: r.client, type: r.type, denial: d, audited: r.audited, profile: r.profile,
+                                        nameLength: fits ? UInt8(n.wire.count) : 0, longName: fits ? nil : n)
                 s.next = (s.next + 1) % capacity
                 s.total += 1
             }
@@ -50,10 +81,19 @@ final class ViolationLog: Sendable {
     /// Events for `client` at or after `since`, oldest first; `overflowed` when the ring may have lost some.
     func events(client: String?, since: Double) -> (events: [Event], overflowed: Bool) {
         state.withLock { s in
-            let ordered = (0..<capacity).compactMap { s.ring[(s.next + $0) % capacity] }
-            let out = ordered.filter { $0.time >= since && (client == nil || $0.client == client) }
-            let oldest = ordered.first?.time ?? 0
-            return (out, s.total > capacity && oldest > since)
+            var out: [Event] = []
+            var oldest: Double?
+            for k in 0..<capacity {
+                let slot = (s.next + k) % capacity
+                guard let e = s.ring[slot] else { continue }
+                if oldest == nil { oldest = e.time }
+                guard e.time >= since, client == nil || e.client == client else { continue }
+                let at = slot * Self.inlineNameOctets
+                let name = e.longName ?? DNSName(uncheckedWire: Array(s.names[at ..< at + Int(e.nameLength)]))
+                out.append(Event(time: e.time, client: e.client, name: name, type: e.type, denial: e.denial, audited: e.audited,
+                                 profile: e.profile))
+            }
+            return (out, s.total > capacity && (oldest ?? 0) > since)
         }
     }
 }
