@@ -10,32 +10,25 @@ final class ViolationLog: Sendable {
     struct Event: Sendable {
         let time: Double
         let client: String
-        let name: DNSName
         let type: RecordType?
         let denial: DenyReason
         let audited: Bool
         let profile: String
-    }
-    /// An event as the ring keeps it: the name's bytes are copied into the ring's own slot for it when
-    /// they fit. Holding the `DNSName` kept every denied name of the last 50,000 alive, and each
-    /// overwrite then freed one that had long gone cold: on a flood of denied names that release was
-    /// most of this log's cost.
-    private struct Stored {
-        let time: Double
-        let client: String
-        let type: RecordType?
-        let denial: DenyReason
-        let audited: Bool
-        let profile: String
-        /// Octets of the name in the slot's bytes; 0 when it did not fit and `longName` holds it.
-        let nameLength: UInt8
-        let longName: DNSName?
+        /// In the ring a name of up to `inlineNameOctets` is not held: its bytes are copied into the
+        /// ring's own storage (`nameLength` of them) and `events` makes the name again. Holding the
+        /// `DNSName` kept every denied name of the last 50,000 alive, and each overwrite then freed one
+        /// that had long gone cold: on a flood of denied names that release was most of this log's cost.
+        fileprivate var heldName: DNSName?
+        fileprivate var nameLength: UInt8 = 0
+
+        /// The queried name (every event `events` returns has it).
+        var name: DNSName { heldName ?? .root }
     }
     /// Name octets kept in the ring per event; longer names (tunnels' among them) are kept by reference.
     static let inlineNameOctets = 64
 
     private struct State {
-        var ring: [Stored?]
+        var ring: [Event?]
         var names: [UInt8]
         var next = 0
         var total = 0
@@ -67,8 +60,8 @@ final class ViolationLog: Sendable {
                         n.wire.withUnsafeBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                     }
                 }
-                s.ring[s.next] = Stored(time: r.time, client: r.client, type: r.type, denial: d, audited: r.audited, profile: r.profile,
-                                        nameLength: fits ? UInt8(n.wire.count) : 0, longName: fits ? nil : n)
+                s.ring[s.next] = Event(time: r.time, client: r.client, type: r.type, denial: d, audited: r.audited, profile: r.profile,
+                                       heldName: fits ? nil : n, nameLength: fits ? UInt8(n.wire.count) : 0)
                 s.next = (s.next + 1) % capacity
                 s.total += 1
             }
@@ -85,13 +78,14 @@ final class ViolationLog: Sendable {
             var oldest: Double?
             for k in 0..<capacity {
                 let slot = (s.next + k) % capacity
-                guard let e = s.ring[slot] else { continue }
+                guard var e = s.ring[slot] else { continue }
                 if oldest == nil { oldest = e.time }
                 guard e.time >= since, client == nil || e.client == client else { continue }
-                let at = slot * Self.inlineNameOctets
-                let name = e.longName ?? DNSName(uncheckedWire: Array(s.names[at ..< at + Int(e.nameLength)]))
-                out.append(Event(time: e.time, client: e.client, name: name, type: e.type, denial: e.denial, audited: e.audited,
-                                 profile: e.profile))
+                if e.heldName == nil {
+                    let at = slot * Self.inlineNameOctets
+                    e.heldName = DNSName(uncheckedWire: Array(s.names[at ..< at + Int(e.nameLength)]))
+                }
+                out.append(e)
             }
             return (out, s.total > capacity && (oldest ?? 0) > since)
         }
