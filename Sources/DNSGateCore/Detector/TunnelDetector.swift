@@ -471,7 +471,7 @@ extension TunnelDetector: Sendable {}
 /// A (client, registered domain) pair, by a keyed 64-bit hash of both: the pair table then hashes
 /// and compares one integer, where a key of a string and a name was hashed byte by byte, compared
 /// byte by byte and retained and released several times per query. Two pairs would share one state
-/// only if their hashes collided: about one chance in 2^44 with 2,048 pairs tracked, and the hash
+/// only if their hashes collided: about one chance in 2^43 with 2,048 pairs tracked, and the hash
 /// is keyed by the per-process secret (`TableHash`), so a collision cannot be planned from outside.
 private struct PairKey: Hashable {
     let id: UInt64
