@@ -125,9 +125,11 @@ final class TelemetryHub: @unchecked Sendable {
 
     /// Hot path: one lock, one append.
     func observe(_ r: consuming QueryRecord) {
-        let second = Int(r.time.rounded(.up))
+        let time = r.time
+        guard !pending.push(r).accepted else { return }
         // Only raised. Two listeners dropping at once may race, but then both are in the same overload.
-        if !pending.push(r).accepted, second > lastDrop.value { lastDrop.store(second) }
+        let second = Int(time.rounded(.up))
+        if second > lastDrop.value { lastDrop.store(second) }
     }
 
     /// Epoch second (rounded up) of the newest record dropped unprocessed; 0 when none was.
