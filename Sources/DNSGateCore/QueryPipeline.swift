@@ -48,6 +48,8 @@ public struct QueryRecord: Sendable {
     public var profile: String = PolicySet.defaultProfileName
     /// The exception that let a denied query through, by ID.
     public var exception: String?
+    /// Whether `denial` is set (by pattern, see `PolicyVerdict.isDenied`).
+    public var isDenied: Bool { if case .some = denial { return true }; return false }
 }
 
 /// A cache miss the server must resolve upstream.
@@ -205,7 +207,7 @@ public final class QueryPipeline: Sendable {
             box.lastUse.store(i, Int(now))
         }
         var exceptionID: String?
-        if verdict.denial != nil, hasExceptions.value != 0,
+        if verdict.isDenied, hasExceptions.value != 0,
            let e = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
                                                     profile: box.name, defaultTypes: box.policy.defaultTypes, now: now) }) {
             exceptionID = e.id
@@ -213,7 +215,7 @@ public final class QueryPipeline: Sendable {
             verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
         }
         // A quarantine (detector action) overrides allow-lists and exceptions for that client and domain.
-        if verdict.denial == nil, hasQuarantines.value != 0,
+        if !verdict.isDenied, hasQuarantines.value != 0,
            let qe = quarantineSet.withLock({ $0.match(client: client, name: q.name, now: now) }) {
             verdict = PolicyVerdict(action: .sinkhole(box.policy.sinkhole == .drop ? .nxdomain : box.policy.sinkhole), entry: verdict.entry,
                                     entryIndex: verdict.entryIndex, denial: .quarantined(id: qe.id, reason: qe.reason))
@@ -321,8 +323,8 @@ public final class QueryPipeline: Sendable {
         let i = set.select(clientAddress: clientAddress, listener: listener)
         let policy = set.policy(i)
         let v = PolicyDecision.decide(policy, name: name, type: type)
-        let e = v.denial == nil ? nil : exceptions.match(name: name, type: type, clientAddress: clientAddress,
-                                                         profile: set.name(i), defaultTypes: policy.defaultTypes, now: now)
+        let e = v.isDenied ? exceptions.match(name: name, type: type, clientAddress: clientAddress,
+                                              profile: set.name(i), defaultTypes: policy.defaultTypes, now: now) : nil
         return (v, set.name(i), e)
     }
 
@@ -339,7 +341,7 @@ public final class QueryPipeline: Sendable {
         }
         // The text is built only when the client sent EDNS: without OPT there is nowhere to put it (RFC 8914 §3).
         let ede: ExtendedError? = q.edns == nil ? nil
-            : why == .notListed ? Self.notListedEDE : ExtendedError(code, "blocked by dnsgate policy: \(why)")
+            : why.isNotListed ? Self.notListedEDE : ExtendedError(code, "blocked by dnsgate policy: \(why)")
         func answer(_ rcode: ResponseCode, _ records: [LocalRecord] = []) -> ([UInt8], ResponseCode) {
             (build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: rcode, answers: records, ttl: ttl, ede: ede) }, rcode)
         }

@@ -36,6 +36,8 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
         case .quarantined(let id, let why): return "quarantined (\(id): \(why))"
         }
     }
+    /// `self == .notListed`, by pattern: the synthesized `==` copies both enums.
+    public var isNotListed: Bool { if case .notListed = self { return true }; return false }
     /// Short machine-friendly tag for logs and metrics labels.
     public var tag: String {
         switch self {
@@ -56,7 +58,11 @@ public struct PolicyVerdict: Sendable {
     public let entryIndex: Int?
     /// Set when the query was denied, or would have been in audit mode.
     public let denial: DenyReason?
-    public var audited: Bool { denial != nil && isForward }
+    /// Whether `denial` is set. Read by pattern: `denial != nil` resolves to `Optional`'s `Equatable`
+    /// `!=`, which copies both sides and destroyed them through the runtime's generic tuple witness,
+    /// about 170 instructions a call, several calls a query on the sinkhole path.
+    public var isDenied: Bool { if case .some = denial { return true }; return false }
+    public var audited: Bool { isDenied && isForward }
     public var isForward: Bool { if case .forward = action { return true }; return false }
 }
 

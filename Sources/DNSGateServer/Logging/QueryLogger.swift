@@ -35,7 +35,7 @@ public final class QueryLogger: Sendable {
     }
 
     public func record(_ r: QueryRecord) {
-        guard level == .all || (level == .denied && (r.denial != nil || r.action == .rejected)) else { return }
+        guard level == .all || (level == .denied && (r.isDenied || r.action == .rejected)) else { return }
         if pending.push(r).wasEmpty { signal.signal() }    // the writer sleeps only when the queue was empty
     }
 
