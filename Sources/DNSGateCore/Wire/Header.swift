@@ -42,6 +42,27 @@ extension Array where Element == UInt8 {
     @inline(__always) mutating func append32(_ v: UInt32) {
         append(UInt8(v >> 24)); append(UInt8((v >> 16) & 0xFF)); append(UInt8((v >> 8) & 0xFF)); append(UInt8(v & 0xFF))
     }
+    /// Appends a chunk's octets with one copy.
+    @inline(__always) mutating func append(_ c: WireChunk) {
+        Swift.withUnsafeBytes(of: c.storage) { append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<c.count])) }
+    }
+}
+
+/// Up to 32 octets of fixed-size fields (a header, a record's type to length, an OPT), built on the
+/// stack and appended with one copy. Appended an octet at a time, each octet checked the array's
+/// capacity and uniqueness: 60 such appends were most of the cost of a sinkhole reply.
+struct WireChunk {
+    fileprivate var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private(set) var count = 0
+    static let capacity = 32
+
+    @inline(__always) mutating func u8(_ v: UInt8) {
+        precondition(count < Self.capacity, "WireChunk overflow")
+        withUnsafeMutableBytes(of: &storage) { $0[count] = v }
+        count += 1
+    }
+    @inline(__always) mutating func u16(_ v: UInt16) { u8(UInt8(v >> 8)); u8(UInt8(truncatingIfNeeded: v)) }
+    @inline(__always) mutating func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(truncatingIfNeeded: v)) }
 }
 
 /// Reads a possibly compressed name starting at `offset` (RFC 1035 §4.1.4).
@@ -56,26 +77,52 @@ func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool = true) thr
 
 /// `readName`'s work, appending the canonical wire bytes to `out` (which the caller may reuse).
 func readNameBytes(_ msg: [UInt8], at offset: Int, allowCompression: Bool, into out: inout [UInt8]) throws -> Int {
-    let start = out.count
+    try withNameBytes(msg, at: offset, allowCompression: allowCompression) { out.append(contentsOf: $0) }.end
+}
+
+/// Reads the name at `offset` as `readNameBytes` does and hands its canonical wire bytes to `body`,
+/// which must not keep them: they live in a 256-octet buffer on the stack, so a name that is only
+/// looked at (or found in a table) is never copied to the heap. Appending each label to an array
+/// instead (a capacity and uniqueness check, then a call) cost as much as all the rest of reading it.
+@inline(__always)
+func withNameBytes<R>(_ msg: [UInt8], at offset: Int, allowCompression: Bool,
+                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> (result: R, end: Int) {
+    var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                 UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    return try withUnsafeMutableBytes(of: &buffer) { name in
+        let (end, length) = try msg.withUnsafeBytes { try readNameBytes($0, at: offset, allowCompression: allowCompression, into: name) }
+        return (try body(UnsafeRawBufferPointer(rebasing: name[..<length])), end)
+    }
+}
+
+/// `readNameBytes` on raw memory: writes the canonical name to `name` (256 octets) and returns the
+/// offset just past the name at `offset` and the name's length.
+@inline(__always)
+private func readNameBytes(_ msg: UnsafeRawBufferPointer, at offset: Int, allowCompression: Bool,
+                           into name: UnsafeMutableRawBufferPointer) throws -> (end: Int, length: Int) {
+    var n = 0
     var i = offset
     var end = -1
     var hops = 0
     while true {
-        guard i < msg.count else { throw WireError.truncated(at: i) }
+        guard i >= 0, i < msg.count else { throw WireError.truncated(at: i) }
         let len = msg[i]
         switch len & 0xC0 {
         case 0x00:
             if len == 0 {
-                out.append(0)
+                name[n] = 0
+                n += 1
                 if end < 0 { end = i + 1 }
-                guard out.count - start <= DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count - start) }
-                return end
+                return (end, n)
             }
             let l = Int(len)
             guard i + 1 + l <= msg.count else { throw WireError.truncated(at: i) }   // out of bounds
-            out.append(len)
-            appendLowerCased(msg, from: i + 1, count: l, to: &out)
-            guard out.count - start < DNSName.maxWireLength else { throw WireError.nameTooLong(octets: out.count - start + 1) }
+            // Checked before writing: the label and the root octet after it must fit in 255 (RFC 1035 §2.3.4).
+            guard n + 1 + l < DNSName.maxWireLength else { throw WireError.nameTooLong(octets: n + 1 + l + 1) }
+            name[n] = len
+            copyLowerCased(from: msg.baseAddress! + i + 1, to: name.baseAddress! + n + 1, count: l)
+            n += 1 + l
             i += 1 + l
         case 0xC0:
             guard allowCompression else { throw WireError.malformed("compression pointer in question") }
@@ -92,20 +139,15 @@ func readNameBytes(_ msg: [UInt8], at offset: Int, allowCompression: Bool, into 
     }
 }
 
-/// Appends `count` bytes of `msg` from `from`, ASCII upper case folded to lower: one copy, then eight
-/// bytes per step. Appending and folding a byte at a time was most of the cost of reading a name.
+/// Copies `count` octets with ASCII upper case folded to lower, eight at a time.
 @inline(__always)
-private func appendLowerCased(_ msg: [UInt8], from: Int, count: Int, to out: inout [UInt8]) {
-    let base = out.count
-    msg.withUnsafeBytes { m in out.append(contentsOf: UnsafeRawBufferPointer(rebasing: m[from..<(from + count)])) }
-    out.withUnsafeMutableBytes { o in
-        var j = base
-        while j + 8 <= o.count {
-            o.storeBytes(of: lowerCased(o.loadUnaligned(fromByteOffset: j, as: UInt64.self)), toByteOffset: j, as: UInt64.self)
-            j += 8
-        }
-        while j < o.count { o[j] = asciiLower(o[j]); j += 1 }
+private func copyLowerCased(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count: Int) {
+    var j = 0
+    while j + 8 <= count {
+        dst.storeBytes(of: lowerCased(src.loadUnaligned(fromByteOffset: j, as: UInt64.self)), toByteOffset: j, as: UInt64.self)
+        j += 8
     }
+    while j < count { dst.storeBytes(of: asciiLower(src.load(fromByteOffset: j, as: UInt8.self)), toByteOffset: j, as: UInt8.self); j += 1 }
 }
 
 /// `asciiLower` on each of eight bytes at once: a byte gets 0x20 added exactly when it is 0x41–0x5A.

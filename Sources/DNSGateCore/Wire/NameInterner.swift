@@ -11,30 +11,26 @@
 public struct NameInterner {
     private var slots: [DNSName?]
     private let mask: Int
-    /// Canonical bytes of the name being read; its capacity is reused from query to query.
-    private var scratch: [UInt8] = []
 
     /// - Parameter capacity: rounded up to a power of two.
     public init(capacity: Int = 4096) {
         let n = TableHash.powerOfTwo(atLeast: capacity)
         slots = Array(repeating: nil, count: n)
         mask = n - 1
-        scratch.reserveCapacity(DNSName.maxWireLength)
     }
 
     /// The name at `offset` in `msg`, read and checked exactly as `readName` does.
     mutating func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool) throws -> (DNSName, Int) {
-        scratch.removeAll(keepingCapacity: true)
-        let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &scratch)
-        let slot = Int(truncatingIfNeeded: StableHash.hash(scratch)) & mask
-        if let known = slots[slot], wireBytesEqual(known.wire[...], scratch[...]) { return (known, end) }   // one memcmp
-        // A copy of exactly the name's length: wrapping `scratch` itself would share its buffer, so the
-        // name would keep 256 bytes and the next query would allocate a new `scratch`.
-        let made = DNSName(uncheckedWire: [UInt8](unsafeUninitializedCapacity: scratch.count) { out, n in
-            n = scratch.withUnsafeBufferPointer { out.initialize(fromContentsOf: $0) }
-        })
-        slots[slot] = made
-        return (made, end)
+        try withNameBytes(msg, at: offset, allowCompression: allowCompression) { bytes -> DNSName in
+            let slot = Int(truncatingIfNeeded: StableHash.hash(bytes, seed: 0)) & mask
+            if let known = slots[slot], known.wire.withUnsafeBytes({ wireBytesEqual($0, bytes) }) { return known }   // one memcmp
+            // Copied from a buffer pointer, exactly the name's length, which compiles to a specialised
+            // allocation: `unsafeUninitializedCapacity` went through the standard library's generic
+            // entry point and a metadata lookup, 550 instructions for each new name.
+            let made = DNSName(uncheckedWire: Array(bytes))
+            slots[slot] = made
+            return made
+        }
     }
 }
 

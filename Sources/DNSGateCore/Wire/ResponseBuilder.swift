@@ -21,13 +21,14 @@ public enum ResponseBuilder {
     /// An OPT record (RFC 6891 §6.1.2), optionally carrying an Extended DNS Error (RFC 8914 §2).
     static func appendOPT(_ out: inout [UInt8], payload: UInt16, rcode: ResponseCode, dnssecOK: Bool,
                           ede: ExtendedError?) {
-        out.append(0)                                   // owner: root
-        out.append16(RecordType.opt.rawValue)
-        out.append16(payload)
-        out.append(UInt8(rcode.rawValue >> 4))          // extended RCODE, upper 8 bits
-        out.append(0)                                   // version 0
-        out.append(dnssecOK ? 0x80 : 0); out.append(0)  // DO echoed (RFC 3225 §3)
-        guard let ede else { out.append16(0); return }
+        var c = WireChunk()
+        c.u8(0)                                         // owner: root
+        c.u16(RecordType.opt.rawValue)
+        c.u16(payload)
+        c.u8(UInt8(rcode.rawValue >> 4))                // extended RCODE, upper 8 bits
+        c.u8(0)                                         // version 0
+        c.u8(dnssecOK ? 0x80 : 0); c.u8(0)              // DO echoed (RFC 3225 §3)
+        guard let ede else { c.u16(0); out.append(c); return }
         // Keep the OPT well inside any payload limit; cut on a character boundary, never mid UTF-8 sequence.
         let utf8 = ede.text.utf8
         var cut = min(utf8.count, 400)
@@ -35,11 +36,12 @@ public enum ResponseBuilder {
             while cut > 0 && utf8[utf8.index(utf8.startIndex, offsetBy: cut)] & 0xC0 == 0x80 { cut -= 1 }   // continuation octet
         }
         let text = utf8.prefix(cut)
-        out.append16(UInt16(4 + 2 + text.count))
-        out.append16(15)                                // option code: Extended DNS Error
-        out.append16(UInt16(2 + text.count))
-        out.append16(ede.code.rawValue)
-        out.append(contentsOf: text)
+        c.u16(UInt16(4 + 2 + text.count))
+        c.u16(15)                                       // option code: Extended DNS Error
+        c.u16(UInt16(2 + text.count))
+        c.u16(ede.code.rawValue)
+        out.append(c)
+        if text.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { out.append(contentsOf: text) }
     }
 
     /// The largest reply the client can take over this transport (RFC 6891 §6.2.3, §6.2.5).
@@ -88,26 +90,34 @@ public enum ResponseBuilder {
     /// The same, appended to `out` (storage the caller reuses).
     public static func synthesized(into out: inout [UInt8], _ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
                                    ede: ExtendedError?) {
-        out.append16(q.header.id)
-        out.append16(replyFlags(q.header, rcode: rcode))
-        out.append16(1)
-        out.append16(UInt16(answers.count))
         let negative = answers.isEmpty && (rcode == .nxDomain || rcode == .noError)
-        out.append16(negative ? 1 : 0)
-        out.append16(q.edns == nil ? 0 : 1)
+        var header = WireChunk()
+        header.u16(q.header.id)
+        header.u16(replyFlags(q.header, rcode: rcode))
+        header.u16(1)
+        header.u16(UInt16(answers.count))
+        header.u16(negative ? 1 : 0)
+        header.u16(q.edns == nil ? 0 : 1)
+        out.append(header)
         out.append(contentsOf: q.rawQuestion)
         for rr in answers {
-            if rr.owner == nil { out.append16(0xC00C) } else { out.append(contentsOf: rr.owner!.wire) }  // 0xC00C: the question name
-            out.append16(rr.type.rawValue); out.append16(DNSClass.in); out.append32(ttl)
-            out.append16(UInt16(rr.rdata.count)); out.append(contentsOf: rr.rdata)
+            if let owner = rr.owner { out.append(contentsOf: owner.wire) } else { out.append16(0xC00C) }  // 0xC00C: the question name
+            var fixed = WireChunk()
+            fixed.u16(rr.type.rawValue); fixed.u16(DNSClass.in); fixed.u32(ttl); fixed.u16(UInt16(rr.rdata.count))
+            out.append(fixed)
+            out.append(contentsOf: rr.rdata)
         }
         if negative {
-            out.append16(0xC00C)
-            out.append16(RecordType.soa.rawValue); out.append16(DNSClass.in); out.append32(ttl)
-            out.append16(UInt16(sinkholeSOARData.count + 20))
+            var fixed = WireChunk()
+            fixed.u16(0xC00C)
+            fixed.u16(RecordType.soa.rawValue); fixed.u16(DNSClass.in); fixed.u32(ttl)
+            fixed.u16(UInt16(sinkholeSOARData.count + 20))
+            out.append(fixed)
             out.append(contentsOf: sinkholeSOARData)
-            out.append32(1); out.append32(3600); out.append32(600); out.append32(86400)   // serial refresh retry expire
-            out.append32(ttl)                                                           // RFC 2308 §5: MINIMUM
+            var timers = WireChunk()
+            timers.u32(1); timers.u32(3600); timers.u32(600); timers.u32(86400)   // serial refresh retry expire
+            timers.u32(ttl)                                                      // RFC 2308 §5: MINIMUM
+            out.append(timers)
         }
         if let e = q.edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
     }
