@@ -104,6 +104,31 @@ final class TelemetrySketchTests: XCTestCase {
         XCTAssertLessThan(top.replacements, 9_000, "unfiltered, each of the 90,000 one-off names would replace a counter")
     }
 
+    /// Thousands of replacements shuffle the key index (backward-shift deletion): every tracked key
+    /// must still be found, with the entry `top` reports, and an evicted key must not be.
+    func testSpaceSavingIndexStaysConsistentThroughReplacements() {
+        var s = SpaceSaving<String>(capacity: 50)
+        var rng = SeededRandom(seed: 5)
+        for i in 0..<30_000 {
+            // Skewed, so tracked keys are replaced at every count, not only the one-off names.
+            let u = Double.random(in: 0..<1, using: &rng)
+            let k = Int(2000 * u * u * u)
+            s.add("k\(k)", weight: UInt64(1 + i % 3))
+            if i % 997 == 996 || i == 29_999 {
+                let tracked = s.top(50)
+                XCTAssertEqual(tracked.count, 50)
+                for e in tracked {
+                    XCTAssertEqual(s.entry(for: e.key)?.count, e.count, "tracked key \(e.key) lost from the index at step \(i)")
+                }
+                let trackedKeys = Set(tracked.map(\.key))
+                for k in 0..<2000 where !trackedKeys.contains("k\(k)") {
+                    XCTAssertNil(s.entry(for: "k\(k)"), "untracked key k\(k) still indexed at step \(i)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(s.replacements, 500, "the test must exercise replacement")
+    }
+
     func testSpaceSavingWeightsAndReplacement() {
         var s = SpaceSaving<String>(capacity: 2)
         s.add("a", weight: 5); s.add("b", weight: 2); s.add("c"); s.add("c")

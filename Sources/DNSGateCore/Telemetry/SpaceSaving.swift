@@ -12,10 +12,11 @@
 /// one-off names mostly touches cells and leaves the table alone (6 % of them replace a
 /// counter with 16 cells per counter, against all of them without the filter).
 ///
-/// Each key keeps one slot in `entries` until it is evicted, and the dictionary maps key → slot; a
-/// min-heap of slot numbers orders them by count. Sifting moves small integers only, so an update
-/// hashes the key twice (the table and the filter; twice more on a replacement) instead of once per
-/// heap level, which was once the telemetry's largest cost.
+/// Each key keeps one slot in `entries` until it is evicted, and an open-addressing index maps key →
+/// slot; a min-heap of slot numbers orders them by count. Sifting moves small integers only, and an
+/// update hashes the key once: the same `hashValue` finds its slot and its filter cell. (Sifting
+/// whole entries once was the telemetry's largest cost; a `Dictionary` index then hashed each key
+/// again, and twice more on a replacement.)
 ///
 /// Used for top clients, top denied names and top registered domains in `dnsgate stats`.
 public struct SpaceSaving<Key: Hashable> {
@@ -27,15 +28,17 @@ public struct SpaceSaving<Key: Hashable> {
         public var error: UInt64
         /// Lower bound of the key's weight.
         public var guaranteed: UInt64 { count - error }
-        /// The key's filter cell, where its count goes when it is evicted.
-        fileprivate let cell: Int32
+        /// The key's `hashValue`: its index position and, masked, its filter cell, where its count goes
+        /// when it is evicted.
+        fileprivate let hash: Int
     }
 
     public let capacity: Int
     private var entries: [Entry] = []          // slot → entry; slots are never reordered
     private var heap: [Int32] = []             // min-heap of slots, by entries[slot].count
     private var position: [Int32] = []         // slot → its index in `heap`
-    private var slot: [Key: Int32] = [:]
+    /// Slots by key hash: linear probing, at most half full, -1 for an empty position.
+    private var index: [Int32]
     /// The filter: weight of untracked keys by hash cell (a power of two, 16 per counter).
     private var cells: [UInt64]
     /// Sum of all weights added.
@@ -47,8 +50,9 @@ public struct SpaceSaving<Key: Hashable> {
         precondition(capacity > 0 && capacity < Int(Int32.max), "SpaceSaving capacity must be 1…2^31-2")
         self.capacity = capacity
         cells = [UInt64](repeating: 0, count: TableHash.powerOfTwo(atLeast: 16 * capacity))
+        index = [Int32](repeating: -1, count: TableHash.powerOfTwo(atLeast: 2 * capacity))
         entries.reserveCapacity(capacity); heap.reserveCapacity(capacity)
-        position.reserveCapacity(capacity); slot.reserveCapacity(capacity)
+        position.reserveCapacity(capacity)
     }
 
     /// Number of keys currently tracked (at most `capacity`).
@@ -56,27 +60,29 @@ public struct SpaceSaving<Key: Hashable> {
 
     public mutating func add(_ key: Key, weight: UInt64 = 1) {
         total &+= weight
-        if let s = slot[key] {
-            entries[Int(s)].count &+= weight
-            siftDown(Int(position[Int(s)]))
+        let hash = key.hashValue
+        if let s = slot(of: key, hash: hash) {
+            entries[s].count &+= weight
+            siftDown(Int(position[s]))
             return
         }
-        let cell = key.hashValue & (cells.count - 1)
+        let cell = hash & (cells.count - 1)
         let bound = cells[cell]       // what this key may have weighed while untracked
         if entries.count < capacity {
             let s = Int32(entries.count)
-            entries.append(Entry(key: key, count: bound &+ weight, error: bound, cell: Int32(cell)))
+            entries.append(Entry(key: key, count: bound &+ weight, error: bound, hash: hash))
             heap.append(s); position.append(Int32(heap.count - 1))
-            slot[key] = s
+            insertIntoIndex(s, hash: hash)
             siftUp(heap.count - 1)
         } else if bound &+ weight > entries[Int(heap[0])].count {
             let s = heap[0]
             let evicted = entries[Int(s)]
-            slot[evicted.key] = nil
+            removeFromIndex(s, hash: evicted.hash)
             replacements += 1
-            cells[Int(evicted.cell)] = max(cells[Int(evicted.cell)], evicted.count)
-            entries[Int(s)] = Entry(key: key, count: bound &+ weight, error: bound, cell: Int32(cell))
-            slot[key] = s
+            let evictedCell = evicted.hash & (cells.count - 1)
+            cells[evictedCell] = max(cells[evictedCell], evicted.count)
+            entries[Int(s)] = Entry(key: key, count: bound &+ weight, error: bound, hash: hash)
+            insertIntoIndex(s, hash: hash)
             siftDown(0)
         } else {
             cells[cell] = bound &+ weight
@@ -84,7 +90,48 @@ public struct SpaceSaving<Key: Hashable> {
     }
 
     /// The estimate for one key, or nil when it is not tracked (its true count is then ≤ the minimum).
-    public func entry(for key: Key) -> Entry? { slot[key].map { entries[Int($0)] } }
+    public func entry(for key: Key) -> Entry? { slot(of: key, hash: key.hashValue).map { entries[$0] } }
+
+    // MARK: index
+
+    private func slot(of key: Key, hash: Int) -> Int? {
+        let mask = index.count - 1
+        var p = hash & mask
+        while index[p] >= 0 {
+            let s = Int(index[p])
+            if entries[s].hash == hash && entries[s].key == key { return s }
+            p = (p + 1) & mask
+        }
+        return nil
+    }
+
+    private mutating func insertIntoIndex(_ s: Int32, hash: Int) {
+        let mask = index.count - 1
+        var p = hash & mask
+        while index[p] >= 0 { p = (p + 1) & mask }
+        index[p] = s
+    }
+
+    /// Removes slot `s` and closes the gap by moving back the entries after it that may (backward-
+    /// shift deletion): no tombstones, so probes stay as short as the load allows.
+    private mutating func removeFromIndex(_ s: Int32, hash: Int) {
+        let mask = index.count - 1
+        var gap = hash & mask
+        while index[gap] != s { gap = (gap + 1) & mask }
+        var p = gap
+        while true {
+            p = (p + 1) & mask
+            let moving = index[p]
+            if moving < 0 { break }
+            let home = entries[Int(moving)].hash & mask
+            // The entry at p must stay if its home lies cyclically in (gap, p]; else it fills the gap.
+            let staysPut = gap <= p ? (gap < home && home <= p) : (gap < home || home <= p)
+            if staysPut { continue }
+            index[gap] = moving
+            gap = p
+        }
+        index[gap] = -1
+    }
 
     /// The `k` heaviest keys, heaviest first; ties by smaller error first.
     public func top(_ k: Int) -> [Entry] {
