@@ -72,7 +72,7 @@ struct RecentHashes {
     }
 
     private mutating func clear() {
-        for i in slots.indices { slots[i].key = 0 }
+        slots.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i].key = 0 } }   // one uniqueness check, not one per slot
         count = 0
     }
 

@@ -108,7 +108,8 @@ public final class TunnelDetector {
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
         }
         update(pair, with: e, domainLabels: domain.labelCount)
-        out.append(contentsOf: evaluate(pair, domain: domain, event: e, client: client))
+        let raised = evaluate(pair, domain: domain, event: e, client: client)
+        if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
 
         if let budgetKey {
             if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: domain) { out.append(a) }
@@ -565,11 +566,13 @@ private final class PairState: RecencyTracked {
 
     /// Empties the state for a new pair, keeping the arrays' storage.
     func reset(firstSeen t: Double) {
-        for i in buckets.indices { buckets[i] = Bucket(epoch: .min) }
+        // Each array is filled through one buffer pointer: element by element, every store through the
+        // class property checked the array's uniqueness again.
+        buckets.withUnsafeMutableBufferPointer { $0.update(repeating: Bucket(epoch: .min)) }
         newestEpoch = .min
         firstSeen = t; lastTime = t
         seen.removeAll()
-        for i in histogram.indices { histogram[i] = 0 }
+        histogram.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         histogramTotal = 0
         intervals.removeAll(keepingCapacity: true)
         lastQueryTime = nil
