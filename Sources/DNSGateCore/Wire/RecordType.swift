@@ -7,6 +7,13 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     public init(_ rawValue: UInt16) { self.rawValue = rawValue }
 
+    /// The entry point `Set` and `Dictionary` call, keyed like `TableHash` (the table's seed and the
+    /// process secret) but without SipHash: the allowed-type sets are asked on every query, and
+    /// hashing two octets with SipHash cost more than the rest of the lookup.
+    public func _rawHashValue(seed: Int) -> Int {
+        Int(truncatingIfNeeded: StableHash.mix(UInt64(rawValue) ^ TableHash.secret ^ UInt64(bitPattern: Int64(seed))))
+    }
+
     public static let a = RecordType(1)
     public static let ns = RecordType(2)
     public static let cname = RecordType(5)
