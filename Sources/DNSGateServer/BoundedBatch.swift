@@ -1,6 +1,5 @@
 import DNSGateCore
 import NIOConcurrencyHelpers
-import Synchronization
 
 /// Records handed from the listeners to whoever processes them later (the query-log thread; the
 /// telemetry hub, which the loops themselves drain after each flush).
