@@ -70,9 +70,7 @@ struct WireChunk {
 /// - Returns: the canonical name and the offset just past the name's bytes at `offset`.
 /// - Throws: `WireError` for out-of-bounds reads, loops, reserved label types and over-long names.
 func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool = true) throws -> (DNSName, Int) {
-    var out = [UInt8](); out.reserveCapacity(64)
-    let end = try readNameBytes(msg, at: offset, allowCompression: allowCompression, into: &out)
-    return (DNSName(uncheckedWire: out), end)
+    try withNameBytes(msg, at: offset, allowCompression: allowCompression) { DNSName(uncheckedWire: Array($0)) }
 }
 
 /// `readName`'s work, appending the canonical wire bytes to `out` (which the caller may reuse).
