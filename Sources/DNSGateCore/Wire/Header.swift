@@ -38,31 +38,49 @@ extension Array where Element == UInt8 {
     @inline(__always) mutating func put32(_ v: UInt32, at o: Int) {
         self[o] = UInt8(v >> 24); self[o + 1] = UInt8((v >> 16) & 0xFF); self[o + 2] = UInt8((v >> 8) & 0xFF); self[o + 3] = UInt8(v & 0xFF)
     }
-    @inline(__always) mutating func append16(_ v: UInt16) { append(UInt8(v >> 8)); append(UInt8(v & 0xFF)) }
-    @inline(__always) mutating func append32(_ v: UInt32) {
-        append(UInt8(v >> 24)); append(UInt8((v >> 16) & 0xFF)); append(UInt8((v >> 8) & 0xFF)); append(UInt8(v & 0xFF))
-    }
-    /// Appends a chunk's octets with one copy.
-    @inline(__always) mutating func append(_ c: WireChunk) {
-        Swift.withUnsafeBytes(of: c.storage) { append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<c.count])) }
+    /// Appends what `body` writes, at most `maxBytes` octets, with one copy. The octets are written
+    /// to a temporary buffer (on the stack unless it is large) through one pointer:
+    /// appended field by field, each `append(contentsOf:)` was a call of about 100 instructions with
+    /// its own capacity and uniqueness checks, and those were most of the cost of a sinkhole reply.
+    @inline(__always) mutating func appendWritten(maxBytes: Int, _ body: (inout WireWriter) -> Void) {
+        withUnsafeTemporaryAllocation(byteCount: maxBytes, alignment: 8) { buffer in
+            var w = WireWriter(buffer)
+            body(&w)
+            append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<w.count]))
+        }
     }
 }
 
-/// Up to 32 octets of fixed-size fields (a header, a record's type to length, an OPT), built on the
-/// stack and appended with one copy. Appended an octet at a time, each octet checked the array's
-/// capacity and uniqueness: 60 such appends were most of the cost of a sinkhole reply.
-struct WireChunk {
-    fileprivate var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+/// Writes big-endian fields and raw octets into a buffer it does not own, every write bounds-checked.
+struct WireWriter {
+    private let buffer: UnsafeMutableRawBufferPointer
     private(set) var count = 0
-    static let capacity = 32
 
-    @inline(__always) mutating func u8(_ v: UInt8) {
-        precondition(count < Self.capacity, "WireChunk overflow")
-        withUnsafeMutableBytes(of: &storage) { $0[count] = v }
-        count += 1
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+    @inline(__always) private mutating func reserve(_ n: Int) -> Int {
+        precondition(n <= buffer.count - count, "WireWriter overflow")
+        defer { count += n }
+        return count
     }
-    @inline(__always) mutating func u16(_ v: UInt16) { u8(UInt8(v >> 8)); u8(UInt8(truncatingIfNeeded: v)) }
-    @inline(__always) mutating func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(truncatingIfNeeded: v)) }
+    @inline(__always) mutating func u8(_ v: UInt8) { buffer[reserve(1)] = v }
+    @inline(__always) mutating func u16(_ v: UInt16) {
+        buffer.storeBytes(of: v.bigEndian, toByteOffset: reserve(2), as: UInt16.self)
+    }
+    @inline(__always) mutating func u32(_ v: UInt32) {
+        buffer.storeBytes(of: v.bigEndian, toByteOffset: reserve(4), as: UInt32.self)
+    }
+    /// Overwrites four octets already written.
+    @inline(__always) mutating func put32(_ v: UInt32, at o: Int) {
+        precondition(o >= 0 && o + 4 <= count, "WireWriter put32 outside what was written")
+        buffer.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self)
+    }
+    @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) {
+        let at = reserve(b.count)
+        if let src = b.baseAddress { buffer.baseAddress!.advanced(by: at).copyMemory(from: src, byteCount: b.count) }
+    }
+    @inline(__always) mutating func bytes(_ b: [UInt8]) { b.withUnsafeBytes { bytes($0) } }
+    @inline(__always) mutating func bytes(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { bytes($0) } }
 }
 
 /// Reads a possibly compressed name starting at `offset` (RFC 1035 §4.1.4).

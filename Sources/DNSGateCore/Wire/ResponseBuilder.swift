@@ -21,27 +21,37 @@ public enum ResponseBuilder {
     /// An OPT record (RFC 6891 §6.1.2), optionally carrying an Extended DNS Error (RFC 8914 §2).
     static func appendOPT(_ out: inout [UInt8], payload: UInt16, rcode: ResponseCode, dnssecOK: Bool,
                           ede: ExtendedError?) {
-        var c = WireChunk()
-        c.u8(0)                                         // owner: root
-        c.u16(RecordType.opt.rawValue)
-        c.u16(payload)
-        c.u8(UInt8(rcode.rawValue >> 4))                // extended RCODE, upper 8 bits
-        c.u8(0)                                         // version 0
-        c.u8(dnssecOK ? 0x80 : 0); c.u8(0)              // DO echoed (RFC 3225 §3)
-        guard let ede else { c.u16(0); out.append(c); return }
-        // Keep the OPT well inside any payload limit; cut on a character boundary, never mid UTF-8 sequence.
+        out.appendWritten(maxBytes: optLength(ede)) { writeOPT(into: &$0, payload: payload, rcode: rcode, dnssecOK: dnssecOK, ede: ede) }
+    }
+
+    /// Octets of the OPT record `writeOPT` writes for `ede`.
+    static func optLength(_ ede: ExtendedError?) -> Int { ede.map { 17 + edeTextLength($0) } ?? 11 }
+
+    /// Octets of the EDE text that are sent: kept well inside any payload limit, and cut on a
+    /// character boundary, never mid UTF-8 sequence.
+    private static func edeTextLength(_ ede: ExtendedError) -> Int {
         let utf8 = ede.text.utf8
         var cut = min(utf8.count, 400)
         if cut < utf8.count {
             while cut > 0 && utf8[utf8.index(utf8.startIndex, offsetBy: cut)] & 0xC0 == 0x80 { cut -= 1 }   // continuation octet
         }
-        let text = utf8.prefix(cut)
-        c.u16(UInt16(4 + 2 + text.count))
-        c.u16(15)                                       // option code: Extended DNS Error
-        c.u16(UInt16(2 + text.count))
-        c.u16(ede.code.rawValue)
-        out.append(c)
-        if text.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { out.append(contentsOf: text) }
+        return cut
+    }
+
+    static func writeOPT(into w: inout WireWriter, payload: UInt16, rcode: ResponseCode, dnssecOK: Bool, ede: ExtendedError?) {
+        w.u8(0)                                         // owner: root
+        w.u16(RecordType.opt.rawValue)
+        w.u16(payload)
+        w.u8(UInt8(rcode.rawValue >> 4))                // extended RCODE, upper 8 bits
+        w.u8(0)                                         // version 0
+        w.u8(dnssecOK ? 0x80 : 0); w.u8(0)              // DO echoed (RFC 3225 §3)
+        guard let ede else { w.u16(0); return }
+        let text = ede.text.utf8.prefix(edeTextLength(ede))
+        w.u16(UInt16(4 + 2 + text.count))
+        w.u16(15)                                       // option code: Extended DNS Error
+        w.u16(UInt16(2 + text.count))
+        w.u16(ede.code.rawValue)
+        if text.withContiguousStorageIfAvailable({ w.bytes(UnsafeRawBufferPointer($0)) }) == nil { for b in text { w.u8(b) } }
     }
 
     /// The largest reply the client can take over this transport (RFC 6891 §6.2.3, §6.2.5).
@@ -58,14 +68,16 @@ public enum ResponseBuilder {
 
     public static func error(to h: HeaderFields, rcode: ResponseCode, rawQuestion: ArraySlice<UInt8>?,
                              edns: EDNSInfo?, ede: ExtendedError? = nil) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(64 + (rawQuestion?.count ?? 0))
-        out.append16(h.id)
-        out.append16(replyFlags(h, rcode: rcode))
-        out.append16(rawQuestion == nil ? 0 : 1)
-        out.append16(0); out.append16(0)
-        out.append16(edns == nil ? 0 : 1)
-        if let q = rawQuestion { out.append(contentsOf: q) }
-        if let e = edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
+        var out = [UInt8]()
+        out.appendWritten(maxBytes: 12 + (rawQuestion?.count ?? 0) + (edns == nil ? 0 : optLength(ede))) { w in
+            w.u16(h.id)
+            w.u16(replyFlags(h, rcode: rcode))
+            w.u16(rawQuestion == nil ? 0 : 1)
+            w.u16(0); w.u16(0)
+            w.u16(edns == nil ? 0 : 1)
+            if let q = rawQuestion { w.bytes(q) }
+            if let e = edns { writeOPT(into: &w, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
+        }
         return out
     }
 
@@ -91,41 +103,47 @@ public enum ResponseBuilder {
     public static func synthesized(into out: inout [UInt8], _ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
                                    ede: ExtendedError?) {
         let negative = answers.isEmpty && (rcode == .nxDomain || rcode == .noError)
-        var header = WireChunk()
-        header.u16(q.header.id)
-        header.u16(replyFlags(q.header, rcode: rcode))
-        header.u16(1)
-        header.u16(UInt16(answers.count))
-        header.u16(negative ? 1 : 0)
-        header.u16(q.edns == nil ? 0 : 1)
-        out.append(header)
-        out.append(contentsOf: q.rawQuestion)
-        for rr in answers {
-            if let owner = rr.owner { out.append(contentsOf: owner.wire) } else { out.append16(0xC00C) }  // 0xC00C: the question name
-            var fixed = WireChunk()
-            fixed.u16(rr.type.rawValue); fixed.u16(DNSClass.in); fixed.u32(ttl); fixed.u16(UInt16(rr.rdata.count))
-            out.append(fixed)
-            out.append(contentsOf: rr.rdata)
+        let soa = negativeSOA
+        var size = 12 + q.rawQuestion.count + (negative ? soa.count : 0) + (q.edns == nil ? 0 : optLength(ede))
+        for rr in answers { size += (rr.owner?.wire.count ?? 2) + 10 + rr.rdata.count }
+        out.appendWritten(maxBytes: size) { w in
+            w.u16(q.header.id)
+            w.u16(replyFlags(q.header, rcode: rcode))
+            w.u16(1)
+            w.u16(UInt16(answers.count))
+            w.u16(negative ? 1 : 0)
+            w.u16(q.edns == nil ? 0 : 1)
+            w.bytes(q.rawQuestion)
+            for rr in answers {
+                if let owner = rr.owner { w.bytes(owner.wire) } else { w.u16(0xC00C) }  // 0xC00C: the question name
+                w.u16(rr.type.rawValue); w.u16(DNSClass.in); w.u32(ttl); w.u16(UInt16(rr.rdata.count))
+                w.bytes(rr.rdata)
+            }
+            if negative {
+                let at = w.count
+                w.bytes(soa)
+                w.put32(ttl, at: at + 6)                          // the record's TTL
+                w.put32(ttl, at: at + soa.count - 4)              // RFC 2308 §5: MINIMUM
+            }
+            if let e = q.edns { writeOPT(into: &w, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
         }
-        if negative {
-            var fixed = WireChunk()
-            fixed.u16(0xC00C)
-            fixed.u16(RecordType.soa.rawValue); fixed.u16(DNSClass.in); fixed.u32(ttl)
-            fixed.u16(UInt16(sinkholeSOARData.count + 20))
-            out.append(fixed)
-            out.append(contentsOf: sinkholeSOARData)
-            var timers = WireChunk()
-            timers.u32(1); timers.u32(3600); timers.u32(600); timers.u32(86400)   // serial refresh retry expire
-            timers.u32(ttl)                                                      // RFC 2308 §5: MINIMUM
-            out.append(timers)
-        }
-        if let e = q.edns { appendOPT(&out, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
     }
 
-    /// MNAME and RNAME of the synthesized SOA: names under `.invalid` (RFC 6761 §6.4) so nobody resolves them.
-    static let sinkholeSOARData: [UInt8] = {
-        let m = try! DNSName("dnsgate.invalid."), r = try! DNSName("policy.dnsgate.invalid.")
-        return m.wire + r.wire
+    /// The SOA record of a negative answer, owned by the question name, with its TTL and MINIMUM
+    /// zero: `synthesized` copies it whole and writes the two TTLs in. MNAME and RNAME are names
+    /// under `.invalid` (RFC 6761 §6.4) so nobody resolves them.
+    static let negativeSOA: [UInt8] = {
+        let names = try! DNSName("dnsgate.invalid.").wire + DNSName("policy.dnsgate.invalid.").wire
+        var out = [UInt8]()
+        out.appendWritten(maxBytes: 32 + names.count) { w in
+            w.u16(0xC00C)                                     // 0xC00C: the question name
+            w.u16(RecordType.soa.rawValue); w.u16(DNSClass.in); w.u32(0)
+            w.u16(UInt16(names.count + 20))
+            w.bytes(names)
+            w.u32(1); w.u32(3600); w.u32(600); w.u32(86400)   // serial refresh retry expire
+            w.u32(0)                                          // MINIMUM
+        }
+        return out
     }()
 }
 

@@ -150,14 +150,16 @@ public struct UpstreamAnswer: Sendable {
 public enum UpstreamQuery {
     public static func make(id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType, dnssecOK: Bool,
                             payload: UInt16 = ResponseBuilder.defaultUDPPayload) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(name.wire.count + 32)
-        out.append16(id)
-        out.append16(0x0100)                            // RD
-        out.append16(1); out.append16(0); out.append16(0); out.append16(1)
-        if let spelling, spelling.count == name.wire.count { out.append(contentsOf: spelling) } else { out.append(contentsOf: name.wire) }
-        out.append16(type.rawValue); out.append16(DNSClass.in)
-        out.append(0); out.append16(RecordType.opt.rawValue); out.append16(payload)
-        out.append(0); out.append(0); out.append(dnssecOK ? 0x80 : 0); out.append(0); out.append16(0)
+        let question = spelling.flatMap { $0.count == name.wire.count ? $0 : nil }
+        var out = [UInt8]()
+        out.appendWritten(maxBytes: 12 + name.wire.count + 4 + 11) { w in
+            w.u16(id)
+            w.u16(0x0100)                               // RD
+            w.u16(1); w.u16(0); w.u16(0); w.u16(1)
+            if let question { w.bytes(question) } else { w.bytes(name.wire) }
+            w.u16(type.rawValue); w.u16(DNSClass.in)
+            ResponseBuilder.writeOPT(into: &w, payload: payload, rcode: .noError, dnssecOK: dnssecOK, ede: nil)
+        }
         return out
     }
 }
