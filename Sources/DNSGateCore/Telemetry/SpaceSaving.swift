@@ -13,10 +13,11 @@
 /// counter with 16 cells per counter, against all of them without the filter).
 ///
 /// Each key keeps one slot in `entries` until it is evicted, and an open-addressing index maps key →
-/// slot; a min-heap of slot numbers orders them by count. Sifting moves small integers only, and an
-/// update hashes the key once: the same `hashValue` finds its slot and its filter cell. (Sifting
-/// whole entries once was the telemetry's largest cost; a `Dictionary` index then hashed each key
-/// again, and twice more on a replacement.)
+/// slot; a min-heap of (count, slot) pairs orders them. Sifting moves small plain values only and
+/// compares counts held in the heap itself, and an update hashes the key once: the same `hashValue`
+/// finds its slot and its filter cell. (Sifting whole entries once was the telemetry's largest cost;
+/// a `Dictionary` index then hashed each key again, and twice more on a replacement; comparing
+/// through the slot to the entry's count made every level of a sift two dependent loads.)
 ///
 /// Used for top clients, top denied names and top registered domains in `dnsgate stats`.
 public struct SpaceSaving<Key: Hashable> {
@@ -35,7 +36,7 @@ public struct SpaceSaving<Key: Hashable> {
 
     public let capacity: Int
     private var entries: [Entry] = []          // slot → entry; slots are never reordered
-    private var heap: [Int32] = []             // min-heap of slots, by entries[slot].count
+    private var heap: [HeapItem] = []          // min-heap by count; each count mirrors entries[slot].count
     private var position: [Int32] = []         // slot → its index in `heap`
     /// Slots by key hash: linear probing, at most half full, -1 for an empty position.
     private var index: [Int32]
@@ -63,7 +64,9 @@ public struct SpaceSaving<Key: Hashable> {
         let hash = key.hashValue
         if let s = slot(of: key, hash: hash) {
             entries[s].count &+= weight
-            siftDown(Int(position[s]))
+            let i = Int(position[s])
+            heap[i].count = entries[s].count
+            siftDown(i)
             return
         }
         let cell = hash & (cells.count - 1)
@@ -71,17 +74,18 @@ public struct SpaceSaving<Key: Hashable> {
         if entries.count < capacity {
             let s = Int32(entries.count)
             entries.append(Entry(key: key, count: bound &+ weight, error: bound, hash: hash))
-            heap.append(s); position.append(Int32(heap.count - 1))
+            heap.append(HeapItem(count: bound &+ weight, slot: s)); position.append(Int32(heap.count - 1))
             insertIntoIndex(s, hash: hash)
             siftUp(heap.count - 1)
-        } else if bound &+ weight > entries[Int(heap[0])].count {
-            let s = heap[0]
+        } else if bound &+ weight > heap[0].count {
+            let s = heap[0].slot
             let evicted = entries[Int(s)]
             removeFromIndex(s, hash: evicted.hash)
             replacements += 1
             let evictedCell = evicted.hash & (cells.count - 1)
             cells[evictedCell] = max(cells[evictedCell], evicted.count)
             entries[Int(s)] = Entry(key: key, count: bound &+ weight, error: bound, hash: hash)
+            heap[0].count = bound &+ weight
             insertIntoIndex(s, hash: hash)
             siftDown(0)
         } else {
@@ -138,33 +142,47 @@ public struct SpaceSaving<Key: Hashable> {
         Array(entries.sorted { $0.count != $1.count ? $0.count > $1.count : $0.error < $1.error }.prefix(max(0, k)))
     }
 
-    @inline(__always) private func weight(at i: Int) -> UInt64 { entries[Int(heap[i])].count }
+    private struct HeapItem {
+        var count: UInt64
+        let slot: Int32
+    }
+
+    // Both sifts carry the moving item in a register and write it once where it stops, through
+    // buffer pointers: a swap per level, each element store with its own uniqueness check, cost
+    // three times as much. Ties resolve as a swap-based sift would (left child first, stop on equal).
 
     private mutating func siftUp(_ start: Int) {
-        var i = start
-        while i > 0 {
-            let p = (i - 1) / 2
-            guard weight(at: i) < weight(at: p) else { break }
-            swapAt(i, p); i = p
+        heap.withUnsafeMutableBufferPointer { h in
+            position.withUnsafeMutableBufferPointer { pos in
+                var i = start
+                let item = h[i]
+                while i > 0 {
+                    let p = (i - 1) / 2
+                    guard item.count < h[p].count else { break }
+                    h[i] = h[p]; pos[Int(h[i].slot)] = Int32(i)
+                    i = p
+                }
+                h[i] = item; pos[Int(item.slot)] = Int32(i)
+            }
         }
     }
 
     private mutating func siftDown(_ start: Int) {
-        var i = start
-        let n = heap.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < n && weight(at: l) < weight(at: m) { m = l }
-            if r < n && weight(at: r) < weight(at: m) { m = r }
-            if m == i { break }
-            swapAt(i, m); i = m
+        heap.withUnsafeMutableBufferPointer { h in
+            position.withUnsafeMutableBufferPointer { pos in
+                let n = h.count
+                var i = start
+                let item = h[i]
+                while true {
+                    let l = 2 * i + 1
+                    guard l < n else { break }
+                    let m = l + 1 < n && h[l + 1].count < h[l].count ? l + 1 : l
+                    guard h[m].count < item.count else { break }
+                    h[i] = h[m]; pos[Int(h[i].slot)] = Int32(i)
+                    i = m
+                }
+                h[i] = item; pos[Int(item.slot)] = Int32(i)
+            }
         }
-    }
-
-    @inline(__always) private mutating func swapAt(_ a: Int, _ b: Int) {
-        heap.swapAt(a, b)
-        position[Int(heap[a])] = Int32(a)
-        position[Int(heap[b])] = Int32(b)
     }
 }
