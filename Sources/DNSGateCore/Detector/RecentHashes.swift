@@ -41,21 +41,34 @@ struct RecentHashes {
     /// Keeps the entries seen within `window`; if they still fill the table, only those newer than
     /// their median time. One pass gathers the entries, the selection moves each key with its time,
     /// and the newer side is put back: a second pass over the table and a second filter cost a fifth
-    /// of the detector's time on a flood of unique names.
+    /// of the detector's time on a flood of unique names. The gathering writes through buffer
+    /// pointers into scratch storage kept at the table's size: appended one by one, each entry paid
+    /// a capacity and uniqueness check.
     private mutating func trim(now t: Double, cap: Int, window: Double, scratch: inout Scratch) {
         let start = t - window
-        scratch.kept.removeAll(keepingCapacity: true)
-        for e in slots where e.key != 0 && e.time >= start { scratch.kept.append((e.time, e.key)) }
+        if scratch.kept.count < slots.count { scratch.kept = Array(repeating: (0, 0), count: slots.count) }
+        let n = scratch.kept.withUnsafeMutableBufferPointer { kept in
+            slots.withUnsafeBufferPointer { table in
+                var n = 0
+                for e in table where e.key != 0 && e.time >= start { kept[n] = (e.time, e.key); n += 1 }
+                return n
+            }
+        }
         var from = 0
         var cutoff = -Double.infinity
-        if scratch.kept.count >= max(cap, 1) {
+        if n >= max(cap, 1) {
             // Left of the median are times at or below it, right of it at or above: keep the strictly newer.
-            let k = scratch.kept.count / 2
-            cutoff = Self.select(k, in: &scratch.kept) { $0.time }.time
+            let k = n / 2
+            cutoff = scratch.kept.withUnsafeMutableBufferPointer { kept in
+                var gathered = UnsafeMutableBufferPointer(rebasing: kept[..<n])
+                return Self.select(k, in: &gathered) { $0.time }.time
+            }
             from = k + 1
         }
         clear()
-        for e in scratch.kept[from...] where e.time > cutoff { insertNew(e.key, e.time) }
+        scratch.kept.withUnsafeBufferPointer { kept in
+            for i in from..<n where kept[i].time > cutoff { insertNew(kept[i].key, kept[i].time) }
+        }
     }
 
     private mutating func grow() {
@@ -79,7 +92,9 @@ struct RecentHashes {
     /// The `k`-th smallest element by `time` (0-based), as `sorted()[k]` would give it, leaving the
     /// smaller on its left and the larger on its right: Hoare's selection, in place, linear on
     /// average; a full sort at every trim was a tenth of the detector's time.
-    static func select<T>(_ k: Int, in a: inout [T], by time: (T) -> Double) -> T {
+    static func select<C: MutableCollection & RandomAccessCollection>(_ k: Int, in a: inout C, by time: (C.Element) -> Double) -> C.Element
+        where C.Index == Int {
+        precondition(a.startIndex == 0, "select needs a collection indexed from 0")
         var lo = 0, hi = a.count - 1
         while lo < hi {
             let pivot = time(a[lo + (hi - lo) / 2])
