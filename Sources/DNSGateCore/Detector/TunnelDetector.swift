@@ -35,8 +35,9 @@ public final class TunnelDetector {
     private var clients: RecentStates<String, ClientState>
     private var budgets: RecentStates<BudgetStateKey, BudgetState>
     private var episodes: [EpisodeKey: Episode] = [:]
-    /// Label ranges of the query being analysed; reused so `update` allocates nothing per query.
-    private var labelScratch: [Range<Int>] = []
+    /// Label ranges of the query being analysed, written by index: a name has at most 127 labels.
+    /// (An array emptied and appended to per query cost a generic call for the emptying alone.)
+    private let labelScratch = UnsafeMutableBufferPointer<Range<Int>>.allocate(capacity: 128)
     /// What a pair's `RecentHashes` reuses when it trims itself at the cap.
     private var recentScratch = RecentHashes.Scratch()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
@@ -59,6 +60,8 @@ public final class TunnelDetector {
         self.clients = RecentStates(capacity: config.maxClients)
         self.budgets = RecentStates(capacity: config.maxBudgetKeys)
     }
+
+    deinit { labelScratch.deallocate() }
 
     // MARK: events
 
@@ -91,7 +94,7 @@ public final class TunnelDetector {
             lastDomain = (domain, hasBypassNames, e.client, key)
         }
         if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
-                                          evidence: .list([.init(name: "encryptedDNSName", value: 1, threshold: 1)]),
+                                          evidence: .bypass,
                                           samples: SampleRing(e.name), held: &unheld) {
             out.append(a)
         }
@@ -101,7 +104,7 @@ public final class TunnelDetector {
             // At the cap the least recently seen pair makes room, and its state is reused for this
             // one: under a flood of new registered domains that spares a dozen allocations a pair.
             pair = pairs.insert(key) { evicted in
-                guard let old = evicted else { return PairState(bucketCount: bucketCount, firstSeen: e.time) }
+                guard let old = evicted else { return PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: e.time) }
                 old.reset(firstSeen: e.time)
                 return old
             }
@@ -197,13 +200,11 @@ public final class TunnelDetector {
     ///   - shape: false leaves `entropyBits` at 0: the caller computes it only if it needs it.
     private func features(of p: PairState, at time: Double, shape: Bool = true) -> PairFeatures {
         let now = max(epoch(time), p.newestEpoch)
-        var q = 0, names = 0, payload = 0, types = 0, nx = 0, subSum = 0, longest = 0
-        var bits = 0.0
-        for b in p.buckets where b.epoch > now - Int64(bucketCount) && b.epoch <= now {
-            q += Int(b.queries); names += Int(b.newNames); payload += Int(b.payloadChars)
-            types += Int(b.typeQueries); nx += Int(b.nx); subSum += Int(b.subLenSum)
-            longest = max(longest, Int(b.longestSub)); bits += b.infoBits
-        }
+        // The older buckets' totals, then the newest bucket's: always in that order, so the totals
+        // kept since the window last moved (`p.older`) give the same sums as adding up afresh.
+        var w = now == p.newestEpoch ? p.older : olderTotals(p, now: now)
+        let current = p.buckets[bucketIndex(now)]
+        if current.epoch == now { w.add(current) }
         var cv: Double? = nil, meanGap: Double? = nil
         if p.intervals.count >= config.beaconIntervals {
             let n = Double(p.intervals.count)
@@ -213,15 +214,28 @@ public final class TunnelDetector {
             cv = mean > 0 ? variance.squareRoot() / mean : .infinity
         }
         let minute = Int64((time / 60).rounded(.down))
+        let q = w.queries, names = w.newNames
         return PairFeatures(
-            queries: q, distinctNames: names, informationBytes: bits / 8, payloadBytes: payload,
-            meanSubdomainLength: names > 0 ? Double(subSum) / Double(names) : 0, longestSubdomain: longest,
+            queries: q, distinctNames: names, informationBytes: w.infoBits / 8, payloadBytes: w.payloadChars,
+            meanSubdomainLength: names > 0 ? Double(w.subLenSum) / Double(names) : 0, longestSubdomain: w.longestSub,
             entropyBits: shape ? LabelShape.entropy(p.histogram, total: p.histogramTotal) : 0,
             entropySampleChars: Int(p.histogramTotal),
-            tunnelTypeShare: q > 0 ? Double(types) / Double(q) : 0,
-            nxDomainRatio: q > 0 ? Double(nx) / Double(q) : 0,
+            tunnelTypeShare: q > 0 ? Double(w.typeQueries) / Double(q) : 0,
+            nxDomainRatio: q > 0 ? Double(w.nx) / Double(q) : 0,
             timingVariation: cv, meanIntervalSeconds: meanGap,
             newNamesLastMinute: p.minuteEpoch == minute ? p.minuteNewNames : 0)
+    }
+
+    /// Totals of the buckets inside the window that ends with epoch `now`, but for `now`'s own.
+    private func olderTotals(_ p: PairState, now: Int64) -> WindowTotals {
+        var w = WindowTotals()
+        for b in p.buckets where b.epoch > now - Int64(bucketCount) && b.epoch < now { w.add(b) }
+        return w
+    }
+
+    @inline(__always)
+    private func bucketIndex(_ epoch: Int64) -> Int {
+        Int(((epoch % Int64(bucketCount)) + Int64(bucketCount)) % Int64(bucketCount))
     }
 
     // MARK: state update
@@ -240,17 +254,20 @@ public final class TunnelDetector {
     private func update(_ p: PairState, with e: QueryEvent, domainLabels: Int) -> Bool {
         // An event older than the newest bucket (logs merged from two listeners) counts in the newest.
         let now = max(epoch(e.time), p.newestEpoch)
-        p.newestEpoch = now
+        if now != p.newestEpoch {
+            // The window moved: sum what is left of the older buckets once, not on every evaluation.
+            p.older = p.newestEpoch < now - Int64(bucketCount) ? WindowTotals() : olderTotals(p, now: now)
+            p.newestEpoch = now
+        }
         p.lastTime = max(p.lastTime, e.time)
         if let last = p.lastQueryTime {
-            if p.intervals.count == config.beaconIntervals { p.intervals.removeFirst() }
             p.intervals.append(max(0, e.time - last))
         }
         p.lastQueryTime = e.time
 
         // The bucket is updated as a local and stored once: each `p.buckets[b].x += 1` was an access
         // through the class, with its own uniqueness check.
-        let b = Int(((now % Int64(bucketCount)) + Int64(bucketCount)) % Int64(bucketCount))
+        let b = bucketIndex(now)
         var bucket = p.buckets[b]
         if bucket.epoch != now { bucket = Bucket(epoch: now) }
         defer { p.buckets[b] = bucket }
@@ -263,9 +280,9 @@ public final class TunnelDetector {
         // Labels below the registered domain, as ranges of the wire bytes, read through one buffer
         // pointer: no array, slice or retain per label.
         return e.name.wire.withUnsafeBufferPointer { w in
-            labelScratch.removeAll(keepingCapacity: true)
+            precondition(below <= labelScratch.count, "more labels than a name can have")
             var o = 0
-            for _ in 0..<below { let n = Int(w[o]); labelScratch.append((o + 1)..<(o + 1 + n)); o += 1 + n }
+            for k in 0..<below { let n = Int(w[o]); labelScratch[k] = (o + 1)..<(o + 1 + n); o += 1 + n }
             let subLen = o - 1
             bucket.payloadChars += Int32(subLen - (below - 1))
 
@@ -384,7 +401,7 @@ public final class TunnelDetector {
         typealias F = DetectorAlert.Feature
         let f: PairFeatures, rateThreshold: Double
         switch evidence {
-        case .list(let l): return l
+        case .bypass: return [F(name: "encryptedDNSName", value: 1, threshold: 1)]
         case .budget(let n): return [F(name: "distinctNames", value: n, threshold: config.wildcardDistinctNames)]
         case .pair(let pf, let rt): (f, rateThreshold) = (pf, rt)
         }
@@ -506,12 +523,13 @@ private final class Episode {
     init(alert: DetectorAlert, samples: SampleRing, evidence: Evidence) { self.alert = alert; self.samples = samples; self.evidence = evidence }
 }
 
-/// What an alert's features are computed from, kept as values so that refreshing an open episode
-/// (every query of a flooded pair) builds no arrays.
+/// What an alert's features are computed from, kept as plain values so that refreshing an open
+/// episode (every query of a flooded pair) builds no arrays and copies without the runtime: with an
+/// array in one case, each refresh copied and destroyed the enum through outlined witnesses.
 private enum Evidence {
     case pair(TunnelDetector.PairFeatures, rateThreshold: Double)   // tunnel, volume, beacon, rate-spike
     case budget(distinctNames: Double)                              // wildcard-budget
-    case list([DetectorAlert.Feature])                              // bypass
+    case bypass                                                     // an encrypted-DNS resolver's name
 }
 
 private struct EpisodeKey: Hashable {
@@ -535,18 +553,60 @@ private struct Bucket {
     init(epoch: Int64) { self.epoch = epoch }
 }
 
+/// The last few values of a series, in a ring: dropping the oldest of an array shifted all the others,
+/// on every query of a pair. `reduce` reads them oldest first, as the array did, so sums round alike.
+private struct RecentGaps {
+    private var values: [Double] = []
+    private var oldest = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    var count: Int { values.count }
+
+    mutating func append(_ v: Double) {
+        if values.count < capacity { values.append(v); return }
+        values[oldest] = v
+        oldest = oldest + 1 == capacity ? 0 : oldest + 1
+    }
+
+    func reduce(_ initial: Double, _ next: (Double, Double) -> Double) -> Double {
+        var r = initial
+        for k in oldest..<values.count { r = next(r, values[k]) }
+        for k in 0..<oldest { r = next(r, values[k]) }
+        return r
+    }
+
+    mutating func removeAll() { values.removeAll(keepingCapacity: true); oldest = 0 }
+}
+
+/// Sums of buckets; `longestSub` is the largest.
+private struct WindowTotals {
+    var queries = 0, newNames = 0, payloadChars = 0, typeQueries = 0, nx = 0, subLenSum = 0, longestSub = 0
+    var infoBits = 0.0
+
+    @inline(__always) mutating func add(_ b: Bucket) {
+        queries += Int(b.queries); newNames += Int(b.newNames); payloadChars += Int(b.payloadChars)
+        typeQueries += Int(b.typeQueries); nx += Int(b.nx); subLenSum += Int(b.subLenSum)
+        longestSub = max(longestSub, Int(b.longestSub)); infoBits += b.infoBits
+    }
+}
+
 private final class PairState: RecencyTracked {
     /// Place in the detector's recency list for this table (`RecentStates`).
     var recencyHandle = -1
     var buckets: [Bucket]
     var newestEpoch: Int64 = .min
+    /// Totals of the window's buckets older than `newestEpoch`'s, kept from when the window last moved.
+    var older = WindowTotals()
     var firstSeen: Double
     var lastTime: Double
     /// Hash of a name or label → last time seen; capped at `maxLabelsPerPair`.
     var seen = RecentHashes()
     var histogram = [UInt32](repeating: 0, count: LabelShape.slots)
     var histogramTotal: UInt32 = 0
-    var intervals: [Double] = []
+    /// The last `beaconIntervals` gaps between the pair's queries.
+    var intervals: RecentGaps
     var lastQueryTime: Double?
     var minuteEpoch: Int64 = .min
     var minuteNewNames = 0
@@ -558,8 +618,9 @@ private final class PairState: RecencyTracked {
         switch kind { case .tunnel: 0; case .volume: 1; case .beacon: 2; default: 3 }
     }
 
-    init(bucketCount: Int, firstSeen: Double) {
+    init(bucketCount: Int, gapCount: Int, firstSeen: Double) {
         buckets = [Bucket](repeating: Bucket(epoch: .min), count: bucketCount)
+        intervals = RecentGaps(capacity: gapCount)
         self.firstSeen = firstSeen
         self.lastTime = firstSeen
     }
@@ -570,16 +631,19 @@ private final class PairState: RecencyTracked {
         // class property checked the array's uniqueness again.
         buckets.withUnsafeMutableBufferPointer { $0.update(repeating: Bucket(epoch: .min)) }
         newestEpoch = .min
+        older = WindowTotals()
         firstSeen = t; lastTime = t
         seen.removeAll()
         histogram.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         histogramTotal = 0
-        intervals.removeAll(keepingCapacity: true)
+        intervals.removeAll()
         lastQueryTime = nil
         minuteEpoch = .min; minuteNewNames = 0
         // An episode may still show these names; it keeps them, and the new pair gets a ring of its own.
         if isKnownUniquelyReferenced(&samples) { samples.removeAll() } else { samples = SampleRing() }
-        for i in episodes.indices { episodes[i] = nil }
+        // Written only where set: a pair that never fed an episode still holds the literal's static
+        // storage, and the first write to it copies the array.
+        for i in episodes.indices where episodes[i] != nil { episodes[i] = nil }
         cachedEntropy = 0; entropyAtTotal = 0
     }
 
