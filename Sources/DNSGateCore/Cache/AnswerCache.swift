@@ -139,8 +139,20 @@ public final class AnswerCache: Sendable {
         s.head = i
         if s.tail < 0 { s.tail = i }
     }
+    /// The hit path's relink, through one buffer pointer: each `s.nodes[i].prev = …` through the
+    /// state checked the array's bounds and uniqueness again, and a hit made eight of them.
     private static func moveToFront(_ s: inout State, _ i: Int) {
         guard s.head != i else { return }
-        unlink(&s, i); pushFront(&s, i)
+        var head = s.head, tail = s.tail
+        s.nodes.withUnsafeMutableBufferPointer { n in
+            let p = n[i].prev, next = n[i].next
+            if p >= 0 { n[p].next = next } else { head = next }
+            if next >= 0 { n[next].prev = p } else { tail = p }
+            n[i].prev = -1; n[i].next = head
+            if head >= 0 { n[head].prev = i }
+            head = i
+            if tail < 0 { tail = i }
+        }
+        s.head = head; s.tail = tail
     }
 }

@@ -70,10 +70,19 @@ struct WireWriter {
     @inline(__always) mutating func u32(_ v: UInt32) {
         buffer.storeBytes(of: v.bigEndian, toByteOffset: reserve(4), as: UInt32.self)
     }
-    /// Overwrites four octets already written.
+    // Overwrite octets already written.
+    @inline(__always) private func written(_ o: Int, _ n: Int) {
+        precondition(o >= 0 && n <= count - o, "WireWriter: overwriting what was not written")
+    }
+    @inline(__always) mutating func put16(_ v: UInt16, at o: Int) {
+        written(o, 2); buffer.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt16.self)
+    }
     @inline(__always) mutating func put32(_ v: UInt32, at o: Int) {
-        precondition(o >= 0 && o + 4 <= count, "WireWriter put32 outside what was written")
-        buffer.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self)
+        written(o, 4); buffer.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self)
+    }
+    @inline(__always) mutating func put(_ b: ArraySlice<UInt8>, at o: Int) {
+        written(o, b.count)
+        b.withUnsafeBytes { if let src = $0.baseAddress { buffer.baseAddress!.advanced(by: o).copyMemory(from: src, byteCount: $0.count) } }
     }
     @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) {
         let at = reserve(b.count)

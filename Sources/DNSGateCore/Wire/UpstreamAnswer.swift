@@ -116,30 +116,33 @@ public struct UpstreamAnswer: Sendable {
 
     /// The same, appended to `out` (storage the caller reuses).
     public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) {
-        let start = out.count
-        body.withUnsafeBufferPointer { out.append(contentsOf: $0) }   // the array itself would be retained
-        out.put16(q.header.id, at: start)
-        let upstreamFlags = body.u16(at: 2)
+        // Same canonical name, so the same length: the client's spelling (0x20) is written over it.
+        guard q.rawQuestion.count == questionLength else { return renderRespelled(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede) }
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
-        flags |= upstreamFlags & 0x0020                 // AD passes through; AA and TC never do
-        out.put16(flags, at: start + 2)
-        // Same canonical name, so the same length: overwrite with the client's spelling (0x20), in place.
-        if q.rawQuestion.count == questionLength {
-            q.rawQuestion.withUnsafeBytes { spelled in
-                out.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: start + 12).copyMemory(from: spelled.baseAddress!, byteCount: questionLength) }
+        flags |= body.u16(at: 2) & 0x0020               // AD passes through; AA and TC never do
+        out.appendWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
+            w.bytes(body)
+            w.put16(q.header.id, at: 0)
+            w.put16(flags, at: 2)
+            w.put(q.rawQuestion, at: 12)
+            for (k, o) in ttlOffsets.enumerated() {
+                w.put32(staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0), at: o)
             }
-        } else {
-            out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
+            if let e = q.edns {
+                w.put16(body.u16(at: 10) + 1, at: 10)
+                ResponseBuilder.writeOPT(into: &w, payload: ResponseBuilder.defaultUDPPayload, rcode: rcode,
+                                         dnssecOK: e.dnssecOK, ede: ede)
+            }
         }
-        for (k, o) in ttlOffsets.enumerated() {
-            let t = staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0)
-            out.put32(t, at: start + o)
-        }
-        if let e = q.edns {
-            out.put16(out.u16(at: start + 10) + 1, at: start + 10)
-            ResponseBuilder.appendOPT(&out, payload: ResponseBuilder.defaultUDPPayload, rcode: rcode,
-                                      dnssecOK: e.dnssecOK, ede: ede)
-        }
+    }
+
+    /// `render` for a question of another length than the stored one, which a well-formed query
+    /// never has: the stored answer is rendered for its own question, and the question replaced.
+    private func renderRespelled(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32?, ede: ExtendedError?) {
+        let start = out.count
+        let stored = QueryView(header: q.header, name: q.name, type: q.type, qclass: q.qclass, rawQuestion: body[12..<(12 + questionLength)], edns: q.edns)
+        render(into: &out, for: stored, age: age, staleTTL: staleTTL, ede: ede)
+        out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
     }
 }
 
