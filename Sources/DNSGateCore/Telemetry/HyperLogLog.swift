@@ -17,6 +17,9 @@ public struct HyperLogLog: Sendable, Equatable {
     // Σ 2^-register and the count of zero registers, kept up to date on insert so `estimate` is O(1).
     private var harmonicSum: Double
     private var zeroRegisters: Int
+    /// Estimated number of distinct items inserted; recomputed only when a register changes, which
+    /// a repeated item never does (read on every query of a budgeted wildcard, it took a logarithm).
+    public private(set) var estimate: Double = 0
 
     /// - Parameters:
     ///   - precision: 4…16; memory is 2^precision bytes.
@@ -39,6 +42,7 @@ public struct HyperLogLog: Sendable, Equatable {
         registers[index] = rank
         harmonicSum += Self.inversePowers[Int(rank)] - Self.inversePowers[Int(old)]
         if old == 0 { zeroRegisters -= 1 }
+        estimate = computeEstimate()
     }
 
     /// 2^-r for every possible register value, so updates need no division.
@@ -48,8 +52,7 @@ public struct HyperLogLog: Sendable, Equatable {
         insert(hash: StableHash.hash(bytes))
     }
 
-    /// Estimated number of distinct items inserted.
-    public var estimate: Double {
+    private func computeEstimate() -> Double {
         let m = Double(registers.count)
         let sum = harmonicSum, zeros = zeroRegisters
         let alpha: Double
@@ -74,6 +77,7 @@ public struct HyperLogLog: Sendable, Equatable {
     public mutating func reset() {
         for i in registers.indices { registers[i] = 0 }
         harmonicSum = Double(registers.count); zeroRegisters = registers.count
+        estimate = 0
     }
 
     private mutating func recount() {
@@ -82,6 +86,7 @@ public struct HyperLogLog: Sendable, Equatable {
             harmonicSum += Self.inversePowers[Int(r)]
             if r == 0 { zeroRegisters += 1 }
         }
+        estimate = computeEstimate()
     }
 
     public static func == (a: HyperLogLog, b: HyperLogLog) -> Bool {
