@@ -206,12 +206,8 @@ public final class TunnelDetector {
         let current = p.buckets[bucketIndex(now)]
         if current.epoch == now { w.add(current) }
         var cv: Double? = nil, meanGap: Double? = nil
-        if p.intervals.count >= config.beaconIntervals {
-            let n = Double(p.intervals.count)
-            let mean = p.intervals.reduce(0, +) / n
-            let variance = p.intervals.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
-            meanGap = mean
-            cv = mean > 0 ? variance.squareRoot() / mean : .infinity
+        if p.intervals.count >= config.beaconIntervals, let gaps = p.intervals.statistics {
+            (meanGap, cv) = (gaps.mean, gaps.variation)
         }
         let minute = Int64((time / 60).rounded(.down))
         let q = w.queries, names = w.newNames
@@ -261,7 +257,7 @@ public final class TunnelDetector {
         }
         p.lastTime = max(p.lastTime, e.time)
         if let last = p.lastQueryTime {
-            p.intervals.append(max(0, e.time - last))
+            p.intervals.append(seconds: e.time - last)
         }
         p.lastQueryTime = e.time
 
@@ -553,8 +549,9 @@ private struct Bucket {
     init(epoch: Int64) { self.epoch = epoch }
 }
 
-/// The last few values of a series, in a ring: dropping the oldest of an array shifted all the others,
-/// on every query of a pair. `reduce` reads them oldest first, as the array did, so sums round alike.
+/// The last few gaps between a pair's queries, in a ring: dropping the oldest gap of an array
+/// shifted all the others, on every query of every pair. The statistics read the gaps oldest first,
+/// as the array did, so they round exactly as before.
 private struct RecentGaps {
     private var values: [Double] = []
     private var oldest = 0
@@ -564,13 +561,25 @@ private struct RecentGaps {
 
     var count: Int { values.count }
 
-    mutating func append(_ v: Double) {
+    mutating func append(seconds: Double) {
+        let v = max(0, seconds)
         if values.count < capacity { values.append(v); return }
         values[oldest] = v
         oldest = oldest + 1 == capacity ? 0 : oldest + 1
     }
 
-    func reduce(_ initial: Double, _ next: (Double, Double) -> Double) -> Double {
+    /// Mean gap in seconds and coefficient of variation (population standard deviation / mean;
+    /// infinite when the mean is 0); nil with no gaps.
+    var statistics: (mean: Double, variation: Double)? {
+        guard !values.isEmpty else { return nil }
+        let n = Double(values.count)
+        let mean = reduce(0, +) / n
+        let variance = reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+        return (mean, mean > 0 ? variance.squareRoot() / mean : .infinity)
+    }
+
+    @inline(__always)
+    private func reduce(_ initial: Double, _ next: (Double, Double) -> Double) -> Double {
         var r = initial
         for k in oldest..<values.count { r = next(r, values[k]) }
         for k in 0..<oldest { r = next(r, values[k]) }
