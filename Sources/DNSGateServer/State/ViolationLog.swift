@@ -50,20 +50,25 @@ final class ViolationLog: Sendable {
     /// after the replies are out: a lock per denied query on the reply path was a cost the sinkhole
     /// flood paid for every query.
     func observe(_ records: [QueryRecord]) {
+        // Each field is read in place through the buffer: `for r in records` copied every whole
+        // record, retaining and releasing all of its references, allowed names' included.
         state.withLock { s in
-            for r in records {
-                guard let d = r.denial, let n = r.name else { continue }
-                let fits = n.wire.count <= Self.inlineNameOctets
-                if fits {
-                    let at = s.next * Self.inlineNameOctets
-                    s.names.withUnsafeMutableBytes { out in
-                        n.wire.withUnsafeBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            records.withUnsafeBufferPointer { records in
+                for i in records.indices {
+                    guard let d = records[i].denial, let n = records[i].name else { continue }
+                    let fits = n.wire.count <= Self.inlineNameOctets
+                    if fits {
+                        let at = s.next * Self.inlineNameOctets
+                        s.names.withUnsafeMutableBytes { out in
+                            n.wire.withUnsafeBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        }
                     }
+                    s.ring[s.next] = Event(time: records[i].time, client: records[i].client, type: records[i].type, denial: d,
+                                           audited: records[i].audited, profile: records[i].profile,
+                                           heldName: fits ? nil : n, nameLength: fits ? UInt8(n.wire.count) : 0)
+                    s.next = (s.next + 1) % capacity
+                    s.total += 1
                 }
-                s.ring[s.next] = Event(time: r.time, client: r.client, type: r.type, denial: d, audited: r.audited, profile: r.profile,
-                                       heldName: fits ? nil : n, nameLength: fits ? UInt8(n.wire.count) : 0)
-                s.next = (s.next + 1) % capacity
-                s.total += 1
             }
         }
     }
