@@ -82,11 +82,12 @@ struct WireWriter {
     }
     @inline(__always) mutating func put(_ b: ArraySlice<UInt8>, at o: Int) {
         written(o, b.count)
-        b.withUnsafeBytes { if let src = $0.baseAddress { buffer.baseAddress!.advanced(by: o).copyMemory(from: src, byteCount: $0.count) } }
+        b.withUnsafeBytes { copy($0, to: o) }
     }
-    @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) {
-        let at = reserve(b.count)
-        if let src = b.baseAddress { buffer.baseAddress!.advanced(by: at).copyMemory(from: src, byteCount: b.count) }
+    @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) { copy(b, to: reserve(b.count)) }
+    /// `o..<o + b.count` was checked by the caller.
+    @inline(__always) private func copy(_ b: UnsafeRawBufferPointer, to o: Int) {
+        if let src = b.baseAddress { buffer.baseAddress!.advanced(by: o).copyMemory(from: src, byteCount: b.count) }
     }
     @inline(__always) mutating func bytes(_ b: [UInt8]) { b.withUnsafeBytes { bytes($0) } }
     @inline(__always) mutating func bytes(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { bytes($0) } }
