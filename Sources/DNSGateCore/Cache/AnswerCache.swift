@@ -127,32 +127,43 @@ public final class AnswerCache: Sendable {
         state.withLock { Counters(entries: $0.index.count, hits: $0.hits, misses: $0.misses, staleServed: $0.staleServed, evictions: $0.evictions) }
     }
 
-    private static func unlink(_ s: inout State, _ i: Int) {
-        let p = s.nodes[i].prev, n = s.nodes[i].next
-        if p >= 0 { s.nodes[p].next = n } else { s.head = n }
-        if n >= 0 { s.nodes[n].prev = p } else { s.tail = p }
-        s.nodes[i].prev = -1; s.nodes[i].next = -1
-    }
-    private static func pushFront(_ s: inout State, _ i: Int) {
-        s.nodes[i].prev = -1; s.nodes[i].next = s.head
-        if s.head >= 0 { s.nodes[s.head].prev = i }
-        s.head = i
-        if s.tail < 0 { s.tail = i }
-    }
-    /// The hit path's relink, through one buffer pointer: each `s.nodes[i].prev = …` through the
-    /// state checked the array's bounds and uniqueness again, and a hit made eight of them.
+    private static func unlink(_ s: inout State, _ i: Int) { editList(&s) { $0.unlink(i) } }
+    private static func pushFront(_ s: inout State, _ i: Int) { editList(&s) { $0.pushFront(i) } }
     private static func moveToFront(_ s: inout State, _ i: Int) {
         guard s.head != i else { return }
+        editList(&s) { $0.unlink(i); $0.pushFront(i) }
+    }
+
+    /// Edits the recency list through one buffer pointer: each `s.nodes[i].prev = …` through the
+    /// state checked the array's bounds and uniqueness again, and a hit's relink made eight of them.
+    private static func editList(_ s: inout State, _ body: (inout RecencyLinks) -> Void) {
         var head = s.head, tail = s.tail
-        s.nodes.withUnsafeMutableBufferPointer { n in
-            let p = n[i].prev, next = n[i].next
-            if p >= 0 { n[p].next = next } else { head = next }
-            if next >= 0 { n[next].prev = p } else { tail = p }
-            n[i].prev = -1; n[i].next = head
-            if head >= 0 { n[head].prev = i }
+        s.nodes.withUnsafeMutableBufferPointer { nodes in
+            var links = RecencyLinks(nodes: nodes, head: head, tail: tail)
+            body(&links)
+            (head, tail) = (links.head, links.tail)
+        }
+        s.head = head; s.tail = tail
+    }
+
+    /// The doubly linked recency list over `nodes`, most recently used at `head`.
+    private struct RecencyLinks {
+        let nodes: UnsafeMutableBufferPointer<Node>
+        var head: Int
+        var tail: Int
+
+        mutating func unlink(_ i: Int) {
+            let p = nodes[i].prev, n = nodes[i].next
+            if p >= 0 { nodes[p].next = n } else { head = n }
+            if n >= 0 { nodes[n].prev = p } else { tail = p }
+            nodes[i].prev = -1; nodes[i].next = -1
+        }
+
+        mutating func pushFront(_ i: Int) {
+            nodes[i].prev = -1; nodes[i].next = head
+            if head >= 0 { nodes[head].prev = i }
             head = i
             if tail < 0 { tail = i }
         }
-        s.head = head; s.tail = tail
     }
 }
