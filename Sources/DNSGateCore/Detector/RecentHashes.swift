@@ -47,27 +47,22 @@ struct RecentHashes {
     private mutating func trim(now t: Double, cap: Int, window: Double, scratch: inout Scratch) {
         let start = t - window
         if scratch.kept.count < slots.count { scratch.kept = Array(repeating: (0, 0), count: slots.count) }
-        let n = scratch.kept.withUnsafeMutableBufferPointer { kept in
+        scratch.kept.withUnsafeMutableBufferPointer { kept in
+            var n = 0
             slots.withUnsafeBufferPointer { table in
-                var n = 0
                 for e in table where e.key != 0 && e.time >= start { kept[n] = (e.time, e.key); n += 1 }
-                return n
             }
-        }
-        var from = 0
-        var cutoff = -Double.infinity
-        if n >= max(cap, 1) {
-            // Left of the median are times at or below it, right of it at or above: keep the strictly newer.
-            let k = n / 2
-            cutoff = scratch.kept.withUnsafeMutableBufferPointer { kept in
-                var gathered = UnsafeMutableBufferPointer(rebasing: kept[..<n])
-                return Self.select(k, in: &gathered) { $0.time }.time
+            var gathered = UnsafeMutableBufferPointer(rebasing: kept[..<n])
+            var from = 0
+            var cutoff = -Double.infinity
+            if n >= max(cap, 1) {
+                // Left of the median are times at or below it, right of it at or above: keep the strictly newer.
+                let k = n / 2
+                cutoff = Self.select(k, in: &gathered) { $0.time }.time
+                from = k + 1
             }
-            from = k + 1
-        }
-        clear()
-        scratch.kept.withUnsafeBufferPointer { kept in
-            for i in from..<n where kept[i].time > cutoff { insertNew(kept[i].key, kept[i].time) }
+            clear()
+            for e in gathered[from...] where e.time > cutoff { insertNew(e.key, e.time) }
         }
     }
 
