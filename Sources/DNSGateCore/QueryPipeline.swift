@@ -183,19 +183,19 @@ public final class QueryPipeline: Sendable {
     public func process(_ msg: [UInt8], client: String, clientAddress: [UInt8]? = nil, listener: String? = nil,
                         overTCP: Bool, now: Double, scratch: QueryScratch? = nil) -> PipelineOutcome {
         let q: QueryView
-        let decoded: QueryDecoding
-        if let scratch { decoded = RequestSanity.decode(msg, names: &scratch.names) } else { decoded = RequestSanity.decode(msg) }
-        switch consume decoded {
-        case .drop(let why):
-            counters.bump(.dropped)
-            return .drop(record(now, client, overTCP, nil, .dropped, problem: why))
-        case .reject(let r):
-            counters.bump(.rejected)
-            var rec = record(now, client, overTCP, nil, .rejected, problem: r.reason)
-            rec.rcode = r.rcode
-            return .reply(ResponseBuilder.error(r), rec)
-        case .query(let view):
-            q = view
+        do {
+            if let scratch { q = try RequestSanity.view(msg, names: &scratch.names) } else { q = try RequestSanity.view(msg) }
+        } catch {
+            switch error {
+            case .drop(let why):
+                counters.bump(.dropped)
+                return .drop(record(now, client, overTCP, nil, .dropped, problem: why))
+            case .reject(let r):
+                counters.bump(.rejected)
+                var rec = record(now, client, overTCP, nil, .rejected, problem: r.reason)
+                rec.rcode = r.rcode
+                return .reply(ResponseBuilder.error(r), rec)
+            }
         }
 
         let snap = currentSnapshot(scratch)
