@@ -180,6 +180,25 @@ final class DetectorBehaviourTests: XCTestCase {
         XCTAssertEqual(f?.distinctNames, 1)
     }
 
+    /// At the pair cap the least recently seen pair's state is recycled for the new pair: none of the
+    /// old pair's counts may show, neither in the bucket both share nor once the window moves on.
+    func testARecycledPairStartsEmpty() {
+        var config = DetectorConfig.default
+        config.maxPairs = 1
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        let b = config.bucketSeconds
+        for i in 0..<20 { _ = d.observe(event(10 * b + Double(i), "n\(i).example.com")) }
+        for i in 0..<30 { _ = d.observe(event(12 * b + Double(i), "m\(i).example.com")) }   // an older bucket of the window
+        _ = d.observe(event(12 * b + 40, "a.example.net"))   // takes over example.com's state
+        let net = try! DNSName("example.net")
+        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 12 * b + 40))
+        XCTAssertEqual(d.features(client: "192.0.2.1", registeredDomain: net, at: 12 * b + 40)?.queries, 1)
+        _ = d.observe(event(13 * b, "b.example.net"))        // the window moves: older buckets are summed
+        let f = d.features(client: "192.0.2.1", registeredDomain: net, at: 13 * b)
+        XCTAssertEqual(f?.queries, 2)
+        XCTAssertEqual(f?.distinctNames, 2)
+    }
+
     func testExpireDropsIdleState() {
         let d = TunnelDetector(config: .default, suffixes: suffixes)
         _ = d.observe(event(0, "a.example.com"))
