@@ -42,11 +42,12 @@ extension Array where Element == UInt8 {
     /// to a temporary buffer (on the stack unless it is large) through one pointer:
     /// appended field by field, each `append(contentsOf:)` was a call of about 100 instructions with
     /// its own capacity and uniqueness checks, and those were most of the cost of a sinkhole reply.
+    /// (Appended as typed octets: a raw buffer took a slower generic path.)
     @inline(__always) mutating func appendWritten(maxBytes: Int, _ body: (inout WireWriter) -> Void) {
         withUnsafeTemporaryAllocation(byteCount: maxBytes, alignment: 8) { buffer in
             var w = WireWriter(buffer)
             body(&w)
-            append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<w.count]))
+            UnsafeRawBufferPointer(rebasing: buffer[..<w.count]).withMemoryRebound(to: UInt8.self) { append(contentsOf: $0) }
         }
     }
 }
