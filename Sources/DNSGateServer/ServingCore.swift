@@ -36,11 +36,15 @@ final class ServingCore: Sendable {
     /// Runs one query through the pipeline, on any thread. Returns a value rather than taking a
     /// completion closure: a closure capturing the client address was a heap allocation on every
     /// query, though only cache misses need one.
-    /// - Parameter scratch: the calling thread's reusable buffers (see `QueryScratch`); a `.reply`
-    ///   shares its storage until the caller drops it.
-    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, scratch: QueryScratch? = nil) -> Handled {
+    /// - Parameters:
+    ///   - scratch: the calling thread's reusable buffers (see `QueryScratch`); a `.reply` shares its
+    ///     storage until the caller drops it.
+    ///   - now: when the query arrived; nil reads the clock. The UDP listener reads it once for each
+    ///     batch it receives: the queries of one `recvmmsg` arrived together.
+    func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, scratch: QueryScratch? = nil,
+                now: Double? = nil) -> Handled {
         switch pipeline.process(bytes, client: client.text, clientAddress: client.octets, listener: listener,
-                                overTCP: overTCP, now: WallClock.now(), scratch: scratch) {
+                                overTCP: overTCP, now: now ?? WallClock.now(), scratch: scratch) {
         case .reply(let out, let record):
             observe(record)
             return .reply(out)

@@ -113,11 +113,13 @@ final class DatagramListener: @unchecked Sendable {
                 }
                 continue
             }
+            let now = WallClock.now()
             for i in 0..<n {
-                // Copied into storage reused from query to query; only a forwarded query keeps it.
+                // Copied into storage reused from query to query; only a forwarded query keeps it. As
+                // typed octets: appending the raw buffer took a slower generic path.
                 packet.removeAll(keepingCapacity: true)
-                packet.append(contentsOf: received.datagram(i))
-                switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch) {
+                received.datagram(i).withMemoryRebound(to: UInt8.self) { packet.append(contentsOf: $0) }
+                switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
                 case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), fd: fd)
                 case .nothing: break
                 case .forward(let job):
