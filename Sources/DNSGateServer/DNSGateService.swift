@@ -98,7 +98,7 @@ public final class DNSGateService: @unchecked Sendable {
         if let m = config.metricsListen {
             do {
                 metrics = try MetricsEndpoint(host: m.host, port: m.port, group: group, registry: hub.registry,
-                                              beforeScrape: MetricsGauges(service: self).refresh)
+                                              beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })
                 listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
             } catch {
                 shutdown()

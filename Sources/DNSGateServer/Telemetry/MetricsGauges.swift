@@ -9,22 +9,22 @@ struct MetricsGauges: Sendable {
         service.telemetry.drain()   // the counters include every query answered so far
         let r = service.telemetry.registry
         let cache = service.pipeline.cache.counters
-        r.makeGauge(name: "dnsgate_cache_entries", help: "Answers in the cache.").set(to: Double(cache.entries))
-        r.makeGauge(name: "dnsgate_cache_hits", help: "Cache hits since start.").set(to: Double(cache.hits))
-        r.makeGauge(name: "dnsgate_cache_misses", help: "Cache misses since start.").set(to: Double(cache.misses))
-        r.makeGauge(name: "dnsgate_cache_stale_served", help: "Stale answers served (RFC 8767) since start.").set(to: Double(cache.staleServed))
+        r.makeGauge(descriptor: .init("dnsgate_cache_entries", help: "Answers in the cache.")).set(to: Double(cache.entries))
+        r.makeGauge(descriptor: .init("dnsgate_cache_hits", help: "Cache hits since start.")).set(to: Double(cache.hits))
+        r.makeGauge(descriptor: .init("dnsgate_cache_misses", help: "Cache misses since start.")).set(to: Double(cache.misses))
+        r.makeGauge(descriptor: .init("dnsgate_cache_stale_served", help: "Stale answers served (RFC 8767) since start.")).set(to: Double(cache.staleServed))
         let snap = service.pipeline.snapshot
-        r.makeGauge(name: "dnsgate_policy_generation", help: "Policy reloads since start, plus one.").set(to: Double(snap.generation))
-        r.makeGauge(name: "dnsgate_policy_entries", help: "Allow entries in the default policy.").set(to: Double(snap.policy.allowList.count))
-        r.makeGauge(name: "dnsgate_exceptions", help: "Live exceptions.").set(to: Double(service.pipeline.exceptions.all.count))
-        r.makeGauge(name: "dnsgate_quarantines", help: "Live quarantines.").set(to: Double(service.pipeline.quarantines.all.count))
+        r.makeGauge(descriptor: .init("dnsgate_policy_generation", help: "Policy reloads since start, plus one.")).set(to: Double(snap.generation))
+        r.makeGauge(descriptor: .init("dnsgate_policy_entries", help: "Allow entries in the default policy.")).set(to: Double(snap.policy.allowList.count))
+        r.makeGauge(descriptor: .init("dnsgate_exceptions", help: "Live exceptions.")).set(to: Double(service.pipeline.exceptions.all.count))
+        r.makeGauge(descriptor: .init("dnsgate_quarantines", help: "Live quarantines.")).set(to: Double(service.pipeline.quarantines.all.count))
         for h in service.upstream.health {
-            r.makeGauge(name: "dnsgate_upstream_answered", labels: [("upstream", h.address)], help: "Answers from each upstream.").set(to: Double(h.answered.value))
-            r.makeGauge(name: "dnsgate_upstream_timeouts", labels: [("upstream", h.address)], help: "Timeouts per upstream.").set(to: Double(h.timeouts.value))
-            r.makeGauge(name: "dnsgate_upstream_failures", labels: [("upstream", h.address)], help: "Failures per upstream.").set(to: Double(h.failures.value))
+            r.makeGauge(descriptor: .init("dnsgate_upstream_answered", help: "Answers from each upstream."), labels: [("upstream", h.address)]).set(to: Double(h.answered.value))
+            r.makeGauge(descriptor: .init("dnsgate_upstream_timeouts", help: "Timeouts per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.timeouts.value))
+            r.makeGauge(descriptor: .init("dnsgate_upstream_failures", help: "Failures per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.failures.value))
         }
         for (kind, n) in service.telemetry.detector?.totals ?? [:] {
-            r.makeGauge(name: "dnsgate_detector_alerts", labels: [("kind", kind)], help: "Detector alerts since start, by kind.").set(to: Double(n))
+            r.makeGauge(descriptor: .init("dnsgate_detector_alerts", help: "Detector alerts since start, by kind."), labels: [("kind", kind)]).set(to: Double(n))
         }
     }
 }

@@ -97,27 +97,24 @@ final class TelemetryHub: @unchecked Sendable {
         let registry = self.registry
         let actions = CountersByCode(size: QueryRecord.Action.allCases.count)
         for a in QueryRecord.Action.allCases {
-            actions.set(a.ordinal, registry.makeCounter(name: "dnsgate_queries_total", labels: [("action", a.rawValue)],
-                                                        help: "Queries by what dnsgate did with them."))
+            actions.set(a.ordinal, registry.makeCounter(descriptor: .init("dnsgate_queries_total", help: "Queries by what dnsgate did with them."), labels: [("action", a.rawValue)]))
         }
         let denied = CountersByCode(size: 3)
         for (code, tag) in ["not_listed", "type_not_allowed", "rpz"].enumerated() {
-            denied.set(code, registry.makeCounter(name: "dnsgate_policy_denied_total", labels: [("reason", tag)],
-                                                  help: "Queries denied (or, in audit mode, that would have been) by reason."))
+            denied.set(code, registry.makeCounter(descriptor: .init("dnsgate_policy_denied_total", help: "Queries denied (or, in audit mode, that would have been) by reason."), labels: [("reason", tag)]))
         }
-        let types = CountersByCode(size: 258, other: registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", "other")], help: "Queries by type."))
+        let types = CountersByCode(size: 258, other: registry.makeCounter(descriptor: .init("dnsgate_query_types_total", help: "Queries by type."), labels: [("qtype", "other")]))
         for t in Self.countedTypes {
-            types.set(Int(t.rawValue), registry.makeCounter(name: "dnsgate_query_types_total", labels: [("qtype", t.mnemonic)], help: "Queries by type."))
+            types.set(Int(t.rawValue), registry.makeCounter(descriptor: .init("dnsgate_query_types_total", help: "Queries by type."), labels: [("qtype", t.mnemonic)]))
         }
         let rcodes = CountersByCode(size: 24)
         for rc in [ResponseCode.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers] {
-            rcodes.set(Int(rc.rawValue), registry.makeCounter(name: "dnsgate_responses_total", labels: [("rcode", rc.mnemonic)], help: "Replies by rcode."))
+            rcodes.set(Int(rc.rawValue), registry.makeCounter(descriptor: .init("dnsgate_responses_total", help: "Replies by rcode."), labels: [("rcode", rc.mnemonic)]))
         }
         (actionCounters, typeCounters, rcodeCounters, deniedCounters) = (actions, types, rcodes, denied)
-        forwardedLatency = registry.makeValueHistogram(name: "dnsgate_forward_duration_seconds",
-                                                       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-                                                       help: "Time from query to reply for cache misses.")
-        droppedCounter = registry.makeCounter(name: "dnsgate_telemetry_dropped_total", help: "Records the telemetry thread could not keep up with.")
+        forwardedLatency = registry.makeValueHistogram(descriptor: .init("dnsgate_forward_duration_seconds", help: "Time from query to reply for cache misses."),
+                                                       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
+        droppedCounter = registry.makeCounter(descriptor: .init("dnsgate_telemetry_dropped_total", help: "Records the telemetry thread could not keep up with."))
         let t = Thread { [self] in self.consumerLoop() }
         t.name = "dnsgate-telemetry"
         t.start()
@@ -183,9 +180,8 @@ final class TelemetryHub: @unchecked Sendable {
     func upstreamRTT(_ upstream: String, _ seconds: Double) {
         let h = rttHistograms.withLock { table in
             if let h = table[upstream] { return h }
-            let h = registry.makeValueHistogram(name: "dnsgate_upstream_rtt_seconds", labels: [("upstream", upstream)],
-                                                buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-                                                help: "Round trip of answered upstream exchanges.")
+            let h = registry.makeValueHistogram(descriptor: .init("dnsgate_upstream_rtt_seconds", help: "Round trip of answered upstream exchanges."), labels: [("upstream", upstream)],
+                                                buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
             table[upstream] = h
             return h
         }

@@ -66,7 +66,7 @@ final class Daemon {
     init(_ name: String, _ path: String, _ args: [String], logFile: URL) throws {
         self.name = name
         self.logFile = logFile
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)   // opening it below reports a failure
         let h = try FileHandle(forWritingTo: logFile)
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
