@@ -150,6 +150,24 @@ final class RequestSanityTests: XCTestCase {
         XCTAssertEqual(q.type, .a)
     }
 
+    /// A name asked once does not take an occupied slot; one asked twice in a row there does. So a
+    /// flood of one-off names leaves a held name in place.
+    func testAFloodOfOneOffNamesLeavesAHeldNameInPlace() {
+        var names = NameInterner(capacity: 1)   // one slot: every name competes for it
+        func decoded(_ name: String) -> DNSName {
+            guard case .query(let q) = RequestSanity.decode(W.query(name: name), names: &names) else { fatalError("not a query: \(name)") }
+            return q.name
+        }
+        func storage(_ n: DNSName) -> UnsafePointer<UInt8>? { n.wire.withUnsafeBufferPointer { $0.baseAddress } }
+        let held = decoded("www.example.com")
+        for i in 0..<100 { _ = decoded("x\(i).tunnel.test") }
+        XCTAssertEqual(storage(decoded("www.example.com")), storage(held), "the flood evicted the held name")
+        _ = decoded("mail.example.com")
+        let second = decoded("mail.example.com")   // twice in a row: takes the slot
+        XCTAssertEqual(storage(decoded("mail.example.com")), storage(second))
+        XCTAssertNotEqual(storage(decoded("www.example.com")), storage(held))
+    }
+
     func testInternedNamesShareStorageAcrossSpellings() {
         var names = NameInterner(capacity: 64)
         guard case .query(let a) = RequestSanity.decode(W.query(name: "WWW.Example.COM"), names: &names),

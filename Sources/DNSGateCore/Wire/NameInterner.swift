@@ -4,31 +4,51 @@
 /// CI jobs ask for the same few hundred names over and over; with this the query path allocates
 /// nothing for them. A name never seen before still costs one allocation: its canonical copy, which
 /// the violation log, the top-k tables and the detector keep. Direct-mapped on a hash of the
-/// canonical bytes: a collision replaces the older name, so the table never grows and a flood of
-/// random names only costs what it cost without it.
+/// canonical bytes, so the table never grows.
+///
+/// A name takes an occupied slot only when it is the second one in a row seen there that was not
+/// in it: a flood of names asked once (a tunnel, a scan) leaves the names already held in place
+/// instead of evicting them, and never touches the evicted name. Replacing on every miss, each
+/// name of a flood released one that had long gone cold, a cache miss on every query. Each slot
+/// keeps a tag of its name's hash, so another name is told apart without reading the held one.
 ///
 /// Not thread-safe: one per listener thread (`QueryScratch`).
 public struct NameInterner {
-    private var slots: [DNSName?]
+    private struct Slot {
+        var name: DNSName?
+        /// Upper hash bits of `name`.
+        var nameTag: UInt32 = 0
+        /// Upper hash bits of the last name seen here and not held: seen again, it takes the slot.
+        var seenTag: UInt32 = 0
+    }
+    private var slots: [Slot]
     private let mask: Int
 
     /// - Parameter capacity: rounded up to a power of two.
     public init(capacity: Int = 4096) {
         let n = TableHash.powerOfTwo(atLeast: capacity)
-        slots = Array(repeating: nil, count: n)
+        slots = Array(repeating: Slot(), count: n)
         mask = n - 1
     }
 
     /// The name at `offset` in `msg`, read and checked exactly as `readName` does.
     mutating func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool) throws -> (DNSName, Int) {
         try withNameBytes(msg, at: offset, allowCompression: allowCompression) { bytes -> DNSName in
-            let slot = Int(truncatingIfNeeded: StableHash.hash(bytes, seed: 0)) & mask
-            if let known = slots[slot], known.wire.withUnsafeBytes({ wireBytesEqual($0, bytes) }) { return known }   // one memcmp
+            let h = StableHash.hash(bytes, seed: 0)
+            let i = Int(truncatingIfNeeded: h) & mask
+            let tag = UInt32(truncatingIfNeeded: h >> 32)
+            if slots[i].nameTag == tag, let known = slots[i].name,
+               known.wire.withUnsafeBytes({ wireBytesEqual($0, bytes) }) { return known }   // one memcmp
             // Copied from a buffer pointer, exactly the name's length, which compiles to a specialised
             // allocation: `unsafeUninitializedCapacity` went through the standard library's generic
             // entry point and a metadata lookup, 550 instructions for each new name.
             let made = DNSName(uncheckedWire: Array(bytes))
-            slots[slot] = made
+            if slots[i].name == nil || slots[i].seenTag == tag {
+                slots[i].name = made
+                slots[i].nameTag = tag
+            } else {
+                slots[i].seenTag = tag
+            }
             return made
         }
     }
