@@ -1,3 +1,4 @@
+import DNSGateCore
 import DNSGateServer
 import Foundation
 import XCTest
@@ -20,6 +21,18 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 2.5, "one timeout (300 ms) plus a fast failure, not the deadline")
         let stats = try g.cli(["stats", "--json"])
         XCTAssertTrue(stats.stdout.contains("\"timeouts\" : 1"), stats.stdout)
+    }
+
+    /// The listener's own upstream exchanges accept only the genuine answer: forgeries with the right
+    /// question but the wrong ID, the right ID but another question, from another address, or garbage,
+    /// all sent before it, are ignored, and none of them ends the exchange.
+    func testForgedUpstreamAnswersAreIgnored() throws {
+        let upstream = ForgingUpstream()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(upstream.port)"])
+        let a = try dig(g.port, ["+time=4", "www.allowed.test"])
+        XCTAssertEqual(a.status, "NOERROR", a.raw)
+        XCTAssertEqual(a.answers.filter { $0.contains(" A ") }, ["www.allowed.test. 60 IN A 192.0.2.1"], a.raw)
+        XCTAssertEqual(upstream.forgeriesSent, 4)
     }
 
     func testIdenticalQuestionsInFlightShareOneUpstreamExchange() throws {
@@ -67,6 +80,67 @@ final class UpstreamBehaviourTests: XCTestCase {
 }
 
 /// A UDP socket on a free loopback port that never reads: queries sent to it time out.
+/// An upstream that answers the first query it gets with four forgeries (from 127.0.0.9, with the
+/// wrong ID, for another name, and garbage), then the genuine answer, 192.0.2.1.
+final class ForgingUpstream {
+    let port: Int
+    private let fd: Int32
+    private let forger: Int32
+    private let done = DispatchSemaphore(value: 0)
+    private(set) var forgeriesSent = 0
+
+    init() {
+        port = freePort()
+        fd = Self.udpSocket(host: "127.0.0.1", port: port)
+        forger = Self.udpSocket(host: "127.0.0.9", port: 0)
+        let t = Thread { [self] in serveOnce(); done.signal() }
+        t.start()
+    }
+    deinit { done.wait(); close(fd); close(forger) }
+
+    private static func udpSocket(host: String, port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr(host)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var wait = timeval(tv_sec: 10, tv_usec: 0)   // bounded: the test never hangs on it
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    private func serveOnce() {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let n = withUnsafeMutablePointer(to: &from) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &fromLen) }
+        }
+        guard n > 12 else { return }
+        var end = 12
+        while end < n && buf[end] != 0 { end += Int(buf[end]) + 1 }
+        let question = Array(buf[12..<(end + 5)])
+        let id = UInt16(buf[0]) << 8 | UInt16(buf[1])
+        func answer(id: UInt16, question: [UInt8], address: [UInt8]) -> [UInt8] {
+            [UInt8(id >> 8), UInt8(id & 0xFF), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0] + question
+                + [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + address
+        }
+        let otherName = try! DNSName("evil.allowed.test").wire + [0, 1, 0, 1]
+        func send(_ bytes: [UInt8], on socket: Int32) {
+            _ = withUnsafePointer(to: &from) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket, bytes, bytes.count, 0, $0, fromLen) }
+            }
+        }
+        send(answer(id: id, question: question, address: [192, 0, 2, 66]), on: forger)          // another source
+        send(answer(id: id ^ 0x5A5A, question: question, address: [192, 0, 2, 66]), on: fd)      // wrong ID
+        send(answer(id: id, question: otherName, address: [192, 0, 2, 66]), on: fd)              // another question
+        send([buf[0], buf[1], 0x81], on: fd)                                                      // garbage
+        forgeriesSent = 4
+        usleep(50_000)
+        send(answer(id: id, question: question, address: [192, 0, 2, 1]), on: fd)
+    }
+}
+
 final class BlackHoleSocket {
     let port: Int
     private let fd: Int32

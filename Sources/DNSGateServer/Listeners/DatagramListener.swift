@@ -16,10 +16,11 @@ import Glibc
 /// That was about a microsecond of a 7 µs query (bench/RESULTS.md). A blocking `recvmmsg` is one
 /// system call per batch, the same loop unbound and NSD run.
 ///
-/// Cache misses still use NIO: a batch's misses go to the paired event loop in one task, the upstream
-/// client resolves them there, and their replies are sent from that loop, gathered into one
-/// `sendmmsg` per loop round, on this socket (system calls on one socket from two threads are safe).
-/// One bad datagram never stops the loop.
+/// Cache misses are asked upstream from this thread too (`DirectUpstream`): while any are in flight
+/// the thread waits in `poll` for the client socket and its upstream sockets together, and answers
+/// go out in the same `sendmmsg` as the batch's other replies. Handing them to an event loop woke
+/// that loop's thread twice per miss. Only an answer that came back truncated goes to the event loop,
+/// whose upstream client asks again over TCP. One bad datagram never stops the loop.
 final class DatagramListener: @unchecked Sendable {
     /// Datagrams taken per `recvmmsg`: enough to empty the queue in a few calls at 150k queries/s.
     static let batch = 32
@@ -28,17 +29,10 @@ final class DatagramListener: @unchecked Sendable {
     static let slotSize = 4096
     /// How long a blocked receive waits before it looks at the stop flag.
     static let wakeMilliseconds = 100
-    /// Cache misses this listener may have upstream at once. Past it, new misses are dropped (the
-    /// client retries), as unbound does past `num-queries-per-thread`: this thread reads faster than
-    /// any upstream answers, and without a bound a flood of unique allowed names queues without limit.
+    /// Clients waiting on upstream answers at once. Past it, new misses are dropped (the client
+    /// retries), as unbound does past `num-queries-per-thread`: this thread reads faster than any
+    /// upstream answers, and without a bound a flood of unique allowed names queues without limit.
     static let maxMissesInFlight = 4096
-    /// Cache misses gathered before they are handed to the event loop while more queries wait in the
-    /// socket, or the longest the first of them waits. Each hand-off wakes the loop's thread, which
-    /// shares this core: done for every batch, those wakeups made the CI mix cost 0.6 µs a query more
-    /// than its parts. When the socket runs dry the misses go at once, so an unloaded server adds no
-    /// latency.
-    static let missesPerHandOff = 16
-    static let missHoldNanoseconds: UInt64 = 500_000
 
     let port: Int
     private let fd: CInt
@@ -46,7 +40,6 @@ final class DatagramListener: @unchecked Sendable {
     private let listener: String
     private let loop: EventLoop
     private let stopping = Atomic<Bool>(false)
-    private let inFlight = Atomic<Int>(0)
     private let finished = DispatchSemaphore(value: 0)
 
     /// Opens and binds the socket (with SO_REUSEPORT, so each thread has its own and the kernel spreads
@@ -96,23 +89,32 @@ final class DatagramListener: @unchecked Sendable {
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
         let scratch = QueryScratch()
-        var misses: [PendingMiss] = []
-        var firstMissAt: UInt64 = 0
+        let fd = self.fd
+        let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to in
+            withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, fd: fd) }
+        }, handOff: { [self] job, to in handOff(job, to: to) })
+        var full = false
         while !stopping.load(ordering: .relaxed) {
-            // With misses held, only look for more queries: none waiting means hand the misses off now.
-            let n = received.receive(fd, wait: misses.isEmpty)
+            let n: Int
+            if direct.isIdle {
+                n = received.receive(fd, wait: true)
+            } else {
+                // Exchanges in flight: their answers, and their timeouts, wake this thread as well.
+                if !full { direct.wait(alsoFor: fd, maxMilliseconds: Self.wakeMilliseconds) }
+                direct.collect()
+                n = received.receive(fd, wait: false)
+            }
             if n < 0 {
                 let e = errno
-                if !misses.isEmpty {
-                    handOff(misses)
-                    misses = []
-                }
                 if e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
                     core.logger.debug("UDP receive failed, continuing", metadata: ["concern": "listener", "errno": "\(e)"])
                     usleep(1000)   // an error that repeats must not spin a core
                 }
+                replies.send(fd)   // answers that came in
+                full = false
                 continue
             }
+            full = n == Self.batch
             let now = WallClock.now()
             for i in 0..<n {
                 // Copied into storage reused from query to query; only a forwarded query keeps it. As
@@ -123,45 +125,34 @@ final class DatagramListener: @unchecked Sendable {
                 case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), fd: fd)
                 case .nothing: break
                 case .forward(let job):
-                    if inFlight.load(ordering: .relaxed) + misses.count < Self.maxMissesInFlight {
-                        if misses.isEmpty { firstMissAt = DispatchTime.now().uptimeNanoseconds }
-                        misses.append(PendingMiss(job: job, to: DatagramSource(storage: received.source(i).pointee,
-                                                                              length: received.sourceLength(i))))
+                    if direct.waiting < Self.maxMissesInFlight {
+                        direct.ask(job, for: DatagramSource(storage: received.source(i).pointee, length: received.sourceLength(i)),
+                                   spelling: core.preserveCase ? job.query.spelledName : nil)
                     } else {
                         core.shed(job)
                     }
                 }
             }
             replies.send(fd)
-            if !misses.isEmpty,
-               misses.count >= Self.missesPerHandOff || DispatchTime.now().uptimeNanoseconds - firstMissAt >= Self.missHoldNanoseconds {
-                handOff(misses)
-                misses = []
-            }
             // The replies are out: count them now, on this core, before the next read; while a full batch
             // came in (more queries wait), answer those first.
-            core.telemetry?.catchUp(backlog: n == Self.batch)
-        }
-        if !misses.isEmpty { handOff(misses) }
-    }
-
-    /// Resolves a batch's cache misses on the event loop, in one task.
-    private func handOff(_ batch: [PendingMiss]) {
-        inFlight.add(batch.count, ordering: .relaxed)
-        loop.execute { [self] in
-            for miss in batch {
-                core.forward(miss.job, on: loop) { reply in self.sendMissReply(reply, to: miss.to) }
-            }
+            core.telemetry?.catchUp(backlog: full)
         }
     }
 
-    /// Replies to cache misses, gathered on the event loop and sent with one `sendmmsg` when the loop
-    /// has handled its current round of upstream answers. Touched on `loop` only.
+    /// A miss whose answer came back truncated: the event loop's upstream client asks again, and over
+    /// TCP (RFC 7766 §5); rare.
+    private func handOff(_ job: ForwardJob, to: DatagramSource) {
+        let miss = PendingMiss(job: job, to: to)
+        loop.execute { [self] in core.forward(miss.job, on: loop) { reply in self.sendMissReply(reply, to: miss.to) } }
+    }
+
+    /// Replies to handed-off misses, gathered on the event loop and sent with one `sendmmsg` when the
+    /// loop has handled its current round of upstream answers. Touched on `loop` only.
     private let missReplies = ReplyBatch(count: batch)
     private var missFlushScheduled = false
 
     private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
-        inFlight.subtract(1, ordering: .relaxed)
         withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, fd: fd) }
         if missFlushScheduled { return }
         missFlushScheduled = true
@@ -186,7 +177,7 @@ struct DatagramSource {
 
 /// The receiving side of the listener: datagram slots and source addresses for one `recvmmsg`,
 /// allocated once per listener thread.
-private final class ReceiveBatch {
+final class ReceiveBatch {
     private let count: Int
     private let slotSize: Int
     private let slots: UnsafeMutableRawPointer

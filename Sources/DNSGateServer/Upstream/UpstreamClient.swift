@@ -40,11 +40,14 @@ public final class UpstreamHealth: Sendable {
 /// a truncated reply is asked again over TCP (RFC 7766 §5). A timeout, a SERVFAIL or a REFUSED moves on
 /// to the next upstream until the deadline. Identical questions in flight share one exchange.
 public final class UpstreamClient: Sendable {
-    private let upstreams: [(SocketAddress, UpstreamHealth)]
-    private let timeout: TimeAmount
-    private let deadline: TimeAmount
+    /// The upstreams in order, and the per-attempt timeout and whole-exchange deadline; `DirectUpstream`
+    /// (the UDP listeners' own exchanges) follows the same ones.
+    let upstreams: [(SocketAddress, UpstreamHealth)]
+    let timeout: TimeAmount
+    let deadline: TimeAmount
     private let inflight = Mutex<[CacheKey: EventLoopFuture<UpstreamAnswer>]>([:])
-    private let rotation = AtomicCounter()
+    /// Moved on after each failed attempt, so the next question starts with the next upstream.
+    let rotation = AtomicCounter()
     public let coalesced = AtomicCounter()
     private let pools = Mutex<[ObjectIdentifier: UpstreamSocketPool]>([:])
     private let poolSize: Int
