@@ -100,7 +100,7 @@ final class DatagramListener: @unchecked Sendable {
                 n = received.receive(fd, wait: true)
             } else {
                 // Exchanges in flight: their answers, and their timeouts, wake this thread as well.
-                if !full { direct.wait(alsoFor: fd, maxMilliseconds: Self.wakeMilliseconds) }
+                direct.wait(alsoFor: fd, maxMilliseconds: Self.wakeMilliseconds, block: !full && !direct.holding)
                 direct.collect()
                 n = received.receive(fd, wait: false)
             }
@@ -110,6 +110,7 @@ final class DatagramListener: @unchecked Sendable {
                     core.logger.debug("UDP receive failed, continuing", metadata: ["concern": "listener", "errno": "\(e)"])
                     usleep(1000)   // an error that repeats must not spin a core
                 }
+                direct.flush(backlog: false)     // the socket ran dry: held queries go now
                 replies.send(fd)   // answers that came in
                 full = false
                 continue
@@ -133,6 +134,7 @@ final class DatagramListener: @unchecked Sendable {
                     }
                 }
             }
+            direct.flush(backlog: true)
             replies.send(fd)
             // The replies are out: count them now, on this core, before the next read; while a full batch
             // came in (more queries wait), answer those first.
@@ -230,7 +232,7 @@ final class ReceiveBatch {
 /// Replies waiting to leave with one `sendmmsg`: their bytes in an arena, each with its own copy of
 /// its destination, so a reply may be queued for any address (a datagram just read, or a client whose
 /// cache miss the event loop answered).
-private final class ReplyBatch {
+final class ReplyBatch {
     private let count: Int
     private let destinations: UnsafeMutablePointer<sockaddr_storage>
     private let arena: UnsafeMutableRawPointer
@@ -239,6 +241,7 @@ private final class ReplyBatch {
     private let iov: UnsafeMutablePointer<iovec>
     private let headers: UnsafeMutablePointer<dnsgate_mmsghdr>
     private var queued = 0
+    var hasQueued: Bool { queued > 0 }
 
     init(count: Int) {
         self.count = count
