@@ -81,12 +81,9 @@ final class ServingCore: Sendable {
         observe(record)
     }
 
-    /// The reply to a cache miss resolved elsewhere (a UDP listener's `DirectUpstream`): cached,
-    /// counted and observed as `forward` does.
-    func finish(_ job: ForwardJob, answer: UpstreamAnswer) -> [UInt8] { finish(job, .success(answer)) }
-    func finish(_ job: ForwardJob, failure: UpstreamError) -> [UInt8] { finish(job, .failure(failure)) }
-
-    private func finish(_ job: ForwardJob, _ result: Result<UpstreamAnswer, Error>) -> [UInt8] {
+    /// The reply to a resolved cache miss: cached, counted and observed. `forward` calls it, and so
+    /// does a UDP listener's `DirectUpstream`.
+    func finish(_ job: ForwardJob, _ result: Result<UpstreamAnswer, Error>) -> [UInt8] {
         let now = WallClock.now()
         let (out, record): ([UInt8], QueryRecord)
         switch result {

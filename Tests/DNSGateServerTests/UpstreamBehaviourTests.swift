@@ -91,24 +91,14 @@ final class ForgingUpstream {
 
     init() {
         port = freePort()
-        fd = Self.udpSocket(host: "127.0.0.1", port: port)
-        forger = Self.udpSocket(host: "127.0.0.9", port: 0)
+        fd = boundUDPSocket(host: "127.0.0.1", port: port)
+        forger = boundUDPSocket(host: "127.0.0.9", port: 0)
+        var wait = timeval(tv_sec: 10, tv_usec: 0)   // bounded: the test never hangs on it
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         let t = Thread { [self] in serveOnce(); done.signal() }
         t.start()
     }
     deinit { done.wait(); close(fd); close(forger) }
-
-    private static func udpSocket(host: String, port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr(host)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var wait = timeval(tv_sec: 10, tv_usec: 0)   // bounded: the test never hangs on it
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
 
     private func serveOnce() {
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -141,17 +131,23 @@ final class ForgingUpstream {
     }
 }
 
+/// A UDP socket bound to `host`:`port` (0: any free port).
+func boundUDPSocket(host: String, port: Int) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr(host)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    return fd
+}
+
 final class BlackHoleSocket {
     let port: Int
     private let fd: Int32
     init() {
         port = freePort()
-        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        fd = boundUDPSocket(host: "127.0.0.1", port: port)
     }
     deinit { close(fd) }
 }

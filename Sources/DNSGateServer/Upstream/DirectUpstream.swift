@@ -52,6 +52,8 @@ final class DirectUpstream {
 
     /// Sockets per upstream: the port a forger must guess is one of these.
     static let socketsPerUpstream = 4
+    /// Answers taken per `recvmmsg` on an upstream socket.
+    static let readsPerCall = 16
     /// How often timeouts are looked for while anything is in flight.
     static let sweepNanoseconds: UInt64 = 10_000_000
 
@@ -61,6 +63,8 @@ final class DirectUpstream {
     private let timeout: UInt64
     private let deadline: UInt64
     private var sockets: [(fd: CInt, target: Int)] = []
+    /// Positions in `sockets` of each upstream's sockets.
+    private var slotsOf: [[Int]] = []
     /// Queries waiting to leave, one `sendmmsg` per socket at `flush`.
     private var outgoing: [ReplyBatch] = []
     /// Per upstream, the socket this round's new queries go out on (drawn at random once per round, as
@@ -69,7 +73,7 @@ final class DirectUpstream {
     private var byKey: [CacheKey: Exchange] = [:]
     private var bySlotID: [Int: Exchange] = [:]
     private var random = BufferedRandom()
-    private let received = ReceiveBatch(count: 16, slotSize: 4096)
+    private let received = ReceiveBatch(count: readsPerCall, slotSize: 4096)
     private var nextSweep: UInt64 = 0
     private var pollSet: [pollfd] = []
     /// Where replies for clients go (the listener's send batch); and misses for the event loop (TCP).
@@ -103,6 +107,7 @@ final class DirectUpstream {
                 if ok == 0 { sockets.append((fd, k)) } else { close(fd) }
             }
         }
+        slotsOf = targets.indices.map { k in sockets.indices.filter { sockets[$0].target == k } }
         outgoing = sockets.map { _ in ReplyBatch(count: 32) }
         roundSlot = Array(repeating: nil, count: targets.count)
     }
@@ -144,14 +149,14 @@ final class DirectUpstream {
                 if n < 0, errno == ECONNREFUSED { refused(slot) }
                 if n <= 0 { break }
                 for i in 0..<n { answer(received.datagram(i), from: received.source(i), on: slot) }
-                if n < 16 { break }
+                if n < Self.readsPerCall { break }
             }
         }
         let now = DispatchTime.now().uptimeNanoseconds
         if now >= nextSweep {
             nextSweep = now + Self.sweepNanoseconds
             for e in Array(bySlotID.values) where e.timeoutAt <= now {
-                next(e, .timeout(e.target < targets.count ? targets[e.target].health.address : "upstream"), now: now)
+                next(e, .timeout(targets[e.target].health.address), now: now)
             }
         }
     }
@@ -200,11 +205,8 @@ final class DirectUpstream {
             for w in e.waiters { handOff(w.job, w.to) }   // RFC 7766 §5: the event loop asks over TCP
             return
         }
-        health.answered.add(1)
-        let rtt = Double(now - e.sentAt) / 1e9
-        health.lastRTTMicros.store(Int(rtt * 1e6))
-        health.onRTT(rtt)
-        for w in e.waiters { deliver(core.finish(w.job, answer: a), w.to) }
+        health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
+        for w in e.waiters { deliver(core.finish(w.job, .success(a)), w.to) }
     }
 
     /// Sends `e`'s current attempt; a send that fails counts as a failed attempt.
@@ -213,7 +215,7 @@ final class DirectUpstream {
             guard !targets.isEmpty, e.attempt < targets.count * 2, now < e.deadline else { return fail(e) }
             e.target = (e.start + e.attempt) % targets.count
             let t = targets[e.target]
-            let candidates = sockets.indices.filter { sockets[$0].target == e.target }
+            let candidates = slotsOf[e.target]
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
             if roundSlot[e.target] == nil { roundSlot[e.target] = candidates[Int(random.uint16()) % candidates.count] }
             e.slot = roundSlot[e.target]!
@@ -235,8 +237,7 @@ final class DirectUpstream {
     /// The attempt failed: on to the next upstream, or the end of the exchange.
     private func next(_ e: Exchange, _ error: UpstreamError, now: UInt64) {
         bySlotID[e.slot << 16 | Int(e.id)] = nil
-        let health = targets[e.target].health
-        if case .timeout = error { health.timeouts.add(1) } else { health.failures.add(1) }
+        targets[e.target].health.recordFailure(error)
         client.rotation.add(1)
         e.lastError = error
         e.attempt += 1
@@ -247,7 +248,7 @@ final class DirectUpstream {
     private func fail(_ e: Exchange) {
         byKey[e.key] = nil
         waiting -= e.waiters.count
-        for w in e.waiters { deliver(core.finish(w.job, failure: e.lastError), w.to) }
+        for w in e.waiters { deliver(core.finish(w.job, .failure(e.lastError)), w.to) }
     }
 
     private static func same(_ a: UnsafePointer<sockaddr_storage>, _ t: Target) -> Bool {

@@ -30,6 +30,18 @@ public final class UpstreamHealth: Sendable {
     /// Called with every answered exchange's round trip in seconds (the metrics histogram).
     let onRTT: @Sendable (Double) -> Void
     init(address: String, onRTT: @escaping @Sendable (Double) -> Void) { self.address = address; self.onRTT = onRTT }
+
+    /// Counts a usable answer, `nanoseconds` after its query left.
+    func recordAnswer(afterNanoseconds nanoseconds: Int64) {
+        answered.add(1)
+        lastRTTMicros.store(Int(nanoseconds / 1000))
+        onRTT(Double(nanoseconds) / 1e9)
+    }
+
+    /// Counts a failed attempt: a timeout, or any other failure.
+    func recordFailure(_ e: UpstreamError) {
+        if case .timeout = e { timeouts.add(1) } else { failures.add(1) }
+    }
 }
 
 /// Sends allowed questions to the upstream resolvers and returns checked answers.
@@ -91,16 +103,13 @@ public final class UpstreamClient: Sendable {
         let began = NIODeadline.now()
         let next: (Error) -> Void = { error in
             let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
-            if case .timeout = e { health.timeouts.add(1) } else { health.failures.add(1) }
+            health.recordFailure(e)
             self.rotation.add(1)     // the next query starts with the next upstream
             self.exchange(key, spelling: spelling, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e, completing: promise)
         }
         let accept: (UpstreamAnswer) -> Void = { answer in
             if answer.rcode == .servFail || answer.rcode == .refused { return next(UpstreamError.unusable(health.address, answer.rcode)) }
-            health.answered.add(1)
-            let rtt = NIODeadline.now() - began
-            health.lastRTTMicros.store(Int(rtt.nanoseconds / 1000))
-            health.onRTT(Double(rtt.nanoseconds) / 1e9)
+            health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
             self.complete(key, promise, .success(answer))
         }
         ask(addr, key: key, spelling: spelling, on: loop, overTCP: false).whenComplete { result in
