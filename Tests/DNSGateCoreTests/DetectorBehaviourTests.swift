@@ -189,14 +189,51 @@ final class DetectorBehaviourTests: XCTestCase {
         let b = config.bucketSeconds
         for i in 0..<20 { _ = d.observe(event(10 * b + Double(i), "n\(i).example.com")) }
         for i in 0..<30 { _ = d.observe(event(12 * b + Double(i), "m\(i).example.com")) }   // an older bucket of the window
-        _ = d.observe(event(12 * b + 40, "a.example.net"))   // takes over example.com's state
+        _ = d.observe(event(12 * b + 40, "a.example.net"))   // held: a pair is tracked from its second query
+        _ = d.observe(event(12 * b + 41, "b.example.net"))   // takes over example.com's state
         let net = try! DNSName("example.net")
-        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 12 * b + 40))
-        XCTAssertEqual(d.features(client: "192.0.2.1", registeredDomain: net, at: 12 * b + 40)?.queries, 1)
-        _ = d.observe(event(13 * b, "b.example.net"))        // the window moves: older buckets are summed
+        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 12 * b + 41))
+        XCTAssertEqual(d.features(client: "192.0.2.1", registeredDomain: net, at: 12 * b + 41)?.queries, 2)
+        _ = d.observe(event(13 * b, "c.example.net"))        // the window moves: older buckets are summed
         let f = d.features(client: "192.0.2.1", registeredDomain: net, at: 13 * b)
-        XCTAssertEqual(f?.queries, 2)
-        XCTAssertEqual(f?.distinctNames, 2)
+        XCTAssertEqual(f?.queries, 3)
+        XCTAssertEqual(f?.distinctNames, 3)
+    }
+
+    /// Registered domains looked up once wait in `FirstQueries`: a flood of them leaves a tracked
+    /// pair in place, and a domain's second query starts its pair with both queries counted.
+    func testOneOffDomainsNeitherTakeAPairNorPushOneOut() {
+        var config = DetectorConfig.default
+        config.maxPairs = 1
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        for i in 0..<20 { _ = d.observe(event(Double(i), "n\(i).example.com")) }
+        for i in 0..<500 { _ = d.observe(event(100 + Double(i), "www.site\(i).example")) }
+        XCTAssertEqual(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 600)?.queries, 20)
+        XCTAssertEqual(d.stateCounts.pairs, 1)
+        XCTAssertGreaterThan(d.stateCounts.heldFirstQueries, 0)
+        XCTAssertLessThanOrEqual(d.stateCounts.heldFirstQueries, 1)   // the table's size: maxPairs, rounded up to a power of two
+        // A one-off's features are those of its lone query.
+        let once = d.features(client: "192.0.2.1", registeredDomain: try! DNSName("site499.example"), at: 600)
+        XCTAssertEqual(once?.queries, 1)
+        XCTAssertEqual(once?.distinctNames, 1)
+        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("site0.example"), at: 600), "its slot went to a later one-off")
+        _ = d.observe(event(601, "api.site499.example"))
+        let twice = d.features(client: "192.0.2.1", registeredDomain: try! DNSName("site499.example"), at: 601)
+        XCTAssertEqual(twice?.queries, 2)
+        XCTAssertEqual(twice?.distinctNames, 2)
+        XCTAssertEqual(twice?.payloadBytes, 6)   // "www" and "api"
+        XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 601), "the cap is one pair")
+    }
+
+    /// Where one query can cross a threshold, no query is held: with a rate spike at one new name a
+    /// minute, the first query of every registered domain raises it.
+    func testNoFirstQueryIsHeldWhenOneQueryCanAlert() {
+        var config = DetectorConfig.default
+        config.rateSpikeMinNames = 1
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        XCTAssertEqual(d.observe(event(1000, "a.example.com")).map(\.kind), [.rateSpike])
+        XCTAssertEqual(d.stateCounts.pairs, 1)
+        XCTAssertEqual(d.stateCounts.heldFirstQueries, 0)
     }
 
     func testExpireDropsIdleState() {
@@ -204,7 +241,7 @@ final class DetectorBehaviourTests: XCTestCase {
         _ = d.observe(event(0, "a.example.com"))
         _ = d.observe(event(0, "dns.google"))
         d.expire(now: 2 * DetectorConfig.default.windowSeconds + 1)
-        XCTAssertEqual(d.stateCounts, .init(pairs: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0))
+        XCTAssertEqual(d.stateCounts, .init(pairs: 0, heldFirstQueries: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0))
     }
 
     /// Expiry walks from the least recently used end and stops at the first live state: a pair used
@@ -213,11 +250,14 @@ final class DetectorBehaviourTests: XCTestCase {
     func testExpireDropsTheIdleEndOnly() {
         let w = DetectorConfig.default.windowSeconds
         let d = TunnelDetector(config: .default, suffixes: suffixes)
-        _ = d.observe(event(0, "a.example.com"))
-        _ = d.observe(event(0, "b.example.net"))
+        // Two queries a pair: a pair is tracked from its second.
+        for domain in ["example.com", "example.net"] { for n in ["a", "b"] { _ = d.observe(event(0, "\(n).\(domain)")) } }
         _ = d.observe(event(w - 100, "c.example.com"))   // example.com used again
-        _ = d.observe(event(0, "d.example.org"))         // late arrival with an old time
+        for n in ["a", "b"] { _ = d.observe(event(0, "\(n).example.org")) }   // late arrivals with an old time
+        _ = d.observe(event(0, "a.example.info"))        // seen once: held, and dropped by time alone
+        XCTAssertEqual(d.stateCounts.heldFirstQueries, 1)
         d.expire(now: w + 50)
+        XCTAssertEqual(d.stateCounts.heldFirstQueries, 0)
         XCTAssertEqual(d.stateCounts.pairs, 2, "example.net went; example.com is live; example.org waits behind it")
         XCTAssertNotNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: w + 50))
         XCTAssertNil(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.net"), at: w + 50))

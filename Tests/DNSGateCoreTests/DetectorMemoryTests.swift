@@ -30,7 +30,7 @@ final class DetectorMemoryTests: XCTestCase {
         }
         let fixedDomains: [[UInt8]] = (0..<16).map { Array("example\($0)".utf8) }
         let tld = Array("test".utf8)
-        var alerts = 0, largest = TunnelDetector.StateCounts(pairs: 0, clients: 0, budgetKeys: 0, episodes: 0,
+        var alerts = 0, largest = TunnelDetector.StateCounts(pairs: 0, heldFirstQueries: 0, clients: 0, budgetKeys: 0, episodes: 0,
                                                               largestLabelSet: 0, totalLabels: 0)
         // A million, as the issue asks (≈ 30 s in a debug build); DNSGATE_FLOOD_NAMES shortens it.
         let total = ProcessInfo.processInfo.environment["DNSGATE_FLOOD_NAMES"].flatMap(Int.init) ?? 1_000_000
@@ -50,6 +50,7 @@ final class DetectorMemoryTests: XCTestCase {
             if i % 100_000 == 0 || i == total - 1 {
                 let c = detector.stateCounts
                 XCTAssertLessThanOrEqual(c.pairs, config.maxPairs)
+                XCTAssertLessThanOrEqual(c.heldFirstQueries, config.maxPairs)   // a power of two already
                 XCTAssertLessThanOrEqual(c.clients, config.maxClients)
                 XCTAssertLessThanOrEqual(c.budgetKeys, config.maxBudgetKeys)
                 XCTAssertLessThanOrEqual(c.episodes, config.maxEpisodes)

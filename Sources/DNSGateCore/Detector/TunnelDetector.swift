@@ -12,15 +12,18 @@
 /// Time comes only from the events (`QueryEvent.time`): the live server and `dnsgate analyze`
 /// replaying a log get the same alerts. Memory is capped by `DetectorConfig.maxPairs`,
 /// `maxLabelsPerPair`, `maxClients`, `maxBudgetKeys` and `maxEpisodes`; beyond a cap the least
-/// recently seen entries go first (`RecencyList`, arrival order, so replays evict identically).
+/// recently seen entries go first (`RecencyList`, arrival order, so replays evict identically). A
+/// pair is tracked from its second query: its first waits in `FirstQueries`, so registered domains
+/// looked up once neither cost a pair's state nor push a tracked pair out.
 ///
 /// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
 /// path), and read `alertsSnapshot()` on that queue too.
 ///
 /// TODO:
-/// - A client that floods thousands of random registered domains pushes older pairs, its own
-///   tunnel's included, out of the LRU; the flood then shows as `rateSpike` only if it sits under
-///   one registered domain. A per-client pair cap would keep one client from evicting others.
+/// - A client that looks up thousands of random registered domains twice each pushes older pairs,
+///   its own tunnel's included, out of the LRU (once each, they only take `FirstQueries` slots); the
+///   flood then shows as `rateSpike` only if it sits under one registered domain. A per-client pair
+///   cap would keep one client from evicting others.
 /// - "Names with no fixed parent" (each query under a different registered domain) leave every
 ///   pair tiny; the per-client first-seen count is kept but not yet scored.
 /// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
@@ -32,6 +35,12 @@ public final class TunnelDetector {
     private let baselineDecay: Double
 
     private var pairs: RecentStates<PairKey, PairState>
+    /// First queries of pairs seen once; used only when `holdsFirstQueries`.
+    private var firstQueries: FirstQueries
+    /// Whether no lone query can cross a threshold, so a pair's first query may wait for its second:
+    /// the information in one name stays under 256 bytes (at most 253 characters at 8 bits), a rate
+    /// spike needs several new names, and a beacon several gaps.
+    private let holdsFirstQueries: Bool
     private var clients: RecentStates<String, ClientState>
     private var budgets: RecentStates<BudgetStateKey, BudgetState>
     private var episodes: [EpisodeKey: Episode] = [:]
@@ -57,6 +66,9 @@ public final class TunnelDetector {
         self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
         self.pairs = RecentStates(capacity: config.maxPairs)
+        let holds = min(config.tunnelBudgetBytes, config.volumeBudgetBytes) >= 256 && config.rateSpikeMinNames > 1
+        self.holdsFirstQueries = holds
+        self.firstQueries = FirstQueries(capacity: holds ? config.maxPairs : 1)
         self.clients = RecentStates(capacity: config.maxClients)
         self.budgets = RecentStates(capacity: config.maxBudgetKeys)
     }
@@ -99,25 +111,46 @@ public final class TunnelDetector {
             out.append(a)
         }
 
-        let pair: PairState
-        if let p = pairs.touch(key) { pair = p } else {
-            // At the cap the least recently seen pair makes room, and its state is reused for this
-            // one: under a flood of new registered domains that spares a dozen allocations a pair.
-            pair = pairs.insert(key) { evicted in
-                guard let old = evicted else { return PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: e.time) }
-                old.reset(firstSeen: e.time)
-                return old
-            }
-            client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+        if let pair = trackedPair(key, client: client, domain: domain, event: e) {
+            update(pair, with: e, domainLabels: domain.labelCount)
+            let raised = evaluate(pair, domain: domain, event: e, client: client)
+            if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
         }
-        update(pair, with: e, domainLabels: domain.labelCount)
-        let raised = evaluate(pair, domain: domain, event: e, client: client)
-        if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
 
         if let budgetKey {
             if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: domain) { out.append(a) }
         }
         return out
+    }
+
+    /// The pair's state, made most recently seen; nil when `e` is the pair's first query and is held
+    /// in `firstQueries` instead. A pair's first query is replayed into the state its second makes.
+    private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, event e: QueryEvent) -> PairState? {
+        if let p = pairs.touch(key) { return p }
+        var first: QueryEvent?
+        if holdsFirstQueries {
+            first = firstQueries.take(key.id, client: e.client)
+            // A first query the window has passed is gone, as its pair would have expired.
+            if let f = first, e.time - f.time > config.windowSeconds { first = nil }
+            guard first != nil else {
+                firstQueries.hold(key.id, e)
+                client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+                return nil
+            }
+        } else {
+            client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+        }
+        let firstSeen = first?.time ?? e.time
+        // At the cap the least recently seen pair makes room, and its state is reused for this
+        // one: under a flood of new registered domains that spares a dozen allocations a pair.
+        let pair = pairs.insert(key) { evicted in
+            guard let old = evicted else { return PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: firstSeen) }
+            old.reset(firstSeen: firstSeen)
+            return old
+        }
+        // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
+        if let first { update(pair, with: first, domainLabels: domain.labelCount) }
+        return pair
     }
 
     /// Every alert episode held, oldest first; with `now`, only episodes still open at that time.
@@ -139,6 +172,7 @@ public final class TunnelDetector {
     /// what it drops, not what is kept (`RecentStates.removeExpired`).
     public func expire(now: Double) {
         pairs.removeExpired { now - $0.lastTime > config.windowSeconds }
+        firstQueries.removeExpired(olderThan: now - config.windowSeconds)
         clients.removeExpired { now - $0.lastSeen > config.windowSeconds }
         budgets.removeExpired { now - $0.lastSeen > 2 * config.windowSeconds }
         var ended = false
@@ -149,6 +183,8 @@ public final class TunnelDetector {
     /// Sizes of the tracked state, for the memory test and `dnsgate stats`.
     public struct StateCounts: Sendable, Equatable {
         public var pairs: Int
+        /// Pairs seen once, whose first query is held (`FirstQueries`), not counted in `pairs`.
+        public var heldFirstQueries: Int
         public var clients: Int
         public var budgetKeys: Int
         public var episodes: Int
@@ -160,13 +196,18 @@ public final class TunnelDetector {
     public var stateCounts: StateCounts {
         var largest = 0, total = 0
         for p in pairs.states { largest = max(largest, p.seen.count); total += p.seen.count }
-        return StateCounts(pairs: pairs.count, clients: clients.count, budgetKeys: budgets.count,
+        return StateCounts(pairs: pairs.count, heldFirstQueries: firstQueries.count, clients: clients.count, budgetKeys: budgets.count,
                            episodes: episodes.count, largestLabelSet: largest, totalLabels: total)
     }
 
     /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
     public func features(client: String, registeredDomain: DNSName, at time: Double) -> PairFeatures? {
-        guard let p = pairs[PairKey(client: client, domain: registeredDomain)] else { return nil }
+        let key = PairKey(client: client, domain: registeredDomain)
+        if let p = pairs[key] { return features(of: p, at: time) }
+        // A pair seen once: its first query alone, in a state of its own that is not kept.
+        guard let first = firstQueries.peek(key.id, client: client) else { return nil }
+        let p = PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: first.time)
+        update(p, with: first, domainLabels: registeredDomain.labelCount)
         return features(of: p, at: time)
     }
 
