@@ -47,8 +47,6 @@ public final class TunnelDetector {
     /// Label ranges of the query being analysed, written by index: a name has at most 127 labels.
     /// (An array emptied and appended to per query cost a generic call for the emptying alone.)
     private let labelScratch = UnsafeMutableBufferPointer<Range<Int>>.allocate(capacity: 128)
-    /// What a pair's `RecentHashes` reuses when it trims itself at the cap.
-    private var recentScratch = RecentHashes.Scratch()
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<DNSName>
     /// The previous query's registered domain, whether `bypassDomains` holds it, and its client's pair
@@ -238,7 +236,8 @@ public final class TunnelDetector {
     }
 
     /// - Parameters:
-    ///   - shape: false leaves `entropyBits` at 0: the caller computes it only if it needs it.
+    ///   - shape: false leaves `entropyBits` at 0 (the caller computes it only if it needs it), and
+    ///     `timingVariation` nil when the mean gap is too short for a beacon, where it cannot count.
     private func features(of p: PairState, at time: Double, shape: Bool = true) -> PairFeatures {
         let now = max(epoch(time), p.newestEpoch)
         // The older buckets' totals, then the newest bucket's: always in that order, so the totals
@@ -247,8 +246,11 @@ public final class TunnelDetector {
         let current = p.buckets[bucketIndex(now)]
         if current.epoch == now && current.generation == p.generation { w.add(current) }
         var cv: Double? = nil, meanGap: Double? = nil
-        if p.intervals.count >= config.beaconIntervals, let gaps = p.intervals.statistics {
-            (meanGap, cv) = (gaps.mean, gaps.variation)
+        if p.intervals.count >= config.beaconIntervals, let mean = p.intervals.mean {
+            meanGap = mean
+            // A flood's gaps are far below the beacon period: its variation, a second pass with a
+            // square root and two divisions, was a tenth of the detector's work on every query.
+            if shape || mean >= config.beaconMinPeriodSeconds { cv = p.intervals.variation(mean: mean) }
         }
         let minute = Int64((time / 60).rounded(.down))
         let q = w.queries, names = w.newNames
@@ -326,7 +328,7 @@ public final class TunnelDetector {
 
             let nameHash = StableHash.hash(UnsafeRawBufferPointer(w), seed: 1)
             guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-            p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
+            p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair)
             bucket.newNames += 1
             bucket.subLenSum += Int32(subLen)
             bucket.longestSub = max(bucket.longestSub, Int32(subLen))
@@ -342,7 +344,7 @@ public final class TunnelDetector {
                 let label = UnsafeBufferPointer(rebasing: w[labelScratch[i]])
                 let h = StableHash.hash(UnsafeRawBufferPointer(label), seed: 2)
                 if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-                p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair, window: config.windowSeconds, scratch: &recentScratch)
+                p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair)
                 labelScratch[fresh] = labelScratch[i]; fresh += 1
                 p.count(label)
             }
@@ -612,14 +614,14 @@ private struct RecentGaps {
         oldest = oldest + 1 == capacity ? 0 : oldest + 1
     }
 
-    /// Mean gap in seconds and coefficient of variation (population standard deviation / mean;
-    /// infinite when the mean is 0); nil with no gaps.
-    var statistics: (mean: Double, variation: Double)? {
-        guard !values.isEmpty else { return nil }
-        let n = Double(values.count)
-        let mean = reduce(0, +) / n
-        let variance = reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
-        return (mean, mean > 0 ? variance.squareRoot() / mean : .infinity)
+    /// Mean gap in seconds; nil with no gaps.
+    var mean: Double? { values.isEmpty ? nil : reduce(0, +) / Double(values.count) }
+
+    /// Coefficient of variation of the gaps whose mean is `mean`: population standard deviation /
+    /// mean, infinite when the mean is 0.
+    func variation(mean: Double) -> Double {
+        let variance = reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)
+        return mean > 0 ? variance.squareRoot() / mean : .infinity
     }
 
     @inline(__always)
