@@ -32,6 +32,9 @@ public struct QueryRecord: Sendable {
     public let client: String
     public let overTCP: Bool
     public let name: DNSName?
+    /// `name`'s `TableHash` as the query path computed it (`QueryView.nameHash`), so the telemetry
+    /// need not hash the name again; 0 when not known (`nameHashValue` then hashes it).
+    public var nameHash: UInt64 = 0
     public let type: RecordType?
     public var action: Action
     public var rcode: ResponseCode?
@@ -48,6 +51,10 @@ public struct QueryRecord: Sendable {
     public var profile: String = PolicySet.defaultProfileName
     /// The exception that let a denied query through, by ID.
     public var exception: String?
+    /// `name.hashValue`, from `nameHash` when the query path left it.
+    public var nameHashValue: Int? {
+        nameHash != 0 ? Int(truncatingIfNeeded: nameHash) : name?.hashValue
+    }
     /// Whether `denial` is set (by pattern, see `PolicyVerdict.isDenied`).
     public var isDenied: Bool { if case .some = denial { return true }; return false }
 }
@@ -223,7 +230,7 @@ public final class QueryPipeline: Sendable {
         // Each outcome builds its record in one go and hands it over: a record kept in a variable and
         // returned was copied, and each copy retained and released six fields.
         func queryRecord(_ action: QueryRecord.Action, _ rcode: ResponseCode?) -> QueryRecord {
-            QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, type: q.type, action: action,
+            QueryRecord(time: now, client: client, overTCP: overTCP, name: q.name, nameHash: q.nameHash, type: q.type, action: action,
                         rcode: rcode, rule: verdict.entry?.source, entryIndex: verdict.entryIndex,
                         denial: verdict.denial, audited: verdict.audited, problem: nil, profile: box.name, exception: exceptionID)
         }

@@ -9,9 +9,10 @@
 /// than the lookups themselves on a flood of unique names.) A forgotten hash that comes back counts
 /// as new information again, which errs towards alerting, never towards missing a tunnel.
 ///
-/// Each generation is an open-addressing table (linear probing, load at most ½) keyed by
-/// `StableHash` values, which are already well mixed, so a lookup is a mask and a compare or two. A
-/// key and its time share a slot, so a lookup and the insert after it touch one cache line.
+/// Each generation is an open-addressing table (linear probing, load at most ½) keyed by 64-bit
+/// hashes (`StableHash`, `TableHash`), which are already well mixed, so a lookup is a mask and a
+/// compare or two. A key and its time share a slot, so a lookup and the insert after it touch one
+/// cache line.
 struct RecentHashes {
     private var newer = Generation()
     private var older = Generation()

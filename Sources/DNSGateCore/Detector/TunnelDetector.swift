@@ -83,9 +83,11 @@ public final class TunnelDetector {
     ///     caller wants a per-client distinct-name budget on it; nil otherwise.
     ///   - registeredDomain: the name's registered domain when the caller already computed it with the
     ///     same Public Suffix List (the server's telemetry does); computed here otherwise.
+    ///   - nameHash: the name's `TableHash` when the caller has it (`QueryRecord.nameHash`); computed
+    ///     here otherwise.
     /// - Returns: new alerts only; repeats within an episode update `alertsSnapshot()` instead.
     @discardableResult
-    public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: DNSName? = nil) -> [DetectorAlert] {
+    public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: DNSName? = nil, nameHash: UInt64? = nil) -> [DetectorAlert] {
         var out: [DetectorAlert] = []
         let domain = registeredDomain ?? suffixes.registeredDomain(e.name)
         let client = touchClient(e)
@@ -110,7 +112,7 @@ public final class TunnelDetector {
         }
 
         if let pair = trackedPair(key, client: client, domain: domain, event: e) {
-            update(pair, with: e, domainLabels: domain.labelCount)
+            update(pair, with: e, domainLabels: domain.labelCount, nameHash: nameHash)
             let raised = evaluate(pair, domain: domain, event: e, client: client)
             if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
         }
@@ -291,7 +293,7 @@ public final class TunnelDetector {
 
     /// - Returns: whether the name was new to the pair within the window.
     @discardableResult
-    private func update(_ p: PairState, with e: QueryEvent, domainLabels: Int) -> Bool {
+    private func update(_ p: PairState, with e: QueryEvent, domainLabels: Int, nameHash knownHash: UInt64? = nil) -> Bool {
         // An event older than the newest bucket (logs merged from two listeners) counts in the newest.
         let now = max(epoch(e.time), p.newestEpoch)
         if now != p.newestEpoch {
@@ -326,7 +328,8 @@ public final class TunnelDetector {
             let subLen = o - 1
             bucket.payloadChars += Int32(subLen - (below - 1))
 
-            let nameHash = StableHash.hash(UnsafeRawBufferPointer(w), seed: 1)
+            // The name's own hash and its labels' are different functions, so they never stand for each other.
+            let nameHash = knownHash ?? TableHash.hash(UnsafeRawBufferPointer(w))
             guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
             p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair)
             bucket.newNames += 1

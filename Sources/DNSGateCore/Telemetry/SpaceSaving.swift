@@ -59,9 +59,11 @@ public struct SpaceSaving<Key: Hashable> {
     /// Number of keys currently tracked (at most `capacity`).
     public var count: Int { entries.count }
 
-    public mutating func add(_ key: Key, weight: UInt64 = 1) {
+    public mutating func add(_ key: Key, weight: UInt64 = 1) { add(key, hash: key.hashValue, weight: weight) }
+
+    /// `add` for a caller that has the key's `hashValue` already.
+    public mutating func add(_ key: Key, hash: Int, weight: UInt64 = 1) {
         total &+= weight
-        let hash = key.hashValue
         if let s = slot(of: key, hash: hash) {
             entries[s].count &+= weight
             let i = Int(position[s])

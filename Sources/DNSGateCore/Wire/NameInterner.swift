@@ -31,10 +31,12 @@ public struct NameInterner {
         mask = n - 1
     }
 
-    /// The name at `offset` in `msg`, read and checked exactly as `readName` does.
-    mutating func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool) throws -> (DNSName, Int) {
-        try withNameBytes(msg, at: offset, allowCompression: allowCompression) { bytes -> DNSName in
-            let h = StableHash.hash(bytes, seed: 0)
+    /// The name at `offset` in `msg`, read and checked exactly as `readName` does, with its
+    /// `TableHash` (the name's `hashValue`), which picks the slot.
+    mutating func readName(_ msg: [UInt8], at offset: Int, allowCompression: Bool) throws -> (DNSName, UInt64, Int) {
+        var h: UInt64 = 0
+        let (name, end) = try withNameBytes(msg, at: offset, allowCompression: allowCompression) { bytes -> DNSName in
+            h = TableHash.hash(bytes)
             let i = Int(truncatingIfNeeded: h) & mask
             let tag = UInt32(truncatingIfNeeded: h >> 32)
             if slots[i].nameTag == tag, let known = slots[i].name,
@@ -51,6 +53,7 @@ public struct NameInterner {
             }
             return made
         }
+        return (name, h, end)
     }
 }
 

@@ -5,6 +5,9 @@
 public struct QueryView: Sendable {
     public let header: HeaderFields
     public let name: DNSName
+    /// `name`'s `TableHash` (its `hashValue`), computed once while the name was read and reused by
+    /// the telemetry's tables instead of hashing the name again.
+    public let nameHash: UInt64
     public let type: RecordType
     public let qclass: UInt16
     /// Question section as sent: name, type, class.
@@ -67,7 +70,10 @@ public enum RequestSanity {
     }
 
     static func view(_ msg: [UInt8]) throws(QueryRefusal) -> QueryView {
-        try view(msg) { try readName(msg, at: $0, allowCompression: false) }
+        try view(msg) {
+            let (name, end) = try readName(msg, at: $0, allowCompression: false)
+            return (name, name.wire.withUnsafeBytes { TableHash.hash($0) }, end)
+        }
     }
 
     @inline(__always)
@@ -81,7 +87,7 @@ public enum RequestSanity {
     }
 
     @inline(__always)
-    private static func view(_ msg: [UInt8], readQuestion: (Int) throws -> (DNSName, Int)) throws(QueryRefusal) -> QueryView {
+    private static func view(_ msg: [UInt8], readQuestion: (Int) throws -> (DNSName, UInt64, Int)) throws(QueryRefusal) -> QueryView {
         guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { throw .drop("shorter than a header") }
         func reject(_ rcode: ResponseCode, _ reason: String, _ raw: ArraySlice<UInt8>? = nil, _ edns: EDNSInfo? = nil) -> QueryRefusal {
             .reject(Rejection(header: h, rcode: rcode, reason: reason, rawQuestion: raw, edns: edns))
@@ -95,8 +101,8 @@ public enum RequestSanity {
         }
         if h.additionalCount > 1 { throw reject(.formErr, "ARCOUNT \(h.additionalCount)") }
 
-        let name: DNSName, qEnd: Int
-        do { (name, qEnd) = try readQuestion(HeaderFields.length) } catch {
+        let name: DNSName, nameHash: UInt64, qEnd: Int
+        do { (name, nameHash, qEnd) = try readQuestion(HeaderFields.length) } catch {
             throw reject(.formErr, "question name: \(error)")
         }
         guard qEnd + 4 <= msg.count else { throw reject(.formErr, "question truncated") }
@@ -129,6 +135,6 @@ public enum RequestSanity {
         // RFC 6891 §6.1.3: an unknown EDNS version gets BADVERS, with our OPT saying version 0.
         if let e = edns, e.version != 0 { throw reject(.badVers, "EDNS version \(e.version)", raw, edns) }
         if qclass != DNSClass.in { throw reject(.refused, "class \(qclass)", raw, edns) }
-        return QueryView(header: h, name: name, type: type, qclass: qclass, rawQuestion: raw, edns: edns)
+        return QueryView(header: h, name: name, nameHash: nameHash, type: type, qclass: qclass, rawQuestion: raw, edns: edns)
     }
 }

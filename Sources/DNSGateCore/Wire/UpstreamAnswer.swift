@@ -140,7 +140,7 @@ public struct UpstreamAnswer: Sendable {
     /// never has: the stored answer is rendered for its own question, and the question replaced.
     private func renderRespelled(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32?, ede: ExtendedError?) {
         let start = out.count
-        let stored = QueryView(header: q.header, name: q.name, type: q.type, qclass: q.qclass, rawQuestion: body[12..<(12 + questionLength)], edns: q.edns)
+        let stored = QueryView(header: q.header, name: q.name, nameHash: q.nameHash, type: q.type, qclass: q.qclass, rawQuestion: body[12..<(12 + questionLength)], edns: q.edns)
         render(into: &out, for: stored, age: age, staleTTL: staleTTL, ede: ede)
         out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
     }

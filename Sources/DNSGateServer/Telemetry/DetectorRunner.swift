@@ -34,7 +34,8 @@ final class DetectorRunner: @unchecked Sendable {
     func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: DNSName?) {
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
-        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain) { raise(alert, at: e.time) }
+        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain,
+                                      nameHash: record.nameHash != 0 ? record.nameHash : nil) { raise(alert, at: e.time) }
     }
 
     func tick(now: Double) { detector.expire(now: now) }

@@ -217,7 +217,7 @@ final class TelemetryHub: @unchecked Sendable {
         typeCounters.count(Int(type.rawValue))
         let domain = registeredDomain(of: name)
         t.count(client: r.client, domain: domain ?? name)
-        if r.isDenied { t.deniedNames.add(name) }
+        if r.isDenied { t.deniedNames.add(name, hash: r.nameHashValue ?? name.hashValue) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
             // Clear the seconds skipped since the last record, then start this one.
