@@ -25,6 +25,29 @@ final class QueryScratchTests: XCTestCase {
         }
     }
 
+    /// The name's hash is computed once, as it is read, and the telemetry's tables take it in place
+    /// of their own: whichever path read the name, it must be the name's `hashValue`, or a top-k
+    /// table would file the name under one hash and look it up under another.
+    func testTheRecordCarriesTheHashTheTablesUse() throws {
+        let p = try pipeline()
+        let scratch = QueryScratch(names: NameInterner(capacity: 4))
+        var table = SpaceSaving<DNSName>(capacity: 8)
+        for (q, s) in [(W.query(name: "X1.Denied.test"), nil), (W.query(name: "x1.denied.TEST"), scratch),
+                       (W.query(name: "x1.denied.test"), scratch), (W.query(name: "new.allowed.test"), scratch)] as [([UInt8], QueryScratch?)] {
+            let r: QueryRecord
+            switch p.process(q, client: "192.0.2.1", overTCP: false, now: 110, scratch: s) {
+            case .reply(_, let rec), .drop(let rec): r = rec
+            case .forward(let job): r = job.record
+            }
+            let name = try XCTUnwrap(r.name)
+            XCTAssertEqual(Int(truncatingIfNeeded: r.nameHash), name.hashValue, "\(name)")
+            XCTAssertEqual(HashedName(name).hash, r.nameHash)
+            table.add(name, hash: try XCTUnwrap(r.nameHashValue))
+        }
+        XCTAssertEqual(table.entry(for: try DNSName("x1.denied.test"))?.count, 3)
+        XCTAssertEqual(table.entry(for: try DNSName("new.allowed.test"))?.count, 1)
+    }
+
     func testScratchRepliesMatchPlainReplies() throws {
         let queries: [(String, [UInt8])] = [
             ("denied", W.query(name: "x1.denied.test")),

@@ -48,10 +48,10 @@ public final class TunnelDetector {
     /// (An array emptied and appended to per query cost a generic call for the emptying alone.)
     private let labelScratch = UnsafeMutableBufferPointer<Range<Int>>.allocate(capacity: 128)
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
-    private let bypassDomains: Set<DNSName>
+    private let bypassDomains: Set<HashedName>
     /// The previous query's registered domain, whether `bypassDomains` holds it, and its client's pair
     /// key (see `RecentStates`: consecutive queries mostly share them, and comparing is cheaper than hashing).
-    private var lastDomain: (domain: DNSName, hasBypassNames: Bool, client: String, pair: PairKey)?
+    private var lastDomain: (domain: HashedName, hasBypassNames: Bool, client: String, pair: PairKey)?
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -60,7 +60,7 @@ public final class TunnelDetector {
         self.config = config
         self.suffixes = suffixes
         self.bypassNames = config.bypassNames.compactMap { try? DNSName($0) }
-        self.bypassDomains = Set(bypassNames.map { suffixes.registeredDomain($0) })
+        self.bypassDomains = Set(bypassNames.map { HashedName(suffixes.registeredDomain($0)) })
         self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
         self.pairs = RecentStates(capacity: config.maxPairs)
@@ -81,29 +81,30 @@ public final class TunnelDetector {
     ///   - e: the query; its `time` is the detector's clock.
     ///   - budgetKey: the allow-list entry that admitted the name (e.g. `*.example-cdn.test`) when the
     ///     caller wants a per-client distinct-name budget on it; nil otherwise.
-    ///   - registeredDomain: the name's registered domain when the caller already computed it with the
-    ///     same Public Suffix List (the server's telemetry does); computed here otherwise.
+    ///   - registeredDomain: the name's registered domain, with its hash, when the caller already
+    ///     computed it with the same Public Suffix List (the server's telemetry does); computed here otherwise.
     ///   - nameHash: the name's `TableHash` when the caller has it (`QueryRecord.nameHash`); computed
     ///     here otherwise.
     /// - Returns: new alerts only; repeats within an episode update `alertsSnapshot()` instead.
     @discardableResult
-    public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: DNSName? = nil, nameHash: UInt64? = nil) -> [DetectorAlert] {
+    public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: HashedName? = nil, nameHash: UInt64? = nil) -> [DetectorAlert] {
         var out: [DetectorAlert] = []
-        let domain = registeredDomain ?? suffixes.registeredDomain(e.name)
+        let hashedDomain = registeredDomain ?? HashedName(suffixes.registeredDomain(e.name))
+        let domain = hashedDomain.name
         let client = touchClient(e)
 
         var unheld: Episode?
         let hasBypassNames: Bool, key: PairKey
-        if let m = lastDomain, m.domain == domain {
+        if let m = lastDomain, m.domain == hashedDomain {
             hasBypassNames = m.hasBypassNames
             if m.client == e.client { key = m.pair } else {
-                key = PairKey(client: e.client, domain: domain)
-                lastDomain = (domain, hasBypassNames, e.client, key)
+                key = PairKey(client: e.client, domain: hashedDomain)
+                lastDomain = (hashedDomain, hasBypassNames, e.client, key)
             }
         } else {
-            hasBypassNames = bypassDomains.contains(domain)
-            key = PairKey(client: e.client, domain: domain)
-            lastDomain = (domain, hasBypassNames, e.client, key)
+            hasBypassNames = bypassDomains.contains(hashedDomain)
+            key = PairKey(client: e.client, domain: hashedDomain)
+            lastDomain = (hashedDomain, hasBypassNames, e.client, key)
         }
         if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
                                           evidence: .bypass,
@@ -202,7 +203,7 @@ public final class TunnelDetector {
 
     /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
     public func features(client: String, registeredDomain: DNSName, at time: Double) -> PairFeatures? {
-        let key = PairKey(client: client, domain: registeredDomain)
+        let key = PairKey(client: client, domain: HashedName(registeredDomain))
         if let p = pairs[key] { return features(of: p, at: time) }
         // A pair seen once: its first query alone, in a state of its own that is not kept.
         guard let first = firstQueries.peek(key.id, client: client) else { return nil }
@@ -537,10 +538,10 @@ extension TunnelDetector: Sendable {}
 private struct PairKey: Hashable {
     let id: UInt64
 
-    init(client: String, domain: DNSName) {
+    /// The client's bytes hashed with the domain's hash (a keyed hash of its own) as the seed.
+    init(client: String, domain: HashedName) {
         var c = client
-        let d = domain.wire.withUnsafeBytes { TableHash.hash($0, seed: 0x7061_6972) }
-        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: d) }
+        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: domain.hash ^ 0x7061_6972) }
     }
 
     // Already a keyed hash: the table's seed is folded in with one multiply, no second pass.

@@ -12,7 +12,7 @@ public struct RegisteredDomainMemo {
     private struct Entry {
         let parent: [UInt8]
         /// nil: each child is its own registered domain.
-        let domain: DNSName?
+        let domain: HashedName?
     }
     private var slots: [Entry?]
     private let mask: Int
@@ -26,13 +26,19 @@ public struct RegisteredDomainMemo {
 
     /// `suffixes.registeredDomain(name)`, from the memo when the parent is known.
     public mutating func registeredDomain(of name: DNSName, in suffixes: PublicSuffixList) -> DNSName {
-        let w = name.wire
-        guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return suffixes.registeredDomain(name) }   // root, one label
+        registeredDomain(of: HashedName(name), in: suffixes).name
+    }
+
+    /// `suffixes.registeredDomain(name)` with its hash, from the memo when the parent is known; the
+    /// hash is computed once per remembered parent (or taken from `name` when that is the domain).
+    public mutating func registeredDomain(of name: HashedName, in suffixes: PublicSuffixList) -> HashedName {
+        let w = name.name.wire
+        guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return HashedName(suffixes.registeredDomain(name.name)) }   // root, one label
         let parent = w[(Int(w[0]) + 1)...]
         let slot = Int(truncatingIfNeeded: StableHash.hash(parent)) & mask
         if let e = slots[slot], wireBytesEqual(e.parent[...], parent) { return e.domain ?? name }
-        let o = suffixes.registeredDomainOffset(name)
-        let domain = o == 0 ? name : DNSName(uncheckedWire: Array(w[o...]))
+        let o = suffixes.registeredDomainOffset(name.name)
+        let domain = o == 0 ? name : HashedName(DNSName(uncheckedWire: Array(w[o...])))
         if !suffixes.isListed(parent) { slots[slot] = Entry(parent: Array(parent), domain: o == 0 ? nil : domain) }
         return domain
     }

@@ -31,7 +31,7 @@ final class DetectorRunner: @unchecked Sendable {
         counters = Dictionary(uniqueKeysWithValues: DetectorAlert.Kind.allCases.map { ($0, AtomicCounter()) })
     }
 
-    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: DNSName?) {
+    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: HashedName?) {
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
         for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain,

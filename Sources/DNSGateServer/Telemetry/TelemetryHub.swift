@@ -50,7 +50,7 @@ final class TelemetryHub: @unchecked Sendable {
     struct Tables {
         var clients = SpaceSaving<String>(capacity: 256)
         // Keyed by name, not text: hashing wire bytes is cheaper than formatting a String per query.
-        var domains = SpaceSaving<DNSName>(capacity: 1024)
+        var domains = SpaceSaving<HashedName>(capacity: 1024)
         var deniedNames = SpaceSaving<DNSName>(capacity: 1024)
         var perSecond = [Int](repeating: 0, count: 60)
         var currentSecond = 0
@@ -58,9 +58,9 @@ final class TelemetryHub: @unchecked Sendable {
         /// length: a runner's queries mostly come from one address, often for one domain in a row,
         /// and comparing keys is cheaper than hashing them into the sketch.
         private var clientRun = Run<String>()
-        private var domainRun = Run<DNSName>()
+        private var domainRun = Run<HashedName>()
 
-        mutating func count(client: String, domain: DNSName) {
+        mutating func count(client: String, domain: HashedName) {
             clientRun.count(client, into: &clients)
             domainRun.count(domain, into: &domains)
         }
@@ -215,8 +215,9 @@ final class TelemetryHub: @unchecked Sendable {
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
         typeCounters.count(Int(type.rawValue))
-        let domain = registeredDomain(of: name)
-        t.count(client: r.client, domain: domain ?? name)
+        let hashed = HashedName(name, hash: r.nameHash != 0 ? r.nameHash : name.wire.withUnsafeBytes { TableHash.hash($0) })
+        let domain = registeredDomain(of: hashed)
+        t.count(client: r.client, domain: domain ?? hashed)
         if r.isDenied { t.deniedNames.add(name, hash: r.nameHashValue ?? name.hashValue) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
@@ -245,7 +246,7 @@ final class TelemetryHub: @unchecked Sendable {
     /// Registered domains by parent name; touched under `processing` only.
     private var domains = RegisteredDomainMemo()
 
-    private func registeredDomain(of name: DNSName) -> DNSName? {
+    private func registeredDomain(of name: HashedName) -> HashedName? {
         guard let suffixes else { return nil }
         return domains.registeredDomain(of: name, in: suffixes)
     }
