@@ -31,7 +31,7 @@ final class QueryScratchTests: XCTestCase {
     func testTheRecordCarriesTheHashTheTablesUse() throws {
         let p = try pipeline()
         let scratch = QueryScratch(names: NameInterner(capacity: 4))
-        var table = SpaceSaving<DNSName>(capacity: 8)
+        let table = SpaceSaving<DNSName>(capacity: 8)
         for (q, s) in [(W.query(name: "X1.Denied.test"), nil), (W.query(name: "x1.denied.TEST"), scratch),
                        (W.query(name: "x1.denied.test"), scratch), (W.query(name: "new.allowed.test"), scratch)] as [([UInt8], QueryScratch?)] {
             let r: QueryRecord

@@ -73,7 +73,7 @@ final class TelemetrySketchTests: XCTestCase {
     }
 
     func testSpaceSavingKeepsTheHeavyHittersOfASkewedStream() {
-        var top = SpaceSaving<String>(capacity: 20)
+        let top = SpaceSaving<String>(capacity: 20)
         var rng = SeededRandom(seed: 9)
         var truth: [String: UInt64] = [:]
         for _ in 0..<20_000 {
@@ -94,7 +94,7 @@ final class TelemetrySketchTests: XCTestCase {
     /// A heavy key inside a flood of one-off names is found, and the one-off names rarely reach
     /// the table: that is what the filter is for.
     func testFilteredSpaceSavingFindsAHeavyKeyInAFloodOfUniqueNames() {
-        var top = SpaceSaving<String>(capacity: 64)
+        let top = SpaceSaving<String>(capacity: 64)
         for i in 0..<100_000 { top.add(i % 10 == 0 ? "heavy" : "once\(i)") }
         let heavy = top.entry(for: "heavy")
         XCTAssertNotNil(heavy)
@@ -107,7 +107,7 @@ final class TelemetrySketchTests: XCTestCase {
     /// Thousands of replacements shuffle the key index (backward-shift deletion): every tracked key
     /// must still be found, with the entry `top` reports, and an evicted key must not be.
     func testSpaceSavingIndexStaysConsistentThroughReplacements() {
-        var s = SpaceSaving<String>(capacity: 50)
+        let s = SpaceSaving<String>(capacity: 50)
         var rng = SeededRandom(seed: 5)
         for i in 0..<30_000 {
             // Skewed, so tracked keys are replaced at every count, not only the one-off names.
@@ -130,7 +130,7 @@ final class TelemetrySketchTests: XCTestCase {
     }
 
     func testSpaceSavingWeightsAndReplacement() {
-        var s = SpaceSaving<String>(capacity: 2)
+        let s = SpaceSaving<String>(capacity: 2)
         s.add("a", weight: 5); s.add("b", weight: 2); s.add("c"); s.add("c")
         XCTAssertNil(s.entry(for: "c"), "two sightings do not exceed the smallest counter: only the filter counts them")
         XCTAssertEqual(s.entry(for: "b")?.count, 2)

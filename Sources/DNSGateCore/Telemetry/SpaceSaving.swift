@@ -19,8 +19,12 @@
 /// a `Dictionary` index then hashed each key again, and twice more on a replacement; comparing
 /// through the slot to the entry's count made every level of a sift two dependent loads.)
 ///
+/// A class over buffers allocated once, at the capacity: as a struct of arrays, each of the five
+/// arrays an update touched checked its uniqueness and bounds on every write, which cost more than
+/// the update itself (and a sketch is never copied, only updated in place).
+///
 /// Used for top clients, top denied names and top registered domains in `dnsgate stats`.
-public struct SpaceSaving<Key: Hashable> {
+public final class SpaceSaving<Key: Hashable> {
     public struct Entry {
         public let key: Key
         /// Upper bound of the key's weight.
@@ -35,13 +39,20 @@ public struct SpaceSaving<Key: Hashable> {
     }
 
     public let capacity: Int
-    private var entries: [Entry] = []          // slot → entry; slots are never reordered
-    private var heap: [HeapItem] = []          // min-heap by count; each count mirrors entries[slot].count
-    private var position: [Int32] = []         // slot → its index in `heap`
+    /// Slot → entry, `count` of them initialised; slots are never reordered.
+    private let entries: UnsafeMutablePointer<Entry>
+    /// Min-heap by count, `count` long; each count mirrors entries[slot].count.
+    private let heap: UnsafeMutablePointer<HeapItem>
+    /// Slot → its index in `heap`.
+    private let position: UnsafeMutablePointer<Int32>
     /// Slots by key hash: linear probing, at most half full, -1 for an empty position.
-    private var index: [Int32]
+    private let index: UnsafeMutablePointer<Int32>
+    private let indexMask: Int
     /// The filter: weight of untracked keys by hash cell (a power of two, 16 per counter).
-    private var cells: [UInt64]
+    private let cells: UnsafeMutablePointer<UInt64>
+    private let cellMask: Int
+    /// Number of keys currently tracked (at most `capacity`).
+    public private(set) var count = 0
     /// Sum of all weights added.
     public private(set) var total: UInt64 = 0
     /// Tracked keys replaced so far.
@@ -50,19 +61,28 @@ public struct SpaceSaving<Key: Hashable> {
     public init(capacity: Int) {
         precondition(capacity > 0 && capacity < Int(Int32.max), "SpaceSaving capacity must be 1…2^31-2")
         self.capacity = capacity
-        cells = [UInt64](repeating: 0, count: TableHash.powerOfTwo(atLeast: 16 * capacity))
-        index = [Int32](repeating: -1, count: TableHash.powerOfTwo(atLeast: 2 * capacity))
-        entries.reserveCapacity(capacity); heap.reserveCapacity(capacity)
-        position.reserveCapacity(capacity)
+        let cellCount = TableHash.powerOfTwo(atLeast: 16 * capacity)
+        let indexSize = TableHash.powerOfTwo(atLeast: 2 * capacity)
+        entries = .allocate(capacity: capacity)
+        heap = .allocate(capacity: capacity)
+        position = .allocate(capacity: capacity)
+        index = .allocate(capacity: indexSize)
+        index.initialize(repeating: -1, count: indexSize)
+        indexMask = indexSize - 1
+        cells = .allocate(capacity: cellCount)
+        cells.initialize(repeating: 0, count: cellCount)
+        cellMask = cellCount - 1
     }
 
-    /// Number of keys currently tracked (at most `capacity`).
-    public var count: Int { entries.count }
+    deinit {
+        entries.deinitialize(count: count)
+        entries.deallocate(); heap.deallocate(); position.deallocate(); index.deallocate(); cells.deallocate()
+    }
 
-    public mutating func add(_ key: Key, weight: UInt64 = 1) { add(key, hash: key.hashValue, weight: weight) }
+    public func add(_ key: Key, weight: UInt64 = 1) { add(key, hash: key.hashValue, weight: weight) }
 
     /// `add` for a caller that has the key's `hashValue` already.
-    public mutating func add(_ key: Key, hash: Int, weight: UInt64 = 1) {
+    public func add(_ key: Key, hash: Int, weight: UInt64 = 1) {
         total &+= weight
         if let s = slot(of: key, hash: hash) {
             entries[s].count &+= weight
@@ -71,24 +91,25 @@ public struct SpaceSaving<Key: Hashable> {
             siftDown(i)
             return
         }
-        let cell = hash & (cells.count - 1)
+        let cell = hash & cellMask
         let bound = cells[cell]       // what this key may have weighed while untracked
-        if entries.count < capacity {
-            let s = Int32(entries.count)
-            entries.append(Entry(key: key, count: bound &+ weight, error: bound, hash: hash))
-            heap.append(HeapItem(count: bound &+ weight, slot: s)); position.append(Int32(heap.count - 1))
-            insertIntoIndex(s, hash: hash)
-            siftUp(heap.count - 1)
+        if count < capacity {
+            let s = count
+            (entries + s).initialize(to: Entry(key: key, count: bound &+ weight, error: bound, hash: hash))
+            heap[s] = HeapItem(count: bound &+ weight, slot: Int32(s)); position[s] = Int32(s)
+            count += 1
+            insertIntoIndex(Int32(s), hash: hash)
+            siftUp(s)
         } else if bound &+ weight > heap[0].count {
-            let s = heap[0].slot
-            let evicted = entries[Int(s)]
-            removeFromIndex(s, hash: evicted.hash)
+            let s = Int(heap[0].slot)
+            let evictedHash = entries[s].hash, evictedCount = entries[s].count
+            removeFromIndex(Int32(s), hash: evictedHash)
             replacements += 1
-            let evictedCell = evicted.hash & (cells.count - 1)
-            cells[evictedCell] = max(cells[evictedCell], evicted.count)
-            entries[Int(s)] = Entry(key: key, count: bound &+ weight, error: bound, hash: hash)
+            let evictedCell = evictedHash & cellMask
+            cells[evictedCell] = max(cells[evictedCell], evictedCount)
+            entries[s] = Entry(key: key, count: bound &+ weight, error: bound, hash: hash)
             heap[0].count = bound &+ weight
-            insertIntoIndex(s, hash: hash)
+            insertIntoIndex(Int32(s), hash: hash)
             siftDown(0)
         } else {
             cells[cell] = bound &+ weight
@@ -101,27 +122,25 @@ public struct SpaceSaving<Key: Hashable> {
     // MARK: index
 
     private func slot(of key: Key, hash: Int) -> Int? {
-        let mask = index.count - 1
-        var p = hash & mask
+        var p = hash & indexMask
         while index[p] >= 0 {
             let s = Int(index[p])
             if entries[s].hash == hash && entries[s].key == key { return s }
-            p = (p + 1) & mask
+            p = (p + 1) & indexMask
         }
         return nil
     }
 
-    private mutating func insertIntoIndex(_ s: Int32, hash: Int) {
-        let mask = index.count - 1
-        var p = hash & mask
-        while index[p] >= 0 { p = (p + 1) & mask }
+    private func insertIntoIndex(_ s: Int32, hash: Int) {
+        var p = hash & indexMask
+        while index[p] >= 0 { p = (p + 1) & indexMask }
         index[p] = s
     }
 
     /// Removes slot `s` and closes the gap by moving back the entries after it that may (backward-
     /// shift deletion): no tombstones, so probes stay as short as the load allows.
-    private mutating func removeFromIndex(_ s: Int32, hash: Int) {
-        let mask = index.count - 1
+    private func removeFromIndex(_ s: Int32, hash: Int) {
+        let mask = indexMask
         var gap = hash & mask
         while index[gap] != s { gap = (gap + 1) & mask }
         var p = gap
@@ -141,7 +160,8 @@ public struct SpaceSaving<Key: Hashable> {
 
     /// The `k` heaviest keys, heaviest first; ties by smaller error first.
     public func top(_ k: Int) -> [Entry] {
-        Array(entries.sorted { $0.count != $1.count ? $0.count > $1.count : $0.error < $1.error }.prefix(max(0, k)))
+        Array(UnsafeBufferPointer(start: entries, count: count)
+            .sorted { $0.count != $1.count ? $0.count > $1.count : $0.error < $1.error }.prefix(max(0, k)))
     }
 
     private struct HeapItem {
@@ -149,42 +169,36 @@ public struct SpaceSaving<Key: Hashable> {
         let slot: Int32
     }
 
-    // Both sifts carry the moving item in a register and write it once where it stops, through
-    // buffer pointers: a swap per level, each element store with its own uniqueness check, cost
-    // three times as much. Ties resolve as a swap-based sift would (left child first, stop on equal).
+    // Both sifts carry the moving item in a register and write it once where it stops. Ties resolve
+    // as a swap-based sift would (left child first, stop on equal).
 
-    private mutating func siftUp(_ start: Int) {
-        heap.withUnsafeMutableBufferPointer { h in
-            position.withUnsafeMutableBufferPointer { pos in
-                var i = start
-                let item = h[i]
-                while i > 0 {
-                    let p = (i - 1) / 2
-                    guard item.count < h[p].count else { break }
-                    h[i] = h[p]; pos[Int(h[i].slot)] = Int32(i)
-                    i = p
-                }
-                h[i] = item; pos[Int(item.slot)] = Int32(i)
-            }
+    private func siftUp(_ start: Int) {
+        var i = start
+        let item = heap[i]
+        while i > 0 {
+            let p = (i - 1) / 2
+            guard item.count < heap[p].count else { break }
+            heap[i] = heap[p]; position[Int(heap[i].slot)] = Int32(i)
+            i = p
         }
+        heap[i] = item; position[Int(item.slot)] = Int32(i)
     }
 
-    private mutating func siftDown(_ start: Int) {
-        heap.withUnsafeMutableBufferPointer { h in
-            position.withUnsafeMutableBufferPointer { pos in
-                let n = h.count
-                var i = start
-                let item = h[i]
-                while true {
-                    let l = 2 * i + 1
-                    guard l < n else { break }
-                    let m = l + 1 < n && h[l + 1].count < h[l].count ? l + 1 : l
-                    guard h[m].count < item.count else { break }
-                    h[i] = h[m]; pos[Int(h[i].slot)] = Int32(i)
-                    i = m
-                }
-                h[i] = item; pos[Int(item.slot)] = Int32(i)
-            }
+    private func siftDown(_ start: Int) {
+        let n = count
+        var i = start
+        let item = heap[i]
+        while true {
+            let l = 2 * i + 1
+            guard l < n else { break }
+            let m = l + 1 < n && heap[l + 1].count < heap[l].count ? l + 1 : l
+            guard heap[m].count < item.count else { break }
+            heap[i] = heap[m]; position[Int(heap[i].slot)] = Int32(i)
+            i = m
         }
+        heap[i] = item; position[Int(item.slot)] = Int32(i)
     }
 }
+
+@available(*, unavailable)
+extension SpaceSaving: Sendable {}

@@ -48,10 +48,10 @@ final class TelemetryHub: @unchecked Sendable {
     static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
 
     struct Tables {
-        var clients = SpaceSaving<String>(capacity: 256)
+        let clients = SpaceSaving<String>(capacity: 256)
         // Keyed by name, not text: hashing wire bytes is cheaper than formatting a String per query.
-        var domains = SpaceSaving<HashedName>(capacity: 1024)
-        var deniedNames = SpaceSaving<DNSName>(capacity: 1024)
+        let domains = SpaceSaving<HashedName>(capacity: 1024)
+        let deniedNames = SpaceSaving<DNSName>(capacity: 1024)
         var perSecond = [Int](repeating: 0, count: 60)
         var currentSecond = 0
         /// Runs of one client, or one registered domain, are added to their table once with their
@@ -61,14 +61,14 @@ final class TelemetryHub: @unchecked Sendable {
         private var domainRun = Run<HashedName>()
 
         mutating func count(client: String, domain: HashedName) {
-            clientRun.count(client, into: &clients)
-            domainRun.count(domain, into: &domains)
+            clientRun.count(client, into: clients)
+            domainRun.count(domain, into: domains)
         }
 
         /// Adds the open runs; before the tables are read, and at the end of each batch.
         mutating func endRuns() {
-            clientRun.end(into: &clients)
-            domainRun.end(into: &domains)
+            clientRun.end(into: clients)
+            domainRun.end(into: domains)
         }
     }
 
@@ -77,12 +77,12 @@ final class TelemetryHub: @unchecked Sendable {
         private var key: Key?
         private var length: UInt64 = 0
 
-        mutating func count(_ k: Key, into table: inout SpaceSaving<Key>) {
-            if k != key { end(into: &table); key = k }
+        mutating func count(_ k: Key, into table: SpaceSaving<Key>) {
+            if k != key { end(into: table); key = k }
             length += 1
         }
 
-        mutating func end(into table: inout SpaceSaving<Key>) {
+        mutating func end(into table: SpaceSaving<Key>) {
             if let key, length > 0 { table.add(key, weight: length) }
             key = nil; length = 0
         }

@@ -120,19 +120,22 @@ private let hotNames: [DNSName] = (0..<100).map { try! DNSName($0 == 0 ? "www.al
 private final class DetectorFeed {
     let detector = TunnelDetector(suffixes: detectorSuffixes)
     let names: [DNSName]
-    let domains: [DNSName]
+    /// Registered domains and name hashes, as the server's telemetry hands them over.
+    let domains: [HashedName]
+    let hashes: [UInt64]
     let budgetKey: String?
     var i = 0
     init(names: [DNSName], budgetKey: String?) {
         self.names = names; self.budgetKey = budgetKey
-        domains = names.map { detectorSuffixes.registeredDomain($0) }
+        domains = names.map { HashedName(detectorSuffixes.registeredDomain($0)) }
+        hashes = names.map { HashedName($0).hash }
     }
     func next() -> [DetectorAlert] {
-        let name = names[i % names.count], domain = domains[i % names.count]
-        let e = QueryEvent(time: now + Double(i) / 150_000, client: "127.0.0.1", name: name, type: .a,
+        let k = i % names.count
+        let e = QueryEvent(time: now + Double(i) / 150_000, client: "127.0.0.1", name: names[k], type: .a,
                            rcode: budgetKey == nil ? .nxDomain : .noError)
         i += 1
-        return detector.observe(e, budgetKey: budgetKey, registeredDomain: domain)
+        return detector.observe(e, budgetKey: budgetKey, registeredDomain: domains[k], nameHash: hashes[k])
     }
     func warm() { while i < 100_000 { blackHole(next()) } }
 }
