@@ -242,30 +242,44 @@ public final class TunnelDetector {
     ///   - shape: false leaves `entropyBits` at 0 (the caller computes it only if it needs it), and
     ///     `timingVariation` nil when the mean gap is too short for a beacon, where it cannot count.
     private func features(of p: PairState, at time: Double, shape: Bool = true) -> PairFeatures {
+        features(of: p, totals: windowTotals(of: p, at: time), gaps: gapStatistics(of: p, always: shape),
+                 newNames: newNamesLastMinute(of: p, at: time), entropy: shape ? LabelShape.entropy(p.histogram, total: p.histogramTotal) : 0)
+    }
+
+    private func features(of p: PairState, totals w: WindowTotals, gaps: (mean: Double?, variation: Double?), newNames: Int,
+                          entropy: Double) -> PairFeatures {
+        let q = w.queries, names = w.newNames
+        return PairFeatures(
+            queries: q, distinctNames: names, informationBytes: w.infoBits / 8, payloadBytes: w.payloadChars,
+            meanSubdomainLength: names > 0 ? Double(w.subLenSum) / Double(names) : 0, longestSubdomain: w.longestSub,
+            entropyBits: entropy, entropySampleChars: Int(p.histogramTotal),
+            tunnelTypeShare: q > 0 ? Double(w.typeQueries) / Double(q) : 0,
+            nxDomainRatio: q > 0 ? Double(w.nx) / Double(q) : 0,
+            timingVariation: gaps.variation, meanIntervalSeconds: gaps.mean, newNamesLastMinute: newNames)
+    }
+
+    /// The pair's counts over the window that ends at `time`.
+    private func windowTotals(of p: PairState, at time: Double) -> WindowTotals {
         let now = max(epoch(time), p.newestEpoch)
         // The older buckets' totals, then the newest bucket's: always in that order, so the totals
         // kept since the window last moved (`p.older`) give the same sums as adding up afresh.
         var w = now == p.newestEpoch ? p.older : olderTotals(p, now: now)
         let current = p.buckets[bucketIndex(now)]
         if current.epoch == now && current.generation == p.generation { w.add(current) }
-        var cv: Double? = nil, meanGap: Double? = nil
-        if p.intervals.count >= config.beaconIntervals, let mean = p.intervals.mean {
-            meanGap = mean
-            // A flood's gaps are far below the beacon period: its variation, a second pass with a
-            // square root and two divisions, was a tenth of the detector's work on every query.
-            if shape || mean >= config.beaconMinPeriodSeconds { cv = p.intervals.variation(mean: mean) }
-        }
-        let minute = Int64((time / 60).rounded(.down))
-        let q = w.queries, names = w.newNames
-        return PairFeatures(
-            queries: q, distinctNames: names, informationBytes: w.infoBits / 8, payloadBytes: w.payloadChars,
-            meanSubdomainLength: names > 0 ? Double(w.subLenSum) / Double(names) : 0, longestSubdomain: w.longestSub,
-            entropyBits: shape ? LabelShape.entropy(p.histogram, total: p.histogramTotal) : 0,
-            entropySampleChars: Int(p.histogramTotal),
-            tunnelTypeShare: q > 0 ? Double(w.typeQueries) / Double(q) : 0,
-            nxDomainRatio: q > 0 ? Double(w.nx) / Double(q) : 0,
-            timingVariation: cv, meanIntervalSeconds: meanGap,
-            newNamesLastMinute: p.minuteEpoch == minute ? p.minuteNewNames : 0)
+        return w
+    }
+
+    /// Mean and coefficient of variation of the last `beaconIntervals` gaps, nil until there are
+    /// that many. Unless `always`, the variation is left nil when the mean is below the beacon
+    /// period: a flood's gaps are, and their variation (a second pass with a square root and two
+    /// divisions) was a tenth of the detector's work on every query.
+    private func gapStatistics(of p: PairState, always: Bool) -> (mean: Double?, variation: Double?) {
+        guard p.intervals.count >= config.beaconIntervals, let mean = p.intervals.mean else { return (nil, nil) }
+        return (mean, always || mean >= config.beaconMinPeriodSeconds ? p.intervals.variation(mean: mean) : nil)
+    }
+
+    private func newNamesLastMinute(of p: PairState, at time: Double) -> Int {
+        p.minuteEpoch == Int64((time / 60).rounded(.down)) ? p.minuteNewNames : 0
     }
 
     /// Totals of the buckets inside the window that ends with epoch `now`, but for `now`'s own.
@@ -387,13 +401,15 @@ public final class TunnelDetector {
     // MARK: evaluation
 
     private func evaluate(_ p: PairState, domain: DNSName, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
-        var f = features(of: p, at: e.time, shape: false)
-        let regular = isRegular(f)
+        let totals = windowTotals(of: p, at: e.time)
+        let gaps = gapStatistics(of: p, always: false)
+        let newNames = newNamesLastMinute(of: p, at: e.time)
+        let regular = isRegular(variation: gaps.variation, mean: gaps.mean)
         let rateThreshold = max(Double(config.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
-        // Most queries cross no threshold at all: leave before building any evidence.
-        guard f.informationBytes >= min(config.tunnelBudgetBytes, config.volumeBudgetBytes) || regular
-                || Double(f.newNamesLastMinute) >= rateThreshold else { return [] }
-        f.entropyBits = p.entropy()
+        // Most queries cross no threshold at all: leave before building the features and evidence.
+        guard totals.infoBits / 8 >= min(config.tunnelBudgetBytes, config.volumeBudgetBytes) || regular
+                || Double(newNames) >= rateThreshold else { return [] }
+        let f = features(of: p, totals: totals, gaps: gaps, newNames: newNames, entropy: p.entropy())
         let evidence = Evidence.pair(f, rateThreshold: rateThreshold)
         var out: [DetectorAlert] = []
         func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
@@ -411,8 +427,10 @@ public final class TunnelDetector {
         return out
     }
 
-    private func isRegular(_ f: PairFeatures) -> Bool {
-        f.timingVariation.map { $0 <= config.beaconMaxVariation } ?? false && (f.meanIntervalSeconds ?? 0) >= config.beaconMinPeriodSeconds
+    private func isRegular(_ f: PairFeatures) -> Bool { isRegular(variation: f.timingVariation, mean: f.meanIntervalSeconds) }
+
+    private func isRegular(variation: Double?, mean: Double?) -> Bool {
+        variation.map { $0 <= config.beaconMaxVariation } ?? false && (mean ?? 0) >= config.beaconMinPeriodSeconds
     }
 
     private func distinctShare(_ f: PairFeatures) -> Double { f.queries > 0 ? Double(f.distinctNames) / Double(f.queries) : 0 }
