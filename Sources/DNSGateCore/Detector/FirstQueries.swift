@@ -8,66 +8,112 @@
 /// only when the thresholds make that so), so holding it here loses nothing: a pair's alerts,
 /// features and counts are those it would have had, once it is seen twice.
 ///
-/// Direct-mapped by the pair key's hash, which is keyed per process (`TableHash`): a new first
-/// query takes the slot of an older one, whose pair then starts with its next query (one query
-/// fewer in its counts), as a pair pushed out of a full table would have. Fixed memory.
+/// At most `capacity` queries, in a ring in arrival order: when it is full the oldest goes, and that
+/// pair then starts with its next query (one query fewer in its counts), as a pair pushed out of a
+/// full table would have. Eviction never depends on a hash (pair keys are hashed with a per-process
+/// secret), so a replayed log holds and drops the same queries in every process. An open-addressing
+/// index finds a pair's query by its key. Fixed memory.
 struct FirstQueries {
-    private struct Slot {
+    private struct Held {
         var pair: UInt64
         var time: Double
-        var name: DNSName?      // nil: the slot is empty
+        var name: DNSName?      // nil: the place is free (never used, or its query was taken)
         var type: RecordType
         var rcode: ResponseCode
     }
-    private var slots: [Slot]
+    private var ring: [Held]
+    /// Where the next query goes: the oldest place once the ring has gone round.
+    private var next = 0
+    /// Ring positions by pair key: linear probing, at most half full, -1 for an empty position.
+    private var index: [Int32]
     private let mask: Int
-    /// Occupied slots.
+    /// Queries held.
     private(set) var count = 0
-    /// No held query is older than this (a lower bound): expiry skips the walk until one may be.
-    private var oldest = Double.infinity
 
-    /// - Parameter capacity: rounded up to a power of two.
     init(capacity: Int) {
-        let n = TableHash.powerOfTwo(atLeast: max(1, capacity))
-        slots = Array(repeating: Slot(pair: 0, time: 0, name: nil, type: .a, rcode: .noError), count: n)
-        mask = n - 1
+        let n = max(1, capacity)
+        ring = Array(repeating: Held(pair: 0, time: 0, name: nil, type: .a, rcode: .noError), count: n)
+        let size = TableHash.powerOfTwo(atLeast: 2 * n)
+        index = Array(repeating: -1, count: size)
+        mask = size - 1
     }
 
     /// The first query held for `pair`, removed from the table; nil when none is held.
     mutating func take(_ pair: UInt64, client: String) -> QueryEvent? {
-        let i = Int(truncatingIfNeeded: pair) & mask
-        guard slots[i].pair == pair, let name = slots[i].name else { return nil }
-        let s = slots[i]
-        slots[i].name = nil
+        guard let at = position(of: pair) else { return nil }
+        let h = ring[at.ring]
+        ring[at.ring].name = nil
+        unindex(at.index)
         count -= 1
-        return QueryEvent(time: s.time, client: client, name: name, type: s.type, rcode: s.rcode)
+        return QueryEvent(time: h.time, client: client, name: h.name!, type: h.type, rcode: h.rcode)
     }
 
     /// The first query held for `pair`, left in place.
     func peek(_ pair: UInt64, client: String) -> QueryEvent? {
-        let s = slots[Int(truncatingIfNeeded: pair) & mask]
-        guard s.pair == pair, let name = s.name else { return nil }
-        return QueryEvent(time: s.time, client: client, name: name, type: s.type, rcode: s.rcode)
+        guard let at = position(of: pair) else { return nil }
+        let h = ring[at.ring]
+        return QueryEvent(time: h.time, client: client, name: h.name!, type: h.type, rcode: h.rcode)
     }
 
-    /// Holds `e` as the first query of `pair`, in place of whatever its slot held.
+    /// Holds `e` as the first query of `pair`, which must not be held already; the oldest query
+    /// held makes room when the ring is full.
     mutating func hold(_ pair: UInt64, _ e: QueryEvent) {
-        let i = Int(truncatingIfNeeded: pair) & mask
-        if slots[i].name == nil { count += 1 }
-        slots[i] = Slot(pair: pair, time: e.time, name: e.name, type: e.type, rcode: e.rcode)
-        oldest = min(oldest, e.time)
+        if ring[next].name != nil { drop(at: next) }
+        ring[next] = Held(pair: pair, time: e.time, name: e.name, type: e.type, rcode: e.rcode)
+        var p = Int(truncatingIfNeeded: pair) & mask
+        while index[p] >= 0 { p = (p + 1) & mask }
+        index[p] = Int32(next)
+        count += 1
+        next = next + 1 == ring.count ? 0 : next + 1
     }
 
-    /// Drops the queries asked before `cutoff`. Walks the table (64 KB at the default cap, in order)
-    /// only when the oldest query held may be that old.
+    /// Drops the queries asked before `cutoff`, oldest first, stopping at the first that is not:
+    /// arrival order is time order but for the skew between two listeners' clocks, and a query
+    /// left behind that way goes at a later call. Walks at most the ring once.
     mutating func removeExpired(olderThan cutoff: Double) {
-        guard count > 0, oldest < cutoff else { return }
-        var left = Double.infinity
-        slots.withUnsafeMutableBufferPointer { s in
-            for i in s.indices where s[i].name != nil {
-                if s[i].time < cutoff { s[i].name = nil; count -= 1 } else { left = min(left, s[i].time) }
+        var i = next
+        for _ in 0..<ring.count {
+            if ring[i].name != nil {
+                guard ring[i].time < cutoff else { return }
+                drop(at: i)
             }
+            i = i + 1 == ring.count ? 0 : i + 1
+            if count == 0 { return }
         }
-        oldest = left
+    }
+
+    private mutating func drop(at r: Int) {
+        guard let at = position(of: ring[r].pair), at.ring == r else { preconditionFailure("FirstQueries index out of step") }
+        ring[r].name = nil
+        unindex(at.index)
+        count -= 1
+    }
+
+    private func position(of pair: UInt64) -> (index: Int, ring: Int)? {
+        var p = Int(truncatingIfNeeded: pair) & mask
+        while index[p] >= 0 {
+            let r = Int(index[p])
+            if ring[r].pair == pair { return (p, r) }
+            p = (p + 1) & mask
+        }
+        return nil
+    }
+
+    /// Empties index position `gap` and moves back the entries after it that may (backward-shift
+    /// deletion), so probes stay as short as the load allows.
+    private mutating func unindex(_ gap: Int) {
+        var gap = gap, p = gap
+        while true {
+            p = (p + 1) & mask
+            let moving = index[p]
+            if moving < 0 { break }
+            let home = Int(truncatingIfNeeded: ring[Int(moving)].pair) & mask
+            // The entry at p must stay if its home lies cyclically in (gap, p]; else it fills the gap.
+            let staysPut = gap <= p ? (gap < home && home <= p) : (gap < home || home <= p)
+            if staysPut { continue }
+            index[gap] = moving
+            gap = p
+        }
+        index[gap] = -1
     }
 }
