@@ -180,14 +180,20 @@ final class DetectorBehaviourTests: XCTestCase {
         XCTAssertEqual(f?.distinctNames, 1)
     }
 
-    /// At the pair cap the least recently seen pair's state is recycled for the new pair: none of the
-    /// old pair's counts may show, neither in the bucket both share nor once the window moves on.
-    func testARecycledPairStartsEmpty() {
+    /// A detector that tracks one pair at most, example.com's, with 20 queries a second apart from `start`.
+    private func detectorWithOnePair(from start: Double) -> TunnelDetector {
         var config = DetectorConfig.default
         config.maxPairs = 1
         let d = TunnelDetector(config: config, suffixes: suffixes)
-        let b = config.bucketSeconds
-        for i in 0..<20 { _ = d.observe(event(10 * b + Double(i), "n\(i).example.com")) }
+        for i in 0..<20 { _ = d.observe(event(start + Double(i), "n\(i).example.com")) }
+        return d
+    }
+
+    /// At the pair cap the least recently seen pair's state is recycled for the new pair: none of the
+    /// old pair's counts may show, neither in the bucket both share nor once the window moves on.
+    func testARecycledPairStartsEmpty() {
+        let b = DetectorConfig.default.bucketSeconds
+        let d = detectorWithOnePair(from: 10 * b)
         for i in 0..<30 { _ = d.observe(event(12 * b + Double(i), "m\(i).example.com")) }   // an older bucket of the window
         _ = d.observe(event(12 * b + 40, "a.example.net"))   // held: a pair is tracked from its second query
         _ = d.observe(event(12 * b + 41, "b.example.net"))   // takes over example.com's state
@@ -203,10 +209,7 @@ final class DetectorBehaviourTests: XCTestCase {
     /// Registered domains looked up once wait in `FirstQueries`: a flood of them leaves a tracked
     /// pair in place, and a domain's second query starts its pair with both queries counted.
     func testOneOffDomainsNeitherTakeAPairNorPushOneOut() {
-        var config = DetectorConfig.default
-        config.maxPairs = 1
-        let d = TunnelDetector(config: config, suffixes: suffixes)
-        for i in 0..<20 { _ = d.observe(event(Double(i), "n\(i).example.com")) }
+        let d = detectorWithOnePair(from: 0)
         for i in 0..<500 { _ = d.observe(event(100 + Double(i), "www.site\(i).example")) }
         XCTAssertEqual(d.features(client: "192.0.2.1", registeredDomain: try! DNSName("example.com"), at: 600)?.queries, 20)
         XCTAssertEqual(d.stateCounts.pairs, 1)
