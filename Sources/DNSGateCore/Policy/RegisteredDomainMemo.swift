@@ -8,19 +8,25 @@
 /// suffix by the implicit `*` rule; only such parents are remembered. Names under listed parents
 /// (`x.com`, anything below a wildcard rule) are computed every time. Direct-mapped: a collision
 /// replaces the older parent, so memory is fixed. Not thread-safe.
+///
+/// A parent is told apart by its full 64-bit `TableHash`, keyed per process, not by its bytes: a
+/// lookup reads one slot instead of following it to a copy of the parent (a cache miss of its own on
+/// a flood of registered domains). Two parents in use share a hash about once in 2^64 lookups, and
+/// which ones cannot be worked out from outside.
 public struct RegisteredDomainMemo {
     private struct Entry {
-        let parent: [UInt8]
+        /// The parent's hash; 0 for an empty slot (a hash of 0 is stored as 1).
+        var parent: UInt64 = 0
         /// nil: each child is its own registered domain.
-        let domain: HashedName?
+        var domain: HashedName?
     }
-    private var slots: [Entry?]
+    private var slots: [Entry]
     private let mask: Int
 
     /// - Parameter capacity: rounded up to a power of two.
     public init(capacity: Int = 16_384) {
         let n = TableHash.powerOfTwo(atLeast: capacity)
-        slots = Array(repeating: nil, count: n)
+        slots = Array(repeating: Entry(), count: n)
         mask = n - 1
     }
 
@@ -35,11 +41,12 @@ public struct RegisteredDomainMemo {
         let w = name.name.wire
         guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return HashedName(suffixes.registeredDomain(name.name)) }   // root, one label
         let parent = w[(Int(w[0]) + 1)...]
-        let slot = Int(truncatingIfNeeded: StableHash.hash(parent)) & mask
-        if let e = slots[slot], wireBytesEqual(e.parent[...], parent) { return e.domain ?? name }
+        let h = max(1, parent.withUnsafeBytes { TableHash.hash($0, seed: 0x6D65_6D6F) })
+        let slot = Int(truncatingIfNeeded: h) & mask
+        if slots[slot].parent == h { return slots[slot].domain ?? name }
         let o = suffixes.registeredDomainOffset(name.name)
         let domain = o == 0 ? name : HashedName(DNSName(uncheckedWire: Array(w[o...])))
-        if !suffixes.isListed(parent) { slots[slot] = Entry(parent: Array(parent), domain: o == 0 ? nil : domain) }
+        if !suffixes.isListed(parent) { slots[slot] = Entry(parent: h, domain: o == 0 ? nil : domain) }
         return domain
     }
 }
