@@ -238,12 +238,10 @@ public final class TunnelDetector {
         public var newNamesLastMinute: Int
     }
 
-    /// - Parameters:
-    ///   - shape: false leaves `entropyBits` at 0 (the caller computes it only if it needs it), and
-    ///     `timingVariation` nil when the mean gap is too short for a beacon, where it cannot count.
-    private func features(of p: PairState, at time: Double, shape: Bool = true) -> PairFeatures {
-        features(of: p, totals: windowTotals(of: p, at: time), gaps: gapStatistics(of: p, always: shape),
-                 newNames: newNamesLastMinute(of: p, at: time), entropy: shape ? LabelShape.entropy(p.histogram, total: p.histogramTotal) : 0)
+    /// Every feature, exact (the evaluation on the query path builds them only past its check).
+    private func features(of p: PairState, at time: Double) -> PairFeatures {
+        features(of: p, totals: windowTotals(of: p, at: time), gaps: gapStatistics(of: p, always: true),
+                 newNames: newNamesLastMinute(of: p, at: time), entropy: LabelShape.entropy(p.histogram, total: p.histogramTotal))
     }
 
     private func features(of p: PairState, totals w: WindowTotals, gaps: (mean: Double?, variation: Double?), newNames: Int,

@@ -72,7 +72,7 @@ public enum RequestSanity {
     static func view(_ msg: [UInt8]) throws(QueryRefusal) -> QueryView {
         try view(msg) {
             let (name, end) = try readName(msg, at: $0, allowCompression: false)
-            return (name, name.wire.withUnsafeBytes { TableHash.hash($0) }, end)
+            return (name, HashedName(name).hash, end)
         }
     }
 

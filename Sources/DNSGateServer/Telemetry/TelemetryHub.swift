@@ -215,7 +215,7 @@ final class TelemetryHub: @unchecked Sendable {
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
         typeCounters.count(Int(type.rawValue))
-        let hashed = HashedName(name, hash: r.nameHash != 0 ? r.nameHash : name.wire.withUnsafeBytes { TableHash.hash($0) })
+        let hashed = r.nameHash != 0 ? HashedName(name, hash: r.nameHash) : HashedName(name)
         let domain = registeredDomain(of: hashed)
         t.count(client: r.client, domain: domain ?? hashed)
         if r.isDenied { t.deniedNames.add(name, hash: r.nameHashValue ?? name.hashValue) }
