@@ -478,6 +478,7 @@ print_tables() {
         if (!(k in qps)) { if (!($2 in seen)) { seen[$2] = 1 }; tl[$2] = tl[$2] " " $3 }
         qps[k] = qps[k] " " $6; us[k] = us[k] " " $8; upq[k] = upq[k] " " $9
         lost[k] += $5; done[k] += $4; pol[k] = $12; nr[k]++
+        ur[$1 SUBSEP k] = $8; if ($1 + 0 > maxr) maxr = $1 + 0
         b0[$2] += $10; b1[$2] += $11; fo[$2] += $11 - $6 * $8 / 1e4; nb[$2]++
     }
     f == 2 {  # workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy
@@ -525,6 +526,16 @@ print_tables() {
                 printf "\ndnsgate / best peer: CPU per query %s (best %s, %.1f µs), QPS %s (best %s); dnsgate / nullresp floor: CPU %s\n",
                     ratio(U["dnsgate"], U[best]), best, U[best], ratio(Q["dnsgate"], Q[bestq]), bestq, ratio(U["dnsgate"], U["nullresp"])
             else if (!hasg) printf "\ndnsgate: not in this run (row pending).\n"
+            # Rounds are interleaved, so the ratio of each round compares runs minutes apart: their spread
+            # shows how much of a small difference the noise of the host could explain.
+            if (hasg && best != "" && maxr > 1) {
+                pr = ""
+                for (r = 1; r <= maxr; r++) {
+                    a1 = r SUBSEP wl SUBSEP "dnsgate"; a2 = r SUBSEP wl SUBSEP best
+                    if ((a1 in ur) && (a2 in ur)) pr = pr (pr == "" ? "" : " / ") ratio(ur[a1], ur[a2])
+                }
+                if (pr != "") printf "\ndnsgate / %s, CPU per query round by round: %s\n", best, pr
+            }
             if (hasg && ("dnsgate-100k" in U) && U["dnsgate-100k"] > 0)
                 printf "\ndnsgate with 100,000 allow entries / with 200: CPU per query %s, QPS %s\n", ratio(U["dnsgate-100k"], U["dnsgate"]), ratio(Q["dnsgate-100k"], Q["dnsgate"])
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
