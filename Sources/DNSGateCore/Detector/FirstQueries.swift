@@ -83,9 +83,9 @@ struct FirstQueries {
     }
 
     private mutating func drop(at r: Int) {
-        guard let at = position(of: ring[r].pair), at.ring == r else { preconditionFailure("FirstQueries index out of step") }
+        // Always found: a pair is held once at most (`hold` is called only when `take` found none).
+        if let at = position(of: ring[r].pair), at.ring == r { unindex(at.index) }
         ring[r].name = nil
-        unindex(at.index)
         count -= 1
     }
 
