@@ -33,7 +33,7 @@ public struct QueryRecord: Sendable {
     public let overTCP: Bool
     public let name: DNSName?
     /// `name`'s `TableHash` as the query path computed it (`QueryView.nameHash`), so the telemetry
-    /// need not hash the name again; 0 when not known (`nameHashValue` then hashes it).
+    /// need not hash the name again; 0 when not known (the telemetry then hashes it).
     public var nameHash: UInt64 = 0
     public let type: RecordType?
     public var action: Action
@@ -51,10 +51,6 @@ public struct QueryRecord: Sendable {
     public var profile: String = PolicySet.defaultProfileName
     /// The exception that let a denied query through, by ID.
     public var exception: String?
-    /// `name.hashValue`, from `nameHash` when the query path left it.
-    public var nameHashValue: Int? {
-        nameHash != 0 ? Int(truncatingIfNeeded: nameHash) : name?.hashValue
-    }
     /// Whether `denial` is set (by pattern, see `PolicyVerdict.isDenied`).
     public var isDenied: Bool { if case .some = denial { return true }; return false }
 }

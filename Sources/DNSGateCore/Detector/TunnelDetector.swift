@@ -128,18 +128,12 @@ public final class TunnelDetector {
     /// in `firstQueries` instead. A pair's first query is replayed into the state its second makes.
     private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, event e: QueryEvent) -> PairState? {
         if let p = pairs.touch(key) { return p }
-        var first: QueryEvent?
-        if holdsFirstQueries {
-            first = firstQueries.take(key.id, client: e.client)
-            // A first query the window has passed is gone, as its pair would have expired.
-            if let f = first, e.time - f.time > config.windowSeconds { first = nil }
-            guard first != nil else {
-                firstQueries.hold(key.id, e)
-                client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
-                return nil
-            }
-        } else {
+        var first = holdsFirstQueries ? firstQueries.take(key.id, client: e.client) : nil
+        // A first query the window has passed is gone, as its pair would have expired.
+        if let f = first, e.time - f.time > config.windowSeconds { first = nil }
+        if first == nil {
             client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+            if holdsFirstQueries { firstQueries.hold(key.id, e); return nil }
         }
         let firstSeen = first?.time ?? e.time
         // At the cap the least recently seen pair makes room, and its state is reused for this

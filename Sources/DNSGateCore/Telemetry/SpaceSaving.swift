@@ -79,11 +79,9 @@ public final class SpaceSaving<Key: Hashable> {
         entries.deallocate(); heap.deallocate(); position.deallocate(); index.deallocate(); cells.deallocate()
     }
 
-    public func add(_ key: Key, weight: UInt64 = 1) { add(key, hash: key.hashValue, weight: weight) }
-
-    /// `add` for a caller that has the key's `hashValue` already.
-    public func add(_ key: Key, hash: Int, weight: UInt64 = 1) {
+    public func add(_ key: Key, weight: UInt64 = 1) {
         total &+= weight
+        let hash = key.hashValue
         if let s = slot(of: key, hash: hash) {
             entries[s].count &+= weight
             let i = Int(position[s])

@@ -31,11 +31,12 @@ final class DetectorRunner: @unchecked Sendable {
         counters = Dictionary(uniqueKeysWithValues: DetectorAlert.Kind.allCases.map { ($0, AtomicCounter()) })
     }
 
-    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: HashedName?) {
+    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: HashedName?, nameHash: UInt64) {
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
-        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain,
-                                      nameHash: record.nameHash != 0 ? record.nameHash : nil) { raise(alert, at: e.time) }
+        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain, nameHash: nameHash) {
+            raise(alert, at: e.time)
+        }
     }
 
     func tick(now: Double) { detector.expire(now: now) }

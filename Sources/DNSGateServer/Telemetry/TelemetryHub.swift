@@ -51,7 +51,7 @@ final class TelemetryHub: @unchecked Sendable {
         let clients = SpaceSaving<String>(capacity: 256)
         // Keyed by name, not text: hashing wire bytes is cheaper than formatting a String per query.
         let domains = SpaceSaving<HashedName>(capacity: 1024)
-        let deniedNames = SpaceSaving<DNSName>(capacity: 1024)
+        let deniedNames = SpaceSaving<HashedName>(capacity: 1024)
         var perSecond = [Int](repeating: 0, count: 60)
         var currentSecond = 0
         /// Runs of one client, or one registered domain, are added to their table once with their
@@ -215,10 +215,11 @@ final class TelemetryHub: @unchecked Sendable {
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
         guard let name = r.name, let type = r.type else { return }
         typeCounters.count(Int(type.rawValue))
+        // The query path's hash of the name when it left one; the tables below all key on it.
         let hashed = r.nameHash != 0 ? HashedName(name, hash: r.nameHash) : HashedName(name)
         let domain = registeredDomain(of: hashed)
         t.count(client: r.client, domain: domain ?? hashed)
-        if r.isDenied { t.deniedNames.add(name, hash: r.nameHashValue ?? name.hashValue) }
+        if r.isDenied { t.deniedNames.add(hashed) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
             // Clear the seconds skipped since the last record, then start this one.
@@ -229,7 +230,8 @@ final class TelemetryHub: @unchecked Sendable {
         t.perSecond[sec % 60] += 1
         // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
         if let rc = r.rcode {
-            detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain)
+            detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain,
+                              nameHash: hashed.hash)
         }
     }
 
