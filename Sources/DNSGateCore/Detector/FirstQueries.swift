@@ -99,21 +99,11 @@ struct FirstQueries {
         return nil
     }
 
-    /// Empties index position `gap` and moves back the entries after it that may (backward-shift
-    /// deletion), so probes stay as short as the load allows.
-    private mutating func unindex(_ gap: Int) {
-        var gap = gap, p = gap
-        while true {
-            p = (p + 1) & mask
-            let moving = index[p]
-            if moving < 0 { break }
-            let home = Int(truncatingIfNeeded: ring[Int(moving)].pair) & mask
-            // The entry at p must stay if its home lies cyclically in (gap, p]; else it fills the gap.
-            let staysPut = gap <= p ? (gap < home && home <= p) : (gap < home || home <= p)
-            if staysPut { continue }
-            index[gap] = moving
-            gap = p
+    /// Empties index position `at` (`ProbedIndex.remove`).
+    private mutating func unindex(_ at: Int) {
+        let mask = self.mask, ring = self.ring
+        index.withUnsafeMutableBufferPointer { index in
+            ProbedIndex.remove(at: at, in: index.baseAddress!, mask: mask) { Int(truncatingIfNeeded: ring[Int($0)].pair) & mask }
         }
-        index[gap] = -1
     }
 }

@@ -135,25 +135,11 @@ public final class SpaceSaving<Key: Hashable> {
         index[p] = s
     }
 
-    /// Removes slot `s` and closes the gap by moving back the entries after it that may (backward-
-    /// shift deletion): no tombstones, so probes stay as short as the load allows.
+    /// Removes slot `s` from the index (`ProbedIndex.remove`).
     private func removeFromIndex(_ s: Int32, hash: Int) {
-        let mask = indexMask
-        var gap = hash & mask
-        while index[gap] != s { gap = (gap + 1) & mask }
-        var p = gap
-        while true {
-            p = (p + 1) & mask
-            let moving = index[p]
-            if moving < 0 { break }
-            let home = entries[Int(moving)].hash & mask
-            // The entry at p must stay if its home lies cyclically in (gap, p]; else it fills the gap.
-            let staysPut = gap <= p ? (gap < home && home <= p) : (gap < home || home <= p)
-            if staysPut { continue }
-            index[gap] = moving
-            gap = p
-        }
-        index[gap] = -1
+        var at = hash & indexMask
+        while index[at] != s { at = (at + 1) & indexMask }
+        ProbedIndex.remove(at: at, in: index, mask: indexMask) { entries[Int($0)].hash & indexMask }
     }
 
     /// The `k` heaviest keys, heaviest first; ties by smaller error first.
