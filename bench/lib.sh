@@ -472,7 +472,7 @@ print_tables() {
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     function ratio(x, y) { return (x > 0 && y > 0) ? sprintf("%.2f", x / y) : "-" }
-    FNR == 1 { f++; next }
+    FNR == 1 { f++; if (f == 2) po = ($1 == "round") ? 1 : 0; next }   # probes.csv of older runs has no round column
     f == 1 {  # round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0,cpu1,policy
         k = $2 SUBSEP $3
         if (!(k in qps)) { if (!($2 in seen)) { seen[$2] = 1 }; tl[$2] = tl[$2] " " $3 }
@@ -481,10 +481,12 @@ print_tables() {
         ur[$1 SUBSEP k] = $8; if ($1 + 0 > maxr) maxr = $1 + 0
         b0[$2] += $10; b1[$2] += $11; fo[$2] += $11 - $6 * $8 / 1e4; nb[$2]++
     }
-    f == 2 {  # workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy
-        k = $1 SUBSEP $2; prate = $3
-        pus[k] = $7; p50[k] = $8; p99[k] = $9; plost[k] = ($5 + $6 > 0) ? 100 * $6 / ($5 + $6) : 0
-        pnote[k] = ($4 < 0.95 * $3) ? sprintf(" (only %.0f qps reached)", $4) : ""
+    f == 2 {  # round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy
+        pr = po ? $1 : 1; k = $(1 + po) SUBSEP $(2 + po); prate = $(3 + po)
+        pus[k] = pus[k] " " $(7 + po); pach[k] = pach[k] " " $(4 + po)
+        if ($(8 + po) != "-") { p50[k] = p50[k] " " $(8 + po); p99[k] = p99[k] " " $(9 + po) }
+        pdone[k] += $(5 + po); plostn[k] += $(6 + po)
+        pur[pr SUBSEP k] = $(7 + po); if (pr + 0 > pmaxr) pmaxr = pr + 0
     }
     END {
         title["a"] = "(a) denied names: sinkhole, never forwarded"
@@ -518,8 +520,13 @@ print_tables() {
                 if (pol[k] == "FAIL") label = label " **POLICY FAIL**"
                 printf "| %s | %.0f | %.1f | %s | %.0f | %.2f | %.3f |", label, Q[t], U[t], ratio(U[t], U[ref]), Q[t] * U[t] / 1e4,
                     (done[k] + lost[k] > 0) ? 100 * lost[k] / (done[k] + lost[k]) : 0, UP[t]
-                if (prate) printf " %s | %s |", (k in pus) ? sprintf("%.1f", pus[k]) : "-",
-                    (k in p50) ? sprintf("%s / %s%s%s", p50[k], p99[k], pnote[k], (plost[k] > 0.1) ? sprintf(" (%.1f%% lost)", plost[k]) : "") : "-"
+                if (prate) {
+                    pl = (pdone[k] + plostn[k] > 0) ? 100 * plostn[k] / (pdone[k] + plostn[k]) : 0
+                    pn = (k in pach && med(pach[k]) < 0.95 * prate) ? sprintf(" (only %.0f qps reached)", med(pach[k])) : ""
+                    printf " %s | %s |", (k in pus) ? sprintf("%.1f", med(pus[k])) : "-",
+                        (k in p50) ? sprintf("%.3f / %.3f%s%s", med(p50[k]), med(p99[k]), pn, (pl > 0.1) ? sprintf(" (%.1f%% lost)", pl) : "") : "-"
+                    if (k in pus) PU[t] = med(pus[k])
+                }
                 printf "\n"
             }
             if (hasg && best != "")
@@ -536,16 +543,27 @@ print_tables() {
                 }
                 if (pr != "") printf "\ndnsgate / %s, CPU per query round by round: %s\n", best, pr
             }
+            # The same comparison at the fixed rate: best peer by its median CPU per query there.
+            pbest = ""; for (i = 1; i <= m; i++) if (O[i] !~ /^dnsgate/ && O[i] != "nullresp" && PU[O[i]] > 0 && (pbest == "" || PU[O[i]] < PU[pbest])) pbest = O[i]
+            if (hasg && pbest != "" && PU["dnsgate"] > 0) {
+                pr = ""
+                for (r = 1; r <= pmaxr; r++) {
+                    a1 = r SUBSEP wl SUBSEP "dnsgate"; a2 = r SUBSEP wl SUBSEP pbest
+                    if ((a1 in pur) && (a2 in pur)) pr = pr (pr == "" ? "" : " / ") ratio(pur[a1], pur[a2])
+                }
+                printf "\nAt %s qps: dnsgate / best peer CPU per query %s (best %s, %.1f µs)%s\n", prate, ratio(PU["dnsgate"], PU[pbest]), pbest, PU[pbest],
+                    (pmaxr > 1 && pr != "") ? "; round by round: " pr : ""
+            }
             if (hasg && ("dnsgate-100k" in U) && U["dnsgate-100k"] > 0)
                 printf "\ndnsgate with 100,000 allow entries / with 200: CPU per query %s, QPS %s\n", ratio(U["dnsgate-100k"], U["dnsgate"]), ratio(Q["dnsgate-100k"], Q["dnsgate"])
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
             if (wl == "a") for (i = 1; i <= m; i++) if (O[i] != "nullresp" && UP[O[i]] > 0) printf "\n**LEAK: %s forwarded denied names (%.3f upstream queries per query)**\n", O[i], UP[O[i]]
-            delete O; delete Q; delete U; delete UP
+            delete O; delete Q; delete U; delete UP; delete PU
         }
         printf "\nMedians over %d round(s). CPU µs/query = utime+stime of the server process from /proc over the run, divided by answered queries; ", nr[k]
         printf "\"CPU vs\" > 1 means more CPU per query than the reference; server CPU %% = QPS x µs/query (100 = one core busy); "
-        if (prate) printf "the last two columns come from a separate run at a fixed offered rate (dnsperf -Q, per-query latencies from -v); "
+        if (prate) printf "the last two columns come from separate runs at a fixed offered rate (dnsperf -Q, per-query latencies from -v), medians over the probe rounds; "
         if (prate) printf "\"only N qps reached\": with 150 queries in flight the offered rate was not reached (server or client too slow; see cpu0/cpu1 busy in runs.csv)."
         printf "\n"
     }' "$1/runs.csv" "$1/probes.csv"

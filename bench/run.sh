@@ -27,11 +27,12 @@
 #                          d every query a miss (unique allowed names)
 #   --rounds N           interleaved rounds, medians reported [3]
 #   --duration S         seconds per dnsperf run [auto: fit --budget, 3..8]
-#   --budget S           wall-clock budget, build excluded [450]
+#   --budget S           wall-clock budget, build excluded [600]
 #   --unpinned           do not pin (default: server on CPU 1, dnsperf + nsd on CPU 0)
 #   --clients N          dnsperf -c [16]      --inflight N   dnsperf -q [150]
 #   --probe-rate QPS     fixed-rate latency probe, dnsperf -Q [50000]; 0 = no probe
 #   --probe-secs S       probe length [2]
+#   --probe-rounds N     interleaved probe rounds, medians reported [3]
 #   --base-port P        upstream on P, targets on P+1..P+7 [5450]
 #   --out DIR            results directory [/tmp/dnsgate-bench/run-STAMP/results]
 #   --install            apt-get install -y the missing tools first
@@ -47,8 +48,8 @@ RUN=/tmp/dnsgate-bench/run-$STAMP
 . "$BENCH/lib.sh"
 
 ALL_TARGETS="nullresp dnsgate dnsgate-100k unbound dnsmasq dnsdist pdns-recursor kresd"
-TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=450; PINNED=1
-CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; BASE_PORT=5450; OUT=""
+TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=600; PINNED=1
+CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; PROBE_ROUNDS=3; BASE_PORT=5450; OUT=""
 INSTALL=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
 APT_PACKAGES="dnsperf nsd unbound dnsmasq-base ldnsutils bind9-dnsutils"
 
@@ -71,6 +72,7 @@ while [ $# -gt 0 ]; do
         --inflight) need "$@"; INFLIGHT=$2; shift 2 ;;
         --probe-rate) need "$@"; PROBE_RATE=$2; shift 2 ;;
         --probe-secs) need "$@"; PROBE_SECS=$2; shift 2 ;;
+        --probe-rounds) need "$@"; PROBE_ROUNDS=$2; shift 2 ;;
         --base-port) need "$@"; BASE_PORT=$2; shift 2 ;;
         --out) need "$@"; OUT=$2; shift 2 ;;
         --install) INSTALL=1; shift ;;
@@ -80,12 +82,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ "$QUICK" = 1 ]; then
-    ROUNDS=1; DURATION=3; WORKLOADS=a,c
+    ROUNDS=1; DURATION=3; WORKLOADS=a,c; PROBE_ROUNDS=1
 fi
-for v in ROUNDS BUDGET CLIENTS INFLIGHT PROBE_RATE PROBE_SECS BASE_PORT DNSGATE_THREADS; do
+for v in ROUNDS BUDGET CLIENTS INFLIGHT PROBE_RATE PROBE_SECS PROBE_ROUNDS BASE_PORT DNSGATE_THREADS; do
     case "${!v}" in ''|*[!0-9]*) die "$v must be a non-negative integer, got '${!v}'" ;; esac
 done
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 10 ] || die "--rounds must be 1..10"
+[ "$PROBE_ROUNDS" -ge 1 ] && [ "$PROBE_ROUNDS" -le 10 ] || die "--probe-rounds must be 1..10"
 [ "$BASE_PORT" -ge 1024 ] && [ "$BASE_PORT" -le 65000 ] || die "--base-port must be 1024..65000"
 WLS=$(echo "$WORKLOADS" | tr ',' ' ')
 for w in $WLS; do case "$w" in a|b|c|d) ;; *) die "unknown workload '$w'" ;; esac; done
@@ -129,7 +132,7 @@ done
 # ------------------------------------------------------------------ plan
 read -r -a TA <<<"$TARGETS"; NT=${#TA[@]}; NW=$(echo "$WLS" | wc -w)
 NRUNS=$((NT * NW * ROUNDS))
-NPROBES=0; [ "$PROBE_RATE" -gt 0 ] && NPROBES=$((NT * NW))
+NPROBES=0; [ "$PROBE_RATE" -gt 0 ] && NPROBES=$((NT * NW * PROBE_ROUNDS))
 SETUP=$((30 + 4 * NT))
 if [ "$DURATION" = auto ]; then
     DURATION=$(( (BUDGET - SETUP - NPROBES * (PROBE_SECS + 2)) / NRUNS - 1 ))
@@ -176,7 +179,7 @@ log "run dir $RUN; $MODE; targets: $TARGETS; workloads $WORKLOADS; $ROUNDS round
 {
     echo "command: bench/run.sh $ARGS"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  kernel $(uname -r)  cpus $(nproc)  mode $MODE"
-    echo "targets: $TARGETS  workloads: $WORKLOADS  rounds: $ROUNDS  duration: ${DURATION}s  clients: $CLIENTS  inflight: $INFLIGHT  probe: ${PROBE_RATE} qps x ${PROBE_SECS}s"
+    echo "targets: $TARGETS  workloads: $WORKLOADS  rounds: $ROUNDS  duration: ${DURATION}s  clients: $CLIENTS  inflight: $INFLIGHT  probe: ${PROBE_RATE} qps x ${PROBE_SECS}s x ${PROBE_ROUNDS}"
     echo "versions: dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }'), $(nsd -v 2>&1 | head -1), unbound $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }'), $(dnsmasq --version 2>/dev/null | head -1 | awk '{ print $1, $3 }')"
     [ -n "$DNSGATE_BIN" ] && echo "dnsgate: $DNSGATE_BIN ($DNSGATE_DESC), --threads $DNSGATE_THREADS $DNSGATE_ARGS"
     echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -216,7 +219,7 @@ done
 
 CSV=$OUT/runs.csv PROBES=$OUT/probes.csv
 echo "round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0_busy,cpu1_busy,policy" >"$CSV"
-echo "workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy" >"$PROBES"
+echo "round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy" >"$PROBES"
 
 # measure TARGET FILE OUTFILE DNSPERF-ARGS... -> "completed lost qps cpu_s us/q upstream/q cpu0% cpu1%"
 measure() {
@@ -255,18 +258,25 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # ------------------------------------------------------------------ latency probe (fixed rate)
+# Interleaved rounds like the saturated runs, medians reported: one short probe per target moved by
+# 10-20 % from run to run, more than the differences it was meant to show.
 if [ "$PROBE_RATE" -gt 0 ]; then
-    tag=p$RANDOM
-    case " $WLS " in *" c "*|*" d "*) gen_unique "$Q" "$tag" $((PROBE_RATE * PROBE_SECS + 1000)) ;; esac
-    log "latency probe: $PROBE_RATE qps for ${PROBE_SECS}s per target and workload"
-    for wl in $WLS; do
-        for t in "${TA[@]}"; do
-            [ "$(date +%s)" -lt "$DEADLINE" ] || break
-            f=$RUN/perf/probe-$wl-$t.txt
-            # shellcheck disable=SC2046
-            set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$f" -l "$PROBE_SECS" -Q "$PROBE_RATE" -v $(once "$wl"))
-            echo "$wl,$t,$PROBE_RATE,$3,$1,$2,$5,$(perf_latency "$f" | tr ' ' ','),${STATUS[$t]}" >>"$PROBES"
+    log "latency probe: $PROBE_RATE qps for ${PROBE_SECS}s per target and workload, $PROBE_ROUNDS round(s)"
+    for round in $(seq 1 "$PROBE_ROUNDS"); do
+        [ "$(date +%s)" -lt "$DEADLINE" ] || { log "deadline reached: stopping the probes early"; break; }
+        tag=p$round$RANDOM   # unique names are new each round, or the second round would hit the cache
+        case " $WLS " in *" c "*|*" d "*) gen_unique "$Q" "$tag" $((PROBE_RATE * PROBE_SECS + 1000)) ;; esac
+        for wl in $WLS; do
+            k=$(( (round - 1) % NT ))
+            for t in "${TA[@]:k}" "${TA[@]:0:k}"; do
+                [ "$(date +%s)" -lt "$DEADLINE" ] || break
+                f=$RUN/perf/probe-$round-$wl-$t.txt
+                # shellcheck disable=SC2046
+                set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$f" -l "$PROBE_SECS" -Q "$PROBE_RATE" -v $(once "$wl"))
+                echo "$round,$wl,$t,$PROBE_RATE,$3,$1,$2,$5,$(perf_latency "$f" | tr ' ' ','),${STATUS[$t]}" >>"$PROBES"
+            done
         done
+        rm -f "$Q/c_$tag.txt" "$Q/d_$tag.txt"
     done
 fi
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
