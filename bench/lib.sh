@@ -481,8 +481,10 @@ print_tables() {
         ur[$1 SUBSEP k] = $8; if ($1 + 0 > maxr) maxr = $1 + 0
         b0[$2] += $10; b1[$2] += $11; fo[$2] += $11 - $6 * $8 / 1e4; nb[$2]++
     }
-    f == 2 {  # round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy
+    f == 2 {  # round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy,cpu0_busy,cpu1_busy,cpu1_other
         pr = po ? $1 : 1; k = $(1 + po) SUBSEP $(2 + po); prate = $(3 + po)
+        # CPU 1 busy with anything but the probed server: another process ran on its core (pinned runs)
+        if (po && NF >= 14 && (!($2 in pother) || $14 + 0 > pother[$2])) pother[$2] = $14 + 0
         pus[k] = pus[k] " " $(7 + po); pach[k] = pach[k] " " $(4 + po)
         if ($(8 + po) != "-") { p50[k] = p50[k] " " $(8 + po); p99[k] = p99[k] " " $(9 + po) }
         pdone[k] += $(5 + po); plostn[k] += $(6 + po)
@@ -558,6 +560,8 @@ print_tables() {
                 printf "\ndnsgate with 100,000 allow entries / with 200: CPU per query %s, QPS %s\n", ratio(U["dnsgate-100k"], U["dnsgate"]), ratio(Q["dnsgate-100k"], Q["dnsgate"])
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
+            # Ticks at 100 Hz over 2-3 s: about 10 points of noise either way, so only a clear excess counts.
+            if (mode == "pinned" && (wl in pother)) printf "\nDuring the fixed-rate probes, CPU 1 was at most %.0f %% busy with anything but the probed server%s.\n", (pother[wl] > 0) ? pother[wl] : 0, (pother[wl] > 20) ? " (**probes disturbed**: another process ran on the server core)" : ""
             if (wl == "a") for (i = 1; i <= m; i++) if (O[i] != "nullresp" && UP[O[i]] > 0) printf "\n**LEAK: %s forwarded denied names (%.3f upstream queries per query)**\n", O[i], UP[O[i]]
             delete O; delete Q; delete U; delete UP; delete PU
         }

@@ -219,9 +219,10 @@ done
 
 CSV=$OUT/runs.csv PROBES=$OUT/probes.csv
 echo "round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0_busy,cpu1_busy,policy" >"$CSV"
-echo "round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy" >"$PROBES"
+echo "round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy,cpu0_busy,cpu1_busy,cpu1_other" >"$PROBES"
 
-# measure TARGET FILE OUTFILE DNSPERF-ARGS... -> "completed lost qps cpu_s us/q upstream/q cpu0% cpu1%"
+# measure TARGET FILE OUTFILE DNSPERF-ARGS... -> "completed lost qps cpu_s us/q upstream/q cpu0% cpu1% cpu1-other%"
+# (cpu1-other%: CPU 1 busy with anything but this server, which only means something when pinned)
 measure() {
     local t=$1 file=$2 out=$3 c0 c1 u0 u1 b0 b1; shift 3
     u0=$(upstream_counts); b0=$(cpu_busy); c0=$(cpu_ticks ${PIDS[$t]})
@@ -230,8 +231,9 @@ measure() {
     # 1 completed 2 lost 3 qps | 4,5 server ticks | 6-8, 9-11 upstream counts | 12-15, 16-19 cpu0/cpu1 busy,total
     echo "$(perf_numbers "$out") $c0 $c1 $u0 $u1 $b0 $b1" | awk -v hz="$CLK_TCK" '{
         c = $1; cpu = ($5 - $4) / hz
-        printf "%d %d %d %.2f %.2f %.3f %.0f %.0f\n", c, $2, $3, cpu, (c > 0) ? 1e6 * cpu / c : 0,
-            (c > 0) ? ($9 - $6) / c : 0, 100 * ($16 - $12) / ($17 - $13 + 1e-9), 100 * ($18 - $14) / ($19 - $15 + 1e-9) }'
+        printf "%d %d %d %.2f %.2f %.3f %.0f %.0f %.0f\n", c, $2, $3, cpu, (c > 0) ? 1e6 * cpu / c : 0,
+            (c > 0) ? ($9 - $6) / c : 0, 100 * ($16 - $12) / ($17 - $13 + 1e-9), 100 * ($18 - $14) / ($19 - $15 + 1e-9),
+            100 * ($18 - $14 - ($5 - $4)) / ($19 - $15 + 1e-9) }'
 }
 
 # query file of workload WL (TAG: this round's unique names); c and d are played once
@@ -259,24 +261,26 @@ done
 
 # ------------------------------------------------------------------ latency probe (fixed rate)
 # Interleaved rounds like the saturated runs, medians reported: one short probe per target moved by
-# 10-20 % from run to run, more than the differences it was meant to show.
+# 10-20 % from run to run, more than the differences it was meant to show. All rounds of a workload
+# run before the next workload: a peer that a flood of misses (d) leaves busy or wedged must not
+# disturb the other workloads' probes. CPU busy is recorded so that a disturbed probe shows.
 if [ "$PROBE_RATE" -gt 0 ]; then
     log "latency probe: $PROBE_RATE qps for ${PROBE_SECS}s per target and workload, $PROBE_ROUNDS round(s)"
-    for round in $(seq 1 "$PROBE_ROUNDS"); do
-        [ "$(date +%s)" -lt "$DEADLINE" ] || { log "deadline reached: stopping the probes early"; break; }
-        tag=p$round$RANDOM   # unique names are new each round, or the second round would hit the cache
-        case " $WLS " in *" c "*|*" d "*) gen_unique "$Q" "$tag" $((PROBE_RATE * PROBE_SECS + 1000)) ;; esac
-        for wl in $WLS; do
+    for wl in $WLS; do
+        for round in $(seq 1 "$PROBE_ROUNDS"); do
+            [ "$(date +%s)" -lt "$DEADLINE" ] || { log "deadline reached: stopping the probes early"; break 2; }
+            tag=p$round$RANDOM   # unique names are new each round, or the second round would hit the cache
+            case "$wl" in c|d) gen_unique "$Q" "$tag" $((PROBE_RATE * PROBE_SECS + 1000)) ;; esac
             k=$(( (round - 1) % NT ))
             for t in "${TA[@]:k}" "${TA[@]:0:k}"; do
                 [ "$(date +%s)" -lt "$DEADLINE" ] || break
                 f=$RUN/perf/probe-$round-$wl-$t.txt
                 # shellcheck disable=SC2046
                 set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$f" -l "$PROBE_SECS" -Q "$PROBE_RATE" -v $(once "$wl"))
-                echo "$round,$wl,$t,$PROBE_RATE,$3,$1,$2,$5,$(perf_latency "$f" | tr ' ' ','),${STATUS[$t]}" >>"$PROBES"
+                echo "$round,$wl,$t,$PROBE_RATE,$3,$1,$2,$5,$(perf_latency "$f" | tr ' ' ','),${STATUS[$t]},$7,$8,$9" >>"$PROBES"
             done
+            rm -f "$Q/c_$tag.txt" "$Q/d_$tag.txt"
         done
-        rm -f "$Q/c_$tag.txt" "$Q/d_$tag.txt"
     done
 fi
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
