@@ -21,9 +21,11 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
 
     /// The state for `key`, now the most recently used; nil when there is none.
     mutating func touch(_ key: Key) -> State? {
-        if let m = last, m.key == key {
-            order.touch(m.state.recencyHandle)
-            return m.state
+        // `last` is compared in place: binding it (`if let m = last`) copied its state, one more
+        // retain and release on every query.
+        if last?.key == key, let state = last?.state {
+            order.touch(state.recencyHandle)
+            return state
         }
         guard let state = byKey[key] else { return nil }
         order.touch(state.recencyHandle)

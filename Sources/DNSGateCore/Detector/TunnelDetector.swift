@@ -49,9 +49,11 @@ public final class TunnelDetector {
     private let labelScratch = UnsafeMutableBufferPointer<Range<Int>>.allocate(capacity: 128)
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<HashedName>
-    /// The previous query's registered domain, whether `bypassDomains` holds it, and its client's pair
-    /// key (see `RecentStates`: consecutive queries mostly share them, and comparing is cheaper than hashing).
-    private var lastDomain: (domain: HashedName, hasBypassNames: Bool, client: String, pair: PairKey)?
+    /// The previous query's registered domain (by its keyed hash, as `PairKey` tells pairs apart: a
+    /// copy of the name was a retain and a release whenever the domain changed), whether
+    /// `bypassDomains` holds it, and its client's pair key (see `RecentStates`: consecutive queries
+    /// mostly share them, and comparing is cheaper than hashing).
+    private var lastDomain: (domainHash: UInt64, hasBypassNames: Bool, client: String, pair: PairKey)?
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -88,38 +90,43 @@ public final class TunnelDetector {
     /// - Returns: new alerts only; repeats within an episode update `alertsSnapshot()` instead.
     @discardableResult
     public func observe(_ e: QueryEvent, budgetKey: String? = nil, registeredDomain: HashedName? = nil, nameHash: UInt64? = nil) -> [DetectorAlert] {
+        if let registeredDomain { return observe(e, budgetKey: budgetKey, domain: registeredDomain, nameHash: nameHash) }
+        return observe(e, budgetKey: budgetKey, domain: HashedName(suffixes.registeredDomain(e.name)), nameHash: nameHash)
+    }
+
+    /// The domain is borrowed, not bound to a local: `let domain = registeredDomain ?? …` made two
+    /// copies of the name, each a retain and a release per query.
+    private func observe(_ e: QueryEvent, budgetKey: String?, domain hashedDomain: HashedName, nameHash: UInt64?) -> [DetectorAlert] {
         var out: [DetectorAlert] = []
-        let hashedDomain = registeredDomain ?? HashedName(suffixes.registeredDomain(e.name))
-        let domain = hashedDomain.name
         let client = touchClient(e)
 
         var unheld: Episode?
         let hasBypassNames: Bool, key: PairKey
-        if let m = lastDomain, m.domain == hashedDomain {
+        if let m = lastDomain, m.domainHash == hashedDomain.hash {
             hasBypassNames = m.hasBypassNames
             if m.client == e.client { key = m.pair } else {
-                key = PairKey(client: e.client, domain: hashedDomain)
-                lastDomain = (hashedDomain, hasBypassNames, e.client, key)
+                key = PairKey(client: e.client, domainHash: hashedDomain.hash)
+                lastDomain = (hashedDomain.hash, hasBypassNames, e.client, key)
             }
         } else {
             hasBypassNames = bypassDomains.contains(hashedDomain)
-            key = PairKey(client: e.client, domain: hashedDomain)
-            lastDomain = (hashedDomain, hasBypassNames, e.client, key)
+            key = PairKey(client: e.client, domainHash: hashedDomain.hash)
+            lastDomain = (hashedDomain.hash, hasBypassNames, e.client, key)
         }
-        if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: domain, time: e.time,
+        if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: hashedDomain.name, time: e.time,
                                           evidence: .bypass,
                                           samples: SampleRing(e.name), held: &unheld) {
             out.append(a)
         }
 
-        if let pair = trackedPair(key, client: client, domain: domain, event: e) {
-            update(pair, with: e, domainLabels: domain.labelCount, nameHash: nameHash)
-            let raised = evaluate(pair, domain: domain, event: e, client: client)
+        if let pair = trackedPair(key, client: client, domain: hashedDomain.name, event: e) {
+            update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
+            let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
             if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
         }
 
         if let budgetKey {
-            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: domain) { out.append(a) }
+            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: hashedDomain.name) { out.append(a) }
         }
         return out
     }
@@ -197,7 +204,7 @@ public final class TunnelDetector {
 
     /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
     public func features(client: String, registeredDomain: DNSName, at time: Double) -> PairFeatures? {
-        let key = PairKey(client: client, domain: HashedName(registeredDomain))
+        let key = PairKey(client: client, domainHash: HashedName(registeredDomain).hash)
         if let p = pairs[key] { return features(of: p, at: time) }
         // A pair seen once: its first query alone, in a state of its own that is not kept.
         guard let first = firstQueries.peek(key.id, client: client) else { return nil }
@@ -548,10 +555,12 @@ extension TunnelDetector: Sendable {}
 private struct PairKey: Hashable {
     let id: UInt64
 
-    /// The client's bytes hashed with the domain's hash (a keyed hash of its own) as the seed.
-    init(client: String, domain: HashedName) {
+    /// The client's bytes hashed with the domain's hash (`HashedName.hash`, a keyed hash of its own)
+    /// as the seed. The hash, not the name: an initializer owns its arguments, and a name passed in
+    /// was retained and released for nothing.
+    init(client: String, domainHash: UInt64) {
         var c = client
-        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: domain.hash ^ 0x7061_6972) }
+        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: domainHash ^ 0x7061_6972) }
     }
 
     // Already a keyed hash: the table's seed is folded in with one multiply, no second pass.
