@@ -38,15 +38,19 @@ public struct RegisteredDomainMemo {
     /// `suffixes.registeredDomain(name)` with its hash, from the memo when the parent is known; the
     /// hash is computed once per remembered parent (or taken from `name` when that is the domain).
     public mutating func registeredDomain(of name: HashedName, in suffixes: PublicSuffixList) -> HashedName {
-        let w = name.name.wire
-        guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return HashedName(suffixes.registeredDomain(name.name)) }   // root, one label
-        let parent = w[(Int(w[0]) + 1)...]
-        let h = max(1, parent.withUnsafeBytes { TableHash.hash($0, seed: 0x6D65_6D6F) })
+        // The parent is hashed through a buffer pointer: the wire bytes bound to a local were a copy,
+        // a retain and a release on every query.
+        let parentHash: UInt64? = name.name.wire.withUnsafeBytes { w in
+            guard w[0] != 0, w[Int(w[0]) + 1] != 0 else { return nil }   // root, one label
+            return max(1, TableHash.hash(UnsafeRawBufferPointer(rebasing: w[(Int(w[0]) + 1)...]), seed: 0x6D65_6D6F))
+        }
+        guard let h = parentHash else { return HashedName(suffixes.registeredDomain(name.name)) }
         let slot = Int(truncatingIfNeeded: h) & mask
         if slots[slot].parent == h { return slots[slot].domain ?? name }
+        let w = name.name.wire
         let o = suffixes.registeredDomainOffset(name.name)
         let domain = o == 0 ? name : HashedName(DNSName(uncheckedWire: Array(w[o...])))
-        if !suffixes.isListed(parent) { slots[slot] = Entry(parent: h, domain: o == 0 ? nil : domain) }
+        if !suffixes.isListed(w[(Int(w[0]) + 1)...]) { slots[slot] = Entry(parent: h, domain: o == 0 ? nil : domain) }
         return domain
     }
 }

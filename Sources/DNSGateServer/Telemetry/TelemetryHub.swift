@@ -73,17 +73,21 @@ final class TelemetryHub: @unchecked Sendable {
     }
 
     /// Consecutive adds of one key, counted until another key comes.
+    ///
+    /// The key is read in place (`key!`), never bound to a local: `if let key` copied it, one more
+    /// retain and release each time the run changed, which on a flood of names is every query.
     struct Run<Key: Hashable> {
         private var key: Key?
         private var length: UInt64 = 0
 
         mutating func count(_ k: Key, into table: SpaceSaving<Key>) {
-            if k != key { end(into: table); key = k }
-            length += 1
+            if key == k { length += 1; return }
+            if length > 0 { table.add(key!, weight: length) }
+            key = k; length = 1
         }
 
         mutating func end(into table: SpaceSaving<Key>) {
-            if let key, length > 0 { table.add(key, weight: length) }
+            if length > 0 { table.add(key!, weight: length) }
             key = nil; length = 0
         }
     }
@@ -213,12 +217,14 @@ final class TelemetryHub: @unchecked Sendable {
         actionCounters.count(r.action.ordinal)
         if let rc = r.rcode { rcodeCounters.count(Int(rc.rawValue)) }
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
-        guard let name = r.name, let type = r.type else { return }
+        // Names are read in place (`r.name!`, `domain!`), not bound to locals or merged with `??`:
+        // each binding was a copy, a retain and a release per query.
+        guard r.name != nil, let type = r.type else { return }
         typeCounters.count(Int(type.rawValue))
         // The query path's hash of the name when it left one; the tables below all key on it.
-        let hashed = r.nameHash != 0 ? HashedName(name, hash: r.nameHash) : HashedName(name)
+        let hashed = r.nameHash != 0 ? HashedName(r.name!, hash: r.nameHash) : HashedName(r.name!)
         let domain = registeredDomain(of: hashed)
-        t.count(client: r.client, domain: domain ?? hashed)
+        if domain != nil { t.count(client: r.client, domain: domain!) } else { t.count(client: r.client, domain: hashed) }
         if r.isDenied { t.deniedNames.add(hashed) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
@@ -230,7 +236,7 @@ final class TelemetryHub: @unchecked Sendable {
         t.perSecond[sec % 60] += 1
         // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
         if let rc = r.rcode {
-            detector?.observe(QueryEvent(time: r.time, client: r.client, name: name, type: type, rcode: rc), record: r, registeredDomain: domain,
+            detector?.observe(QueryEvent(time: r.time, client: r.client, name: hashed.name, type: type, rcode: rc), record: r, registeredDomain: domain,
                               nameHash: hashed.hash)
         }
     }
