@@ -153,11 +153,9 @@ public final class QueryPipeline: Sendable {
     /// The policy in force, from the caller's scratch while the generation has not moved.
     @inline(__always)
     private func currentSnapshot(_ scratch: QueryScratch?) -> PolicySnapshot {
-        guard let scratch else { return snapshot }
-        if let held = scratch.policy, held.generation == generation.value { return held }
-        let fresh = snapshot
-        scratch.policy = fresh
-        return fresh
+        if scratch == nil { return snapshot }
+        if scratch!.policy?.generation != generation.value { scratch!.policy = snapshot }
+        return scratch!.policy!
     }
 
     /// Replaces the live exceptions (the server validates, persists and prunes them).
@@ -187,7 +185,7 @@ public final class QueryPipeline: Sendable {
                         overTCP: Bool, now: Double, scratch: QueryScratch? = nil) -> PipelineOutcome {
         let q: QueryView
         do {
-            if let scratch { q = try RequestSanity.view(msg, names: &scratch.names) } else { q = try RequestSanity.view(msg) }
+            if scratch != nil { q = try RequestSanity.view(msg, names: &scratch!.names) } else { q = try RequestSanity.view(msg) }
         } catch {
             switch error {
             case .drop(let why):
@@ -278,14 +276,14 @@ public final class QueryPipeline: Sendable {
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.
     @inline(__always)
     private func build(_ scratch: QueryScratch?, _ body: (inout [UInt8]) -> Void) -> [UInt8] {
-        guard let scratch else {
+        if scratch == nil {
             var out = [UInt8](); out.reserveCapacity(256)
             body(&out)
             return out
         }
-        scratch.reply.removeAll(keepingCapacity: true)
-        body(&scratch.reply)
-        return scratch.reply
+        scratch!.reply.removeAll(keepingCapacity: true)
+        body(&scratch!.reply)
+        return scratch!.reply
     }
 
     /// Caches an upstream answer and renders it for the client who asked.
