@@ -29,6 +29,33 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertLessThan(log.events(client: "192.0.2.7", since: t1).events.count, 1_000)
     }
 
+    /// Runs of one client or one registered domain are added to the top-k tables once, with their
+    /// length: whatever the runs, each key ends up with exactly its number of queries.
+    func testTopTablesCountRunsExactly() throws {
+        let hub = TelemetryHub(suffixes: PublicSuffixList(text: "test\n"), detector: nil)
+        let t0 = 1_800_000_000.0
+        func record(_ client: String, _ name: String) throws -> QueryRecord {
+            QueryRecord(time: t0, client: client, overTCP: false, name: try DNSName(name), type: .a, action: .sinkholed,
+                        rcode: .nxDomain, rule: nil, entryIndex: nil, denial: .notListed, audited: false, problem: nil)
+        }
+        // (client, registered domain): runs of one, of several, and a key coming back after another.
+        let traffic = [("192.0.2.1", "a1.one.test"), ("192.0.2.1", "a2.one.test"), ("192.0.2.1", "a3.one.test"),
+                       ("192.0.2.2", "b1.two.test"), ("192.0.2.1", "a4.one.test"), ("192.0.2.2", "c1.three.test"),
+                       ("192.0.2.2", "c2.three.test")]
+        for (c, n) in traffic { hub.observe(try record(c, n)) }
+        hub.drain()
+        func counts(_ table: String) -> [String: Int] {
+            let rows = hub.statsObject(now: t0)[table] as? [[String: Any]] ?? []
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["key"] as? String ?? "?", ($0["count"] as? UInt64).map(Int.init) ?? -1) })
+        }
+        XCTAssertEqual(counts("top_clients"), ["192.0.2.1": 4, "192.0.2.2": 3])
+        XCTAssertEqual(counts("top_registered_domains"), ["one.test.": 4, "two.test.": 1, "three.test.": 2])
+        // A later batch continues the counts, the open runs of the first having been added at its end.
+        hub.observe(try record("192.0.2.2", "c3.three.test"))
+        hub.drain()
+        XCTAssertEqual(counts("top_registered_domains"), ["one.test.": 4, "two.test.": 1, "three.test.": 3])
+    }
+
     /// A listener that still has queries waiting puts record processing off, up to a bound.
     func testCatchUpWaitsOutABacklogUpToItsBound() throws {
         let log = ViolationLog(capacity: 10_000)

@@ -74,20 +74,21 @@ final class TelemetryHub: @unchecked Sendable {
 
     /// Consecutive adds of one key, counted until another key comes.
     ///
-    /// The key is read in place (`key!`), never bound to a local: `if let key` copied it, one more
-    /// retain and release each time the run changed, which on a flood of names is every query.
+    /// The key is read in place (`key!` after a nil test), never bound to a local: `if let key`
+    /// copied it, one more retain and release each time the run changed, which on a flood of names
+    /// is every query.
     struct Run<Key: Hashable> {
         private var key: Key?
         private var length: UInt64 = 0
 
         mutating func count(_ k: Key, into table: SpaceSaving<Key>) {
             if key == k { length += 1; return }
-            if length > 0 { table.add(key!, weight: length) }
+            end(into: table)
             key = k; length = 1
         }
 
         mutating func end(into table: SpaceSaving<Key>) {
-            if length > 0 { table.add(key!, weight: length) }
+            if length > 0, key != nil { table.add(key!, weight: length) }
             key = nil; length = 0
         }
     }
