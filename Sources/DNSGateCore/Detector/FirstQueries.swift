@@ -41,17 +41,21 @@ struct FirstQueries {
     /// The first query held for `pair`, removed from the table; nil when none is held.
     mutating func take(_ pair: UInt64, client: String) -> QueryEvent? {
         guard let at = position(of: pair) else { return nil }
-        let h = ring[at.ring]
+        let e = event(at: at.ring, client: client)
         ring[at.ring].name = nil
         unindex(at.index)
         count -= 1
-        return QueryEvent(time: h.time, client: client, name: h.name!, type: h.type, rcode: h.rcode)
+        return e
     }
 
     /// The first query held for `pair`, left in place.
     func peek(_ pair: UInt64, client: String) -> QueryEvent? {
-        guard let at = position(of: pair) else { return nil }
-        let h = ring[at.ring]
+        position(of: pair).map { event(at: $0.ring, client: client) }
+    }
+
+    /// The query held at ring position `r`, which must be in use.
+    private func event(at r: Int, client: String) -> QueryEvent {
+        let h = ring[r]
         return QueryEvent(time: h.time, client: client, name: h.name!, type: h.type, rcode: h.rcode)
     }
 
