@@ -24,13 +24,14 @@ port_of() {
         pdns-recursor) echo $((BASE_PORT + 6)) ;;
         kresd) echo $((BASE_PORT + 7)) ;;
         dnsgate-100k) echo $((BASE_PORT + 8)) ;;
+        dnsgate-nodetector) echo $((BASE_PORT + 9)) ;;
         *) return 1 ;;
     esac
 }
 # the executable a target needs (nullresp needs a C compiler, dnsgate is built)
 binary_of() {
     case "$1" in
-        nullresp) echo cc ;; dnsgate|dnsgate-100k) echo "" ;; unbound) echo unbound ;;
+        nullresp) echo cc ;; dnsgate|dnsgate-100k|dnsgate-nodetector) echo "" ;; unbound) echo unbound ;;
         dnsmasq) echo dnsmasq ;; dnsdist) echo dnsdist ;;
         pdns-recursor) echo pdns_recursor ;; kresd) echo kresd ;;
     esac
@@ -182,6 +183,8 @@ configure() { # NAME -> files under $RUN/conf/NAME/
         cc -O2 -pthread -o "$d/nullresp" "$BENCH/nullresp/nullresp.c" || die "cannot compile bench/nullresp/nullresp.c" ;;
     dnsgate) : ;;   # reads policy/allowlist.txt itself
     dnsgate-100k) pad_allowlist "$d/allowlist-100k.txt" ;;
+    dnsgate-nodetector)   # the flags below set everything else, as for dnsgate
+        printf 'detector:\n  enabled: false\nstate_file: %s/state.json\n' "$d" >"$d/nodetector.yaml" ;;
     unbound)
         printf '.  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n' >"$d/root.hints"
         { cat <<EOF
@@ -310,11 +313,12 @@ start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
     port=$(port_of "$name")
     case "$name" in
     nullresp) spawn "$name" "$cpu" "$d/nullresp" -a "$ADDR" -p "$port" -t 1 ;;
-    dnsgate|dnsgate-100k)
-        local allow=$BENCH/policy/allowlist.txt
+    dnsgate|dnsgate-100k|dnsgate-nodetector)
+        local allow=$BENCH/policy/allowlist.txt config=--no-config
         [ "$name" = dnsgate-100k ] && allow=$d/allowlist-100k.txt
+        [ "$name" = dnsgate-nodetector ] && config="--config=$d/nodetector.yaml"
         # shellcheck disable=SC2086
-        spawn "$name" "$cpu" "$DNSGATE_BIN" serve --no-config --listen "$ADDR:$port" \
+        spawn "$name" "$cpu" "$DNSGATE_BIN" serve "$config" --listen "$ADDR:$port" \
             --upstream "$ADDR:$(port_of upstream)" --allow "$allow" \
             --sinkhole nxdomain --mode enforce --control "$d/control.sock" \
             --threads "$DNSGATE_THREADS" --query-log none $DNSGATE_ARGS ;;
@@ -503,6 +507,7 @@ print_tables() {
             # order: dnsgate, peers by CPU per query, nullresp last
             m = 0; if (index(" " tl[wl] " ", " dnsgate ")) O[++m] = "dnsgate"
             if (index(" " tl[wl] " ", " dnsgate-100k ")) O[++m] = "dnsgate-100k"
+            if (index(" " tl[wl] " ", " dnsgate-nodetector ")) O[++m] = "dnsgate-nodetector"
             g = m   # dnsgate rows first, then the peers by CPU per query
             for (i = 1; i <= n; i++) if (T[i] !~ /^dnsgate/ && T[i] != "nullresp") O[++m] = T[i]
             for (i = g + 2; i <= m; i++) for (j = i; j > g + 1 && U[O[j - 1]] > U[O[j]]; j--) { x = O[j]; O[j] = O[j - 1]; O[j - 1] = x }
@@ -519,6 +524,7 @@ print_tables() {
                 t = O[i]; k = wl SUBSEP t
                 label = t; if (t == "nullresp") label = "nullresp (floor, no policy)"
                 if (t == "dnsgate-100k") label = "dnsgate, 100,000-entry allow-list"
+                if (t == "dnsgate-nodetector") label = "dnsgate, detector off (not the product)"
                 if (pol[k] == "FAIL") label = label " **POLICY FAIL**"
                 printf "| %s | %.0f | %.1f | %s | %.0f | %.2f | %.3f |", label, Q[t], U[t], ratio(U[t], U[ref]), Q[t] * U[t] / 1e4,
                     (done[k] + lost[k] > 0) ? 100 * lost[k] / (done[k] + lost[k]) : 0, UP[t]
@@ -558,6 +564,13 @@ print_tables() {
             }
             if (hasg && ("dnsgate-100k" in U) && U["dnsgate-100k"] > 0)
                 printf "\ndnsgate with 100,000 allow entries / with 200: CPU per query %s, QPS %s\n", ratio(U["dnsgate-100k"], U["dnsgate"]), ratio(Q["dnsgate-100k"], Q["dnsgate"])
+            # What the detector costs, and where dnsgate would stand without it: never the result itself.
+            if (hasg && ("dnsgate-nodetector" in U) && U["dnsgate-nodetector"] > 0) {
+                printf "\nThe detector: dnsgate with it on, %.2f µs a query, without it %.2f (%+.2f)", U["dnsgate"], U["dnsgate-nodetector"], U["dnsgate"] - U["dnsgate-nodetector"]
+                if (best != "") printf "; without it dnsgate / %s: %s", best, ratio(U["dnsgate-nodetector"], U[best])
+                if (PU["dnsgate"] > 0 && PU["dnsgate-nodetector"] > 0) printf "; at %s qps %.2f against %.2f (%+.2f)%s", prate, PU["dnsgate"], PU["dnsgate-nodetector"], PU["dnsgate"] - PU["dnsgate-nodetector"], (pbest != "") ? sprintf(", without it / %s %s", pbest, ratio(PU["dnsgate-nodetector"], PU[pbest])) : ""
+                printf "\n"
+            }
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
             # Ticks at 100 Hz over 2-3 s: about 10 points of noise either way, so only a clear excess counts.

@@ -20,7 +20,9 @@
 #   --targets LIST       comma list of nullresp,dnsgate,dnsgate-100k,unbound,
 #                        dnsmasq,dnsdist,pdns-recursor,kresd [all that are
 #                        installed]; dnsgate-100k is dnsgate with the same list
-#                        padded to 100,000 entries (cost flat in list size)
+#                        padded to 100,000 entries (cost flat in list size);
+#                        dnsgate-nodetector (only when named) is dnsgate with
+#                        the detector off, to show what the detector costs
 #   --workloads LIST     a,b,c,d [a,b,c,d]:
 #                          a denied names (sinkhole)   b allowed, cache-hot
 #                          c CI mix 85% hot/10% denied/5% unique miss
@@ -48,6 +50,7 @@ RUN=/tmp/dnsgate-bench/run-$STAMP
 . "$BENCH/lib.sh"
 
 ALL_TARGETS="nullresp dnsgate dnsgate-100k unbound dnsmasq dnsdist pdns-recursor kresd"
+OPTIONAL_TARGETS="dnsgate-nodetector"   # only when named in --targets
 TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=600; PINNED=1
 CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; PROBE_ROUNDS=3; BASE_PORT=5450; OUT=""
 INSTALL=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
@@ -124,7 +127,7 @@ fi
 [ "$PEERS_ONLY" = 1 ] && TARGETS=$(echo "$TARGETS" | tr ' ' '\n' | grep -v '^dnsgate' | tr '\n' ' ')
 TARGETS=$(echo "$TARGETS" | xargs)
 for t in $TARGETS; do
-    port_of "$t" >/dev/null || die "unknown target '$t' (known: $ALL_TARGETS)"
+    port_of "$t" >/dev/null || die "unknown target '$t' (known: $ALL_TARGETS $OPTIONAL_TARGETS)"
     b=$(binary_of "$t"); [ -z "$b" ] || command -v "$b" >/dev/null 2>&1 || die "target $t needs '$b', which is not installed"
 done
 [ -n "$TARGETS" ] || die "no targets"
@@ -145,7 +148,7 @@ EST=$(( SETUP + NRUNS * (DURATION + 1) + NPROBES * (PROBE_SECS + 2) ))
 DEADLINE=$(( $(date +%s) + EST + 120 ))   # hard stop for every loop below
 
 # ------------------------------------------------------------------ dnsgate build
-if echo " $TARGETS " | grep -qE ' dnsgate(-100k)? '; then
+if echo " $TARGETS " | grep -qE ' dnsgate(-100k|-nodetector)? '; then
     if [ -z "$DNSGATE_BIN" ]; then
         t0=$(date +%s)
         build_dnsgate "$DNSGATE_REV" /tmp/dnsgate-bench >&2 \
@@ -288,7 +291,7 @@ echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 # ------------------------------------------------------------------ dnsgate's own account
 # Every answered query must have gone through counters and detector (a run that shed telemetry
 # would flatter the CPU figures), and the resident size is part of the result.
-for t in dnsgate dnsgate-100k; do
+for t in dnsgate dnsgate-100k dnsgate-nodetector; do
     pid=${PIDS[$t]:-}; [ -n "$pid" ] || continue
     dropped=$("$DNSGATE_BIN" stats --json --control "$RUN/conf/$t/control.sock" 2>/dev/null \
         | awk -F'[:,]' '/"telemetry_dropped"/ { gsub(/ /, "", $2); print $2 }')
@@ -298,5 +301,5 @@ for t in dnsgate dnsgate-100k; do
 done
 
 # ------------------------------------------------------------------ table
-{ print_tables "$OUT"; echo; grep -E '^dnsgate(-100k)?: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
+{ print_tables "$OUT"; echo; grep -E '^dnsgate(-100k|-nodetector)?: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
 log "raw: $CSV $PROBES; policy proof: $OUT/verify.txt; dnsperf output: $RUN/perf/"
