@@ -476,6 +476,15 @@ print_tables() {
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     function ratio(x, y) { return (x > 0 && y > 0) ? sprintf("%.2f", x / y) : "-" }
+    # "r1 / r2 / ...": the ratio of targets x and y in each round of workload wl, from v[round, wl, target]
+    function byround(v, n, wl, x, y,   r, s, a1, a2) {
+        s = ""
+        for (r = 1; r <= n; r++) {
+            a1 = r SUBSEP wl SUBSEP x; a2 = r SUBSEP wl SUBSEP y
+            if ((a1 in v) && (a2 in v)) s = s (s == "" ? "" : " / ") ratio(v[a1], v[a2])
+        }
+        return s
+    }
     FNR == 1 { f++; if (f == 2) po = ($1 == "round") ? 1 : 0; next }   # probes.csv of older runs has no round column
     f == 1 {  # round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0,cpu1,policy
         k = $2 SUBSEP $3
@@ -544,21 +553,13 @@ print_tables() {
             # Rounds are interleaved, so the ratio of each round compares runs minutes apart: their spread
             # shows how much of a small difference the noise of the host could explain.
             if (hasg && best != "" && maxr > 1) {
-                pr = ""
-                for (r = 1; r <= maxr; r++) {
-                    a1 = r SUBSEP wl SUBSEP "dnsgate"; a2 = r SUBSEP wl SUBSEP best
-                    if ((a1 in ur) && (a2 in ur)) pr = pr (pr == "" ? "" : " / ") ratio(ur[a1], ur[a2])
-                }
+                pr = byround(ur, maxr, wl, "dnsgate", best)
                 if (pr != "") printf "\ndnsgate / %s, CPU per query round by round: %s\n", best, pr
             }
             # The same comparison at the fixed rate: best peer by its median CPU per query there.
             pbest = ""; for (i = 1; i <= m; i++) if (O[i] !~ /^dnsgate/ && O[i] != "nullresp" && PU[O[i]] > 0 && (pbest == "" || PU[O[i]] < PU[pbest])) pbest = O[i]
             if (hasg && pbest != "" && PU["dnsgate"] > 0) {
-                pr = ""
-                for (r = 1; r <= pmaxr; r++) {
-                    a1 = r SUBSEP wl SUBSEP "dnsgate"; a2 = r SUBSEP wl SUBSEP pbest
-                    if ((a1 in pur) && (a2 in pur)) pr = pr (pr == "" ? "" : " / ") ratio(pur[a1], pur[a2])
-                }
+                pr = byround(pur, pmaxr, wl, "dnsgate", pbest)
                 printf "\nAt %s qps: dnsgate / best peer CPU per query %s (best %s, %.1f µs)%s\n", prate, ratio(PU["dnsgate"], PU[pbest]), pbest, PU[pbest],
                     (pmaxr > 1 && pr != "") ? "; round by round: " pr : ""
             }
