@@ -28,10 +28,10 @@ port_of() {
         *) return 1 ;;
     esac
 }
-# the executable a target needs (nullresp needs a C compiler, dnsgate is built)
+# the executable a target needs (nullresp needs a C compiler; every dnsgate* target runs the built dnsgate)
 binary_of() {
     case "$1" in
-        nullresp) echo cc ;; dnsgate|dnsgate-100k|dnsgate-nodetector) echo "" ;; unbound) echo unbound ;;
+        nullresp) echo cc ;; dnsgate*) echo "" ;; unbound) echo unbound ;;
         dnsmasq) echo dnsmasq ;; dnsdist) echo dnsdist ;;
         pdns-recursor) echo pdns_recursor ;; kresd) echo kresd ;;
     esac
@@ -313,7 +313,7 @@ start_target() { # NAME CPU -> 0 when it answers a denied name with NXDOMAIN
     port=$(port_of "$name")
     case "$name" in
     nullresp) spawn "$name" "$cpu" "$d/nullresp" -a "$ADDR" -p "$port" -t 1 ;;
-    dnsgate|dnsgate-100k|dnsgate-nodetector)
+    dnsgate*)
         local allow=$BENCH/policy/allowlist.txt config=--no-config
         [ "$name" = dnsgate-100k ] && allow=$d/allowlist-100k.txt
         [ "$name" = dnsgate-nodetector ] && config="--config=$d/nodetector.yaml"

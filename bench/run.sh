@@ -148,7 +148,7 @@ EST=$(( SETUP + NRUNS * (DURATION + 1) + NPROBES * (PROBE_SECS + 2) ))
 DEADLINE=$(( $(date +%s) + EST + 120 ))   # hard stop for every loop below
 
 # ------------------------------------------------------------------ dnsgate build
-if echo " $TARGETS " | grep -qE ' dnsgate(-100k|-nodetector)? '; then
+if echo " $TARGETS " | grep -qE ' dnsgate[^ ]* '; then
     if [ -z "$DNSGATE_BIN" ]; then
         t0=$(date +%s)
         build_dnsgate "$DNSGATE_REV" /tmp/dnsgate-bench >&2 \
@@ -291,7 +291,8 @@ echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 # ------------------------------------------------------------------ dnsgate's own account
 # Every answered query must have gone through counters and detector (a run that shed telemetry
 # would flatter the CPU figures), and the resident size is part of the result.
-for t in dnsgate dnsgate-100k dnsgate-nodetector; do
+for t in $TARGETS; do
+    case "$t" in dnsgate*) ;; *) continue ;; esac
     pid=${PIDS[$t]:-}; [ -n "$pid" ] || continue
     dropped=$("$DNSGATE_BIN" stats --json --control "$RUN/conf/$t/control.sock" 2>/dev/null \
         | awk -F'[:,]' '/"telemetry_dropped"/ { gsub(/ /, "", $2); print $2 }')
@@ -301,5 +302,5 @@ for t in dnsgate dnsgate-100k dnsgate-nodetector; do
 done
 
 # ------------------------------------------------------------------ table
-{ print_tables "$OUT"; echo; grep -E '^dnsgate(-100k|-nodetector)?: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
+{ print_tables "$OUT"; echo; grep -E '^dnsgate[^:]*: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
 log "raw: $CSV $PROBES; policy proof: $OUT/verify.txt; dnsperf output: $RUN/perf/"
