@@ -64,9 +64,8 @@ struct FirstQueries {
     mutating func hold(_ pair: UInt64, _ e: QueryEvent) {
         if ring[next].name != nil { drop(at: next) }
         ring[next] = Held(pair: pair, time: e.time, name: e.name, type: e.type, rcode: e.rcode)
-        var p = Int(truncatingIfNeeded: pair) & mask
-        while index[p] >= 0 { p = (p + 1) & mask }
-        index[p] = Int32(next)
+        let mask = self.mask, slot = Int32(next)
+        index.withUnsafeMutableBufferPointer { ProbedIndex.insert(slot, home: Int(truncatingIfNeeded: pair) & mask, in: $0.baseAddress!, mask: mask) }
         count += 1
         next = next + 1 == ring.count ? 0 : next + 1
     }

@@ -1,7 +1,16 @@
-/// Deletion from an open-addressing index with linear probing, shared by the tables that keep one
-/// (`SpaceSaving`, `FirstQueries`): positions hold an `Int32` (-1 for empty) and the index size is a
-/// power of two.
+/// Insertion into and deletion from an open-addressing index with linear probing, shared by the
+/// tables that keep one (`SpaceSaving`, `FirstQueries`): positions hold an `Int32` (-1 for empty) and
+/// the index size is a power of two.
 enum ProbedIndex {
+    /// Puts `value` in the first empty position from `home` on; the index must have one (the tables
+    /// keep it at most half full).
+    @inline(__always)
+    static func insert(_ value: Int32, home: Int, in index: UnsafeMutablePointer<Int32>, mask: Int) {
+        var p = home
+        while index[p] >= 0 { p = (p + 1) & mask }
+        index[p] = value
+    }
+
     /// Empties position `gap` and moves back the entries after it that may (backward-shift deletion):
     /// no tombstones, so probes stay as short as the load allows.
     ///

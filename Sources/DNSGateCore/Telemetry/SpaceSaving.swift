@@ -130,9 +130,7 @@ public final class SpaceSaving<Key: Hashable> {
     }
 
     private func insertIntoIndex(_ s: Int32, hash: Int) {
-        var p = hash & indexMask
-        while index[p] >= 0 { p = (p + 1) & indexMask }
-        index[p] = s
+        ProbedIndex.insert(s, home: hash & indexMask, in: index, mask: indexMask)
     }
 
     /// Removes slot `s` from the index (`ProbedIndex.remove`).
