@@ -86,14 +86,14 @@ port_busy() { # PORT -> 0 if anything listens on it (UDP or TCP), any address
     ss -Hlnut 2>/dev/null | awk -v p=":$1" '{ if (substr($5, length($5) - length(p) + 1) == p) f = 1 } END { exit !f }'
 }
 
-cpu_ticks() { # PID... -> utime+stime summed (threads included)
-    local p s t=0
+cpu_ticks() { # PID... -> "utime+stime utime" summed (threads included)
+    local p s t=0 u=0
     for p in "$@"; do
         s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         s=${s##*) }; set -- $s
-        t=$((t + ${12} + ${13}))
+        t=$((t + ${12} + ${13})); u=$((u + ${12}))
     done
-    echo "$t"
+    echo "$t $u"
 }
 
 cpu_busy() { # -> "cpu0_busy cpu0_total cpu1_busy cpu1_total" (ticks, from /proc/stat)
@@ -486,13 +486,14 @@ print_tables() {
         return s
     }
     FNR == 1 { f++; if (f == 2) po = ($1 == "round") ? 1 : 0; next }   # probes.csv of older runs has no round column
-    f == 1 {  # round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0,cpu1,policy
+    f == 1 {  # round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0,cpu1,policy[,user_us_per_query]
         k = $2 SUBSEP $3
         if (!(k in qps)) { if (!($2 in seen)) { seen[$2] = 1 }; tl[$2] = tl[$2] " " $3 }
         qps[k] = qps[k] " " $6; us[k] = us[k] " " $8; upq[k] = upq[k] " " $9
         lost[k] += $5; done[k] += $4; pol[k] = $12; nr[k]++
         ur[$1 SUBSEP k] = $8; if ($1 + 0 > maxr) maxr = $1 + 0
         b0[$2] += $10; b1[$2] += $11; fo[$2] += $11 - $6 * $8 / 1e4; nb[$2]++
+        if (NF >= 13 && $13 != "") { usr[k] = usr[k] " " $13; sys[k] = sys[k] " " ($8 - $13) }   # runs.csv of older runs has no user column
     }
     f == 2 {  # round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy,cpu0_busy,cpu1_busy,cpu1_other
         pr = po ? $1 : 1; k = $(1 + po) SUBSEP $(2 + po); prate = $(3 + po)
@@ -572,6 +573,10 @@ print_tables() {
                 if (PU["dnsgate"] > 0 && PU["dnsgate-nodetector"] > 0) printf "; at %s qps %.2f against %.2f (%+.2f)%s", prate, PU["dnsgate"], PU["dnsgate-nodetector"], PU["dnsgate"] - PU["dnsgate-nodetector"], (pbest != "") ? sprintf(", without it / %s %s", pbest, ratio(PU["dnsgate-nodetector"], PU[pbest])) : ""
                 printf "\n"
             }
+            # Where each server spends its CPU: a gap in user time is the code of the server, a gap in
+            # system time is in the kernel, mostly the socket calls.
+            s = ""; for (i = 1; i <= m; i++) if ((wl SUBSEP O[i]) in usr) s = s sprintf("%s%s %.2f / %.2f", (s == "") ? "" : ", ", O[i], med(usr[wl SUBSEP O[i]]), med(sys[wl SUBSEP O[i]]))
+            if (s != "") printf "\nUser / system CPU µs a query (medians; /proc samples the split at clock ticks, so it is a guide): %s\n", s
             if (mode != "pinned") printf "\nCPU busy during these runs (mean, unpinned): CPU 0 %.0f %%, CPU 1 %.0f %%.\n", b0[wl] / nb[wl], b1[wl] / nb[wl]
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
             # Ticks at 100 Hz over 2-3 s: about 10 points of noise either way, so only a clear excess counts.

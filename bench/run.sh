@@ -221,22 +221,25 @@ for t in $TARGETS; do
 done
 
 CSV=$OUT/runs.csv PROBES=$OUT/probes.csv
-echo "round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0_busy,cpu1_busy,policy" >"$CSV"
+echo "round,workload,target,completed,lost,qps,server_cpu_s,us_per_query,upstream_q_per_query,cpu0_busy,cpu1_busy,policy,user_us_per_query" >"$CSV"
 echo "round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms,p99_ms,policy,cpu0_busy,cpu1_busy,cpu1_other" >"$PROBES"
 
-# measure TARGET FILE OUTFILE DNSPERF-ARGS... -> "completed lost qps cpu_s us/q upstream/q cpu0% cpu1% cpu1-other%"
-# (cpu1-other%: CPU 1 busy with anything but this server, which only means something when pinned)
+# measure TARGET FILE OUTFILE DNSPERF-ARGS...
+#   -> "completed lost qps cpu_s us/q upstream/q cpu0% cpu1% cpu1-other% user-us/q"
+# (cpu1-other%: CPU 1 busy with anything but this server, which only means something when pinned;
+# user-us/q: the user-mode part of us/q)
 measure() {
     local t=$1 file=$2 out=$3 c0 c1 u0 u1 b0 b1; shift 3
     u0=$(upstream_counts); b0=$(cpu_busy); c0=$(cpu_ticks ${PIDS[$t]})
     gen dnsperf -s "$ADDR" -p "$(port_of "$t")" -d "$file" -c "$CLIENTS" -q "$INFLIGHT" -t 2 "$@" >"$out" 2>&1
     c1=$(cpu_ticks ${PIDS[$t]}); b1=$(cpu_busy); u1=$(upstream_counts)
-    # 1 completed 2 lost 3 qps | 4,5 server ticks | 6-8, 9-11 upstream counts | 12-15, 16-19 cpu0/cpu1 busy,total
-    echo "$(perf_numbers "$out") $c0 $c1 $u0 $u1 $b0 $b1" | awk -v hz="$CLK_TCK" '{
+    # 1 completed 2 lost 3 qps | 4,5 server ticks, 6,7 its user ticks, before, after | 8-10, 11-13 upstream
+    # counts | 14-17, 18-21 cpu0/cpu1 busy,total
+    echo "$(perf_numbers "$out") ${c0% *} ${c1% *} ${c0#* } ${c1#* } $u0 $u1 $b0 $b1" | awk -v hz="$CLK_TCK" '{
         c = $1; cpu = ($5 - $4) / hz
-        printf "%d %d %d %.2f %.2f %.3f %.0f %.0f %.0f\n", c, $2, $3, cpu, (c > 0) ? 1e6 * cpu / c : 0,
-            (c > 0) ? ($9 - $6) / c : 0, 100 * ($16 - $12) / ($17 - $13 + 1e-9), 100 * ($18 - $14) / ($19 - $15 + 1e-9),
-            100 * ($18 - $14 - ($5 - $4)) / ($19 - $15 + 1e-9) }'
+        printf "%d %d %d %.2f %.2f %.3f %.0f %.0f %.0f %.2f\n", c, $2, $3, cpu, (c > 0) ? 1e6 * cpu / c : 0,
+            (c > 0) ? ($11 - $8) / c : 0, 100 * ($18 - $14) / ($19 - $15 + 1e-9), 100 * ($20 - $16) / ($21 - $17 + 1e-9),
+            100 * ($20 - $16 - ($5 - $4)) / ($21 - $17 + 1e-9), (c > 0) ? 1e6 * ($7 - $6) / hz / c : 0 }'
 }
 
 # query file of workload WL (TAG: this round's unique names); c and d are played once
@@ -255,7 +258,7 @@ for round in $(seq 1 "$ROUNDS"); do
             [ "$(date +%s)" -lt "$DEADLINE" ] || break
             # shellcheck disable=SC2046
             set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$RUN/perf/$round-$wl-$t.txt" -l "$DURATION" $(once "$wl"))
-            echo "$round,$wl,$t,$1,$2,$3,$4,$5,$6,$7,$8,${STATUS[$t]}" >>"$CSV"
+            echo "$round,$wl,$t,$1,$2,$3,$4,$5,$6,$7,$8,${STATUS[$t]},${10}" >>"$CSV"
             printf '  r%s %s %-14s %7s qps %6s us/q  lost %s  upstream/q %s\n' "$round" "$wl" "$t" "$3" "$5" "$2" "$6" >&2
         done
     done
