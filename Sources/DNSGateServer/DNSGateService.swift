@@ -28,6 +28,8 @@ public final class DNSGateService: @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private var channels: [Channel] = []
     private var datagramListeners: [DatagramListener] = []
+    /// Times a UDP listener waited for a flood's next batch to gather (`ReadCoalescing`).
+    let udpCoalescedWaits = AtomicCounter()
     private var control: ControlServer?
     private let tcpConnections = AtomicCounter()
     var tcpConnectionCount: Int { tcpConnections.value }
@@ -142,7 +144,9 @@ public final class DNSGateService: @unchecked Sendable {
             let l: DatagramListener
             do {
                 let address = try SocketAddress.makeAddressResolvingHost(hp.host, port: port)
-                l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop)
+                l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop,
+                                         coalescing: ReadCoalescing(windowMicros: config.udpCoalesceMicros, minRate: config.udpCoalesceMinRate),
+                                         coalescedWaits: udpCoalescedWaits)
             } catch {
                 throw bindError(error, HostPort(host: hp.host, port: port), "udp")
             }

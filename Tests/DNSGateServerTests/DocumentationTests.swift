@@ -37,7 +37,7 @@ final class DocumentationTests: XCTestCase {
         let text = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent("config/README.md"), encoding: .utf8)
         let headings = text.split(separator: "\n").filter { $0.hasPrefix("## ") }.map { String($0.dropFirst(3)) }
         XCTAssertEqual(headings, ["listen", "allow, mode and policy", "profiles and exceptions", "sinkhole", "cache", "upstreams and upstream",
-                                  "tcp", "detector", "control", "metrics", "log"])
+                                  "tcp", "udp", "detector", "control", "metrics", "log"])
     }
 
     func testEveryAllowListAndRPZExampleInZonesReadmeLoads() throws {
@@ -64,6 +64,16 @@ final class DocumentationTests: XCTestCase {
         XCTAssertTrue(policy.allowList.entries.allSatisfy { $0.reason?.isEmpty == false }, "every shipped entry carries a reason")
         let github = try DNSName("github.com")
         guard case .forward = PolicyDecision.decide(policy, name: github, type: .a).action else { return XCTFail("github.com allowed by its preset") }
+    }
+
+    func testUDPCoalescingSettingsLoadAndAreBounded() throws {
+        let c = try ConfigLoader.parse(text: "udp:\n  coalesce_us: 0\n  coalesce_min_qps: 5000\n", file: "x.yaml")
+        XCTAssertEqual(c.udpCoalesceMicros, 0)
+        XCTAssertEqual(c.udpCoalesceMinRate, 5000)
+        XCTAssertEqual(ServerConfig().udpCoalesceMicros, 200, "on by default")
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "udp:\n  coalesce_us: 5000\n", file: "x.yaml")) { e in
+            XCTAssertTrue("\(e)".hasPrefix("x.yaml:2:"), "\(e)")
+        }
     }
 
     func testUnknownConfigKeyIsAnErrorWithItsLine() {

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         guard let root else { return c }     // empty file: all defaults
         let r = Reader(file: file)
         let top = try r.mapping(root, allowed: ["listen", "upstreams", "allow", "mode", "sinkhole", "policy", "cache",
-                                                "upstream", "tcp", "threads", "control", "log", "public_suffix_list", "max_udp_payload",
+                                                "upstream", "tcp", "udp", "threads", "control", "log", "public_suffix_list", "max_udp_payload",
                                                 "profiles", "state_file", "entry_unused_after", "metrics", "detector"])
         func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
 
@@ -114,6 +114,11 @@ public enum ConfigLoader {
             let m = try r.mapping(n, allowed: ["idle_timeout_ms", "max_connections"])
             if let v = m["idle_timeout_ms"] { c.tcpIdleTimeoutMs = try r.int(v, 100...600_000) }
             if let v = m["max_connections"] { c.tcpMaxConnections = try r.int(v, 1...100_000) }
+        }
+        if let n = top["udp"] {
+            let m = try r.mapping(n, allowed: ["coalesce_us", "coalesce_min_qps"])
+            if let v = m["coalesce_us"] { c.udpCoalesceMicros = UInt32(try r.int(v, 0...1000)) }
+            if let v = m["coalesce_min_qps"] { c.udpCoalesceMinRate = try r.int(v, 1_000...10_000_000) }
         }
         if let n = top["control"] {
             let m = try r.mapping(n, allowed: ["socket", "mode"])

@@ -51,6 +51,10 @@ public struct ServerConfig: Sendable {
     /// Event loops; 0 means one per core.
     public var threads = 1
     public var maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload
+    /// Under a flood of at least `udpCoalesceMinRate` datagrams a second, a UDP listener waits this
+    /// long after its socket ran dry before reading again (`ReadCoalescing`); 0: never.
+    public var udpCoalesceMicros: UInt32 = 200
+    public var udpCoalesceMinRate = 20_000
     public var controlSocket: String = ServerConfig.defaultControlSocket
     /// Octal permissions of the control socket: owner and group only.
     public var controlSocketMode: UInt16 = 0o660

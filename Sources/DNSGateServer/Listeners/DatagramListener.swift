@@ -40,12 +40,18 @@ final class DatagramListener: @unchecked Sendable {
     private let listener: String
     private let loop: EventLoop
     private let stopping = Atomic<Bool>(false)
+    /// The listener thread's moderation settings; its state is a local of `serve`.
+    private let coalescingSettings: ReadCoalescing
+    /// Waits the moderation asked for, shared by the service's listeners (`dnsgate stats`, metrics).
+    private let coalescedWaits: AtomicCounter
     private let finished = DispatchSemaphore(value: 0)
 
     /// Opens and binds the socket (with SO_REUSEPORT, so each thread has its own and the kernel spreads
     /// clients over them). Throws NIO's `IOError`, whose errno the caller turns into advice.
-    init(address: SocketAddress, core: ServingCore, listener: String, loop: EventLoop) throws {
+    init(address: SocketAddress, core: ServingCore, listener: String, loop: EventLoop, coalescing: ReadCoalescing,
+         coalescedWaits: AtomicCounter) throws {
         self.core = core; self.listener = listener; self.loop = loop
+        self.coalescingSettings = coalescing; self.coalescedWaits = coalescedWaits
         let family = address.protocol.rawValue
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
@@ -94,6 +100,7 @@ final class DatagramListener: @unchecked Sendable {
             withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, fd: fd) }
         }, handOff: { [self] job, to in handOff(job, to: to) })
         var full = false
+        var coalescing = coalescingSettings
         while !stopping.load(ordering: .relaxed) {
             let n: Int
             if direct.isIdle {
@@ -116,6 +123,7 @@ final class DatagramListener: @unchecked Sendable {
                 continue
             }
             full = n == Self.batch
+            coalescing.received(n, at: DispatchTime.now().uptimeNanoseconds)
             let now = WallClock.now()
             for i in 0..<n {
                 // Copied into storage reused from query to query; only a forwarded query keeps it. As
@@ -139,6 +147,9 @@ final class DatagramListener: @unchecked Sendable {
             // The replies are out: count them now, on this core, before the next read; while a full batch
             // came in (more queries wait), answer those first.
             core.telemetry?.catchUp(backlog: full)
+            // Under a flood, let the next batch gather (ReadCoalescing). Not while exchanges are in
+            // flight: their answers must not wait.
+            if direct.isIdle, case let us = coalescing.wait(batchWasFull: full), us > 0 { coalescedWaits.add(1); usleep(us) }
         }
     }
 

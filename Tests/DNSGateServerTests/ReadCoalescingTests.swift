@@ -1,0 +1,97 @@
+@testable import DNSGateServer
+import XCTest
+
+/// The UDP listener's interrupt moderation: it waits only under a sustained flood, never after a full
+/// batch, and stops waiting as soon as a period runs below the rate.
+final class ReadCoalescingTests: XCTestCase {
+    private let ms: UInt64 = 1_000_000
+
+    /// `perPeriod` datagrams in each 10 ms period, read in reads of `perRead`, for `periods` periods from `start`.
+    private func feed(_ g: inout ReadCoalescing, perPeriod: Int, perRead: Int = 2, periods: Int, from start: UInt64 = 0) -> UInt64 {
+        var t = start
+        for _ in 0..<periods {
+            let reads = max(1, perPeriod / perRead)
+            for _ in 0..<reads {
+                g.received(perRead, at: t)
+                t += 10 * ms / UInt64(reads)
+            }
+        }
+        return t
+    }
+
+    func testWaitsOnlyOnceTheRateReachesTheThreshold() {
+        var g = ReadCoalescing(windowMicros: 200, minRate: 20_000)
+        XCTAssertEqual(g.wait(batchWasFull: false), 0, "nothing measured yet")
+        // 100 a period = 10,000 a second: below 20,000.
+        var t = feed(&g, perPeriod: 100, periods: 5)
+        XCTAssertFalse(g.isActive)
+        XCTAssertEqual(g.wait(batchWasFull: false), 0)
+        // 500 a period = 50,000 a second.
+        t = feed(&g, perPeriod: 500, periods: 3, from: t)
+        XCTAssertTrue(g.isActive)
+        XCTAssertEqual(g.wait(batchWasFull: false), 200)
+        XCTAssertEqual(g.wait(batchWasFull: true), 0, "a full batch means queries are waiting already")
+        // Back to 10,000 a second: the next period ends the waiting.
+        _ = feed(&g, perPeriod: 100, periods: 2, from: t)
+        XCTAssertFalse(g.isActive)
+    }
+
+    func testAnIdleGapEndsTheWaitingAtTheFirstRead() {
+        var g = ReadCoalescing(windowMicros: 200, minRate: 20_000)
+        let t = feed(&g, perPeriod: 1000, periods: 3)
+        XCTAssertTrue(g.isActive)
+        // One query a second later: the period that ends with it held 1 datagram over a second.
+        g.received(1, at: t + 1000 * ms)
+        XCTAssertEqual(g.wait(batchWasFull: false), 0)
+    }
+
+    func testAZeroWindowNeverWaits() {
+        var g = ReadCoalescing(windowMicros: 0, minRate: 1_000)
+        _ = feed(&g, perPeriod: 5000, periods: 3)
+        XCTAssertFalse(g.isActive)
+        XCTAssertEqual(g.wait(batchWasFull: false), 0)
+    }
+}
+
+/// The moderation in the running server, with dnsperf as the client: a flood is answered in full with
+/// waits counted, a trickle never waits, and `udp.coalesce_us: 0` never waits even under the flood.
+final class ReadCoalescingEndToEndTests: XCTestCase {
+    private func waits(_ g: DNSGateProcess) throws -> Int {
+        let stats = try g.cli(["stats", "--json"])
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        let obj = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+        return try XCTUnwrap(obj?["udp_coalesced_waits"] as? Int, stats.stdout)
+    }
+
+    /// Sends denied names (answered locally: no upstream needed) at `rate` queries/s for 2 s; returns
+    /// how many were answered.
+    private func flood(_ g: DNSGateProcess, rate: Int) throws -> Int {
+        let file = g.dir.appendingPathComponent("names.txt").path
+        try (0..<1000).map { "x\($0).denied.test A\n" }.joined().write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try runCommand("dnsperf", ["-s", "127.0.0.1", "-p", "\(g.port)", "-d", file, "-l", "2", "-Q", "\(rate)",
+                                           "-c", "4", "-q", "100", "-t", "2"], timeout: 30)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let line = r.stdout.split(separator: "\n").first { $0.contains("Queries completed:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+    }
+
+    private func gate(_ yaml: String) throws -> DNSGateProcess {
+        try DNSGateProcess(allow: "allowed.test\n", upstreams: ["127.0.0.1:9"], extraArgs: ["--query-log", "none"],
+                           configYAML: yaml + "control: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
+    }
+
+    func testAFloodIsModeratedAndATrickleIsNot() throws {
+        let g = try gate("")
+        XCTAssertGreaterThanOrEqual(try flood(g, rate: 500), 990, "a trickle is answered")
+        XCTAssertEqual(try waits(g), 0, "500 queries/s never wait")
+        let answered = try flood(g, rate: 40_000)
+        XCTAssertGreaterThanOrEqual(answered, 78_000, "the flood is answered in full")
+        XCTAssertGreaterThan(try waits(g), 100, "40,000 queries/s are gathered into batches")
+    }
+
+    func testAZeroWindowTurnsItOff() throws {
+        let g = try gate("udp: { coalesce_us: 0 }\n")
+        XCTAssertGreaterThanOrEqual(try flood(g, rate: 40_000), 78_000)
+        XCTAssertEqual(try waits(g), 0)
+    }
+}
