@@ -53,8 +53,9 @@ final class ReadCoalescingTests: XCTestCase {
     }
 }
 
-/// The moderation in the running server, with dnsperf as the client: a flood is answered in full with
-/// waits counted, a trickle never waits, and `udp.coalesce_us: 0` never waits even under the flood.
+/// The moderation in the running server, with dnsperf as the client: a flood is answered in full,
+/// later (the listener waits for batches to gather) and with waits counted; a trickle never waits;
+/// `udp.coalesce_us: 0` never waits even under the flood.
 final class ReadCoalescingEndToEndTests: XCTestCase {
     private func waits(_ g: DNSGateProcess) throws -> Int {
         let stats = try g.cli(["stats", "--json"])
@@ -64,15 +65,17 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
     }
 
     /// Sends denied names (answered locally: no upstream needed) at `rate` queries/s for 2 s; returns
-    /// how many were answered.
-    private func flood(_ g: DNSGateProcess, rate: Int) throws -> Int {
+    /// how many were answered and their mean latency in seconds, as dnsperf measured them.
+    private func flood(_ g: DNSGateProcess, rate: Int) throws -> (answered: Int, latency: Double) {
         let file = g.dir.appendingPathComponent("names.txt").path
         try (0..<1000).map { "x\($0).denied.test A\n" }.joined().write(toFile: file, atomically: true, encoding: .utf8)
         let r = try runCommand("dnsperf", ["-s", "127.0.0.1", "-p", "\(g.port)", "-d", file, "-l", "2", "-Q", "\(rate)",
                                            "-c", "4", "-q", "100", "-t", "2"], timeout: 30)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let line = r.stdout.split(separator: "\n").first { $0.contains("Queries completed:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+        func field(_ label: String, _ index: Int) -> Substring? {
+            r.stdout.split(separator: "\n").first { $0.contains(label) }?.split(separator: " ").dropFirst(index).first
+        }
+        return (Int(field("Queries completed:", 2) ?? "") ?? 0, Double(field("Average Latency", 3) ?? "") ?? 0)
     }
 
     private func gate(_ yaml: String) throws -> DNSGateProcess {
@@ -80,18 +83,22 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
                            configYAML: yaml + "control: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
     }
 
+    // The tests run the debug build, which answers about 60,000 queries/s on the CI machine: the
+    // threshold is lowered so that the flood stays well inside that, and nothing is lost to load.
     func testAFloodIsModeratedAndATrickleIsNot() throws {
-        let g = try gate("")
-        XCTAssertGreaterThanOrEqual(try flood(g, rate: 500), 990, "a trickle is answered")
-        XCTAssertEqual(try waits(g), 0, "500 queries/s never wait")
-        let answered = try flood(g, rate: 40_000)
-        XCTAssertGreaterThanOrEqual(answered, 78_000, "the flood is answered in full")
-        XCTAssertGreaterThan(try waits(g), 100, "40,000 queries/s are gathered into batches")
-    }
+        let on = try gate("udp: { coalesce_min_qps: 5000 }\n")
+        XCTAssertGreaterThanOrEqual(try flood(on, rate: 500).answered, 990, "a trickle is answered")
+        XCTAssertEqual(try waits(on), 0, "500 queries/s never wait")
+        let moderated = try flood(on, rate: 20_000)
+        XCTAssertGreaterThanOrEqual(moderated.answered, 39_000, "the flood is answered in full")
+        XCTAssertGreaterThan(try waits(on), 100, "20,000 queries/s are gathered into batches")
+        on.stop()
 
-    func testAZeroWindowTurnsItOff() throws {
-        let g = try gate("udp: { coalesce_us: 0 }\n")
-        XCTAssertGreaterThanOrEqual(try flood(g, rate: 40_000), 78_000)
-        XCTAssertEqual(try waits(g), 0)
+        let off = try gate("udp: { coalesce_us: 0, coalesce_min_qps: 5000 }\n")
+        let immediate = try flood(off, rate: 20_000)
+        XCTAssertGreaterThanOrEqual(immediate.answered, 39_000)
+        XCTAssertEqual(try waits(off), 0, "coalesce_us: 0 never waits")
+        // Waiting 200 µs for a batch shows in the answers' latency (about 0.4 ms against 0.1 here).
+        XCTAssertGreaterThan(moderated.latency, immediate.latency + 0.0001, "moderated \(moderated), immediate \(immediate)")
     }
 }
