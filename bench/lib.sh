@@ -294,6 +294,7 @@ modules.unload('detect_time_jump')
 modules.unload('ta_signal_query')
 modules.unload('ta_sentinel')
 trust_anchors.remove('.')
+modules.load('hints > iterate')
 hints.root({ ['a.root.invalid.'] = '127.0.0.1' })
 cache.open(512 * MB, 'lmdb://$d/cache')
 allowed = {

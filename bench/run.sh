@@ -37,7 +37,11 @@
 #   --probe-rounds N     interleaved probe rounds, medians reported [3]
 #   --base-port P        upstream on P, targets on P+1..P+7 [5450]
 #   --out DIR            results directory [/tmp/dnsgate-bench/run-STAMP/results]
-#   --install            apt-get install -y the missing tools first
+#   --install            apt-get install -y the missing tools first, and the
+#                        optional peers (dnsdist, pdns-recursor, knot-resolver)
+#   --verify-only        start the upstream and the targets, run the policy
+#                        checks (verify.txt), stop; no load. Exit status 0 only
+#                        if every target passed. CI runs this (BenchHarnessTests)
 #   --summarize DIR      only print the tables of an earlier run's results DIR
 #   -h, --help           this text
 set -u
@@ -53,8 +57,9 @@ ALL_TARGETS="nullresp dnsgate dnsgate-100k unbound dnsmasq dnsdist pdns-recursor
 OPTIONAL_TARGETS="dnsgate-nodetector"   # only when named in --targets
 TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=600; PINNED=1
 CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; PROBE_ROUNDS=3; BASE_PORT=5450; OUT=""
-INSTALL=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
+INSTALL=0; VERIFY_ONLY=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
 APT_PACKAGES="dnsperf nsd unbound dnsmasq-base ldnsutils bind9-dnsutils"
+OPTIONAL_PACKAGES="dnsdist pdns-recursor knot-resolver"
 
 while [ $# -gt 0 ]; do
     need() { [ $# -ge 2 ] || die "$1 needs a value"; }
@@ -79,6 +84,7 @@ while [ $# -gt 0 ]; do
         --base-port) need "$@"; BASE_PORT=$2; shift 2 ;;
         --out) need "$@"; OUT=$2; shift 2 ;;
         --install) INSTALL=1; shift ;;
+        --verify-only) VERIFY_ONLY=1; shift ;;
         --summarize) need "$@"; print_tables "$2"; exit $? ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -103,17 +109,23 @@ for t in dnsperf:dnsperf nsd:nsd nsd-control:nsd unbound:unbound dnsmasq:dnsmasq
     command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
 done
 missing=$(echo "$missing" | tr ' ' '\n' | awk 'NF && !s[$0]++' | tr '\n' ' ')
+if [ "$INSTALL" = 1 ]; then
+    for t in dnsdist:dnsdist pdns_recursor:pdns-recursor kresd:knot-resolver; do
+        command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
+    done
+    missing=$(echo "$missing" | xargs)
+fi
 if [ -n "$missing" ]; then
     if [ "$INSTALL" = 1 ]; then
         log "installing: $missing"
         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing \
             || die "apt-get install failed"
         # Debian starts packaged daemons on install; this harness runs its own
-        for s in nsd unbound dnsmasq; do systemctl disable --now "$s" >/dev/null 2>&1; done
+        for s in nsd unbound dnsmasq dnsdist pdns-recursor kresd@1; do systemctl disable --now "$s" >/dev/null 2>&1; done
     else
         die "missing tools; install them with:
     apt-get install -y $APT_PACKAGES
-  (or run bench/run.sh --install). Optional peers: apt-get install -y dnsdist pdns-recursor knot-resolver"
+  (or run bench/run.sh --install). Optional peers: apt-get install -y $OPTIONAL_PACKAGES"
     fi
 fi
 
@@ -144,6 +156,7 @@ if [ "$DURATION" = auto ]; then
 fi
 case "$DURATION" in ''|*[!0-9]*|0) die "--duration must be a positive integer" ;; esac
 EST=$(( SETUP + NRUNS * (DURATION + 1) + NPROBES * (PROBE_SECS + 2) ))
+[ "$VERIFY_ONLY" = 0 ] || EST=$SETUP
 [ "$EST" -le $((BUDGET + BUDGET / 10)) ] || die "plan needs about ${EST}s, over --budget ${BUDGET}s: cut --rounds, --targets, --workloads or --duration"
 DEADLINE=$(( $(date +%s) + EST + 120 ))   # hard stop for every loop below
 
@@ -211,6 +224,11 @@ for t in $TARGETS; do
     fi
 done
 log "policy checks: $(grep -c '^  ok' "$OUT/verify.txt") ok, $(grep -c '^  FAIL' "$OUT/verify.txt") failed ($OUT/verify.txt)"
+if [ "$VERIFY_ONLY" = 1 ]; then
+    for t in $TARGETS; do echo "$t: ${STATUS[$t]}"; done
+    for t in $TARGETS; do [ "${STATUS[$t]}" = ok ] || exit 1; done
+    exit 0
+fi
 
 # ------------------------------------------------------------------ queries
 Q=$RUN/q

@@ -110,6 +110,17 @@ func freePort() -> Int {
     fatalError("no free port found")
 }
 
+/// The first of `count` consecutive ports that are all free for UDP and TCP on 127.0.0.1 right now.
+func freePortRange(count: Int) -> Int {
+    for _ in 0..<200 {
+        let base = Int.random(in: 20_000...(60_000 - count))
+        if (base..<base + count).allSatisfy({ canBind($0, Int32(SOCK_DGRAM.rawValue)) && canBind($0, Int32(SOCK_STREAM.rawValue)) }) {
+            return base
+        }
+    }
+    fatalError("no free port range found")
+}
+
 private func canBind(_ port: Int, _ type: Int32) -> Bool {
     let fd = socket(AF_INET, type, 0)
     defer { close(fd) }
