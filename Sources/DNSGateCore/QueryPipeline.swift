@@ -245,7 +245,7 @@ public final class QueryPipeline: Sendable {
             return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
                               q, overTCP), queryRecord(.local, .noError))
         case .forward:
-            let key = CacheKey(name: q.name, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
+            let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
             if let (reply, rcode) = cachedAnswer(q, key, now: now, scratch: scratch) {
                 return .reply(fit(reply, q, overTCP), queryRecord(.cached, rcode))
             }

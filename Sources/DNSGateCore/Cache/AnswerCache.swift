@@ -6,12 +6,25 @@ public struct CacheKey: Hashable, Sendable {
     public let name: DNSName
     public let type: RecordType
     public let dnssecOK: Bool
-    public init(name: DNSName, type: RecordType, dnssecOK: Bool) { self.name = name; self.type = type; self.dnssecOK = dnssecOK }
+    /// Computed once from the name's `TableHash`, the type and the DO bit: the cache and the upstream
+    /// exchanges in flight probe with it instead of hashing the name again.
+    let hash: UInt64
 
-    /// The name's `TableHash`, with the type and DO bit in the seed (see `TableHash`).
-    public func _rawHashValue(seed: Int) -> Int {
-        name._rawHashValue(seed: seed ^ (Int(type.rawValue) << 1 | (dnssecOK ? 1 : 0)))
+    public init(name: DNSName, type: RecordType, dnssecOK: Bool) {
+        self.init(name: name, nameHash: name.wire.withUnsafeBytes { TableHash.hash($0) }, type: type, dnssecOK: dnssecOK)
     }
+
+    /// - Parameter nameHash: must be `TableHash.hash(name.wire)`, as `QueryView.nameHash` is.
+    public init(name: DNSName, nameHash: UInt64, type: RecordType, dnssecOK: Bool) {
+        self.name = name; self.type = type; self.dnssecOK = dnssecOK
+        self.hash = StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 1 | (dnssecOK ? 1 : 0)))
+    }
+
+    public static func == (a: CacheKey, b: CacheKey) -> Bool {
+        a.hash == b.hash && a.type == b.type && a.dnssecOK == b.dnssecOK && a.name == b.name
+    }
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    public func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: StableHash.mix(hash ^ UInt64(bitPattern: Int64(seed)))) }
 }
 
 /// Limits of the cache; defaults in config/README.md.
@@ -46,7 +59,7 @@ public final class AnswerCache: Sendable {
         var next: Int
     }
     private struct State {
-        var index: [CacheKey: Int] = [:]
+        var index = SlotIndex()
         var nodes: [Node] = []
         var head = -1          // most recently used
         var tail = -1          // least recently used
@@ -68,7 +81,7 @@ public final class AnswerCache: Sendable {
     public func insert(_ key: CacheKey, _ answer: UpstreamAnswer, now: Double) {
         guard limits.maxEntries > 0, let ttl = clampedTTL(answer), ttl > 0 else { return }
         state.withLock { s in
-            if let i = s.index[key] {
+            if let i = Self.find(s, key) {
                 s.nodes[i].answer = answer; s.nodes[i].storedAt = now; s.nodes[i].ttl = ttl
                 Self.moveToFront(&s, i)
                 return
@@ -80,11 +93,11 @@ public final class AnswerCache: Sendable {
             } else {
                 i = s.tail                                   // reuse the least recently used slot
                 Self.unlink(&s, i)
-                s.index[s.nodes[i].key] = nil
+                s.index.remove(s.nodes[i].key.hash, position: i)
                 s.evictions += 1
                 s.nodes[i] = Node(key: key, answer: answer, storedAt: now, ttl: ttl, prev: -1, next: -1)
             }
-            s.index[key] = i
+            s.index.insert(key.hash, position: i)
             Self.pushFront(&s, i)
         }
     }
@@ -102,7 +115,7 @@ public final class AnswerCache: Sendable {
     /// buffer and passed `borrowing`, it was still copied. It must not change it.
     public func withFresh<R>(_ key: CacheKey, now: Double, _ body: (inout UpstreamAnswer, UInt32) -> R) -> R? {
         state.withLock { s in
-            guard let i = s.index[key] else { s.misses += 1; return nil }
+            guard let i = Self.find(s, key) else { s.misses += 1; return nil }
             let age = now - s.nodes[i].storedAt
             guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return nil }
             s.hits += 1
@@ -114,7 +127,7 @@ public final class AnswerCache: Sendable {
     /// An expired answer still inside the serve-stale window (RFC 8767), for when upstreams fail.
     public func stale(_ key: CacheKey, now: Double) -> UpstreamAnswer? {
         state.withLock { s in
-            guard let i = s.index[key] else { return nil }
+            guard let i = Self.find(s, key) else { return nil }
             let n = s.nodes[i]
             guard now - n.storedAt < Double(n.ttl) + Double(limits.serveStale) else { return nil }
             s.staleServed += 1
@@ -125,6 +138,12 @@ public final class AnswerCache: Sendable {
     public struct Counters: Sendable, Codable { public var entries, hits, misses, staleServed, evictions: Int }
     public var counters: Counters {
         state.withLock { Counters(entries: $0.index.count, hits: $0.hits, misses: $0.misses, staleServed: $0.staleServed, evictions: $0.evictions) }
+    }
+
+    /// The node holding `key`, if any.
+    @inline(__always)
+    private static func find(_ s: borrowing State, _ key: CacheKey) -> Int? {
+        s.nodes.withUnsafeBufferPointer { nodes in s.index.find(key.hash) { nodes[$0].key == key } }
     }
 
     private static func unlink(_ s: inout State, _ i: Int) { editList(&s) { $0.unlink(i) } }

@@ -1,0 +1,92 @@
+/// Positions of entries stored elsewhere (the cache's nodes), found by a 64-bit hash the caller
+/// computed once: open addressing with linear probing, at most half full, removal by backward shift.
+///
+/// It replaced a `[CacheKey: Int]`. On a flood of cache misses the dictionary hashed each key's name
+/// again on every probe (three per insert into a full cache: look up, evict, insert), rehashed the
+/// keys it shifted when one was removed, and retained and released names as it moved them; with
+/// every query a miss that was about 7 % of the server's CPU (bench/RESULTS.md). A slot here is one
+/// word, the hash's low half and the position, so a probe compares hashes without touching the
+/// entry, and the caller's `matches` looks at the entry only when they agree.
+struct SlotIndex {
+    /// 0: empty; else the hash's low 32 bits above the position + 1.
+    private var slots: [UInt64] = []
+    private(set) var count = 0
+
+    init() {}
+
+    @inline(__always)
+    private static func slot(_ hash: UInt64, _ position: Int) -> UInt64 { hash << 32 | UInt64(position + 1) }
+    @inline(__always)
+    private static func position(_ slot: UInt64) -> Int { Int(slot & 0xFFFF_FFFF) - 1 }
+
+    /// The position stored under `hash` for which `matches` holds, else nil.
+    @inline(__always)
+    func find(_ hash: UInt64, _ matches: (Int) -> Bool) -> Int? {
+        guard !slots.isEmpty else { return nil }
+        return slots.withUnsafeBufferPointer { s in
+            let mask = s.count - 1
+            let tag = hash & 0xFFFF_FFFF
+            var i = Int(truncatingIfNeeded: hash) & mask
+            while true {
+                let v = s[i]
+                if v == 0 { return nil }
+                if v >> 32 == tag, matches(Self.position(v)) { return Self.position(v) }
+                i = (i + 1) & mask
+            }
+        }
+    }
+
+    /// Stores `position` under `hash`; the caller knows no entry for its key is stored.
+    mutating func insert(_ hash: UInt64, position: Int) {
+        precondition(position >= 0 && position < Int(UInt32.max), "SlotIndex position out of range")
+        if (count + 1) * 2 > slots.count { grow() }
+        slots.withUnsafeMutableBufferPointer { s in
+            let mask = s.count - 1
+            var i = Int(truncatingIfNeeded: hash) & mask
+            while s[i] != 0 { i = (i + 1) & mask }
+            s[i] = Self.slot(hash, position)
+        }
+        count += 1
+    }
+
+    /// Removes `position`, stored under `hash`. Later slots of the run shift back into the gap, so a
+    /// probe never stops at a hole left where its entry used to be (Knuth, TAOCP vol. 3, algorithm R).
+    mutating func remove(_ hash: UInt64, position: Int) {
+        guard !slots.isEmpty else { return }
+        let removed = slots.withUnsafeMutableBufferPointer { s -> Bool in
+            let mask = s.count - 1
+            let wanted = Self.slot(hash, position)
+            var gap = Int(truncatingIfNeeded: hash) & mask
+            while s[gap] != wanted {
+                if s[gap] == 0 { return false }
+                gap = (gap + 1) & mask
+            }
+            var j = gap
+            while true {
+                j = (j + 1) & mask
+                let v = s[j]
+                if v == 0 { break }
+                let home = Int(truncatingIfNeeded: v >> 32) & mask
+                // `v` may fill the gap unless its home lies cyclically in (gap, j].
+                let stays = gap <= j ? (home > gap && home <= j) : (home > gap || home <= j)
+                if !stays { s[gap] = v; gap = j }
+            }
+            s[gap] = 0
+            return true
+        }
+        if removed { count -= 1 }
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [UInt64](repeating: 0, count: max(16, old.count * 2))
+        let mask = slots.count - 1
+        slots.withUnsafeMutableBufferPointer { s in
+            for v in old where v != 0 {
+                var i = Int(truncatingIfNeeded: v >> 32) & mask
+                while s[i] != 0 { i = (i + 1) & mask }
+                s[i] = v
+            }
+        }
+    }
+}
