@@ -20,7 +20,8 @@ public struct UpstreamAnswer: Sendable {
     ///
     /// - Throws: `WireError` when the reply is malformed or answers a different question; such a reply
     ///   is discarded, never passed on (spoofing defence, RFC 5452 §9.1).
-    public init(_ msg: [UInt8], id: UInt16, name: DNSName, type: RecordType) throws {
+    /// - Parameter msg: taken, not copied: the stored body is `msg` itself, edited in place.
+    public init(_ msg: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType) throws {
         guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { throw WireError.truncated(at: msg.count) }
         guard h.isResponse, h.id == id else { throw WireError.malformed("not a response to our ID") }
         guard h.questionCount == 1 else { throw WireError.malformed("QDCOUNT \(h.questionCount) in reply") }
@@ -28,18 +29,18 @@ public struct UpstreamAnswer: Sendable {
         // allocations (bench: 5 of the 35 per cache miss).
         var nameBytes = [UInt8](); nameBytes.reserveCapacity(DNSName.maxWireLength)
         /// Reads the name at `offset` into `nameBytes` (replacing the last one); returns where it ends.
-        func readName(at offset: Int) throws -> Int {
+        /// (`msg` is an argument, not captured: a captured `msg` could not be consumed below.)
+        func readName(_ msg: borrowing [UInt8], at offset: Int) throws -> Int {
             nameBytes.removeAll(keepingCapacity: true)
-            return try readNameBytes(msg, at: offset, allowCompression: true, into: &nameBytes)
+            return try readNameBytes(copy msg, at: offset, allowCompression: true, into: &nameBytes)
         }
-        let qEnd = try readName(at: 12)
+        let qEnd = try readName(msg, at: 12)
         guard qEnd + 4 <= msg.count else { throw WireError.truncated(at: qEnd) }
         guard wireBytesEqual(nameBytes[...], name.wire[...]), msg.u16(at: qEnd) == type.rawValue,
               msg.u16(at: qEnd + 2) == DNSClass.in else {
             throw WireError.malformed("reply is for another question")
         }
         guard qEnd - 12 == name.wire.count else { throw WireError.malformed("compressed question in reply") }
-        var body = msg; body.put16(0, at: 0)
         let records = Int(h.answerCount) + Int(h.authorityCount) + Int(h.additionalCount)
         var offsets: [Int] = [], ttls: [UInt32] = [], cnames: [DNSName] = []
         offsets.reserveCapacity(records); ttls.reserveCapacity(records)
@@ -51,7 +52,7 @@ public struct UpstreamAnswer: Sendable {
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
             for _ in 0..<count {
                 let start = i
-                let afterName = try readName(at: i)
+                let afterName = try readName(msg, at: i)
                 guard afterName + 10 <= msg.count else { throw WireError.truncated(at: afterName) }
                 let rtype = RecordType(msg.u16(at: afterName))
                 let ttl = msg.u32(at: afterName + 4)
@@ -70,23 +71,27 @@ public struct UpstreamAnswer: Sendable {
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
                     if rtype == .cname {
-                        let end = try readName(at: rdata)
+                        let end = try readName(msg, at: rdata)
                         guard end <= rdata + rdlen else { throw WireError.malformed("CNAME target overruns its record") }
                         cnames.append(DNSName(uncheckedWire: Array(nameBytes)))
                     }
                 }
                 if section == 1, rtype == .soa {
                     // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
-                    let afterM = try readName(at: rdata)
-                    let afterR = try readName(at: afterM)
+                    let afterM = try readName(msg, at: rdata)
+                    let afterR = try readName(msg, at: afterM)
                     guard afterR + 20 <= rdata + rdlen else { throw WireError.malformed("short SOA") }
                     negativeTTL = min(effective, msg.u32(at: afterR + 16))
                 }
             }
         }
         guard i == msg.count else { throw WireError.trailingBytes(count: msg.count - i) }
+        // The message becomes the body once it has been read: edited as a copy while `msg` was still
+        // read, it was copied whole on every cache miss.
+        var body = consume msg
+        body.put16(0, at: 0)
         if let r = optRange {
-            guard r.upperBound == msg.count else { throw WireError.malformed("OPT is not the last record") }
+            guard r.upperBound == body.count else { throw WireError.malformed("OPT is not the last record") }
             body.removeSubrange(r)
             body.put16(h.additionalCount - 1, at: 10)
         }
