@@ -14,7 +14,9 @@
 # almost all the work; the telemetry and event-loop threads add about 1 %).
 #
 # Usage: bench/instructions.sh [options] BINARY...
-#   --workload a|b       a: 20,000 distinct denied names, looped; b: 100 cache-hot names [a]
+#   --workload a|b|d     a: 20,000 distinct denied names, looped; b: 100 cache-hot names;
+#                        d: every query a cache miss, forwarded, into a full cache (110,000
+#                        misses warm it past its 100,000 entries, so each insert evicts) [a]
 #   --queries N          queries measured after the warm-up [3000]
 #   --base-port P        upstream on P, dnsgate on P+1 [5480]
 #   --keep DIR           keep each binary's callgrind file there (callgrind_annotate --inclusive=yes)
@@ -42,7 +44,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#BINARIES[@]} -ge 1 ] || die "name at least one dnsgate binary (see --help)"
-case "$WORKLOAD" in a|b) ;; *) die "--workload must be a or b" ;; esac
+case "$WORKLOAD" in a|b|d) ;; *) die "--workload must be a, b or d" ;; esac
 case "$QUERIES" in ''|*[!0-9]*) die "--queries must be a positive integer" ;; esac
 [ "$QUERIES" -ge 100 ] && [ "$QUERIES" -le 100000 ] || die "--queries must be 100..100000"
 for t in valgrind callgrind_control callgrind_annotate objcopy dnsperf nsd dig; do
@@ -61,9 +63,15 @@ gen_static "$RUN/q"
 case "$WORKLOAD" in
     a) warm="$RUN/q/a_denied.txt" ;;
     b) warm="$RUN/q/b_warm.txt"; for i in $(seq 30); do cat "$RUN/q/b_hot.txt"; done >"$warm" ;;
+    d) warm="$RUN/q/d_warm.txt"; awk 'BEGIN { for (i = 0; i < 110000; i++) printf "w%d.allowed.test A\n", i }' >"$warm" ;;
 esac
-# The measured queries repeat the warm-up file from its start (a name seen once before, as at full load).
-awk -v n="$QUERIES" '{ l[NR] = $0 } END { for (i = 0; i < n; i++) print l[i % NR + 1] }' "$warm" >"$RUN/q/measured.txt"
+if [ "$WORKLOAD" = d ]; then
+    # Names never asked before: each one a miss.
+    awk -v n="$QUERIES" 'BEGIN { for (i = 0; i < n; i++) printf "m%d.allowed.test A\n", i }' >"$RUN/q/measured.txt"
+else
+    # The measured queries repeat the warm-up file from its start (a name seen once before, as at full load).
+    awk -v n="$QUERIES" '{ l[NR] = $0 } END { for (i = 0; i < n; i++) print l[i % NR + 1] }' "$warm" >"$RUN/q/measured.txt"
+fi
 
 start_upstream ""
 dg_port=$((BASE_PORT + 1))
