@@ -41,37 +41,24 @@ struct SlotIndex {
         precondition(position >= 0 && position < Int(UInt32.max), "SlotIndex position out of range")
         if (count + 1) * 2 > slots.count { grow() }
         slots.withUnsafeMutableBufferPointer { s in
-            let mask = s.count - 1
-            var i = Int(truncatingIfNeeded: hash) & mask
-            while s[i] != 0 { i = (i + 1) & mask }
-            s[i] = Self.slot(hash, position)
+            ProbedIndex.insert(Self.slot(hash, position), home: Int(truncatingIfNeeded: hash) & (s.count - 1), in: s.baseAddress!,
+                               mask: s.count - 1, empty: 0)
         }
         count += 1
     }
 
-    /// Removes `position`, stored under `hash`. Later slots of the run shift back into the gap, so a
-    /// probe never stops at a hole left where its entry used to be (Knuth, TAOCP vol. 3, algorithm R).
+    /// Removes `position`, stored under `hash` (later slots of its run shift back: `ProbedIndex.remove`).
     mutating func remove(_ hash: UInt64, position: Int) {
         guard !slots.isEmpty else { return }
         let removed = slots.withUnsafeMutableBufferPointer { s -> Bool in
             let mask = s.count - 1
             let wanted = Self.slot(hash, position)
-            var gap = Int(truncatingIfNeeded: hash) & mask
-            while s[gap] != wanted {
-                if s[gap] == 0 { return false }
-                gap = (gap + 1) & mask
+            var at = Int(truncatingIfNeeded: hash) & mask
+            while s[at] != wanted {
+                if s[at] == 0 { return false }
+                at = (at + 1) & mask
             }
-            var j = gap
-            while true {
-                j = (j + 1) & mask
-                let v = s[j]
-                if v == 0 { break }
-                let home = Int(truncatingIfNeeded: v >> 32) & mask
-                // `v` may fill the gap unless its home lies cyclically in (gap, j].
-                let stays = gap <= j ? (home > gap && home <= j) : (home > gap || home <= j)
-                if !stays { s[gap] = v; gap = j }
-            }
-            s[gap] = 0
+            ProbedIndex.remove(at: at, in: s.baseAddress!, mask: mask, empty: 0) { Int(truncatingIfNeeded: $0 >> 32) & mask }
             return true
         }
         if removed { count -= 1 }
@@ -83,9 +70,7 @@ struct SlotIndex {
         let mask = slots.count - 1
         slots.withUnsafeMutableBufferPointer { s in
             for v in old where v != 0 {
-                var i = Int(truncatingIfNeeded: v >> 32) & mask
-                while s[i] != 0 { i = (i + 1) & mask }
-                s[i] = v
+                ProbedIndex.insert(v, home: Int(truncatingIfNeeded: v >> 32) & mask, in: s.baseAddress!, mask: mask, empty: 0)
             }
         }
     }
