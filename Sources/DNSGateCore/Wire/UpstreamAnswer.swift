@@ -25,18 +25,19 @@ public struct UpstreamAnswer: Sendable {
         guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { throw WireError.truncated(at: msg.count) }
         guard h.isResponse, h.id == id else { throw WireError.malformed("not a response to our ID") }
         guard h.questionCount == 1 else { throw WireError.malformed("QDCOUNT \(h.questionCount) in reply") }
-        // Names are read into one buffer, reused: a DNSName per owner name was most of the parse's
-        // allocations (bench: 5 of the 35 per cache miss).
-        var nameBytes = [UInt8](); nameBytes.reserveCapacity(DNSName.maxWireLength)
-        /// Reads the name at `offset` into `nameBytes` (replacing the last one); returns where it ends.
-        /// (`msg` is an argument, not captured: a captured `msg` could not be consumed below.)
-        func readName(_ msg: borrowing [UInt8], at offset: Int) throws -> Int {
-            nameBytes.removeAll(keepingCapacity: true)
-            return try readNameBytes(copy msg, at: offset, allowCompression: true, into: &nameBytes)
+        // Names are read on the stack (`withNameBytes`) and only a CNAME target is kept: a DNSName per
+        // owner name was most of the parse's allocations (bench: 5 of the 35 per cache miss), and a
+        // buffer of their own was one more per miss.
+        /// Where the name at `offset` ends; it is checked (bounds, pointers, length) and dropped. (`msg`
+        /// is an argument, not captured: a captured `msg` could not be consumed below.)
+        func skipName(_ msg: borrowing [UInt8], at offset: Int) throws -> Int {
+            try withNameBytes(copy msg, at: offset, allowCompression: true) { _ in }.end
         }
-        let qEnd = try readName(msg, at: 12)
+        let (askedName, qEnd) = try withNameBytes(copy msg, at: 12, allowCompression: true) { q in
+            name.wire.withUnsafeBytes { wireBytesEqual(q, $0) }
+        }
         guard qEnd + 4 <= msg.count else { throw WireError.truncated(at: qEnd) }
-        guard wireBytesEqual(nameBytes[...], name.wire[...]), msg.u16(at: qEnd) == type.rawValue,
+        guard askedName, msg.u16(at: qEnd) == type.rawValue,
               msg.u16(at: qEnd + 2) == DNSClass.in else {
             throw WireError.malformed("reply is for another question")
         }
@@ -52,7 +53,7 @@ public struct UpstreamAnswer: Sendable {
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
             for _ in 0..<count {
                 let start = i
-                let afterName = try readName(msg, at: i)
+                let afterName = try skipName(msg, at: i)
                 guard afterName + 10 <= msg.count else { throw WireError.truncated(at: afterName) }
                 let rtype = RecordType(msg.u16(at: afterName))
                 let ttl = msg.u32(at: afterName + 4)
@@ -71,15 +72,15 @@ public struct UpstreamAnswer: Sendable {
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
                     if rtype == .cname {
-                        let end = try readName(msg, at: rdata)
+                        let (target, end) = try withNameBytes(copy msg, at: rdata, allowCompression: true) { DNSName(uncheckedWire: Array($0)) }
                         guard end <= rdata + rdlen else { throw WireError.malformed("CNAME target overruns its record") }
-                        cnames.append(DNSName(uncheckedWire: Array(nameBytes)))
+                        cnames.append(target)
                     }
                 }
                 if section == 1, rtype == .soa {
                     // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
-                    let afterM = try readName(msg, at: rdata)
-                    let afterR = try readName(msg, at: afterM)
+                    let afterM = try skipName(msg, at: rdata)
+                    let afterR = try skipName(msg, at: afterM)
                     guard afterR + 20 <= rdata + rdlen else { throw WireError.malformed("short SOA") }
                     negativeTTL = min(effective, msg.u32(at: afterR + 16))
                 }
