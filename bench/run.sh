@@ -197,6 +197,9 @@ log "run dir $RUN; $MODE; targets: $TARGETS; workloads $WORKLOADS; $ROUNDS round
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  kernel $(uname -r)  cpus $(nproc)  mode $MODE"
     echo "targets: $TARGETS  workloads: $WORKLOADS  rounds: $ROUNDS  duration: ${DURATION}s  clients: $CLIENTS  inflight: $INFLIGHT  probe: ${PROBE_RATE} qps x ${PROBE_SECS}s x ${PROBE_ROUNDS}"
     echo "versions: dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }'), $(nsd -v 2>&1 | head -1), unbound $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }'), $(dnsmasq --version 2>/dev/null | head -1 | awk '{ print $1, $3 }')"
+    case " $TARGETS " in *" dnsdist "*) echo "  $(dnsdist --version 2>&1 | head -1 | awk '{ print $1, $2 }')" ;; esac
+    case " $TARGETS " in *" pdns-recursor "*) echo "  pdns-recursor $(pdns_recursor --version 2>&1 | grep -o 'Recursor [0-9.]*' | head -1 | cut -d' ' -f2)" ;; esac
+    case " $TARGETS " in *" kresd "*) echo "  kresd $(kresd --version 2>&1 | grep -o '[0-9][0-9.]*' | head -1)" ;; esac
     [ -n "$DNSGATE_BIN" ] && echo "dnsgate: $DNSGATE_BIN ($DNSGATE_DESC), --threads $DNSGATE_THREADS $DNSGATE_ARGS"
     echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/meta.txt"
