@@ -35,7 +35,12 @@ final class DirectUpstream {
     private final class Exchange {
         let key: CacheKey
         let spelling: ArraySlice<UInt8>?
-        var waiters: [(job: ForwardJob, to: DatagramSource)]
+        /// The client that asked first, kept inline: an array for every exchange was one more
+        /// allocation per miss, and most exchanges have one client.
+        let first: (job: ForwardJob, to: DatagramSource)
+        /// Clients that asked the same question while it was in flight.
+        var more: [(job: ForwardJob, to: DatagramSource)] = []
+        var waiterCount: Int { 1 + more.count }
         let start: Int
         let deadline: UInt64
         var attempt = 0
@@ -45,8 +50,12 @@ final class DirectUpstream {
         var sentAt: UInt64 = 0
         var timeoutAt: UInt64 = 0
         var lastError = UpstreamError.noUpstreams
+        func forEachWaiter(_ body: (ForwardJob, DatagramSource) -> Void) {
+            body(first.job, first.to)
+            for w in more { body(w.job, w.to) }
+        }
         init(key: CacheKey, spelling: ArraySlice<UInt8>?, first: (ForwardJob, DatagramSource), start: Int, deadline: UInt64) {
-            self.key = key; self.spelling = spelling; self.waiters = [first]; self.start = start; self.deadline = deadline
+            self.key = key; self.spelling = spelling; self.first = first; self.start = start; self.deadline = deadline
         }
     }
 
@@ -118,7 +127,7 @@ final class DirectUpstream {
     func ask(_ job: ForwardJob, for to: DatagramSource, spelling: ArraySlice<UInt8>?) {
         waiting += 1
         if let e = byKey[job.key] {
-            e.waiters.append((job, to))
+            e.more.append((job, to))
             client.coalesced.add(1)
             return
         }
@@ -200,13 +209,13 @@ final class DirectUpstream {
         if a.rcode == .servFail || a.rcode == .refused { return next(e, .unusable(health.address, a.rcode), now: now) }
         bySlotID[slot << 16 | Int(id)] = nil
         byKey[e.key] = nil
-        waiting -= e.waiters.count
+        waiting -= e.waiterCount
         if a.truncated {
-            for w in e.waiters { handOff(w.job, w.to) }   // RFC 7766 §5: the event loop asks over TCP
+            e.forEachWaiter { handOff($0, $1) }   // RFC 7766 §5: the event loop asks over TCP
             return
         }
         health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
-        for w in e.waiters { deliver(core.finish(w.job, .success(a)), w.to) }
+        e.forEachWaiter { deliver(core.finish($0, .success(a)), $1) }
     }
 
     /// Sends `e`'s current attempt; a send that fails counts as a failed attempt.
@@ -247,8 +256,8 @@ final class DirectUpstream {
     /// No upstream answered in time: stale or SERVFAIL for everyone waiting.
     private func fail(_ e: Exchange) {
         byKey[e.key] = nil
-        waiting -= e.waiters.count
-        for w in e.waiters { deliver(core.finish(w.job, .failure(e.lastError)), w.to) }
+        waiting -= e.waiterCount
+        e.forEachWaiter { deliver(core.finish($0, .failure(e.lastError)), $1) }
     }
 
     private static func same(_ a: UnsafePointer<sockaddr_storage>, _ t: Target) -> Bool {
