@@ -8,8 +8,16 @@ public struct UpstreamAnswer: Sendable {
     /// Message without OPT, ID zero. The question starts at offset 12.
     public let body: [UInt8]
     public let questionLength: Int
-    public let ttlOffsets: [Int]
-    public let ttls: [UInt32]
+    /// Each record's TTL: where it sits in `body` and its value as received (RFC 2181 §8 applied).
+    /// One array of pairs, not two arrays: each cached answer is one allocation smaller, and a
+    /// render walks one.
+    public let ttlFields: [TTLField]
+    public struct TTLField: Sendable, Equatable {
+        public let offset: UInt32
+        public let ttl: UInt32
+    }
+    /// The TTLs alone, in record order.
+    public var ttls: [UInt32] { ttlFields.map(\.ttl) }
     public let answerCount: Int
     /// Names in CNAME records of the answer section, in order; for strict chain checking and the log.
     public let cnameTargets: [DNSName]
@@ -43,8 +51,8 @@ public struct UpstreamAnswer: Sendable {
         }
         guard qEnd - 12 == name.wire.count else { throw WireError.malformed("compressed question in reply") }
         let records = Int(h.answerCount) + Int(h.authorityCount) + Int(h.additionalCount)
-        var offsets: [Int] = [], ttls: [UInt32] = [], cnames: [DNSName] = []
-        offsets.reserveCapacity(records); ttls.reserveCapacity(records)
+        var ttlFields: [TTLField] = [], cnames: [DNSName] = []
+        ttlFields.reserveCapacity(records)
         var i = qEnd + 4
         var optRange: Range<Int>?
         var minAnswerTTL = UInt32.max
@@ -68,7 +76,7 @@ public struct UpstreamAnswer: Sendable {
                 }
                 // RFC 2181 §8: a TTL with the top bit set is treated as zero.
                 let effective = ttl & 0x8000_0000 != 0 ? 0 : ttl
-                offsets.append(afterName + 4); ttls.append(effective)
+                ttlFields.append(TTLField(offset: UInt32(afterName + 4), ttl: effective))
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
                     if rtype == .cname {
@@ -101,8 +109,7 @@ public struct UpstreamAnswer: Sendable {
         self.truncated = h.truncated
         self.body = body
         self.questionLength = qEnd + 4 - 12
-        self.ttlOffsets = offsets
-        self.ttls = ttls
+        self.ttlFields = ttlFields
         self.answerCount = Int(h.answerCount)
         self.cnameTargets = cnames
         switch h.rcode {
@@ -131,8 +138,8 @@ public struct UpstreamAnswer: Sendable {
             w.put16(q.header.id, at: 0)
             w.put16(flags, at: 2)
             w.put(q.rawQuestion, at: 12)
-            for (k, o) in ttlOffsets.enumerated() {
-                w.put32(staleTTL ?? (ttls[k] > age ? ttls[k] - age : 0), at: o)
+            for f in ttlFields {
+                w.put32(staleTTL ?? (f.ttl > age ? f.ttl - age : 0), at: Int(f.offset))
             }
             if let e = q.edns {
                 w.put16(body.u16(at: 10) + 1, at: 10)
