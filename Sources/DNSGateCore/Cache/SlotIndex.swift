@@ -21,7 +21,11 @@ struct SlotIndex {
 
     /// The position stored under `hash` for which `matches` holds, else nil.
     @inline(__always)
-    func find(_ hash: UInt64, _ matches: (Int) -> Bool) -> Int? {
+    func find(_ hash: UInt64, _ matches: (Int) -> Bool) -> Int? { probe(hash, matches)?.position }
+
+    /// The slot holding such a position, and the position: what `find` and `remove` both look for.
+    @inline(__always)
+    private func probe(_ hash: UInt64, _ matches: (Int) -> Bool) -> (slot: Int, position: Int)? {
         guard !slots.isEmpty else { return nil }
         return slots.withUnsafeBufferPointer { s in
             let mask = s.count - 1
@@ -30,7 +34,7 @@ struct SlotIndex {
             while true {
                 let v = s[i]
                 if v == 0 { return nil }
-                if v >> 32 == tag, matches(Self.position(v)) { return Self.position(v) }
+                if v >> 32 == tag, matches(Self.position(v)) { return (i, Self.position(v)) }
                 i = (i + 1) & mask
             }
         }
@@ -49,19 +53,12 @@ struct SlotIndex {
 
     /// Removes `position`, stored under `hash` (later slots of its run shift back: `ProbedIndex.remove`).
     mutating func remove(_ hash: UInt64, position: Int) {
-        guard !slots.isEmpty else { return }
-        let removed = slots.withUnsafeMutableBufferPointer { s -> Bool in
+        guard let at = probe(hash, { $0 == position })?.slot else { return }
+        slots.withUnsafeMutableBufferPointer { s in
             let mask = s.count - 1
-            let wanted = Self.slot(hash, position)
-            var at = Int(truncatingIfNeeded: hash) & mask
-            while s[at] != wanted {
-                if s[at] == 0 { return false }
-                at = (at + 1) & mask
-            }
             ProbedIndex.remove(at: at, in: s.baseAddress!, mask: mask, empty: 0) { Int(truncatingIfNeeded: $0 >> 32) & mask }
-            return true
         }
-        if removed { count -= 1 }
+        count -= 1
     }
 
     private mutating func grow() {
