@@ -102,13 +102,7 @@ final class Daemon {
 }
 
 /// A port that is free for both UDP and TCP on 127.0.0.1 right now.
-func freePort() -> Int {
-    for _ in 0..<200 {
-        let port = Int.random(in: 20_000...60_000)
-        if canBind(port, Int32(SOCK_DGRAM.rawValue)) && canBind(port, Int32(SOCK_STREAM.rawValue)) { return port }
-    }
-    fatalError("no free port found")
-}
+func freePort() -> Int { freePortRange(count: 1) }
 
 /// The first of `count` consecutive ports that are all free for UDP and TCP on 127.0.0.1 right now.
 func freePortRange(count: Int) -> Int {
