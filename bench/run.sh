@@ -59,7 +59,11 @@ TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=600; PINNED=1
 CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; PROBE_ROUNDS=3; BASE_PORT=5450; OUT=""
 INSTALL=0; VERIFY_ONLY=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
 APT_PACKAGES="dnsperf nsd unbound dnsmasq-base ldnsutils bind9-dnsutils"
-OPTIONAL_PACKAGES="dnsdist pdns-recursor knot-resolver"
+# command:package pairs; the optional peers are installed only with --install
+REQUIRED_TOOLS="dnsperf:dnsperf nsd:nsd nsd-control:nsd unbound:unbound dnsmasq:dnsmasq-base drill:ldnsutils
+    dig:bind9-dnsutils taskset:util-linux ss:iproute2 cc:gcc"
+OPTIONAL_TOOLS="dnsdist:dnsdist pdns_recursor:pdns-recursor kresd:knot-resolver"
+OPTIONAL_PACKAGES=$(for t in $OPTIONAL_TOOLS; do echo "${t#*:}"; done | xargs)
 
 while [ $# -gt 0 ]; do
     need() { [ $# -ge 2 ] || die "$1 needs a value"; }
@@ -104,17 +108,11 @@ for w in $WLS; do case "$w" in a|b|c|d) ;; *) die "unknown workload '$w'" ;; esa
 
 # ------------------------------------------------------------------ tools
 missing=""
-for t in dnsperf:dnsperf nsd:nsd nsd-control:nsd unbound:unbound dnsmasq:dnsmasq-base \
-         drill:ldnsutils dig:bind9-dnsutils taskset:util-linux ss:iproute2 cc:gcc; do
+tools=$REQUIRED_TOOLS; [ "$INSTALL" = 1 ] && tools="$tools $OPTIONAL_TOOLS"
+for t in $tools; do
     command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
 done
 missing=$(echo "$missing" | tr ' ' '\n' | awk 'NF && !s[$0]++' | tr '\n' ' ')
-if [ "$INSTALL" = 1 ]; then
-    for t in dnsdist:dnsdist pdns_recursor:pdns-recursor kresd:knot-resolver; do
-        command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
-    done
-    missing=$(echo "$missing" | xargs)
-fi
 if [ -n "$missing" ]; then
     if [ "$INSTALL" = 1 ]; then
         log "installing: $missing"
