@@ -145,7 +145,8 @@ public final class DNSGateService: @unchecked Sendable {
             do {
                 let address = try SocketAddress.makeAddressResolvingHost(hp.host, port: port)
                 l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop,
-                                         coalescing: ReadCoalescing(windowMicros: config.udpCoalesceMicros, minRate: config.udpCoalesceMinRate),
+                                         coalescing: ReadCoalescing(windowMicros: config.udpCoalesceMicros, forwardingMicros: config.udpCoalesceForwardingMicros,
+                                                                   minRate: config.udpCoalesceMinRate),
                                          coalescedWaits: udpCoalescedWaits)
             } catch {
                 throw bindError(error, HostPort(host: hp.host, port: port), "udp")

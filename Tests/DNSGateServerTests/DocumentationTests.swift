@@ -67,12 +67,17 @@ final class DocumentationTests: XCTestCase {
     }
 
     func testUDPCoalescingSettingsLoadAndAreBounded() throws {
-        let c = try ConfigLoader.parse(text: "udp:\n  coalesce_us: 0\n  coalesce_min_qps: 5000\n", file: "x.yaml")
+        let c = try ConfigLoader.parse(text: "udp:\n  coalesce_us: 0\n  coalesce_forwarding_us: 0\n  coalesce_min_qps: 5000\n", file: "x.yaml")
         XCTAssertEqual(c.udpCoalesceMicros, 0)
+        XCTAssertEqual(c.udpCoalesceForwardingMicros, 0)
         XCTAssertEqual(c.udpCoalesceMinRate, 5000)
         XCTAssertEqual(ServerConfig().udpCoalesceMicros, 200, "on by default")
+        XCTAssertEqual(ServerConfig().udpCoalesceForwardingMicros, 30, "on by default")
         XCTAssertThrowsError(try ConfigLoader.parse(text: "udp:\n  coalesce_us: 5000\n", file: "x.yaml")) { e in
             XCTAssertTrue("\(e)".hasPrefix("x.yaml:2:"), "\(e)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.parse(text: "udp:\n  coalesce_us: 100\n  coalesce_forwarding_us: -1\n", file: "x.yaml")) { e in
+            XCTAssertTrue("\(e)".hasPrefix("x.yaml:3:"), "\(e)")
         }
     }
 

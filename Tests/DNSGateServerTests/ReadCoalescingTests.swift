@@ -45,6 +45,26 @@ final class ReadCoalescingTests: XCTestCase {
         XCTAssertEqual(g.wait(batchWasFull: false), 0)
     }
 
+    func testWhileAnswersAreInFlightTheForwardingWindowApplies() {
+        var g = ReadCoalescing(windowMicros: 200, forwardingMicros: 30, minRate: 20_000)
+        XCTAssertEqual(g.wait(batchWasFull: false, forwarding: true), 0, "nothing measured yet")
+        _ = feed(&g, perPeriod: 500, periods: 3)
+        XCTAssertEqual(g.wait(batchWasFull: false, forwarding: false), 200)
+        XCTAssertEqual(g.wait(batchWasFull: false, forwarding: true), 30)
+        XCTAssertEqual(g.wait(batchWasFull: true, forwarding: true), 0, "a full batch means queries are waiting already")
+
+        // Either window alone keeps the moderation on for its own case only.
+        var forwardingOnly = ReadCoalescing(windowMicros: 0, forwardingMicros: 30, minRate: 20_000)
+        _ = feed(&forwardingOnly, perPeriod: 500, periods: 3)
+        XCTAssertTrue(forwardingOnly.isActive)
+        XCTAssertEqual(forwardingOnly.wait(batchWasFull: false, forwarding: false), 0)
+        XCTAssertEqual(forwardingOnly.wait(batchWasFull: false, forwarding: true), 30)
+        var idleOnly = ReadCoalescing(windowMicros: 200, forwardingMicros: 0, minRate: 20_000)
+        _ = feed(&idleOnly, perPeriod: 500, periods: 3)
+        XCTAssertEqual(idleOnly.wait(batchWasFull: false, forwarding: true), 0)
+        XCTAssertEqual(idleOnly.wait(batchWasFull: false, forwarding: false), 200)
+    }
+
     func testAZeroWindowNeverWaits() {
         var g = ReadCoalescing(windowMicros: 0, minRate: 1_000)
         _ = feed(&g, perPeriod: 5000, periods: 3)
@@ -64,11 +84,12 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
         return try XCTUnwrap(obj?["udp_coalesced_waits"] as? Int, stats.stdout)
     }
 
-    /// Sends denied names (answered locally: no upstream needed) at `rate` queries/s for 2 s; returns
-    /// how many were answered and their mean latency in seconds, as dnsperf measured them.
-    private func flood(_ g: DNSGateProcess, rate: Int) throws -> (answered: Int, latency: Double) {
+    /// Sends `names` (by default denied names, answered locally: no upstream needed) at `rate`
+    /// queries/s for 2 s, each once (`-n 1`: the list must hold 2 s of queries); returns how many were
+    /// answered and their mean latency in seconds, as dnsperf measured them.
+    private func flood(_ g: DNSGateProcess, rate: Int, names: [String] = (0..<1000).map { "x\($0).denied.test" }) throws -> (answered: Int, latency: Double) {
         let file = g.dir.appendingPathComponent("names.txt").path
-        try (0..<1000).map { "x\($0).denied.test A\n" }.joined().write(toFile: file, atomically: true, encoding: .utf8)
+        try names.map { "\($0) A\n" }.joined().write(toFile: file, atomically: true, encoding: .utf8)
         let r = try runCommand("dnsperf", ["-s", "127.0.0.1", "-p", "\(g.port)", "-d", file, "-l", "2", "-Q", "\(rate)",
                                            "-c", "4", "-q", "100", "-t", "2"], timeout: 30)
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -78,8 +99,8 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
         return (Int(field("Queries completed:", 2) ?? "") ?? 0, Double(field("Average Latency", 3) ?? "") ?? 0)
     }
 
-    private func gate(_ yaml: String) throws -> DNSGateProcess {
-        try DNSGateProcess(allow: "allowed.test\n", upstreams: ["127.0.0.1:9"], extraArgs: ["--query-log", "none"],
+    private func gate(_ yaml: String, upstream: String = "127.0.0.1:9") throws -> DNSGateProcess {
+        try DNSGateProcess(allow: "*.allowed.test\n", upstreams: [upstream], extraArgs: ["--query-log", "none"],
                            configYAML: yaml + "control: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
     }
 
@@ -100,5 +121,23 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
         XCTAssertEqual(try waits(off), 0, "coalesce_us: 0 never waits")
         // Waiting 200 µs for a batch shows in the answers' latency (about 0.4 ms against 0.1 here).
         XCTAssertGreaterThan(moderated.latency, immediate.latency + 0.0001, "moderated \(moderated), immediate \(immediate)")
+    }
+
+    /// Cache misses under a flood: while their exchanges are in flight the listener waits
+    /// `coalesce_forwarding_us` (the idle window is off here, so every wait counted is one of those),
+    /// every query is still answered, and with the window at 0 nothing waits.
+    func testMissesUnderAFloodWaitTheForwardingWindowOnly() throws {
+        let nsd = try NSDUpstream()
+        let names = (0..<12_000).map { "m\($0).allowed.test" }   // each a miss: nsd answers NXDOMAIN
+
+        let on = try gate("udp: { coalesce_us: 0, coalesce_forwarding_us: 50, coalesce_min_qps: 2000 }\n", upstream: nsd.address)
+        let moderated = try flood(on, rate: 5000, names: names)
+        XCTAssertGreaterThanOrEqual(moderated.answered, 9_900, "the flood of misses is answered in full")
+        XCTAssertGreaterThan(try waits(on), 100, "5,000 misses/s wait for their batches while answers are in flight")
+        on.stop()
+
+        let off = try gate("udp: { coalesce_us: 0, coalesce_forwarding_us: 0, coalesce_min_qps: 2000 }\n", upstream: nsd.address)
+        XCTAssertGreaterThanOrEqual(try flood(off, rate: 5000, names: names).answered, 9_900)
+        XCTAssertEqual(try waits(off), 0, "coalesce_forwarding_us: 0 never waits")
     }
 }

@@ -116,8 +116,9 @@ public enum ConfigLoader {
             if let v = m["max_connections"] { c.tcpMaxConnections = try r.int(v, 1...100_000) }
         }
         if let n = top["udp"] {
-            let m = try r.mapping(n, allowed: ["coalesce_us", "coalesce_min_qps"])
+            let m = try r.mapping(n, allowed: ["coalesce_us", "coalesce_forwarding_us", "coalesce_min_qps"])
             if let v = m["coalesce_us"] { c.udpCoalesceMicros = UInt32(try r.int(v, 0...1000)) }
+            if let v = m["coalesce_forwarding_us"] { c.udpCoalesceForwardingMicros = UInt32(try r.int(v, 0...1000)) }
             if let v = m["coalesce_min_qps"] { c.udpCoalesceMinRate = try r.int(v, 1_000...10_000_000) }
         }
         if let n = top["control"] {

@@ -54,6 +54,8 @@ public struct ServerConfig: Sendable {
     /// Under a flood of at least `udpCoalesceMinRate` datagrams a second, a UDP listener waits this
     /// long after its socket ran dry before reading again (`ReadCoalescing`); 0: never.
     public var udpCoalesceMicros: UInt32 = 200
+    /// The same wait while upstream exchanges are in flight (their answers wait too); 0: never.
+    public var udpCoalesceForwardingMicros: UInt32 = 30
     public var udpCoalesceMinRate = 20_000
     public var controlSocket: String = ServerConfig.defaultControlSocket
     /// Octal permissions of the control socket: owner and group only.
