@@ -55,7 +55,7 @@ public struct ServerConfig: Sendable {
     /// long after its socket ran dry before reading again (`ReadCoalescing`); 0: never.
     public var udpCoalesceMicros: UInt32 = 200
     /// The same wait while upstream exchanges are in flight (their answers wait too); 0: never.
-    public var udpCoalesceForwardingMicros: UInt32 = 30
+    public var udpCoalesceForwardingMicros: UInt32 = 15
     public var udpCoalesceMinRate = 20_000
     public var controlSocket: String = ServerConfig.defaultControlSocket
     /// Octal permissions of the control socket: owner and group only.

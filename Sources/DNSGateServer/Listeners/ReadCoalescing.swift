@@ -7,11 +7,11 @@
 /// `windowMicros` after the socket ran dry lets the next batch gather (bench/RESULTS.md: 200 µs cut
 /// CPU per query at that rate by a quarter, and added about 0.2 ms to each answer).
 ///
-/// While upstream exchanges are in flight the listener waits a shorter `forwardingMicros`: each of
-/// their answers waits for it too, so the window is a small part of even a loopback upstream's round
-/// trip. At 50,000 cache misses a second, 30 µs cut the CPU per miss by about 13 % (each wakeup of
-/// the upstream and of the clients serves several queries) for about 0.25 ms more per answer, where
-/// a real upstream takes milliseconds.
+/// While upstream exchanges are in flight the listener waits a shorter `forwardingMicros`, as their
+/// answers wait for it too. At 50,000 cache misses a second, 15 µs (about 65 with the kernel's timer
+/// slack) cut the CPU per miss by about 10 %, as each wakeup of the upstream and of the clients
+/// serves several queries, for about 0.18 ms more per answer, where a real upstream takes
+/// milliseconds. From 25 µs up the p99 there jumped from about 0.7 to 1.8 ms.
 ///
 /// Only while the listener received at least `minRate` datagrams a second over the last period
 /// (10 ms): at the rates a runner normally sends, no answer waits. Pure logic; the listener reads the
