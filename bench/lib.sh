@@ -100,6 +100,19 @@ cpu_busy() { # -> "cpu0_busy cpu0_total cpu1_busy cpu1_total" (ticks, from /proc
     awk '$1=="cpu0"||$1=="cpu1" { printf "%d %d ", $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 } END { print "" }' /proc/stat
 }
 
+# settle_cpu1 [MAX_SECONDS]: 0 once CPU 1 was under 10 % busy for 0.2 s; 1 after MAX_SECONDS (5).
+# A peer that could not keep up with a flood of misses keeps working through its backlog after
+# dnsperf stops, on the server core, and would run during the next target's probe.
+settle_cpu1() {
+    local i
+    for i in $(seq 1 $(( ${1:-5} * 5 ))); do
+        # shellcheck disable=SC2046
+        set -- $(cpu_busy) $(sleep 0.2; cpu_busy)
+        [ $(( ($7 - $3) * 10 )) -lt $(( $8 - $4 )) ] && return 0
+    done
+    return 1
+}
+
 # ------------------------------------------------------------------ DNS
 dig_q() { # PORT NAME -> "STATUS A-RECORDS"; 1 try, 1 s
     local out st
