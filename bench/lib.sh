@@ -513,6 +513,9 @@ print_tables() {
         pr = po ? $1 : 1; k = $(1 + po) SUBSEP $(2 + po); prate = $(3 + po)
         # CPU 1 busy with anything but the probed server: another process ran on its core (pinned runs)
         if (po && NF >= 14 && (!($2 in pother) || $14 + 0 > pother[$2])) pother[$2] = $14 + 0
+        # A probe during which another process took over 20 % of the server core (a peer still busy
+        # with an earlier flood, or wedged by it) says nothing about the probed server: left out.
+        if (mode == "pinned" && po && NF >= 14 && $14 + 0 > 20) { pvoid[$2]++; pvt[$2] = pvt[$2] " " $3 " (round " $1 ")"; next }
         pus[k] = pus[k] " " $(7 + po); pach[k] = pach[k] " " $(4 + po)
         if ($(8 + po) != "-") { p50[k] = p50[k] " " $(8 + po); p99[k] = p99[k] " " $(9 + po) }
         pdone[k] += $(5 + po); plostn[k] += $(6 + po)
@@ -595,6 +598,7 @@ print_tables() {
             if (mode == "pinned") printf "\nCPU busy during these runs (mean): CPU 0 (dnsperf + nsd) %.0f %%, CPU 1 (server) %.0f %%, of which about %.0f %% was not the server (other load on the machine).\n", b0[wl] / nb[wl], b1[wl] / nb[wl], (fo[wl] > 0) ? fo[wl] / nb[wl] : 0
             # Ticks at 100 Hz over 2-3 s: about 10 points of noise either way, so only a clear excess counts.
             if (mode == "pinned" && (wl in pother)) printf "\nDuring the fixed-rate probes, CPU 1 was at most %.0f %% busy with anything but the probed server%s.\n", (pother[wl] > 0) ? pother[wl] : 0, (pother[wl] > 20) ? " (**probes disturbed**: another process ran on the server core)" : ""
+            if (wl in pvoid) printf "%d disturbed probe(s) left out of the medians (another process took over 20 %% of CPU 1):%s.\n", pvoid[wl], pvt[wl]
             if (wl == "a") for (i = 1; i <= m; i++) if (O[i] != "nullresp" && UP[O[i]] > 0) printf "\n**LEAK: %s forwarded denied names (%.3f upstream queries per query)**\n", O[i], UP[O[i]]
             delete O; delete Q; delete U; delete UP; delete PU
         }
