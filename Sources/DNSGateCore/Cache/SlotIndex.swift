@@ -18,6 +18,10 @@ struct SlotIndex {
     private static func slot(_ hash: UInt64, _ position: Int) -> UInt64 { hash << 32 | UInt64(position + 1) }
     @inline(__always)
     private static func position(_ slot: UInt64) -> Int { Int(slot & 0xFFFF_FFFF) - 1 }
+    /// Where probing for `hash` starts; a stored slot's is `home(slot >> 32, mask)`, as the index
+    /// size never exceeds 2^32 and only the hash's low half is kept.
+    @inline(__always)
+    private static func home(_ hash: UInt64, _ mask: Int) -> Int { Int(truncatingIfNeeded: hash) & mask }
 
     /// The position stored under `hash` for which `matches` holds, else nil.
     @inline(__always)
@@ -30,7 +34,7 @@ struct SlotIndex {
         return slots.withUnsafeBufferPointer { s in
             let mask = s.count - 1
             let tag = hash & 0xFFFF_FFFF
-            var i = Int(truncatingIfNeeded: hash) & mask
+            var i = Self.home(hash, mask)
             while true {
                 let v = s[i]
                 if v == 0 { return nil }
@@ -45,8 +49,8 @@ struct SlotIndex {
         precondition(position >= 0 && position < Int(UInt32.max), "SlotIndex position out of range")
         if (count + 1) * 2 > slots.count { grow() }
         slots.withUnsafeMutableBufferPointer { s in
-            ProbedIndex.insert(Self.slot(hash, position), home: Int(truncatingIfNeeded: hash) & (s.count - 1), in: s.baseAddress!,
-                               mask: s.count - 1, empty: 0)
+            let mask = s.count - 1
+            ProbedIndex.insert(Self.slot(hash, position), home: Self.home(hash, mask), in: s.baseAddress!, mask: mask, empty: 0)
         }
         count += 1
     }
@@ -56,7 +60,7 @@ struct SlotIndex {
         guard let at = probe(hash, { $0 == position })?.slot else { return }
         slots.withUnsafeMutableBufferPointer { s in
             let mask = s.count - 1
-            ProbedIndex.remove(at: at, in: s.baseAddress!, mask: mask, empty: 0) { Int(truncatingIfNeeded: $0 >> 32) & mask }
+            ProbedIndex.remove(at: at, in: s.baseAddress!, mask: mask, empty: 0) { Self.home($0 >> 32, mask) }
         }
         count -= 1
     }
@@ -67,7 +71,7 @@ struct SlotIndex {
         let mask = slots.count - 1
         slots.withUnsafeMutableBufferPointer { s in
             for v in old where v != 0 {
-                ProbedIndex.insert(v, home: Int(truncatingIfNeeded: v >> 32) & mask, in: s.baseAddress!, mask: mask, empty: 0)
+                ProbedIndex.insert(v, home: Self.home(v >> 32, mask), in: s.baseAddress!, mask: mask, empty: 0)
             }
         }
     }
