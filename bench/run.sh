@@ -58,12 +58,13 @@ OPTIONAL_TARGETS="dnsgate-nodetector"   # only when named in --targets
 TARGETS=""; WORKLOADS=a,b,c,d; ROUNDS=3; DURATION=auto; BUDGET=600; PINNED=1
 CLIENTS=16; INFLIGHT=150; PROBE_RATE=50000; PROBE_SECS=2; PROBE_ROUNDS=3; BASE_PORT=5450; OUT=""
 INSTALL=0; VERIFY_ONLY=0; PEERS_ONLY=0; DNSGATE_BIN=""; DNSGATE_REV=""; DNSGATE_DESC="given with --dnsgate-bin"; DNSGATE_ARGS=""; DNSGATE_THREADS=1; QUICK=0
-APT_PACKAGES="dnsperf nsd unbound dnsmasq-base ldnsutils bind9-dnsutils"
 # command:package pairs; the optional peers are installed only with --install
 REQUIRED_TOOLS="dnsperf:dnsperf nsd:nsd nsd-control:nsd unbound:unbound dnsmasq:dnsmasq-base drill:ldnsutils
     dig:bind9-dnsutils taskset:util-linux ss:iproute2 cc:gcc"
 OPTIONAL_TOOLS="dnsdist:dnsdist pdns_recursor:pdns-recursor kresd:knot-resolver"
-OPTIONAL_PACKAGES=$(for t in $OPTIONAL_TOOLS; do echo "${t#*:}"; done | xargs)
+packages_of() { for t in "$@"; do echo "${t#*:}"; done | awk '!seen[$0]++' | xargs; }   # command:package... -> packages
+# shellcheck disable=SC2086
+APT_PACKAGES=$(packages_of $REQUIRED_TOOLS); OPTIONAL_PACKAGES=$(packages_of $OPTIONAL_TOOLS)
 
 while [ $# -gt 0 ]; do
     need() { [ $# -ge 2 ] || die "$1 needs a value"; }
@@ -107,12 +108,13 @@ WLS=$(echo "$WORKLOADS" | tr ',' ' ')
 for w in $WLS; do case "$w" in a|b|c|d) ;; *) die "unknown workload '$w'" ;; esac; done
 
 # ------------------------------------------------------------------ tools
-missing=""
+absent=""
 tools=$REQUIRED_TOOLS; [ "$INSTALL" = 1 ] && tools="$tools $OPTIONAL_TOOLS"
 for t in $tools; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
+    command -v "${t%%:*}" >/dev/null 2>&1 || absent="$absent $t"
 done
-missing=$(echo "$missing" | tr ' ' '\n' | awk 'NF && !s[$0]++' | tr '\n' ' ')
+# shellcheck disable=SC2086
+missing=$(packages_of $absent)
 if [ -n "$missing" ]; then
     if [ "$INSTALL" = 1 ]; then
         log "installing: $missing"
