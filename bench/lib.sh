@@ -100,6 +100,33 @@ cpu_busy() { # -> "cpu0_busy cpu0_total cpu1_busy cpu1_total" (ticks, from /proc
     awk '$1=="cpu0"||$1=="cpu1" { printf "%d %d ", $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 } END { print "" }' /proc/stat
 }
 
+# kthread_runtime -> "PID:NAME NS" for each kernel thread (a child of kthreadd, PID 2): nanoseconds on
+# a CPU, from /proc/PID/schedstat (exact, where /proc/PID/stat counts clock ticks). Kernel threads share
+# the pinned cores: on this VM the memory monitor (kdamond) runs about 1 ms every 512 ms on CPU 0,
+# which stalls dnsperf and puts a burst of slow answers into the p99 of every server alike.
+kthread_runtime() {
+    local d s ns
+    for d in /proc/[0-9]*; do
+        s=$(cat "$d/stat" 2>/dev/null) || continue
+        [ "$(echo "${s##*) }" | cut -d' ' -f2)" = 2 ] || continue
+        read -r ns _ <"$d/schedstat" 2>/dev/null || continue
+        s=${s%%) *}
+        echo "${d#/proc/}:${s#*(} $ns"
+    done
+}
+
+# kthreads_since FILE SECONDS: the five kernel threads that ran the most since kthread_runtime wrote
+# FILE, as "name 1.23 s (0.4 %)" of the SECONDS the run took.
+kthreads_since() {
+    kthread_runtime | awk -v secs="$2" '
+        { split($1, k, ":"); pid = k[1]; n = substr($1, length(pid) + 2) }
+        FNR == NR { before[pid] = $2; next }
+        # A kworker names its current work after a dash, so threads are matched by PID.
+        { d = ($2 - before[pid]) / 1e9; if (n ~ /^kworker/) sub(/-.*$/, "", n); if (d >= 0.001) used[n] += d }
+        END { for (n in used) printf "%s %.3f s (%.2f %%)\n", n, used[n], 100 * used[n] / secs }' "$1" - |
+        sort -k2 -rn | head -5 | paste -sd, - | sed 's/,/, /g'
+}
+
 # settle_cpu1 [MAX_SECONDS]: 0 once CPU 1 was under 10 % busy for 0.2 s; 1 after MAX_SECONDS (5).
 # A peer that could not keep up with a flood of misses keeps working through its backlog after
 # dnsperf stops, on the server core, and would run during the next target's probe.

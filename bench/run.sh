@@ -203,6 +203,7 @@ log "run dir $RUN; $MODE; targets: $TARGETS; workloads $WORKLOADS; $ROUNDS round
     [ -n "$DNSGATE_BIN" ] && echo "dnsgate: $DNSGATE_BIN ($DNSGATE_DESC), --threads $DNSGATE_THREADS $DNSGATE_ARGS"
     echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/meta.txt"
+kthread_runtime >"$RUN/kthreads-start"; STARTED=$SECONDS
 
 # ------------------------------------------------------------------ start + verify
 log "starting nsd upstream on 127.0.0.1:$(port_of upstream)"
@@ -314,6 +315,7 @@ if [ "$PROBE_RATE" -gt 0 ]; then
     done
 fi
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+echo "kernel threads, CPU during the run: $(kthreads_since "$RUN/kthreads-start" $((SECONDS - STARTED + 1)))" >>"$OUT/meta.txt"
 
 # ------------------------------------------------------------------ dnsgate's own account
 # Every answered query must have gone through counters and detector (a run that shed telemetry
@@ -329,5 +331,5 @@ for t in $TARGETS; do
 done
 
 # ------------------------------------------------------------------ table
-{ print_tables "$OUT"; echo; grep -E '^dnsgate[^:]*: telemetry' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
+{ print_tables "$OUT"; echo; grep -E '^(dnsgate[^:]*: telemetry|kernel threads)' "$OUT/meta.txt" | sed 's/^/- /'; } | tee "$OUT/summary.md"
 log "raw: $CSV $PROBES; policy proof: $OUT/verify.txt; dnsperf output: $RUN/perf/"
