@@ -72,7 +72,7 @@ final class DocumentationTests: XCTestCase {
         XCTAssertEqual(c.udpCoalesceForwardingMicros, 0)
         XCTAssertEqual(c.udpCoalesceMinRate, 5000)
         XCTAssertEqual(ServerConfig().udpCoalesceMicros, 200, "on by default")
-        XCTAssertEqual(ServerConfig().udpCoalesceForwardingMicros, 15, "on by default")
+        XCTAssertEqual(ServerConfig().udpCoalesceForwardingMicros, 0, "off by default")
         XCTAssertThrowsError(try ConfigLoader.parse(text: "udp:\n  coalesce_us: 5000\n", file: "x.yaml")) { e in
             XCTAssertTrue("\(e)".hasPrefix("x.yaml:2:"), "\(e)")
         }

@@ -7,11 +7,11 @@
 /// `windowMicros` after the socket ran dry lets the next batch gather (bench/RESULTS.md: 200 µs cut
 /// CPU per query at that rate by a quarter, and added about 0.2 ms to each answer).
 ///
-/// While upstream exchanges are in flight the listener waits a shorter `forwardingMicros`, as their
-/// answers wait for it too. At 50,000 cache misses a second, 15 µs (about 65 with the kernel's timer
-/// slack) cut the CPU per miss by about 10 %, as each wakeup of the upstream and of the clients
-/// serves several queries, for about 0.18 ms more per answer, where a real upstream takes
-/// milliseconds. From 25 µs up the p99 there jumped from about 0.7 to 1.8 ms.
+/// While upstream exchanges are in flight the listener waits `forwardingMicros` instead, as their
+/// answers wait for it too; 0 by default. At 50,000 cache misses a second, 15 µs cut the CPU per
+/// miss by 5–8 %, as each wakeup of the upstream and of the clients serves several queries, but
+/// any wait takes at least about 70 µs here (timer slack and wakeup), which took p50 from 0.11 to
+/// 0.33 ms and p99 from about 0.7 to about 1 ms (bench/RESULTS.md).
 ///
 /// Only while the listener received at least `minRate` datagrams a second over the last period
 /// (10 ms): at the rates a runner normally sends, no answer waits. Pure logic; the listener reads the
