@@ -127,15 +127,16 @@ kthreads_since() {
         sort -k2 -rn | head -5 | paste -sd, - | sed 's/,/, /g'
 }
 
-# settle_cpu1 [MAX_SECONDS]: 0 once CPU 1 was under 10 % busy for 0.2 s; 1 after MAX_SECONDS (5).
+# settle_cpus [MAX_SECONDS]: 0 once both CPUs were under 10 % busy for 0.2 s; 1 after MAX_SECONDS (5).
 # A peer that could not keep up with a flood of misses keeps working through its backlog after
-# dnsperf stops, on the server core, and would run during the next target's probe.
-settle_cpu1() {
+# dnsperf stops, on the server core, and its retries keep nsd busy on the client core: either
+# would run during the next target's probe.
+settle_cpus() {
     local i
     for i in $(seq 1 $(( ${1:-5} * 5 ))); do
         # shellcheck disable=SC2046
         set -- $(cpu_busy) $(sleep 0.2; cpu_busy)
-        [ $(( ($7 - $3) * 10 )) -lt $(( $8 - $4 )) ] && return 0
+        [ $(( ($5 - $1) * 10 )) -lt $(( $6 - $2 )) ] && [ $(( ($7 - $3) * 10 )) -lt $(( $8 - $4 )) ] && return 0
     done
     return 1
 }

@@ -291,9 +291,9 @@ done
 # Interleaved rounds like the saturated runs, medians reported: one short probe per target moved by
 # 10-20 % from run to run, more than the differences it was meant to show. All rounds of a workload
 # run before the next workload: a peer that a flood of misses (d) leaves busy or wedged must not
-# disturb the other workloads' probes. Within a workload each probe waits for CPU 1 to go quiet
-# first (settle_cpu1): after (d), a peer that could not keep up was still answering its backlog
-# there during the next target's probe. CPU busy is recorded so that a disturbed probe shows.
+# disturb the other workloads' probes. Within a workload each probe waits for both CPUs to go quiet
+# first (settle_cpus): after (d), a peer that could not keep up was still answering its backlog
+# during the next target's probe. CPU busy is recorded so that a disturbed probe shows.
 if [ "$PROBE_RATE" -gt 0 ]; then
     log "latency probe: $PROBE_RATE qps for ${PROBE_SECS}s per target and workload, $PROBE_ROUNDS round(s)"
     for wl in $WLS; do
@@ -305,7 +305,7 @@ if [ "$PROBE_RATE" -gt 0 ]; then
             for t in "${TA[@]:k}" "${TA[@]:0:k}"; do
                 [ "$(date +%s)" -lt "$DEADLINE" ] || break
                 f=$RUN/perf/probe-$round-$wl-$t.txt
-                settle_cpu1 || log "CPU 1 still busy after 5 s: the probe of $t may be disturbed (cpu1_other in probes.csv)"
+                settle_cpus || log "a CPU still busy after 5 s: the probe of $t may be disturbed (cpu1_other in probes.csv)"
                 # shellcheck disable=SC2046
                 set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$f" -l "$PROBE_SECS" -Q "$PROBE_RATE" -v $(once "$wl"))
                 echo "$round,$wl,$t,$PROBE_RATE,$3,$1,$2,$5,$(perf_latency "$f" | tr ' ' ','),${STATUS[$t]},$7,$8,$9" >>"$PROBES"
