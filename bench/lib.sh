@@ -108,7 +108,9 @@ kthread_runtime() {
     local d s ns
     for d in /proc/[0-9]*; do
         s=$(cat "$d/stat" 2>/dev/null) || continue
-        [ "$(echo "${s##*) }" | cut -d' ' -f2)" = 2 ] || continue
+        # shellcheck disable=SC2086
+        set -- ${s##*) }   # state ppid ...: the fields after the name, as in cpu_ticks
+        [ "$2" = 2 ] || continue
         read -r ns _ <"$d/schedstat" 2>/dev/null || continue
         s=${s%%) *}
         echo "${d#/proc/}:${s#*(} $ns"
