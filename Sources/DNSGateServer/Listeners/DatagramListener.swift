@@ -107,9 +107,9 @@ final class DatagramListener: @unchecked Sendable {
                 n = received.receive(fd, wait: true)
             } else {
                 // Exchanges in flight: their answers, and their timeouts, wake this thread as well.
-                direct.wait(alsoFor: fd, maxMilliseconds: Self.wakeMilliseconds, block: !full && !direct.holding)
+                let readable = direct.wait(alsoFor: fd, maxMilliseconds: Self.wakeMilliseconds, block: !full && !direct.holding)
                 direct.collect()
-                n = received.receive(fd, wait: false)
+                if readable { n = received.receive(fd, wait: false) } else { n = -1; errno = EAGAIN }
             }
             if n < 0 {
                 let e = errno
