@@ -76,8 +76,32 @@ stop_one() { # NAME: TERM, up to 5 s, then KILL; only the recorded PIDs
 
 running() { [ -n "$(our_pids "$1")" ]; }
 
+# isolate NAME...: stops (SIGSTOP) every target this run started except NAMEs; resume_all continues
+# them. While one target is measured the others must not run on its core: after the flood of
+# misses, a peer that could not keep up works through its backlog for seconds, and dnsmasq sometimes
+# stays wedged at full CPU, which no wait ends. Stopped, they use no CPU, and their sockets simply
+# hold what arrives until they go on. The upstream (nsd) is shared and never stopped.
+isolate() {
+    local f name p
+    for f in "$RUN"/pids/*; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f")
+        case " upstream $* " in *" $name "*) continue ;; esac
+        for p in $(our_pids "$name"); do kill -STOP "$p" 2>/dev/null; done
+    done
+}
+
+resume_all() {
+    local f p
+    for f in "$RUN"/pids/*; do
+        [ -e "$f" ] || continue
+        for p in $(our_pids "$(basename "$f")"); do kill -CONT "$p" 2>/dev/null; done
+    done
+}
+
 stop_everything() {
     local f
+    resume_all   # a stopped process would not act on TERM
     for f in "$RUN"/pids/*; do [ -e "$f" ] && stop_one "$(basename "$f")"; done
     return 0
 }

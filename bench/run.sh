@@ -252,9 +252,11 @@ echo "round,workload,target,rate,achieved_qps,completed,lost,us_per_query,p50_ms
 # user-us/q: the user-mode part of us/q)
 measure() {
     local t=$1 file=$2 out=$3 c0 c1 u0 u1 b0 b1; shift 3
+    isolate "$t"   # only the measured target runs (lib.sh)
     u0=$(upstream_counts); b0=$(cpu_busy); c0=$(cpu_ticks ${PIDS[$t]})
     gen dnsperf -s "$ADDR" -p "$(port_of "$t")" -d "$file" -c "$CLIENTS" -q "$INFLIGHT" -t 2 "$@" >"$out" 2>&1
     c1=$(cpu_ticks ${PIDS[$t]}); b1=$(cpu_busy); u1=$(upstream_counts)
+    resume_all
     # 1 completed 2 lost 3 qps | 4,5 server ticks, 6,7 its user ticks, before, after | 8-10, 11-13 upstream
     # counts | 14-17, 18-21 cpu0/cpu1 busy,total
     echo "$(perf_numbers "$out") ${c0% *} ${c1% *} ${c0#* } ${c1#* } $u0 $u1 $b0 $b1" | awk -v hz="$CLK_TCK" '{
@@ -305,6 +307,7 @@ if [ "$PROBE_RATE" -gt 0 ]; then
             for t in "${TA[@]:k}" "${TA[@]:0:k}"; do
                 [ "$(date +%s)" -lt "$DEADLINE" ] || break
                 f=$RUN/perf/probe-$round-$wl-$t.txt
+                isolate "$t"   # before the wait: a wedged peer must not keep the CPUs busy
                 settle_cpus || log "a CPU still busy after 5 s: the probe of $t may be disturbed (cpu1_other in probes.csv)"
                 # shellcheck disable=SC2046
                 set -- $(measure "$t" "$(qfile "$wl" "$tag")" "$f" -l "$PROBE_SECS" -Q "$PROBE_RATE" -v $(once "$wl"))

@@ -36,4 +36,37 @@ final class BenchHarnessTests: XCTestCase {
         let oks = verify.split(separator: "\n").filter { $0.hasPrefix("  ok") }.count
         XCTAssertGreaterThanOrEqual(oks, 1 + 18 * (targets.count - 1), verify)
     }
+
+    /// While one target is measured the harness stops the others (and never the upstream), and
+    /// continues them afterwards; a target left stopped would fail every later measurement, and one
+    /// left running would take CPU from the measured one. Real processes, signalled by their PIDs.
+    func testOnlyTheMeasuredTargetRuns() throws {
+        let run = TestPaths.tempDir("bench-isolate")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let lib = TestPaths.packageRoot.appendingPathComponent("bench/lib.sh").path
+        // state NAME -> the process state letter of NAME's sleep (T: stopped, S: sleeping)
+        let script = """
+            set -u
+            . "$1"; RUN=$2; mkdir -p "$RUN/pids" "$RUN/logs"
+            for n in upstream dnsgate unbound dnsmasq; do spawn "$n" "" sleep 30; done
+            state_of() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0; s=${s##*) }; echo "${s%% *}"; }
+            state() { state_of "$(our_pids "$1")"; }
+            sleep 0.2
+            isolate dnsgate
+            echo "isolated: $(state upstream) $(state dnsgate) $(state unbound) $(state dnsmasq)"
+            resume_all
+            echo "resumed: $(state upstream) $(state dnsgate) $(state unbound) $(state dnsmasq)"
+            isolate unbound
+            pids=$(for n in upstream dnsgate unbound dnsmasq; do our_pids "$n"; done)
+            start=$(date +%s%N); stop_everything; took=$(( ($(date +%s%N) - start) / 1000000 ))
+            left=0; for p in $pids; do [ -e "/proc/$p" ] && [ "$(state_of "$p")" != Z ] && left=$((left + 1)); done
+            echo "left running: $left, $([ "$took" -lt 3000 ] && echo promptly || echo "after $took ms")"
+            """
+        let r = try runCommand("/bin/bash", ["-c", script, "isolate-test", lib, run.path], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("isolated: S S T T\n"), r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("resumed: S S S S\n"), r.stdout + r.stderr)
+        // Stopping a run with stopped targets still ends them all, at once rather than after the KILL.
+        XCTAssertTrue(r.stdout.contains("left running: 0, promptly\n"), r.stdout + r.stderr)
+    }
 }
