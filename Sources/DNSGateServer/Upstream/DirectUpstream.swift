@@ -172,21 +172,23 @@ final class DirectUpstream {
             // upstream socket.
             var one = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&one, 1, min(timeout, 1))
-            for i in readable.indices { readable[i] = true }
-            return true
+            return lookAtEverySocket()
         }
         let n = readyTags.withUnsafeMutableBufferPointer { dnsgate_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
         // A failed wait (EINTR, say) says nothing: look at every socket.
-        guard n >= 0 else {
-            for i in readable.indices { readable[i] = true }
-            return true
-        }
+        guard n >= 0 else { return lookAtEverySocket() }
         var client = false
         for i in 0..<Int(n) {
             let tag = Int(readyTags[i])
             if tag == 0 { client = true } else if tag <= readable.count { readable[tag - 1] = true }
         }
         return client
+    }
+
+    /// Marks every upstream socket for `collect` to read, and says the client socket may have queries.
+    private func lookAtEverySocket() -> Bool {
+        for i in readable.indices { readable[i] = true }
+        return true
     }
 
     /// Takes the answers on the upstream sockets `wait` found readable, and ends the exchanges past
