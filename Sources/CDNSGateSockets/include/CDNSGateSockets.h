@@ -20,15 +20,4 @@ int dnsgate_recvmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen, int wait);
 /// Sends up to `vlen` datagrams in one call; returns how many went out, or -1 with errno.
 int dnsgate_sendmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen);
 
-/// A new epoll set, closed on exec; -1 with errno. (Swift's Glibc module does not export epoll.)
-int dnsgate_epoll_create(void);
-
-/// Adds `fd` to the epoll set `epfd` for reading (level-triggered), tagged with `tag`; 0 or -1 with errno.
-int dnsgate_epoll_add(int epfd, int fd, unsigned int tag);
-
-/// Waits up to `timeout_ms` (0: only looks) for sockets of `epfd` to be readable, or to have an
-/// error pending (a refused port), and writes the tags of up to `max` of them to `tags`; returns how
-/// many, or -1 with errno. `struct epoll_event` is packed on x86-64, so Swift does not build it itself.
-int dnsgate_epoll_wait(int epfd, unsigned int *tags, int max, int timeout_ms);
-
 #endif

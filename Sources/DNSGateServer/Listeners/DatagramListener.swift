@@ -17,7 +17,7 @@ import Glibc
 /// system call per batch, the same loop unbound and NSD run.
 ///
 /// Cache misses are asked upstream from this thread too (`DirectUpstream`): while any are in flight
-/// the thread waits in `epoll_wait` for the client socket and its upstream sockets together, and answers
+/// the thread waits in `poll` for the client socket and its upstream sockets together, and answers
 /// go out in the same `sendmmsg` as the batch's other replies. Handing them to an event loop woke
 /// that loop's thread twice per miss. Only an answer that came back truncated goes to the event loop,
 /// whose upstream client asks again over TCP. One bad datagram never stops the loop.

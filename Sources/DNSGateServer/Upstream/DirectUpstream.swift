@@ -84,16 +84,7 @@ final class DirectUpstream {
     private var random = BufferedRandom()
     private let received = ReceiveBatch(count: readsPerCall, slotSize: 4096)
     private var nextSweep: UInt64 = 0
-    /// The client socket and the upstream sockets, registered once: `poll` over the same five sockets
-    /// registered and removed a wait on each of them at every call, about 1.5 µs a call and 5 % of
-    /// the CPU at 50,000 misses a second (bench/RESULTS.md). -1 when epoll is unavailable; then
-    /// `wait` only sleeps briefly and every upstream socket counts as readable.
-    private var epollFD: CInt = -1
-    private var clientRegistered = false
-    /// Tags `epoll_wait` returned: 0 the client socket, else an upstream socket's position + 1.
-    private var readyTags: [UInt32] = []
-    /// Upstream sockets `wait` found readable, by position in `sockets`, for `collect`.
-    private var readable: [Bool] = []
+    private var pollSet: [pollfd] = []
     /// Where replies for clients go (the listener's send batch); and misses for the event loop (TCP).
     private let deliver: ([UInt8], DatagramSource) -> Void
     private let handOff: (ForwardJob, DatagramSource) -> Void
@@ -126,22 +117,11 @@ final class DirectUpstream {
             }
         }
         slotsOf = targets.indices.map { k in sockets.indices.filter { sockets[$0].target == k } }
-        let upstreamFDs = sockets.map(\.fd)
-        var epollFD = dnsgate_epoll_create()
-        for (slot, fd) in upstreamFDs.enumerated() where epollFD >= 0 && dnsgate_epoll_add(epollFD, fd, UInt32(slot + 1)) != 0 {
-            close(epollFD); epollFD = -1
-        }
-        self.epollFD = epollFD
-        readyTags = Array(repeating: 0, count: min(64, upstreamFDs.count + 1))
-        readable = Array(repeating: false, count: upstreamFDs.count)
         outgoing = sockets.map { _ in ReplyBatch(count: 32) }
         roundSlot = Array(repeating: nil, count: targets.count)
     }
 
-    deinit {
-        for s in sockets { close(s.fd) }
-        if epollFD >= 0 { close(epollFD) }
-    }
+    deinit { for s in sockets { close(s.fd) } }
 
     /// Starts the exchange for `job`, or joins the one in flight for the same question.
     func ask(_ job: ForwardJob, for to: DatagramSource, spelling: ArraySlice<UInt8>?) {
@@ -163,39 +143,21 @@ final class DirectUpstream {
     /// a second, 40 % of the listener's reads found nothing).
     @discardableResult
     func wait(alsoFor fd: CInt, maxMilliseconds: Int, block: Bool) -> Bool {
+        if pollSet.count != sockets.count + 1 {
+            pollSet = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        }
         let now = DispatchTime.now().uptimeNanoseconds
         let untilSweep = nextSweep > now ? Int((nextSweep - now) / 1_000_000) + 1 : 0
-        let timeout = block ? Int32(min(maxMilliseconds, untilSweep)) : 0
-        if epollFD >= 0, !clientRegistered { clientRegistered = dnsgate_epoll_add(epollFD, fd, 0) == 0 }
-        guard epollFD >= 0, clientRegistered else {
-            // No epoll: wait on the client socket alone, at most a millisecond, and look at every
-            // upstream socket.
-            var one = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            _ = poll(&one, 1, min(timeout, 1))
-            return lookAtEverySocket()
-        }
-        let n = readyTags.withUnsafeMutableBufferPointer { dnsgate_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
-        // A failed wait (EINTR, say) says nothing: look at every socket.
-        guard n >= 0 else { return lookAtEverySocket() }
-        var client = false
-        for i in 0..<Int(n) {
-            let tag = Int(readyTags[i])
-            if tag == 0 { client = true } else if tag <= readable.count { readable[tag - 1] = true }
-        }
-        return client
-    }
-
-    /// Marks every upstream socket for `collect` to read, and says the client socket may have queries.
-    private func lookAtEverySocket() -> Bool {
-        for i in readable.indices { readable[i] = true }
-        return true
+        // A failed poll (EINTR, say) says nothing about the client socket: read it anyway.
+        guard poll(&pollSet, nfds_t(pollSet.count), block ? Int32(min(maxMilliseconds, untilSweep)) : 0) >= 0 else { return true }
+        return pollSet[0].revents != 0
     }
 
     /// Takes the answers on the upstream sockets `wait` found readable, and ends the exchanges past
     /// their timeout.
     func collect() {
-        for (slot, s) in sockets.enumerated() where readable[slot] {
-            readable[slot] = false
+        for (slot, s) in sockets.enumerated() where pollSet.count == sockets.count + 1 && pollSet[slot + 1].revents != 0 {
+            pollSet[slot + 1].revents = 0
             while true {
                 let n = received.receive(s.fd, wait: false)
                 if n < 0, errno == ECONNREFUSED { refused(slot) }
