@@ -141,7 +141,6 @@ final class DirectUpstream {
     /// check is due (at most `maxMilliseconds`); with `block` false, only looks. Returns whether `fd`
     /// has anything to read: a read that would find nothing is a system call saved (at 50,000 misses
     /// a second, 40 % of the listener's reads found nothing).
-    @discardableResult
     func wait(alsoFor fd: CInt, maxMilliseconds: Int, block: Bool) -> Bool {
         if pollSet.count != sockets.count + 1 {
             pollSet = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
