@@ -81,21 +81,18 @@ running() { [ -n "$(our_pids "$1")" ]; }
 # misses, a peer that could not keep up works through its backlog for seconds, and dnsmasq sometimes
 # stays wedged at full CPU, which no wait ends. Stopped, they use no CPU, and their sockets simply
 # hold what arrives until they go on. The upstream (nsd) is shared and never stopped.
-isolate() {
-    local f name p
+isolate() { signal_all STOP upstream "$@"; }
+resume_all() { signal_all CONT; }
+
+# signal_all SIGNAL [SPARED...]: sends SIGNAL to every process this run started, but those of the
+# SPARED names
+signal_all() {
+    local sig=$1 f name p; shift
     for f in "$RUN"/pids/*; do
         [ -e "$f" ] || continue
         name=$(basename "$f")
-        case " upstream $* " in *" $name "*) continue ;; esac
-        for p in $(our_pids "$name"); do kill -STOP "$p" 2>/dev/null; done
-    done
-}
-
-resume_all() {
-    local f p
-    for f in "$RUN"/pids/*; do
-        [ -e "$f" ] || continue
-        for p in $(our_pids "$(basename "$f")"); do kill -CONT "$p" 2>/dev/null; done
+        case " $* " in *" $name "*) continue ;; esac
+        for p in $(our_pids "$name"); do kill -"$sig" "$p" 2>/dev/null; done
     done
 }
 
