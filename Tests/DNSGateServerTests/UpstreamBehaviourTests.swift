@@ -47,6 +47,31 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertEqual(upstreamSaw, 1, "coalesced in flight or answered from cache: the upstream is asked once")
     }
 
+    /// The ports a forger must guess: an unloaded server picks one of its four sockets per query; under
+    /// load it keeps one while its exchanges are in flight (for up to 64 queries), so their answers come
+    /// back on one socket and `poll` watches two, not five.
+    func testQueriesSpreadOverSocketsWhenIdleAndShareOneUnderLoad() throws {
+        let idle = PortRecordingUpstream(expecting: 40)
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(idle.port)"])
+        for i in 0..<40 {
+            let reply = try UDPClient.exchange(port: g.port, RawQuery.make(id: UInt16(i), name: "idle\(i).allowed.test"))
+            XCTAssertEqual(reply.map { $0[3] & 0x0F }, 0, "NOERROR for idle\(i)")
+        }
+        let idlePorts = idle.sourcePorts
+        XCTAssertEqual(idlePorts.count, 40)
+        // Drawn at random from four: fewer than three distinct in 40 draws has odds below 1e-10.
+        XCTAssertGreaterThanOrEqual(Set(idlePorts).count, 3, "one query at a time: a socket drawn for each, \(idlePorts)")
+
+        // 48 misses the upstream answers only once all have come: all are in flight together.
+        let busy = PortRecordingUpstream(answerAfter: 48, expecting: 48)
+        let h = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(busy.port)"])
+        let burst = (0..<48).map { RawQuery.make(id: UInt16($0), name: "busy\($0).allowed.test") }
+        XCTAssertEqual(UDPClient.burst(port: h.port, burst, batch: 48), 48)
+        let busyPorts = busy.sourcePorts
+        XCTAssertEqual(busyPorts.count, 48)
+        XCTAssertEqual(Set(busyPorts).count, 1, "exchanges in flight: their socket is kept, \(busyPorts)")
+    }
+
     func testIdleTCPConnectionsAreClosedAndTheLimitIsEnforced() throws {
         let nsd = try NSDUpstream()
         let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
@@ -79,7 +104,6 @@ final class UpstreamBehaviourTests: XCTestCase {
     }
 }
 
-/// A UDP socket on a free loopback port that never reads: queries sent to it time out.
 /// An upstream that answers the first query it gets with four forgeries (from 127.0.0.9, with the
 /// wrong ID, for another name, and garbage), then the genuine answer, 192.0.2.1.
 final class ForgingUpstream {
@@ -107,27 +131,77 @@ final class ForgingUpstream {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &fromLen) }
         }
         guard n > 12 else { return }
-        var end = 12
-        while end < n && buf[end] != 0 { end += Int(buf[end]) + 1 }
-        let question = Array(buf[12..<(end + 5)])
-        let id = UInt16(buf[0]) << 8 | UInt16(buf[1])
-        func answer(id: UInt16, question: [UInt8], address: [UInt8]) -> [UInt8] {
-            [UInt8(id >> 8), UInt8(id & 0xFF), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0] + question
-                + [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + address
-        }
+        let (id, question) = idAndQuestion(buf, n)
         let otherName = try! DNSName("evil.allowed.test").wire + [0, 1, 0, 1]
-        func send(_ bytes: [UInt8], on socket: Int32) {
-            _ = withUnsafePointer(to: &from) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket, bytes, bytes.count, 0, $0, fromLen) }
-            }
-        }
-        send(answer(id: id, question: question, address: [192, 0, 2, 66]), on: forger)          // another source
-        send(answer(id: id ^ 0x5A5A, question: question, address: [192, 0, 2, 66]), on: fd)      // wrong ID
-        send(answer(id: id, question: otherName, address: [192, 0, 2, 66]), on: fd)              // another question
+        func send(_ bytes: [UInt8], on socket: Int32) { sendDatagram(bytes, on: socket, to: &from, length: fromLen) }
+        send(oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 66]), on: forger)          // another source
+        send(oneAddressAnswer(id: id ^ 0x5A5A, question: question, address: [192, 0, 2, 66]), on: fd)      // wrong ID
+        send(oneAddressAnswer(id: id, question: otherName, address: [192, 0, 2, 66]), on: fd)              // another question
         send([buf[0], buf[1], 0x81], on: fd)                                                      // garbage
         forgeriesSent = 4
         usleep(50_000)
-        send(answer(id: id, question: question, address: [192, 0, 2, 1]), on: fd)
+        send(oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 1]), on: fd)
+    }
+}
+
+/// An upstream that notes the source port of each query and answers it with 192.0.2.1; with
+/// `answerAfter` n, it holds every answer until n queries have come (or 5 s have passed), so those
+/// are all in flight at once. It stops after `expecting` queries, or 5 s without one.
+final class PortRecordingUpstream: @unchecked Sendable {   // `ports` is guarded by `lock`
+    let port: Int
+    private let fd: Int32
+    private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var ports: [UInt16] = []
+    var sourcePorts: [UInt16] { lock.withLock { ports } }
+
+    init(answerAfter hold: Int = 1, expecting total: Int) {
+        port = freePort()
+        fd = boundUDPSocket(host: "127.0.0.1", port: port)
+        var wait = timeval(tv_sec: 5, tv_usec: 0)   // bounded: the test never hangs on it
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        let t = Thread { [self] in serve(hold: hold, total: total); done.signal() }
+        t.start()
+    }
+    deinit { done.wait(); close(fd) }
+
+    private func serve(hold: Int, total: Int) {
+        var held: [(reply: [UInt8], to: sockaddr_storage, length: socklen_t)] = []
+        func flush() { for var h in held { sendDatagram(h.reply, on: fd, to: &h.to, length: h.length) }; held.removeAll() }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<total {
+            var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &from) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &fromLen) }
+            }
+            guard n > 12 else { break }
+            let sourcePort = withUnsafeBytes(of: &from) { UInt16($0[2]) << 8 | UInt16($0[3]) }   // sin_port, network order
+            let count = lock.withLock { ports.append(sourcePort); return ports.count }
+            let (id, question) = idAndQuestion(buf, n)
+            held.append((oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 1]), from, fromLen))
+            if count >= hold { flush() }
+        }
+        flush()
+    }
+}
+
+/// The ID and the question section (name, type, class) of a query of `n` octets in `buf`.
+func idAndQuestion(_ buf: [UInt8], _ n: Int) -> (UInt16, [UInt8]) {
+    var end = 12
+    while end < n && buf[end] != 0 { end += Int(buf[end]) + 1 }
+    return (UInt16(buf[0]) << 8 | UInt16(buf[1]), Array(buf[12..<(end + 5)]))
+}
+
+/// An answer to `question` with one A record, `address`, TTL 60.
+func oneAddressAnswer(id: UInt16, question: [UInt8], address: [UInt8]) -> [UInt8] {
+    [UInt8(id >> 8), UInt8(id & 0xFF), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0] + question
+        + [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + address
+}
+
+/// Sends one datagram from `socket` to a `sockaddr_storage` as `recvfrom` filled it.
+func sendDatagram(_ bytes: [UInt8], on socket: Int32, to address: inout sockaddr_storage, length: socklen_t) {
+    _ = withUnsafePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket, bytes, bytes.count, 0, $0, length) }
     }
 }
 
@@ -142,6 +216,7 @@ func boundUDPSocket(host: String, port: Int) -> Int32 {
     return fd
 }
 
+/// A UDP socket on a free loopback port that never reads: queries sent to it time out.
 final class BlackHoleSocket {
     let port: Int
     private let fd: Int32

@@ -76,15 +76,27 @@ final class DirectUpstream {
     private var slotsOf: [[Int]] = []
     /// Queries waiting to leave, one `sendmmsg` per socket at `flush`.
     private var outgoing: [ReplyBatch] = []
-    /// Per upstream, the socket this round's new queries go out on (drawn at random once per round, as
-    /// the event loop's pool did), so that a round's queries leave in one `sendmmsg`.
-    private var roundSlot: [Int?] = []
+    /// Per upstream, the socket new queries go out on, and how many have since it was drawn. It is
+    /// drawn at random for a query when the last one has no exchange left in flight, so an unloaded
+    /// server picks a socket per query. Under load it is kept for `queriesPerSocket`: a group's queries
+    /// leave in one `sendmmsg`, and the answers come back on one socket, so `poll` watches it and the
+    /// client socket instead of five (about 2 % of the CPU a miss at 50,000 misses/s, bench/RESULTS.md).
+    /// A forger still guesses among the same four ports.
+    private var currentSlot: [Int?] = []
+    private var sentOnCurrentSlot: [Int] = []
+    static let queriesPerSocket = 64
+    /// Exchanges waiting on each socket; `wait` polls only the sockets that have some.
+    private var inFlightOn: [Int] = []
     private var byKey: [CacheKey: Exchange] = [:]
     private var bySlotID: [Int: Exchange] = [:]
     private var random = BufferedRandom()
     private let received = ReceiveBatch(count: readsPerCall, slotSize: 4096)
     private var nextSweep: UInt64 = 0
     private var pollSet: [pollfd] = []
+    /// The sockets in `pollSet` after the client socket, in order; rebuilt when one gains its first
+    /// exchange or loses its last.
+    private var polledSlots: [Int] = []
+    private var pollSetStale = true
     /// Where replies for clients go (the listener's send batch); and misses for the event loop (TCP).
     private let deliver: ([UInt8], DatagramSource) -> Void
     private let handOff: (ForwardJob, DatagramSource) -> Void
@@ -118,7 +130,11 @@ final class DirectUpstream {
         }
         slotsOf = targets.indices.map { k in sockets.indices.filter { sockets[$0].target == k } }
         outgoing = sockets.map { _ in ReplyBatch(count: 32) }
-        roundSlot = Array(repeating: nil, count: targets.count)
+        currentSlot = Array(repeating: nil, count: targets.count)
+        sentOnCurrentSlot = Array(repeating: 0, count: targets.count)
+        inFlightOn = Array(repeating: 0, count: sockets.count)
+        pollSet.reserveCapacity(sockets.count + 1)
+        polledSlots.reserveCapacity(sockets.count)
     }
 
     deinit { for s in sockets { close(s.fd) } }
@@ -142,8 +158,14 @@ final class DirectUpstream {
     /// has anything to read: a read that would find nothing is a system call saved (at 50,000 misses
     /// a second, 40 % of the listener's reads found nothing).
     func wait(alsoFor fd: CInt, maxMilliseconds: Int, block: Bool) -> Bool {
-        if pollSet.count != sockets.count + 1 {
-            pollSet = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        if pollSetStale {
+            pollSet.removeAll(keepingCapacity: true); polledSlots.removeAll(keepingCapacity: true)
+            pollSet.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+            for slot in sockets.indices where inFlightOn[slot] > 0 {
+                polledSlots.append(slot)
+                pollSet.append(pollfd(fd: sockets[slot].fd, events: Int16(POLLIN), revents: 0))
+            }
+            pollSetStale = false
         }
         let now = DispatchTime.now().uptimeNanoseconds
         let untilSweep = nextSweep > now ? Int((nextSweep - now) / 1_000_000) + 1 : 0
@@ -153,12 +175,14 @@ final class DirectUpstream {
     }
 
     /// Takes the answers on the upstream sockets `wait` found readable, and ends the exchanges past
-    /// their timeout.
+    /// their timeout. (Late answers on a socket with nothing in flight wait in its buffer until it is
+    /// used again, and are dropped then as strays.)
     func collect() {
-        for (slot, s) in sockets.enumerated() where pollSet.count == sockets.count + 1 && pollSet[slot + 1].revents != 0 {
-            pollSet[slot + 1].revents = 0
+        for k in pollSet.indices.dropFirst() where pollSet[k].revents != 0 {
+            pollSet[k].revents = 0
+            let slot = polledSlots[k - 1]
             while true {
-                let n = received.receive(s.fd, wait: false)
+                let n = received.receive(sockets[slot].fd, wait: false)
                 if n < 0, errno == ECONNREFUSED { refused(slot) }
                 if n <= 0 { break }
                 for i in 0..<n { answer(received.datagram(i), from: received.source(i), on: slot) }
@@ -191,7 +215,6 @@ final class DirectUpstream {
         guard held > 0 else { return }
         if backlog, held < Self.queriesPerSend, DispatchTime.now().uptimeNanoseconds - heldSince < Self.holdNanoseconds { return }
         for (slot, batch) in outgoing.enumerated() where batch.hasQueued { batch.send(sockets[slot].fd) }
-        for k in roundSlot.indices { roundSlot[k] = nil }
         held = 0
     }
 
@@ -211,7 +234,7 @@ final class DirectUpstream {
         let now = DispatchTime.now().uptimeNanoseconds
         let health = targets[e.target].health
         if a.rcode == .servFail || a.rcode == .refused { return next(e, .unusable(health.address, a.rcode), now: now) }
-        bySlotID[slot << 16 | Int(id)] = nil
+        untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount
         if a.truncated {
@@ -230,8 +253,7 @@ final class DirectUpstream {
             let t = targets[e.target]
             let candidates = slotsOf[e.target]
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
-            if roundSlot[e.target] == nil { roundSlot[e.target] = candidates[Int(random.uint16()) % candidates.count] }
-            e.slot = roundSlot[e.target]!
+            e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a
@@ -241,7 +263,7 @@ final class DirectUpstream {
             held += 1
             e.sentAt = now
             e.timeoutAt = min(now + timeout, e.deadline)
-            bySlotID[e.slot << 16 | Int(e.id)] = e
+            track(e)
             if nextSweep == 0 || nextSweep > e.timeoutAt { nextSweep = e.timeoutAt }
             return
         }
@@ -249,12 +271,37 @@ final class DirectUpstream {
 
     /// The attempt failed: on to the next upstream, or the end of the exchange.
     private func next(_ e: Exchange, _ error: UpstreamError, now: UInt64) {
-        bySlotID[e.slot << 16 | Int(e.id)] = nil
+        untrack(e)
         targets[e.target].health.recordFailure(error)
         client.rotation.add(1)
         e.lastError = error
         e.attempt += 1
         send(e, now: now)
+    }
+
+    /// The socket for the next query to upstream `target`: the current one while it has exchanges in
+    /// flight and has carried fewer than `queriesPerSocket`, else one drawn at random.
+    private func slot(for target: Int, among candidates: [Int]) -> Int {
+        if let s = currentSlot[target], inFlightOn[s] > 0, sentOnCurrentSlot[target] < Self.queriesPerSocket {
+            sentOnCurrentSlot[target] += 1
+            return s
+        }
+        let s = candidates[Int(random.uint16()) % candidates.count]
+        currentSlot[target] = s
+        sentOnCurrentSlot[target] = 1
+        return s
+    }
+
+    private func track(_ e: Exchange) {
+        bySlotID[e.slot << 16 | Int(e.id)] = e
+        inFlightOn[e.slot] += 1
+        if inFlightOn[e.slot] == 1 { pollSetStale = true }
+    }
+
+    private func untrack(_ e: Exchange) {
+        bySlotID[e.slot << 16 | Int(e.id)] = nil
+        inFlightOn[e.slot] -= 1
+        if inFlightOn[e.slot] == 0 { pollSetStale = true }
     }
 
     /// No upstream answered in time: stale or SERVFAIL for everyone waiting.
