@@ -214,11 +214,14 @@ public final class QueryPipeline: Sendable {
         }
         var exceptionID: String?
         if verdict.isDenied, hasExceptions.value != 0,
-           let e = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
+           let m = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
                                                     profile: box.name, defaultTypes: box.policy.defaultTypes, now: now) }) {
-            exceptionID = e.id
-            exceptionHits.withLock { $0[e.id, default: 0] += 1 }
-            verdict = PolicyVerdict(action: .forward, entry: verdict.entry, entryIndex: verdict.entryIndex, denial: nil)
+            let allowing: PolicyException?
+            (verdict, allowing) = Self.applying(m, to: verdict, box.policy, q.type)
+            if let e = allowing {
+                exceptionID = e.id
+                exceptionHits.withLock { $0[e.id, default: 0] += 1 }
+            }
         }
         // A quarantine (detector action) overrides allow-lists and exceptions for that client and domain.
         if !verdict.isDenied, hasQuarantines.value != 0,
@@ -329,9 +332,26 @@ public final class QueryPipeline: Sendable {
         let i = set.select(clientAddress: clientAddress, listener: listener)
         let policy = set.policy(i)
         let v = PolicyDecision.decide(policy, name: name, type: type)
-        let e = v.isDenied ? exceptions.match(name: name, type: type, clientAddress: clientAddress,
-                                              profile: set.name(i), defaultTypes: policy.defaultTypes, now: now) : nil
-        return (v, set.name(i), e)
+        guard v.isDenied, let m = exceptions.match(name: name, type: type, clientAddress: clientAddress,
+                                                   profile: set.name(i), defaultTypes: policy.defaultTypes, now: now)
+        else { return (v, set.name(i), nil) }
+        let (verdict, allowing) = Self.applying(m, to: v, policy, type)
+        return (verdict, set.name(i), allowing)
+    }
+
+    /// A denied verdict after the exceptions: forwarded when one allows the query (returned with it);
+    /// when one allows only other types of the name, a type denial (NODATA) rather than an unknown or
+    /// RPZ-denied name, whose NXDOMAIN would make resolvers drop the allowed types too (RFC 8020).
+    private static func applying(_ m: ExceptionSet.Match, to v: PolicyVerdict, _ policy: Policy, _ type: RecordType)
+        -> (PolicyVerdict, PolicyException?) {
+        switch m {
+        case .allows(let e):
+            return (PolicyVerdict(action: .forward, entry: v.entry, entryIndex: v.entryIndex, denial: nil), e)
+        case .nameOnly(let e):
+            if case .typeNotAllowed = v.denial { return (v, nil) }
+            return (PolicyDecision.typeDenied(policy, type, by: SourceLocation(file: "exception \(e.id)", line: 0),
+                                              entry: v.entry, index: v.entryIndex), nil)
+        }
     }
 
     private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason,
@@ -340,10 +360,7 @@ public final class QueryPipeline: Sendable {
         var mode = mode
         if case .typeNotAllowed = why {
             code = .filtered
-            // The name exists and other types of it are allowed: NXDOMAIN would make resolvers drop those
-            // too (RFC 8020), and a fake address would answer a type it does not fit. Say NODATA.
-            if mode == .nxdomain || mode == .null { mode = .nodata }
-            if case .redirect = mode { mode = .nodata }
+            mode = .nodata   // as `PolicyDecision.typeDenied` decides; said again so no path can differ
         }
         // The text is built only when the client sent EDNS: without OPT there is nowhere to put it (RFC 8914 §3).
         let ede: ExtendedError? = q.edns == nil ? nil

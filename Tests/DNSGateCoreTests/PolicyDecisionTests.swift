@@ -34,6 +34,7 @@ final class PolicyDecisionTests: XCTestCase {
         }
     }
 
+    /// With the `refused` sinkhole, so that name denials (REFUSED) and type denials (always NODATA) differ.
     func testEnforceTable() throws {
         let p = try policy(sinkhole: .refused)
         let cases: [(name: String, qname: String, type: RecordType, want: Want, denial: String?)] = [
@@ -41,16 +42,16 @@ final class PolicyDecisionTests: XCTestCase {
             ("listed apex, HTTPS is a default", "EXAMPLE.COM.", .https, .forward, nil),
             ("not listed", "www.example.com", .a, .sinkhole(.refused), "not_listed"),
             ("unrelated name", "example.test", .aaaa, .sinkhole(.refused), "not_listed"),
-            ("TXT under an allowed name", "example.com", .txt, .sinkhole(.refused), "type_not_allowed"),
-            ("NULL under an allowed name", "example.com", .null, .sinkhole(.refused), "type_not_allowed"),
-            ("ANY under an allowed name", "example.com", .any, .sinkhole(.refused), "type_not_allowed"),
-            ("AXFR under an allowed name", "example.com", .axfr, .sinkhole(.refused), "type_not_allowed"),
-            ("TXT under an allowed wildcard", "x.example.org", .txt, .sinkhole(.refused), "type_not_allowed"),
+            ("TXT under an allowed name", "example.com", .txt, .sinkhole(.nodata), "type_not_allowed"),
+            ("NULL under an allowed name", "example.com", .null, .sinkhole(.nodata), "type_not_allowed"),
+            ("ANY under an allowed name", "example.com", .any, .sinkhole(.nodata), "type_not_allowed"),
+            ("AXFR under an allowed name", "example.com", .axfr, .sinkhole(.nodata), "type_not_allowed"),
+            ("TXT under an allowed wildcard", "x.example.org", .txt, .sinkhole(.nodata), "type_not_allowed"),
             ("wildcard, default type", "x.example.org", .aaaa, .forward, nil),
             ("wildcard apex is not allowed", "example.org", .a, .sinkhole(.refused), "not_listed"),
             ("per-entry TXT allowed", "api.example.org", .txt, .forward, nil),
-            ("per-entry list replaces the defaults", "api.example.org", .aaaa, .sinkhole(.refused), "type_not_allowed"),
-            ("per-entry AAAA only: A denied", "example.net", .a, .sinkhole(.refused), "type_not_allowed"),
+            ("per-entry list replaces the defaults", "api.example.org", .aaaa, .sinkhole(.nodata), "type_not_allowed"),
+            ("per-entry AAAA only: A denied", "example.net", .a, .sinkhole(.nodata), "type_not_allowed"),
             ("per-entry AAAA only: AAAA allowed", "example.net", .aaaa, .forward, nil),
             ("RPZ NXDOMAIN beats the wildcard allow", "bad.example.org", .a, .sinkhole(.nxdomain), "rpz"),
             ("RPZ NODATA", "nodata.example.org", .https, .sinkhole(.nodata), "rpz"),
@@ -84,7 +85,7 @@ final class PolicyDecisionTests: XCTestCase {
     func testPolicyDefaultTypesApplyToEntriesWithoutTypes() throws {
         var p = try policy()
         p.defaultTypes = [.a]
-        XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("example.com"), type: .aaaa)), .sinkhole(.nxdomain))
+        XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("example.com"), type: .aaaa)), .sinkhole(.nodata))
         XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("example.com"), type: .a)), .forward)
     }
 
@@ -109,7 +110,7 @@ final class PolicyDecisionTests: XCTestCase {
     func testAuditModeStillDeniesNonDefaultTypesForUnlistedNames() throws {
         let p = try policy(.audit)
         let v = PolicyDecision.decide(p, name: try DNSName("tunnel.example.test"), type: .txt)
-        XCTAssertEqual(action(v), .sinkhole(.nxdomain))
+        XCTAssertEqual(action(v), .sinkhole(.nodata), "its A and AAAA are forwarded: NODATA, not NXDOMAIN (RFC 8020)")
         XCTAssertFalse(v.audited)
         XCTAssertEqual(v.denial?.tag, "type_not_allowed")
         XCTAssertTrue(PolicyDecision.decide(p, name: try DNSName("tunnel.example.test"), type: .aaaa).audited)

@@ -40,11 +40,16 @@ final class ProfilesAndExceptionsTests: XCTestCase {
                                   reason: "incident", createdAt: 0, expiresAt: 100), suffixes: nil, now: 0)
         let name = try DNSName("a.cdn.example.net")
         func match(_ n: DNSName, _ t: RecordType = .a, client: String = "192.0.2.9", profile: String = "default", at now: Double = 50) -> String? {
-            x.match(name: n, type: t, clientAddress: ip(client), profile: profile, defaultTypes: RecordType.buildDefaults, now: now)?.id
+            guard case .allows(let e) = x.match(name: n, type: t, clientAddress: ip(client), profile: profile,
+                                                 defaultTypes: RecordType.buildDefaults, now: now) else { return nil }
+            return e.id
         }
         XCTAssertEqual(match(name), "x1")
         XCTAssertNil(match(try DNSName("cdn.example.net")), "wildcard does not cover its apex")
         XCTAssertNil(match(name, .txt), "default types only")
+        XCTAssertEqual(x.match(name: name, type: .txt, clientAddress: ip("192.0.2.9"), profile: "default",
+                               defaultTypes: RecordType.buildDefaults, now: 50), .nameOnly(x.all[0]),
+                       "the name is covered, for other types: a type denial, not an unknown name")
         XCTAssertNil(match(name, client: "198.51.100.1"), "other client")
         XCTAssertNil(match(name, at: 100), "expired exactly at expiresAt")
         XCTAssertEqual(x.prune(now: 100).map(\.id), ["x1"])
@@ -55,6 +60,34 @@ final class ProfilesAndExceptionsTests: XCTestCase {
                                                        createdAt: 0, expiresAt: 10), suffixes: nil, now: 0), "a reason is required")
         XCTAssertThrowsError(try x.add(PolicyException(id: "x4", pattern: "a.example.com", client: nil, profile: nil, types: nil, reason: "r",
                                                        createdAt: 0, expiresAt: 10), suffixes: nil, now: 10), "lifetime in the past")
+    }
+
+    /// A type the rule does not allow is NODATA (EDE 17) whatever the sinkhole mode, also when the rule is an
+    /// exception listing other types: NXDOMAIN or REFUSED would make resolvers drop the allowed types of the
+    /// name too (RFC 8020), and a dropped AAAA query stalls `getaddrinfo` for its timeout.
+    func testTypeDenialsAreNODATAInEveryModeAndUnderTypedExceptions() throws {
+        let list = try AllowList(PlainListLoader.load(text: "www.allowed.test  A\n", file: "t.allow"))
+        for mode: SinkholeMode in [.nxdomain, .nodata, .refused, .null, .drop, .redirect(v4: [192, 0, 2, 1], v6: nil)] {
+            let p = Policy(allowList: list, mode: .enforce, sinkhole: mode)
+            let v = PolicyDecision.decide(p, name: try DNSName("www.allowed.test"), type: .aaaa)
+            guard case .sinkhole(.nodata) = v.action else { return XCTFail("\(mode): \(v.action)") }
+            guard case .sinkhole(let m) = PolicyDecision.decide(p, name: try DNSName("other.test"), type: .a).action, m == mode
+            else { return XCTFail("\(mode): a name denial keeps the mode") }
+        }
+        let pipeline = QueryPipeline(policies: PolicySet(base: Policy(allowList: list, mode: .enforce, sinkhole: .drop)), cache: AnswerCache())
+        var x = ExceptionSet()
+        try x.add(PolicyException(id: "t1", pattern: "txt.example.net", client: nil, profile: nil, types: ["TXT"], reason: "r",
+                                  createdAt: 0, expiresAt: 100), suffixes: nil, now: 0)
+        pipeline.setExceptions(x)
+        let txt = pipeline.explain(name: try DNSName("txt.example.net"), type: .txt, clientAddress: nil, now: 50)
+        XCTAssertTrue(txt.verdict.isForward && !txt.verdict.isDenied)
+        XCTAssertEqual(txt.exception?.id, "t1")
+        let a = pipeline.explain(name: try DNSName("txt.example.net"), type: .a, clientAddress: nil, now: 50)
+        guard case .sinkhole(.nodata) = a.verdict.action else { return XCTFail("\(a.verdict.action)") }
+        XCTAssertEqual(a.verdict.denial, .typeNotAllowed(.a, SourceLocation(file: "exception t1", line: 0)))
+        XCTAssertNil(a.exception, "the exception did not allow this query")
+        guard case .sinkhole(.drop) = pipeline.explain(name: try DNSName("nothing.example.net"), type: .a, clientAddress: nil, now: 50).verdict.action
+        else { return XCTFail("a name no exception covers keeps the mode") }
     }
 
     func testQuarantineSinkholesAPipelineQueryForThatClientOnly() throws {

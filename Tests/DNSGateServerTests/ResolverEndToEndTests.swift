@@ -76,7 +76,14 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertNil(verify.edeCode)
     }
 
+    /// Name denials follow the mode; a type denial is NODATA with EDE 17 in every mode.
     func testEverySinkholeMode() throws {
+        func assertTypeDenialIsNODATA(_ g: DNSGateProcess, _ mode: String) throws {
+            let t = try dig(g.port, ["txt.allowed.test", "TXT"])
+            XCTAssertEqual(t.status, "NOERROR", "type denial under \(mode): \(t.raw)")
+            XCTAssertEqual(t.answers, [], mode)
+            XCTAssertEqual(t.edeCode, 17, mode)
+        }
         let cases: [(String, String?, String, [String])] = [
             ("nxdomain", nil, "NXDOMAIN", []),
             ("nodata", nil, "NOERROR", []),
@@ -89,6 +96,7 @@ final class ResolverEndToEndTests: XCTestCase {
             XCTAssertEqual(a.status, status, mode)
             XCTAssertEqual(a.answers, answers, mode)
             XCTAssertEqual(a.edeCode, 15, mode)
+            try assertTypeDenialIsNODATA(g, mode)
             g.stop()
         }
         let null6 = try gate(["--sinkhole", "null"])
@@ -104,11 +112,13 @@ final class ResolverEndToEndTests: XCTestCase {
             """)
         XCTAssertEqual(try dig(redirect.port, ["evil.denied.test", "A"]).answers, ["evil.denied.test. 60 IN A 192.0.2.53"])
         XCTAssertEqual(try dig(redirect.port, ["evil.denied.test", "AAAA"]).answers, ["evil.denied.test. 60 IN AAAA 2001:db8::53"])
+        try assertTypeDenialIsNODATA(redirect, "redirect")
         redirect.stop()
 
         let drop = try gate(["--sinkhole", "drop"])
         XCTAssertTrue(try dig(drop.port, ["evil.denied.test", "A"]).timedOut)
         XCTAssertEqual(try dig(drop.port, ["www.allowed.test", "A"]).status, "NOERROR", "drop applies to denied names only")
+        try assertTypeDenialIsNODATA(drop, "drop")
     }
 
     func testTCPAndPipelinedQueriesOnOneConnection() throws {

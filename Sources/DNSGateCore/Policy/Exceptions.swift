@@ -80,17 +80,27 @@ public struct ExceptionSet: Sendable {
         return gone
     }
 
-    /// The first live exception covering this query.
+    /// What live exceptions say about a query.
+    public enum Match: Sendable, Equatable {
+        /// This exception allows the query.
+        case allows(PolicyException)
+        /// This exception allows the name, but for other types only: a type denial (NODATA), not an
+        /// unknown name.
+        case nameOnly(PolicyException)
+    }
+
+    /// The first live exception allowing this query, else the first allowing its name for other types.
     public func match(name: DNSName, type: RecordType, clientAddress: [UInt8]?, profile: String, defaultTypes: Set<RecordType>,
-                      now: Double) -> PolicyException? {
+                      now: Double) -> Match? {
+        var nameOnly: PolicyException?
         for c in items where c.exception.expiresAt > now {
             if let p = c.exception.profile, p != profile { continue }
             if let prefix = c.prefix { guard let a = clientAddress, prefix.contains(a) else { continue } }
-            guard (c.types ?? defaultTypes).contains(type) else { continue }
-            let covers = c.wildcard ? (name != c.name && name.isSubdomain(of: c.name)) : name == c.name
-            if covers { return c.exception }
+            guard c.wildcard ? (name != c.name && name.isSubdomain(of: c.name)) : name == c.name else { continue }
+            if (c.types ?? defaultTypes).contains(type) { return .allows(c.exception) }
+            if nameOnly == nil { nameOnly = c.exception }
         }
-        return nil
+        return nameOnly.map { .nameOnly($0) }
     }
 }
 

@@ -74,7 +74,7 @@ public enum PolicyDecision {
             // Audit mode forwards unlisted names, but only for the types a build needs: it must not
             // open the tunnels' carriers (TXT, NULL, ANY…) while a team is learning its allow-list.
             if policy.mode == .audit && !policy.defaultTypes.contains(type) {
-                return PolicyVerdict(action: .sinkhole(policy.sinkhole), entry: nil, entryIndex: nil,
+                return PolicyVerdict(action: .sinkhole(.nodata), entry: nil, entryIndex: nil,
                                      denial: .typeNotAllowed(type, Self.defaultTypesSource))
             }
             return deny(policy, .notListed, mode: policy.sinkhole, entry: nil, index: nil)
@@ -83,9 +83,7 @@ public enum PolicyDecision {
         case .allow:
             // Each set asked in place: `entry.types ?? policy.defaultTypes` made a copy (a retain) per query.
             let allowed = if let types = entry.types { types.contains(type) } else { policy.defaultTypes.contains(type) }
-            guard allowed else {
-                return deny(policy, .typeNotAllowed(type, entry.source), mode: policy.sinkhole, entry: entry, index: index)
-            }
+            guard allowed else { return typeDenied(policy, type, by: entry.source, entry: entry, index: index) }
             return PolicyVerdict(action: .forward, entry: entry, entryIndex: index, denial: nil)
         case .deny(let mode):
             // An explicit RPZ denial is enforced in audit mode too: someone wrote it on purpose.
@@ -93,6 +91,15 @@ public enum PolicyDecision {
         case .localData(let records):
             return PolicyVerdict(action: .local(records), entry: entry, entryIndex: index, denial: nil)
         }
+    }
+
+    /// A type the matching rule does not allow: whatever the sinkhole mode, NODATA. The name exists and
+    /// its other types stay resolvable: NXDOMAIN or REFUSED would make resolvers give up on the name
+    /// (RFC 8020), a fake address would answer a type it does not fit, and a dropped AAAA query stalls
+    /// every `getaddrinfo` for its timeout.
+    public static func typeDenied(_ p: Policy, _ type: RecordType, by source: SourceLocation,
+                                  entry: PolicyEntry? = nil, index: Int? = nil) -> PolicyVerdict {
+        deny(p, .typeNotAllowed(type, source), mode: .nodata, entry: entry, index: index)
     }
 
     /// Where a denial by the default type set points: the config key that sets it.

@@ -3,7 +3,8 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
     public let file: String
     public let line: Int
     public init(file: String, line: Int) { self.file = file; self.line = line }
-    public var description: String { "\(file):\(line)" }
+    /// `file:line`; just the name for a place without lines (a config key, an exception).
+    public var description: String { line > 0 ? "\(file):\(line)" : file }
 }
 
 /// How a denied query is answered (DESIGN: Policy semantics). Configurable globally and per entry (RPZ).
