@@ -23,6 +23,20 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"timeouts\" : 1"), stats.stdout)
     }
 
+    /// The EDE text of a failure names the upstream as configured, over UDP and for TCP clients (whose
+    /// misses go through SwiftNIO, whose own address format leaked into it).
+    func testFailureTextNamesTheUpstreamAsConfigured() throws {
+        let silent = BlackHoleSocket()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(silent.port)"],
+                                   configYAML: "upstream: { timeout_ms: 200, deadline_ms: 1000 }\ncontrol: { socket: \"@DIR@/x.sock\" }\n")
+        for transport in ["+notcp", "+tcp"] {
+            let a = try dig(g.port, ["+time=4", transport, "www.allowed.test"])
+            XCTAssertEqual(a.status, "SERVFAIL", a.raw)
+            XCTAssertEqual(a.edeCode, 22, a.raw)
+            XCTAssertTrue(a.edeText?.contains("answered (127.0.0.1:\(silent.port) timed out)") ?? false, "\(transport): \(a.raw)")
+        }
+    }
+
     /// The listener's own upstream exchanges accept only the genuine answer: forgeries with the right
     /// question but the wrong ID, the right ID but another question, from another address, or garbage,
     /// all sent before it, are ignored, and none of them ends the exchange.

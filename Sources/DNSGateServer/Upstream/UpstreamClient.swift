@@ -44,6 +44,15 @@ public final class UpstreamHealth: Sendable {
     }
 }
 
+extension SocketAddress {
+    /// `192.0.2.53:53` or `[2001:db8::53]:53`, as the configuration writes it: NIO's `description`
+    /// (`[IPv4]192.0.2.53/192.0.2.53:53`) ended up in the EDE text clients see.
+    var hostPort: String {
+        guard let ip = ipAddress, let port else { return description }
+        return self.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
 /// Sends allowed questions to the upstream resolvers and returns checked answers.
 ///
 /// UDP exchanges go through a per-event-loop pool of long-lived sockets on random ephemeral ports
@@ -158,7 +167,7 @@ public final class UpstreamClient: Sendable {
         let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) }
-        let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.description)) }
+        let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.hostPort)) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -174,7 +183,7 @@ public final class UpstreamClient: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }
-                case .failure(let e): promise.fail(UpstreamError.transport(addr.description, "\(e)"))
+                case .failure(let e): promise.fail(UpstreamError.transport(addr.hostPort, "\(e)"))
                 }
             }
         return promise.futureResult
@@ -194,7 +203,7 @@ final class UpstreamStreamReplyHandler: ChannelInboundHandler {
         if let answer = check(Array(frame.readableBytesView)) { promise.succeed(answer) }
     }
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(UpstreamError.transport("\(context.remoteAddress?.description ?? "upstream")", "TCP connection closed"))
+        promise.fail(UpstreamError.transport(context.remoteAddress?.hostPort ?? "upstream", "TCP connection closed"))
     }
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         promise.fail(UpstreamError.transport("upstream", "\(error)"))

@@ -55,7 +55,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
             switch result {
             case .failure(let e):
                 self.sockets[slot] = nil             // try a new socket next time
-                promise.fail(UpstreamError.transport(address.description, "\(e)"))
+                promise.fail(UpstreamError.transport(address.hostPort, "\(e)"))
             case .success(let (channel, mux)):
                 self.send(on: slot, channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             }
@@ -97,7 +97,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
         for case let (_, mux)? in ready {
             for (id, p) in mux.pending where p.deadline <= now {
                 mux.pending[id] = nil
-                p.promise.fail(UpstreamError.timeout(p.expected.description))
+                p.promise.fail(UpstreamError.timeout(p.expected.hostPort))
             }
             waiting = waiting || !mux.pending.isEmpty
         }
