@@ -85,6 +85,9 @@ final class PlainListLoaderTests: XCTestCase {
             ("three fields", "example.com A extra", 1, "3 fields"),
             ("bad escape", #"example\999.com"#, 1, "bad name"),
             ("64-octet label", String(repeating: "a", count: 64) + ".example.com", 1, "bad name"),
+            ("raw UTF-8: never matches the xn-- form clients send", "b\u{FC}cher.example.com", 1, "xn--"),
+            ("non-breaking space before the types", "example.org\u{A0}A", 1, "non-breaking space"),
+            ("control character in a name", "exa\u{7}mple.org", 1, "control character"),
         ]
         for c in cases {
             XCTAssertThrowsError(try PlainListLoader.load(text: c.text, file: "deps.allow", suffixes: suffixes), c.name) { error in
@@ -93,6 +96,11 @@ final class PlainListLoaderTests: XCTestCase {
                 XCTAssertTrue(e.message.contains(c.mentions), "\(c.name): \(e.message)")
             }
         }
+    }
+
+    func testEscapedSpaceAndPunycodeAreNames() throws {
+        let entries = try PlainListLoader.load(text: "xn--bcher-kva.example.com\nmy\\032host.example.com\n", file: "t.allow")
+        XCTAssertEqual(entries.map(\.name.description), ["xn--bcher-kva.example.com.", "my\\032host.example.com."])
     }
 
     func testWildcardUnderARegisteredDomainIsAcceptedWithTheSuffixList() throws {

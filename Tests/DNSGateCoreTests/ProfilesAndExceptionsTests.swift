@@ -62,6 +62,28 @@ final class ProfilesAndExceptionsTests: XCTestCase {
                                                        createdAt: 0, expiresAt: 10), suffixes: nil, now: 10), "lifetime in the past")
     }
 
+    /// What `allow add` must refuse, as an allow-list file would, so no exception silently never matches
+    /// or never ends.
+    func testExceptionsRefuseBadNamesMetaTypesEndlessLifetimesAndDuplicates() throws {
+        var x = ExceptionSet()
+        func add(_ id: String, _ pattern: String, types: [String]? = nil, client: String? = nil, days: Double = 1) throws {
+            try x.add(PolicyException(id: id, pattern: pattern, client: client, profile: nil, types: types, reason: "r",
+                                      createdAt: 0, expiresAt: days * 86_400), suffixes: nil, now: 0)
+        }
+        XCTAssertThrowsError(try add("s", "bad name with space.example.com"), "unescaped spaces")
+        XCTAssertThrowsError(try add("u", "b\u{FC}cher.example.com"), "raw UTF-8")
+        XCTAssertThrowsError(try add("o", "o.example.com", types: ["OPT"]), "OPT is not a query type")
+        XCTAssertThrowsError(try add("l", "l.example.com", days: 31), "longer than 30 days")
+        try add("m", "m.example.com", days: 30)
+        try add("d1", "dup.example.com")
+        XCTAssertThrowsError(try add("d2", "DUP.example.com."), "same name, same scope") { e in
+            XCTAssertTrue("\(e)".contains("d1"), "\(e)")
+        }
+        try add("d3", "dup.example.com", types: ["TXT"])
+        try add("d4", "dup.example.com", client: "192.0.2.0/24")
+        XCTAssertEqual(x.all.map(\.id), ["m", "d1", "d3", "d4"])
+    }
+
     /// A type the rule does not allow is NODATA (EDE 17) whatever the sinkhole mode, also when the rule is an
     /// exception listing other types: NXDOMAIN or REFUSED would make resolvers drop the allowed types of the
     /// name too (RFC 8020), and a dropped AAAA query stalls `getaddrinfo` for its timeout.

@@ -1,6 +1,6 @@
 /// An explicit, expiring exception: a name (or `*.suffix`) allowed for a while, for one client prefix
-/// or profile or for everyone, with a reason. Exceptions never outlive `expiresAt` (DESIGN: Policy
-/// semantics): matching checks the clock on every use, expired ones are pruned on every change.
+/// or profile or for everyone, with a reason, for at most `ExceptionSet.maxLifetime`. Exceptions never
+/// outlive `expiresAt`: matching checks the clock on every use, expired ones are pruned on every change.
 public struct PolicyException: Codable, Sendable, Equatable {
     public let id: String
     public let pattern: String
@@ -40,10 +40,18 @@ public struct ExceptionSet: Sendable {
     public var all: [PolicyException] { items.map(\.exception) }
     public var isEmpty: Bool { items.isEmpty }
 
+    /// The longest an exception may last: a name needed for longer belongs in an allow-list file,
+    /// where it is reviewed, not in an exception that quietly outlives its incident.
+    public static let maxLifetime: Double = 30 * 86_400
+
     /// Validates and adds an exception.
-    /// - Throws: `ExceptionError` for a bad pattern, prefix, type, lifetime, or a missing reason.
+    /// - Throws: `ExceptionError` for a bad pattern, prefix, type, lifetime, a missing reason, or a live
+    ///   exception with the same scope (revoke it to change it).
     public mutating func add(_ e: PolicyException, suffixes: PublicSuffixList?, now: Double) throws {
         guard e.expiresAt > now else { throw ExceptionError("lifetime must be in the future") }
+        guard e.expiresAt - e.createdAt <= Self.maxLifetime else {
+            throw ExceptionError("an exception lasts at most 30 days; list a name needed for longer in an allow-list file")
+        }
         guard !e.reason.trimmingCharacters().isEmpty else { throw ExceptionError("an exception needs a reason") }
         let here = SourceLocation(file: "exception \(e.id)", line: 0)
         let (name, wildcard): (DNSName, Bool)
@@ -57,11 +65,15 @@ public struct ExceptionSet: Sendable {
         var types: Set<RecordType>?
         if let ts = e.types {
             types = Set(try ts.map { t in
-                guard let rt = RecordType(mnemonic: t) else { throw ExceptionError("unknown query type '\(t)'") }
+                guard let rt = RecordType(mnemonic: t), rt != .opt else { throw ExceptionError("unknown query type '\(t)'") }
                 return rt
             })
         }
         guard !items.contains(where: { $0.exception.id == e.id }) else { throw ExceptionError("duplicate id \(e.id)") }
+        if let same = items.first(where: { $0.name == name && $0.wildcard == wildcard && $0.prefix == prefix
+                                           && $0.exception.profile == e.profile && $0.types == types && $0.exception.expiresAt > now }) {
+            throw ExceptionError("exception \(same.exception.id) already allows this (\(same.exception.pattern)); revoke it to change it")
+        }
         items.append(Compiled(exception: e, name: name, wildcard: wildcard, prefix: prefix, types: types))
     }
 

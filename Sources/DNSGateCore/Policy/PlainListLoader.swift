@@ -54,12 +54,33 @@ public enum PlainListLoader {
 
     /// Parses `name` or `*.name` and applies the rules every loader shares.
     public static func parsePattern(_ text: String, at here: SourceLocation, suffixes: PublicSuffixList?) throws -> (DNSName, Bool) {
+        try checkCharacters(text, at: here)
         let wildcard = text.hasPrefix("*.")
         let rest = wildcard ? String(text.dropFirst(2)) : text
         let name: DNSName
         do { name = try DNSName(rest) } catch { throw PolicyLoadError(here, "bad name '\(text)': \(error)") }
         try validate(name: name, wildcard: wildcard, written: text, at: here, suffixes: suffixes)
         return (name, wildcard)
+    }
+
+    /// Refuses what would load as an entry no query can ever match: raw UTF-8 (clients ask for an
+    /// internationalized name in its `xn--` form, RFC 5891), and unescaped spaces or control characters,
+    /// such as a non-breaking space pasted between a name and its types.
+    static func checkCharacters(_ text: String, at here: SourceLocation) throws {
+        var escaped = false
+        for (i, c) in text.utf8.enumerated() {
+            if escaped { escaped = false; continue }
+            if c == UInt8(ascii: "\\") { escaped = true; continue }
+            if c == 0xC2, text.utf8.dropFirst(i + 1).first == 0xA0 {
+                throw PolicyLoadError(here, "'\(text)' contains a non-breaking space; separate the name and its types with spaces or tabs")
+            }
+            if c >= 0x80 {
+                throw PolicyLoadError(here, "'\(text)' is not ASCII; write an internationalized name in its xn-- form, as clients ask for it")
+            }
+            if c <= 0x20 || c == 0x7F {
+                throw PolicyLoadError(here, "'\(text)' contains a space or control character; escape it (\\032) if it is part of a label")
+            }
+        }
     }
 
     static func validate(name: DNSName, wildcard: Bool, written: String, at here: SourceLocation,

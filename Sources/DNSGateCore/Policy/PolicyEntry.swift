@@ -7,7 +7,7 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
     public var description: String { line > 0 ? "\(file):\(line)" : file }
 }
 
-/// How a denied query is answered (DESIGN: Policy semantics). Configurable globally and per entry (RPZ).
+/// How a denied query is answered (README.md, "Sinkhole modes"). Configurable globally and per entry (RPZ).
 public enum SinkholeMode: Sendable, Equatable, CustomStringConvertible {
     case nxdomain
     case nodata

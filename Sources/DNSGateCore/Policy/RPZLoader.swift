@@ -72,7 +72,7 @@ public enum RPZLoader {
             for l in tlabels { wire.append(UInt8(l.count)); wire.append(contentsOf: l) }
             wire.append(0)
             let trigger = DNSName(uncheckedWire: wire)
-            try PlainListLoader.validate(name: trigger, wildcard: wildcard, written: (wildcard ? "*." : "") + trigger.description,
+            try PlainListLoader.validate(name: trigger, wildcard: wildcard, written: wildcard ? (trigger.isRoot ? "*." : "*." + trigger.description) : trigger.description,
                                          at: here, suffixes: suffixes)
             var rdata: [UInt8] = []
             var target: DNSName?

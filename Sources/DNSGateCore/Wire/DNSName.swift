@@ -2,7 +2,7 @@
 ///
 /// Policy compares these bytes and nothing else. Presentation strings are parsed once, at the edges,
 /// so `\.`, `\046`, case and trailing-dot games cannot make two spellings of one name differ, or
-/// one spelling of two names agree (DESIGN: Policy semantics).
+/// one spelling of two names agree (zones/README.md).
 public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
     /// Wire bytes, lower-cased, including the final zero octet.
     public let wire: [UInt8]

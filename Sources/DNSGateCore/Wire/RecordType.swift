@@ -66,7 +66,7 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
     }
     public var description: String { mnemonic }
 
-    /// The types a build needs; everything else must be listed per entry (DESIGN: Policy semantics).
+    /// The types a build needs; everything else must be listed per entry (zones/README.md).
     public static let buildDefaults: Set<RecordType> = [.a, .aaaa, .cname, .https, .svcb]
 }
 

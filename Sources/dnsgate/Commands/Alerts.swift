@@ -99,7 +99,7 @@ extension DNSGateCommand {
 enum AlertText {
     static func line(_ a: [String: Any]) -> String {
         let feats = (a["features"] as? [[String: Any]] ?? []).map { f in
-            "\(f["name"] ?? "?")=\(fmt(f["value"])) (>\(fmt(f["threshold"])))"
+            "\(f["name"] ?? "?")=\(fmt(f["value"])) (threshold \(fmt(f["threshold"])))"   // some fire above it, some below (timing)
         }.joined(separator: ", ")
         let when = (a["firstTime"] as? Double).map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? "?"
         let samples = (a["sampleNames"] as? [String] ?? []).prefix(3).joined(separator: " ")
