@@ -167,6 +167,7 @@ public final class DNSGateService: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)   // see StreamQueryHandler
             .childChannelInitializer { ch in
                 // Over the limit: accept and close at once, so the client fails fast instead of queueing.
                 if connections.value >= maxConn {

@@ -138,6 +138,16 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(replies.allSatisfy { $0[3] & 0xF == 0 }, "all NOERROR")
     }
 
+    /// A client may shut down its sending side once its queries are written: every answer still
+    /// comes, the cache misses' too, and then the server closes.
+    func testTCPClientThatHalfClosesGetsEveryAnswer() throws {
+        let g = try gate()
+        let queries = [RawQuery.make(id: 1, name: "evil.denied.test"), RawQuery.make(id: 2, name: "www.allowed.test"),
+                       RawQuery.make(id: 3, name: "chain.allowed.test"), RawQuery.make(id: 4, name: "short.allowed.test", type: 28)]
+        let replies = try TCPClient.pipelined(port: g.port, queries: queries, halfClose: true)
+        XCTAssertEqual(Set(replies.map { $0.u16(0) }), [1, 2, 3, 4], "every query answered, misses included")
+    }
+
     func testTruncatedOverUDPThenRetriedOverTCP() throws {
         let g = try gate()
         // 40 A records do not fit 512 octets: without EDNS the UDP reply is truncated, dig retries over TCP.

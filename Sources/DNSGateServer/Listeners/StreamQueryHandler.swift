@@ -5,7 +5,9 @@ import NIOCore
 ///
 /// Queries on one connection are handled as they arrive and answered as they complete, so pipelined
 /// queries may be answered out of order (RFC 7766 §6.2.1.1). An idle connection is closed by the
-/// `IdleStateHandler` in front of this one.
+/// `IdleStateHandler` in front of this one. A client that shuts down its sending side after its queries
+/// still gets every answer, cache misses included, before the connection closes (the channel allows
+/// half-closure).
 final class StreamQueryHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -16,6 +18,9 @@ final class StreamQueryHandler: ChannelInboundHandler {
 
     private var client: ClientIdentity?
     private var unflushed = false
+    /// Cache misses of this connection still waiting for their answers.
+    private var waiting = 0
+    private var inputClosed = false
 
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
@@ -31,7 +36,12 @@ final class StreamQueryHandler: ChannelInboundHandler {
             break
         case .forward(let job):
             let channel = context.channel
-            core.forward(job, on: context.eventLoop) { bytes in channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
+            waiting += 1
+            core.forward(job, on: context.eventLoop) { [self] bytes in     // on this channel's event loop
+                waiting -= 1
+                let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
+                if inputClosed && waiting == 0 { written.whenComplete { _ in channel.close(promise: nil) } }
+            }
         }
     }
 
@@ -43,6 +53,13 @@ final class StreamQueryHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil); return }
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            // No more queries: close once the last answer is out (now, if none is awaited; the replies
+            // of this read were flushed in `channelReadComplete`).
+            inputClosed = true
+            if waiting == 0 { context.close(promise: nil) }
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
