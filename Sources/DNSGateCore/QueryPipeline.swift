@@ -254,8 +254,8 @@ public final class QueryPipeline: Sendable {
                               q, overTCP), queryRecord(.local, .noError))
         case .forward:
             let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
-            if let (reply, rcode) = cachedAnswer(q, key, now: now, scratch: scratch) {
-                return .reply(fit(reply, q, overTCP), queryRecord(.cached, rcode))
+            if let (reply, rcode, stale) = cachedAnswer(q, key, now: now, scratch: scratch) {
+                return .reply(fit(reply, q, overTCP), queryRecord(stale ? .stale : .cached, rcode))
             }
             return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil)))
         }
@@ -265,21 +265,24 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        guard let (reply, rcode) = cachedAnswer(job.query, job.key, now: now) else { return nil }
+        guard let (reply, rcode, stale) = cachedAnswer(job.query, job.key, now: now) else { return nil }
         var record = job.record
-        record.action = .cached
+        record.action = stale ? .stale : .cached
         record.rcode = rcode
         return (fit(reply, job.query, record.overTCP), record)
     }
 
-    /// The cached answer rendered for `q`, with its rcode, counted as a cache hit; nil on a miss.
-    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil) -> ([UInt8], ResponseCode)? {
-        guard let hit = cache.withFresh(key, now: now, { answer, age in
-            (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode)
+    /// The cached answer rendered for `q`, with its rcode, counted as a cache hit; nil on a miss. Also
+    /// a stale one (the flag) while its refresh failed recently (`AnswerCache.withServable`).
+    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil) -> ([UInt8], ResponseCode, Bool)? {
+        guard let hit = cache.withServable(key, now: now, { answer, age, stale in
+            stale ? (build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE) }, answer.rcode, true)
+                  : (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode, false)
         }) else { return nil }
-        counters.bump(.cached)
+        counters.bump(hit.2 ? .stale : .cached)
         return hit
     }
+    private static let recheckEDE = ExtendedError(.staleAnswer, "dnsgate: upstream failed to refresh this answer moments ago")
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.
     @inline(__always)

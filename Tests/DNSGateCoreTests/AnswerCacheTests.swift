@@ -37,4 +37,25 @@ final class AnswerCacheTests: XCTestCase {
         cache.insert(try key("a.example.com"), try answer("a.example.com"), now: 100)
         XCTAssertEqual(try cached(cache, names), ["a.example.com", "d.example.com", "e.example.com"])
     }
+
+    /// RFC 8767 §5: once a refresh of an expired answer failed, the stale answer is served at once for
+    /// `staleRecheck` seconds instead of asking the failed upstream again; then the next query asks.
+    func testAStaleAnswerIsServedAtOnceForAWhileAfterItsRefreshFailed() throws {
+        var limits = CacheLimits(); limits.maxTTL = 10
+        let cache = AnswerCache(limits: limits)
+        let k = try key("a.example.com")
+        cache.insert(k, try answer("a.example.com"), now: 100)
+        func servable(at now: Double) -> String {
+            cache.withServable(k, now: now) { _, age, stale in stale ? "stale" : "fresh \(age)" } ?? "miss"
+        }
+        XCTAssertEqual(servable(at: 105), "fresh 5")
+        XCTAssertEqual(servable(at: 111), "miss", "expired, and no refresh has failed yet: ask upstream")
+        XCTAssertNotNil(cache.stale(k, now: 112), "upstream failed: served stale, and noted")
+        XCTAssertEqual(servable(at: 113), "stale")
+        XCTAssertNil(cache.withFresh(k, now: 113) { _, _ in 1 }, "withFresh never serves stale")
+        XCTAssertEqual(servable(at: 141.9), "stale")
+        XCTAssertEqual(servable(at: 142), "miss", "30 s after the failure: ask again")
+        cache.insert(k, try answer("a.example.com"), now: 150)
+        XCTAssertEqual(servable(at: 151), "fresh 1", "a refreshed answer is fresh again")
+    }
 }

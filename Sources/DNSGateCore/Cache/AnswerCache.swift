@@ -36,6 +36,9 @@ public struct CacheLimits: Sendable, Equatable {
     public var maxNegativeTTL: UInt32 = 3_600
     /// How long past expiry an answer may still be served when every upstream fails (RFC 8767 §5: 1–3 days).
     public var serveStale: UInt32 = 86_400
+    /// After asking upstream for an expired answer failed, how long that stale answer is served at once
+    /// instead of asking again and waiting for the same timeouts (RFC 8767 §5's failure recheck timer).
+    public var staleRecheck: Double = 30
     public init() {}
 }
 
@@ -55,6 +58,8 @@ public final class AnswerCache: Sendable {
         var answer: UpstreamAnswer
         var storedAt: Double
         var ttl: UInt32
+        /// When upstream last failed to refresh this answer (`stale`); -infinity if never.
+        var refreshFailedAt = -Double.infinity
         var prev: Int
         var next: Int
     }
@@ -114,20 +119,35 @@ public final class AnswerCache: Sendable {
     /// `body` gets the answer `inout` only so that it is passed by address: read through the
     /// buffer and passed `borrowing`, it was still copied. It must not change it.
     public func withFresh<R>(_ key: CacheKey, now: Double, _ body: (inout UpstreamAnswer, UInt32) -> R) -> R? {
+        withServable(key, now: now, staleAfterFailure: false) { answer, age, _ in body(&answer, age) }
+    }
+
+    /// `withFresh`, and also an expired answer whose refresh failed less than `staleRecheck` ago
+    /// (`stale` is true for it, and its age 0): the query path serves that at once, rather than asking
+    /// again an upstream that has just failed and making every client wait for the same timeouts.
+    public func withServable<R>(_ key: CacheKey, now: Double, staleAfterFailure: Bool = true,
+                                _ body: (inout UpstreamAnswer, UInt32, _ stale: Bool) -> R) -> R? {
         state.withLock { s in
             guard let i = Self.find(s, key) else { s.misses += 1; return nil }
             let age = now - s.nodes[i].storedAt
-            guard age < Double(s.nodes[i].ttl) else { s.misses += 1; return nil }
+            guard age < Double(s.nodes[i].ttl) else {
+                guard staleAfterFailure, now - s.nodes[i].refreshFailedAt < limits.staleRecheck,
+                      age < Double(s.nodes[i].ttl) + Double(limits.serveStale) else { s.misses += 1; return nil }
+                s.staleServed += 1
+                return body(&s.nodes[i].answer, 0, true)
+            }
             s.hits += 1
             Self.moveToFront(&s, i)
-            return body(&s.nodes[i].answer, UInt32(max(0, age)))
+            return body(&s.nodes[i].answer, UInt32(max(0, age)), false)
         }
     }
 
-    /// An expired answer still inside the serve-stale window (RFC 8767), for when upstreams fail.
+    /// An expired answer still inside the serve-stale window (RFC 8767), for when upstreams fail to
+    /// refresh it; the failure is noted, so `withServable` serves it for the next `staleRecheck` seconds.
     public func stale(_ key: CacheKey, now: Double) -> UpstreamAnswer? {
         state.withLock { s in
             guard let i = Self.find(s, key) else { return nil }
+            s.nodes[i].refreshFailedAt = now
             let n = s.nodes[i]
             guard now - n.storedAt < Double(n.ttl) + Double(limits.serveStale) else { return nil }
             s.staleServed += 1
