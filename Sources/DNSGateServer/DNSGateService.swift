@@ -178,8 +178,10 @@ public final class DNSGateService: @unchecked Sendable {
                 ch.closeFuture.whenComplete { _ in connections.add(-1) }
                 return ch.eventLoop.makeCompletedFuture {
                     let ops = ch.pipeline.syncOperations
-                    try ops.addHandler(IdleStateHandler(readTimeout: idle))          // RFC 7766 §6.2.3: close idle connections
                     try ops.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
+                    // RFC 7766 §6.2.3: close idle connections. Behind the decoder it counts whole queries,
+                    // so a client trickling a byte at a time cannot hold a connection slot open.
+                    try ops.addHandler(IdleStateHandler(readTimeout: idle))
                     try ops.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
                     try ops.addHandler(StreamQueryHandler(core: core, listener: hp.description))
                 }

@@ -96,6 +96,18 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(c.waitClosed(timeout: 1), "third connection over the limit of 2 is closed at once")
         XCTAssertTrue(a.waitClosed(timeout: 2) && b.waitClosed(timeout: 2), "idle connections closed after 300 ms")
         XCTAssertEqual(try dig(g.port, ["+tcp", "www.allowed.test"]).status, "NOERROR", "slots free again")
+        // A 255-octet query announced, then a byte of it every 100 ms: the idle timeout counts queries,
+        // not bytes.
+        let slow = try TCPConnection(port: g.port)
+        let started = Date()
+        var closed = false
+        slow.send([0, 255])
+        for _ in 0..<20 where !closed {   // 2 s at most
+            slow.send([0x41])
+            closed = slow.waitClosed(timeout: 0.1)
+        }
+        XCTAssertTrue(closed, "a trickling client is closed like an idle one")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.0)
     }
 
     func testATakenPortIsReportedWithTheAddressAndTheLikelyCulprit() throws {
@@ -253,6 +265,7 @@ final class TCPConnection {
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard rc == 0 else { throw XCTSkip("connect failed") }
     }
+    func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
     /// True when the peer closes (recv returns 0 or an error) within `timeout`.
     func waitClosed(timeout: Double) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
