@@ -21,6 +21,17 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         XCTAssertNil(ClientPrefix("example.com/24"))
     }
 
+    /// One spelling per client, so a verdict finds a runner however its address was typed or recorded.
+    func testClientAddressesHaveOneSpelling() {
+        XCTAssertEqual(IPAddressText.canonical("2001:DB8:0::0:7"), "2001:db8::7")
+        XCTAssertEqual(IPAddressText.canonical("::ffff:192.0.2.7"), "192.0.2.7", "a dual-stack socket's mapped address is the IPv4 client")
+        XCTAssertTrue(IPAddressText.same(recorded: "::ffff:192.0.2.7", canonical: "192.0.2.7"))
+        XCTAssertFalse(IPAddressText.same(recorded: "192.0.2.8", canonical: "192.0.2.7"))
+        for bad in ["", "localhost", "192.0.2.7:53", "192.0.2.0/24", "192.0.2.07", "[2001:db8::7]"] {
+            XCTAssertNil(IPAddressText.canonical(bad), bad)
+        }
+    }
+
     func testLongestPrefixWinsThenListenerThenDefault() throws {
         let set = PolicySet(base: try policy("a.example.com # base\n"), profiles: [
             Profile(name: "wide", clients: [ClientPrefix("192.0.2.0/24")!], listeners: [], policy: try policy("b.example.com # wide\n")),

@@ -112,6 +112,26 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "1h"]).status, 1)
     }
 
+    /// An empty or misspelt runner address is a usage error, never a clean pass; an address spelt
+    /// differently from the listener's record (mapped IPv4, uncompressed IPv6) is still that client.
+    func testVerdictTakesOnlyAnAddressAndMatchesItHoweverSpelt() throws {
+        let v6Port = freePort()
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()],
+                                   extraArgs: ["--listen", "[::1]:\(v6Port)"])
+        _ = try digFrom("127.0.0.5", g.port, ["exfil.denied.test"])
+        _ = try dig(v6Port, ["-b", "::1", "exfil6.denied.test"], server: "::1")
+        for bad in ["", "localhost", "notanip", "127.0.0.5:53", "127.0.0.0/8", "127.0.0.05"] {
+            let r = try g.cli(["verdict", "--client", bad, "--since", "10m"])
+            XCTAssertEqual(r.status, 64, "'\(bad)': \(r.stdout)\(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("expected one IPv4 or IPv6 address"), r.stderr)
+        }
+        for (spelling, name) in [("::ffff:127.0.0.5", "exfil.denied.test"), ("0:0:0:0:0:0:0:1", "exfil6.denied.test")] {
+            let r = try g.cli(["verdict", "--client", spelling, "--since", "10m"])
+            XCTAssertEqual(r.status, 1, "\(spelling): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue(r.stdout.contains(name), r.stdout)
+        }
+    }
+
     func testAuditModeForwardsLogsAndSuggestsAnAllowList() throws {
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()], extraArgs: ["--mode", "audit"])
         let a = try dig(g.port, ["x.denied.test"])

@@ -88,10 +88,10 @@ final class TelemetryHubTests: XCTestCase {
         let names = ["d0.denied.test", "d1.denied.test", long, "d3.denied.test", "D4.Denied.Test", long.uppercased()]
         for (i, n) in names.enumerated() { hub.observe(try denied(n, at: t0 + Double(i))) }
         hub.drain()
-        let (events, overflowed) = log.events(client: nil, since: t0)
+        let (events, remembersFrom) = log.events(client: nil, since: t0)
         XCTAssertEqual(events.map(\.name), try names.suffix(4).map { try DNSName($0) })
         XCTAssertEqual(events.map(\.time), [2, 3, 4, 5].map { t0 + $0 })
-        XCTAssertTrue(overflowed, "two events were overwritten")
+        XCTAssertEqual(remembersFrom, t0 + 2, "two events were overwritten: complete from the oldest held on")
         XCTAssertGreaterThan(try DNSName(long).wire.count, ViolationLog.inlineNameOctets, "the long name takes the other path")
     }
 }

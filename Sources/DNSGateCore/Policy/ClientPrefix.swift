@@ -33,12 +33,7 @@ public struct ClientPrefix: Hashable, Sendable, CustomStringConvertible {
         return address[i] & mask == network[i]
     }
 
-    public var description: String {
-        var buf = [CChar](repeating: 0, count: 64)
-        let family = network.count == 4 ? AF_INET : AF_INET6
-        _ = network.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buf, socklen_t(buf.count)) }
-        return String(cString: buf) + "/\(length)"
-    }
+    public var description: String { IPAddressText.text(network) + "/\(length)" }
 
     /// IPv4 or IPv6 text to network-order octets, an IPv4-mapped IPv6 address as its IPv4 form (so a
     /// dual-stack socket's `::ffff:192.0.2.1` matches `192.0.2.0/24`).
@@ -56,6 +51,27 @@ public enum IPAddressText {
         var v6 = in6_addr()
         if inet_pton(AF_INET6, s, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
         return nil
+    }
+
+    /// 4 or 16 octets as inet_ntop writes them: dotted quad, or RFC 5952 IPv6 (lower case, `::` compressed).
+    public static func text(_ octets: [UInt8]) -> String {
+        var buf = [CChar](repeating: 0, count: 64)
+        _ = octets.withUnsafeBytes { inet_ntop(octets.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &buf, socklen_t(buf.count)) }
+        return String(cString: buf)
+    }
+
+    /// One spelling per client address, to compare what an operator typed with what the listeners
+    /// recorded: `2001:DB8::0:7` is `2001:db8::7`, and a dual-stack socket's `::ffff:192.0.2.7` is
+    /// `192.0.2.7`, the client profiles see. Nil for anything that is not one address (a name, a
+    /// prefix, `addr:port`, `127.0.0.01`).
+    public static func canonical(_ s: String) -> String? {
+        octets(s).map { text(unmappingIPv4($0)) }
+    }
+
+    /// Whether an address as recorded (listener text, possibly IPv4-mapped) is the client `canonical`
+    /// names; equal text, the usual case, is decided without parsing.
+    public static func same(recorded: String, canonical c: String) -> Bool {
+        recorded == c || canonical(recorded) == c
     }
 
     /// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2) as the IPv4 octets it carries; any other address unchanged.

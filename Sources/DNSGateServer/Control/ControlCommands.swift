@@ -39,14 +39,18 @@ extension DNSGateService: ControlResponder {
             violations.mark(name, at: now)
             return ["ok": true, "name": name, "time": now]
         case "verdict":
-            guard let client = args["client"] else { return ["ok": false, "error": "verdict needs client"] }
+            // Records hold the address as the listener saw it; compare one spelling of it, not the text typed.
+            guard let client = args["client"].flatMap(IPAddressText.canonical) else {
+                return ["ok": false, "error": "verdict needs client, an IPv4 or IPv6 address"]
+            }
             var since = 0.0
             if let m = args["mark"] {
                 guard let t = violations.markTime(m) else { return ["ok": false, "error": "no mark named '\(m)'"] }
                 since = t
             } else if let s = args["since"].flatMap(Double.init) { since = s }
             telemetry.drain()   // the violation log is fed by the telemetry hub
-            let (events, overflowed) = violations.events(client: client, since: since)
+            let (events, remembersFrom) = violations.events(client: client, since: since)
+            let overflowed = remembersFrom.map { $0 > since } ?? false
             let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
             return ["ok": true, "client": client, "since": since, "incomplete": overflowed || telemetry.droppedRecords(since: since), "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,

@@ -76,8 +76,10 @@ final class ViolationLog: Sendable {
     func mark(_ name: String, at t: Double) { state.withLock { $0.marks[name] = t } }
     func markTime(_ name: String) -> Double? { state.withLock { $0.marks[name] } }
 
-    /// Events for `client` at or after `since`, oldest first; `overflowed` when the ring may have lost some.
-    func events(client: String?, since: Double) -> (events: [Event], overflowed: Bool) {
+    /// Events for `client` (canonical address text, see `IPAddressText.canonical`) at or after `since`,
+    /// oldest first; `remembersFrom` is the time of the oldest event held once the ring has overwritten
+    /// any (nil while it has not): a period starting before it may have lost events.
+    func events(client: String?, since: Double) -> (events: [Event], remembersFrom: Double?) {
         state.withLock { s in
             var out: [Event] = []
             var oldest: Double?
@@ -85,14 +87,14 @@ final class ViolationLog: Sendable {
                 let slot = (s.next + k) % capacity
                 guard var e = s.ring[slot] else { continue }
                 if oldest == nil { oldest = e.time }
-                guard e.time >= since, client == nil || e.client == client else { continue }
+                guard e.time >= since, client == nil || IPAddressText.same(recorded: e.client, canonical: client!) else { continue }
                 if e.heldName == nil {
                     let at = slot * Self.inlineNameOctets
                     e.heldName = DNSName(uncheckedWire: Array(s.names[at ..< at + Int(e.nameLength)]))
                 }
                 out.append(e)
             }
-            return (out, s.total > capacity && (oldest ?? 0) > since)
+            return (out, s.total > capacity ? oldest : nil)
         }
     }
 }

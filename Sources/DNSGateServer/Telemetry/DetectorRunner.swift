@@ -81,7 +81,7 @@ final class DetectorRunner: @unchecked Sendable {
     /// Alerts raised after `afterID`, oldest first, for `dnsgate alerts [--follow]`.
     func alerts(afterID: Int, client: String?) -> [[String: Any]] {
         book.withLock { b in
-            b.recent.filter { $0.id > afterID && (client == nil || $0.alert.client == client) }.map { s in
+            b.recent.filter { $0.id > afterID && (client == nil || IPAddressText.same(recorded: $0.alert.client, canonical: client!)) }.map { s in
                 var o = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(s.alert))) as? [String: Any] ?? [:]
                 o["id"] = s.id; o["raised_at"] = s.raisedAt
                 return o

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DNSGateCore
 import DNSGateServer
 import Foundation
 
@@ -21,18 +22,24 @@ extension DNSGateCommand {
                 in audit mode a query enforce mode would have denied. Exit 0: none; 1: violations; 2: the period is \
                 older than what the server still remembers (its bounded log overflowed).
                 """)
-        @Option(help: ArgumentHelp("The runner's address as dnsgate sees it.", valueName: "addr")) var client: String
+        @Option(help: ArgumentHelp("The runner's address as dnsgate sees it: one IPv4 or IPv6 address (no name, port or prefix).",
+                                   valueName: "addr")) var client: String
         @Option(help: ArgumentHelp("Start of the period: epoch seconds, ISO 8601, or a duration ago (30m).", valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Start of the period: a mark recorded with `dnsgate mark`.", valueName: "name")) var mark: String?
         @Flag(help: "Print the raw JSON object.") var json = false
         @OptionGroup var control: ControlOptions
 
         func validate() throws {
+            // An empty or misspelt $RUNNER_IP must not turn the job's gate into a clean pass.
+            if IPAddressText.canonical(client) == nil {
+                throw ValidationError("--client '\(client)': expected one IPv4 or IPv6 address, e.g. 192.0.2.7 or 2001:db8::7")
+            }
             if since != nil && mark != nil { throw ValidationError("give --since or --mark, not both") }
             if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
         }
 
         func run() throws {
+            let client = IPAddressText.canonical(client)!
             var args = ["client": client]
             if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
             if let mark { args["mark"] = mark }
