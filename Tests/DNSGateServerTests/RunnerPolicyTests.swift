@@ -112,6 +112,41 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "1h"]).status, 1)
     }
 
+    /// After a restart the server cannot vouch for a period that began before it: a clean-looking
+    /// verdict exits 2 and says why, a found violation still exits 1, and a lost mark exits 2.
+    func testVerdictOverAPeriodBeforeTheServerStartedIsIncomplete() throws {
+        let up = try upstream()
+        var g: DNSGateProcess? = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [up])
+        XCTAssertEqual(try g!.cli(["mark", "job-1"]).status, 0)
+        _ = try digFrom("127.0.0.5", g!.port, ["exfil.denied.test"])
+        let found = try g!.cli(["verdict", "--client", "127.0.0.5", "--since", "10m"])
+        XCTAssertEqual(found.status, 1, "a violation found beats a period that may miss others: \(found.stdout)\(found.stderr)")
+        XCTAssertTrue(found.stderr.contains("incomplete: the server started at"), found.stderr)
+        g!.stop(); g = nil
+
+        let again = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [up])
+        let lost = try again.cli(["verdict", "--client", "127.0.0.5", "--since", "10m"])
+        XCTAssertEqual(lost.status, 2, lost.stdout + lost.stderr)
+        XCTAssertTrue(lost.stdout.contains("no egress violations found, but some may be missing"), lost.stdout)
+        XCTAssertTrue(lost.stderr.contains("incomplete: the server started at "), lost.stderr)
+        XCTAssertTrue(lost.stderr.contains(", after the period began"), lost.stderr)
+        let json = try again.cli(["verdict", "--client", "127.0.0.5", "--since", "1d", "--json"])
+        XCTAssertEqual(json.status, 2, json.stdout + json.stderr)
+        XCTAssertTrue(json.stdout.contains("\"incomplete\" : true"), json.stdout)
+        let mark = try again.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-1"])
+        XCTAssertEqual(mark.status, 2, mark.stdout + mark.stderr)
+        XCTAssertTrue(mark.stderr.contains("mark 'job-1' is unknown to this server"), mark.stderr)
+
+        // A period this server saw whole is complete: a mark, an explicit time after it started, or none.
+        XCTAssertEqual(try again.cli(["mark", "job-2"]).status, 0)
+        let afterStart = String(Int(Date().timeIntervalSince1970) + 1)
+        for period in [["--mark", "job-2"], ["--since", afterStart], []] {
+            let r = try again.cli(["verdict", "--client", "127.0.0.5"] + period)
+            XCTAssertEqual(r.status, 0, "\(period): \(r.stdout)\(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("incomplete"), r.stderr)
+        }
+    }
+
     /// An empty or misspelt runner address is a usage error, never a clean pass; an address spelt
     /// differently from the listener's record (mapped IPv4, uncompressed IPv6) is still that client.
     func testVerdictTakesOnlyAnAddressAndMatchesItHoweverSpelt() throws {

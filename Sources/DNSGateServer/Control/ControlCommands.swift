@@ -43,16 +43,29 @@ extension DNSGateService: ControlResponder {
             guard let client = args["client"].flatMap(IPAddressText.canonical) else {
                 return ["ok": false, "error": "verdict needs client, an IPv4 or IPv6 address"]
             }
-            var since = 0.0
+            // Whatever makes violations in the period possibly missing, said so the job log can show why.
+            var missing: [String] = []
+            var since = startedAtEpoch   // no start given: since this server started
             if let m = args["mark"] {
-                guard let t = violations.markTime(m) else { return ["ok": false, "error": "no mark named '\(m)'"] }
+                // Marks live in memory: after a restart the server cannot vouch for the period.
+                guard let t = violations.markTime(m) else {
+                    return ["ok": false, "code": "unknown_mark",
+                            "error": "mark '\(m)' is unknown to this server (it restarted after the mark was set, or the mark was never set)"]
+                }
                 since = t
-            } else if let s = args["since"].flatMap(Double.init) { since = s }
+            } else if let s = args["since"].flatMap(Double.init) {
+                since = s
+                if s < startedAtEpoch { missing.append("the server started at \(ISO8601.format(startedAtEpoch)), after the period began") }
+            }
             telemetry.drain()   // the violation log is fed by the telemetry hub
             let (events, remembersFrom) = violations.events(client: client, since: since)
-            let overflowed = remembersFrom.map { $0 > since } ?? false
+            if let r = remembersFrom, r > since {
+                missing.append("the bounded violation log holds nothing older than \(ISO8601.format(r)), after the period began")
+            }
+            if telemetry.droppedRecords(since: since) { missing.append("query records were shed under overload during the period") }
             let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
-            return ["ok": true, "client": client, "since": since, "incomplete": overflowed || telemetry.droppedRecords(since: since), "alerts": alerts,
+            return ["ok": true, "client": client, "since": since, "server_started": startedAtEpoch,
+                    "incomplete": !missing.isEmpty, "incomplete_reasons": missing, "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
                     "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name.description, "type": $0.type?.mnemonic ?? "?",
                                                           "reason": $0.denial.description,

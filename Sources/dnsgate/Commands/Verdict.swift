@@ -19,8 +19,11 @@ extension DNSGateCommand {
             abstract: "What a client was denied in a period; exits 1 when there was any violation.",
             discussion: """
                 Run as a CI job's last step to fail the job on egress violations. A violation is a denied query, or \
-                in audit mode a query enforce mode would have denied. Exit 0: none; 1: violations; 2: the period is \
-                older than what the server still remembers (its bounded log overflowed).
+                in audit mode a query enforce mode would have denied. With neither --since nor --mark the period starts \
+                when the server did. Exit 0: none; 1: violations (whether or not others may be missing); 2: none found, \
+                but some may be missing: the period starts before the server started (it remembers nothing older) or \
+                before the oldest record its bounded log still holds, records were shed under overload, or the mark \
+                is unknown to this server (it restarted, or the mark was never set).
                 """)
         @Option(help: ArgumentHelp("The runner's address as dnsgate sees it: one IPv4 or IPv6 address (no name, port or prefix).",
                                    valueName: "addr")) var client: String
@@ -43,12 +46,14 @@ extension DNSGateCommand {
             var args = ["client": client]
             if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
             if let mark { args["mark"] = mark }
-            let obj = try controlRequest("verdict", args, control)
+            let obj = try controlRequest("verdict", args, control, exitCodes: ["unknown_mark": 2])
             let events = obj["events"] as? [[String: Any]] ?? []
             let alerts = obj["alerts"] as? [[String: Any]] ?? []
+            let incomplete = obj["incomplete"] as? Bool == true
             if json { try printJSON(obj) } else {
                 let denied = obj["denied"] as? Int ?? 0, would = obj["would_deny"] as? Int ?? 0
-                print(events.isEmpty ? "\(client): no egress violations" : "\(client): \(denied) denied, \(would) would be denied (audit)")
+                print(events.isEmpty ? "\(client): no egress violations\(incomplete ? " found, but some may be missing" : "")"
+                                     : "\(client): \(denied) denied, \(would) would be denied (audit)")
                 var seen = Set<String>()
                 for e in events {
                     let key = "\(e["name"] ?? "") \(e["type"] ?? "")"
@@ -57,11 +62,10 @@ extension DNSGateCommand {
                 }
                 for a in alerts { print("  alert \(a["kind"] ?? "?") on \(a["registeredDomain"] ?? "?"): \((a["sampleNames"] as? [String] ?? []).prefix(3).joined(separator: " "))") }
             }
-            if obj["incomplete"] as? Bool == true {
-                FileHandle.standardError.write(Data("dnsgate: violations in the period may be missing (it starts before the oldest one remembered, or records were shed under load)\n".utf8))
-                throw ExitCode(2)
-            }
+            for why in obj["incomplete_reasons"] as? [String] ?? [] { FileHandle.standardError.write(Data("dnsgate: incomplete: \(why)\n".utf8)) }
+            // A violation found is certain and fails the job as such; "may be missing" is for a clean-looking period.
             if !events.isEmpty || !alerts.isEmpty { throw ExitCode.failure }
+            if incomplete { throw ExitCode(2) }
         }
     }
 

@@ -19,11 +19,16 @@ enum TimeParsing {
     }
 }
 
-/// Sends one control request, prints `--json` output or hands the object back; fails on `ok: false`.
-func controlRequest(_ command: String, _ args: [String: String], _ control: ControlOptions) throws -> [String: Any] {
+/// Sends one control request, prints `--json` output or hands the object back; fails on `ok: false`,
+/// with the exit status `exitCodes` gives the error's `code`, else 1.
+func controlRequest(_ command: String, _ args: [String: String], _ control: ControlOptions,
+                    exitCodes: [String: Int32] = [:]) throws -> [String: Any] {
     let obj: [String: Any]
     do { obj = try DNSGateServerControl.send(command, args, socket: control.socketPath) } catch { throw fail(error) }
-    if obj["ok"] as? Bool != true { throw fail(CLIError("\(obj["error"] ?? "request failed")")) }
+    if obj["ok"] as? Bool != true {
+        let failure = fail(CLIError("\(obj["error"] ?? "request failed")"))
+        throw (obj["code"] as? String).flatMap { exitCodes[$0] }.map { ExitCode($0) } ?? failure
+    }
     return obj
 }
 
