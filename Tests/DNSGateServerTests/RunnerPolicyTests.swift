@@ -95,6 +95,28 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
     }
 
+    /// `validate` (systemd's ExecStartPre) reads the state file as `serve` does: a missing one is a first
+    /// start, one the server wrote passes, a corrupt one fails both, naming the file and what to do.
+    func testValidateChecksTheStateFileAsServeLoadsIt() throws {
+        var g: DNSGateProcess? = try DNSGateProcess(allow: nil, upstreams: [try upstream()], configYAML: "state_file: \"@DIR@/state.json\"\n")
+        let config = g!.dir.appendingPathComponent("dnsgate.yaml").path, state = g!.dir.appendingPathComponent("state.json").path
+        func validate() throws -> CommandResult { try runCommand(TestPaths.dnsgateBinary, ["validate", "--config", config]) }
+        XCTAssertEqual(try validate().status, 0, "no state file yet")
+        XCTAssertEqual(try g!.cli(["allow", "add", "x.denied.test", "--for", "1h", "--reason", "saved"]).status, 0)
+        g!.stop(); g = nil
+        XCTAssertEqual(try validate().status, 0, "the state file the server wrote")
+
+        try "{\"version\": 1, \"exceptions\": [".write(toFile: state, atomically: true, encoding: .utf8)
+        let bad = try validate()
+        XCTAssertEqual(bad.status, 1, bad.stdout)
+        XCTAssertTrue(bad.stderr.contains("\(state): state file is not valid"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("move it aside"), bad.stderr)
+        let serve = try runCommand(TestPaths.dnsgateBinary, ["serve", "--config", config, "--listen", "127.0.0.1:\(freePort())",
+                                                             "--control", state + ".sock"], timeout: 10)
+        XCTAssertEqual(serve.status, 1, "serve refuses the same file: \(serve.stderr)")
+        XCTAssertTrue(serve.stderr.contains("\(state): state file is not valid"), serve.stderr)
+    }
+
     func testVerdictFailsAJobWithViolationsSinceItsMark() throws {
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()])
         _ = try digFrom("127.0.0.5", g.port, ["evil.denied.test"])        // before the mark: not counted

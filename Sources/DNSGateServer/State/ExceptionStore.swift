@@ -15,15 +15,7 @@ final class ExceptionStore: Sendable {
 
     init(path: String, pipeline: QueryPipeline, suffixes: PublicSuffixList?, logger: Logger, now: Double) throws {
         self.path = path; self.pipeline = pipeline; self.suffixes = suffixes; self.logger = logger
-        guard FileManager.default.fileExists(atPath: path) else { return }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ConfigError(file: path, line: nil, "cannot read the state file: \(error.localizedDescription)")
-        }
-        let saved: [PolicyException]
-        do { saved = try JSONDecoder().decode(StateFile.self, from: data).exceptions } catch {
-            throw ConfigError(file: path, line: nil, "state file is not valid (\(error)); move it aside to start without its exceptions")
-        }
+        let saved = try SavedExceptions.read(path: path)
         var set = ExceptionSet()
         for e in saved where e.expiresAt > now {
             do { try set.add(e, suffixes: suffixes, now: now) } catch {
@@ -34,7 +26,6 @@ final class ExceptionStore: Sendable {
         if saved.count != set.all.count { try persist(set) }
     }
 
-    struct StateFile: Codable { var version = 1; var exceptions: [PolicyException] }
 
     func add(pattern: String, client: String?, profile: String?, types: [String]?, seconds: Double, reason: String, now: Double) throws -> PolicyException {
         try lock.withLock { _ in
@@ -79,7 +70,7 @@ final class ExceptionStore: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750]) }
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try enc.encode(StateFile(exceptions: set.all))
+        let data = try enc.encode(SavedExceptions.StateFile(exceptions: set.all))
         let tmp = path + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o640]) else {
             throw ConfigError(file: tmp, line: nil, "cannot write the state file")
@@ -91,5 +82,23 @@ final class ExceptionStore: Sendable {
 
     static func newID() -> String {
         "x" + String((0..<6).map { _ in "abcdefghjkmnpqrstuvwxyz23456789".randomElement()! })
+    }
+}
+
+/// The state file as `serve` reads it at start, shared with `validate` so a file that would stop the
+/// server fails the check run before it (systemd's ExecStartPre) instead of a restart loop.
+public enum SavedExceptions {
+    struct StateFile: Codable { var version = 1; var exceptions: [PolicyException] }
+
+    /// The saved exceptions, expired ones included; none when the file does not exist yet (first start).
+    public static func read(path: String) throws -> [PolicyException] {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ConfigError(file: path, line: nil, "cannot read the state file: \(error.localizedDescription)")
+        }
+        do { return try JSONDecoder().decode(StateFile.self, from: data).exceptions } catch {
+            throw ConfigError(file: path, line: nil, "state file is not valid (\(error)); move it aside to start without its exceptions")
+        }
     }
 }

@@ -27,10 +27,7 @@ extension DNSGateCommand {
                 let suffixes = PolicyBuilder.suffixList(c)
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // Live exceptions are in the server's state file; read it if it is there.
-                if let data = FileManager.default.contents(atPath: c.stateFile),
-                   let saved = try? JSONDecoder().decode(SavedState.self, from: data) {
-                    for e in saved.exceptions { try? exceptions.add(e, suffixes: suffixes, now: now) }
-                }
+                for e in (try? SavedExceptions.read(path: c.stateFile)) ?? [] { try? exceptions.add(e, suffixes: suffixes, now: now) }
             } catch { throw fail(error) }
             var clientOctets: [UInt8]?
             if let client {
@@ -73,6 +70,3 @@ extension DNSGateCommand {
         }
     }
 }
-
-/// The state file's shape, as far as `check` reads it.
-struct SavedState: Decodable { let exceptions: [PolicyException] }
