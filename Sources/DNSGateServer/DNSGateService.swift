@@ -207,22 +207,23 @@ public final class DNSGateService: @unchecked Sendable {
     }
 
     /// Re-reads the config file (if any) and every allow file; installs the new policy only if all of it loads.
+    /// Returns a summary of that policy, and warnings for changed settings that need a restart.
     @discardableResult
-    public func reload() -> Result<String, Error> {
+    public func reload() -> Result<(message: String, warnings: [String]), Error> {
         reloadLock.withLock { count in
             do {
                 var next = try config.sourceFile.map { try ConfigLoader.load(path: $0) } ?? config
                 overrides(&next)
                 let policy = try PolicyBuilder.build(next, suffixes: suffixes)
-                if next.listen != config.listen || (next.upstreams != config.upstreams && !next.upstreams.isEmpty) {
-                    logger.warning("listeners and upstreams change only on restart", metadata: ["concern": "reload"])
-                }
+                // Said to the operator who ran `dnsgate reload`, not only to this log.
+                let warnings = config.restartOnlyChanges(to: next).map { "\($0) changed; restart dnsgate to apply" }
+                for w in warnings { logger.warning("\(w)", metadata: ["concern": "reload"]) }
                 pipeline.swapPolicy(policy)
                 count += 1
                 let entries = policy.base.allowList.count + policy.profiles.reduce(0) { $0 + $1.policy.allowList.count }
                 let msg = "policy reloaded: \(entries) entries, \(policy.profiles.count) profiles, mode \(policy.base.mode.rawValue)"
                 logger.info("\(msg)", metadata: ["concern": "reload", "generation": "\(pipeline.snapshot.generation)"])
-                return .success(msg)
+                return .success((msg, warnings))
             } catch {
                 logger.error("reload refused; the previous policy keeps serving", metadata: ["concern": "reload", "error": "\(error)"])
                 return .failure(error)

@@ -244,6 +244,26 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertNotEqual(try dig(g.port, ["new.example.com"]).edeCode, 15, "...including the entry the good reload added")
     }
 
+    /// A reload applies the policy only; what needs a restart is said to whoever ran `dnsgate reload`.
+    func testReloadWarnsAboutSettingsThatNeedARestart() throws {
+        guard let nsd = Self.nsd else { try requireTool("nsd"); throw XCTSkip("nsd did not start") }
+        let yaml = "upstreams: [\"\(nsd.address)\"]\n"
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [], configYAML: yaml)
+        let config = g.dir.appendingPathComponent("dnsgate.yaml").path
+        let same = try g.cli(["reload"])
+        XCTAssertEqual(same.status, 0, same.stderr)
+        XCTAssertFalse(same.stderr.contains("warning"), "nothing changed: \(same.stderr)")
+
+        try "upstreams: [\"127.0.0.1:\(freePort())\"]\nthreads: 2\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try (Self.allow + "\nnew.example.com  # added\n").write(toFile: g.allowFile, atomically: true, encoding: .utf8)
+        let r = try g.cli(["reload"])
+        XCTAssertEqual(r.status, 0, "the policy part applied: \(r.stderr)")
+        XCTAssertTrue(r.stdout.contains("policy reloaded: 4 entries"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("warning: upstreams changed; restart dnsgate to apply"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("warning: threads changed; restart dnsgate to apply"), r.stderr)
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "the old upstream still answers, as warned")
+    }
+
     private func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end { if cond() { return true }; usleep(20_000) }

@@ -91,7 +91,24 @@ public struct ServerConfig: Sendable {
     }
 }
 
-/// One `profiles:` item: a named policy for the clients it selects.
+extension ServerConfig {
+    /// The settings of `next` that differ from these and that a reload cannot apply (only the policy is
+    /// swapped: allow files, mode, sinkhole, default types, profiles), named as in the config file.
+    /// Upstreams left empty mean resolv.conf's, which the running server resolved at start: not a change.
+    func restartOnlyChanges(to next: ServerConfig) -> [String] {
+        var changed: [String] = []
+        if next.listen != listen { changed.append("listen") }
+        if !next.upstreams.isEmpty && next.upstreams != upstreams { changed.append("upstreams") }
+        if next.threads != threads { changed.append("threads") }
+        if next.metricsListen != metricsListen { changed.append("metrics.listen") }
+        if next.controlSocket != controlSocket { changed.append("control.socket") }
+        if next.queryLog != queryLog || next.queryLogFile != queryLogFile { changed.append("log") }
+        if next.stateFile != stateFile { changed.append("state_file") }
+        return changed
+    }
+}
+
+/// One `profiles:` item/// One `profiles:` item: a named policy for the clients it selects.
 public struct ProfileConfig: Sendable {
     public var name: String
     public var clients: [ClientPrefix] = []

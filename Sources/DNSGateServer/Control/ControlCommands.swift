@@ -11,7 +11,7 @@ extension DNSGateService: ControlResponder {
         case "ping": return ["ok": true]
         case "reload":
             switch reload() {
-            case .success(let msg): return ["ok": true, "message": msg]
+            case .success(let r): return ["ok": true, "message": r.message, "warnings": r.warnings]
             case .failure(let e): return ["ok": false, "error": "\(e)"]
             }
         case "stats": return statsObject(includeEntries: args["entries"] == "true", now: now)
