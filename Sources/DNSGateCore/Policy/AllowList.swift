@@ -27,6 +27,11 @@ public struct AllowList: Sendable {
 
     public var count: Int { entries.count }
 
+    /// The entry written for exactly this pattern (`name`, or `*.name` when `wildcard`), if any.
+    public func entry(for name: DNSName, wildcard: Bool) -> PolicyEntry? {
+        (wildcard ? self.wildcard : exact)[name.wire].map { entries[$0] }
+    }
+
     /// The most specific entry covering `name`, with its index (for per-entry hit counters).
     public func match(_ name: DNSName) -> (index: Int, entry: PolicyEntry)? {
         let found: Int? = name.wire.withUnsafeBytes { w in

@@ -20,12 +20,38 @@ public struct SuggestionInput: Sendable {
     }
 }
 
+/// One line of a suggestion. A pattern the list already has is never suggested again (a duplicate is
+/// a load error, and the bare new types would replace the entry's own): it becomes a change of that entry.
+public enum SuggestedLine: Equatable, Sendable {
+    case comment(String)
+    case add(String)
+    /// This line replaces the entry at the location: its types plus the ones audit mode saw.
+    case change(SourceLocation, String)
+
+    /// As text to append to an allow file: a change is a comment, so the result always loads.
+    public var plain: String {
+        switch self {
+        case .comment(let l), .add(let l): return l
+        case .change(let at, let l): return "# change \(at) to: \(l)"
+        }
+    }
+
+    /// As a diff against the file the entries came from; `oldLine` gives the text at a location.
+    public func diff(oldLine: (SourceLocation) -> String?) -> [String] {
+        switch self {
+        case .comment(let l): return [l]
+        case .add(let l): return ["+ " + l]
+        case .change(let at, let l): return ["# \(at)", "- " + (oldLine(at) ?? "?"), "+ " + l]
+        }
+    }
+}
+
 /// Turns what audit mode saw into a reviewable allow-list in the plain format: deterministic order,
 /// a reason comment on every entry with its hit counts, and a wildcard proposed only where at least
 /// `wildcardThreshold` distinct names share a parent that is not a public suffix (said in a comment).
 public enum AllowListSuggester {
     public static func suggest(_ seen: [SuggestionInput], existing: AllowList? = nil, defaultTypes: Set<RecordType> = RecordType.buildDefaults,
-                               suffixes: PublicSuffixList?, wildcardThreshold: Int = 5) -> [String] {
+                               suffixes: PublicSuffixList?, wildcardThreshold: Int = 5) -> [SuggestedLine] {
         var policy = Policy(defaultTypes: defaultTypes)
         if let existing { policy.allowList = existing }
         // Only what the existing list does not already allow, type by type.
@@ -41,7 +67,7 @@ public enum AllowListSuggester {
             kids.count >= wildcardThreshold && p.labelCount >= 2 && !(suffixes?.isPublicSuffix(p) ?? false)
         }.keys.sorted()
 
-        var lines: [String] = []
+        var lines: [SuggestedLine] = []
         for p in wildcardParents {
             let kids = byParent[p]!.sorted { $0.name < $1.name }
             let merged = kids.reduce(into: (count: 0, clients: Set<String>(), types: Set<RecordType>(), first: Double.infinity, last: 0.0)) {
@@ -49,20 +75,44 @@ public enum AllowListSuggester {
                 $0.first = min($0.first, $1.firstSeen); $0.last = max($0.last, $1.lastSeen)
             }
             let examples = kids.prefix(3).map { $0.name.description }.joined(separator: ", ")
-            lines.append("# wildcard proposed: \(kids.count) distinct names below \(p) (e.g. \(examples)); list them one by one if that is too broad")
-            lines.append(entry("*." + p.description, merged.types, defaultTypes,
-                               comment(merged.count, merged.clients.count, merged.types, merged.first, merged.last)))
+            lines.append(.comment("# wildcard proposed: \(kids.count) distinct names below \(p) (e.g. \(examples)); list them one by one if that is too broad"))
+            lines.append(line(p, wildcard: true, merged.types, defaultTypes, existing,
+                              comment(merged.count, merged.clients.count, merged.types, merged.first, merged.last)))
         }
         let exact = fresh.filter { s in !wildcardParents.contains { s.name != $0 && s.name.isSubdomain(of: $0) } }
             .sorted { $0.name < $1.name }
         for s in exact {
-            lines.append(entry(s.name.description, s.types, defaultTypes, comment(s.count, s.clients.count, s.types, s.firstSeen, s.lastSeen)))
+            lines.append(line(s.name, wildcard: false, s.types, defaultTypes, existing,
+                              comment(s.count, s.clients.count, s.types, s.firstSeen, s.lastSeen)))
         }
         return lines
     }
 
-    private static func entry(_ pattern: String, _ types: Set<RecordType>, _ defaults: Set<RecordType>, _ comment: String) -> String {
-        let typeField = types.isSubset(of: defaults) ? "" : types.map(\.mnemonic).sorted().joined(separator: ",")
+    /// The entry for `name` (or `*.name`) with the types seen, against what the list already has: the
+    /// same pattern becomes a change keeping that entry's types; a new, more specific entry under a
+    /// wildcard keeps the wildcard's types too, as it will decide those names instead.
+    private static func line(_ name: DNSName, wildcard: Bool, _ types: Set<RecordType>, _ defaults: Set<RecordType>,
+                             _ existing: AllowList?, _ comment: String) -> SuggestedLine {
+        let pattern = wildcard ? "*." + name.description : name.description
+        if let same = existing?.entry(for: name, wildcard: wildcard) {
+            return .change(same.source, entry(pattern, (same.types ?? defaults).union(types), defaults, merged: true, comment))
+        }
+        var up = name.parent
+        while let p = up, let existing {
+            if let cover = existing.entry(for: p, wildcard: true), cover.action == .allow {
+                return .add(entry(pattern, (cover.types ?? defaults).union(types), defaults, merged: true, comment))
+            }
+            up = p.parent
+        }
+        return .add(entry(pattern, types, defaults, merged: false, comment))
+    }
+
+    /// A plain-list line; the type field is left out when it would say the defaults: for a new entry
+    /// whenever the types are among them, for a merged one only when they are exactly them.
+    private static func entry(_ pattern: String, _ types: Set<RecordType>, _ defaults: Set<RecordType>, merged: Bool,
+                              _ comment: String) -> String {
+        let saysDefaults = merged ? types == defaults : types.isSubset(of: defaults)
+        let typeField = saysDefaults ? "" : types.map(\.mnemonic).sorted().joined(separator: ",")
         return [pattern, typeField].filter { !$0.isEmpty }.joined(separator: "  ") + "  # " + comment
     }
 

@@ -72,14 +72,23 @@ extension DNSGateService: ControlResponder {
                                                           "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
         case "suggest":
             let since = args["since"].flatMap(Double.init) ?? 0
-            var existing: AllowList?
+            // Against the list the output joins: the --diff file, else the running policy (the client's profile).
+            let snap = pipeline.snapshot
+            let policy = snap.policies.policy(snap.policies.select(clientAddress: args["client"].flatMap(ClientPrefix.addressBytes), listener: nil))
+            var existing = policy.allowList
+            var fileLines: [String] = []
             if let path = args["diff"] {
-                do { existing = try AllowList(PolicyFileLoader.load(path: path, suffixes: suffixes)) }
-                catch { return ["ok": false, "error": "\(error)"] }
+                do {
+                    existing = try AllowList(PolicyFileLoader.load(path: path, suffixes: suffixes))
+                    fileLines = try String(contentsOfFile: path, encoding: .utf8)   // split as PlainListLoader numbers lines
+                        .split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
+                } catch { return ["ok": false, "error": "\(error)"] }
             }
-            let lines = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,
-                                                   defaultTypes: pipeline.snapshot.policy.defaultTypes, suffixes: suffixes)
-            return ["ok": true, "lines": lines]
+            let suggested = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,
+                                                       defaultTypes: policy.defaultTypes, suffixes: suffixes)
+            if args["diff"] == nil { return ["ok": true, "lines": suggested.map(\.plain)] }
+            let old = { (at: SourceLocation) in fileLines.indices.contains(at.line - 1) ? fileLines[at.line - 1] : nil }
+            return ["ok": true, "lines": suggested.flatMap { $0.diff(oldLine: old) }]
         case "alerts":
             guard let d = telemetry.detector else { return ["ok": true, "alerts": [], "detector": "disabled"] }
             telemetry.drain()

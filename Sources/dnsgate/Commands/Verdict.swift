@@ -72,7 +72,13 @@ extension DNSGateCommand {
     struct Suggest: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Turn what audit mode saw into a reviewable allow-list.",
-            discussion: "Deterministic order; a wildcard only where many names share a parent (said in a comment); every entry has a reason comment with its counts.")
+            discussion: """
+                Deterministic order; a wildcard only where many names share a parent (said in a comment); every entry has a \
+                reason comment with its counts. Compared with the running policy (the client's profile with --client), or \
+                with FILE for --diff: a pattern already listed is never repeated; a new type for it is a change of that \
+                entry keeping its types, a '# change FILE:LINE to: …' comment (a '-'/'+' pair with --diff), so the output \
+                appended to the allow files always loads.
+                """)
         @Option(help: ArgumentHelp("Only names this client asked for.", valueName: "addr")) var client: String?
         @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago.", valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
@@ -86,7 +92,7 @@ extension DNSGateCommand {
             let obj = try controlRequest("suggest", args, control)
             let lines = obj["lines"] as? [String] ?? []
             if diff == nil { print("# suggested by `dnsgate suggest` from audit mode: review every entry before enforcing") }
-            for l in lines { print(diff == nil ? l : (l.hasPrefix("#") ? l : "+ " + l)) }
+            for l in lines { print(l) }
         }
     }
 }
