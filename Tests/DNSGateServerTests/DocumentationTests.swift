@@ -106,6 +106,31 @@ final class DocumentationTests: XCTestCase {
         XCTAssertTrue(good.stdout.hasPrefix("ok:"), good.stdout)
     }
 
+    /// Mistakes Yams or the loaders would report without a place, or not at all, name the config line.
+    func testValidateNamesTheConfigLineOfEachMistake() throws {
+        let dir = TestPaths.tempDir("validate-lines")
+        try "www.example.com  # fine\n".write(toFile: dir.path + "/a.allow", atomically: true, encoding: .utf8)
+        let cases: [(yaml: String, flags: [String], error: String)] = [
+            ("allow: [a.allow]\nmode: audit\nallow: [a.allow]\n", [], "dnsgate.yaml:3: duplicate key 'allow' (first at line 1)"),
+            ("mode: audit\nallow:\n  - a.allow\n  - nope.allow\n", [], "dnsgate.yaml:4: cannot read allow-list \(dir.path)/nope.allow: No such file"),
+            ("", ["--allow", dir.path + "/nope.allow"], "error: \(dir.path)/nope.allow: cannot read allow-list: No such file"),
+            ("listen: [\"127.0.0.1:5353\"]\nprofiles:\n  - name: p\n    listeners:\n      - 127.0.0.1:5353\n      - 127.0.0.2:5353\n",
+             [], "dnsgate.yaml:6: profile 'p' listener 127.0.0.2:5353 is not under listen:"),
+            ("policy:\n  default_types: [A,\n    OPT]\n", [], "dnsgate.yaml:3: unknown query type 'OPT'"),
+        ]
+        for (yaml, flags, error) in cases {
+            try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)
+            let r = try runCommand(TestPaths.dnsgateBinary, ["validate", "--config", dir.path + "/dnsgate.yaml"] + flags)
+            XCTAssertEqual(r.status, 1, yaml + r.stdout)
+            XCTAssertTrue(r.stderr.contains(error), "\(yaml)\nwanted: \(error)\ngot: \(r.stderr)")
+        }
+        // The listener check applies to the addresses actually served, command-line ones included.
+        try cases[3].yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)
+        let served = try runCommand(TestPaths.dnsgateBinary, ["validate", "--config", dir.path + "/dnsgate.yaml",
+                                                              "--listen", "127.0.0.1:5353", "--listen", "127.0.0.2:5353"])
+        XCTAssertEqual(served.status, 0, served.stderr)
+    }
+
     func testCheckCommandNamesTheDecidingEntry() throws {
         let cfg = TestPaths.packageRoot.path + "/config/dnsgate.yaml"
         let allowed = try runCommand(TestPaths.dnsgateBinary, ["check", "www.example.org", "--config", cfg])

@@ -25,7 +25,7 @@ public enum PlainListLoader {
             if fields.count == 2 {
                 var set = Set<RecordType>()
                 for t in fields[1].split(separator: ",", omittingEmptySubsequences: false) {
-                    guard let rt = RecordType(mnemonic: String(t)), rt != .opt else {
+                    guard let rt = RecordType(queryTypeMnemonic: String(t)) else {
                         throw PolicyLoadError(here, "unknown query type '\(t)' in \(fields[1])")
                     }
                     set.insert(rt)

@@ -61,6 +61,13 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
         return nil
     }
 
+    /// A type an allow rule may name: any but OPT, a pseudo-record no query asks for (RFC 6891 §6.1.1).
+    /// Shared by allow-lists and `policy.default_types`, so both refuse the same names.
+    public init?(queryTypeMnemonic m: String) {
+        guard let t = RecordType(mnemonic: m), t != .opt else { return nil }
+        self = t
+    }
+
     public var mnemonic: String {
         Self.mnemonics.first(where: { $0.1 == self })?.0 ?? "TYPE\(rawValue)"
     }

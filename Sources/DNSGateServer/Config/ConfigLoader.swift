@@ -20,7 +20,9 @@ public enum ConfigLoader {
         var c = ServerConfig()
         c.sourceFile = file
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch let e as YamlError {
+        do { root = try Yams.compose(yaml: text) } catch YamlError.duplicatedKeysInMapping(let keys, let context) {
+            throw duplicateKey(keys.first ?? "?", first: context.mark, in: text, file: file)
+        } catch let e as YamlError {
             throw ConfigError(file: file, line: yamlLine(e), "YAML syntax: \(e)")
         }
         guard let root else { return c }     // empty file: all defaults
@@ -32,7 +34,15 @@ public enum ConfigLoader {
 
         if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
         if let n = top["upstreams"] { c.upstreams = try r.list(n).map { try r.hostPort($0) } }
-        if let n = top["allow"] { c.allowFiles = try r.list(n).map { resolve(try r.string($0)) } }
+        /// Allow files, each remembered with the line that names it.
+        func allowFiles(_ n: Node) throws -> [String] {
+            try r.list(n).map { item in
+                let path = resolve(try r.string(item))
+                if let line = item.mark?.line { c.allowFileLines[path] = line }
+                return path
+            }
+        }
+        if let n = top["allow"] { c.allowFiles = try allowFiles(n) }
         if let n = top["mode"] { c.mode = try r.mode(n) }
         if let n = top["threads"] { c.threads = try r.int(n, 0...64) }
         if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
@@ -73,8 +83,14 @@ public enum ConfigLoader {
                         return prefix
                     }
                 }
-                if let v = m["listeners"] { p.listeners = try r.list(v).map { try r.hostPort($0) } }
-                if let v = m["allow"] { p.allowFiles = try r.list(v).map { resolve(try r.string($0)) } }
+                if let v = m["listeners"] {
+                    p.listeners = try r.list(v).map { item in
+                        let hp = try r.hostPort(item)
+                        if let line = item.mark?.line { p.listenerLines[hp] = line }
+                        return hp
+                    }
+                }
+                if let v = m["allow"] { p.allowFiles = try allowFiles(v) }
                 if let v = m["mode"] { p.mode = try r.mode(v) }
                 if let v = m["sinkhole"] {
                     let (mode, ttl) = try r.sinkhole(v, default: (c.sinkhole, c.sinkholeTTL))
@@ -89,7 +105,7 @@ public enum ConfigLoader {
             if let t = m["default_types"] {
                 c.defaultTypes = Set(try r.list(t).map { item in
                     let s = try r.string(item)
-                    guard let rt = RecordType(mnemonic: s) else { throw r.error(item, "unknown query type '\(s)'") }
+                    guard let rt = RecordType(queryTypeMnemonic: s) else { throw r.error(item, "unknown query type '\(s)'") }
                     return rt
                 })
             }
@@ -140,6 +156,23 @@ public enum ConfigLoader {
             if let v = m["file"] { let s = try r.string(v); c.queryLogFile = s == "-" ? s : resolve(s) }
         }
         return c
+    }
+
+    /// Yams names the first occurrence of a duplicated key; the error belongs on the second, the one
+    /// to delete: the next line after it that starts a key of that name in the same column.
+    private static func duplicateKey(_ key: String, first: Mark, in text: String, file: String) -> ConfigError {
+        let indent = max(0, first.column - 1)
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        let spellings = [key, "\"\(key)\"", "'\(key)'"].map { $0 + ":" }
+        for i in first.line..<lines.count {   // lines[first.line] is the line after the first occurrence
+            let l = lines[i]
+            guard l.count > indent, l.prefix(indent).allSatisfy({ $0 == " " }) else { continue }
+            let rest = l.dropFirst(indent)
+            if spellings.contains(where: { rest.hasPrefix($0) }) {
+                return ConfigError(file: file, line: i + 1, "duplicate key '\(key)' (first at line \(first.line))")
+            }
+        }
+        return ConfigError(file: file, line: first.line, "duplicate key '\(key)'")
     }
 
     private static func yamlLine(_ e: YamlError) -> Int? {
@@ -236,8 +269,27 @@ public enum PolicyBuilder {
     public static func build(_ c: ServerConfig, suffixes: PublicSuffixList?) throws -> PolicySet {
         func load(_ files: [String]) throws -> AllowList {
             var list = AllowList()
-            for f in files { for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) } }
+            for f in files {
+                // A file that cannot be opened is a fault of the line naming it, not of line 0 of the file.
+                let fd = open(f, O_RDONLY)
+                guard fd >= 0 else {
+                    let why = String(cString: strerror(errno))
+                    if let config = c.sourceFile, let line = c.allowFileLines[f] {
+                        throw ConfigError(file: config, line: line, "cannot read allow-list \(f): \(why)")
+                    }
+                    throw ConfigError(file: f, line: nil, "cannot read allow-list: \(why)")
+                }
+                close(fd)
+                for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) }
+            }
             return list
+        }
+        // A profile selects by listener only among the addresses served; any other can never match.
+        for p in c.profiles {
+            for l in p.listeners where !c.listen.contains(l) {
+                throw ConfigError(file: c.sourceFile ?? "command line", line: p.listenerLines[l],
+                                  "profile '\(p.name)' listener \(l) is not under listen: (\(c.listen.map(\.description).joined(separator: ", "))), so it can never match")
+            }
         }
         let base = Policy(allowList: try load(c.allowFiles), mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL,
                           defaultTypes: c.defaultTypes)

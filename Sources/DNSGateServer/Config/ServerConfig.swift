@@ -37,6 +37,9 @@ public struct ServerConfig: Sendable {
     /// Empty: use the nameservers of /etc/resolv.conf, minus dnsgate's own addresses.
     public var upstreams: [HostPort] = []
     public var allowFiles: [String] = []
+    /// The config line naming each allow file (top level or profile), so a missing file is reported
+    /// where it was written; files given on the command line have none.
+    public var allowFileLines: [String: Int] = [:]
     public var mode: PolicyMode = .enforce
     public var sinkhole: SinkholeMode = .nxdomain
     public var sinkholeTTL: UInt32 = 60
@@ -113,6 +116,8 @@ public struct ProfileConfig: Sendable {
     public var name: String
     public var clients: [ClientPrefix] = []
     public var listeners: [HostPort] = []
+    /// The config line of each listener, for the check that `listen` has it.
+    public var listenerLines: [HostPort: Int] = [:]
     public var allowFiles: [String] = []
     public var mode: PolicyMode?
     public var sinkhole: SinkholeMode?
