@@ -244,6 +244,18 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertNotEqual(try dig(g.port, ["new.example.com"]).edeCode, 15, "...including the entry the good reload added")
     }
 
+    /// `stats --entries` shows each entry's last use next to its hits, "never" for one not used yet.
+    func testStatsEntriesShowLastUse() throws {
+        let g = try gate(allow: "www.allowed.test  # used\nidle.allowed.test  # not asked for\n")
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
+        let r = try g.cli(["stats", "--entries"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("entries (hits, last use, pattern, profile, where, reason"), r.stdout)
+        let row = { (name: String) in r.stdout.split(separator: "\n").first { $0.contains("\t\(name)\t") }.map(String.init) ?? "" }
+        XCTAssertTrue(row("www.allowed.test.").hasPrefix("  1\t0s ago\t") || row("www.allowed.test.").hasPrefix("  1\t1s ago\t"), r.stdout)
+        XCTAssertTrue(row("idle.allowed.test.").hasPrefix("  0\tnever\t"), r.stdout)
+    }
+
     /// A reload applies the policy only; what needs a restart is said to whoever ran `dnsgate reload`.
     func testReloadWarnsAboutSettingsThatNeedARestart() throws {
         guard let nsd = Self.nsd else { try requireTool("nsd"); throw XCTSkip("nsd did not start") }

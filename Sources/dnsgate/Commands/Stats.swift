@@ -20,14 +20,14 @@ extension DNSGateCommand {
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
                 print(String(decoding: data, as: UTF8.self)); return
             }
-            print(StatsFormatter.text(obj))
+            print(StatsFormatter.text(obj, now: Date().timeIntervalSince1970))
         }
     }
 }
 
 /// Human-readable rendering of the stats object.
 enum StatsFormatter {
-    static func text(_ o: [String: Any]) -> String {
+    static func text(_ o: [String: Any], now: Double) -> String {
         var lines: [String] = []
         lines.append("mode \(o["mode"] ?? "?"), policy generation \(o["policy_generation"] ?? "?"), \(o["entries"] ?? "?") entries, up \(o["uptime_seconds"] ?? 0) s")
         if let q = o["queries"] as? [String: Int] {
@@ -61,12 +61,21 @@ enum StatsFormatter {
             for e in xs { lines.append("  \(e["id"] ?? "?")\t\(e["pattern"] ?? "")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t\(e["reason"] ?? "")") }
         }
         if let es = o["entry_hits"] as? [[String: Any]] {
-            lines.append("entries (hits, pattern, profile, where, reason):")
+            lines.append("entries (hits, last use, pattern, profile, where, reason; unused ones are marked):")
             for e in es {
                 let unused = (e["unused"] as? Bool == true) ? "  [unused: candidate for removal]" : ""
-                lines.append("  \(e["hits"] ?? 0)\t\(e["pattern"] ?? "")\t\(e["profile"] ?? "")\t\(e["source"] ?? "")\t\(e["reason"] ?? "")\(unused)")
+                let used = ago(e["last_use"] as? Int ?? 0, now: now)
+                lines.append("  \(e["hits"] ?? 0)\t\(used)\t\(e["pattern"] ?? "")\t\(e["profile"] ?? "")\t\(e["source"] ?? "")\t\(e["reason"] ?? "")\(unused)")
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// An entry's last use (epoch seconds, 0: never) as a reader scans for it: "never", "42s ago", "4m ago", "3d ago".
+    static func ago(_ t: Int, now: Double) -> String {
+        guard t > 0 else { return "never" }
+        let s = max(0, Int(now) - t)
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] where s >= size { return "\(s / size)\(unit) ago" }
+        return "\(s)s ago"
     }
 }
