@@ -119,7 +119,7 @@ public final class DNSGateService: @unchecked Sendable {
             control = try ControlServer(path: config.controlSocket, mode: config.controlSocketMode, group: group, responder: self)
         } catch {
             shutdown()
-            throw ConfigError(file: config.sourceFile ?? "command line", line: nil, "cannot open the control socket \(config.controlSocket): \(error)")
+            throw ConfigError(file: config.sourceFile ?? "command line", line: nil, "cannot open the control socket \(config.controlSocket): \(errorText(error))")
         }
         let snap = pipeline.snapshot
         logger.info("dnsgate started", metadata: [
@@ -194,7 +194,7 @@ public final class DNSGateService: @unchecked Sendable {
 
     private func bindError(_ error: Error, _ hp: HostPort, _ transport: String) -> ConfigError {
         let errno = (error as? IOError)?.errnoCode
-        var msg = "cannot listen on \(hp) (\(transport)): \(error)"
+        var msg = "cannot listen on \(hp) (\(transport)): \(errorText(error))"
         if errno == EADDRINUSE {
             msg += ". Another DNS server already uses this address (systemd-resolved, dnsmasq, unbound, a second dnsgate?); "
                 + "`ss -lnup 'sport = :\(hp.port)'` shows which. Stop it, or listen on another address."

@@ -118,6 +118,7 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("cannot listen on \(nsd.address) (udp)"), r.stderr)
         XCTAssertTrue(r.stderr.contains("Another DNS server already uses this address"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("bind: Address already in use (errno: 98)"), "the system's words, no stray ')': \(r.stderr)")
     }
 
     func testResolvConfNameserversAreUsedMinusOurOwnAddress() throws {

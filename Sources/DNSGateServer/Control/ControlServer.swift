@@ -87,7 +87,7 @@ public enum ControlClient {
                 .connect(unixDomainSocketPath: path).wait()
         } catch {
             promise.fail(error)   // every promise is completed, also on this path
-            throw ControlClientError("cannot reach dnsgate at \(path): \(error). Is `dnsgate serve` running, and is this the socket in its config (control.socket)?")
+            throw ControlClientError("cannot reach dnsgate at \(path): \(errorText(error)). Is `dnsgate serve` running, and is this the socket in its config (control.socket)?")
         }
         var req = try JSONEncoder().encode(request); req.append(0x0A)
         try channel.writeAndFlush(ByteBuffer(bytes: req)).wait()
