@@ -156,6 +156,22 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertEqual(notFound.stdout, "404")
     }
 
+    /// Input analyze cannot read is exit 2, never 1, the code of "something alerted".
+    func testAnalyzeTellsABadInputFromAnAlert() throws {
+        let dir = TestPaths.tempDir("analyze")
+        let clean = dir.appendingPathComponent("clean.tsv").path, bad = dir.appendingPathComponent("bad.tsv").path
+        try "ts\tclient\tqname\tqtype\trcode\n1800000000\t192.0.2.7\twww.example.com\tA\tNOERROR\n"
+            .write(toFile: clean, atomically: true, encoding: .utf8)
+        try "ts\tclient\tqname\tqtype\trcode\nnot a log line\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try runCommand(TestPaths.dnsgateBinary, ["analyze", clean]).status, 0, "nothing alerts")
+        let malformed = try runCommand(TestPaths.dnsgateBinary, ["analyze", bad])
+        XCTAssertEqual(malformed.status, 2, malformed.stderr)
+        XCTAssertTrue(malformed.stderr.contains("bad.tsv:2:"), malformed.stderr)
+        let missing = try runCommand(TestPaths.dnsgateBinary, ["analyze", dir.appendingPathComponent("nope.tsv").path])
+        XCTAssertEqual(missing.status, 2, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("nope.tsv: cannot read"), missing.stderr)
+    }
+
     func testAnalyzeFlagsTheRecordedExfiltrationCaptures() throws {
         let corpora = TestPaths.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpora/tunnel")
         guard FileManager.default.fileExists(atPath: corpora.path) else { throw XCTSkip("../shared/corpora not present") }

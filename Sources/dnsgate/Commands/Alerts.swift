@@ -57,7 +57,8 @@ extension DNSGateCommand {
             discussion: """
                 Reads TSV with the header ts\\tclient\\tqname\\tqtype\\trcode (epoch seconds, client, presentation name, \
                 type mnemonic, rcode mnemonic), or dnsgate's own JSON-lines query log (log.queries: all). \
-                Exits 1 when any alert is raised.
+                Exits 0 when nothing alerts, 1 when any alert is raised, 2 when a file cannot be read or a line \
+                cannot be parsed (nothing is concluded then), 64 on a usage error.
                 """)
         @Argument(help: "Log files, read in order.") var files: [String]
         @Flag(help: "One JSON object per alert line.") var json = false
@@ -70,11 +71,14 @@ extension DNSGateCommand {
             var events = 0
             for file in files {
                 let text: String
-                do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw fail(CLIError("\(file): \(error.localizedDescription)")) }
+                // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
+                do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                    throw fail(CLIError("\(file): cannot read: \(error.localizedDescription)"), status: 2)
+                }
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                     let event: QueryEvent?
                     do { event = line.hasPrefix("{") ? try JSONQueryLog.parse(String(line)) : try QueryLogTSV.parse(line: String(line)) }
-                    catch { throw fail(CLIError("\(file):\(n + 1): \(error)")) }
+                    catch { throw fail(CLIError("\(file):\(n + 1): \(error)"), status: 2) }
                     guard let event else { continue }
                     events += 1
                     for a in detector.observe(event) {

@@ -105,8 +105,8 @@ struct ControlOptions: ParsableArguments {
     }
 }
 
-/// Prints a configuration error the way compilers do, and fails.
-func fail(_ error: Error) -> ExitCode {
+/// Prints a configuration error the way compilers do, and fails (with `status` where 1 means something else).
+func fail(_ error: Error, status: Int32 = 1) -> ExitCode {
     FileHandle.standardError.write(Data("dnsgate: error: \(error)\n".utf8))
-    return ExitCode.failure
+    return ExitCode(status)
 }
