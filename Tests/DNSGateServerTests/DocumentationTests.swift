@@ -140,5 +140,11 @@ final class DocumentationTests: XCTestCase {
         let denied = try runCommand(TestPaths.dnsgateBinary, ["check", "exfil.example.net", "TXT", "--json", "--config", cfg])
         XCTAssertEqual(denied.status, 1)
         XCTAssertTrue(denied.stdout.contains("\"action\":\"sinkhole nxdomain\""), denied.stdout)
+        // A bad argument is check's usage error (64, check's usage line), not 1 and not the root's usage.
+        for args in [["a..b.example.com"], ["www.example.org", "NOSUCHTYPE"], ["www.example.org", "--client", "runner-1"]] {
+            let bad = try runCommand(TestPaths.dnsgateBinary, ["check"] + args + ["--config", cfg])
+            XCTAssertEqual(bad.status, 64, "\(args): \(bad.stderr)")
+            XCTAssertTrue(bad.stderr.contains("Usage: dnsgate check "), "\(args): \(bad.stderr)")
+        }
     }
 }

@@ -15,10 +15,15 @@ extension DNSGateCommand {
         @Flag(help: "Print one JSON object.") var json = false
         @OptionGroup var options: ConfigOptions
 
+        // Argument errors here, not in run(), so they come with check's usage rather than the root's.
+        func validate() throws {
+            guard RecordType(mnemonic: type) != nil else { throw ValidationError("unknown query type '\(type)'") }
+            do { _ = try DNSName(name) } catch { throw ValidationError("bad name '\(name)': \(error)") }
+            if let client, ClientPrefix.addressBytes(client) == nil { throw ValidationError("--client \(client): not an IP address") }
+        }
+
         func run() throws {
-            guard let qtype = RecordType(mnemonic: type) else { throw ValidationError("unknown query type '\(type)'") }
-            let qname: DNSName
-            do { qname = try DNSName(name) } catch { throw ValidationError("bad name '\(name)': \(error)") }
+            let qtype = RecordType(mnemonic: type)!, qname = try DNSName(name)
             let set: PolicySet
             var exceptions = ExceptionSet()
             let now = Date().timeIntervalSince1970
@@ -29,11 +34,7 @@ extension DNSGateCommand {
                 // Live exceptions are in the server's state file; read it if it is there.
                 for e in (try? SavedExceptions.read(path: c.stateFile)) ?? [] { try? exceptions.add(e, suffixes: suffixes, now: now) }
             } catch { throw fail(error) }
-            var clientOctets: [UInt8]?
-            if let client {
-                guard let o = ClientPrefix.addressBytes(client) else { throw ValidationError("--client \(client): not an IP address") }
-                clientOctets = o
-            }
+            let clientOctets = client.flatMap(ClientPrefix.addressBytes)
             let pipeline = QueryPipeline(policies: set, cache: AnswerCache())
             pipeline.setExceptions(exceptions)
             let (v, profile, exception) = pipeline.explain(name: qname, type: qtype, clientAddress: clientOctets, now: now)
