@@ -27,6 +27,9 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         XCTAssertEqual(IPAddressText.canonical("::ffff:192.0.2.7"), "192.0.2.7", "a dual-stack socket's mapped address is the IPv4 client")
         XCTAssertTrue(IPAddressText.same(recorded: "::ffff:192.0.2.7", canonical: "192.0.2.7"))
         XCTAssertFalse(IPAddressText.same(recorded: "192.0.2.8", canonical: "192.0.2.7"))
+        XCTAssertFalse(IPAddressText.same(recorded: "::ffff:192.0.2.70", canonical: "192.0.2.7"))
+        XCTAssertFalse(IPAddressText.same(recorded: "::ffff:1:2", canonical: "1:2"), "only an IPv4 client is mapped")
+        XCTAssertTrue(IPAddressText.same(recorded: "2001:db8::7", canonical: "2001:db8::7"))
         for bad in ["", "localhost", "192.0.2.7:53", "192.0.2.0/24", "192.0.2.07", "[2001:db8::7]"] {
             XCTAssertNil(IPAddressText.canonical(bad), bad)
         }
