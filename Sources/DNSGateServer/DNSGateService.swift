@@ -140,6 +140,10 @@ public final class DNSGateService: @unchecked Sendable {
     /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
+        if port != 0 {
+            do { try DatagramListener.assertUnused(try SocketAddress.makeAddressResolvingHost(hp.host, port: port)) }
+            catch { throw bindError(error, hp, "udp") }
+        }
         for (i, loop) in group.makeIterator().enumerated() {
             let l: DatagramListener
             do {

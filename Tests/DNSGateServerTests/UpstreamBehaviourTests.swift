@@ -121,6 +121,28 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("bind: Address already in use (errno: 98)"), "the system's words, no stray ')': \(r.stderr)")
     }
 
+    /// A stranger's UDP socket on the address, even one that allows sharing, is a taken port: with
+    /// SO_REUSEPORT (or SO_REUSEADDR) on both sides the kernel would split the queries between them.
+    func testAUDPSocketThatAllowsSharingStillCountsAsTaken() throws {
+        for option in [SO_REUSEPORT, SO_REUSEADDR] {
+            let port = freePort()
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(fd) }
+            var one: CInt = 1
+            setsockopt(fd, SOL_SOCKET, option, &one, socklen_t(MemoryLayout<CInt>.size))
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            XCTAssertEqual(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, 0)
+            let r = try runCommand(TestPaths.dnsgateBinary, ["serve", "--no-config", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:9",
+                                                            "--control", TestPaths.tempDir("shared").path + "/c.sock"], timeout: 10)
+            XCTAssertNotEqual(r.status, 0, "option \(option): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("cannot listen on 127.0.0.1:\(port) (udp)"), r.stderr)
+        }
+    }
+
     func testResolvConfNameserversAreUsedMinusOurOwnAddress() throws {
         let dir = TestPaths.tempDir("resolv")
         let path = dir.appendingPathComponent("resolv.conf").path

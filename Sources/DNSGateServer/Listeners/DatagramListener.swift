@@ -58,8 +58,9 @@ final class DatagramListener: @unchecked Sendable {
         func fail(_ what: String) -> IOError { let e = IOError(errnoCode: errno, reason: what); Glibc.close(fd); return e }
         var one: CInt = 1
         var wake = timeval(tv_sec: 0, tv_usec: suseconds_t(Self.wakeMilliseconds * 1000))
-        guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
-              setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
+        // No SO_REUSEADDR: for UDP it would let another socket bind the same address and take a share
+        // of the queries. SO_REUSEPORT joins this service's own sockets; `assertUnused` keeps others out.
+        guard setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
               setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size)) == 0
         else { throw fail("setsockopt") }
         guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw fail("bind") }
@@ -68,6 +69,16 @@ final class DatagramListener: @unchecked Sendable {
         else { throw fail("getsockname") }
         self.fd = fd
         self.port = Int(UInt16(bigEndian: withUnsafeBytes(of: &bound) { $0.load(fromByteOffset: 2, as: UInt16.self) }))   // sin_port and sin6_port sit at offset 2
+    }
+
+    /// Fails with EADDRINUSE when any socket holds `address` already, whatever its options: the
+    /// listeners' own SO_REUSEPORT would otherwise let them join a stranger's socket (another DNS
+    /// server started with the same option), and the kernel would split the queries between them.
+    static func assertUnused(_ address: SocketAddress) throws {
+        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        defer { Glibc.close(fd) }
+        guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
     }
 
     func start(name: String) {
