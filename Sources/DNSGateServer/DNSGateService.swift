@@ -201,7 +201,7 @@ public final class DNSGateService: @unchecked Sendable {
         var msg = "cannot listen on \(hp) (\(transport)): \(errorText(error))"
         if errno == EADDRINUSE {
             msg += ". Another DNS server already uses this address (systemd-resolved, dnsmasq, unbound, a second dnsgate?); "
-                + "`ss -lnup 'sport = :\(hp.port)'` shows which. Stop it, or listen on another address."
+                + "`ss -ln\(transport == "tcp" ? "t" : "u")p 'sport = :\(hp.port)'` shows which. Stop it, or listen on another address."
         } else if errno == EACCES {
             msg += ". Ports below 1024 need root or CAP_NET_BIND_SERVICE (`setcap cap_net_bind_service=+ep $(which dnsgate)`)."
         } else if errno == EADDRNOTAVAIL {

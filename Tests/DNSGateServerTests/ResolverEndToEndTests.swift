@@ -266,13 +266,17 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertEqual(same.status, 0, same.stderr)
         XCTAssertFalse(same.stderr.contains("warning"), "nothing changed: \(same.stderr)")
 
-        try "upstreams: [\"127.0.0.1:\(freePort())\"]\nthreads: 2\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "upstreams: [\"127.0.0.1:\(freePort())\"]\nthreads: 2\nmax_udp_payload: 512\ntcp: { idle_timeout_ms: 1000 }\nupstream: { timeout_ms: 200, deadline_ms: 400 }\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
         try (Self.allow + "\nnew.example.com  # added\n").write(toFile: g.allowFile, atomically: true, encoding: .utf8)
         let r = try g.cli(["reload"])
         XCTAssertEqual(r.status, 0, "the policy part applied: \(r.stderr)")
         XCTAssertTrue(r.stdout.contains("policy reloaded: 4 entries"), r.stdout)
         XCTAssertTrue(r.stderr.contains("warning: upstreams changed; restart dnsgate to apply"), r.stderr)
         XCTAssertTrue(r.stderr.contains("warning: threads changed; restart dnsgate to apply"), r.stderr)
+        for key in ["max_udp_payload", "tcp", "upstream"] {
+            XCTAssertTrue(r.stderr.contains("warning: \(key) changed; restart dnsgate to apply"), "\(key): \(r.stderr)")
+        }
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "the old upstream still answers, as warned")
     }
 

@@ -107,11 +107,19 @@ extension ServerConfig {
         if next.controlSocket != controlSocket { changed.append("control.socket") }
         if next.queryLog != queryLog || next.queryLogFile != queryLogFile { changed.append("log") }
         if next.stateFile != stateFile { changed.append("state_file") }
+        if next.maxUDPPayload != maxUDPPayload { changed.append("max_udp_payload") }
+        if next.cache != cache { changed.append("cache") }
+        if next.upstreamTimeoutMs != upstreamTimeoutMs || next.upstreamDeadlineMs != upstreamDeadlineMs
+            || next.upstreamPreserveCase != upstreamPreserveCase { changed.append("upstream") }
+        if next.tcpIdleTimeoutMs != tcpIdleTimeoutMs || next.tcpMaxConnections != tcpMaxConnections { changed.append("tcp") }
+        if next.udpCoalesceMicros != udpCoalesceMicros || next.udpCoalesceForwardingMicros != udpCoalesceForwardingMicros
+            || next.udpCoalesceMinRate != udpCoalesceMinRate { changed.append("udp") }
+        if next.controlSocketMode != controlSocketMode { changed.append("control.mode") }
         return changed
     }
 }
 
-/// One `profiles:` item/// One `profiles:` item: a named policy for the clients it selects.
+/// One `profiles:` item: a named policy for the clients it selects.
 public struct ProfileConfig: Sendable {
     public var name: String
     public var clients: [ClientPrefix] = []
