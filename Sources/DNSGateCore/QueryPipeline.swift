@@ -360,11 +360,7 @@ public final class QueryPipeline: Sendable {
     private func sinkhole(_ q: QueryView, mode: SinkholeMode, ttl: UInt32, why: DenyReason,
                           scratch: QueryScratch?) -> (bytes: [UInt8], rcode: ResponseCode)? {
         var code = ExtendedErrorCode.blocked
-        var mode = mode
-        if case .typeNotAllowed = why {
-            code = .filtered
-            mode = .nodata   // as `PolicyDecision.typeDenied` decides; said again so no path can differ
-        }
+        if case .typeNotAllowed = why { code = .filtered }   // answered NODATA: `PolicyDecision.typeDenied` decides that
         // The text is built only when the client sent EDNS: without OPT there is nowhere to put it (RFC 8914 §3).
         let ede: ExtendedError? = q.edns == nil ? nil
             : why.isNotListed ? Self.notListedEDE : ExtendedError(code, "blocked by dnsgate policy: \(why)")

@@ -65,7 +65,7 @@ public struct ExceptionSet: Sendable {
         var types: Set<RecordType>?
         if let ts = e.types {
             types = Set(try ts.map { t in
-                guard let rt = RecordType(mnemonic: t), rt != .opt else { throw ExceptionError("unknown query type '\(t)'") }
+                guard let rt = RecordType(queryTypeMnemonic: t) else { throw ExceptionError("unknown query type '\(t)'") }
                 return rt
             })
         }

@@ -62,7 +62,7 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
     }
 
     /// A type an allow rule may name: any but OPT, a pseudo-record no query asks for (RFC 6891 §6.1.1).
-    /// Shared by allow-lists and `policy.default_types`, so both refuse the same names.
+    /// Shared by allow-lists, exceptions and `policy.default_types`, so all refuse the same names.
     public init?(queryTypeMnemonic m: String) {
         guard let t = RecordType(mnemonic: m), t != .opt else { return nil }
         self = t

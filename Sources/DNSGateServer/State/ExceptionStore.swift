@@ -26,7 +26,6 @@ final class ExceptionStore: Sendable {
         if saved.count != set.all.count { try persist(set) }
     }
 
-
     func add(pattern: String, client: String?, profile: String?, types: [String]?, seconds: Double, reason: String, now: Double) throws -> PolicyException {
         try lock.withLock { _ in
             var set = pipeline.exceptions

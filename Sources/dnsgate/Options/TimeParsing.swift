@@ -26,8 +26,7 @@ func controlRequest(_ command: String, _ args: [String: String], _ control: Cont
     let obj: [String: Any]
     do { obj = try DNSGateServerControl.send(command, args, socket: control.socketPath) } catch { throw fail(error) }
     if obj["ok"] as? Bool != true {
-        let failure = fail(CLIError("\(obj["error"] ?? "request failed")"))
-        throw (obj["code"] as? String).flatMap { exitCodes[$0] }.map { ExitCode($0) } ?? failure
+        throw fail(CLIError("\(obj["error"] ?? "request failed")"), status: (obj["code"] as? String).flatMap { exitCodes[$0] } ?? 1)
     }
     return obj
 }
