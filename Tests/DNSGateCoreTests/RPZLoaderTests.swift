@@ -122,6 +122,9 @@ final class RPZLoaderTests: XCTestCase {
             ("action mixed with data", "x.example.com CNAME .\nx.example.com A 192.0.2.1\n", 6, "cannot be mixed"),
             ("tcp-only", "x.example.com CNAME rpz-tcp-only.\n", 6, "rpz-tcp-only"),
             ("include", "$INCLUDE other.zone\n", 6, "$INCLUDE"),
+            ("raw UTF-8 owner: never matches the xn-- form clients send", "ok.example.com CNAME .\nb\u{FC}cher.example.com CNAME .\n", 7, "xn--"),
+            ("non-breaking space after the owner", "x.example.com\u{A0} CNAME .\n", 6, "non-breaking space"),
+            ("non-breaking space inside a wildcard owner", "*.x\u{A0}y.example.com CNAME rpz-passthru.\n", 6, "non-breaking space"),
         ]
         for c in cases {
             XCTAssertThrowsError(try load(c.body, file: "p.rpz"), c.name) { error in

@@ -72,6 +72,7 @@ public enum RPZLoader {
             for l in tlabels { wire.append(UInt8(l.count)); wire.append(contentsOf: l) }
             wire.append(0)
             let trigger = DNSName(uncheckedWire: wire)
+            try checkOctets(tlabels, written: owner.description, at: here)
             try PlainListLoader.validate(name: trigger, wildcard: wildcard, written: wildcard ? (trigger.isRoot ? "*." : "*." + trigger.description) : trigger.description,
                                          at: here, suffixes: suffixes)
             var rdata: [UInt8] = []
@@ -109,6 +110,21 @@ public enum RPZLoader {
             local.append(LocalRecord(type: type, rdata: rdata))
         }
         return .localData(local)
+    }
+
+    /// The rule plain lists apply to their text (`PlainListLoader.checkCharacters`), applied to the
+    /// octets ldns read: raw UTF-8 never matches the `xn--` form clients send, and a pasted non-breaking
+    /// space (C2 A0) glues the next field onto the name. Spaces and control characters can only come
+    /// from an escape here, which says they are meant.
+    private static func checkOctets(_ labels: [ArraySlice<UInt8>], written: String, at here: SourceLocation) throws {
+        for label in labels {
+            if let i = label.firstIndex(of: 0xC2), label.index(after: i) < label.endIndex, label[label.index(after: i)] == 0xA0 {
+                throw PolicyLoadError(here, "'\(written)' contains a non-breaking space; separate the owner and its record with spaces or tabs")
+            }
+            if label.contains(where: { $0 >= 0x80 }) {
+                throw PolicyLoadError(here, "'\(written)' is not ASCII; write an internationalized name in its xn-- form, as clients ask for it")
+            }
+        }
     }
 
     private static func dnsName(_ rdf: UnsafeMutablePointer<ldns_rdf>?, _ here: SourceLocation) throws -> DNSName {
