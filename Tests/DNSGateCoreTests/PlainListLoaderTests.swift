@@ -72,6 +72,7 @@ final class PlainListLoaderTests: XCTestCase {
             ("unknown type", "example.com\nexample.org A,BOGUS # x", 2, "BOGUS"),
             ("empty type in the list", "\n\nexample.org A,,AAAA", 3, "unknown query type"),
             ("OPT is not a query type", "example.org OPT", 1, "OPT"),
+            ("a type twice: a typo for A,AAAA", "example.org A,A", 1, "listed twice"),
             ("mid-name wildcard", "# c\nwww.*.example.com", 2, "'*'"),
             ("star glued to a label", "*www.example.com", 1, "'*'"),
             ("escaped star as a label", #"\*.example.com"#, 1, "'*'"),

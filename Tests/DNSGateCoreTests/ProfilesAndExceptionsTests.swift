@@ -80,13 +80,24 @@ final class ProfilesAndExceptionsTests: XCTestCase {
     /// or never ends.
     func testExceptionsRefuseBadNamesMetaTypesEndlessLifetimesAndDuplicates() throws {
         var x = ExceptionSet()
-        func add(_ id: String, _ pattern: String, types: [String]? = nil, client: String? = nil, days: Double = 1) throws {
-            try x.add(PolicyException(id: id, pattern: pattern, client: client, profile: nil, types: types, reason: "r",
+        func add(_ id: String, _ pattern: String, types: [String]? = nil, client: String? = nil, days: Double = 1,
+                 reason: String = "r") throws {
+            try x.add(PolicyException(id: id, pattern: pattern, client: client, profile: nil, types: types, reason: reason,
                                       createdAt: 0, expiresAt: days * 86_400), suffixes: nil, now: 0)
         }
         XCTAssertThrowsError(try add("s", "bad name with space.example.com"), "unescaped spaces")
         XCTAssertThrowsError(try add("u", "b\u{FC}cher.example.com"), "raw UTF-8")
         XCTAssertThrowsError(try add("o", "o.example.com", types: ["OPT"]), "OPT is not a query type")
+        XCTAssertThrowsError(try add("t2", "t.example.com", types: ["A", "A"]), "a type twice: a typo for A,AAAA") { e in
+            XCTAssertTrue("\(e)".contains("listed twice"), "\(e)")
+        }
+        XCTAssertThrowsError(try add("t0", "t.example.com", types: ["A", "", "AAAA"]), "an empty item")
+        XCTAssertThrowsError(try add("n", "n.example.com", reason: "ok\nx1\tforged.example.com\t1h left"), "a newline forges a row") { e in
+            XCTAssertTrue("\(e)".contains("one line"), "\(e)")
+        }
+        XCTAssertThrowsError(try add("c", "c.example.com", reason: "bell\u{7}"), "a control character")
+        XCTAssertThrowsError(try add("r", "r.example.com", reason: String(repeating: "x", count: 501)), "a reason past 500 bytes")
+        try add("r", "r.example.com", reason: "CVE-2026-0001 — " + String(repeating: "x", count: 480))
         XCTAssertThrowsError(try add("l", "l.example.com", days: 31), "longer than 30 days")
         try add("m", "m.example.com", days: 30)
         try add("d1", "dup.example.com")
@@ -95,7 +106,7 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         }
         try add("d3", "dup.example.com", types: ["TXT"])
         try add("d4", "dup.example.com", client: "192.0.2.0/24")
-        XCTAssertEqual(x.all.map(\.id), ["m", "d1", "d3", "d4"])
+        XCTAssertEqual(x.all.map(\.id), ["r", "m", "d1", "d3", "d4"])
     }
 
     /// A type the rule does not allow is NODATA (EDE 17) whatever the sinkhole mode, also when the rule is an

@@ -43,6 +43,8 @@ public struct ExceptionSet: Sendable {
     /// The longest an exception may last: a name needed for longer belongs in an allow-list file,
     /// where it is reviewed, not in an exception that quietly outlives its incident.
     public static let maxLifetime: Double = 30 * 86_400
+    /// Room for a sentence and a ticket link; the reason travels in every log line the exception touches.
+    public static let maxReasonLength = 500
 
     /// Validates and adds an exception.
     /// - Throws: `ExceptionError` for a bad pattern, prefix, type, lifetime, a missing reason, or a live
@@ -53,21 +55,24 @@ public struct ExceptionSet: Sendable {
             throw ExceptionError("an exception lasts at most 30 days; list a name needed for longer in an allow-list file")
         }
         guard !e.reason.trimmingCharacters().isEmpty else { throw ExceptionError("an exception needs a reason") }
+        // One line: the reason is printed in `allow list`, logs and alerts, where a newline would forge a row.
+        guard !e.reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw ExceptionError("the reason must be one line of text, without control characters")
+        }
+        guard e.reason.utf8.count <= Self.maxReasonLength else {
+            throw ExceptionError("the reason is longer than \(Self.maxReasonLength) bytes; link to the ticket instead")
+        }
         let here = SourceLocation(file: "exception \(e.id)", line: 0)
         let (name, wildcard): (DNSName, Bool)
-        do { (name, wildcard) = try PlainListLoader.parsePattern(e.pattern, at: here, suffixes: suffixes) }
-        catch let err as PolicyLoadError { throw ExceptionError(err.message) }
+        let types: Set<RecordType>?
+        do {
+            (name, wildcard) = try PlainListLoader.parsePattern(e.pattern, at: here, suffixes: suffixes)
+            types = try e.types.map { try PlainListLoader.parseTypes($0.joined(separator: ","), at: here) }
+        } catch let err as PolicyLoadError { throw ExceptionError(err.message) }
         var prefix: ClientPrefix?
         if let c = e.client {
             guard let p = ClientPrefix(c) else { throw ExceptionError("bad client prefix '\(c)'") }
             prefix = p
-        }
-        var types: Set<RecordType>?
-        if let ts = e.types {
-            types = Set(try ts.map { t in
-                guard let rt = RecordType(queryTypeMnemonic: t) else { throw ExceptionError("unknown query type '\(t)'") }
-                return rt
-            })
         }
         guard !items.contains(where: { $0.exception.id == e.id }) else { throw ExceptionError("duplicate id \(e.id)") }
         if let same = items.first(where: { $0.name == name && $0.wildcard == wildcard && $0.prefix == prefix

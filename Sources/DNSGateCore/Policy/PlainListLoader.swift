@@ -21,20 +21,23 @@ public enum PlainListLoader {
                 throw PolicyLoadError(here, "expected NAME [TYPE,...] [# reason], found \(fields.count) fields")
             }
             let (name, wildcard) = try parsePattern(fields[0], at: here, suffixes: suffixes)
-            var types: Set<RecordType>?
-            if fields.count == 2 {
-                var set = Set<RecordType>()
-                for t in fields[1].split(separator: ",", omittingEmptySubsequences: false) {
-                    guard let rt = RecordType(queryTypeMnemonic: String(t)) else {
-                        throw PolicyLoadError(here, "unknown query type '\(t)' in \(fields[1])")
-                    }
-                    set.insert(rt)
-                }
-                types = set
-            }
+            let types = fields.count == 2 ? try parseTypes(fields[1], at: here) : nil
             out.append(PolicyEntry(name: name, isWildcard: wildcard, types: types, reason: reason, source: here))
         }
         return out
+    }
+
+    /// Parses a comma-separated list of query types, as allow-lists and exceptions write it. An empty
+    /// item or a type named twice is refused: both are typos (`A,,AAAA`, `A,A` for `A,AAAA`).
+    public static func parseTypes(_ list: String, at here: SourceLocation) throws -> Set<RecordType> {
+        var set = Set<RecordType>()
+        for t in list.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let rt = RecordType(queryTypeMnemonic: String(t)) else {
+                throw PolicyLoadError(here, "unknown query type '\(t)' in \(list)")
+            }
+            guard set.insert(rt).inserted else { throw PolicyLoadError(here, "query type \(t) is listed twice in \(list)") }
+        }
+        return set
     }
 
     /// Splits at the first `#` that is not escaped; the part after it, trimmed, is the reason.

@@ -24,7 +24,7 @@ extension DNSGateService: ControlResponder {
             }
             do {
                 let e = try exceptionStore.add(pattern: pattern, client: args["client"], profile: args["profile"],
-                                               types: args["types"].map { $0.split(separator: ",").map(String.init) },
+                                               types: args["types"].map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
                                                seconds: secs, reason: reason, now: now)
                 return ["ok": true, "exception": exceptionObject(e, now: now)]
             } catch { return ["ok": false, "error": "\(error)"] }
