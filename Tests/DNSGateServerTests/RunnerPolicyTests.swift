@@ -128,6 +128,9 @@ final class RunnerPolicyTests: XCTestCase {
         _ = try digFrom("127.0.0.6", g.port, ["other-client.denied.test"])
         let bad = try g.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-7"])
         XCTAssertEqual(bad.status, 1)
+        let badJSON = try g.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-7", "--json"])
+        XCTAssertEqual(badJSON.status, 1)
+        XCTAssertTrue(badJSON.stdout.contains("\"verdict\" : \"violations\""), badJSON.stdout)
         XCTAssertTrue(bad.stdout.contains("exfil.denied.test. TXT"), bad.stdout)
         XCTAssertFalse(bad.stdout.contains("evil.denied.test"), "before the mark")
         XCTAssertFalse(bad.stdout.contains("other-client"), "another client")
@@ -185,6 +188,11 @@ final class RunnerPolicyTests: XCTestCase {
         let json = try again.cli(["verdict", "--client", "127.0.0.5", "--since", "1d", "--json"])
         XCTAssertEqual(json.status, 2, json.stdout + json.stderr)
         XCTAssertTrue(json.stdout.contains("\"incomplete\" : true"), json.stdout)
+        XCTAssertTrue(json.stdout.contains("\"verdict\" : \"incomplete\""), json.stdout)
+        // A period that has not begun yet (a mistyped date) holds nothing, which is not a clean job.
+        let future = try again.cli(["verdict", "--client", "127.0.0.5", "--since", "2099-01-01T00:00:00Z"])
+        XCTAssertEqual(future.status, 2, future.stdout + future.stderr)
+        XCTAssertTrue(future.stderr.contains("incomplete: the period begins at 2099-01-01T00:00:00"), future.stderr)
         let mark = try again.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-1"])
         XCTAssertEqual(mark.status, 2, mark.stdout + mark.stderr)
         XCTAssertTrue(mark.stderr.contains("mark 'job-1' is unknown to this server"), mark.stderr)
@@ -193,8 +201,9 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(try again.cli(["mark", "job-2"]).status, 0)
         let afterStart = String(Int(Date().timeIntervalSince1970) + 1)
         for period in [["--mark", "job-2"], ["--since", afterStart], []] {
-            let r = try again.cli(["verdict", "--client", "127.0.0.5"] + period)
+            let r = try again.cli(["verdict", "--client", "127.0.0.5", "--json"] + period)
             XCTAssertEqual(r.status, 0, "\(period): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("\"verdict\" : \"clean\""), r.stdout)
             XCTAssertFalse(r.stderr.contains("incomplete"), r.stderr)
         }
     }

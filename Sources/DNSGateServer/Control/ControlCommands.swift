@@ -4,6 +4,10 @@ import Foundation
 /// The control API's commands. Arguments arrive as strings; each command validates its own and
 /// answers `{"ok": false, "error": "..."}` rather than guessing.
 extension DNSGateService: ControlResponder {
+    /// How far past the server's clock a verdict period may begin before it reads as a mistake. The CLI
+    /// and the server read one clock, so this only absorbs the time the request took.
+    static var clockSlack: Double { 5 }
+
     public func respond(to request: ControlRequest) -> [String: Any] {
         let args = request.arguments ?? [:]
         let now = WallClock.now()
@@ -56,6 +60,10 @@ extension DNSGateService: ControlResponder {
             } else if let s = args["since"].flatMap(Double.init) {
                 since = s
                 if s < startedAtEpoch { missing.append("the server started at \(ISO8601.format(startedAtEpoch)), after the period began") }
+                // A start still to come (a mistyped date, a wrong offset) would make any job look clean.
+                if s > now + Self.clockSlack {
+                    missing.append("the period begins at \(ISO8601.format(s)), after now (\(ISO8601.format(now))): nothing in it has happened yet")
+                }
             }
             telemetry.drain()   // the violation log is fed by the telemetry hub
             let (events, remembersFrom) = violations.events(client: client, since: since)
@@ -64,7 +72,9 @@ extension DNSGateService: ControlResponder {
             }
             if telemetry.droppedRecords(since: since) { missing.append("query records were shed under overload during the period") }
             let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
-            return ["ok": true, "client": client, "since": since, "server_started": startedAtEpoch,
+            // The job's gate as one word, as the exit status says it: `ok` only says the request worked.
+            let verdict = !events.isEmpty || !alerts.isEmpty ? "violations" : missing.isEmpty ? "clean" : "incomplete"
+            return ["ok": true, "verdict": verdict, "client": client, "since": since, "server_started": startedAtEpoch,
                     "incomplete": !missing.isEmpty, "incomplete_reasons": missing, "alerts": alerts,
                     "denied": events.filter { !$0.audited }.count, "would_deny": events.filter(\.audited).count,
                     "events": events.suffix(1000).map { ["time": $0.time, "name": $0.name.description, "type": $0.type?.mnemonic ?? "?",

@@ -64,8 +64,11 @@ extension DNSGateCommand {
             }
             for why in obj["incomplete_reasons"] as? [String] ?? [] { FileHandle.standardError.write(Data("dnsgate: incomplete: \(why)\n".utf8)) }
             // A violation found is certain and fails the job as such; "may be missing" is for a clean-looking period.
-            if !events.isEmpty || !alerts.isEmpty { throw ExitCode.failure }
-            if incomplete { throw ExitCode(2) }
+            switch obj["verdict"] as? String {
+            case "clean": return
+            case "violations": throw ExitCode.failure
+            default: throw ExitCode(2)
+            }
         }
     }
 
