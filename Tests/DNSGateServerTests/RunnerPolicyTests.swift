@@ -106,6 +106,19 @@ final class RunnerPolicyTests: XCTestCase {
         g!.stop(); g = nil
         XCTAssertEqual(try validate().status, 0, "the state file the server wrote")
 
+        // Saved by an older binary under looser rules: serve starts without it, and validate says so first.
+        let now = Date().timeIntervalSince1970
+        try """
+            {"version": 1, "exceptions": [
+              {"id": "xkept1", "pattern": "kept.denied.test", "reason": "r", "createdAt": \(now), "expiresAt": \(now + 3600)},
+              {"id": "xold40", "pattern": "old.denied.test", "reason": "r", "createdAt": \(now), "expiresAt": \(now + 40 * 86_400)}]}
+            """.write(toFile: state, atomically: true, encoding: .utf8)
+        let warned = try validate()
+        XCTAssertEqual(warned.status, 0, "serve starts with this file: \(warned.stderr)")
+        XCTAssertTrue(warned.stderr.contains("warning: \(state): saved exception xold40 (old.denied.test) will be dropped at the next start: "
+                                             + "an exception lasts at most 30 days"), warned.stderr)
+        XCTAssertFalse(warned.stderr.contains("xkept1"), warned.stderr)
+
         try "{\"version\": 1, \"exceptions\": [".write(toFile: state, atomically: true, encoding: .utf8)
         let bad = try validate()
         XCTAssertEqual(bad.status, 1, bad.stdout)

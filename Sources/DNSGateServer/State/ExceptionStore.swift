@@ -15,12 +15,10 @@ final class ExceptionStore: Sendable {
 
     init(path: String, pipeline: QueryPipeline, suffixes: PublicSuffixList?, logger: Logger, now: Double) throws {
         self.path = path; self.pipeline = pipeline; self.suffixes = suffixes; self.logger = logger
-        let saved = try SavedExceptions.read(path: path)
-        var set = ExceptionSet()
-        for e in saved where e.expiresAt > now {
-            do { try set.add(e, suffixes: suffixes, now: now) } catch {
-                logger.warning("dropping a saved exception that no longer validates", metadata: ["concern": "exceptions", "id": "\(e.id)", "error": "\(error)"])
-            }
+        let (saved, set, refused) = try SavedExceptions.load(path: path, suffixes: suffixes, now: now)
+        for r in refused {
+            logger.warning("dropping a saved exception that no longer validates",
+                           metadata: ["concern": "exceptions", "id": "\(r.exception.id)", "pattern": "\(r.exception.pattern)", "error": "\(r.error)"])
         }
         pipeline.setExceptions(set)
         if saved.count != set.all.count { try persist(set) }
@@ -88,6 +86,20 @@ final class ExceptionStore: Sendable {
 /// server fails the check run before it (systemd's ExecStartPre) instead of a restart loop.
 public enum SavedExceptions {
     struct StateFile: Codable { var version = 1; var exceptions: [PolicyException] }
+
+    /// The live saved exceptions as `serve` starts with them, and those it refuses: saved by an older
+    /// binary under looser rules (a lifetime over 30 days, say). `validate` names those before a start
+    /// drops them; expired ones go silently.
+    public static func load(path: String, suffixes: PublicSuffixList?, now: Double) throws
+        -> (saved: [PolicyException], live: ExceptionSet, refused: [(exception: PolicyException, error: Error)]) {
+        let saved = try read(path: path)
+        var set = ExceptionSet()
+        var refused: [(exception: PolicyException, error: Error)] = []
+        for e in saved where e.expiresAt > now {
+            do { try set.add(e, suffixes: suffixes, now: now) } catch { refused.append((e, error)) }
+        }
+        return (saved, set, refused)
+    }
 
     /// The saved exceptions, expired ones included; none when the file does not exist yet (first start).
     public static func read(path: String) throws -> [PolicyException] {
