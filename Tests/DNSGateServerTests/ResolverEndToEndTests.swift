@@ -146,6 +146,12 @@ final class ResolverEndToEndTests: XCTestCase {
                        RawQuery.make(id: 3, name: "chain.allowed.test"), RawQuery.make(id: 4, name: "short.allowed.test", type: 28)]
         let replies = try TCPClient.pipelined(port: g.port, queries: queries, halfClose: true)
         XCTAssertEqual(Set(replies.map { $0.u16(0) }), [1, 2, 3, 4], "every query answered, misses included")
+        // A client that half-closes in the middle of a frame: the complete queries before it still get their answers.
+        let cut = RawQuery.make(id: 9, name: "cut.allowed.test")
+        let partial = try TCPClient.pipelined(port: g.port, queries: [RawQuery.make(id: 5, name: "half1.allowed.test"),
+                                                                      RawQuery.make(id: 6, name: "half2.allowed.test", type: 28)],
+                                              trailing: [UInt8(cut.count >> 8), UInt8(cut.count & 0xFF)] + cut.prefix(7), halfClose: true)
+        XCTAssertEqual(Set(partial.map { $0.u16(0) }), [5, 6], "the misses before the partial frame answered")
     }
 
     func testTruncatedOverUDPThenRetriedOverTCP() throws {

@@ -1,5 +1,6 @@
 import DNSGateCore
 import NIOCore
+import NIOExtras
 
 /// Answers DNS over TCP (RFC 7766): behind a two-octet length-field decoder, each frame is one query.
 ///
@@ -64,6 +65,9 @@ final class StreamQueryHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // The peer shut down its sending side inside a frame: that query can never complete, the ones
+        // before it still get their answers. The `.inputClosed` event that follows closes the connection.
+        if error is NIOExtrasErrors.LeftOverBytesError { return }
         // A framing error or a reset: this connection is done, the listener is not.
         context.close(promise: nil)
     }

@@ -85,7 +85,8 @@ enum TCPClient {
     /// Writes every query framed (RFC 1035 §4.2.2) in one go, then reads replies until one per query
     /// has arrived, the server closes, or `timeout` passes. With `halfClose`, shuts down the sending
     /// side after the queries, as some clients do.
-    static func pipelined(port: Int, queries: [[UInt8]], timeout: Double = 5, halfClose: Bool = false) throws -> [[UInt8]] {
+    /// Writes `queries` framed in one go, then `trailing` as it is (a partial frame, say), reads replies.
+    static func pipelined(port: Int, queries: [[UInt8]], trailing: [UInt8] = [], timeout: Double = 5, halfClose: Bool = false) throws -> [[UInt8]] {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
@@ -96,6 +97,7 @@ enum TCPClient {
         guard ok == 0 else { return [] }
         var out: [UInt8] = []
         for q in queries { out += [UInt8(q.count >> 8), UInt8(q.count & 0xFF)] + q }
+        out += trailing
         _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         if halfClose { shutdown(fd, Int32(SHUT_WR)) }
         var stream: [UInt8] = []
