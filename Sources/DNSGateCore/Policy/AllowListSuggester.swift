@@ -61,8 +61,11 @@ public enum AllowListSuggester {
                 return true
             }
         }
+        // A name with an entry of its own stays that entry's change: a wildcard never overrides an exact
+        // entry, so a type folded into one would still be denied for that name.
+        let listedExactly = { (s: SuggestionInput) in existing?.entry(for: s.name, wildcard: false) != nil }
         var byParent: [DNSName: [SuggestionInput]] = [:]
-        for s in fresh { if let p = s.name.parent { byParent[p, default: []].append(s) } }
+        for s in fresh where !listedExactly(s) { if let p = s.name.parent { byParent[p, default: []].append(s) } }
         let wildcardParents = byParent.filter { p, kids in
             kids.count >= wildcardThreshold && p.labelCount >= 2 && !(suffixes?.isPublicSuffix(p) ?? false)
         }.keys.sorted()
@@ -79,7 +82,7 @@ public enum AllowListSuggester {
             lines.append(line(p, wildcard: true, merged.types, defaultTypes, existing,
                               comment(merged.count, merged.clients.count, merged.types, merged.first, merged.last)))
         }
-        let exact = fresh.filter { s in !wildcardParents.contains { s.name != $0 && s.name.isSubdomain(of: $0) } }
+        let exact = fresh.filter { s in listedExactly(s) || !wildcardParents.contains { s.name != $0 && s.name.isSubdomain(of: $0) } }
             .sorted { $0.name < $1.name }
         for s in exact {
             lines.append(line(s.name, wildcard: false, s.types, defaultTypes, existing,
@@ -89,13 +92,18 @@ public enum AllowListSuggester {
     }
 
     /// The entry for `name` (or `*.name`) with the types seen, against what the list already has: the
-    /// same pattern becomes a change keeping that entry's types; a new, more specific entry under a
-    /// wildcard keeps the wildcard's types too, as it will decide those names instead.
+    /// same pattern becomes a change keeping that entry's types (a comment when an RPZ zone holds it); a
+    /// new, more specific entry under a wildcard keeps the wildcard's types too, as it will decide those
+    /// names instead. A new wildcard keeps the default types: it speaks for names audit mode never saw.
     private static func line(_ name: DNSName, wildcard: Bool, _ types: Set<RecordType>, _ defaults: Set<RecordType>,
                              _ existing: AllowList?, _ comment: String) -> SuggestedLine {
-        let pattern = wildcard ? "*." + name.description : name.description
+        // '#' starts a comment in a plain list; escaped, it stays part of the label.
+        let pattern = (wildcard ? "*." : "") + name.description.replacingOccurrences(of: "#", with: "\\#")
         if let same = existing?.entry(for: name, wildcard: wildcard) {
-            return .change(same.source, entry(pattern, (same.types ?? defaults).union(types), defaults, merged: true, comment))
+            let changed = entry(pattern, (same.types ?? defaults).union(types), defaults, merged: true, comment)
+            guard same.fromZone else { return .change(same.source, changed) }
+            return .comment("# \(same.source) lists \(pattern) in an RPZ zone, which cannot list query types; "
+                            + "to allow the types audit mode saw, move it to a plain allow-list as: \(changed)")
         }
         var up = name.parent
         while let p = up, let existing {
@@ -104,7 +112,7 @@ public enum AllowListSuggester {
             }
             up = p.parent
         }
-        return .add(entry(pattern, types, defaults, merged: false, comment))
+        return .add(entry(pattern, wildcard ? defaults.union(types) : types, defaults, merged: wildcard, comment))
     }
 
     /// A plain-list line; the type field is left out when it would say the defaults: for a new entry

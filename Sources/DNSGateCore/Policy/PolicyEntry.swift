@@ -69,11 +69,14 @@ public final class PolicyEntry: Sendable, Equatable {
     public let types: Set<RecordType>?
     public let reason: String?
     public let source: SourceLocation
+    /// Read from an RPZ zone, which has no way to write a type list: a change of types means moving the
+    /// entry to a plain list (`dnsgate suggest` says so).
+    public let fromZone: Bool
 
     public init(name: DNSName, isWildcard: Bool, action: EntryAction = .allow, types: Set<RecordType>? = nil,
-                reason: String? = nil, source: SourceLocation) {
+                reason: String? = nil, source: SourceLocation, fromZone: Bool = false) {
         self.name = name; self.isWildcard = isWildcard; self.action = action
-        self.types = types; self.reason = reason; self.source = source
+        self.types = types; self.reason = reason; self.source = source; self.fromZone = fromZone
     }
 
     /// The entry as written in a plain list: `*.example.com.` or `example.com.`.
@@ -81,7 +84,7 @@ public final class PolicyEntry: Sendable, Equatable {
 
     public static func == (a: PolicyEntry, b: PolicyEntry) -> Bool {
         a === b || (a.name == b.name && a.isWildcard == b.isWildcard && a.action == b.action && a.types == b.types
-                    && a.reason == b.reason && a.source == b.source)
+                    && a.reason == b.reason && a.source == b.source && a.fromZone == b.fromZone)
     }
 }
 

@@ -91,7 +91,7 @@ public enum RPZLoader {
         return try order.map { key in
             let (here, rrs) = records[key]!
             return PolicyEntry(name: key.name, isWildcard: key.wildcard, action: try action(rrs, at: here),
-                               types: nil, reason: "rpz", source: here)
+                               types: nil, reason: "rpz", source: here, fromZone: true)
         }
     }
 

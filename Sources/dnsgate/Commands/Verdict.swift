@@ -82,8 +82,9 @@ extension DNSGateCommand {
                 entry keeping its types, a '# change FILE:LINE to: …' comment (a '-'/'+' pair with --diff), so the output \
                 appended to the allow files always loads.
                 """)
-        @Option(help: ArgumentHelp("Only names this client asked for.", valueName: "addr")) var client: String?
-        @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago.", valueName: "time")) var since: String?
+        @Option(help: ArgumentHelp("Only names this client asked for (their counts cover every client).", valueName: "addr")) var client: String?
+        @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago (their counts cover all the server saw).",
+                                   valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
         @OptionGroup var control: ControlOptions
 
