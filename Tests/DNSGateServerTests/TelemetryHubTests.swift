@@ -15,7 +15,7 @@ final class TelemetryHubTests: XCTestCase {
         let t0 = 1_800_000_000.0
         for i in 0..<8 { hub.observe(try denied("d\(i).denied.test", at: t0 + Double(i))) }
         hub.drain()
-        XCTAssertEqual(log.events(client: "192.0.2.7", since: t0).events.map(\.name.description).first, "d0.denied.test.")
+        XCTAssertEqual(log.events(client: "192.0.2.7", from: .time(t0)).events.map(\.name.description).first, "d0.denied.test.")
         XCTAssertFalse(hub.droppedRecords(since: t0), "nothing was shed yet")
 
         // A burst far past the queue's room: the hub's own thread drains at most every 50 ms, so
@@ -26,7 +26,7 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertTrue(hub.droppedRecords(since: t1))
         XCTAssertTrue(hub.droppedRecords(since: t0))
         XCTAssertFalse(hub.droppedRecords(since: t1 + 10), "a period after the shedding is complete")
-        XCTAssertLessThan(log.events(client: "192.0.2.7", since: t1).events.count, 1_000)
+        XCTAssertLessThan(log.events(client: "192.0.2.7", from: .time(t1)).events.count, 1_000)
     }
 
     /// Runs of one client or one registered domain are added to the top-k tables once, with their
@@ -62,7 +62,7 @@ final class TelemetryHubTests: XCTestCase {
         let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log, pendingCapacity: 10_000)
         let t0 = 1_800_000_000.0
         let records = try (0..<(2 * TelemetryHub.catchUpBatch + TelemetryHub.backlogCatchUpBatch)).map { try denied("n\($0).denied.test", at: t0) }
-        func logged() -> Int { log.events(client: nil, since: t0).events.count }
+        func logged() -> Int { log.events(client: nil, from: .time(t0)).events.count }
 
         for r in records[..<TelemetryHub.catchUpBatch] { hub.observe(r) }
         hub.catchUp()
@@ -88,10 +88,30 @@ final class TelemetryHubTests: XCTestCase {
         let names = ["d0.denied.test", "d1.denied.test", long, "d3.denied.test", "D4.Denied.Test", long.uppercased()]
         for (i, n) in names.enumerated() { hub.observe(try denied(n, at: t0 + Double(i))) }
         hub.drain()
-        let (events, remembersFrom) = log.events(client: nil, since: t0)
+        let (events, _, remembersFrom) = log.events(client: nil, from: .time(t0))
         XCTAssertEqual(events.map(\.name), try names.suffix(4).map { try DNSName($0) })
         XCTAssertEqual(events.map(\.time), [2, 3, 4, 5].map { t0 + $0 })
         XCTAssertEqual(remembersFrom, t0 + 2, "two events were overwritten: complete from the oldest held on")
         XCTAssertGreaterThan(try DNSName(long).wire.count, ViolationLog.inlineNameOctets, "the long name takes the other path")
+
+        let fromFour = log.events(client: nil, from: .position(4))
+        XCTAssertEqual(fromFour.events.map(\.time), [4, 5].map { t0 + $0 }, "events number 4 and 5")
+        XCTAssertFalse(fromFour.lostSome)
+        XCTAssertTrue(log.events(client: nil, from: .position(1)).lostSome, "events 1 was overwritten")
+        XCTAssertFalse(log.events(client: nil, from: .position(2)).lostSome)
+    }
+
+    /// A mark is a position: a denied query after it counts even when the wall clock stepped back in
+    /// between and stamped it earlier than the mark (NTP, a VM resync). A job's verdict must not pass.
+    func testAMarkHoldsWhenTheClockStepsBack() throws {
+        let log = ViolationLog(capacity: 8)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log)
+        let t0 = 1_800_000_000.0
+        hub.observe(try denied("before.denied.test", at: t0)); hub.drain()
+        log.mark("job", at: t0 + 10, lastAlertID: 0)
+        hub.observe(try denied("after-step.denied.test", at: t0 - 600)); hub.drain()
+        let mark = try XCTUnwrap(log.mark("job"))
+        XCTAssertEqual(log.events(client: nil, from: .position(mark.eventsBefore)).events.map(\.name.description), ["after-step.denied.test."])
+        XCTAssertEqual(log.events(client: nil, from: .time(mark.time)).events.count, 0, "what a comparison of times would have found")
     }
 }

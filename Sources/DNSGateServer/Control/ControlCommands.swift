@@ -40,7 +40,8 @@ extension DNSGateService: ControlResponder {
             catch { return ["ok": false, "error": "\(error)"] }
         case "mark":
             guard let name = args["name"], !name.isEmpty else { return ["ok": false, "error": "mark needs a name"] }
-            violations.mark(name, at: now)
+            telemetry.drain()   // what was answered before the mark is recorded before it
+            violations.mark(name, at: now, lastAlertID: telemetry.detector?.lastAlertID ?? 0)
             return ["ok": true, "name": name, "time": now]
         case "verdict":
             // Records hold the address as the listener saw it; compare one spelling of it, not the text typed.
@@ -49,16 +50,20 @@ extension DNSGateService: ControlResponder {
             }
             // Whatever makes violations in the period possibly missing, said so the job log can show why.
             var missing: [String] = []
-            var since = startedAtEpoch   // no start given: since this server started
+            // A mark, or the server's start when no period is given, is a position in what the server
+            // recorded: a clock step after it moves no event out of the period. Only --since is a time.
+            var since = startedAtEpoch
+            var start = ViolationLog.PeriodStart.position(0)
+            var alertsAfter = 0
             if let m = args["mark"] {
                 // Marks live in memory: after a restart the server cannot vouch for the period.
-                guard let t = violations.markTime(m) else {
+                guard let mark = violations.mark(m) else {
                     return ["ok": false, "code": "unknown_mark",
                             "error": "mark '\(m)' is unknown to this server (it restarted after the mark was set, or the mark was never set)"]
                 }
-                since = t
+                since = mark.time; start = .position(mark.eventsBefore); alertsAfter = mark.lastAlertID
             } else if let s = args["since"].flatMap(Double.init) {
-                since = s
+                since = s; start = .time(s)
                 if s < startedAtEpoch { missing.append("the server started at \(ISO8601.format(startedAtEpoch)), after the period began") }
                 // A start still to come (a mistyped date, a wrong offset) would make any job look clean.
                 if s > now + Self.clockSlack {
@@ -66,12 +71,13 @@ extension DNSGateService: ControlResponder {
                 }
             }
             telemetry.drain()   // the violation log is fed by the telemetry hub
-            let (events, remembersFrom) = violations.events(client: client, since: since)
-            if let r = remembersFrom, r > since {
-                missing.append("the bounded violation log holds nothing older than \(ISO8601.format(r)), after the period began")
+            let (events, lostSome, remembersFrom) = violations.events(client: client, from: start)
+            if lostSome {
+                missing.append("the bounded violation log holds nothing older than \(ISO8601.format(remembersFrom ?? now)), after the period began")
             }
             if telemetry.droppedRecords(since: since) { missing.append("query records were shed under overload during the period") }
-            let alerts = (telemetry.detector?.alerts(afterID: 0, client: client) ?? []).filter { ($0["raised_at"] as? Double ?? 0) >= since }
+            var alerts = telemetry.detector?.alerts(afterID: alertsAfter, client: client) ?? []
+            if case .time(let t) = start { alerts = alerts.filter { ($0["raised_at"] as? Double ?? 0) >= t } }
             // The job's gate as one word, as the exit status says it: `ok` only says the request worked.
             let verdict = !events.isEmpty || !alerts.isEmpty ? "violations" : missing.isEmpty ? "clean" : "incomplete"
             return ["ok": true, "verdict": verdict, "client": client, "since": since, "server_started": startedAtEpoch,

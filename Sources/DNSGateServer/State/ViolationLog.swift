@@ -32,7 +32,16 @@ final class ViolationLog: Sendable {
         var names: [UInt8]
         var next = 0
         var total = 0
-        var marks: [String: Double] = [:]
+        var marks: [String: Mark] = [:]
+    }
+    /// A point in a job, by position as well as time: the wall clock may step back (NTP, a VM resync)
+    /// between the mark and a denied query, and a comparison of times would leave that query out.
+    struct Mark: Sendable {
+        let time: Double
+        /// Events recorded before the mark; the job's are those after.
+        let eventsBefore: Int
+        /// The last alert raised before the mark (alert IDs only grow).
+        let lastAlertID: Int
     }
     private let state: Mutex<State>
     let capacity: Int
@@ -73,28 +82,51 @@ final class ViolationLog: Sendable {
         }
     }
 
-    func mark(_ name: String, at t: Double) { state.withLock { $0.marks[name] = t } }
-    func markTime(_ name: String) -> Double? { state.withLock { $0.marks[name] } }
+    /// Marks the current position; the caller drains the telemetry hub first, so every query answered
+    /// before the mark is recorded before it.
+    func mark(_ name: String, at t: Double, lastAlertID: Int) {
+        state.withLock { $0.marks[name] = Mark(time: t, eventsBefore: $0.total, lastAlertID: lastAlertID) }
+    }
+    func mark(_ name: String) -> Mark? { state.withLock { $0.marks[name] } }
 
-    /// Events for `client` (canonical address text, see `IPAddressText.canonical`) at or after `since`,
-    /// oldest first; `remembersFrom` is the time of the oldest event held once the ring has overwritten
-    /// any (nil while it has not): a period starting before it may have lost events.
-    func events(client: String?, since: Double) -> (events: [Event], remembersFrom: Double?) {
+    /// Where a verdict's period begins: at a wall-clock time (`--since`), or at a position (a mark, or
+    /// the server's start), which no clock step moves.
+    enum PeriodStart { case time(Double), position(Int) }
+
+    /// Events for `client` (canonical address text, see `IPAddressText.canonical`) in the period,
+    /// oldest first; `lostSome` once the ring has overwritten events the period includes (then
+    /// `remembersFrom` is the time of the oldest one held).
+    func events(client: String?, from start: PeriodStart) -> (events: [Event], lostSome: Bool, remembersFrom: Double?) {
         state.withLock { s in
             var out: [Event] = []
             var oldest: Double?
+            // Slots from `next` on, in order, are the events oldest first; the first one held is event
+            // number `total - capacity` once the ring has wrapped.
+            var position = max(0, s.total - capacity)
+            let firstHeld = position
             for k in 0..<capacity {
                 let slot = (s.next + k) % capacity
                 guard var e = s.ring[slot] else { continue }
+                defer { position += 1 }
                 if oldest == nil { oldest = e.time }
-                guard e.time >= since, client == nil || IPAddressText.same(recorded: e.client, canonical: client!) else { continue }
+                let inPeriod: Bool
+                switch start {
+                case .time(let t): inPeriod = e.time >= t
+                case .position(let p): inPeriod = position >= p
+                }
+                guard inPeriod, client == nil || IPAddressText.same(recorded: e.client, canonical: client!) else { continue }
                 if e.heldName == nil {
                     let at = slot * Self.inlineNameOctets
                     e.heldName = DNSName(uncheckedWire: Array(s.names[at ..< at + Int(e.nameLength)]))
                 }
                 out.append(e)
             }
-            return (out, s.total > capacity ? oldest : nil)
+            let lostSome: Bool
+            switch start {
+            case .time(let t): lostSome = s.total > capacity && (oldest ?? 0) > t
+            case .position(let p): lostSome = p < firstHeld
+            }
+            return (out, lostSome, s.total > capacity ? oldest : nil)
         }
     }
 }

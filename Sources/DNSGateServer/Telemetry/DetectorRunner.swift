@@ -89,6 +89,9 @@ final class DetectorRunner: @unchecked Sendable {
         }
     }
 
+    /// The ID of the last alert raised, 0 before the first; a verdict's mark keeps it.
+    var lastAlertID: Int { book.withLock { $0.nextID - 1 } }
+
     var totals: [String: Int] { Dictionary(uniqueKeysWithValues: counters.map { ($0.key.rawValue, $0.value.value) }) }
 }
 
