@@ -93,7 +93,7 @@ final class PolicyDecisionTests: XCTestCase {
         let p = try policy(.audit)
         let cases: [(String, RecordType, String)] = [
             ("www.example.com", .a, "not_listed"),
-            ("example.com", .txt, "type_not_allowed"),
+            ("example.net", .a, "type_not_allowed"),      // listed for AAAA only; A is a default type
         ]
         for (name, type, tag) in cases {
             let v = PolicyDecision.decide(p, name: try DNSName(name), type: type)
@@ -114,6 +114,19 @@ final class PolicyDecisionTests: XCTestCase {
         XCTAssertFalse(v.audited)
         XCTAssertEqual(v.denial?.tag, "type_not_allowed")
         XCTAssertTrue(PolicyDecision.decide(p, name: try DNSName("tunnel.example.test"), type: .aaaa).audited)
+    }
+
+    /// The same for listed names, and names under an allowed wildcard above all, where a tunnel runs:
+    /// a type outside the defaults that the entry does not list is denied in audit mode too.
+    func testAuditModeStillDeniesNonDefaultTypesForListedNames() throws {
+        let p = try policy(.audit)
+        for (name, type) in [("example.com", RecordType.txt), ("q1.example.org", .txt), ("q1.example.org", .null), ("api.example.org", .mx)] {
+            let v = PolicyDecision.decide(p, name: try DNSName(name), type: type)
+            XCTAssertEqual(action(v), .sinkhole(.nodata), "\(name) \(type.mnemonic)")
+            XCTAssertFalse(v.audited)
+            XCTAssertEqual(v.denial?.tag, "type_not_allowed")
+        }
+        XCTAssertEqual(action(PolicyDecision.decide(p, name: try DNSName("api.example.org"), type: .txt)), .forward, "listed for TXT")
     }
 
     func testRPZDenyIsEnforcedEvenInAuditMode() throws {

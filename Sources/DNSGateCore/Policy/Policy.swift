@@ -97,9 +97,14 @@ public enum PolicyDecision {
     /// its other types stay resolvable: NXDOMAIN or REFUSED would make resolvers give up on the name
     /// (RFC 8020), a fake address would answer a type it does not fit, and a dropped AAAA query stalls
     /// every `getaddrinfo` for its timeout.
+    /// Audit mode forwards it only for the default types, as for unlisted names: the carriers (TXT, NULL,
+    /// ANY…) stay closed under a listed name too, above all under a wildcard, where a tunnel would run.
     public static func typeDenied(_ p: Policy, _ type: RecordType, by source: SourceLocation,
                                   entry: PolicyEntry? = nil, index: Int? = nil) -> PolicyVerdict {
-        deny(p, .typeNotAllowed(type, source), mode: .nodata, entry: entry, index: index)
+        if p.mode == .audit && !p.defaultTypes.contains(type) {
+            return PolicyVerdict(action: .sinkhole(.nodata), entry: entry, entryIndex: index, denial: .typeNotAllowed(type, source))
+        }
+        return deny(p, .typeNotAllowed(type, source), mode: .nodata, entry: entry, index: index)
     }
 
     /// Where a denial by the default type set points: the config key that sets it.
