@@ -357,6 +357,15 @@ final class RunnerTopologyPackagingTests: XCTestCase {
         let yaml = try String(contentsOfFile: config, encoding: .utf8)
         XCTAssertTrue(yaml.contains("0.0.0.0:53"), yaml)
         XCTAssertTrue(yaml.contains("upstreams:"), yaml)
+        // Exceptions are kept in a directory the image creates for the dnsgate user, where a volume can
+        // keep them; the non-root default (/tmp/dnsgate-UID) would lose them with the container.
+        let stateLine = yaml.split(separator: "\n").first { $0.hasPrefix("state_file:") }
+        let stateDir = stateLine.map { ($0.dropFirst("state_file:".count).trimmingCharacters(in: .whitespaces) as NSString).deletingLastPathComponent }
+        XCTAssertEqual(stateDir, "/var/lib/dnsgate", yaml)
+        let makesDir = text.split(separator: "\n").contains { $0.contains("install -d") && $0.contains("-o dnsgate") && $0.contains(stateDir ?? "?") }
+        XCTAssertTrue(makesDir, "the Dockerfile creates \(stateDir ?? "?") for the dnsgate user")
+        let compose = try String(contentsOf: containerDir.appendingPathComponent("compose.yaml"), encoding: .utf8)
+        XCTAssertTrue(compose.contains(":\(stateDir ?? "?")"), "the compose example mounts a volume there")
     }
 
     func testComposeExampleUsesAFixedAddressOnAUserDefinedNetwork() throws {
