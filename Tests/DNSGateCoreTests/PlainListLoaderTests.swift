@@ -89,6 +89,7 @@ final class PlainListLoaderTests: XCTestCase {
             ("raw UTF-8: never matches the xn-- form clients send", "b\u{FC}cher.example.com", 1, "xn--"),
             ("non-breaking space before the types", "example.org\u{A0}A", 1, "non-breaking space"),
             ("control character in a name", "exa\u{7}mple.org", 1, "control character"),
+            ("DEL, shown escaped in the message", "del\u{7F}.example.org", 1, "'del\\127.example.org' contains"),
         ]
         for c in cases {
             XCTAssertThrowsError(try PlainListLoader.load(text: c.text, file: "deps.allow", suffixes: suffixes), c.name) { error in

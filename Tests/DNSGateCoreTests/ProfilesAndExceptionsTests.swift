@@ -96,6 +96,10 @@ final class ProfilesAndExceptionsTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("one line"), "\(e)")
         }
         XCTAssertThrowsError(try add("c", "c.example.com", reason: "bell\u{7}"), "a control character")
+        for (what, c) in [("NEL, a C1 control", "\u{85}"), ("CSI", "\u{9B}"), ("line separator", "\u{2028}"),
+                          ("right-to-left override", "\u{202E}"), ("zero-width space", "\u{200B}")] {
+            XCTAssertThrowsError(try add("c", "c.example.com", reason: "ok \(c)terces done"), what)
+        }
         XCTAssertThrowsError(try add("r", "r.example.com", reason: String(repeating: "x", count: 501)), "a reason past 500 bytes")
         try add("r", "r.example.com", reason: "CVE-2026-0001 — " + String(repeating: "x", count: 480))
         XCTAssertThrowsError(try add("l", "l.example.com", days: 31), "longer than 30 days")

@@ -125,6 +125,9 @@ final class RPZLoaderTests: XCTestCase {
             ("raw UTF-8 owner: never matches the xn-- form clients send", "ok.example.com CNAME .\nb\u{FC}cher.example.com CNAME .\n", 7, "xn--"),
             ("non-breaking space after the owner", "x.example.com\u{A0} CNAME .\n", 6, "non-breaking space"),
             ("non-breaking space inside a wildcard owner", "*.x\u{A0}y.example.com CNAME rpz-passthru.\n", 6, "non-breaking space"),
+            ("non-breaking space after the action: would read as local data", "nb.example.com CNAME rpz-passthru.\u{A0}\n", 6, "non-breaking space"),
+            ("control character in an owner", "ok.example.com CNAME .\nctl\u{1}.example.com CNAME rpz-passthru.\n", 7, "control character"),
+            ("DEL in an owner", "del\u{7F}.example.com CNAME .\n", 6, "control character"),
         ]
         for c in cases {
             XCTAssertThrowsError(try load(c.body, file: "p.rpz"), c.name) { error in

@@ -46,6 +46,13 @@ public struct ExceptionSet: Sendable {
     /// Room for a sentence and a ticket link; the reason travels in every log line the exception touches.
     public static let maxReasonLength = 500
 
+    static func isInvisibleOrBreaking(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
+    }
+
     /// Validates and adds an exception.
     /// - Throws: `ExceptionError` for a bad pattern, prefix, type, lifetime, a missing reason, or a live
     ///   exception with the same scope (revoke it to change it).
@@ -55,9 +62,10 @@ public struct ExceptionSet: Sendable {
             throw ExceptionError("an exception lasts at most 30 days; list a name needed for longer in an allow-list file")
         }
         guard !e.reason.trimmingCharacters().isEmpty else { throw ExceptionError("an exception needs a reason") }
-        // One line: the reason is printed in `allow list`, logs and alerts, where a newline would forge a row.
-        guard !e.reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw ExceptionError("the reason must be one line of text, without control characters")
+        // One line of visible text: the reason is printed in `allow list`, logs and alerts, where a line
+        // break (C0, C1, U+2028) would forge a row and a bidi override would show it reversed.
+        guard !e.reason.unicodeScalars.contains(where: Self.isInvisibleOrBreaking) else {
+            throw ExceptionError("the reason must be one line of text, without control, format or line-separator characters")
         }
         guard e.reason.utf8.count <= Self.maxReasonLength else {
             throw ExceptionError("the reason is longer than \(Self.maxReasonLength) bytes; link to the ticket instead")

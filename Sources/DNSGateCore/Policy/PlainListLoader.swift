@@ -81,7 +81,9 @@ public enum PlainListLoader {
                 throw PolicyLoadError(here, "'\(text)' is not ASCII; write an internationalized name in its xn-- form, as clients ask for it")
             }
             if c <= 0x20 || c == 0x7F {
-                throw PolicyLoadError(here, "'\(text)' contains a space or control character; escape it (\\032) if it is part of a label")
+                // Shown escaped: a raw control character in the message would be as invisible as in the file.
+                let shown = String(text.unicodeScalars.map { $0.value <= 0x20 || $0.value == 0x7F ? "\\" + String(String($0.value + 1000).dropFirst()) : String($0) }.joined())
+                throw PolicyLoadError(here, "'\(shown)' contains a space or control character; escape it (\\032) if it is part of a label")
             }
         }
     }

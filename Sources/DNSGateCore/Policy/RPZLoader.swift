@@ -81,7 +81,11 @@ public enum RPZLoader {
                 let rdf = ldns_rr_rdf(rr, k)
                 if let d = ldns_rdf_data(rdf) { rdata.append(contentsOf: UnsafeBufferPointer(start: d, count: ldns_rdf_size(rdf))) }
             }
-            if type == .cname { target = try DNSName(wire: rdata) }
+            if type == .cname {
+                let t = try DNSName(wire: rdata)
+                try checkOctets(t.labels, written: t.description, at: here)   // `rpz-passthru.<NBSP>` read as local data
+                target = t
+            }
             let key = Trigger(name: trigger, wildcard: wildcard)
             if records[key] == nil { order.append(key); records[key] = (here, []) }
             records[key]!.1.append((type, rdata, target))
@@ -113,16 +117,19 @@ public enum RPZLoader {
     }
 
     /// The rule plain lists apply to their text (`PlainListLoader.checkCharacters`), applied to the
-    /// octets ldns read: raw UTF-8 never matches the `xn--` form clients send, and a pasted non-breaking
-    /// space (C2 A0) glues the next field onto the name. Spaces and control characters can only come
-    /// from an escape here, which says they are meant.
+    /// octets ldns read (escapes resolved): raw UTF-8 never matches the `xn--` form clients send, a
+    /// pasted non-breaking space (C2 A0) glues the next field onto the name, and a control character
+    /// is a paste or an editor's accident. A space can only come from an escape, which says it is meant.
     private static func checkOctets(_ labels: [ArraySlice<UInt8>], written: String, at here: SourceLocation) throws {
         for label in labels {
             if let i = label.firstIndex(of: 0xC2), label.index(after: i) < label.endIndex, label[label.index(after: i)] == 0xA0 {
-                throw PolicyLoadError(here, "'\(written)' contains a non-breaking space; separate the owner and its record with spaces or tabs")
+                throw PolicyLoadError(here, "'\(written)' contains a non-breaking space; separate the fields with spaces or tabs")
             }
             if label.contains(where: { $0 >= 0x80 }) {
                 throw PolicyLoadError(here, "'\(written)' is not ASCII; write an internationalized name in its xn-- form, as clients ask for it")
+            }
+            if label.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+                throw PolicyLoadError(here, "'\(written)' contains a control character")
             }
         }
     }
