@@ -117,6 +117,9 @@ final class DocumentationTests: XCTestCase {
             ("listen: [\"127.0.0.1:5353\"]\nprofiles:\n  - name: p\n    listeners:\n      - 127.0.0.1:5353\n      - 127.0.0.2:5353\n",
              [], "dnsgate.yaml:6: profile 'p' listener 127.0.0.2:5353 is not under listen:"),
             ("policy:\n  default_types: [A,\n    OPT]\n", [], "dnsgate.yaml:3: unknown query type 'OPT'"),
+            ("policy:\n  default_types: [A, AAAA,\n    A]\n", [], "dnsgate.yaml:3: query type A is listed twice"),
+            ("policy:\n  default_types: []\n", [], "dnsgate.yaml:2: default_types must name at least one type"),
+            ("control:\n  mode: \"0666\"\n", [], "dnsgate.yaml:2: control.mode 0666 lets every local user"),
         ]
         for (yaml, flags, error) in cases {
             try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)

@@ -103,11 +103,15 @@ public enum ConfigLoader {
         if let n = top["policy"] {
             let m = try r.mapping(n, allowed: ["default_types"])
             if let t = m["default_types"] {
-                c.defaultTypes = Set(try r.list(t).map { item in
+                var types = Set<RecordType>()
+                for item in try r.list(t) {
                     let s = try r.string(item)
                     guard let rt = RecordType(queryTypeMnemonic: s) else { throw r.error(item, "unknown query type '\(s)'") }
-                    return rt
-                })
+                    guard types.insert(rt).inserted else { throw r.error(item, "query type \(s) is listed twice in default_types") }
+                }
+                // Empty, every entry without a type list of its own would deny everything.
+                guard !types.isEmpty else { throw r.error(t, "default_types must name at least one type (the default is [A, AAAA, CNAME, HTTPS, SVCB])") }
+                c.defaultTypes = types
             }
         }
         if let n = top["cache"] {
@@ -143,6 +147,11 @@ public enum ConfigLoader {
             if let v = m["mode"] {
                 let s = try r.string(v)
                 guard let mode = UInt16(s, radix: 8), mode <= 0o777 else { throw r.error(v, "control.mode is octal permissions like \"0660\"") }
+                // Connecting needs write permission: with it, any local user (a CI job on the runner) could
+                // add exceptions, lift quarantines and reload.
+                guard mode & 0o002 == 0 else {
+                    throw r.error(v, "control.mode \(s) lets every local user manage exceptions and quarantines; grant a group instead (\"0660\")")
+                }
                 c.controlSocketMode = mode
             }
         }
