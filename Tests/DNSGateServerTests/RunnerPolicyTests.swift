@@ -148,6 +148,13 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertFalse(bad.stdout.contains("evil.denied.test"), "before the mark")
         XCTAssertFalse(bad.stdout.contains("other-client"), "another client")
         XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "1h"]).status, 1)
+        // ISO 8601 as dnsgate prints it, fractional seconds included.
+        let iso = ISO8601DateFormatter(); iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let hourAgo = iso.string(from: Date().addingTimeInterval(-3600))
+        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", hourAgo]).status, 1, hourAgo)
+        let badSince = try g.cli(["suggest", "--since", "yesterday-ish"])
+        XCTAssertEqual(badSince.status, 64, badSince.stderr)
+        XCTAssertTrue(badSince.stderr.contains("Usage: dnsgate suggest"), "the subcommand's usage: \(badSince.stderr)")
     }
 
     /// A type audit mode saw for a listed pattern changes that entry (keeping its types) instead of

@@ -88,10 +88,14 @@ extension DNSGateCommand {
         @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
         @OptionGroup var control: ControlOptions
 
+        func validate() throws {
+            if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
+        }
+
         func run() throws {
             var args: [String: String] = [:]
             args["client"] = client
-            if let since { guard let t = TimeParsing.pointInTime(since) else { throw ValidationError("--since \(since): not a time") }; args["since"] = String(t) }
+            if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
             if let diff { args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff }
             let obj = try controlRequest("suggest", args, control)
             let lines = obj["lines"] as? [String] ?? []

@@ -15,7 +15,10 @@ enum TimeParsing {
     static func pointInTime(_ s: String, now: Double = Date().timeIntervalSince1970) -> Double? {
         if let epoch = Double(s), epoch > 1_000_000_000 { return epoch }
         if let ago = seconds(s) { return now - ago }
-        return ISO8601DateFormatter().date(from: s)?.timeIntervalSince1970
+        // With or without fractional seconds: dnsgate prints its own times with them.
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return (ISO8601DateFormatter().date(from: s) ?? fractional.date(from: s))?.timeIntervalSince1970
     }
 }
 
