@@ -76,6 +76,28 @@ final class AllowListSuggesterTests: XCTestCase {
         XCTAssertEqual(lines[0].diff(oldLine: { _ in "reg.example.com CNAME rpz-passthru." }), [advice], "no -/+ pair for a zone line")
     }
 
+    /// A label that is a literal '*' cannot be written: proposing it would open a wildcard on one query.
+    func testANameWithAStarLabelIsNotProposed() throws {
+        let lines = suggest([try seen(#"\*.p1.example.org"#, [.a]), try seen(#"x.\*.p99.example.org"#, [.a]), try seen("ok.example.org", [.a])],
+                            existing: nil)
+        XCTAssertEqual(lines.filter { if case .add = $0 { return true }; return false }.map(\.plain).map { String($0.prefix(16)) },
+                       ["ok.example.org. "], "\(lines)")
+        XCTAssertEqual(lines.filter { $0.plain.hasPrefix("# not proposed: ") }.count, 2, "\(lines)")
+        _ = try apply(lines, to: "")
+    }
+
+    /// A deeper name that a longer wildcard already decides keeps its own line when a wildcard is
+    /// proposed above it: the proposal would not decide it.
+    func testADeeperNameUnderALongerWildcardIsNotFoldedAway() throws {
+        let file = "*.rp.example.net  A  # rp\n"
+        let existing = try AllowList(PlainListLoader.load(text: file, file: "deps.allow"))
+        let inputs = try (1...5).map { try seen("h\($0).example.net", [.a]) } + [try seen("z.rp.example.net", [.aaaa])]
+        let lines = suggest(inputs, existing: existing)
+        XCTAssertTrue(lines.contains { $0.plain.hasPrefix("*.example.net.  # audit") }, "\(lines)")
+        let after = try apply(lines, to: file)
+        XCTAssertTrue(try allowed(after, "z.rp.example.net", .aaaa), "\(lines)")
+    }
+
     /// A '#' inside a label is escaped, or the line would load as a shorter name with a comment.
     func testAHashInALabelIsEscaped() throws {
         let lines = suggest([try seen(##"odd\#name.example.com"##, [.a])], existing: nil)

@@ -189,6 +189,24 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(kept.status, 0, "the new entry did not narrow what the wildcard allowed: \(kept.stdout)")
     }
 
+    /// `--diff FILE` compares with the whole running policy, FILE as it is now in place of the version
+    /// loaded: an entry in another file still decides its names, so its change is a comment, never a
+    /// line that duplicates it.
+    func testSuggestDiffKnowsTheOtherFilesOfThePolicy() throws {
+        let other = TestPaths.tempDir("other").appendingPathComponent("team.allow").path
+        try "shared.allowed.test  A  # another team's\n".write(toFile: other, atomically: true, encoding: .utf8)
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()],
+                                   extraArgs: ["--mode", "audit", "--allow", other])
+        _ = try dig(g.port, ["shared.allowed.test", "AAAA"])
+        _ = try dig(g.port, ["new.allowed.test", "A"])
+        let diff = try g.cli(["suggest", "--diff", g.allowFile])
+        XCTAssertEqual(diff.status, 0, diff.stderr)
+        let lines = diff.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("# change \(other):1 to: shared.allowed.test.  A,AAAA  # audit") }, diff.stdout)
+        XCTAssertFalse(lines.contains { $0.hasPrefix("+ shared.allowed.test") }, "a duplicate of the other file's entry: \(diff.stdout)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("+ new.allowed.test.") }, diff.stdout)
+    }
+
     /// After a restart the server cannot vouch for a period that began before it: a clean-looking
     /// verdict exits 2 and says why, a found violation still exits 1, and a lost mark exits 2.
     func testVerdictOverAPeriodBeforeTheServerStartedIsIncomplete() throws {

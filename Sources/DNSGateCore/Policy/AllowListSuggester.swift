@@ -36,12 +36,15 @@ public enum SuggestedLine: Equatable, Sendable {
         }
     }
 
-    /// As a diff against the file the entries came from; `oldLine` gives the text at a location.
+    /// As a diff against one file; `oldLine` gives that file's text at a location, nil for a location
+    /// in another file, whose change stays a comment.
     public func diff(oldLine: (SourceLocation) -> String?) -> [String] {
         switch self {
         case .comment(let l): return [l]
         case .add(let l): return ["+ " + l]
-        case .change(let at, let l): return ["# \(at)", "- " + (oldLine(at) ?? "?"), "+ " + l]
+        case .change(let at, let l):
+            guard let old = oldLine(at) else { return [plain] }
+            return ["# \(at)", "- " + old, "+ " + l]
         }
     }
 }
@@ -54,8 +57,16 @@ public enum AllowListSuggester {
                                suffixes: PublicSuffixList?, wildcardThreshold: Int = 5) -> [SuggestedLine] {
         var policy = Policy(defaultTypes: defaultTypes)
         if let existing { policy.allowList = existing }
+        var lines: [SuggestedLine] = []
+        // A label that is a literal '*' cannot be written in an allow-list: it would read as a wildcard.
+        let (unwritable, writable) = seen.reduce(into: ([SuggestionInput](), [SuggestionInput]())) { out, s in
+            if s.name.labels.contains(where: { $0.contains(UInt8(ascii: "*")) }) { out.0.append(s) } else { out.1.append(s) }
+        }
+        for s in unwritable.sorted(by: { $0.name < $1.name }) {
+            lines.append(.comment("# not proposed: \(s.name) has a '*' in a label, which an allow-list cannot write (it would be a wildcard)"))
+        }
         // Only what the existing list does not already allow, type by type.
-        let fresh = seen.filter { s in
+        let fresh = writable.filter { s in
             existing == nil || s.types.contains { t in
                 if case .forward = PolicyDecision.decide(policy, name: s.name, type: t).action { return false }
                 return true
@@ -70,7 +81,6 @@ public enum AllowListSuggester {
             kids.count >= wildcardThreshold && p.labelCount >= 2 && !(suffixes?.isPublicSuffix(p) ?? false)
         }.keys.sorted()
 
-        var lines: [SuggestedLine] = []
         for p in wildcardParents {
             let kids = byParent[p]!.sorted { $0.name < $1.name }
             let merged = kids.reduce(into: (count: 0, clients: Set<String>(), types: Set<RecordType>(), first: Double.infinity, last: 0.0)) {
@@ -82,7 +92,14 @@ public enum AllowListSuggester {
             lines.append(line(p, wildcard: true, merged.types, defaultTypes, existing,
                               comment(merged.count, merged.clients.count, merged.types, merged.first, merged.last)))
         }
-        let exact = fresh.filter { s in listedExactly(s) || !wildcardParents.contains { s.name != $0 && s.name.isSubdomain(of: $0) } }
+        // A name the proposed wildcard will decide is left to it; one a more specific entry decides
+        // (an exact one, or a longer wildcard) keeps a line of its own.
+        let decidedBelow = { (s: SuggestionInput, p: DNSName) in
+            existing?.match(s.name).map { $0.entry.name != p && $0.entry.name.isSubdomain(of: p) } ?? false
+        }
+        let exact = fresh.filter { s in
+            listedExactly(s) || !wildcardParents.contains { s.name != $0 && s.name.isSubdomain(of: $0) && !decidedBelow(s, $0) }
+        }
             .sorted { $0.name < $1.name }
         for s in exact {
             lines.append(line(s.name, wildcard: false, s.types, defaultTypes, existing,

@@ -8,6 +8,9 @@ extension DNSGateService: ControlResponder {
     /// and the server read one clock, so this only absorbs the time the request took.
     static var clockSlack: Double { 5 }
 
+    /// One spelling of a file's path, to tell whether an entry came from the --diff file.
+    static func samePath(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+
     public func respond(to request: ControlRequest) -> [String: Any] {
         let args = request.arguments ?? [:]
         let now = WallClock.now()
@@ -88,14 +91,19 @@ extension DNSGateService: ControlResponder {
                                                           "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
         case "suggest":
             let since = args["since"].flatMap(Double.init) ?? 0
-            // Against the list the output joins: the --diff file, else the running policy (the client's profile).
+            // Against the list the output joins: the running policy (the client's profile), with the --diff
+            // file as it is now in place of the version the policy loaded (or added, if it is a new file):
+            // an entry in another file still decides names, and a line duplicating it would not load.
             let snap = pipeline.snapshot
             let policy = snap.policies.policy(snap.policies.select(clientAddress: args["client"].flatMap(ClientPrefix.addressBytes), listener: nil))
             var existing = policy.allowList
             var fileLines: [String] = []
+            var diffFile = ""
             if let path = args["diff"] {
+                diffFile = Self.samePath(path)
                 do {
-                    existing = try AllowList(PolicyFileLoader.load(path: path, suffixes: suffixes))
+                    let others = policy.allowList.entries.filter { Self.samePath($0.source.file) != diffFile }
+                    existing = try AllowList(others + PolicyFileLoader.load(path: path, suffixes: suffixes))
                     fileLines = try String(contentsOfFile: path, encoding: .utf8)   // split as PlainListLoader numbers lines
                         .split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
                 } catch { return ["ok": false, "error": "\(error)"] }
@@ -103,7 +111,9 @@ extension DNSGateService: ControlResponder {
             let suggested = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,
                                                        defaultTypes: policy.defaultTypes, suffixes: suffixes)
             if args["diff"] == nil { return ["ok": true, "lines": suggested.map(\.plain)] }
-            let old = { (at: SourceLocation) in fileLines.indices.contains(at.line - 1) ? fileLines[at.line - 1] : nil }
+            let old = { (at: SourceLocation) in
+                Self.samePath(at.file) == diffFile && fileLines.indices.contains(at.line - 1) ? fileLines[at.line - 1] : nil
+            }
             return ["ok": true, "lines": suggested.flatMap { $0.diff(oldLine: old) }]
         case "alerts":
             guard let d = telemetry.detector else { return ["ok": true, "alerts": [], "detector": "disabled"] }
