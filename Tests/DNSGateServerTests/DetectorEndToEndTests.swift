@@ -139,6 +139,8 @@ final class DetectorEndToEndTests: XCTestCase {
         _ = try dig(g.port, ["www.allowed.test"]); _ = try dig(g.port, ["evil.denied.test"])
         _ = try dig(g.port, ["www.allowed.test", "CAA"]); _ = try dig(g.port, ["www.allowed.test", "TYPE65280"])
         usleep(200_000)
+        let head = try runCommand("curl", ["-sS", "-I", "http://127.0.0.1:\(mport)/metrics"])
+        XCTAssertTrue(head.stdout.hasPrefix("HTTP/1.1 200"), "HEAD, as uptime checks ask: \(head.stdout)\(head.stderr)")
         let r = try runCommand("curl", ["-sS", "http://127.0.0.1:\(mport)/metrics"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("dnsgate_queries_total{action=\"forwarded\"} 1"), r.stdout)

@@ -105,6 +105,13 @@ public enum SavedExceptions {
     public static func read(path: String) throws -> [PolicyException] {
         guard FileManager.default.fileExists(atPath: path) else { return [] }
         let data: Data
+        guard access(path, R_OK) == 0 else {
+            // Foundation's text for this says only "you don't have permission"; the owner and mode say why.
+            let why = String(cString: strerror(errno))
+            var st = stat()
+            let owner = stat(path, &st) == 0 ? " (owner uid \(st.st_uid), mode \(String(st.st_mode & 0o777, radix: 8)); dnsgate runs as uid \(getuid()))" : ""
+            throw ConfigError(file: path, line: nil, "cannot read the state file: \(why)\(owner)")
+        }
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ConfigError(file: path, line: nil, "cannot read the state file: \(error.localizedDescription)")
         }

@@ -3,7 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 
-/// Prometheus text metrics on a local HTTP listener: `GET /metrics`, nothing else.
+/// Prometheus text metrics on a local HTTP listener: `GET /metrics` (and `HEAD`), nothing else.
 ///
 /// Gauges that mirror state elsewhere (cache size, upstream health) are refreshed by `beforeScrape`
 /// just before each scrape, so the hot path never touches the registry for them.
@@ -33,6 +33,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     private let registry: PrometheusCollectorRegistry
     private let beforeScrape: @Sendable () -> Void
     private var path = ""
+    /// HEAD gets GET's status and headers without the body (RFC 9110 §9.3.2): uptime checks use it.
+    private var headOnly = false
 
     init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
         self.registry = registry; self.beforeScrape = beforeScrape
@@ -40,7 +42,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): path = head.method == .GET ? head.uri : ""
+        case .head(let head):
+            headOnly = head.method == .HEAD
+            path = head.method == .GET || headOnly ? head.uri : ""
         case .body: break
         case .end:
             let ok = path == "/metrics" || path.hasPrefix("/metrics?")
@@ -50,7 +54,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             headers.add(name: "Content-Type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
             headers.add(name: "Content-Length", value: "\(body.count)")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: ok ? .ok : .notFound, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+            if !headOnly { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }

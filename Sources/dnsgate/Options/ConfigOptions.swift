@@ -32,7 +32,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Path of the control socket.", valueName: "path"))
     var control: String?
 
-    @Option(name: .long, help: ArgumentHelp("Event loops (0: one per core).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("UDP listener threads and event loops (0: one per core).", valueName: "n"))
     var threads: Int?
 
     @Option(name: .long, help: ArgumentHelp("Query log: none, denied or all.", valueName: "level"))
