@@ -90,8 +90,16 @@ public final class DNSGateService: @unchecked Sendable {
         let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger, audit: audit,
                                telemetry: hub, preserveCase: config.upstreamPreserveCase)
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
+        var clock = ClockStepWatcher()   // touched by this repeated task only, after this first reading
+        _ = clock.step(wall: WallClock.now(), monotonicNanoseconds: DispatchTime.now().uptimeNanoseconds)
         pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let now = WallClock.now()
+            if let step = clock.step(wall: now, monotonicNanoseconds: DispatchTime.now().uptimeNanoseconds) {
+                store.shift(by: step)
+                pipeline.updateQuarantines { $0.shift(by: step) }
+                logger.warning("the wall clock stepped; exception and quarantine lifetimes keep their remaining time",
+                               metadata: ["concern": "exceptions", "step_s": "\(Int(step.rounded()))"])
+            }
             store.prune(now: now)
             for q in pipeline.updateQuarantines({ $0.prune(now: now) }) {
                 logger.notice("quarantine expired", metadata: ["concern": "detector", "id": "\(q.id)", "client": "\(q.client)", "domain": "\(q.domain)"])

@@ -159,3 +159,40 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         for (i, a) in QueryRecord.Action.allCases.enumerated() { XCTAssertEqual(a.ordinal, i, "\(a)") }
     }
 }
+
+/// Wall-clock steps: the server shifts exceptions and quarantines by the step (ClockStepWatcher), so
+/// they keep their remaining real time; and an exception made while the clock was far ahead is refused.
+final class ClockStepTests: XCTestCase {
+    private func allows(_ x: ExceptionSet, at now: Double) throws -> Bool {
+        if case .allows = x.match(name: try DNSName("e1.example.com"), type: .a, clientAddress: nil, profile: "default",
+                                  defaultTypes: RecordType.buildDefaults, now: now) { return true }
+        return false
+    }
+
+    func testShiftedExceptionsAndQuarantinesKeepTheirRemainingTime() throws {
+        var x = ExceptionSet()
+        let t0 = 1_800_000_000.0
+        try x.add(PolicyException(id: "x1", pattern: "e1.example.com", client: nil, profile: nil, types: nil, reason: "r",
+                                  createdAt: t0, expiresAt: t0 + 300), suffixes: nil, now: t0)
+        // The clock steps back a day 60 s later: unshifted, the exception would live a day longer.
+        let back = t0 + 60 - 86_400
+        XCTAssertTrue(try allows(x, at: back + 241))
+        let kept = x.shifted(by: -86_400)
+        XCTAssertTrue(try allows(kept, at: back + 239))
+        XCTAssertFalse(try allows(kept, at: back + 241),
+                     "ends 300 s of real time after it began")
+
+        var q = QuarantineSet()
+        _ = q.add(client: "192.0.2.7", domain: try DNSName("tun.example.com"), until: t0 + 600, reason: "alert", id: "q1")
+        q.shift(by: 3600)   // a step forward of an hour
+        XCTAssertNotNil(q.match(client: "192.0.2.7", name: try DNSName("a.tun.example.com"), now: t0 + 3600 + 599))
+        XCTAssertNil(q.match(client: "192.0.2.7", name: try DNSName("a.tun.example.com"), now: t0 + 3600 + 601))
+    }
+
+    func testAnExceptionMadeWhileTheClockWasFarAheadIsRefused() {
+        var x = ExceptionSet()
+        let now = 1_800_000_000.0, ahead = now + 100 * 365 * 86_400
+        XCTAssertThrowsError(try x.add(PolicyException(id: "f", pattern: "f.example.com", client: nil, profile: nil, types: nil, reason: "r",
+                                                       createdAt: ahead, expiresAt: ahead + 60), suffixes: nil, now: now))
+    }
+}

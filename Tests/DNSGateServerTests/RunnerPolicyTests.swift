@@ -95,6 +95,36 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
     }
 
+    /// A wall-clock step (NTP, a VM resync) changes no exception's real lifetime: a 5-minute exception
+    /// is not alive for a day more after a step back, nor gone after a step forward. The server's clock
+    /// is stepped by a preloaded shim (Tests/Fixtures/clockshift), the machine's is left alone.
+    func testExceptionsKeepTheirRealLifetimeAcrossClockSteps() throws {
+        let dir = TestPaths.tempDir("clock")
+        let shim = dir.appendingPathComponent("clockshift.so").path, offset = dir.appendingPathComponent("offset").path
+        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/clockshift/clockshift.c").path
+        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
+        XCTAssertEqual(cc.status, 0, cc.stderr)
+        try "0".write(toFile: offset, atomically: true, encoding: .utf8)
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()],
+                                   configYAML: "state_file: \"@DIR@/state.json\"\n", environment: ["LD_PRELOAD": shim, "CLOCKSHIFT_FILE": offset])
+        XCTAssertEqual(try g.cli(["allow", "add", "e1.denied.test", "--for", "5m", "--reason", "clock test"]).status, 0)
+        func remaining() throws -> Int {
+            let list = try g.cli(["allow", "list", "--json"])
+            let obj = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+            return (obj?["exceptions"] as? [[String: Any]])?.first?["remaining_s"] as? Int ?? -1
+        }
+        try "-86400".write(toFile: offset, atomically: true, encoding: .utf8)   // a day back
+        sleep(3)
+        let afterBack = try remaining()
+        XCTAssertTrue((1...300).contains(afterBack), "\(afterBack) s left after a step back: \(g.log)")
+        XCTAssertTrue(g.log.contains("the wall clock stepped"), g.log)
+        try "3600".write(toFile: offset, atomically: true, encoding: .utf8)     // then 25 hours ahead
+        sleep(3)
+        let afterForward = try remaining()
+        XCTAssertTrue((1...300).contains(afterForward), "\(afterForward) s left after a step forward")
+        XCTAssertEqual(try dig(g.port, ["e1.denied.test"]).status, "NOERROR", "still allowed")
+    }
+
     /// `validate` (systemd's ExecStartPre) reads the state file as `serve` does: a missing one is a first
     /// start, one the server wrote passes, a corrupt one fails both, naming the file and what to do.
     func testValidateChecksTheStateFileAsServeLoadsIt() throws {

@@ -115,3 +115,16 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertEqual(log.events(client: nil, from: .time(mark.time)).events.count, 0, "what a comparison of times would have found")
     }
 }
+
+final class ClockStepWatcherTests: XCTestCase {
+    func testAStepIsTheWallClockMovingOtherwiseThanTheMonotonicOne() {
+        var w = ClockStepWatcher()
+        let t0 = 1_800_000_000.0, m0: UInt64 = 5_000_000_000
+        XCTAssertNil(w.step(wall: t0, monotonicNanoseconds: m0), "the first reading only sets the reference")
+        XCTAssertNil(w.step(wall: t0 + 1.2, monotonicNanoseconds: m0 + 1_000_000_000), "a late tick is no step")
+        let back = w.step(wall: t0 + 1.2 - 600 + 1, monotonicNanoseconds: m0 + 2_000_000_000)
+        XCTAssertEqual(back ?? 0, -600, accuracy: 0.001)
+        let ahead = w.step(wall: t0 + 1.2 - 600 + 2 + 3600, monotonicNanoseconds: m0 + 3_000_000_000)
+        XCTAssertEqual(ahead ?? 0, 3600, accuracy: 0.001)
+    }
+}

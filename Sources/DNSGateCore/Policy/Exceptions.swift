@@ -58,7 +58,8 @@ public struct ExceptionSet: Sendable {
     ///   exception with the same scope (revoke it to change it).
     public mutating func add(_ e: PolicyException, suffixes: PublicSuffixList?, now: Double) throws {
         guard e.expiresAt > now else { throw ExceptionError("lifetime must be in the future") }
-        guard e.expiresAt - e.createdAt <= Self.maxLifetime else {
+        // Against now as well: one made while the clock was far ahead would otherwise outlive the rule.
+        guard e.expiresAt - e.createdAt <= Self.maxLifetime, e.expiresAt - now <= Self.maxLifetime + 60 else {
             throw ExceptionError("an exception lasts at most 30 days; list a name needed for longer in an allow-list file")
         }
         guard !e.reason.trimmingCharacters().isEmpty else { throw ExceptionError("an exception needs a reason") }
@@ -88,6 +89,19 @@ public struct ExceptionSet: Sendable {
             throw ExceptionError("exception \(same.exception.id) already allows this (\(same.exception.pattern)); revoke it to change it")
         }
         items.append(Compiled(exception: e, name: name, wildcard: wildcard, prefix: prefix, types: types))
+    }
+
+    /// The same exceptions with every time moved by `seconds`: after the wall clock stepped by that
+    /// much, each keeps the real time it had left.
+    public func shifted(by seconds: Double) -> ExceptionSet {
+        var out = self
+        out.items = items.map { c in
+            let e = c.exception
+            return Compiled(exception: PolicyException(id: e.id, pattern: e.pattern, client: e.client, profile: e.profile, types: e.types,
+                                                       reason: e.reason, createdAt: e.createdAt + seconds, expiresAt: e.expiresAt + seconds),
+                            name: c.name, wildcard: c.wildcard, prefix: c.prefix, types: c.types)
+        }
+        return out
     }
 
     @discardableResult

@@ -44,6 +44,15 @@ public struct QuarantineSet: Sendable {
         return gone
     }
 
+    /// Moves every end by `seconds`, after the wall clock stepped by that much: a quarantine keeps the
+    /// real time it had left (a forward step would otherwise lift it at once).
+    public mutating func shift(by seconds: Double) {
+        for i in entries.indices {
+            let e = entries[i].0
+            entries[i].0 = QuarantineEntry(id: e.id, client: e.client, domain: e.domain, until: e.until + seconds, reason: e.reason)
+        }
+    }
+
     public func match(client: String, name: DNSName, now: Double) -> QuarantineEntry? {
         entries.first { $0.0.client == client && $0.0.until > now && name.isSubdomain(of: $0.1) }?.0
     }

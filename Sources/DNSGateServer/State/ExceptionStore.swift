@@ -51,6 +51,16 @@ final class ExceptionStore: Sendable {
         }
     }
 
+    /// Keeps each exception's remaining real time after the wall clock stepped by `seconds`.
+    func shift(by seconds: Double) {
+        lock.withLock { _ in
+            let set = pipeline.exceptions.shifted(by: seconds)
+            guard !set.isEmpty else { return }
+            pipeline.setExceptions(set)
+            do { try persist(set) } catch { logger.error("cannot write the state file", metadata: ["concern": "exceptions", "error": "\(error)"]) }
+        }
+    }
+
     /// Removes expired exceptions; called every second by the service.
     func prune(now: Double) {
         lock.withLock { _ in

@@ -63,13 +63,14 @@ final class Daemon {
     let logFile: URL
     let name: String
 
-    init(_ name: String, _ path: String, _ args: [String], logFile: URL) throws {
+    init(_ name: String, _ path: String, _ args: [String], logFile: URL, environment: [String: String] = [:]) throws {
         self.name = name
         self.logFile = logFile
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)   // opening it below reports a failure
         let h = try FileHandle(forWritingTo: logFile)
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = h
         process.standardError = h
         try process.run()
