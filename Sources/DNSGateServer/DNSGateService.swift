@@ -91,10 +91,10 @@ public final class DNSGateService: @unchecked Sendable {
                                telemetry: hub, preserveCase: config.upstreamPreserveCase)
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
         var clock = ClockStepWatcher()   // touched by this repeated task only, after this first reading
-        _ = clock.step(wall: WallClock.now(), monotonicNanoseconds: DispatchTime.now().uptimeNanoseconds)
+        _ = clock.step(wall: WallClock.now(), monotonicNanoseconds: ClockStepWatcher.bootNanoseconds())
         pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             let now = WallClock.now()
-            if let step = clock.step(wall: now, monotonicNanoseconds: DispatchTime.now().uptimeNanoseconds) {
+            if let step = clock.step(wall: now, monotonicNanoseconds: ClockStepWatcher.bootNanoseconds()) {
                 store.shift(by: step)
                 pipeline.updateQuarantines { $0.shift(by: step) }
                 logger.warning("the wall clock stepped; exception and quarantine lifetimes keep their remaining time",
