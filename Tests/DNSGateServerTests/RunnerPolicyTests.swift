@@ -95,6 +95,22 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
     }
 
+    /// A revoke takes effect even when the state file cannot be written: it narrows the policy, and the
+    /// error says the exception would come back after a restart.
+    func testARevokeTakesEffectWhenTheStateFileCannotBeWritten() throws {
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()],
+                                   configYAML: "state_file: \"@DIR@/state.json\"\n")
+        let add = try g.cli(["allow", "add", "rv.denied.test", "--for", "1h", "--reason", "revoke test", "--json"])
+        let id = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(add.stdout.utf8)) as? [String: Any])?["exception"] as? [String: Any])?["id"] as? String)
+        XCTAssertEqual(try dig(g.port, ["rv.denied.test"]).status, "NOERROR")
+        // The temporary file the store writes first is in the way: every write of the state file fails.
+        try FileManager.default.createDirectory(atPath: g.dir.appendingPathComponent("state.json.tmp").path, withIntermediateDirectories: false)
+        let revoke = try g.cli(["allow", "revoke", id])
+        XCTAssertEqual(revoke.status, 1, revoke.stdout)
+        XCTAssertTrue(revoke.stderr.contains("is revoked, but the state file could not be written"), revoke.stderr)
+        XCTAssertEqual(try dig(g.port, ["rv.denied.test"]).status, "NXDOMAIN", "revoked in memory")
+    }
+
     /// A wall-clock step (NTP, a VM resync) changes no exception's real lifetime: a 5-minute exception
     /// is not alive for a day more after a step back, nor gone after a step forward. The server's clock
     /// is stepped by a preloaded shim (Tests/Fixtures/clockshift), the machine's is left alone.

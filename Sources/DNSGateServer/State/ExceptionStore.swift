@@ -44,9 +44,14 @@ final class ExceptionStore: Sendable {
         try lock.withLock { _ in
             var set = pipeline.exceptions
             guard set.revoke(id: id) else { return false }
-            try persist(set)
+            // In force at once, written or not: a revoke narrows the policy, and an unwritable state file
+            // must not keep a name open. The error says a restart would bring it back.
             pipeline.setExceptions(set)
             logger.notice("exception revoked", metadata: ["concern": "exceptions", "id": "\(id)"])
+            do { try persist(set) } catch {
+                throw ConfigError(file: path, line: nil, "exception \(id) is revoked, but the state file could not be written "
+                                  + "(\(error)); it would come back after a restart: fix the file's directory and revoke it again")
+            }
             return true
         }
     }
