@@ -13,7 +13,8 @@ final class DetectorEndToEndTests: XCTestCase {
         let dir = TestPaths.tempDir("dns2tcp")
         private var daemon: Daemon!
         private var sink: Daemon!
-        init() throws {
+        /// - Parameter connections: tunnel sessions the sink accepts (one per dns2tcpc run).
+        init(connections: Int = 1) throws {
             try requireTool("dns2tcpd"); try requireTool("python3")
             try FileManager.default.createDirectory(at: dir.appendingPathComponent("chroot"), withIntermediateDirectories: true)
             let conf = """
@@ -25,25 +26,42 @@ final class DetectorEndToEndTests: XCTestCase {
             resources = sink:127.0.0.1:\(sinkPort)
             """
             try conf.write(toFile: dir.path + "/dns2tcpd.conf", atomically: true, encoding: .utf8)
-            // The tunnel's far end: accepts one connection and counts what arrives.
+            // The tunnel's far end: accepts `connections` connections and keeps the total of what
+            // arrived on all of them in sink.count (written once a connection is made, then as bytes come).
             let sinkScript = """
-            import socket
+            import os, socket, threading
             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", \(sinkPort))); s.listen(1); s.settimeout(60)
-            c, _ = s.accept(); c.settimeout(30); n = 0
-            try:
-                while True:
-                    d = c.recv(65536)
-                    if not d: break
-                    n += len(d)
-            finally:
-                open("\(dir.path)/sink.count", "w").write(str(n))
+            s.bind(("127.0.0.1", \(sinkPort))); s.listen(\(connections)); s.settimeout(60)
+            lock = threading.Lock(); total = [0]
+            def record(n):
+                with lock:
+                    total[0] += n
+                    open("\(dir.path)/sink.tmp", "w").write(str(total[0]))
+                    os.replace("\(dir.path)/sink.tmp", "\(dir.path)/sink.count")
+            def serve(c):
+                c.settimeout(30)
+                try:
+                    while True:
+                        d = c.recv(65536)
+                        if not d: break
+                        record(len(d))
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            threads = []
+            for _ in range(\(connections)):
+                c, _ = s.accept(); record(0)
+                t = threading.Thread(target=serve, args=(c,)); t.start(); threads.append(t)
+            for t in threads: t.join()
             """
             sink = try Daemon("sink", "/usr/bin/python3", ["-c", sinkScript], logFile: dir.appendingPathComponent("sink.log"))
             daemon = try Daemon("dns2tcpd", "/usr/bin/dns2tcpd", ["-F", "-f", dir.path + "/dns2tcpd.conf"], logFile: dir.appendingPathComponent("d.log"))
             usleep(300_000)
         }
         var address: String { "127.0.0.1:\(port)" }
+        /// Bytes that reached the far end so far, over every session.
+        var sinkBytes: Int { (try? String(contentsOfFile: dir.path + "/sink.count", encoding: .utf8)).flatMap { Int($0) } ?? 0 }
         func stop() { daemon.stop(); sink.stop() }
         deinit { stop() }
     }
@@ -58,9 +76,9 @@ final class DetectorEndToEndTests: XCTestCase {
                            listenHost: loopbackAddress(), listenPort: 53)
     }
 
-    private func pushThroughTunnel(_ g: DNSGateProcess, bytes: Int, type: String = "TXT") throws -> CommandResult {
+    private func pushThroughTunnel(_ g: DNSGateProcess, bytes: Int, type: String = "TXT", seed: UInt64 = 7) throws -> CommandResult {
         var payload = ""
-        var rng = SeededRandom(seed: 7)
+        var rng = SeededRandom(seed: seed)
         while payload.utf8.count < bytes { payload += String(rng.next(), radix: 36) }
         return try runCommand("/usr/bin/dns2tcpc", ["-z", "tunnel.test", "-r", "sink", "-T", type, "-l", "-", g.host], timeout: 30, stdin: payload)
     }
@@ -109,6 +127,55 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertNil(try dig(53, ["-b", "127.0.0.2", "y.tunnel.test", "A"], server: g.host).edeCode)
         XCTAssertEqual(try g.cli(["quarantine", "lift", id]).status, 0)
         XCTAssertNil(try dig(53, ["-b", "127.0.0.1", "z.tunnel.test", "A"], server: g.host).edeCode, "lifted")
+    }
+
+    /// QA's finding: after each lift the same dns2tcp tunnel was caught later (6.9 KB, then 19 KB by
+    /// `rate-spike`, 18 KB by `wildcard-budget`), and the fourth session not at all (88 KB), because
+    /// every kind that had fired stayed deduplicated. Each session must raise `tunnel` again and be
+    /// quarantined again, after about as much data as the first.
+    func testATunnelIsCaughtAgainAfterEachLift() throws {
+        try assertTunnelCaughtEverySession(quarantineSeconds: 600) { g, id in
+            XCTAssertEqual(try g.cli(["quarantine", "lift", id]).status, 0)
+        }
+    }
+
+    /// The same when the quarantine expires (3 s) long before the detector's hour-long window ends.
+    func testATunnelIsCaughtAgainAfterEachExpiry() throws {
+        try assertTunnelCaughtEverySession(quarantineSeconds: 3) { g, _ in
+            for _ in 0..<100 where !(try g.cli(["quarantine", "list"]).stdout.contains("no quarantines")) { usleep(100_000) }
+        }
+    }
+
+    private func assertTunnelCaughtEverySession(quarantineSeconds: Int, end: (DNSGateProcess, String) throws -> Void) throws {
+        let sessions = 3
+        let d = try Dns2tcpServer(connections: sessions)
+        let g = try tunnelGate(d, extraYAML: "detector: { quarantine: true, quarantine_seconds: \(quarantineSeconds) }\n")
+        var seenAlerts = 0, firstBytes = 0
+        for session in 1...sessions {
+            let before = d.sinkBytes
+            _ = try pushThroughTunnel(g, bytes: 40_000, seed: UInt64(session))
+            usleep(300_000)
+            let through = d.sinkBytes - before
+            let lines = try g.cli(["alerts", "--json"]).stdout.split(separator: "\n").map(String.init)
+            let new = lines.dropFirst(seenAlerts).filter { $0.contains("\"registeredDomain\":\"tunnel.test.\"") }
+            seenAlerts = lines.count
+            let kinds = new.compactMap { line in
+                ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any])?["kind"] as? String
+            }
+            print("session \(session): \(through) bytes reached the far end; alerts \(kinds)")
+            XCTAssertTrue(kinds.contains("tunnel"), "session \(session) raised no tunnel alert: \(new)")
+            // Queries on their way when the alert was raised add to its episode, not to new alerts.
+            XCTAssertEqual(kinds.count, Set(kinds).count, "session \(session) raised a kind twice: \(new)")
+            let list = try g.cli(["quarantine", "list"]).stdout
+            let entry = try XCTUnwrap(list.split(separator: "\n").first { $0.contains("tunnel.test.") }, "session \(session) is not quarantined: \(list)")
+            if session == 1 {
+                firstBytes = through
+                XCTAssertLessThan(through, 40_000, "the first session was stopped")
+            } else {
+                XCTAssertLessThanOrEqual(through, 2 * firstBytes + 4096, "session \(session) got much further than session 1 (\(firstBytes) bytes)")
+            }
+            if session < sessions { try end(g, String(entry.split(separator: "\t")[0])) }
+        }
     }
 
     func testBuildLikeTrafficRaisesNoAlert() throws {

@@ -120,13 +120,14 @@ public final class TunnelDetector {
         }
 
         if let pair = trackedPair(key, client: client, domain: hashedDomain.name, event: e) {
+            if e.time >= pair.quarantinedSince { pair.restartCounts() }   // its quarantine has ended
             update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
             let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
             if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
         }
 
         if let budgetKey {
-            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: hashedDomain.name) { out.append(a) }
+            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: hashedDomain) { out.append(a) }
         }
         return out
     }
@@ -180,6 +181,40 @@ public final class TunnelDetector {
         var ended = false
         for ep in episodes.values where now - ep.alert.lastTime > config.episodeGapSeconds { ep.live = false; ended = true }
         if ended { episodes = episodes.filter { $0.value.live } }
+    }
+
+    /// The caller sinkholes `registeredDomain` for `client` from `time` on (a quarantine after one of
+    /// its alerts), until an operator lifts it or it expires, and passes on none of the queries the
+    /// quarantine sinkholes: they carry nothing out. So a query of that pair answered at `time` or
+    /// later that still reaches `observe` was answered after the quarantine ended. (Queries answered
+    /// before `time` were on their way when the alert was raised; they still count, in the episodes
+    /// that raised it, and raise no new alert.)
+    ///
+    /// At the first such query the pair's counts start again from zero and the alert episodes of
+    /// that client and domain end, so a pair that carries on crosses a threshold again and raises
+    /// (and is quarantined) as promptly as the first time. Without this every kind that had fired
+    /// stayed deduplicated for the rest of its episode, and each lift left one kind fewer to catch
+    /// the same tunnel.
+    ///
+    /// From zero, not from the counts that fired: the quarantine was the answer to those, and kept
+    /// they would re-quarantine the pair on its first query after a lift, whatever it asks, which
+    /// would make a lift meaningless for the rest of the window. The names already seen and the
+    /// alphabet of the pair's labels stay: a name that was counted stays counted (a benign client's
+    /// repeats after a lift are free), and a tunnel carries on with new names, whose information is
+    /// estimated with the alphabet it has shown, so it is re-detected after no more data than before.
+    ///
+    /// - Parameter time: on the clock of the events, when the quarantine took effect: no query
+    ///   answered from then on escaped it while it lasted.
+    public func quarantineStarted(client: String, registeredDomain domain: DNSName, at time: Double) {
+        let hashed = HashedName(domain)
+        // Marked, not restarted yet: the pair's state can be recycled, and an episode can outlive its
+        // pair, while the quarantine lasts; each notices its end on the first query after it.
+        pairs[PairKey(client: client, domainHash: hashed.hash)]?.quarantine(since: time)
+        for b in budgets.states where b.domainHash == hashed.hash && b.client == client { b.quarantine(since: time) }
+        let text = domain.description
+        for (key, ep) in episodes where key.client == client && key.kind != .bypass && ep.alert.registeredDomain == text {
+            ep.quarantinedSince = min(ep.quarantinedSince, time)
+        }
     }
 
     /// Sizes of the tracked state, for the memory test and `dnsgate stats`.
@@ -484,11 +519,12 @@ public final class TunnelDetector {
         }
     }
 
-    private func updateBudget(client: String, key: String, event e: QueryEvent, domain: DNSName) -> DetectorAlert? {
+    private func updateBudget(client: String, key: String, event e: QueryEvent, domain: HashedName) -> DetectorAlert? {
         let k = BudgetStateKey(client: client, key: key)
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
-        let s = budgets.touch(k) ?? budgets.insert(k) { _ in BudgetState(window: w) }
+        let s = budgets.touch(k) ?? budgets.insert(k) { _ in BudgetState(window: w, client: client, domainHash: domain.hash) }
         s.lastSeen = max(s.lastSeen, e.time)
+        if e.time >= s.quarantinedSince { s.restartCounts() }   // its quarantine has ended
         if w > s.window {
             if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
             s.current.reset(); s.window = w
@@ -499,7 +535,7 @@ public final class TunnelDetector {
         let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
         guard estimate >= config.wildcardDistinctNames else { return nil }
         s.samples.append(e.name)
-        return fire(.wildcardBudget, client: client, domain: domain, time: e.time,
+        return fire(.wildcardBudget, client: client, domain: domain.name, time: e.time,
                     evidence: .budget(distinctNames: estimate.rounded()), samples: s.samples, budgetKey: key, held: &s.episode)
     }
 
@@ -517,9 +553,11 @@ public final class TunnelDetector {
             ep.alert.observations += 1
             if !samples.isEmpty && ep.samples !== samples { ep.samples = samples }
         }
-        if let ep = held, ep.live, time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); return nil }
+        if let ep = held, ep.live, time < ep.quarantinedSince, time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); return nil }
         let key = EpisodeKey(client: client, domain: budgetKey == nil ? domain : .root, kind: kind, budgetKey: budgetKey)
-        if let ep = episodes[key], time - ep.alert.lastTime <= config.episodeGapSeconds { refresh(ep); held = ep; return nil }
+        if let ep = episodes[key], time < ep.quarantinedSince, time - ep.alert.lastTime <= config.episodeGapSeconds {
+            refresh(ep); held = ep; return nil
+        }
         let alert = DetectorAlert(client: client, registeredDomain: domain.description, kind: kind, features: featureList(kind, evidence),
                                   sampleNames: samples.names.map(\.description), firstTime: time, lastTime: time,
                                   budgetKey: budgetKey)
@@ -583,6 +621,10 @@ private final class Episode {
     var evidence: Evidence
     /// False once dropped from the detector's table (ended, or trimmed at the cap): holders then look it up again.
     var live = true
+    /// When the quarantine it led to took effect (`TunnelDetector.quarantineStarted`); infinite when
+    /// none did. A firing from then on comes after the quarantine ended, and opens a new episode, and
+    /// a new alert, instead of refreshing this one.
+    var quarantinedSince = Double.infinity
     init(alert: DetectorAlert, samples: SampleRing, evidence: Evidence) { self.alert = alert; self.samples = samples; self.evidence = evidence }
 }
 
@@ -707,8 +749,25 @@ private final class PairState: RecencyTracked {
 
     /// Empties the state for a new pair, keeping the arrays' storage.
     func reset(firstSeen t: Double) {
-        // Each array is filled through one buffer pointer: element by element, every store through the
-        // class property checked the array's uniqueness again.
+        restartCounts()
+        firstSeen = t; lastTime = t
+        seen.removeAll()
+        // Filled through one buffer pointer: element by element, every store through the class
+        // property checked the array's uniqueness again.
+        histogram.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        histogramTotal = 0
+        cachedEntropy = 0; entropyAtTotal = 0
+    }
+
+    /// When the quarantine of this pair took effect, while it has not been seen to end; infinite otherwise.
+    private(set) var quarantinedSince = Double.infinity
+
+    func quarantine(since t: Double) { quarantinedSince = min(quarantinedSince, t) }
+
+    /// Forgets what the window counted (buckets, the minute's new names, gaps, samples, the episodes
+    /// it feeds) and any quarantine, and keeps the names seen and the alphabet of its labels.
+    func restartCounts() {
+        quarantinedSince = .infinity
         // The buckets are disowned, not rewritten: they are most of the state, and under a flood of new
         // registered domains the pair recycled is the coldest, so rewriting them missed the cache on
         // every line (valgrind's cache model: 60 % of the detector's write misses).
@@ -716,19 +775,14 @@ private final class PairState: RecencyTracked {
         if generation == 0 { buckets.withUnsafeMutableBufferPointer { $0.update(repeating: Bucket(epoch: .min, generation: 0)) } }
         newestEpoch = .min
         older = WindowTotals()
-        firstSeen = t; lastTime = t
-        seen.removeAll()
-        histogram.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        histogramTotal = 0
         intervals.removeAll()
         lastQueryTime = nil
         minuteEpoch = .min; minuteNewNames = 0
-        // An episode may still show these names; it keeps them, and the new pair gets a ring of its own.
+        // An episode may still show these names; it keeps them, and the pair gets a ring of its own.
         if isKnownUniquelyReferenced(&samples) { samples.removeAll() } else { samples = SampleRing() }
         // Written only where set: a pair that never fed an episode still holds the literal's static
         // storage, and the first write to it copies the array.
         for i in episodes.indices where episodes[i] != nil { episodes[i] = nil }
-        cachedEntropy = 0; entropyAtTotal = 0
     }
 
     /// Character entropy of the histogram: exact while it holds fewer than `exactEntropyChars`
@@ -787,12 +841,29 @@ private final class BudgetState: RecencyTracked {
     /// Place in the detector's recency list for this table (`RecentStates`).
     var recencyHandle = -1
     var window: Int64
-    init(window: Int64) { self.window = window }
+    let client: String
+    /// Registered domain (`HashedName.hash`) of the query that made the state: an allow-list
+    /// wildcard lies under one registered domain, which a quarantine names.
+    let domainHash: UInt64
+    init(window: Int64, client: String, domainHash: UInt64) { self.window = window; self.client = client; self.domainHash = domainHash }
     var current = HyperLogLog(precision: 9)
     var previous = HyperLogLog(precision: 9)
     var lastSeen = -Double.infinity
     var samples = SampleRing()
     var episode: Episode?
+
+    /// As `PairState.quarantinedSince`.
+    private(set) var quarantinedSince = Double.infinity
+
+    func quarantine(since t: Double) { quarantinedSince = min(quarantinedSince, t) }
+
+    /// Forgets the names counted and any quarantine, as `PairState.restartCounts` does.
+    func restartCounts() {
+        quarantinedSince = .infinity
+        current.reset(); previous.reset()
+        samples = SampleRing()
+        episode = nil
+    }
 }
 
 /// The last few new names of a pair or budget, oldest first when read. A class: the alert episodes a

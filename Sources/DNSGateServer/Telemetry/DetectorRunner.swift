@@ -32,6 +32,9 @@ final class DetectorRunner: @unchecked Sendable {
     }
 
     func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: HashedName?, nameHash: UInt64) {
+        // A query the quarantine sinkholed carried nothing out; and passed on, it would look like one
+        // answered after the quarantine ended (`TunnelDetector.quarantineStarted`).
+        if record.action == .quarantined { return }
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
         for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain, nameHash: nameHash) {
@@ -75,6 +78,9 @@ final class DetectorRunner: @unchecked Sendable {
         logger.warning("tunneling or exfiltration suspected", metadata: meta)
         if let q = quarantine, alert.kind != .bypass, let domain = try? DNSName(alert.registeredDomain) {
             q.quarantine(client: alert.client, domain: domain, seconds: quarantineSeconds, reason: "alert \(id) \(alert.kind.rawValue)", now: time)
+            // Read after the quarantine is in place: a query answered from then on and not sinkholed
+            // was answered after a lift or the expiry, and the pair's next crossing alerts again.
+            detector.quarantineStarted(client: alert.client, registeredDomain: domain, at: WallClock.now())
         }
     }
 
