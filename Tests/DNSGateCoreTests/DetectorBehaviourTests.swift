@@ -244,7 +244,8 @@ final class DetectorBehaviourTests: XCTestCase {
         _ = d.observe(event(0, "a.example.com"))
         _ = d.observe(event(0, "dns.google"))
         d.expire(now: 2 * DetectorConfig.default.windowSeconds + 1)
-        XCTAssertEqual(d.stateCounts, .init(pairs: 0, heldFirstQueries: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0))
+        XCTAssertEqual(d.stateCounts, .init(pairs: 0, heldFirstQueries: 0, clients: 0, budgetKeys: 0, episodes: 0, largestLabelSet: 0, totalLabels: 0,
+                                            sharedLabelSlots: 0))
     }
 
     /// Expiry walks from the least recently used end and stops at the first live state: a pair used

@@ -31,7 +31,7 @@ final class DetectorMemoryTests: XCTestCase {
         let fixedDomains: [[UInt8]] = (0..<16).map { Array("example\($0)".utf8) }
         let tld = Array("test".utf8)
         var alerts = 0, largest = TunnelDetector.StateCounts(pairs: 0, heldFirstQueries: 0, clients: 0, budgetKeys: 0, episodes: 0,
-                                                              largestLabelSet: 0, totalLabels: 0)
+                                                              largestLabelSet: 0, totalLabels: 0, sharedLabelSlots: 0)
         // A million, as the issue asks (≈ 30 s in a debug build); DNSGATE_FLOOD_NAMES shortens it.
         let total = ProcessInfo.processInfo.environment["DNSGATE_FLOOD_NAMES"].flatMap(Int.init) ?? 1_000_000
         for i in 0..<total {
@@ -55,6 +55,8 @@ final class DetectorMemoryTests: XCTestCase {
                 XCTAssertLessThanOrEqual(c.budgetKeys, config.maxBudgetKeys)
                 XCTAssertLessThanOrEqual(c.episodes, config.maxEpisodes)
                 XCTAssertLessThanOrEqual(c.largestLabelSet, config.maxLabelsPerPair)
+                XCTAssertLessThanOrEqual(c.sharedLabelSlots, 2 * config.sharedLabels)
+                XCTAssertLessThanOrEqual(c.totalLabels, c.pairs * config.guaranteedLabelsPerPair + config.sharedLabels)
                 largest = c
             }
         }

@@ -3,41 +3,68 @@ import XCTest
 
 /// The detector's per-pair memory of names and labels, and the reused state behind it.
 final class RecentHashesTests: XCTestCase {
+    /// A memory of `cap` hashes a pair with nothing shared beyond `guaranteed`.
+    private func memory(cap: Int, guaranteed: Int? = nil, shared: Int = 1 << 20) -> LabelMemory {
+        LabelMemory(labelsPerPair: cap, guaranteedLabelsPerPair: guaranteed ?? cap, sharedLabels: shared)
+    }
+
     func testRemembersTheLatestTimeAndGrowsPastItsFirstTable() {
-        var r = RecentHashes()
+        var r = RecentHashes(memory: memory(cap: 512))
         XCTAssertNil(r.lastSeen(42))
-        for h in 0..<200 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h), cap: 512) }
+        for h in 0..<200 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h)) }
         XCTAssertEqual(r.count, 200)
-        r.remember(StableHash.mix(7), at: 500, cap: 512)
-        r.remember(StableHash.mix(7), at: 300, cap: 512)   // older: ignored
+        r.remember(StableHash.mix(7), at: 500)
+        r.remember(StableHash.mix(7), at: 300)   // older: ignored
         XCTAssertEqual(r.lastSeen(StableHash.mix(7)), 500)
         XCTAssertEqual(r.lastSeen(StableHash.mix(199)), 199)
         XCTAssertNil(r.lastSeen(StableHash.mix(200)))
-        r.remember(0, at: 1, cap: 512)                     // 0 marks empty slots
+        r.remember(0, at: 1)                     // 0 marks empty slots
         XCTAssertEqual(r.lastSeen(0), 1)
         r.removeAll()
         XCTAssertEqual(r.count, 0)
         XCTAssertNil(r.lastSeen(StableHash.mix(7)))
     }
 
-    /// At the cap the older generation goes; a hash seen again in the meantime moved to the newer one
-    /// with its latest time, and stays.
+    /// At the cap the older generation goes; a hash remembered again in the meantime moved to the
+    /// newer one with its latest time, and stays.
     func testAtTheCapTheOlderGenerationGoes() {
-        var r = RecentHashes()
-        for h in 0..<8 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h), cap: 8) }
+        var r = RecentHashes(memory: memory(cap: 8))
+        for h in 0..<8 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h)) }
         XCTAssertEqual(r.count, 8)
-        r.remember(StableHash.mix(8), at: 8, cap: 8)      // 0…3 go, 4…7 are the older generation
+        r.remember(StableHash.mix(8), at: 8)      // 0…3 go, 4…7 are the older generation
         XCTAssertEqual(r.count, 5)
         for gone in 0..<4 as Range<UInt64> { XCTAssertNil(r.lastSeen(StableHash.mix(gone)), "\(gone)") }
         XCTAssertEqual(r.lastSeen(StableHash.mix(4)), 4)
-        r.remember(StableHash.mix(5), at: 20, cap: 8)     // seen again: into the newer generation
+        r.remember(StableHash.mix(5), at: 20)     // seen again: into the newer generation
         XCTAssertEqual(r.lastSeen(StableHash.mix(5)), 20)
-        for h in 9..<12 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h), cap: 8) }
+        for h in 9..<12 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h)) }
         for gone in [4, 6, 7] as [UInt64] { XCTAssertNil(r.lastSeen(StableHash.mix(gone)), "\(gone)") }
         XCTAssertEqual(r.lastSeen(StableHash.mix(5)), 20)
         XCTAssertEqual(r.lastSeen(StableHash.mix(8)), 8)
         XCTAssertEqual(r.count, 5)
         XCTAssertLessThanOrEqual(r.count, 8)
+    }
+
+    /// Beyond the guaranteed tables pairs draw on one budget: a pair that finds it spent turns its
+    /// generations over at the size it has, and what a pair drew comes back when it is emptied.
+    func testPairsShareTheSlotsBeyondTheirGuaranteedOnes() {
+        // 8 hashes guaranteed (16-slot tables), 16 more shared (32 slots), up to 64 a pair.
+        let m = memory(cap: 64, guaranteed: 8, shared: 16)
+        var first = RecentHashes(memory: m), second = RecentHashes(memory: m)
+        for h in 0..<40 as Range<UInt64> { first.remember(StableHash.mix(h), at: Double(h)) }
+        XCTAssertEqual(first.sharedSlots, 32)
+        XCTAssertEqual(m.freeSharedSlots, 0)
+        XCTAssertEqual(first.count, 16 + 8, "two 32-slot tables, the newer one half full")
+        for h in 100..<120 as Range<UInt64> { second.remember(StableHash.mix(h), at: Double(h)) }
+        XCTAssertEqual(second.sharedSlots, 0)
+        XCTAssertLessThanOrEqual(second.count, 16, "the guaranteed 8 a generation")
+        XCTAssertNotNil(second.lastSeen(StableHash.mix(119)))
+        first.removeAll()
+        XCTAssertEqual(m.freeSharedSlots, 32)
+        for h in 200..<220 as Range<UInt64> { second.remember(StableHash.mix(h), at: Double(h)) }
+        XCTAssertEqual(second.sharedSlots, 16)
+        second.releaseSharedSlots()
+        XCTAssertEqual(m.freeSharedSlots, 32)
     }
 
     /// Held first queries go in arrival order, whatever their keys hash to, so a replay holds and

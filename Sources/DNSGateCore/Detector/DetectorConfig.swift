@@ -98,6 +98,12 @@ public struct DetectorConfig: Sendable, Equatable {
     public var maxPairs: Int = 2048
     /// Distinct label/name hashes remembered per pair (distinct counting and new-information test).
     public var maxLabelsPerPair: Int = 256
+    /// Hashes every pair may hold whatever the others hold (8 KB of tables).
+    public var guaranteedLabelsPerPair: Int = 256
+    /// Hashes all pairs together may hold beyond their guaranteed ones, first come first served until
+    /// a pair is dropped or recycled: 16 MB of tables at most (64 pairs of 8,192 hashes). When
+    /// it runs out, pairs stay at the size they have, down to the guaranteed one.
+    public var sharedLabels: Int = 524_288
     /// Clients with a rate baseline.
     public var maxClients: Int = 4096
     /// (client, budget key) sketches; each is a 1 KB HyperLogLog pair.

@@ -1,13 +1,17 @@
 /// Hashes of the names and labels one detector pair has seen, each with the time it was last seen,
-/// at most `cap` of them (2 when `cap` is 1).
+/// at most `DetectorConfig.maxLabelsPerPair` of them.
 ///
-/// Two generations of at most `cap / 2` hashes each: new hashes go into the newer one, and when it
-/// is full it becomes the older one and the old older one is forgotten. So the table always holds
-/// the last `cap / 2` to `cap` hashes remembered, a hash seen again moves into the newer generation,
-/// and making room costs one pass over a table of `cap` slots every `cap / 2` new hashes. (Trimming
-/// one table to the newer half of its entries by time, a median selection and a rebuild, cost more
-/// than the lookups themselves on a flood of unique names.) A forgotten hash that comes back counts
-/// as new information again, which errs towards alerting, never towards missing a tunnel.
+/// Two generations of at most half that each: new hashes go into the newer one, and when it is full
+/// it becomes the older one and the old older one is forgotten. So the table always holds the last
+/// half to all of the hashes remembered, a hash seen again moves into the newer generation, and
+/// making room costs one pass over a generation's table every time that many new hashes have come.
+/// (Trimming one table to the newer half of its entries by time, a median selection and a rebuild,
+/// cost more than the lookups themselves on a flood of unique names.) A forgotten hash that comes
+/// back counts as new information again, which errs towards alerting, never towards missing a tunnel.
+///
+/// A generation is also full when its table would have to grow and `LabelMemory` has no room left:
+/// every pair's tables hold `LabelMemory.guaranteedLabelsPerPair` hashes whatever the others do,
+/// and beyond that draw on one budget all pairs share (`LabelMemory.sharedSlots`).
 ///
 /// Each generation is an open-addressing table (linear probing, load at most ½) keyed by 64-bit
 /// hashes (`StableHash`, `TableHash`), which are already well mixed, so a lookup is a mask and a
@@ -16,9 +20,15 @@
 struct RecentHashes {
     private var newer = Generation()
     private var older = Generation()
+    private let memory: LabelMemory
+
+    init(memory: LabelMemory) { self.memory = memory }
 
     /// Hashes held; one seen in both generations counts twice until the older one goes.
     var count: Int { newer.count + older.count }
+
+    /// Table slots held beyond the guaranteed ones, drawn from `memory`.
+    var sharedSlots: Int { memory.sharedPart(of: newer.slotCount) + memory.sharedPart(of: older.slotCount) }
 
     /// Time `h` was last remembered, or nil.
     @inline(__always)
@@ -27,23 +37,47 @@ struct RecentHashes {
         return newer.time(of: k) ?? older.time(of: k)
     }
 
-    /// Records `h` as seen at `t` (a later time wins), in the newer generation; when that holds
-    /// `cap / 2` hashes already, it becomes the older one first.
-    mutating func remember(_ h: UInt64, at t: Double, cap: Int) {
+    /// Records `h` as seen at `t` (a later time wins), in the newer generation.
+    mutating func remember(_ h: UInt64, at t: Double) {
         let k = Generation.key(h)
         if newer.refresh(k, at: t) { return }
-        let time = max(t, older.time(of: k) ?? t)
-        if newer.count >= max(1, cap / 2) {
-            swap(&newer, &older)
-            newer.removeAll()
-        }
-        newer.insert(k, time)
+        add(k, max(t, older.time(of: k) ?? t))
     }
 
-    /// Forgets everything, keeping the tables' storage (a recycled pair starts empty).
+    /// Forgets everything (a recycled pair starts empty), keeping the tables' storage up to the
+    /// guaranteed size and handing back what it drew from the shared budget.
     mutating func removeAll() {
-        newer.removeAll()
-        older.removeAll()
+        releaseSharedSlots()
+        newer.removeAll(shrinkingAbove: memory.guaranteedSlots)
+        older.removeAll(shrinkingAbove: memory.guaranteedSlots)
+    }
+
+    /// Hands back the shared slots; for the owner's deinit.
+    func releaseSharedSlots() {
+        let shared = sharedSlots
+        if shared > 0 { memory.release(shared) }
+    }
+
+    /// Adds `k`, absent from the newer generation, to it; when it is full, or its table cannot grow,
+    /// it becomes the older generation first.
+    private mutating func add(_ k: UInt64, _ t: Double) {
+        let m = memory
+        if newer.count >= m.generationCap || !Self.makeRoom(in: &newer, m) {
+            swap(&newer, &older)
+            newer.removeAll(shrinkingAbove: .max)
+            _ = Self.makeRoom(in: &newer, m)   // empty: room already, or a first table within the guaranteed slots
+        }
+        newer.insert(k, t)
+    }
+
+    /// Whether `g` can take one more hash, growing its table if its load would pass ½ and the
+    /// memory allows.
+    private static func makeRoom(in g: inout Generation, _ m: LabelMemory) -> Bool {
+        guard g.isFull else { return true }
+        let size = max(16, g.slotCount * 2)
+        guard m.reserve(m.sharedPart(of: size) - m.sharedPart(of: g.slotCount)) else { return false }
+        g.grow(to: size)
+        return true
     }
 
     private struct Generation {
@@ -53,6 +87,11 @@ struct RecentHashes {
         }
         private var slots: [Slot] = []
         private(set) var count = 0
+
+        var slotCount: Int { slots.count }
+
+        /// Whether one more key would take the load past ½.
+        var isFull: Bool { (count + 1) * 2 > slots.count }
 
         // 0 marks an empty slot; a hash of 0 is stored as 1 (one name in 2^64 shares a key with another).
         @inline(__always) static func key(_ h: UInt64) -> UInt64 { h == 0 ? 1 : h }
@@ -67,16 +106,17 @@ struct RecentHashes {
             return true
         }
 
-        /// Adds `k`, which must be absent.
+        /// Adds `k`, which must be absent, to a table with room for it (`isFull` false).
         mutating func insert(_ k: UInt64, _ t: Double) {
-            if (count + 1) * 2 > slots.count { grow() }
             let mask = slots.count - 1
             var i = Int(truncatingIfNeeded: k) & mask
             while slots[i].key != 0 { i = (i + 1) & mask }
             slots[i] = Slot(key: k, time: t); count += 1
         }
 
-        mutating func removeAll() {
+        /// Empties the table; one larger than `limit` slots is let go, to start again at 16.
+        mutating func removeAll(shrinkingAbove limit: Int) {
+            if slots.count > limit { slots = []; count = 0; return }
             guard count > 0 else { return }
             slots.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i].key = 0 } }   // one uniqueness check, not one per slot
             count = 0
@@ -94,11 +134,49 @@ struct RecentHashes {
             return nil
         }
 
-        private mutating func grow() {
+        mutating func grow(to size: Int) {
             let old = slots
-            slots = [Slot](repeating: Slot(key: 0, time: 0), count: max(16, slots.count * 2))
+            slots = [Slot](repeating: Slot(key: 0, time: 0), count: size)
             count = 0
             for e in old where e.key != 0 { insert(e.key, e.time) }
         }
     }
+}
+
+/// The table space of every pair's `RecentHashes`: how many hashes a pair may hold, the part each
+/// pair may hold whatever the others do, and the budget beyond it that all pairs share, first come
+/// first served, until they are dropped or recycled. One per detector; not thread-safe, like it.
+final class LabelMemory {
+    /// Hashes per generation (half a pair's hashes).
+    let generationCap: Int
+    /// Table slots per generation that draw nothing from the shared budget.
+    let guaranteedSlots: Int
+    /// Shared slots not yet drawn.
+    private(set) var freeSharedSlots: Int
+    let sharedSlots: Int
+
+    /// - Parameters:
+    ///   - labelsPerPair: hashes a pair may hold (`DetectorConfig.maxLabelsPerPair`).
+    ///   - guaranteedLabelsPerPair: hashes every pair may hold whatever the others do.
+    ///   - sharedLabels: hashes beyond those, all pairs together; a hash takes up to two slots.
+    init(labelsPerPair: Int, guaranteedLabelsPerPair: Int, sharedLabels: Int) {
+        generationCap = max(1, labelsPerPair / 2)
+        // A generation of n hashes at load ½ needs 2n slots, a power of two, and tables start at 16.
+        guaranteedSlots = TableHash.powerOfTwo(atLeast: max(16, 2 * max(1, guaranteedLabelsPerPair / 2)))
+        sharedSlots = max(0, 2 * sharedLabels)
+        freeSharedSlots = sharedSlots
+    }
+
+    /// The slots of a table of `size` that count against the shared budget.
+    @inline(__always)
+    func sharedPart(of size: Int) -> Int { max(0, size - guaranteedSlots) }
+
+    /// Takes `n` shared slots if that many are left.
+    func reserve(_ n: Int) -> Bool {
+        guard n <= freeSharedSlots else { return false }
+        freeSharedSlots -= n
+        return true
+    }
+
+    func release(_ n: Int) { freeSharedSlots = min(sharedSlots, freeSharedSlots + n) }
 }

@@ -11,7 +11,8 @@
 ///
 /// Time comes only from the events (`QueryEvent.time`): the live server and `dnsgate analyze`
 /// replaying a log get the same alerts. Memory is capped by `DetectorConfig.maxPairs`,
-/// `maxLabelsPerPair`, `maxClients`, `maxBudgetKeys` and `maxEpisodes`; beyond a cap the least
+/// `maxLabelsPerPair` and `sharedLabels` (`LabelMemory`), `maxClients`, `maxBudgetKeys` and
+/// `maxEpisodes`; beyond a cap the least
 /// recently seen entries go first (`RecencyList`, arrival order, so replays evict identically). A
 /// pair is tracked from its second query: its first waits in `FirstQueries`, so registered domains
 /// looked up once neither cost a pair's state nor push a tracked pair out.
@@ -27,6 +28,11 @@
 /// - "Names with no fixed parent" (each query under a different registered domain) leave every
 ///   pair tiny; the per-client first-seen count is kept but not yet scored.
 /// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
+/// - The label tables beyond each pair's guaranteed 256 hashes are shared first come, first served:
+///   pairs flooded with ever-new names (which gain nothing from them) can hold them all for a window,
+///   and another client's loop over more than about 128 names under one domain then counts its
+///   repeats as new again. Growing only pairs whose repeats are being found, or a share per client,
+///   would keep floods from taking them.
 public final class TunnelDetector {
     public let config: DetectorConfig
     private let suffixes: PublicSuffixList
@@ -35,6 +41,8 @@ public final class TunnelDetector {
     private let baselineDecay: Double
 
     private var pairs: RecentStates<PairKey, PairState>
+    /// The table space the pairs' remembered names and labels share.
+    private let labelMemory: LabelMemory
     /// First queries of pairs seen once; used only when `holdsFirstQueries`.
     private var firstQueries: FirstQueries
     /// Whether no lone query can cross a threshold, so a pair's first query may wait for its second:
@@ -66,6 +74,8 @@ public final class TunnelDetector {
         self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
         self.pairs = RecentStates(capacity: config.maxPairs)
+        self.labelMemory = LabelMemory(labelsPerPair: config.maxLabelsPerPair, guaranteedLabelsPerPair: config.guaranteedLabelsPerPair,
+                                       sharedLabels: config.sharedLabels)
         let holds = min(config.tunnelBudgetBytes, config.volumeBudgetBytes) >= 256 && config.rateSpikeMinNames > 1
         self.holdsFirstQueries = holds
         self.firstQueries = FirstQueries(capacity: holds ? config.maxPairs : 1)
@@ -147,13 +157,17 @@ public final class TunnelDetector {
         // At the cap the least recently seen pair makes room, and its state is reused for this
         // one: under a flood of new registered domains that spares a dozen allocations a pair.
         let pair = pairs.insert(key) { evicted in
-            guard let old = evicted else { return PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: firstSeen) }
+            guard let old = evicted else { return newPairState(firstSeen: firstSeen) }
             old.reset(firstSeen: firstSeen)
             return old
         }
         // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
         if let first { update(pair, with: first, domainLabels: domain.labelCount) }
         return pair
+    }
+
+    private func newPairState(firstSeen: Double) -> PairState {
+        PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: firstSeen, labels: labelMemory)
     }
 
     /// Every alert episode held, oldest first; with `now`, only episodes still open at that time.
@@ -228,13 +242,16 @@ public final class TunnelDetector {
         /// Largest remembered-label set of any pair (capped by `maxLabelsPerPair`).
         public var largestLabelSet: Int
         public var totalLabels: Int
+        /// Table slots (16 bytes each) the pairs hold beyond their guaranteed ones, at most `2 × sharedLabels`.
+        public var sharedLabelSlots: Int
     }
 
     public var stateCounts: StateCounts {
         var largest = 0, total = 0
         for p in pairs.states { largest = max(largest, p.seen.count); total += p.seen.count }
         return StateCounts(pairs: pairs.count, heldFirstQueries: firstQueries.count, clients: clients.count, budgetKeys: budgets.count,
-                           episodes: episodes.count, largestLabelSet: largest, totalLabels: total)
+                           episodes: episodes.count, largestLabelSet: largest, totalLabels: total,
+                           sharedLabelSlots: labelMemory.sharedSlots - labelMemory.freeSharedSlots)
     }
 
     /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
@@ -243,7 +260,7 @@ public final class TunnelDetector {
         if let p = pairs[key] { return features(of: p, at: time) }
         // A pair seen once: its first query alone, in a state of its own that is not kept.
         guard let first = firstQueries.peek(key.id, client: client) else { return nil }
-        let p = PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: first.time)
+        let p = newPairState(firstSeen: first.time)
         update(p, with: first, domainLabels: registeredDomain.labelCount)
         return features(of: p, at: time)
     }
@@ -380,7 +397,7 @@ public final class TunnelDetector {
             // The name's own hash and its labels' are different functions, so they never stand for each other.
             let nameHash = knownHash ?? TableHash.hash(UnsafeRawBufferPointer(w))
             guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-            p.seen.remember(nameHash, at: e.time, cap: config.maxLabelsPerPair)
+            p.seen.remember(nameHash, at: e.time)
             bucket.newNames += 1
             bucket.subLenSum += Int32(subLen)
             bucket.longestSub = max(bucket.longestSub, Int32(subLen))
@@ -396,7 +413,7 @@ public final class TunnelDetector {
                 let label = UnsafeBufferPointer(rebasing: w[labelScratch[i]])
                 let h = StableHash.hash(UnsafeRawBufferPointer(label), seed: 2)
                 if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-                p.seen.remember(h, at: e.time, cap: config.maxLabelsPerPair)
+                p.seen.remember(h, at: e.time)
                 labelScratch[fresh] = labelScratch[i]; fresh += 1
                 p.count(label)
             }
@@ -724,7 +741,7 @@ private final class PairState: RecencyTracked {
     var firstSeen: Double
     var lastTime: Double
     /// Hash of a name or label → last time seen; capped at `maxLabelsPerPair`.
-    var seen = RecentHashes()
+    var seen: RecentHashes
     var histogram = [UInt32](repeating: 0, count: LabelShape.slots)
     var histogramTotal: UInt32 = 0
     /// The last `beaconIntervals` gaps between the pair's queries.
@@ -740,12 +757,15 @@ private final class PairState: RecencyTracked {
         switch kind { case .tunnel: 0; case .volume: 1; case .beacon: 2; default: 3 }
     }
 
-    init(bucketCount: Int, gapCount: Int, firstSeen: Double) {
+    init(bucketCount: Int, gapCount: Int, firstSeen: Double, labels: LabelMemory) {
+        seen = RecentHashes(memory: labels)
         buckets = [Bucket](repeating: Bucket(epoch: .min, generation: 0), count: bucketCount)
         intervals = RecentGaps(capacity: gapCount)
         self.firstSeen = firstSeen
         self.lastTime = firstSeen
     }
+
+    deinit { seen.releaseSharedSlots() }
 
     /// Empties the state for a new pair, keeping the arrays' storage.
     func reset(firstSeen t: Double) {
