@@ -45,6 +45,18 @@ final class RecentHashesTests: XCTestCase {
         XCTAssertLessThanOrEqual(r.count, 8)
     }
 
+    /// A hash looked up in the older generation moves into the newer one with its own time: the
+    /// names a client keeps asking for survive the turnover that new names cause.
+    func testARecalledHashOutlivesItsGeneration() {
+        var r = RecentHashes(memory: memory(cap: 8))
+        for h in 0..<9 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h)) }   // older 4…7, newer 8
+        XCTAssertEqual(r.recall(StableHash.mix(6)), 6)
+        XCTAssertNil(r.recall(StableHash.mix(2)), "gone already")
+        for h in 9..<12 as Range<UInt64> { r.remember(StableHash.mix(h), at: Double(h)) }   // 4…7 go
+        XCTAssertEqual(r.lastSeen(StableHash.mix(6)), 6, "recalled, with the time it was remembered")
+        for gone in [4, 5, 7] as [UInt64] { XCTAssertNil(r.lastSeen(StableHash.mix(gone)), "\(gone)") }
+    }
+
     /// Beyond the guaranteed tables pairs draw on one budget: a pair that finds it spent turns its
     /// generations over at the size it has, and what a pair drew comes back when it is emptied.
     func testPairsShareTheSlotsBeyondTheirGuaranteedOnes() {

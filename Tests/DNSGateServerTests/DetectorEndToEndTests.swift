@@ -197,6 +197,30 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("allowed.test."), stats.stdout)
     }
 
+    /// QA's F4: a client looping over 200 service hosts under one allowed wildcard, 10 rounds at about
+    /// 300 queries a second, was quarantined (`rate-spike`, `volume`): past 128 names every repeat
+    /// counted as a new name. It raises nothing now, while as many names never seen before still do.
+    func testALoopOverTwoHundredServiceHostsIsNotQuarantined() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: "*.allowed.test  # service hosts\n", upstreams: [nsd.address],
+                                   configYAML: "detector: { quarantine: true }\ncontrol: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
+        func queries(_ names: [String]) -> [[UInt8]] {
+            names.enumerated().map { RawQuery.make(id: UInt16(truncatingIfNeeded: $0.offset), name: $0.element) }
+        }
+        let hosts = (0..<200).map { String(format: "host-%03d.m45.allowed.test", $0) }
+        // Batches of 10 with a 30 ms drain: about 300 queries a second.
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, queries((0..<10).flatMap { _ in hosts }), batch: 10, drainMs: 30), 1900)
+        XCTAssertEqual(try g.cli(["alerts", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "no alert on repeats")
+        XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("no quarantines"))
+        XCTAssertNil(try dig(g.port, ["host-007.m45.allowed.test"]).edeCode, "still answered")
+
+        let fresh = (0..<2000).map { String(format: "fresh-%04d.m46.allowed.test", $0) }
+        UDPClient.burst(port: g.port, queries(fresh), batch: 10, drainMs: 30)
+        let alerts = try g.cli(["alerts", "--json"]).stdout
+        XCTAssertTrue(alerts.contains("\"kind\":\"rate-spike\""), "2,000 new names are a flood: \(alerts)")
+        XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("allowed.test."))
+    }
+
     func testPrometheusMetricsEndpoint() throws {
         try requireTool("curl")
         let nsd = try NSDUpstream()

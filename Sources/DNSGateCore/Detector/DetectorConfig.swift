@@ -96,8 +96,13 @@ public struct DetectorConfig: Sendable, Equatable {
 
     /// (client, registered domain) pairs tracked; beyond it the least recently seen are dropped.
     public var maxPairs: Int = 2048
-    /// Distinct label/name hashes remembered per pair (distinct counting and new-information test).
-    public var maxLabelsPerPair: Int = 256
+    /// Distinct label/name hashes remembered per pair (distinct counting and new-information test);
+    /// a name new to the pair takes one for itself and one for each new label, a repeat none. A
+    /// forgotten name counts as new again, so this must hold more names than the thresholds count
+    /// (`wildcardDistinctNames`, `rateSpikeMinNames`): 256 made a client looping over 129 service
+    /// hosts under one domain a rate spike. 8192 holds a working set of about 3,000 names, also
+    /// while new names pass by (`RecentHashes`, `DetectorWorkingSetTests`); 256 KB of tables at most.
+    public var maxLabelsPerPair: Int = 8192
     /// Hashes every pair may hold whatever the others hold (8 KB of tables).
     public var guaranteedLabelsPerPair: Int = 256
     /// Hashes all pairs together may hold beyond their guaranteed ones, first come first served until

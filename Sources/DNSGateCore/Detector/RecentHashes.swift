@@ -2,16 +2,19 @@
 /// at most `DetectorConfig.maxLabelsPerPair` of them.
 ///
 /// Two generations of at most half that each: new hashes go into the newer one, and when it is full
-/// it becomes the older one and the old older one is forgotten. So the table always holds the last
-/// half to all of the hashes remembered, a hash seen again moves into the newer generation, and
-/// making room costs one pass over a generation's table every time that many new hashes have come.
-/// (Trimming one table to the newer half of its entries by time, a median selection and a rebuild,
-/// cost more than the lookups themselves on a flood of unique names.) A forgotten hash that comes
-/// back counts as new information again, which errs towards alerting, never towards missing a tunnel.
+/// it becomes the older one and the old older one is forgotten. A hash found in the older generation
+/// moves into the newer one, with its time, so the names a client keeps coming back to stay while
+/// new ones pass by, as long as each comes back before a generation has filled. Making room costs
+/// one pass over a generation's table every time that many hashes have come. (Trimming one table
+/// to the newer half of its entries by time, a median selection and a rebuild, cost more than the
+/// lookups themselves on a flood of unique names.) A forgotten hash that comes back counts as new
+/// information again, which errs towards alerting, never towards missing a tunnel; so the memory has
+/// to hold more names than the thresholds count: a client looping over 129 service host names under
+/// one domain was quarantined when a pair held 256 hashes (two a name: the name and its first label).
 ///
 /// A generation is also full when its table would have to grow and `LabelMemory` has no room left:
-/// every pair's tables hold `LabelMemory.guaranteedLabelsPerPair` hashes whatever the others do,
-/// and beyond that draw on one budget all pairs share (`LabelMemory.sharedSlots`).
+/// every pair's tables hold `DetectorConfig.guaranteedLabelsPerPair` hashes whatever the others do,
+/// and beyond that draw on one budget all pairs share (`DetectorConfig.sharedLabels`).
 ///
 /// Each generation is an open-addressing table (linear probing, load at most ½) keyed by 64-bit
 /// hashes (`StableHash`, `TableHash`), which are already well mixed, so a lookup is a mask and a
@@ -35,6 +38,16 @@ struct RecentHashes {
     func lastSeen(_ h: UInt64) -> Double? {
         let k = Generation.key(h)
         return newer.time(of: k) ?? older.time(of: k)
+    }
+
+    /// `lastSeen`, and a hash found in the older generation only moves into the newer one.
+    @inline(__always)
+    mutating func recall(_ h: UInt64) -> Double? {
+        let k = Generation.key(h)
+        if let t = newer.time(of: k) { return t }
+        guard let t = older.time(of: k) else { return nil }
+        add(k, t)
+        return t
     }
 
     /// Records `h` as seen at `t` (a later time wins), in the newer generation.

@@ -837,7 +837,7 @@ private final class PairState: RecencyTracked {
 
     @inline(__always)
     func seenRecently(_ h: UInt64, at t: Double, window: Double) -> Bool {
-        guard let last = seen.lastSeen(h) else { return false }
+        guard let last = seen.recall(h) else { return false }
         return t - last <= window
     }
 }
