@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CDNSGateSockets.h"
+#include <netinet/in.h>
 #include <stddef.h>
+#include <string.h>
 
 _Static_assert(sizeof(dnsgate_mmsghdr) == sizeof(struct mmsghdr), "dnsgate_mmsghdr must match struct mmsghdr");
 _Static_assert(offsetof(dnsgate_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "msg_len offset");
@@ -11,4 +13,73 @@ int dnsgate_recvmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen, int wait) 
 
 int dnsgate_sendmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen) {
     return sendmmsg(fd, (struct mmsghdr *)vec, vlen, 0);
+}
+
+_Static_assert(CMSG_SPACE(sizeof(struct in6_pktinfo)) <= DNSGATE_PKTINFO_SPACE, "pktinfo room");
+
+int dnsgate_enable_pktinfo(int fd, int family) {
+    int one = 1;
+    if (family == AF_INET6) {
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0) return -1;
+        // IPv4 clients of a dual-stack socket arrive as mapped addresses with IP_PKTINFO; a socket
+        // that is IPv6-only refuses the option, which is fine.
+        (void)setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+        return 0;
+    }
+    return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+}
+
+void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out) {
+    memset(out, 0, sizeof *out);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            out->family = AF_INET;
+            out->ifindex = pi.ipi_ifindex;
+            memcpy(out->addr, &pi.ipi_addr, 4);   // the destination the client used
+            return;
+        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            out->family = AF_INET6;
+            out->ifindex = (int)pi.ipi6_ifindex;
+            memcpy(out->addr, &pi.ipi6_addr, 16);
+            return;
+        }
+    }
+}
+
+void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local *local) {
+    if (local == NULL || local->family == 0) {
+        msg->msg_control = NULL;
+        msg->msg_controllen = 0;
+        return;
+    }
+    memset(buffer, 0, DNSGATE_PKTINFO_SPACE);
+    msg->msg_control = buffer;
+    struct cmsghdr *c;
+    if (local->family == AF_INET) {
+        msg->msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+        c = CMSG_FIRSTHDR(msg);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        memcpy(&pi.ipi_spec_dst, local->addr, 4);   // source address; the route picks the interface
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    } else {
+        msg->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+        c = CMSG_FIRSTHDR(msg);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+        struct in6_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        memcpy(&pi.ipi6_addr, local->addr, 16);
+        pi.ipi6_ifindex = (unsigned int)local->ifindex;   // needed for a link-local address
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    }
 }

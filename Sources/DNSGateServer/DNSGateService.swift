@@ -176,7 +176,11 @@ public final class DNSGateService: @unchecked Sendable {
         let maxConn = config.tcpMaxConnections
         let connections = tcpConnections
         let logger = self.logger
-        let bootstrap = ServerBootstrap(group: group)
+        var bootstrap = ServerBootstrap(group: group)
+        if hp.host.contains(":") {   // IPv6 only, as the UDP sockets: `[::]` and `0.0.0.0` side by side
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
+        }
+        bootstrap = bootstrap
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)   // see StreamQueryHandler

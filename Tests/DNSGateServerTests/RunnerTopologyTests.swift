@@ -158,6 +158,30 @@ final class RunnerTopologyTests: XCTestCase {
         XCTAssertFalse(routes.stdout.contains("default"), routes.stdout)
     }
 
+    // MARK: - wildcard listeners
+
+    /// Listening on 0.0.0.0 and [::], as the shipped container config does, a reply leaves from the
+    /// address its query was sent to: the host's second address here, which is not the one the kernel
+    /// would pick. A reply from elsewhere is dropped by the client (dig: "reply from unexpected
+    /// source"), so each query below fails without IP_PKTINFO. Denied, cache miss and cache hit, over
+    /// IPv4 and IPv6.
+    func testAWildcardListenerAnswersFromTheAddressAsked() throws {
+        let r = try startTopology(configTemplate: "wildcard.yaml.in")
+        let t = r.topo, runner = t.runners["a"]!
+        try t.ip(["-n", t.host, "addr", "add", "192.0.2.2/24", "dev", "br0"])                // secondary: replies default to .1
+        try t.ip(["-n", t.host, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad"])
+        try t.ip(["-n", t.host, "addr", "add", "2001:db8::2/64", "dev", "br0", "nodad"])
+        try t.ip(["-n", runner, "addr", "add", "2001:db8::20/64", "dev", "eth0", "nodad"])
+        // The first query is a cache miss: its answer leaves later, from the listener's upstream wait.
+        for server in ["192.0.2.2", "2001:db8::2", RunnerTopology.hostAddress] {
+            for (name, status) in [("www.allowed.test", "NOERROR"), ("www.allowed.test", "NOERROR"), ("evil.denied.test", "NXDOMAIN")] {
+                let q = try t.exec(runner, ["dig", "@\(server)", "+time=2", "+tries=1", name], timeout: 10)
+                XCTAssertTrue(q.stdout.contains("status: \(status)"), "\(name) via \(server): \(q.stdout)\(q.stderr)")
+                XCTAssertTrue(q.stdout.contains("SERVER: \(server)#53"), "answered from \(server): \(q.stdout)")
+            }
+        }
+    }
+
     // MARK: - per-stage profiles
 
     func testTwoRunnersWithDifferentProfilesGetDifferentAnswers() throws {

@@ -20,4 +20,27 @@ int dnsgate_recvmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen, int wait);
 /// Sends up to `vlen` datagrams in one call; returns how many went out, or -1 with errno.
 int dnsgate_sendmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen);
 
+/// The local address a datagram arrived on, from IP_PKTINFO / IPV6_PKTINFO: a socket bound to a
+/// wildcard address must answer from it, or the client drops the reply (it came from elsewhere).
+/// `family` 0: none known (the reply leaves as the kernel routes it).
+typedef struct {
+    int family;
+    int ifindex;
+    unsigned char addr[16];
+} dnsgate_local;
+
+/// Room for one pktinfo control message of either family.
+#define DNSGATE_PKTINFO_SPACE 64
+
+/// Asks the kernel for each datagram's local address (IPv4 and, on an IPv6 socket, IPv6 too).
+/// 0, or -1 with errno.
+int dnsgate_enable_pktinfo(int fd, int family);
+
+/// Reads the local address out of a received message's control data; family 0 when there is none.
+void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out);
+
+/// Points `msg` at `buffer` (DNSGATE_PKTINFO_SPACE octets) holding a control message that sends
+/// from `local`; with family 0 it clears the control data instead.
+void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local *local);
+
 #endif

@@ -45,6 +45,10 @@ final class DatagramListener: @unchecked Sendable {
     /// Waits the moderation asked for, shared by the service's listeners (`dnsgate stats`, metrics).
     private let coalescedWaits: AtomicCounter
     private let finished = DispatchSemaphore(value: 0)
+    /// Bound to a wildcard address (0.0.0.0, ::): each reply must leave from the address its query was
+    /// sent to, which the kernel reports per datagram (IP_PKTINFO). A socket bound to one address does
+    /// without, at no cost.
+    private let answersFromDestination: Bool
 
     /// Opens and binds the socket (with SO_REUSEPORT, so each thread has its own and the kernel spreads
     /// clients over them). Throws NIO's `IOError`, whose errno the caller turns into advice.
@@ -60,9 +64,15 @@ final class DatagramListener: @unchecked Sendable {
         var wake = timeval(tv_sec: 0, tv_usec: suseconds_t(Self.wakeMilliseconds * 1000))
         // No SO_REUSEADDR: for UDP it would let another socket bind the same address and take a share
         // of the queries. SO_REUSEPORT joins this service's own sockets; `assertUnused` keeps others out.
-        guard setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
+        // IPv6 sockets serve IPv6 only, so `[::]:53` and `0.0.0.0:53` can both be listed (each family
+        // answered by its own sockets); a dual-stack socket would collide with the IPv4 one.
+        guard family != AF_INET6 || setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
+              setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
               setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size)) == 0
         else { throw fail("setsockopt") }
+        let wildcard = address.ipAddress == "0.0.0.0" || address.ipAddress == "::"
+        guard !wildcard || dnsgate_enable_pktinfo(fd, family) == 0 else { throw fail("setsockopt IP_PKTINFO") }
+        answersFromDestination = wildcard
         guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw fail("bind") }
         var bound = sockaddr_storage(), length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         guard withUnsafeMutablePointer(to: &bound, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }) == 0
@@ -78,6 +88,8 @@ final class DatagramListener: @unchecked Sendable {
         let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         defer { Glibc.close(fd) }
+        var one: CInt = 1
+        if address.protocol.rawValue == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) }
         guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
     }
 
@@ -100,15 +112,15 @@ final class DatagramListener: @unchecked Sendable {
     func close() { Glibc.close(fd) }
 
     private func serve() {
-        let received = ReceiveBatch(count: Self.batch, slotSize: Self.slotSize)
-        let replies = ReplyBatch(count: Self.batch)
+        let received = ReceiveBatch(count: Self.batch, slotSize: Self.slotSize, withDestination: answersFromDestination)
+        let replies = ReplyBatch(count: Self.batch, withSource: answersFromDestination)
         var clients = ClientIdentityMemo()
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
         let scratch = QueryScratch()
         let fd = self.fd
         let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to in
-            withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, fd: fd) }
+            withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, from: to.local, fd: fd) }
         }, handOff: { [self] job, to in handOff(job, to: to) })
         var full = false
         var coalescing = coalescingSettings
@@ -142,11 +154,12 @@ final class DatagramListener: @unchecked Sendable {
                 packet.removeAll(keepingCapacity: true)
                 received.datagram(i).withMemoryRebound(to: UInt8.self) { packet.append(contentsOf: $0) }
                 switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
-                case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), fd: fd)
+                case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd)
                 case .nothing: break
                 case .forward(let job):
                     if direct.waiting < Self.maxMissesInFlight {
-                        direct.ask(job, for: DatagramSource(storage: received.source(i).pointee, length: received.sourceLength(i)),
+                        direct.ask(job, for: DatagramSource(storage: received.source(i).pointee, length: received.sourceLength(i),
+                                                            local: received.destination(i)),
                                    spelling: core.preserveCase ? job.query.spelledName : nil)
                     } else {
                         core.shed(job)
@@ -177,11 +190,11 @@ final class DatagramListener: @unchecked Sendable {
 
     /// Replies to handed-off misses, gathered on the event loop and sent with one `sendmmsg` when the
     /// loop has handled its current round of upstream answers. Touched on `loop` only.
-    private let missReplies = ReplyBatch(count: batch)
+    private lazy var missReplies = ReplyBatch(count: Self.batch, withSource: answersFromDestination)
     private var missFlushScheduled = false
 
     private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
-        withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, fd: fd) }
+        withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, from: source.local, fd: fd) }
         if missFlushScheduled { return }
         missFlushScheduled = true
         loop.execute { [self] in
@@ -197,10 +210,12 @@ private struct PendingMiss: @unchecked Sendable {   // sockaddr_storage is plain
     let to: DatagramSource
 }
 
-/// A datagram's source address, as the kernel gave it.
+/// A datagram's source address, as the kernel gave it, and the local address it was sent to (family 0
+/// unless the listener is bound to a wildcard address): the reply goes back from there.
 struct DatagramSource {
     var storage = sockaddr_storage()
     var length = socklen_t(0)
+    var local = dnsgate_local()
 }
 
 /// The receiving side of the listener: datagram slots and source addresses for one `recvmmsg`,
@@ -212,25 +227,30 @@ final class ReceiveBatch {
     private let sources: UnsafeMutablePointer<sockaddr_storage>
     private let iov: UnsafeMutablePointer<iovec>
     private let headers: UnsafeMutablePointer<dnsgate_mmsghdr>
+    /// Control data per datagram (its destination address), when asked for.
+    private let controls: UnsafeMutableRawPointer?
     /// Headers the kernel wrote to in the last round: only their name lengths need resetting.
     private var used = 0
 
-    init(count: Int, slotSize: Int) {
+    init(count: Int, slotSize: Int, withDestination: Bool = false) {
         self.count = count; self.slotSize = slotSize
         slots = .allocate(byteCount: count * slotSize, alignment: 64)
         sources = .allocate(capacity: count)
         iov = .allocate(capacity: count)
         headers = .allocate(capacity: count)
+        controls = withDestination ? .allocate(byteCount: count * Int(DNSGATE_PKTINFO_SPACE), alignment: 16) : nil
         for i in 0..<count {
             iov[i] = iovec(iov_base: slots + i * slotSize, iov_len: slotSize)
             headers[i] = dnsgate_mmsghdr(msg_hdr: msghdr(msg_name: UnsafeMutableRawPointer(sources + i),
                                                          msg_namelen: socklen_t(MemoryLayout<sockaddr_storage>.size),
-                                                         msg_iov: iov + i, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0),
+                                                         msg_iov: iov + i, msg_iovlen: 1,
+                                                         msg_control: controls.map { $0 + i * Int(DNSGATE_PKTINFO_SPACE) },
+                                                         msg_controllen: controls == nil ? 0 : Int(DNSGATE_PKTINFO_SPACE), msg_flags: 0),
                                          msg_len: 0)
         }
     }
 
-    deinit { slots.deallocate(); sources.deallocate(); iov.deallocate(); headers.deallocate() }
+    deinit { slots.deallocate(); sources.deallocate(); iov.deallocate(); headers.deallocate(); controls?.deallocate() }
 
     /// Waits for datagrams and takes up to `count`; the number taken, or -1 with errno.
     /// - Parameter wait: block until a datagram arrives (or the receive timeout); false returns -1
@@ -240,6 +260,7 @@ final class ReceiveBatch {
         for i in 0..<used {
             headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             headers[i].msg_hdr.msg_flags = 0
+            if controls != nil { headers[i].msg_hdr.msg_controllen = Int(DNSGATE_PKTINFO_SPACE) }
         }
         let n = Int(dnsgate_recvmmsg(fd, headers, UInt32(count), wait ? 1 : 0))
         used = max(n, 0)
@@ -253,6 +274,13 @@ final class ReceiveBatch {
     func source(_ i: Int) -> UnsafePointer<sockaddr_storage> { UnsafePointer(sources + i) }
 
     func sourceLength(_ i: Int) -> socklen_t { headers[i].msg_hdr.msg_namelen }
+
+    /// The local address datagram `i` was sent to; family 0 when the listener did not ask.
+    func destination(_ i: Int) -> dnsgate_local {
+        var out = dnsgate_local()
+        if controls != nil { dnsgate_pktinfo_read(&headers[i].msg_hdr, &out) }
+        return out
+    }
 }
 
 /// Replies waiting to leave with one `sendmmsg`: their bytes in an arena, each with its own copy of
@@ -267,21 +295,26 @@ final class ReplyBatch {
     private let iov: UnsafeMutablePointer<iovec>
     private let headers: UnsafeMutablePointer<dnsgate_mmsghdr>
     private var queued = 0
+    /// Control data per reply (its source address), for a listener bound to a wildcard address.
+    private let controls: UnsafeMutableRawPointer?
     var hasQueued: Bool { queued > 0 }
 
-    init(count: Int) {
+    init(count: Int, withSource: Bool = false) {
         self.count = count
         destinations = .allocate(capacity: count)
         arena = .allocate(byteCount: Self.arenaSize, alignment: 64)
         iov = .allocate(capacity: count)
         headers = .allocate(capacity: count)
+        controls = withSource ? .allocate(byteCount: count * Int(DNSGATE_PKTINFO_SPACE), alignment: 16) : nil
         for i in 0..<count { headers[i] = dnsgate_mmsghdr() }
     }
 
-    deinit { destinations.deallocate(); arena.deallocate(); iov.deallocate(); headers.deallocate() }
+    deinit { destinations.deallocate(); arena.deallocate(); iov.deallocate(); headers.deallocate(); controls?.deallocate() }
 
     /// Copies a reply and its destination in; sends what is queued first when either is full.
-    func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, fd: CInt) {
+    /// - Parameter from: the local address to send from (the query's destination); family 0 or no
+    ///   source room: as the kernel routes it.
+    func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, from local: dnsgate_local, fd: CInt) {
         if queued == count || arenaUsed + bytes.count > Self.arenaSize { send(fd) }
         UnsafeMutableRawPointer(destinations + queued).copyMemory(from: destination, byteCount: Int(length))
         let at = arena + arenaUsed
@@ -290,6 +323,9 @@ final class ReplyBatch {
         iov[queued] = iovec(iov_base: at, iov_len: bytes.count)
         headers[queued].msg_hdr = msghdr(msg_name: UnsafeMutableRawPointer(destinations + queued), msg_namelen: length,
                                          msg_iov: iov + queued, msg_iovlen: 1, msg_control: nil, msg_controllen: 0, msg_flags: 0)
+        if let controls, local.family != 0 {
+            withUnsafePointer(to: local) { dnsgate_pktinfo_write(&headers[queued].msg_hdr, controls + queued * Int(DNSGATE_PKTINFO_SPACE), $0) }
+        }
         queued += 1
     }
 

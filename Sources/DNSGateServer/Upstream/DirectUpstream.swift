@@ -258,7 +258,7 @@ final class DirectUpstream {
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a
             // refused port or a timeout, and the exchange moves on then.
-            withUnsafePointer(to: t.storage) { outgoing[e.slot].queue(query, to: $0, length: t.length, fd: sockets[e.slot].fd) }
+            withUnsafePointer(to: t.storage) { outgoing[e.slot].queue(query, to: $0, length: t.length, from: dnsgate_local(), fd: sockets[e.slot].fd) }
             if held == 0 { heldSince = now }
             held += 1
             e.sentAt = now
