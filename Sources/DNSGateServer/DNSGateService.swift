@@ -148,6 +148,10 @@ public final class DNSGateService: @unchecked Sendable {
     /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
+        if let a = try? SocketAddress.makeAddressResolvingHost(hp.host, port: 0), !DatagramListener.isPresent(a) {
+            logger.warning("listen address is on no interface yet; bound anyway, it answers once the address appears",
+                           metadata: ["concern": "listener", "address": "\(hp)"])
+        }
         if port != 0 {
             do { try DatagramListener.assertUnused(try SocketAddress.makeAddressResolvingHost(hp.host, port: port)) }
             catch { throw bindError(error, hp, "udp") }
@@ -180,6 +184,8 @@ public final class DNSGateService: @unchecked Sendable {
         if hp.host.contains(":") {   // IPv6 only, as the UDP sockets: `[::]` and `0.0.0.0` side by side
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
         }
+        bootstrap = bootstrap.serverChannelOption(   // an address not there yet, as for UDP
+            ChannelOptions.Types.SocketOption(level: .ip, name: NIOBSDSocket.Option(rawValue: DatagramListener.freebind)), value: 1)
         bootstrap = bootstrap
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)

@@ -182,6 +182,20 @@ final class RunnerTopologyTests: XCTestCase {
         }
     }
 
+    /// A listen address no interface has yet (docker0 before docker starts) does not stop the start:
+    /// the other addresses serve, a warning names it, and it answers, UDP and TCP, once it appears.
+    func testAListenAddressThatAppearsLaterIsServedOnceItDoes() throws {
+        let r = try startTopology(configTemplate: "later.yaml.in")
+        let t = r.topo, runner = t.runners["a"]!
+        XCTAssertTrue(r.dnsgate.log.contains("listen address is on no interface yet") && r.dnsgate.log.contains("192.0.2.3:53"), r.dnsgate.log)
+        XCTAssertTrue(try digIn(t, runner, ["www.allowed.test"]).raw.contains("status: NOERROR"))
+        try t.ip(["-n", t.host, "addr", "add", "192.0.2.3/24", "dev", "br0"])
+        for proto in ["+notcp", "+tcp"] {
+            let q = try t.exec(runner, ["dig", "@192.0.2.3", proto, "+time=2", "+tries=1", "www.allowed.test"], timeout: 10)
+            XCTAssertTrue(q.stdout.contains("status: NOERROR"), "\(proto) to the address added later: \(q.stdout)\(q.stderr)")
+        }
+    }
+
     // MARK: - per-stage profiles
 
     func testTwoRunnersWithDifferentProfilesGetDifferentAnswers() throws {

@@ -67,6 +67,7 @@ final class DatagramListener: @unchecked Sendable {
         // IPv6 sockets serve IPv6 only, so `[::]:53` and `0.0.0.0:53` can both be listed (each family
         // answered by its own sockets); a dual-stack socket would collide with the IPv4 one.
         guard family != AF_INET6 || setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
+              setsockopt(fd, Int32(IPPROTO_IP), Self.freebind, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
               setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
               setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size)) == 0
         else { throw fail("setsockopt") }
@@ -90,7 +91,23 @@ final class DatagramListener: @unchecked Sendable {
         defer { Glibc.close(fd) }
         var one: CInt = 1
         if address.protocol.rawValue == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) }
+        setsockopt(fd, Int32(IPPROTO_IP), freebind, &one, socklen_t(MemoryLayout<CInt>.size))
         guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
+    }
+
+    /// IP_FREEBIND on every listener socket: an address that is not on any interface yet (a bridge that
+    /// docker creates after dnsgate started) is bound anyway and answers once it appears, instead of
+    /// failing the start and leaving the other listeners, loopback's included, without DNS.
+    static let freebind: CInt = 15   // IP_FREEBIND, <linux/in.h>; applies to IPv6 sockets too
+
+    /// Whether `address` is on an interface now: a plain bind to it (port 0) succeeds.
+    static func isPresent(_ address: SocketAddress) -> Bool {
+        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return true }
+        defer { Glibc.close(fd) }
+        var any = address
+        any.port = 0
+        return any.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 || errno != EADDRNOTAVAIL
     }
 
     func start(name: String) {
