@@ -95,6 +95,30 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
     }
 
+    /// A state file the service user cannot read is named with its owner and mode and the user's uid,
+    /// not Foundation's "you don't have permission": that is what the operator has to change.
+    func testAnUnreadableStateFileSaysWhoOwnsItAndWhoAsked() throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to run dnsgate as another user")
+        }
+        let dir = TestPaths.tempDir("unreadable")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        try "www.allowed.test\n".write(to: dir.appendingPathComponent("a.allow"), atomically: true, encoding: .utf8)
+        let state = dir.appendingPathComponent("state.json").path
+        try "allow: [a.allow]\nstate_file: \"\(state)\"\n".write(to: dir.appendingPathComponent("c.yaml"), atomically: true, encoding: .utf8)
+        try "{\"version\": 1, \"exceptions\": []}".write(toFile: state, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: state)
+        // A copy beside the files: the build directory may sit where that user cannot reach (/root).
+        let bin = dir.appendingPathComponent("dnsgate").path
+        try FileManager.default.copyItem(atPath: TestPaths.dnsgateBinary, toPath: bin)
+        let r = try runCommand("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                    bin, "validate", "--config", dir.appendingPathComponent("c.yaml").path])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(state): cannot read the state file: Permission denied (owner uid 0, mode 600; dnsgate runs as uid 65534)"),
+                      r.stderr)
+    }
+
     /// A revoke takes effect even when the state file cannot be written: it narrows the policy, and the
     /// error says the exception would come back after a restart.
     func testARevokeTakesEffectWhenTheStateFileCannotBeWritten() throws {
