@@ -73,10 +73,7 @@ public enum PolicyDecision {
         guard let (index, entry) = policy.allowList.match(name) else {
             // Audit mode forwards unlisted names, but only for the types a build needs: it must not
             // open the tunnels' carriers (TXT, NULL, ANY…) while a team is learning its allow-list.
-            if policy.mode == .audit && !policy.defaultTypes.contains(type) {
-                return PolicyVerdict(action: .sinkhole(.nodata), entry: nil, entryIndex: nil,
-                                     denial: .typeNotAllowed(type, Self.defaultTypesSource))
-            }
+            if auditKeepsClosed(policy, type) { return typeDenied(policy, type, by: Self.defaultTypesSource) }
             return deny(policy, .notListed, mode: policy.sinkhole, entry: nil, index: nil)
         }
         switch entry.action {
@@ -101,11 +98,15 @@ public enum PolicyDecision {
     /// ANY…) stay closed under a listed name too, above all under a wildcard, where a tunnel would run.
     public static func typeDenied(_ p: Policy, _ type: RecordType, by source: SourceLocation,
                                   entry: PolicyEntry? = nil, index: Int? = nil) -> PolicyVerdict {
-        if p.mode == .audit && !p.defaultTypes.contains(type) {
+        if auditKeepsClosed(p, type) {
             return PolicyVerdict(action: .sinkhole(.nodata), entry: entry, entryIndex: index, denial: .typeNotAllowed(type, source))
         }
         return deny(p, .typeNotAllowed(type, source), mode: .nodata, entry: entry, index: index)
     }
+
+    /// The one rule for what audit mode does not forward: a type outside the defaults, whatever the name.
+    @inline(__always)
+    private static func auditKeepsClosed(_ p: Policy, _ type: RecordType) -> Bool { p.mode == .audit && !p.defaultTypes.contains(type) }
 
     /// Where a denial by the default type set points: the config key that sets it.
     public static let defaultTypesSource = SourceLocation(file: "policy.default_types", line: 0)
