@@ -161,25 +161,41 @@ final class RunnerTopologyTests: XCTestCase {
     // MARK: - wildcard listeners
 
     /// Listening on 0.0.0.0 and [::], as the shipped container config does, a reply leaves from the
-    /// address its query was sent to: the host's second address here, which is not the one the kernel
-    /// would pick. A reply from elsewhere is dropped by the client (dig: "reply from unexpected
-    /// source"), so each query below fails without IP_PKTINFO. Denied, cache miss and cache hit, over
-    /// IPv4 and IPv6.
+    /// address its query was sent to. The host has two addresses of each family on one interface; the
+    /// kernel would answer every query from the one it prefers, which the client drops (dig: "reply
+    /// from unexpected source"), so without IP_PKTINFO the queries to the other address fail, whichever
+    /// it is. Each address gets a denied name, a cache miss (answered later, from the listener's
+    /// upstream wait), the same name again (a cache hit), and a miss whose upstream answer comes back
+    /// truncated (asked again over TCP and answered from the event loop).
     func testAWildcardListenerAnswersFromTheAddressAsked() throws {
         let r = try startTopology(configTemplate: "wildcard.yaml.in")
         let t = r.topo, runner = t.runners["a"]!
-        try t.ip(["-n", t.host, "addr", "add", "192.0.2.2/24", "dev", "br0"])                // secondary: replies default to .1
+        try t.ip(["-n", t.host, "addr", "add", "192.0.2.2/24", "dev", "br0"])
         try t.ip(["-n", t.host, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad"])
         try t.ip(["-n", t.host, "addr", "add", "2001:db8::2/64", "dev", "br0", "nodad"])
         try t.ip(["-n", runner, "addr", "add", "2001:db8::20/64", "dev", "eth0", "nodad"])
-        // The first query is a cache miss: its answer leaves later, from the listener's upstream wait.
-        for server in ["192.0.2.2", "2001:db8::2", RunnerTopology.hostAddress] {
-            for (name, status) in [("www.allowed.test", "NOERROR"), ("www.allowed.test", "NOERROR"), ("evil.denied.test", "NXDOMAIN")] {
-                let q = try t.exec(runner, ["dig", "@\(server)", "+time=2", "+tries=1", name], timeout: 10)
-                XCTAssertTrue(q.stdout.contains("status: \(status)"), "\(name) via \(server): \(q.stdout)\(q.stderr)")
-                XCTAssertTrue(q.stdout.contains("SERVER: \(server)#53"), "answered from \(server): \(q.stdout)")
+        let servers = ["192.0.2.2", "2001:db8::2", RunnerTopology.hostAddress, "2001:db8::1"]
+        for (i, server) in servers.enumerated() {
+            let queries = [("\(i).miss.allowed.test", "NOERROR", 1), ("\(i).miss.allowed.test", "NOERROR", 1),
+                           ("evil.denied.test", "NXDOMAIN", 0), ("\(i).big.allowed.test", "NOERROR", 100)]
+            for (name, status, answers) in queries {
+                let q = try t.exec(runner, ["dig", "@\(server)", "+time=2", "+tries=1", "+bufsize=4096", "+ignore", name], timeout: 10)
+                let a = DigAnswer(raw: q.stdout + q.stderr)
+                XCTAssertEqual(a.status, status, "\(name) via \(server): \(a.raw)")
+                XCTAssertEqual(a.answers.count, answers, "\(name) via \(server): \(a.raw)")
+                XCTAssertTrue(q.stdout.contains("SERVER: \(server)#53"), "answered from \(server): \(a.raw)")
             }
         }
+        // Each path named above was taken: the second query of each miss name came from the cache.
+        let served = pollUntil(timeout: 5) {
+            let log = r.queryLog
+            return servers.indices.allSatisfy { i in
+                ["forwarded", "cached"].allSatisfy { action in
+                    log.contains { $0.contains("\"\(i).miss.allowed.test.\"") && $0.contains("\"action\":\"\(action)\"") }
+                }
+            }
+        }
+        XCTAssertTrue(served, r.queryLog.joined(separator: "\n"))
     }
 
     /// A listen address no interface has yet (docker0 before docker starts) does not stop the start:
