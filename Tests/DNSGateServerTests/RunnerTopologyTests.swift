@@ -200,15 +200,22 @@ final class RunnerTopologyTests: XCTestCase {
 
     /// A listen address no interface has yet (docker0 before docker starts) does not stop the start:
     /// the other addresses serve, a warning names it, and it answers, UDP and TCP, once it appears.
+    /// IPv4 and IPv6 (the kernel honours IP_FREEBIND on IPv6 sockets too).
     func testAListenAddressThatAppearsLaterIsServedOnceItDoes() throws {
         let r = try startTopology(configTemplate: "later.yaml.in")
         let t = r.topo, runner = t.runners["a"]!
-        XCTAssertTrue(r.dnsgate.log.contains("listen address is on no interface yet") && r.dnsgate.log.contains("192.0.2.3:53"), r.dnsgate.log)
+        for later in ["192.0.2.3:53", "[2001:db8::3]:53"] {
+            XCTAssertTrue(r.dnsgate.log.split(separator: "\n").contains { $0.contains("listen address is on no interface yet") && $0.contains(later) }, r.dnsgate.log)
+        }
         XCTAssertTrue(try digIn(t, runner, ["www.allowed.test"]).raw.contains("status: NOERROR"))
         try t.ip(["-n", t.host, "addr", "add", "192.0.2.3/24", "dev", "br0"])
-        for proto in ["+notcp", "+tcp"] {
-            let q = try t.exec(runner, ["dig", "@192.0.2.3", proto, "+time=2", "+tries=1", "www.allowed.test"], timeout: 10)
-            XCTAssertTrue(q.stdout.contains("status: NOERROR"), "\(proto) to the address added later: \(q.stdout)\(q.stderr)")
+        try t.ip(["-n", t.host, "addr", "add", "2001:db8::3/64", "dev", "br0", "nodad"])
+        try t.ip(["-n", runner, "addr", "add", "2001:db8::20/64", "dev", "eth0", "nodad"])
+        for server in ["192.0.2.3", "2001:db8::3"] {
+            for proto in ["+notcp", "+tcp"] {
+                let q = try t.exec(runner, ["dig", "@\(server)", proto, "+time=2", "+tries=1", "www.allowed.test"], timeout: 10)
+                XCTAssertTrue(q.stdout.contains("status: NOERROR"), "\(proto) to \(server), added later: \(q.stdout)\(q.stderr)")
+            }
         }
     }
 
