@@ -148,18 +148,18 @@ public final class DNSGateService: @unchecked Sendable {
     /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
     private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
         var port = hp.port
-        if let a = try? SocketAddress.makeAddressResolvingHost(hp.host, port: 0), !DatagramListener.isPresent(a) {
+        if let a = try? hp.socketAddress(port: 0), !DatagramListener.isPresent(a) {
             logger.warning("listen address is on no interface yet; bound anyway, it answers once the address appears",
                            metadata: ["concern": "listener", "address": "\(hp)"])
         }
         if port != 0 {
-            do { try DatagramListener.assertUnused(try SocketAddress.makeAddressResolvingHost(hp.host, port: port)) }
+            do { try DatagramListener.assertUnused(try hp.socketAddress(port: port)) }
             catch { throw bindError(error, hp, "udp") }
         }
         for (i, loop) in group.makeIterator().enumerated() {
             let l: DatagramListener
             do {
-                let address = try SocketAddress.makeAddressResolvingHost(hp.host, port: port)
+                let address = try hp.socketAddress(port: port)
                 l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop,
                                          coalescing: ReadCoalescing(windowMicros: config.udpCoalesceMicros, forwardingMicros: config.udpCoalesceForwardingMicros,
                                                                    minRate: config.udpCoalesceMinRate),
@@ -208,7 +208,7 @@ public final class DNSGateService: @unchecked Sendable {
                     try ops.addHandler(StreamQueryHandler(core: core, listener: hp.description))
                 }
             }
-        do { channels.append(try bootstrap.bind(host: hp.host, port: hp.port).wait()) } catch {
+        do { channels.append(try bootstrap.bind(to: hp.socketAddress(port: hp.port)).wait()) } catch {
             throw bindError(error, hp, "tcp")
         }
         listeners.append(BoundListener(transport: "tcp", address: hp))
@@ -302,4 +302,14 @@ final class RTTSink: Sendable {
     private let hub = Mutex<TelemetryHub?>(nil)
     func attach(_ h: TelemetryHub) { hub.withLock { $0 = h } }
     func record(_ upstream: String, _ seconds: Double) { hub.withLock { $0 }?.upstreamRTT(upstream, seconds) }
+}
+
+extension HostPort {
+    /// The address to bind, read as the IP literal it is (`HostPort` accepts no names). Not through
+    /// getaddrinfo, as NIO's `bind(host:port:)` does: with its default AI_ADDRCONFIG it refuses `::`
+    /// and `::1` on a host whose interfaces have no IPv6 (a container on an IPv4-only Docker network),
+    /// where binding them works.
+    func socketAddress(port: Int) throws -> SocketAddress {
+        try SocketAddress(ipAddress: host, port: port)
+    }
 }

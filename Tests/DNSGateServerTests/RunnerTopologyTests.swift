@@ -27,7 +27,11 @@ final class RunnerTopologyTests: XCTestCase {
         }
     }
 
-    private func startTopology(configTemplate: String) throws -> Running {
+    /// - Parameters:
+    ///   - prepare: runs once the namespaces exist, before any server starts.
+    ///   - editConfig: rewrites the filled-in config before dnsgate reads it.
+    private func startTopology(configTemplate: String, prepare: (RunnerTopology) throws -> Void = { _ in },
+                               editConfig: (String) -> String = { $0 }) throws -> Running {
         try RunnerTopology.requireNetns()
         for tool in ["nsd", "dig", "curl", "getent", "python3"] { try requireTool(tool) }
         let bin = TestPaths.dnsgateBinary
@@ -41,6 +45,7 @@ final class RunnerTopologyTests: XCTestCase {
             XCTAssertEqual(topo.existingNamespaces(), [], "teardown left namespaces behind")
         }
         try topo.build()
+        try prepare(topo)
 
         let fixtures = TestPaths.fixtures.appendingPathComponent("topology")
         let dir = TestPaths.tempDir("topology")
@@ -65,9 +70,9 @@ final class RunnerTopologyTests: XCTestCase {
         for f in ["default.allow", "build.allow", "release.allow"] {
             try FileManager.default.copyItem(at: fixtures.appendingPathComponent(f), to: dir.appendingPathComponent(f))
         }
-        let config = try String(contentsOf: fixtures.appendingPathComponent(configTemplate), encoding: .utf8)
+        let config = editConfig(try String(contentsOf: fixtures.appendingPathComponent(configTemplate), encoding: .utf8)
             .replacingOccurrences(of: "@DIR@", with: dir.path)
-            .replacingOccurrences(of: "@NSDPORT@", with: "\(Self.nsdPort)")
+            .replacingOccurrences(of: "@NSDPORT@", with: "\(Self.nsdPort)"))
         let configPath = dir.appendingPathComponent("dnsgate.yaml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         let gate = try topo.start("dnsgate", in: topo.host, bin, ["serve", "--config", configPath],
@@ -196,6 +201,26 @@ final class RunnerTopologyTests: XCTestCase {
             }
         }
         XCTAssertTrue(served, r.queryLog.joined(separator: "\n"))
+    }
+
+    /// The shipped container config's listeners, `0.0.0.0:53` beside `[::]:53`, start on a network
+    /// without IPv6 (Docker disables it on a container's interfaces on an IPv4-only network; here on
+    /// every interface of the namespace) and serve IPv4 there.
+    func testTheContainerConfigsListenersStartWhereIPv6IsDisabled() throws {
+        let shipped = try String(contentsOf: TestPaths.packageRoot.appendingPathComponent("config/container/dnsgate.yaml"), encoding: .utf8)
+        let listen = shipped.split(separator: "\n").drop { $0 != "listen:" }.dropFirst().prefix { $0.hasPrefix("  - ") }
+            .map { $0.dropFirst(4).split(separator: "#")[0].trimmingCharacters(in: .whitespaces) }
+        XCTAssertEqual(listen, ["0.0.0.0:53", "\"[::]:53\""])
+        let r = try startTopology(configTemplate: "dnsgate.yaml.in", prepare: { t in
+            for iface in ["all", "default", "lo", "br0"] {
+                let set = try t.exec(t.host, ["sysctl", "-qw", "net.ipv6.conf.\(iface).disable_ipv6=1"])
+                if set.status != 0 { throw TopologyError("sysctl in \(t.host): \(set.stderr)") }
+            }
+        }, editConfig: { $0.replacingOccurrences(of: "listen: [192.0.2.1:53]", with: "listen: [\(listen.joined(separator: ", "))]") })
+        let t = r.topo
+        XCTAssertEqual(try t.exec(t.host, ["ip", "-6", "addr", "show"]).stdout, "", "no IPv6 address left in the namespace")
+        XCTAssertTrue(r.dnsgate.log.contains("udp://0.0.0.0:53") && r.dnsgate.log.contains("udp://[::]:53"), r.dnsgate.log)
+        XCTAssertEqual(try digIn(t, t.runners["a"]!, ["www.allowed.test"]).status, "NOERROR")
     }
 
     /// A listen address no interface has yet (docker0 before docker starts) does not stop the start:
