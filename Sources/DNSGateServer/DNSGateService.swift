@@ -116,9 +116,22 @@ public final class DNSGateService: @unchecked Sendable {
             }
         }
         do {
+            var skipped = false
             for hp in config.listen {
+                // As NSD and unbound do: an IPv6 address on a kernel without IPv6 is skipped, so one
+                // config (`[::]:53` beside `0.0.0.0:53`, `[::1]:53` beside `127.0.0.1:53`) serves every host.
+                if let a = try? hp.socketAddress(port: 0), !DatagramListener.familyIsAvailable(a) {
+                    logger.warning("this kernel has no IPv6; not listening on this address",
+                                   metadata: ["concern": "listener", "address": "\(hp)"])
+                    skipped = true
+                    continue
+                }
                 let port = try bindUDP(hp, core: core)
                 try bindTCP(HostPort(host: hp.host, port: port), core: core)
+            }
+            if skipped && !listeners.contains(where: { $0.transport == "udp" }) {
+                throw ConfigError(file: config.sourceFile ?? "command line", line: nil,
+                                  "no listen address can be served: every one is IPv6, and this kernel has no IPv6")
             }
         } catch let e as ConfigError {
             shutdown(); throw e

@@ -121,6 +121,33 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("bind: Address already in use (errno: 98)"), "the system's words, no stray ')': \(r.stderr)")
     }
 
+    /// On a kernel without IPv6 (booted with ipv6.disable=1; here a preloaded shim, Tests/Fixtures/noipv6,
+    /// refuses IPv6 sockets as such a kernel does) an IPv6 listen address is skipped with a warning naming
+    /// it and the others serve, so the default list and the container's `[::]:53` beside `0.0.0.0:53`
+    /// start there. With nothing but IPv6 addresses there is nothing to serve, and the start fails.
+    func testIPv6ListenAddressesAreSkippedOnAKernelWithoutIPv6() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("noipv6")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shim = dir.appendingPathComponent("noipv6.so").path
+        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/noipv6/noipv6.c").path
+        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
+        XCTAssertEqual(cc.status, 0, cc.stderr)
+        let port = freePort()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--listen", "[::1]:\(port)", "--listen", "[::]:\(port)"],
+                                   listenPort: port, environment: ["LD_PRELOAD": shim])
+        for skipped in ["[::1]:\(port)", "[::]:\(port)"] {
+            XCTAssertTrue(g.log.split(separator: "\n").contains { $0.contains("this kernel has no IPv6") && $0.contains(skipped) }, g.log)
+        }
+        XCTAssertTrue(g.log.contains("udp://127.0.0.1:\(port)") && !g.log.contains("udp://[::"), g.log)
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
+
+        let onlyV6 = try runCommand("/usr/bin/env", ["LD_PRELOAD=\(shim)", TestPaths.dnsgateBinary, "serve", "--no-config", "--listen", "[::1]:\(port)",
+                                                    "--upstream", nsd.address, "--control", dir.path + "/c.sock"], timeout: 10)
+        XCTAssertNotEqual(onlyV6.status, 0)
+        XCTAssertTrue(onlyV6.stderr.contains("no listen address can be served"), onlyV6.stderr)
+    }
+
     /// A stranger's UDP socket on the address, even one that allows sharing, is a taken port: with
     /// SO_REUSEPORT (or SO_REUSEADDR) on both sides the kernel would split the queries between them.
     func testAUDPSocketThatAllowsSharingStillCountsAsTaken() throws {

@@ -100,6 +100,15 @@ final class DatagramListener: @unchecked Sendable {
     /// failing the start and leaving the other listeners, loopback's included, without DNS.
     static let freebind: CInt = 15   // IP_FREEBIND, <linux/in.h>; applies to IPv6 sockets too
 
+    /// Whether the kernel has `address`'s family at all: one booted with `ipv6.disable=1` refuses
+    /// IPv6 sockets (EAFNOSUPPORT), and no client can reach an IPv6 listener there anyway.
+    static func familyIsAvailable(_ address: SocketAddress) -> Bool {
+        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { return errno != EAFNOSUPPORT }
+        Glibc.close(fd)
+        return true
+    }
+
     /// Whether `address` is on an interface now: a plain bind to it (port 0) succeeds.
     static func isPresent(_ address: SocketAddress) -> Bool {
         let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
