@@ -500,6 +500,13 @@ final class RunnerTopologyPackagingTests: XCTestCase {
         XCTAssertTrue(one("ExecStart")?.contains("--control /run/dnsgate/control.sock") == true,
                       "a dynamic user is not root: the control socket goes in the RuntimeDirectory")
         XCTAssertTrue(one("ExecStartPre")?.contains("validate --config /etc/dnsgate/dnsgate.yaml") == true)
+        // Restarts never stop for good, and the start waits for no network: listen addresses are bound
+        // before they exist (IP_FREEBIND), and names must resolve as early as possible.
+        let unitKeys = sections["Unit"] ?? [:]
+        XCTAssertEqual(unitKeys["StartLimitIntervalSec"]?.last, "0")
+        XCTAssertEqual(one("Restart"), "on-failure")
+        XCTAssertFalse((unitKeys["After"] ?? []).joined(separator: " ").contains("network-online"), "\(unitKeys)")
+        XCTAssertTrue((unitKeys["Before"] ?? []).joined(separator: " ").contains("nss-lookup.target"), "\(unitKeys)")
 
         // systemd's own parser, when there is one: the unit with ExecStart pointing at the built binary.
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else { return }
