@@ -179,7 +179,11 @@ final class RunnerTopologyTests: XCTestCase {
         try t.ip(["-n", t.host, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad"])
         try t.ip(["-n", t.host, "addr", "add", "2001:db8::2/64", "dev", "br0", "nodad"])
         try t.ip(["-n", runner, "addr", "add", "2001:db8::20/64", "dev", "eth0", "nodad"])
-        let servers = ["192.0.2.2", "2001:db8::2", RunnerTopology.hostAddress, "2001:db8::1"]
+        // Link-local too: the reply must leave from fe80::1 on the interface the query came in on.
+        try t.ip(["-n", t.host, "addr", "add", "fe80::1/64", "dev", "br0", "nodad"])
+        try t.ip(["-n", t.host, "addr", "add", "fe80::2/64", "dev", "br0", "nodad"])
+        try t.ip(["-n", runner, "addr", "add", "fe80::20/64", "dev", "eth0", "nodad"])
+        let servers = ["192.0.2.2", "2001:db8::2", RunnerTopology.hostAddress, "2001:db8::1", "fe80::1%eth0", "fe80::2%eth0"]
         for (i, server) in servers.enumerated() {
             let queries = [("\(i).miss.allowed.test", "NOERROR", 1), ("\(i).miss.allowed.test", "NOERROR", 1),
                            ("evil.denied.test", "NXDOMAIN", 0), ("\(i).big.allowed.test", "NOERROR", 100)]
@@ -188,7 +192,7 @@ final class RunnerTopologyTests: XCTestCase {
                 let a = DigAnswer(raw: q.stdout + q.stderr)
                 XCTAssertEqual(a.status, status, "\(name) via \(server): \(a.raw)")
                 XCTAssertEqual(a.answers.count, answers, "\(name) via \(server): \(a.raw)")
-                XCTAssertTrue(q.stdout.contains("SERVER: \(server)#53"), "answered from \(server): \(a.raw)")
+                XCTAssertTrue(q.stdout.contains("#53(\(server))"), "answered from \(server): \(a.raw)")   // ";; SERVER: fe80::1%2#53(fe80::1%eth0)"
             }
         }
         // Each path named above was taken: the second query of each miss name came from the cache.
