@@ -19,13 +19,7 @@ _Static_assert(CMSG_SPACE(sizeof(struct in6_pktinfo)) <= DNSGATE_PKTINFO_SPACE, 
 
 int dnsgate_enable_pktinfo(int fd, int family) {
     int one = 1;
-    if (family == AF_INET6) {
-        if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0) return -1;
-        // IPv4 clients of a dual-stack socket arrive as mapped addresses with IP_PKTINFO; a socket
-        // that is IPv6-only refuses the option, which is fine.
-        (void)setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-        return 0;
-    }
+    if (family == AF_INET6) return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
     return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
 }
 
@@ -36,7 +30,6 @@ void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof pi);
             out->family = AF_INET;
-            out->ifindex = pi.ipi_ifindex;
             memcpy(out->addr, &pi.ipi_addr, 4);   // the destination the client used
             return;
         }
@@ -44,7 +37,6 @@ void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out) {
             struct in6_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof pi);
             out->family = AF_INET6;
-            out->ifindex = (int)pi.ipi6_ifindex;
             memcpy(out->addr, &pi.ipi6_addr, 16);
             return;
         }
@@ -78,8 +70,10 @@ void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local
         c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
         struct in6_pktinfo pi;
         memset(&pi, 0, sizeof pi);
+        // Interface 0, as for IPv4 and as unbound and Knot send: the route picks it, where pinning the
+        // one the query came in on would bypass the routing table (a multi-homed host's asymmetric
+        // routes). A link-local client's address carries its scope, which picks the interface then.
         memcpy(&pi.ipi6_addr, local->addr, 16);
-        pi.ipi6_ifindex = (unsigned int)local->ifindex;   // needed for a link-local address
         memcpy(CMSG_DATA(c), &pi, sizeof pi);
     }
 }

@@ -25,15 +25,14 @@ int dnsgate_sendmmsg(int fd, dnsgate_mmsghdr *vec, unsigned int vlen);
 /// `family` 0: none known (the reply leaves as the kernel routes it).
 typedef struct {
     int family;
-    int ifindex;
     unsigned char addr[16];
 } dnsgate_local;
 
 /// Room for one pktinfo control message of either family.
 #define DNSGATE_PKTINFO_SPACE 64
 
-/// Asks the kernel for each datagram's local address (IPv4 and, on an IPv6 socket, IPv6 too).
-/// 0, or -1 with errno.
+/// Asks the kernel for each datagram's local address (IP_PKTINFO, or IPV6_RECVPKTINFO on an IPv6
+/// socket, which is IPv6-only). 0, or -1 with errno.
 int dnsgate_enable_pktinfo(int fd, int family);
 
 /// Reads the local address out of a received message's control data; family 0 when there is none.
