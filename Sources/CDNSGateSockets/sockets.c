@@ -43,6 +43,17 @@ void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out) {
     }
 }
 
+/// Puts one control message of `len` bytes as the message's only control data.
+static void put_cmsg(struct msghdr *msg, void *buffer, int level, int type, const void *data, size_t len) {
+    msg->msg_control = buffer;
+    msg->msg_controllen = CMSG_SPACE(len);
+    struct cmsghdr *c = CMSG_FIRSTHDR(msg);
+    c->cmsg_level = level;
+    c->cmsg_type = type;
+    c->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(c), data, len);
+}
+
 void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local *local) {
     if (local == NULL || local->family == 0) {
         msg->msg_control = NULL;
@@ -50,30 +61,18 @@ void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local
         return;
     }
     memset(buffer, 0, DNSGATE_PKTINFO_SPACE);
-    msg->msg_control = buffer;
-    struct cmsghdr *c;
+    // Interface 0 in both families, as unbound and Knot send: the route picks it, where pinning the
+    // one the query came in on would bypass the routing table (a multi-homed host's asymmetric
+    // routes). A link-local client's address carries its scope, which picks the interface then.
     if (local->family == AF_INET) {
-        msg->msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
-        c = CMSG_FIRSTHDR(msg);
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
         struct in_pktinfo pi;
         memset(&pi, 0, sizeof pi);
-        memcpy(&pi.ipi_spec_dst, local->addr, 4);   // source address; the route picks the interface
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        memcpy(&pi.ipi_spec_dst, local->addr, 4);   // the source address of the reply
+        put_cmsg(msg, buffer, IPPROTO_IP, IP_PKTINFO, &pi, sizeof pi);
     } else {
-        msg->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
-        c = CMSG_FIRSTHDR(msg);
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
         struct in6_pktinfo pi;
         memset(&pi, 0, sizeof pi);
-        // Interface 0, as for IPv4 and as unbound and Knot send: the route picks it, where pinning the
-        // one the query came in on would bypass the routing table (a multi-homed host's asymmetric
-        // routes). A link-local client's address carries its scope, which picks the interface then.
         memcpy(&pi.ipi6_addr, local->addr, 16);
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        put_cmsg(msg, buffer, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof pi);
     }
 }
