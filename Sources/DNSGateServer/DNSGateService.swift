@@ -107,7 +107,7 @@ public final class DNSGateService: @unchecked Sendable {
         }
         if let m = config.metricsListen {
             do {
-                metrics = try MetricsEndpoint(host: m.host, port: m.port, group: group, registry: hub.registry,
+                metrics = try MetricsEndpoint(address: m.socketAddress(port: m.port), group: group, registry: hub.registry,
                                               beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })
                 listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
             } catch {
@@ -118,15 +118,16 @@ public final class DNSGateService: @unchecked Sendable {
         do {
             var skipped = false
             for hp in config.listen {
+                let address = try hp.socketAddress(port: hp.port)
                 // As NSD and unbound do: an IPv6 address on a kernel without IPv6 is skipped, so one
                 // config (`[::]:53` beside `0.0.0.0:53`, `[::1]:53` beside `127.0.0.1:53`) serves every host.
-                if let a = try? hp.socketAddress(port: 0), !DatagramListener.familyIsAvailable(a) {
+                guard DatagramListener.familyIsAvailable(address) else {
                     logger.warning("this kernel has no IPv6; not listening on this address",
                                    metadata: ["concern": "listener", "address": "\(hp)"])
                     skipped = true
                     continue
                 }
-                let port = try bindUDP(hp, core: core)
+                let port = try bindUDP(hp, at: address, core: core)
                 try bindTCP(HostPort(host: hp.host, port: port), core: core)
             }
             if skipped && !listeners.contains(where: { $0.transport == "udp" }) {
@@ -159,20 +160,20 @@ public final class DNSGateService: @unchecked Sendable {
     }
 
     /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
-    private func bindUDP(_ hp: HostPort, core: ServingCore) throws -> Int {
-        var port = hp.port
-        if let a = try? hp.socketAddress(port: 0), !DatagramListener.isPresent(a) {
+    private func bindUDP(_ hp: HostPort, at address: SocketAddress, core: ServingCore) throws -> Int {
+        var address = address
+        if !DatagramListener.isPresent(address) {
             logger.warning("listen address is on no interface yet; bound anyway, it answers once the address appears",
                            metadata: ["concern": "listener", "address": "\(hp)"])
         }
-        if port != 0 {
-            do { try DatagramListener.assertUnused(try hp.socketAddress(port: port)) }
+        if hp.port != 0 {
+            do { try DatagramListener.assertUnused(address) }
             catch { throw bindError(error, hp, "udp") }
         }
+        var port = hp.port
         for (i, loop) in group.makeIterator().enumerated() {
             let l: DatagramListener
             do {
-                let address = try hp.socketAddress(port: port)
                 l = try DatagramListener(address: address, core: core, listener: hp.description, loop: loop,
                                          coalescing: ReadCoalescing(windowMicros: config.udpCoalesceMicros, forwardingMicros: config.udpCoalesceForwardingMicros,
                                                                    minRate: config.udpCoalesceMinRate),
@@ -182,7 +183,7 @@ public final class DNSGateService: @unchecked Sendable {
             }
             datagramListeners.append(l)
             l.start(name: "dnsgate-udp-\(datagramListeners.count)-\(i)")
-            if port == 0 { port = l.port }
+            if port == 0 { port = l.port; address.port = port }   // the other loops join the port the kernel chose
         }
         listeners.append(BoundListener(transport: "udp", address: HostPort(host: hp.host, port: port)))
         return port
@@ -323,6 +324,8 @@ extension HostPort {
     /// and `::1` on a host whose interfaces have no IPv6 (a container on an IPv4-only Docker network),
     /// where binding them works.
     func socketAddress(port: Int) throws -> SocketAddress {
-        try SocketAddress(ipAddress: host, port: port)
+        do { return try SocketAddress(ipAddress: host, port: port) } catch {
+            throw ConfigError(file: "listen", line: nil, "\(self) is not an IP address")   // `init(parsing:)` checked it
+        }
     }
 }

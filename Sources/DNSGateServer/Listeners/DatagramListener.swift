@@ -57,18 +57,12 @@ final class DatagramListener: @unchecked Sendable {
         self.core = core; self.listener = listener; self.loop = loop
         self.coalescingSettings = coalescing; self.coalescedWaits = coalescedWaits
         let family = address.protocol.rawValue
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        let fd = try Self.listenerSocket(family)
         func fail(_ what: String) -> IOError { let e = IOError(errnoCode: errno, reason: what); Glibc.close(fd); return e }
-        var one: CInt = 1
         var wake = timeval(tv_sec: 0, tv_usec: suseconds_t(Self.wakeMilliseconds * 1000))
         // No SO_REUSEADDR: for UDP it would let another socket bind the same address and take a share
         // of the queries. SO_REUSEPORT joins this service's own sockets; `assertUnused` keeps others out.
-        // IPv6 sockets serve IPv6 only, so `[::]:53` and `0.0.0.0:53` can both be listed (each family
-        // answered by its own sockets); a dual-stack socket would collide with the IPv4 one.
-        guard family != AF_INET6 || setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
-              setsockopt(fd, Int32(IPPROTO_IP), Self.freebind, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
-              setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0,
+        guard Self.enable(fd, SOL_SOCKET, SO_REUSEPORT),
               setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size)) == 0
         else { throw fail("setsockopt") }
         let wildcard = address.ipAddress == "0.0.0.0" || address.ipAddress == "::"
@@ -86,12 +80,8 @@ final class DatagramListener: @unchecked Sendable {
     /// listeners' own SO_REUSEPORT would otherwise let them join a stranger's socket (another DNS
     /// server started with the same option), and the kernel would split the queries between them.
     static func assertUnused(_ address: SocketAddress) throws {
-        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        let fd = try listenerSocket(address.protocol.rawValue)
         defer { Glibc.close(fd) }
-        var one: CInt = 1
-        if address.protocol.rawValue == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) }
-        setsockopt(fd, Int32(IPPROTO_IP), freebind, &one, socklen_t(MemoryLayout<CInt>.size))
         guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
     }
 
@@ -100,19 +90,39 @@ final class DatagramListener: @unchecked Sendable {
     /// failing the start and leaving the other listeners, loopback's included, without DNS.
     static let freebind: CInt = 15   // IP_FREEBIND, <linux/in.h>; applies to IPv6 sockets too
 
+    /// A datagram socket with the options every listener socket (and the probe standing in for one)
+    /// binds with: IP_FREEBIND, and on IPv6 IPV6_V6ONLY, so `[::]:53` and `0.0.0.0:53` can both be
+    /// listed, each family answered by its own sockets (a dual-stack socket would collide with the
+    /// IPv4 one).
+    private static func listenerSocket(_ family: CInt) throws -> CInt {
+        let fd = try datagramSocket(family)
+        guard family != AF_INET6 || enable(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY), enable(fd, Int32(IPPROTO_IP), freebind) else {
+            let e = IOError(errnoCode: errno, reason: "setsockopt"); Glibc.close(fd); throw e
+        }
+        return fd
+    }
+
+    private static func datagramSocket(_ family: CInt) throws -> CInt {
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        return fd
+    }
+
+    private static func enable(_ fd: CInt, _ level: CInt, _ option: CInt) -> Bool {
+        var one: CInt = 1
+        return setsockopt(fd, level, option, &one, socklen_t(MemoryLayout<CInt>.size)) == 0
+    }
+
     /// Whether the kernel has `address`'s family at all: one booted with `ipv6.disable=1` refuses
     /// IPv6 sockets (EAFNOSUPPORT), and no client can reach an IPv6 listener there anyway.
     static func familyIsAvailable(_ address: SocketAddress) -> Bool {
-        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { return errno != EAFNOSUPPORT }
-        Glibc.close(fd)
-        return true
+        do { Glibc.close(try datagramSocket(address.protocol.rawValue)); return true }
+        catch { return (error as? IOError)?.errnoCode != EAFNOSUPPORT }
     }
 
     /// Whether `address` is on an interface now: a plain bind to it (port 0) succeeds.
     static func isPresent(_ address: SocketAddress) -> Bool {
-        let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return true }
+        guard let fd = try? datagramSocket(address.protocol.rawValue) else { return true }
         defer { Glibc.close(fd) }
         var any = address
         any.port = 0
