@@ -220,10 +220,15 @@ final class RunnerTopologyTests: XCTestCase {
                 let set = try t.exec(t.host, ["sysctl", "-qw", "net.ipv6.conf.\(iface).disable_ipv6=1"])
                 if set.status != 0 { throw TopologyError("sysctl in \(t.host): \(set.stderr)") }
             }
-        }, editConfig: { $0.replacingOccurrences(of: "listen: [192.0.2.1:53]", with: "listen: [\(listen.joined(separator: ", "))]") })
+        }, editConfig: {   // the metrics listener too: it once went through getaddrinfo, which refuses `::` here
+            $0.replacingOccurrences(of: "listen: [192.0.2.1:53]", with: "listen: [\(listen.joined(separator: ", "))]")
+                + "metrics: { listen: \"[::]:9153\" }\n"
+        })
         let t = r.topo
         XCTAssertEqual(try t.exec(t.host, ["ip", "-6", "addr", "show"]).stdout, "", "no IPv6 address left in the namespace")
-        XCTAssertTrue(r.dnsgate.log.contains("udp://0.0.0.0:53") && r.dnsgate.log.contains("udp://[::]:53"), r.dnsgate.log)
+        for bound in ["udp://0.0.0.0:53", "udp://[::]:53", "tcp://[::]:53", "http://[::]:9153"] {
+            XCTAssertTrue(r.dnsgate.log.contains(bound), "\(bound) in \(r.dnsgate.log)")
+        }
         XCTAssertEqual(try digIn(t, t.runners["a"]!, ["www.allowed.test"]).status, "NOERROR")
     }
 

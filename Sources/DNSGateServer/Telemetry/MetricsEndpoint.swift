@@ -10,7 +10,7 @@ import Prometheus
 final class MetricsEndpoint {
     private let channel: Channel
 
-    init(host: String, port: Int, group: EventLoopGroup, registry: PrometheusCollectorRegistry,
+    init(address: SocketAddress, group: EventLoopGroup, registry: PrometheusCollectorRegistry,
          beforeScrape: @escaping @Sendable () -> Void) throws {
         channel = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -20,7 +20,7 @@ final class MetricsEndpoint {
                     try ch.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, beforeScrape: beforeScrape))
                 }
             }
-            .bind(host: host, port: port).wait()
+            .bind(to: address).wait()   // an IP literal, not through getaddrinfo: see `HostPort.socketAddress`
     }
 
     var port: Int? { channel.localAddress?.port }
