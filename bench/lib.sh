@@ -168,6 +168,7 @@ settle_cpus() {
 dig_q() { # PORT NAME -> "STATUS A-RECORDS"; 1 try, 1 s
     local out st
     out=$(dig +tries=1 +time=1 +noedns -p "$1" "@$ADDR" "$2" A 2>/dev/null) || { echo TIMEOUT; return 0; }
+    printf '%s\n' "$out" >"$RUN/last-answer.txt"   # shown in full when a check fails
     st=$(printf '%s\n' "$out" | sed -n 's/.*status: \([A-Z]*\),.*/\1/p' | head -1)
     printf '%s %s\n' "${st:-NOREPLY}" "$(printf '%s\n' "$out" | awk '!/^;/ && $4 == "A" { printf "%s ", $5 }')"
 }
@@ -461,7 +462,8 @@ verify() {
     check() { # WHAT GOT PATTERN
         case "$2" in
             $3) printf '  ok    %-46s %s\n' "$1" "$2" ;;
-            *) printf '  FAIL  %-46s got "%s"\n' "$1" "$2"; fails=$((fails + 1)) ;;
+            *) printf '  FAIL  %-46s got "%s"\n' "$1" "$2"; fails=$((fails + 1))
+               echo "        the last answer dig printed:"; sed 's/^/        | /' "$RUN/last-answer.txt" 2>/dev/null ;;
         esac
     }
     echo "== $name (127.0.0.1:$port)"
