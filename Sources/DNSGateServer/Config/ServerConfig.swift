@@ -115,6 +115,11 @@ extension ServerConfig {
         if next.udpCoalesceMicros != udpCoalesceMicros || next.udpCoalesceForwardingMicros != udpCoalesceForwardingMicros
             || next.udpCoalesceMinRate != udpCoalesceMinRate { changed.append("udp") }
         if next.controlSocketMode != controlSocketMode { changed.append("control.mode") }
+        // The detector keeps its state and thresholds from the start; a reload swaps the policy only.
+        if next.detector != detector || next.detectorEnabled != detectorEnabled || next.quarantineOnAlert != quarantineOnAlert
+            || next.quarantineSeconds != quarantineSeconds { changed.append("detector") }
+        if next.publicSuffixFile != publicSuffixFile { changed.append("public_suffix_list") }
+        if next.entryUnusedAfter != entryUnusedAfter { changed.append("entry_unused_after") }
         return changed
     }
 }
