@@ -74,7 +74,7 @@ public struct DetectorConfig: Sendable, Equatable {
     /// Distinct new names under one registered domain within one minute needed for `rateSpike`.
     /// Measured benign maximum: 6 per minute (umbrella); DNSExfiltrator at request sizes 65–145
     /// passes 300 in a minute, the larger sizes do not, so this kind is a flood detector and the
-    /// tunnel kind does the rest.
+    /// tunnel kind does the rest. (Config: `detector.rate_spike_names_per_minute`.)
     public var rateSpikeMinNames: Int = 300
     /// … and that many times the client's baseline queries per minute (EWMA, `baselineHalfLifeMinutes`).
     public var rateSpikeFactor: Double = 10
@@ -86,6 +86,33 @@ public struct DetectorConfig: Sendable, Equatable {
     /// `wildcardBudget` fires. Measured benign maximum under one registered domain: 112 names
     /// (umbrella sample, microsoft.com); the synthetic build touches 100. 500 leaves 4–5× over both.
     public var wildcardDistinctNames: Double = 500
+
+    // MARK: per registered domain
+
+    /// The limits of the kinds that count names or information whatever the names look like
+    /// (`volume`, `rateSpike`, `wildcardBudget`).
+    public struct VolumeLimits: Sendable, Equatable {
+        public var volumeBudgetBytes: Double
+        public var rateSpikeMinNames: Int
+        public var wildcardDistinctNames: Double
+        public init(volumeBudgetBytes: Double, rateSpikeMinNames: Int, wildcardDistinctNames: Double) {
+            self.volumeBudgetBytes = volumeBudgetBytes; self.rateSpikeMinNames = rateSpikeMinNames
+            self.wildcardDistinctNames = wildcardDistinctNames
+        }
+    }
+
+    /// The limits every registered domain has unless `domainLimits` names it.
+    public var volumeLimits: VolumeLimits {
+        VolumeLimits(volumeBudgetBytes: volumeBudgetBytes, rateSpikeMinNames: rateSpikeMinNames, wildcardDistinctNames: wildcardDistinctNames)
+    }
+
+    /// Limits of their own for some registered domains (lower case, no final dot), such as a package
+    /// mirror whose builds resolve hundreds of distinct host names: set there, those names are
+    /// not what the defaults above were measured on, and raising the limits for everyone would blind
+    /// the detector everywhere else. Only the kinds that count whatever the names look like use them:
+    /// `tunnel` (information and shape together), `beacon` and `bypass` keep their thresholds, so
+    /// encoded data under such a domain is still caught.
+    public var domainLimits: [String: VolumeLimits] = [:]
 
     // MARK: bypass
 

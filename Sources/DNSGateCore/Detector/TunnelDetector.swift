@@ -38,6 +38,8 @@ public final class TunnelDetector {
     private let suffixes: PublicSuffixList
     private let bypassNames: [DNSName]
     private let bucketCount: Int
+    /// `config.domainLimits` by the registered domain's `HashedName.hash`, as pairs are keyed.
+    private let domainLimits: [UInt64: DetectorConfig.VolumeLimits]
     private let baselineDecay: Double
 
     private var pairs: RecentStates<PairKey, PairState>
@@ -72,11 +74,15 @@ public final class TunnelDetector {
         self.bypassNames = config.bypassNames.compactMap { try? DNSName($0) }
         self.bypassDomains = Set(bypassNames.map { HashedName(suffixes.registeredDomain($0)) })
         self.bucketCount = max(1, Int((config.windowSeconds / config.bucketSeconds).rounded(.up)))
+        self.domainLimits = Dictionary(config.domainLimits.compactMap { name, limits in
+            (try? DNSName(name)).map { (HashedName($0).hash, limits) }
+        }, uniquingKeysWith: { first, _ in first })
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
         self.pairs = RecentStates(capacity: config.maxPairs)
         self.labelMemory = LabelMemory(labelsPerPair: config.maxLabelsPerPair, guaranteedLabelsPerPair: config.guaranteedLabelsPerPair,
                                        sharedLabels: config.sharedLabels)
-        let holds = min(config.tunnelBudgetBytes, config.volumeBudgetBytes) >= 256 && config.rateSpikeMinNames > 1
+        let limits = [config.volumeLimits] + config.domainLimits.values
+        let holds = config.tunnelBudgetBytes >= 256 && limits.allSatisfy { $0.volumeBudgetBytes >= 256 && $0.rateSpikeMinNames > 1 }
         self.holdsFirstQueries = holds
         self.firstQueries = FirstQueries(capacity: holds ? config.maxPairs : 1)
         self.clients = RecentStates(capacity: config.maxClients)
@@ -129,7 +135,7 @@ public final class TunnelDetector {
             out.append(a)
         }
 
-        if let pair = trackedPair(key, client: client, domain: hashedDomain.name, event: e) {
+        if let pair = trackedPair(key, client: client, domain: hashedDomain.name, domainHash: hashedDomain.hash, event: e) {
             if e.time >= pair.quarantinedSince { pair.restartCounts() }   // its quarantine has ended
             update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
             let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
@@ -144,7 +150,7 @@ public final class TunnelDetector {
 
     /// The pair's state, made most recently seen; nil when `e` is the pair's first query and is held
     /// in `firstQueries` instead. A pair's first query is replayed into the state its second makes.
-    private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, event e: QueryEvent) -> PairState? {
+    private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, domainHash: UInt64, event e: QueryEvent) -> PairState? {
         if let p = pairs.touch(key) { return p }
         var first = holdsFirstQueries ? firstQueries.take(key.id, client: e.client) : nil
         // A first query the window has passed is gone, as its pair would have expired.
@@ -161,13 +167,19 @@ public final class TunnelDetector {
             old.reset(firstSeen: firstSeen)
             return old
         }
+        pair.limits = limits(forDomainHash: domainHash)
         // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
         if let first { update(pair, with: first, domainLabels: domain.labelCount) }
         return pair
     }
 
     private func newPairState(firstSeen: Double) -> PairState {
-        PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: firstSeen, labels: labelMemory)
+        PairState(bucketCount: bucketCount, gapCount: config.beaconIntervals, firstSeen: firstSeen, labels: labelMemory,
+                  limits: config.volumeLimits)
+    }
+
+    private func limits(forDomainHash hash: UInt64) -> DetectorConfig.VolumeLimits {
+        domainLimits.isEmpty ? config.volumeLimits : domainLimits[hash] ?? config.volumeLimits
     }
 
     /// Every alert episode held, oldest first; with `now`, only episodes still open at that time.
@@ -456,12 +468,13 @@ public final class TunnelDetector {
         let gaps = gapStatistics(of: p, always: false)
         let newNames = newNamesLastMinute(of: p, at: e.time)
         let regular = isRegular(variation: gaps.variation, mean: gaps.mean)
-        let rateThreshold = max(Double(config.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
+        let limits = p.limits
+        let rateThreshold = max(Double(limits.rateSpikeMinNames), config.rateSpikeFactor * client.baseline)
         // Most queries cross no threshold at all: leave before building the features and evidence.
-        guard totals.infoBits / 8 >= min(config.tunnelBudgetBytes, config.volumeBudgetBytes) || regular
+        guard totals.infoBits / 8 >= min(config.tunnelBudgetBytes, limits.volumeBudgetBytes) || regular
                 || Double(newNames) >= rateThreshold else { return [] }
         let f = features(of: p, totals: totals, gaps: gaps, newNames: newNames, entropy: p.entropy())
-        let evidence = Evidence.pair(f, rateThreshold: rateThreshold)
+        let evidence = Evidence.pair(f, rateThreshold: rateThreshold, volumeBudget: limits.volumeBudgetBytes)
         var out: [DetectorAlert] = []
         func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
             if crossed, let a = fire(kind, client: e.client, domain: domain, time: e.time, evidence: evidence, samples: p.samples,
@@ -472,7 +485,7 @@ public final class TunnelDetector {
         var signals = 0
         forEachSignal(of: f) { _ in signals += 1 }
         consider(.tunnel, f.informationBytes >= config.tunnelBudgetBytes && signals >= config.tunnelMinSignals)
-        consider(.volume, f.informationBytes >= config.volumeBudgetBytes)
+        consider(.volume, f.informationBytes >= limits.volumeBudgetBytes)
         consider(.beacon, regular && distinctShare(f) >= config.beaconMinDistinctShare)
         consider(.rateSpike, Double(f.newNamesLastMinute) >= rateThreshold)
         return out
@@ -512,11 +525,11 @@ public final class TunnelDetector {
     /// not on every refresh.
     private func featureList(_ kind: DetectorAlert.Kind, _ evidence: Evidence) -> [DetectorAlert.Feature] {
         typealias F = DetectorAlert.Feature
-        let f: PairFeatures, rateThreshold: Double
+        let f: PairFeatures, rateThreshold: Double, volumeBudget: Double
         switch evidence {
         case .bypass: return [F(name: "encryptedDNSName", value: 1, threshold: 1)]
-        case .budget(let n): return [F(name: "distinctNames", value: n, threshold: config.wildcardDistinctNames)]
-        case .pair(let pf, let rt): (f, rateThreshold) = (pf, rt)
+        case .budget(let n, let limit): return [F(name: "distinctNames", value: n, threshold: limit)]
+        case .pair(let pf, let rt, let vb): (f, rateThreshold, volumeBudget) = (pf, rt, vb)
         }
         switch kind {
         case .tunnel:
@@ -524,7 +537,7 @@ public final class TunnelDetector {
             forEachSignal(of: f) { l.append($0) }
             return l
         case .volume:
-            return [F(name: "informationBytes", value: f.informationBytes, threshold: config.volumeBudgetBytes)]
+            return [F(name: "informationBytes", value: f.informationBytes, threshold: volumeBudget)]
         case .beacon:
             return [F(name: "timingVariation", value: f.timingVariation ?? 0, threshold: config.beaconMaxVariation),
                     F(name: "meanIntervalSeconds", value: f.meanIntervalSeconds ?? 0, threshold: config.beaconMinPeriodSeconds),
@@ -539,7 +552,10 @@ public final class TunnelDetector {
     private func updateBudget(client: String, key: String, event e: QueryEvent, domain: HashedName) -> DetectorAlert? {
         let k = BudgetStateKey(client: client, key: key)
         let w = Int64((e.time / config.windowSeconds).rounded(.down))
-        let s = budgets.touch(k) ?? budgets.insert(k) { _ in BudgetState(window: w, client: client, domainHash: domain.hash) }
+        let s = budgets.touch(k) ?? budgets.insert(k) { _ in
+            BudgetState(window: w, client: client, domainHash: domain.hash,
+                        distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
+        }
         s.lastSeen = max(s.lastSeen, e.time)
         if e.time >= s.quarantinedSince { s.restartCounts() }   // its quarantine has ended
         if w > s.window {
@@ -550,10 +566,10 @@ public final class TunnelDetector {
         // Sliding estimate: this window plus the unexpired share of the previous one.
         let elapsed = (e.time - Double(w) * config.windowSeconds) / config.windowSeconds
         let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
-        guard estimate >= config.wildcardDistinctNames else { return nil }
+        guard estimate >= s.distinctNamesLimit else { return nil }
         s.samples.append(e.name)
         return fire(.wildcardBudget, client: client, domain: domain.name, time: e.time,
-                    evidence: .budget(distinctNames: estimate.rounded()), samples: s.samples, budgetKey: key, held: &s.episode)
+                    evidence: .budget(distinctNames: estimate.rounded(), limit: s.distinctNamesLimit), samples: s.samples, budgetKey: key, held: &s.episode)
     }
 
     /// Opens an episode and returns its alert, or refreshes the open one and returns nil.
@@ -649,8 +665,8 @@ private final class Episode {
 /// episode (every query of a flooded pair) builds no arrays and copies without the runtime: with an
 /// array in one case, each refresh copied and destroyed the enum through outlined witnesses.
 private enum Evidence {
-    case pair(TunnelDetector.PairFeatures, rateThreshold: Double)   // tunnel, volume, beacon, rate-spike
-    case budget(distinctNames: Double)                              // wildcard-budget
+    case pair(TunnelDetector.PairFeatures, rateThreshold: Double, volumeBudget: Double)   // tunnel, volume, beacon, rate-spike
+    case budget(distinctNames: Double, limit: Double)                                     // wildcard-budget
     case bypass                                                     // an encrypted-DNS resolver's name
 }
 
@@ -757,7 +773,11 @@ private final class PairState: RecencyTracked {
         switch kind { case .tunnel: 0; case .volume: 1; case .beacon: 2; default: 3 }
     }
 
-    init(bucketCount: Int, gapCount: Int, firstSeen: Double, labels: LabelMemory) {
+    /// Its registered domain's (`DetectorConfig.domainLimits`), set whenever the state starts a pair.
+    var limits: DetectorConfig.VolumeLimits
+
+    init(bucketCount: Int, gapCount: Int, firstSeen: Double, labels: LabelMemory, limits: DetectorConfig.VolumeLimits) {
+        self.limits = limits
         seen = RecentHashes(memory: labels)
         buckets = [Bucket](repeating: Bucket(epoch: .min, generation: 0), count: bucketCount)
         intervals = RecentGaps(capacity: gapCount)
@@ -865,7 +885,11 @@ private final class BudgetState: RecencyTracked {
     /// Registered domain (`HashedName.hash`) of the query that made the state: an allow-list
     /// wildcard lies under one registered domain, which a quarantine names.
     let domainHash: UInt64
-    init(window: Int64, client: String, domainHash: UInt64) { self.window = window; self.client = client; self.domainHash = domainHash }
+    /// `wildcardDistinctNames` for that registered domain (`DetectorConfig.domainLimits`).
+    let distinctNamesLimit: Double
+    init(window: Int64, client: String, domainHash: UInt64, distinctNames: Double) {
+        self.window = window; self.client = client; self.domainHash = domainHash; self.distinctNamesLimit = distinctNames
+    }
     var current = HyperLogLog(precision: 9)
     var previous = HyperLogLog(precision: 9)
     var lastSeen = -Double.infinity
