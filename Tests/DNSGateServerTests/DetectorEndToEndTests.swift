@@ -221,6 +221,40 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("allowed.test."))
     }
 
+    /// QA's F5: a build resolving hundreds of distinct names under one registered domain (a package
+    /// mirror) is a rate spike at the defaults. `detector.domains` raises the limits for that domain
+    /// alone: the same flood under another allowed domain is still flagged and quarantined.
+    func testLimitsOfItsOwnLetOneDomainTakeARegistryBurst() throws {
+        let nsd = try NSDUpstream()
+        let yaml = """
+            detector:
+              quarantine: true
+              domains:
+                - domain: allowed.test
+                  rate_spike_names_per_minute: 5000
+                  volume_budget_bytes: 65536
+                  wildcard_distinct_names: 20000
+            control: { socket: "@DIR@/c.sock" }
+            state_file: "@DIR@/s.json"
+
+            """
+        let g = try DNSGateProcess(allow: "*.allowed.test  # package mirror\n*.denied.test  # another registry\n",
+                                   upstreams: [nsd.address], configYAML: yaml)
+        func flood(_ zone: String) -> Int {
+            let names = (0..<1000).map { String(format: "pkg-%04d.\(zone)", $0) }
+            return UDPClient.burst(port: g.port, names.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) },
+                                   batch: 20, drainMs: 30)
+        }
+        XCTAssertGreaterThan(flood("mirror.allowed.test"), 950)
+        XCTAssertEqual(try g.cli(["alerts", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "limits of its own")
+        XCTAssertGreaterThan(flood("mirror.denied.test"), 950)
+        let alerts = try g.cli(["alerts", "--json"]).stdout
+        XCTAssertTrue(alerts.contains("\"kind\":\"rate-spike\"") && alerts.contains("\"registeredDomain\":\"denied.test.\""), alerts)
+        XCTAssertFalse(alerts.contains("\"registeredDomain\":\"allowed.test.\""), alerts)
+        let quarantines = try g.cli(["quarantine", "list"]).stdout
+        XCTAssertTrue(quarantines.contains("denied.test.") && !quarantines.contains("allowed.test."), quarantines)
+    }
+
     func testPrometheusMetricsEndpoint() throws {
         try requireTool("curl")
         let nsd = try NSDUpstream()
@@ -263,6 +297,29 @@ final class DetectorEndToEndTests: XCTestCase {
         let missing = try runCommand(TestPaths.dnsgateBinary, ["analyze", dir.appendingPathComponent("nope.tsv").path])
         XCTAssertEqual(missing.status, 2, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("nope.tsv: cannot read"), missing.stderr)
+    }
+
+    /// `analyze --config` judges a log with the server's detector settings; without it, the defaults.
+    func testAnalyzeTakesTheDetectorSettingsOfAConfigFile() throws {
+        let dir = TestPaths.tempDir("analyze-config")
+        let log = dir.appendingPathComponent("burst.tsv").path
+        var tsv = "ts\tclient\tqname\tqtype\trcode\n"
+        for i in 0..<400 { tsv += "\(1_800_000_000 + Double(i) / 200)\t192.0.2.7\tpkg-\(i).mirror.example.com\tA\tNOERROR\n" }
+        try tsv.write(toFile: log, atomically: true, encoding: .utf8)
+        let config = dir.appendingPathComponent("dnsgate.yaml").path
+        try "detector:\n  domains:\n    - domain: example.com\n      rate_spike_names_per_minute: 1000\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let plain = try runCommand(TestPaths.dnsgateBinary, ["analyze", log])
+        XCTAssertEqual(plain.status, 1, "400 new names a minute are a rate spike at the defaults: \(plain.stdout)\(plain.stderr)")
+        XCTAssertTrue(plain.stdout.contains("rate-spike"), plain.stdout)
+        let tuned = try runCommand(TestPaths.dnsgateBinary, ["analyze", "--config", config, log])
+        XCTAssertEqual(tuned.status, 0, tuned.stdout + tuned.stderr)
+        try "detector:\n  domains:\n    - domain: mirror.example.com\n      rate_spike_names_per_minute: 1000\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let wrong = try runCommand(TestPaths.dnsgateBinary, ["analyze", "--config", config, log])
+        XCTAssertEqual(wrong.status, 2, wrong.stderr)
+        XCTAssertTrue(wrong.stderr.contains("dnsgate.yaml:3: detector domain mirror.example.com is not a registered domain"), wrong.stderr)
+        XCTAssertTrue(wrong.stderr.contains("write example.com"), wrong.stderr)
     }
 
     func testAnalyzeFlagsTheRecordedExfiltrationCaptures() throws {

@@ -120,6 +120,14 @@ final class DocumentationTests: XCTestCase {
             ("policy:\n  default_types: [A, AAAA,\n    A]\n", [], "dnsgate.yaml:3: query type A is listed twice"),
             ("policy:\n  default_types: []\n", [], "dnsgate.yaml:2: default_types must name at least one type"),
             ("control:\n  mode: \"0666\"\n", [], "dnsgate.yaml:2: control.mode 0666 lets every local user"),
+            ("detector:\n  domains:\n    - volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: a detector domain needs `domain: NAME`"),
+            ("detector:\n  domains:\n    - domain: example.com\n", [], "dnsgate.yaml:3: domain example.com sets no limit"),
+            ("detector:\n  domains:\n    - domain: example.com\n      volume_budget_bytes: 9000\n    - domain: EXAMPLE.com.\n      volume_budget_bytes: 9000\n",
+             [], "dnsgate.yaml:5: domain example.com is given twice (first at line 3)"),
+            ("detector:\n  domains:\n    - domain: co.uk\n      volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: detector domain co.uk is a public suffix"),
+            ("detector:\n  domains:\n    - domain: www.example.com\n      volume_budget_bytes: 9000\n", [],
+             "dnsgate.yaml:3: detector domain www.example.com is not a registered domain, and the detector counts per registered domain: write example.com"),
+            ("detector:\n  rate_spike_names_per_minute: 1\n", [], "dnsgate.yaml:2: 1 is outside 2...10000000"),
         ]
         for (yaml, flags, error) in cases {
             try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)

@@ -54,7 +54,8 @@ public enum ConfigLoader {
         }
         if let n = top["detector"] {
             let m = try r.mapping(n, allowed: ["enabled", "quarantine", "quarantine_seconds", "window_seconds", "volume_budget_bytes",
-                                              "tunnel_budget_bytes", "wildcard_distinct_names", "bypass_names"])
+                                              "tunnel_budget_bytes", "wildcard_distinct_names", "rate_spike_names_per_minute",
+                                              "bypass_names", "domains"])
             if let v = m["enabled"] { c.detectorEnabled = try r.bool(v) }
             if let v = m["quarantine"] { c.quarantineOnAlert = try r.bool(v) }
             if let v = m["quarantine_seconds"] { c.quarantineSeconds = try r.int(v, 1...604_800) }
@@ -62,7 +63,10 @@ public enum ConfigLoader {
             if let v = m["volume_budget_bytes"] { c.detector.volumeBudgetBytes = Double(try r.int(v, 64...10_000_000)) }
             if let v = m["tunnel_budget_bytes"] { c.detector.tunnelBudgetBytes = Double(try r.int(v, 64...10_000_000)) }
             if let v = m["wildcard_distinct_names"] { c.detector.wildcardDistinctNames = Double(try r.int(v, 1...10_000_000)) }
+            if let v = m["rate_spike_names_per_minute"] { c.detector.rateSpikeMinNames = try r.int(v, 2...10_000_000) }
             if let v = m["bypass_names"] { c.detector.bypassNames = try r.list(v).map { try r.string($0) } }
+            // After the global limits: a domain's unset ones are theirs.
+            if let v = m["domains"] { (c.detector.domainLimits, c.detectorDomainLines) = try r.domainLimits(v, defaults: c.detector.volumeLimits) }
         }
         if let n = top["state_file"] { c.stateFile = resolve(try r.string(n)) }
         if let n = top["entry_unused_after"] { c.entryUnusedAfter = try r.int(n, 60...31_536_000) }
@@ -241,6 +245,30 @@ public enum ConfigLoader {
             guard let hp = HostPort(parsing: s) else { throw error(n, "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'") }
             return hp
         }
+        /// `detector.domains:` list; each entry's limits not given are `defaults`. Keyed by the
+        /// domain in lower case without its final dot, with the line naming it.
+        func domainLimits(_ n: Node, defaults: DetectorConfig.VolumeLimits) throws -> ([String: DetectorConfig.VolumeLimits], [String: Int]) {
+            var limits: [String: DetectorConfig.VolumeLimits] = [:], lines: [String: Int] = [:]
+            for item in try list(n) {
+                let m = try mapping(item, allowed: ["domain", "volume_budget_bytes", "rate_spike_names_per_minute", "wildcard_distinct_names"])
+                guard let nameNode = m["domain"] else { throw error(item, "a detector domain needs `domain: NAME` (a registered domain)") }
+                let text = try string(nameNode)
+                guard let name = try? DNSName(text), name.labelCount > 0 else { throw error(nameNode, "'\(text)' is not a domain name") }
+                let key = String(name.description.dropLast()).lowercased()   // description ends with the root's dot
+                if let first = lines[key] { throw error(nameNode, "domain \(key) is given twice (first at line \(first))") }
+                guard m.count > 1 else {
+                    throw error(item, "domain \(key) sets no limit (volume_budget_bytes, rate_spike_names_per_minute, wildcard_distinct_names)")
+                }
+                var l = defaults
+                if let v = m["volume_budget_bytes"] { l.volumeBudgetBytes = Double(try int(v, 64...10_000_000)) }
+                if let v = m["rate_spike_names_per_minute"] { l.rateSpikeMinNames = try int(v, 2...10_000_000) }
+                if let v = m["wildcard_distinct_names"] { l.wildcardDistinctNames = Double(try int(v, 1...10_000_000)) }
+                limits[key] = l
+                lines[key] = nameNode.mark?.line ?? 0
+            }
+            return (limits, lines)
+        }
+
         /// `sinkhole:` mapping; keys absent keep `default`.
         func sinkhole(_ n: Node, default d: (SinkholeMode, UInt32)) throws -> (SinkholeMode, UInt32) {
             let m = try mapping(n, allowed: ["mode", "ttl", "redirect_v4", "redirect_v6"])
@@ -300,6 +328,7 @@ public enum PolicyBuilder {
                                   "profile '\(p.name)' listener \(l) is not under listen: (\(c.listen.map(\.description).joined(separator: ", "))), so it can never match")
             }
         }
+        try checkDetectorDomains(c, suffixes: suffixes)
         let base = Policy(allowList: try load(c.allowFiles), mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL,
                           defaultTypes: c.defaultTypes)
         let profiles = try c.profiles.map { p in
@@ -308,6 +337,24 @@ public enum PolicyBuilder {
                                    sinkholeTTL: p.sinkholeTTL ?? c.sinkholeTTL, defaultTypes: c.defaultTypes))
         }
         return PolicySet(base: base, profiles: profiles)
+    }
+
+    /// The detector counts per registered domain, so limits set for any other name would never
+    /// apply: refused, naming the registered domain to write instead. Here, not in the loader,
+    /// because it needs the suffix list (also on `validate`).
+    public static func checkDetectorDomains(_ c: ServerConfig, suffixes: PublicSuffixList?) throws {
+        guard let suffixes else { return }
+        for (key, line) in c.detectorDomainLines.sorted(by: { $0.value < $1.value }) {
+            guard let name = try? DNSName(key) else { continue }
+            func refuse(_ why: String) -> ConfigError { ConfigError(file: c.sourceFile ?? "command line", line: line, why) }
+            if suffixes.isPublicSuffix(name) {
+                throw refuse("detector domain \(key) is a public suffix: limits apply to one registered domain under it (such as example.\(key))")
+            }
+            let registered = suffixes.registeredDomain(name)
+            if registered != name {
+                throw refuse("detector domain \(key) is not a registered domain, and the detector counts per registered domain: write \(String(registered.description.dropLast())) (its limits then cover every name under it)")
+            }
+        }
     }
 }
 

@@ -76,6 +76,8 @@ public struct ServerConfig: Sendable {
     /// Prometheus text metrics listener (`GET /metrics`); nil: off.
     public var metricsListen: HostPort?
     public var detector = DetectorConfig()
+    /// The config line naming each of `detector.domainLimits`, for the registered-domain check.
+    public var detectorDomainLines: [String: Int] = [:]
     public var detectorEnabled = true
     /// Sinkhole a client's registered domain when the detector alerts on it.
     public var quarantineOnAlert = false

@@ -62,11 +62,25 @@ extension DNSGateCommand {
                 """)
         @Argument(help: "Log files, read in order.") var files: [String]
         @Flag(help: "One JSON object per alert line.") var json = false
-        @Option(help: ArgumentHelp("Public Suffix List file.", valueName: "file")) var publicSuffixList = PublicSuffixList.debianPath
+        @Option(help: ArgumentHelp("Public Suffix List file (default: the config's, else Debian's).", valueName: "file"))
+        var publicSuffixList: String?
+        @Option(help: ArgumentHelp("Take the detector's settings (thresholds, per-domain limits, bypass names) from this "
+                                   + "configuration file, as the server would; without it, the built-in defaults.", valueName: "file"))
+        var config: String?
 
         func run() throws {
-            let psl = PublicSuffixList(contentsOfFile: publicSuffixList) ?? PublicSuffixList(text: "")
-            let detector = TunnelDetector(config: .default, suffixes: psl)
+            var detectorConfig = DetectorConfig.default, pslPath = publicSuffixList ?? PublicSuffixList.debianPath
+            if let config {
+                // Checked as `validate` checks it: a broken file is exit 2, like unreadable input.
+                do {
+                    let c = try ConfigLoader.load(path: config)
+                    if publicSuffixList == nil { pslPath = c.publicSuffixFile }
+                    try PolicyBuilder.checkDetectorDomains(c, suffixes: PublicSuffixList(contentsOfFile: pslPath))
+                    detectorConfig = c.detector
+                } catch { throw fail(error, status: 2) }
+            }
+            let psl = PublicSuffixList(contentsOfFile: pslPath) ?? PublicSuffixList(text: "")
+            let detector = TunnelDetector(config: detectorConfig, suffixes: psl)
             var alerts: [DetectorAlert] = []
             var events = 0
             for file in files {
