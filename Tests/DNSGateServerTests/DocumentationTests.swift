@@ -128,6 +128,8 @@ final class DocumentationTests: XCTestCase {
             ("detector:\n  domains:\n    - domain: www.example.com\n      volume_budget_bytes: 9000\n", [],
              "dnsgate.yaml:3: detector domain www.example.com is not a registered domain, and the detector counts per registered domain: write example.com"),
             ("detector:\n  rate_spike_names_per_minute: 1\n", [], "dnsgate.yaml:2: 1 is outside 2...10000000"),
+            ("detector:\n  domains:\n    - domain: bücher.example\n      volume_budget_bytes: 9000\n", [],
+             "dnsgate.yaml:3: 'bücher.example' is not ASCII; write an internationalized name in its xn-- form"),
         ]
         for (yaml, flags, error) in cases {
             try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)

@@ -69,7 +69,7 @@ public enum PlainListLoader {
     /// Refuses what would load as an entry no query can ever match: raw UTF-8 (clients ask for an
     /// internationalized name in its `xn--` form, RFC 5891), and unescaped spaces or control characters,
     /// such as a non-breaking space pasted between a name and its types.
-    static func checkCharacters(_ text: String, at here: SourceLocation) throws {
+    public static func checkCharacters(_ text: String, at here: SourceLocation) throws {
         var escaped = false
         for (i, c) in text.utf8.enumerated() {
             if escaped { escaped = false; continue }

@@ -253,6 +253,9 @@ public enum ConfigLoader {
                 let m = try mapping(item, allowed: ["domain", "volume_budget_bytes", "rate_spike_names_per_minute", "wildcard_distinct_names"])
                 guard let nameNode = m["domain"] else { throw error(item, "a detector domain needs `domain: NAME` (a registered domain)") }
                 let text = try string(nameNode)
+                // As in allow-lists: raw UTF-8 or a pasted control character would never match a query.
+                do { try PlainListLoader.checkCharacters(text, at: SourceLocation(file: file, line: 0)) }
+                catch let e as PolicyLoadError { throw error(nameNode, e.message) }
                 guard let name = try? DNSName(text), name.labelCount > 0 else { throw error(nameNode, "'\(text)' is not a domain name") }
                 let key = String(name.description.dropLast()).lowercased()   // description ends with the root's dot
                 if let first = lines[key] { throw error(nameNode, "domain \(key) is given twice (first at line \(first))") }
