@@ -255,6 +255,24 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(quarantines.contains("denied.test.") && !quarantines.contains("allowed.test."), quarantines)
     }
 
+    /// A client asking under more than 1,000 registered domains (denied ones count: the detector sees
+    /// every answered query) raises `domain-spread`, which names no domain and so quarantines none.
+    func testSpreadingOverManyDomainsIsFlaggedAndQuarantinesNothing() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: "*.allowed.test  # builds\n", upstreams: [nsd.address],
+                                   configYAML: "detector: { quarantine: true }\ncontrol: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n")
+        let names = (0..<1100).map { "x.spread\($0).test" }
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, names.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) },
+                                             batch: 20, drainMs: 20), 1050)
+        let alerts = try g.cli(["alerts", "--json"]).stdout
+        XCTAssertTrue(alerts.contains("\"kind\":\"domain-spread\"") && alerts.contains("\"registeredDomain\":\".\""), alerts)
+        XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("no quarantines"))
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "the client still resolves")
+        let verdict = try g.cli(["verdict", "--client", "127.0.0.1"])
+        XCTAssertEqual(verdict.status, 1, verdict.stdout)
+        XCTAssertTrue(verdict.stdout.contains("domain-spread"), verdict.stdout)
+    }
+
     func testPrometheusMetricsEndpoint() throws {
         try requireTool("curl")
         let nsd = try NSDUpstream()

@@ -20,6 +20,10 @@ public struct DetectorAlert: Codable, Hashable, Sendable {
         case wildcardBudget = "wildcard-budget"
         /// A lookup of an encrypted-DNS resolver or of the `use-application-dns.net` canary.
         case bypass
+        /// Names under more registered domains in a window than one client plausibly needs: data
+        /// spread over many domains (each too small to count), or a flood meant to push the per-domain
+        /// state of a tunnel out of the detector's tables. `registeredDomain` is the root (`.`).
+        case domainSpread = "domain-spread"
     }
 
     /// A feature that crossed its threshold, with both numbers.

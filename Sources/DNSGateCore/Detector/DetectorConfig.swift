@@ -87,6 +87,16 @@ public struct DetectorConfig: Sendable, Equatable {
     /// (umbrella sample, microsoft.com); the synthetic build touches 100. 500 leaves 4–5× over both.
     public var wildcardDistinctNames: Double = 500
 
+    // MARK: per client
+
+    /// Distinct registered domains one client may ask for names under in a window before
+    /// `domainSpread` fires; 0 turns the kind off. A build touches tens (a package registry, a source
+    /// host, their CDNs; the build-like tests 3–5). 1000 is half of `maxPairs`: a client that floods
+    /// new registered domains to push its own tunnel's pair out of the table (about 2,048 new ones
+    /// between two tunnel queries) crosses it on its first round. Not measured on real runners:
+    /// the benign corpora are one client walking a top list, thousands of domains an hour.
+    public var spreadDistinctDomains: Double = 1000
+
     // MARK: per registered domain
 
     /// The limits of the kinds that count names or information whatever the names look like

@@ -7,7 +7,8 @@
 /// track Paxson et al.'s compressed-unique-names bound), label lengths, character entropy, query-type
 /// mix, NXDOMAIN ratio, arrival regularity and the rate against the client's own baseline. Per
 /// caller-supplied budget key (an allow-list wildcard) it counts distinct names per client with a
-/// HyperLogLog. Lookups of encrypted-DNS resolvers and of `use-application-dns.net` are flagged at once.
+/// HyperLogLog, and per client the registered domains it asks under (`domainSpread`). Lookups of
+/// encrypted-DNS resolvers and of `use-application-dns.net` are flagged at once.
 ///
 /// Time comes only from the events (`QueryEvent.time`): the live server and `dnsgate analyze`
 /// replaying a log get the same alerts. Memory is capped by `DetectorConfig.maxPairs`,
@@ -22,11 +23,9 @@
 ///
 /// TODO:
 /// - A client that looks up thousands of random registered domains twice each pushes older pairs,
-///   its own tunnel's included, out of the LRU (once each, they only take `FirstQueries` slots); the
-///   flood then shows as `rateSpike` only if it sits under one registered domain. A per-client pair
-///   cap would keep one client from evicting others.
-/// - "Names with no fixed parent" (each query under a different registered domain) leave every
-///   pair tiny; the per-client first-seen count is kept but not yet scored.
+///   its own tunnel's included, out of the LRU (once each, they only take `FirstQueries` slots).
+///   That client raises `domainSpread` on its way (half the table's size), but it still evicts
+///   other clients' pairs: a per-client pair cap would keep one client from doing that.
 /// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
 /// - The label tables beyond each pair's guaranteed 256 hashes are shared first come, first served:
 ///   pairs flooded with ever-new names (which gain nothing from them) can hold them all for a window,
@@ -135,7 +134,11 @@ public final class TunnelDetector {
             out.append(a)
         }
 
-        if let pair = trackedPair(key, client: client, domain: hashedDomain.name, domainHash: hashedDomain.hash, event: e) {
+        var newToClient = false
+        let tracked = trackedPair(key, client: client, domain: hashedDomain.name, domainHash: hashedDomain.hash, event: e,
+                                  newToClient: &newToClient)
+        if newToClient, let a = countDomain(hashedDomain.name, of: client, event: e) { out.append(a) }
+        if let pair = tracked {
             if e.time >= pair.quarantinedSince { pair.restartCounts() }   // its quarantine has ended
             update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
             let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
@@ -150,13 +153,15 @@ public final class TunnelDetector {
 
     /// The pair's state, made most recently seen; nil when `e` is the pair's first query and is held
     /// in `firstQueries` instead. A pair's first query is replayed into the state its second makes.
-    private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, domainHash: UInt64, event e: QueryEvent) -> PairState? {
+    /// `newToClient` is set when `e` is the first query of the pair (as far as the tables remember).
+    private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, domainHash: UInt64, event e: QueryEvent,
+                             newToClient: inout Bool) -> PairState? {
         if let p = pairs.touch(key) { return p }
         var first = holdsFirstQueries ? firstQueries.take(key.id, client: e.client) : nil
         // A first query the window has passed is gone, as its pair would have expired.
         if let f = first, e.time - f.time > config.windowSeconds { first = nil }
         if first == nil {
-            client.distinctDomains.insert(hash: StableHash.hash(domain.wire))
+            newToClient = true
             if holdsFirstQueries { firstQueries.hold(key.id, e); return nil }
         }
         let firstSeen = first?.time ?? e.time
@@ -180,6 +185,25 @@ public final class TunnelDetector {
 
     private func limits(forDomainHash hash: UInt64) -> DetectorConfig.VolumeLimits {
         domainLimits.isEmpty ? config.volumeLimits : domainLimits[hash] ?? config.volumeLimits
+    }
+
+    /// Counts a registered domain new to the client in the window; `domainSpread` once the count
+    /// reaches `spreadDistinctDomains`. Its episode is the client's, under the root name: no one
+    /// domain is to blame (and none is quarantined). Over the limit, the episode is refreshed when
+    /// the count moves, and otherwise once a second: a client cycling through more domains than the
+    /// pair table holds (the benchmark's denied names) makes every sixth query a "new" domain, and
+    /// refreshing on each cost 2 % of a denied query's instructions.
+    private func countDomain(_ domain: DNSName, of c: ClientState, event e: QueryEvent) -> DetectorAlert? {
+        guard config.spreadDistinctDomains > 0 else { return nil }
+        let (n, changed) = c.domains.insert(hash: StableHash.hash(domain.wire), at: e.time, windowSeconds: config.windowSeconds)
+        guard n >= config.spreadDistinctDomains, changed || e.time - c.spreadCheckedAt >= 1 else { return nil }
+        c.spreadCheckedAt = e.time
+        let samples = c.spreadSamples ?? SampleRing()
+        c.spreadSamples = samples
+        samples.append(e.name)
+        return fire(.domainSpread, client: e.client, domain: .root, time: e.time,
+                    evidence: .spread(distinctDomains: n.rounded(), limit: config.spreadDistinctDomains), samples: samples,
+                    held: &c.spreadEpisode)
     }
 
     /// Every alert episode held, oldest first; with `now`, only episodes still open at that time.
@@ -278,7 +302,6 @@ public final class TunnelDetector {
     }
 
     /// Estimated distinct registered domains a client has looked up while tracked (HyperLogLog).
-    public func distinctDomains(client: String) -> Double? { clients[client]?.distinctDomains.estimate }
 
     // MARK: features
 
@@ -529,6 +552,7 @@ public final class TunnelDetector {
         switch evidence {
         case .bypass: return [F(name: "encryptedDNSName", value: 1, threshold: 1)]
         case .budget(let n, let limit): return [F(name: "distinctNames", value: n, threshold: limit)]
+        case .spread(let n, let limit): return [F(name: "distinctRegisteredDomains", value: n, threshold: limit)]
         case .pair(let pf, let rt, let vb): (f, rateThreshold, volumeBudget) = (pf, rt, vb)
         }
         switch kind {
@@ -544,28 +568,19 @@ public final class TunnelDetector {
                     F(name: "distinctNameShare", value: distinctShare(f), threshold: config.beaconMinDistinctShare)]
         case .rateSpike:
             return [F(name: "newNamesLastMinute", value: Double(f.newNamesLastMinute), threshold: rateThreshold)]
-        case .wildcardBudget, .bypass:
+        case .wildcardBudget, .bypass, .domainSpread:
             return []
         }
     }
 
     private func updateBudget(client: String, key: String, event e: QueryEvent, domain: HashedName) -> DetectorAlert? {
         let k = BudgetStateKey(client: client, key: key)
-        let w = Int64((e.time / config.windowSeconds).rounded(.down))
         let s = budgets.touch(k) ?? budgets.insert(k) { _ in
-            BudgetState(window: w, client: client, domainHash: domain.hash,
-                        distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
+            BudgetState(client: client, domainHash: domain.hash, distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
         }
         s.lastSeen = max(s.lastSeen, e.time)
         if e.time >= s.quarantinedSince { s.restartCounts() }   // its quarantine has ended
-        if w > s.window {
-            if w == s.window + 1 { s.previous = s.current } else { s.previous.reset() }
-            s.current.reset(); s.window = w
-        }
-        s.current.insert(hash: StableHash.hash(e.name.wire, seed: 3))
-        // Sliding estimate: this window plus the unexpired share of the previous one.
-        let elapsed = (e.time - Double(w) * config.windowSeconds) / config.windowSeconds
-        let estimate = s.current.estimate + s.previous.estimate * max(0, 1 - elapsed)
+        let estimate = s.names.insert(hash: StableHash.hash(e.name.wire, seed: 3), at: e.time, windowSeconds: config.windowSeconds).estimate
         guard estimate >= s.distinctNamesLimit else { return nil }
         s.samples.append(e.name)
         return fire(.wildcardBudget, client: client, domain: domain.name, time: e.time,
@@ -667,6 +682,7 @@ private final class Episode {
 private enum Evidence {
     case pair(TunnelDetector.PairFeatures, rateThreshold: Double, volumeBudget: Double)   // tunnel, volume, beacon, rate-spike
     case budget(distinctNames: Double, limit: Double)                                     // wildcard-budget
+    case spread(distinctDomains: Double, limit: Double)                                   // domain-spread
     case bypass                                                     // an encrypted-DNS resolver's name
 }
 
@@ -871,8 +887,12 @@ private final class ClientState: RecencyTracked {
     var minuteCount = 0
     /// Queries per minute, exponentially weighted.
     var baseline = 0.0
-    /// Distinct registered domains while tracked ("first-seen" domains), 256 bytes.
-    var distinctDomains = HyperLogLog(precision: 8)
+    /// Distinct registered domains in the window (`domainSpread`), 512 bytes.
+    var domains = SlidingDistinctCount(precision: 8)
+    /// Made at the client's first `domainSpread`, as few clients have one.
+    var spreadSamples: SampleRing?
+    var spreadEpisode: Episode?
+    var spreadCheckedAt = -Double.infinity
 
     init(firstSeen: Double) { self.firstSeen = firstSeen; self.lastSeen = firstSeen }
 }
@@ -880,18 +900,16 @@ private final class ClientState: RecencyTracked {
 private final class BudgetState: RecencyTracked {
     /// Place in the detector's recency list for this table (`RecentStates`).
     var recencyHandle = -1
-    var window: Int64
     let client: String
     /// Registered domain (`HashedName.hash`) of the query that made the state: an allow-list
     /// wildcard lies under one registered domain, which a quarantine names.
     let domainHash: UInt64
     /// `wildcardDistinctNames` for that registered domain (`DetectorConfig.domainLimits`).
     let distinctNamesLimit: Double
-    init(window: Int64, client: String, domainHash: UInt64, distinctNames: Double) {
-        self.window = window; self.client = client; self.domainHash = domainHash; self.distinctNamesLimit = distinctNames
+    init(client: String, domainHash: UInt64, distinctNames: Double) {
+        self.client = client; self.domainHash = domainHash; self.distinctNamesLimit = distinctNames
     }
-    var current = HyperLogLog(precision: 9)
-    var previous = HyperLogLog(precision: 9)
+    var names = SlidingDistinctCount(precision: 9)
     var lastSeen = -Double.infinity
     var samples = SampleRing()
     var episode: Episode?
@@ -904,7 +922,7 @@ private final class BudgetState: RecencyTracked {
     /// Forgets the names counted and any quarantine, as `PairState.restartCounts` does.
     func restartCounts() {
         quarantinedSince = .infinity
-        current.reset(); previous.reset()
+        names.reset()
         samples = SampleRing()
         episode = nil
     }

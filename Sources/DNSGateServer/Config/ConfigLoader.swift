@@ -55,7 +55,7 @@ public enum ConfigLoader {
         if let n = top["detector"] {
             let m = try r.mapping(n, allowed: ["enabled", "quarantine", "quarantine_seconds", "window_seconds", "volume_budget_bytes",
                                               "tunnel_budget_bytes", "wildcard_distinct_names", "rate_spike_names_per_minute",
-                                              "bypass_names", "domains"])
+                                              "spread_distinct_domains", "bypass_names", "domains"])
             if let v = m["enabled"] { c.detectorEnabled = try r.bool(v) }
             if let v = m["quarantine"] { c.quarantineOnAlert = try r.bool(v) }
             if let v = m["quarantine_seconds"] { c.quarantineSeconds = try r.int(v, 1...604_800) }
@@ -64,6 +64,7 @@ public enum ConfigLoader {
             if let v = m["tunnel_budget_bytes"] { c.detector.tunnelBudgetBytes = Double(try r.int(v, 64...10_000_000)) }
             if let v = m["wildcard_distinct_names"] { c.detector.wildcardDistinctNames = Double(try r.int(v, 1...10_000_000)) }
             if let v = m["rate_spike_names_per_minute"] { c.detector.rateSpikeMinNames = try r.int(v, 2...10_000_000) }
+            if let v = m["spread_distinct_domains"] { c.detector.spreadDistinctDomains = Double(try r.int(v, 0...10_000_000)) }
             if let v = m["bypass_names"] { c.detector.bypassNames = try r.list(v).map { try r.string($0) } }
             // After the global limits: a domain's unset ones are theirs.
             if let v = m["domains"] { (c.detector.domainLimits, c.detectorDomainLines) = try r.domainLimits(v, defaults: c.detector.volumeLimits) }

@@ -76,7 +76,8 @@ final class DetectorRunner: @unchecked Sendable {
                                      "samples": "\(alert.sampleNames.joined(separator: " "))"]
         for f in alert.features { meta["feature_\(f.name)"] = "\(f.value) (threshold \(f.threshold))" }
         logger.warning("tunneling or exfiltration suspected", metadata: meta)
-        if let q = quarantine, alert.kind != .bypass, let domain = try? DNSName(alert.registeredDomain) {
+        // Neither a resolver's name nor a spread over many domains names a domain to sinkhole.
+        if let q = quarantine, alert.kind != .bypass, alert.kind != .domainSpread, let domain = try? DNSName(alert.registeredDomain) {
             q.quarantine(client: alert.client, domain: domain, seconds: quarantineSeconds, reason: "alert \(id) \(alert.kind.rawValue)", now: time)
             // Read after the quarantine is in place: a query answered from then on and not sinkholed
             // was answered after a lift or the expiry, and the pair's next crossing alerts again.

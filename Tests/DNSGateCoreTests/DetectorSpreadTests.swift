@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+@testable import DNSGateCore
+import DNSGateTestSupport
+
+/// `domain-spread`: one client asking for names under more registered domains in a window than a
+/// build needs. It is what stops a tunnel from hiding by flooding new registered domains (sinkholed
+/// ones do: the detector sees denied queries too) until its own pair is pushed out of the table and
+/// its counts start again from nothing.
+final class DetectorSpreadTests: XCTestCase {
+    private let suffixes = DetectorFixtures.suffixes
+    private let start = 1_800_000_000.0
+
+    func testAClientAskingUnderManyRegisteredDomainsIsFlaggedOnce() throws {
+        let d = TunnelDetector(suffixes: suffixes)
+        var fired: [DetectorAlert] = []
+        for i in 0..<1_500 {
+            // twice each, as a resolver retrying would; a build's few domains asked all along
+            for name in ["x.spread\(i).test", "x.spread\(i).test", "registry.example.com"] {
+                fired += d.observe(QueryEvent(time: start + Double(i), client: "192.0.2.30", name: try DNSName(name), type: .a, rcode: .nxDomain))
+            }
+        }
+        XCTAssertEqual(fired.map(\.kind), [.domainSpread], "one episode")
+        let a = try XCTUnwrap(fired.first)
+        XCTAssertEqual(a.registeredDomain, ".")
+        let f = try XCTUnwrap(d.alertsSnapshot().first { $0.kind == .domainSpread }?.features.first)
+        XCTAssertEqual(f.name, "distinctRegisteredDomains")
+        XCTAssertEqual(f.threshold, 1000)
+        XCTAssertGreaterThanOrEqual(f.value, 1000)
+        XCTAssertLessThan(a.firstTime - start, 1_150, "fires near the 1,000th domain (HyperLogLog: a few per cent)")
+    }
+
+    func testABuildsHandfulOfDomainsAndAnotherClientAreLeftAlone() throws {
+        let d = TunnelDetector(suffixes: suffixes)
+        var fired: [DetectorAlert] = []
+        for i in 0..<3_000 {
+            let name = ["registry.example.com", "git.example.org", "cdn\(i % 40).example.net", "mirror\(i % 7).test"][i % 4]
+            fired += d.observe(QueryEvent(time: start + Double(i), client: "192.0.2.31", name: try DNSName(name), type: .a, rcode: .noError))
+            fired += d.observe(QueryEvent(time: start + Double(i), client: "192.0.2.\(32 + i % 200)", name: try DNSName("x.c\(i).test"),
+                                          type: .a, rcode: .noError))   // 200 clients, 15 domains each
+        }
+        XCTAssertFalse(fired.contains { $0.kind == .domainSpread }, "\(fired.map(\.kind))")   // (the clockwork timing here is a beacon)
+    }
+
+    func testTheCountSlidesWithTheWindow() throws {
+        var config = DetectorConfig.default
+        config.windowSeconds = 600
+        let d = TunnelDetector(config: config, suffixes: suffixes)
+        var fired: [DetectorAlert] = []
+        // 1,800 domains over three hours: 100 per 10-minute window, never 1,000 in one
+        for i in 0..<1_800 {
+            for _ in 0..<2 {
+                fired += d.observe(QueryEvent(time: start + Double(i) * 6, client: "192.0.2.30", name: try DNSName("x.slow\(i).test"), type: .a, rcode: .nxDomain))
+            }
+        }
+        XCTAssertEqual(fired.map(\.kind), [])
+    }
+
+    /// The evasion: between two queries of a base32 tunnel, the client asks for names under more new
+    /// registered domains than the pair table holds (each twice, so each gets a pair). The tunnel's
+    /// pair is pushed out every time and never gathers enough to alert: without `domainSpread`,
+    /// nothing at all fires. The table is shrunk to 64 pairs to keep the test fast; the real one
+    /// holds 2,048, twice the spread limit, so the same holds there.
+    func testFloodingNewDomainsToEvictATunnelsStateIsCaught() throws {
+        var config = DetectorConfig.default
+        config.maxPairs = 64
+        var rng = SeededRandom(seed: 5)
+        let encoded = Array(DetectorFixtures.base32(rng.bytes(3000)))
+        var events: [QueryEvent] = [], t = start
+        for (seq, from) in stride(from: 0, to: encoded.count, by: 52).enumerated() {
+            let chunk = String(encoded[from..<min(from + 52, encoded.count)])
+            events.append(QueryEvent(time: t, client: "192.0.2.40", name: try DNSName("\(chunk).\(seq).t.exfil.test"), type: .txt, rcode: .nxDomain))
+            for j in 0..<70 {
+                let junk = try DNSName("a.j\(seq)-\(j).test")
+                for _ in 0..<2 { t += 0.001; events.append(QueryEvent(time: t, client: "192.0.2.40", name: junk, type: .a, rcode: .nxDomain)) }
+            }
+            t += 0.5
+        }
+        func kinds(_ c: DetectorConfig) -> [DetectorAlert.Kind] {
+            let d = TunnelDetector(config: c, suffixes: suffixes)
+            return events.flatMap { d.observe($0) }.map(\.kind)
+        }
+        var off = config
+        off.spreadDistinctDomains = 0
+        XCTAssertEqual(kinds(off), [], "the evasion works without domain-spread: \(encoded.count) encoded characters and no alert")
+        XCTAssertEqual(kinds(config), [.domainSpread])
+        var roomy = config
+        roomy.maxPairs = 2048
+        XCTAssertTrue(kinds(roomy).contains(.tunnel), "with room for the tunnel's pair, the tunnel itself is caught")
+    }
+}
