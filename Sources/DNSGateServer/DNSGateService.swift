@@ -52,6 +52,9 @@ public final class DNSGateService: @unchecked Sendable {
         self.config = config
         self.overrides = overrides
         self.logger = logger
+        // A log reader that goes away (standard output piped into a shipper that restarts) must cost
+        // lines, not the process: the write then fails with EPIPE, which `LogFile` reports.
+        signal(SIGPIPE, SIG_IGN)
         suffixes = PolicyBuilder.suffixList(config)
         if suffixes == nil {
             logger.warning("public suffix list not readable; wildcard-under-public-suffix checks are off",
@@ -71,7 +74,7 @@ public final class DNSGateService: @unchecked Sendable {
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
                                       onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
-        queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile)
+        queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile, logger: logger)
         let threads = config.threads == 0 ? System.coreCount : config.threads
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         exceptionStore = try ExceptionStore(path: config.stateFile, pipeline: pipeline, suffixes: suffixes, logger: logger, now: WallClock.now())
@@ -247,6 +250,11 @@ public final class DNSGateService: @unchecked Sendable {
     @discardableResult
     public func reload() -> Result<(message: String, warnings: [String]), Error> {
         reloadLock.withLock { count in
+            // First, and whatever becomes of the policy: logrotate's SIGHUP must reach the log even when
+            // the config being edited at that moment does not load.
+            do { try queryLog.reopen() } catch {
+                logger.error("cannot reopen the query log; still writing to the file opened before", metadata: ["concern": "log", "error": "\(error)"])
+            }
             do {
                 var next = try config.sourceFile.map { try ConfigLoader.load(path: $0) } ?? config
                 overrides(&next)

@@ -166,7 +166,7 @@ extension DNSGateService: ControlResponder {
             "coalesced": upstream.coalesced.value,
             "tcp_connections": tcpConnectionCount,
             "udp_coalesced_waits": udpCoalescedWaits.value,
-            "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value],
+            "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value, "failed": queryLog.failedLines.value],
             "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) },
             "quarantines": pipeline.quarantines.all.count,
             "alerts": telemetry.detector?.totals ?? [:],

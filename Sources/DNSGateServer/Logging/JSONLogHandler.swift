@@ -23,6 +23,7 @@ public struct JSONLogHandler: LogHandler {
         let merged = self.metadata.merging(explicit ?? [:]) { $1 }
         for k in merged.keys.sorted() { fields.append((k, JSON.string("\(merged[k]!)"))) }
         let text = "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n"
-        Self.lock.withLock { _ in FileHandle.standardError.write(Data(text.utf8)) }
+        // A failed write is lost: this is the log it would be reported to (LogFile never stops the server).
+        Self.lock.withLock { _ in _ = LogFile.standardError.write(Array(text.utf8)) }
     }
 }

@@ -1,33 +1,32 @@
 import DNSGateCore
 import Dispatch
 import Foundation
+import Logging
 import Synchronization
 
 /// Writes the query log as JSON lines: one line per denied query by default, or per query of any kind.
 ///
 /// Records are queued and written by one background thread in batches, so the event loops never wait
 /// on the disk. If the writer falls behind by more than 100,000 lines, further lines are counted
-/// as dropped rather than growing memory without bound.
+/// as dropped rather than growing memory without bound. Lines that cannot be written (a full disk,
+/// standard output closed) are counted as failed and said once in the operational log; DNS goes on.
 public final class QueryLogger: Sendable {
     private let level: QueryLogLevel
     private let pending = BoundedBatch<QueryRecord>(capacity: 100_000)
     private let signal = DispatchSemaphore(value: 0)
-    private let handle: FileHandle?
+    private let file: LogFile?
+    private let logger: Logger?
     public var droppedLines: AtomicCounter { pending.dropped }
     public let written = AtomicCounter()
+    public let failedLines = AtomicCounter()
 
-    public init(level: QueryLogLevel, file: String) throws {
-        self.level = level
-        if level == .none { handle = nil; return }
-        if file == "-" { handle = FileHandle.standardOutput } else {
-            if !FileManager.default.fileExists(atPath: file) {
-                guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o640]) else {
-                    throw ConfigError(file: file, line: nil, "cannot create the query log")
-                }
+    public init(level: QueryLogLevel, file path: String, logger: Logger? = nil) throws {
+        self.level = level; self.logger = logger
+        if level == .none { file = nil; return }
+        if path == "-" { file = .standardOutput } else {
+            do { file = try LogFile(path: path) } catch {
+                throw ConfigError(file: path, line: nil, "cannot open the query log: \(String(cString: strerror(error.errno)))")
             }
-            guard let h = FileHandle(forWritingAtPath: file) else { throw ConfigError(file: file, line: nil, "cannot open the query log") }
-            h.seekToEndOfFile()
-            handle = h
         }
         let t = Thread { [self] in self.writerLoop() }
         t.name = "dnsgate-querylog"
@@ -41,16 +40,32 @@ public final class QueryLogger: Sendable {
 
     private func writerLoop() {
         BackgroundThread.lowerPriority()
+        var failing = 0   // lines lost since the last write that worked
         while true {
             signal.wait()
             let batch = pending.takeAll()
-            guard !batch.isEmpty, let handle else { continue }
+            guard !batch.isEmpty, let file else { continue }
             var out = ""
             for r in batch { out += Self.line(r); out += "\n" }
-            handle.write(Data(out.utf8))
-            written.add(batch.count)
+            if let e = file.write(Array(out.utf8)) {
+                failedLines.add(batch.count)
+                if failing == 0 {
+                    logger?.error("cannot write the query log; its lines are lost (counted as failed) until a write works",
+                                  metadata: ["concern": "log", "error": "\(e)"])
+                }
+                failing += batch.count
+            } else {
+                written.add(batch.count)
+                if failing > 0 {
+                    logger?.notice("the query log is written again", metadata: ["concern": "log", "lines_lost": "\(failing)"])
+                    failing = 0
+                }
+            }
         }
     }
+
+    /// Opens the log file again (after logrotate renamed it); standard output stays.
+    public func reopen() throws(LogFileError) { try file?.reopen() }
 
     /// Waits until everything queued so far is written (tests, shutdown).
     public func flush(timeout: Double = 2) {

@@ -15,7 +15,8 @@ final class DNSGateProcess {
     ///     `extraArgs`/`configYAML` supply the policy.
     ///   - configYAML: a config file to pass with `--config`; `@DIR@` is replaced with the test directory.
     init(allow: String?, upstreams: [String], extraArgs: [String] = [], configYAML: String? = nil,
-         listenHost: String = "127.0.0.1", listenPort: Int? = nil, environment: [String: String] = [:]) throws {
+         listenHost: String = "127.0.0.1", listenPort: Int? = nil, environment: [String: String] = [:],
+         standardOutput: Any? = nil) throws {
         let bin = TestPaths.dnsgateBinary
         guard FileManager.default.isExecutableFile(atPath: bin) else {
             throw XCTSkip("dnsgate binary not found at \(bin); run `swift build` first or set DNSGATE_BIN")
@@ -40,7 +41,8 @@ final class DNSGateProcess {
             args += ["--allow", path]
         }
         for u in upstreams { args += ["--upstream", u] }
-        daemon = try Daemon("dnsgate", bin, args + extraArgs, logFile: dir.appendingPathComponent("dnsgate.log"), environment: environment)
+        daemon = try Daemon("dnsgate", bin, args + extraArgs, logFile: dir.appendingPathComponent("dnsgate.log"), environment: environment,
+                            standardOutput: standardOutput)
         guard daemon.waitForLog("dnsgate started") else {
             let log = daemon.log
             daemon.stop()
@@ -52,6 +54,7 @@ final class DNSGateProcess {
     var allowFile: String { dir.appendingPathComponent("test.allow").path }
     var log: String { daemon.log }
     var pid: Int32 { daemon.pid }
+    var isRunning: Bool { daemon.process.isRunning }
     var queryLogLines: [String] {
         ((try? String(contentsOfFile: queryLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }

@@ -63,7 +63,9 @@ final class Daemon {
     let logFile: URL
     let name: String
 
-    init(_ name: String, _ path: String, _ args: [String], logFile: URL, environment: [String: String] = [:]) throws {
+    /// - Parameter standardOutput: where standard output goes instead of `logFile` (a `Pipe`, say).
+    init(_ name: String, _ path: String, _ args: [String], logFile: URL, environment: [String: String] = [:],
+         standardOutput: Any? = nil) throws {
         self.name = name
         self.logFile = logFile
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)   // opening it below reports a failure
@@ -71,7 +73,7 @@ final class Daemon {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        process.standardOutput = h
+        process.standardOutput = standardOutput ?? h
         process.standardError = h
         try process.run()
     }

@@ -1,0 +1,62 @@
+import Foundation
+import XCTest
+
+/// The query log's file is the operator's, and its troubles must cost log lines, never DNS: a full
+/// disk or a log reader that went away once ended the process (Foundation's `FileHandle.write`
+/// traps on any error), and logrotate's rename left the server writing to the old file.
+final class QueryLogFileTests: XCTestCase {
+    private static let allow = "*.allowed.test  # builds\n"
+
+    private func failedLines(_ g: DNSGateProcess) throws -> Int {
+        let stats = try g.cli(["stats", "--json"])
+        let obj = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+        return ((obj?["query_log"] as? [String: Any])?["failed"] as? Int) ?? -1
+    }
+
+    func testAFullDiskCostsLogLinesNotTheServer() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--query-log-file", "/dev/full"])
+        for i in 0..<5 { XCTAssertEqual(try dig(g.port, ["q\(i).allowed.test"]).status, "NXDOMAIN", "answered while the log fails") }
+        XCTAssertTrue(g.waitForLog("cannot write the query log"), g.log)
+        XCTAssertTrue(g.log.contains("No space left on device"), g.log)
+        XCTAssertTrue(g.isRunning)
+        XCTAssertGreaterThanOrEqual(try failedLines(g), 5)
+        XCTAssertEqual(g.log.components(separatedBy: "cannot write the query log").count, 2, "said once, not per batch")
+    }
+
+    func testAQueryLogReaderThatGoesAwayCostsLinesNotTheServer() throws {
+        let nsd = try NSDUpstream()
+        let pipe = Pipe()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--query-log-file", "-"], standardOutput: pipe)
+        pipe.fileHandleForReading.closeFile()   // the shipper reading standard output exits
+        for i in 0..<5 { XCTAssertEqual(try dig(g.port, ["p\(i).allowed.test"]).status, "NXDOMAIN") }
+        XCTAssertTrue(g.waitForLog("cannot write the query log"), g.log)
+        XCTAssertTrue(g.log.contains("Broken pipe"), g.log)
+        XCTAssertTrue(g.isRunning, "SIGPIPE ignored")
+    }
+
+    /// logrotate renames the file, then sends SIGHUP (or runs `dnsgate reload`): the server opens the
+    /// path again, also when the config being edited at that moment does not load.
+    func testReloadReopensTheQueryLogAfterRotation() throws {
+        let nsd = try NSDUpstream()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], configYAML: "mode: enforce\n")
+        let rotated = g.queryLog + ".1"
+        XCTAssertEqual(try dig(g.port, ["before.allowed.test"]).status, "NXDOMAIN")
+        XCTAssertTrue(waitFor { g.queryLogLines.contains { $0.contains("before.allowed.test") } })
+        try FileManager.default.moveItem(atPath: g.queryLog, toPath: rotated)
+        let config = g.dir.appendingPathComponent("dnsgate.yaml").path
+        try "allow: [\n".write(toFile: config, atomically: true, encoding: .utf8)   // mid-edit
+        let refused = try g.cli(["reload"])
+        XCTAssertNotEqual(refused.status, 0, refused.stdout)
+        XCTAssertEqual(try dig(g.port, ["after.allowed.test"]).status, "NXDOMAIN", "the old policy serves")
+        XCTAssertTrue(waitFor { g.queryLogLines.contains { $0.contains("after.allowed.test") } }, "a new file at the path")
+        let old = try String(contentsOfFile: rotated, encoding: .utf8)
+        XCTAssertTrue(old.contains("before.allowed.test") && !old.contains("after.allowed.test"), old)
+    }
+
+    private func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end { if cond() { return true }; usleep(20_000) }
+        return cond()
+    }
+}
