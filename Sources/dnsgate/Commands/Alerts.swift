@@ -77,6 +77,9 @@ extension DNSGateCommand {
                     if publicSuffixList == nil { pslPath = c.publicSuffixFile }
                     try PolicyBuilder.checkDetectorDomains(c, suffixes: PublicSuffixList(contentsOfFile: pslPath))
                     detectorConfig = c.detector
+                    if !c.detectorEnabled {
+                        FileHandle.standardError.write(Data("note: \(config) turns the detector off (detector.enabled: false); analysing with its settings anyway\n".utf8))
+                    }
                 } catch { throw fail(error, status: 2) }
             }
             let psl = PublicSuffixList(contentsOfFile: pslPath) ?? PublicSuffixList(text: "")
