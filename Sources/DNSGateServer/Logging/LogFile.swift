@@ -9,19 +9,21 @@ import Synchronization
 /// A file opened by path is reopened by `reopen()` (`dnsgate reload`, SIGHUP), so that logrotate's
 /// rename-then-create works: without it the server went on writing to the renamed file.
 public final class LogFile: Sendable {
+    /// nil for an inherited descriptor, which is never reopened.
     private let path: String?
+    private let name: String
     private let fd: Mutex<CInt>
 
-    public static let standardError = LogFile(descriptor: STDERR_FILENO)
-    public static let standardOutput = LogFile(descriptor: STDOUT_FILENO)
+    public static let standardError = LogFile(descriptor: STDERR_FILENO, name: "standard error")
+    public static let standardOutput = LogFile(descriptor: STDOUT_FILENO, name: "standard output")
 
     /// Opens `path` for appending, creating it (mode 0640) if missing.
     public init(path: String) throws(LogFileError) {
-        self.path = path
+        self.path = path; name = path
         fd = Mutex(try Self.open(path))
     }
 
-    private init(descriptor: CInt) { path = nil; fd = Mutex(descriptor) }
+    private init(descriptor: CInt, name: String) { path = nil; self.name = name; fd = Mutex(descriptor) }
 
     private static func open(_ path: String) throws(LogFileError) -> CInt {
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -38,7 +40,7 @@ public final class LogFile: Sendable {
                     let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                     if n > 0 { offset += n; continue }
                     if n < 0 && errno == EINTR { continue }
-                    return LogFileError(path: path ?? "standard output", errno: n < 0 ? errno : EIO)
+                    return LogFileError(path: name, errno: n < 0 ? errno : EIO)
                 }
                 return nil
             }
