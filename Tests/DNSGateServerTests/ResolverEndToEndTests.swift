@@ -138,6 +138,15 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(replies.allSatisfy { $0[3] & 0xF == 0 }, "all NOERROR")
     }
 
+    /// A connection pipelining more misses than it may have waiting (128) is read again as its answers
+    /// come back, and gets every one: the cap is flow control, not a limit on what it may ask.
+    func testAConnectionPipeliningMoreMissesThanItsCapGetsEveryAnswer() throws {
+        let g = try gate()
+        let queries = (0..<1000).map { RawQuery.make(id: UInt16($0), name: "cap\($0).wild.allowed.test") }
+        let replies = try TCPClient.pipelined(port: g.port, queries: queries, timeout: 20)
+        XCTAssertEqual(Set(replies.map { $0.u16(0) }), Set((0..<1000).map { UInt16($0) }), "\(replies.count) of 1,000 answered")
+    }
+
     /// A client may shut down its sending side once its queries are written: every answer still
     /// comes, the cache misses' too, and then the server closes.
     func testTCPClientThatHalfClosesGetsEveryAnswer() throws {

@@ -22,6 +22,13 @@ final class StreamQueryHandler: ChannelInboundHandler {
     /// Cache misses of this connection still waiting for their answers.
     private var waiting = 0
     private var inputClosed = false
+    /// Cache misses one connection may have waiting; past it the connection is not read until half of
+    /// them are answered (the client's queries wait in its socket, TCP's own flow control). Without
+    /// it a client pipelining thousands of misses against a slow upstream held memory without bound,
+    /// 277–835 MB in QA pass 4's flood. The queries of one read are still handled, so a connection
+    /// holds at most this many plus one read's worth.
+    static let maxWaitingPerConnection = 128
+    private var paused = false
 
     init(core: ServingCore, listener: String) { self.core = core; self.listener = listener }
 
@@ -38,10 +45,19 @@ final class StreamQueryHandler: ChannelInboundHandler {
         case .forward(let job):
             let channel = context.channel
             waiting += 1
+            if waiting >= Self.maxWaitingPerConnection && !paused {
+                paused = true
+                channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
             core.forward(job, on: context.eventLoop) { [self] bytes in     // on this channel's event loop
                 waiting -= 1
                 let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
                 if inputClosed && waiting == 0 { written.whenComplete { _ in channel.close(promise: nil) } }
+                if paused && waiting <= Self.maxWaitingPerConnection / 2 {
+                    paused = false
+                    channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                    channel.read()
+                }
             }
         }
     }
