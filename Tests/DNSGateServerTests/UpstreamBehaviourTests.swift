@@ -178,6 +178,25 @@ final class UpstreamBehaviourTests: XCTestCase {
         let ups = ResolvConf.nameservers(path: path, excluding: [HostPort(host: "127.0.0.1", port: 53)])
         XCTAssertEqual(ups.map(\.description), ["192.0.2.53:53", "[fe80::1]:53"])
     }
+
+    /// QA pass 4, F2: a wildcard listener on port 53 made every nameserver look like dnsgate itself,
+    /// another host's included, and the start failed. Only this host's addresses of the wildcard's
+    /// family are ours (here 192.0.2.10 stands for an interface address).
+    func testAWildcardListenerSkipsOnlyThisHostsAddresses() throws {
+        let dir = TestPaths.tempDir("resolv")
+        let path = dir.appendingPathComponent("resolv.conf").path
+        try "nameserver 127.0.0.1\nnameserver 192.0.2.10\nnameserver 192.0.2.53\nnameserver ::1\nnameserver 2001:db8::53\nnameserver ::ffff:127.0.0.53\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let local: Set<[UInt8]> = [[192, 0, 2, 10]]
+        func kept(_ listen: [String]) -> [String] {
+            ResolvConf.nameservers(path: path, excluding: listen.map { HostPort(parsing: $0)! }, localAddresses: local).map(\.description)
+        }
+        XCTAssertEqual(kept(["0.0.0.0:53"]), ["192.0.2.53:53", "[::1]:53", "[2001:db8::53]:53"])
+        XCTAssertEqual(kept(["[::]:53"]), ["127.0.0.1:53", "192.0.2.10:53", "192.0.2.53:53", "[2001:db8::53]:53", "[::ffff:127.0.0.53]:53"])
+        XCTAssertEqual(kept(["0.0.0.0:53", "[::]:53"]), ["192.0.2.53:53", "[2001:db8::53]:53"])
+        XCTAssertEqual(kept(["0.0.0.0:5300"]).count, 6, "another port: nothing is ours")
+        XCTAssertTrue(ResolvConf.localAddresses().contains([127, 0, 0, 1]), "getifaddrs sees loopback")
+    }
 }
 
 /// An upstream that answers the first query it gets with four forgeries (from 127.0.0.9, with the

@@ -364,7 +364,12 @@ public enum PolicyBuilder {
 
 /// Nameservers from /etc/resolv.conf, for when no upstream is configured (as dnsmasq does).
 public enum ResolvConf {
-    public static func nameservers(path: String = "/etc/resolv.conf", excluding own: [HostPort]) -> [HostPort] {
+    /// The `nameserver` lines of `path`, minus those that are this dnsgate: a listen address itself,
+    /// or, for a wildcard listener (`0.0.0.0:53`, `[::]:53`), any address of this host in its family
+    /// (loopback, or on an interface: `localAddresses`). Another host's resolver is kept whatever we
+    /// listen on; a wildcard once made every nameserver look like ourselves.
+    public static func nameservers(path: String = "/etc/resolv.conf", excluding own: [HostPort],
+                                   localAddresses: Set<[UInt8]> = ResolvConf.localAddresses()) -> [HostPort] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         var out: [HostPort] = []
         for line in text.split(separator: "\n") {
@@ -374,8 +379,49 @@ public enum ResolvConf {
             if let pct = addr.firstIndex(of: "%") { addr = String(addr[..<pct]) }   // drop IPv6 zone index
             guard let hp = HostPort(parsing: addr.contains(":") ? "[\(addr)]:53" : addr) else { continue }
             // Skip ourselves: forwarding to our own listener would loop.
-            if own.contains(where: { $0.port == 53 && ($0.host == hp.host || $0.host == "0.0.0.0" || $0.host == "::") }) { continue }
+            if isOwn(hp, listeners: own, localAddresses: localAddresses) { continue }
             out.append(hp)
+        }
+        return out
+    }
+
+    private static func isOwn(_ server: HostPort, listeners: [HostPort], localAddresses: Set<[UInt8]>) -> Bool {
+        guard let address = IPAddressText.octets(server.host).map(unmapped) else { return false }
+        for l in listeners where l.port == 53 {
+            guard let listening = IPAddressText.octets(l.host) else { continue }
+            if listening == address { return true }
+            // A wildcard answers on every local address of its family (IPv6 listeners are IPv6-only).
+            if listening.allSatisfy({ $0 == 0 }) && listening.count == address.count
+                && (isLoopback(address) || localAddresses.contains(address)) { return true }
+        }
+        return false
+    }
+
+    /// `::ffff:a.b.c.d` as the IPv4 address it is.
+    private static func unmapped(_ a: [UInt8]) -> [UInt8] {
+        a.count == 16 && a[0..<10].allSatisfy({ $0 == 0 }) && a[10] == 0xFF && a[11] == 0xFF ? Array(a[12...]) : a
+    }
+
+    private static func isLoopback(_ a: [UInt8]) -> Bool {
+        a.count == 4 ? a[0] == 127 : a == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    /// The addresses of this host's interfaces (getifaddrs; in a network namespace, its own).
+    public static func localAddresses() -> Set<[UInt8]> {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var out = Set<[UInt8]>()
+        var p = list
+        while let i = p {
+            if let sa = i.pointee.ifa_addr {
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET: sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { out.insert(withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) }) }
+                case AF_INET6: sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { out.insert(withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) }) }
+                default: break
+                }
+            }
+            p = i.pointee.ifa_next
         }
         return out
     }
