@@ -130,6 +130,8 @@ final class DocumentationTests: XCTestCase {
             ("detector:\n  rate_spike_names_per_minute: 1\n", [], "dnsgate.yaml:2: 1 is outside 2...10000000"),
             ("detector:\n  domains:\n    - domain: bücher.example\n      volume_budget_bytes: 9000\n", [],
              "dnsgate.yaml:3: 'bücher.example' is not ASCII; write an internationalized name in its xn-- form"),
+            ("detector:\n  domains:\n    - domain: exa mple.com\n      volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: 'exa\\032mple.com' contains a space or control character"),
+            ("detector:\n  domains:\n    - domain: 192.0.2.1\n      volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: 192.0.2.1 is an IP address"),
         ]
         for (yaml, flags, error) in cases {
             try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)

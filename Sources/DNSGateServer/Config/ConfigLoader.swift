@@ -257,6 +257,7 @@ public enum ConfigLoader {
                 // As in allow-lists: raw UTF-8 or a pasted control character would never match a query.
                 do { try PlainListLoader.checkCharacters(text, at: SourceLocation(file: file, line: 0)) }
                 catch let e as PolicyLoadError { throw error(nameNode, e.message) }
+                if IPAddressText.octets(text) != nil { throw error(nameNode, "\(text) is an IP address; limits are set for a registered domain") }
                 guard let name = try? DNSName(text), name.labelCount > 0 else { throw error(nameNode, "'\(text)' is not a domain name") }
                 let key = String(name.description.dropLast()).lowercased()   // description ends with the root's dot
                 if let first = lines[key] { throw error(nameNode, "domain \(key) is given twice (first at line \(first))") }
