@@ -70,6 +70,11 @@ public final class DNSGateService: @unchecked Sendable {
             }
         }
         self.config.upstreams = ups
+        // Said at start, not at the first miss: every query sent there would fail at once ("no socket").
+        for u in ups where !((try? u.socketAddress(port: u.port)).map(DatagramListener.familyIsAvailable) ?? true) {
+            logger.warning("this kernel has no IPv6; this upstream cannot be asked, and misses go to the others",
+                           metadata: ["concern": "upstream", "upstream": "\(u)"])
+        }
         let rttSink = RTTSink()
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
                                       onRTT: { rttSink.record($0, $1) })
@@ -108,7 +113,16 @@ public final class DNSGateService: @unchecked Sendable {
                 logger.notice("quarantine expired", metadata: ["concern": "detector", "id": "\(q.id)", "client": "\(q.client)", "domain": "\(q.domain)"])
             }
         }
-        if let m = config.metricsListen {
+        // Treated as the DNS listeners are: skipped with a warning on a kernel without the address's
+        // family, bound anyway (IP_FREEBIND) when the address is on no interface yet. An optional
+        // side endpoint must not keep DNS from starting (QA pass 4).
+        if let m = config.metricsListen, let a = try? m.socketAddress(port: m.port), !DatagramListener.familyIsAvailable(a) {
+            logger.warning("this kernel has no IPv6; metrics are not served", metadata: ["concern": "listener", "address": "\(m)"])
+        } else if let m = config.metricsListen {
+            if let a = try? m.socketAddress(port: 0), !DatagramListener.isPresent(a) {
+                logger.warning("metrics address is on no interface yet; bound anyway, it answers once the address appears",
+                               metadata: ["concern": "listener", "address": "\(m)"])
+            }
             do {
                 metrics = try MetricsEndpoint(address: m.socketAddress(port: m.port), group: group, registry: hub.registry,
                                               beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })

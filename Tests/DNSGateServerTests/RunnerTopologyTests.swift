@@ -229,6 +229,9 @@ final class RunnerTopologyTests: XCTestCase {
         for bound in ["udp://0.0.0.0:53", "udp://[::]:53", "tcp://[::]:53", "http://[::]:9153"] {
             XCTAssertTrue(r.dnsgate.log.contains(bound), "\(bound) in \(r.dnsgate.log)")
         }
+        // `[::]` is IPv6 only, as for DNS: it does not open the metrics on every IPv4 address too.
+        let v4 = try t.exec(t.host, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://127.0.0.1:9153/metrics"], timeout: 10)
+        XCTAssertEqual(v4.stdout, "000", "refused over IPv4")
         XCTAssertEqual(try digIn(t, t.runners["a"]!, ["www.allowed.test"]).status, "NOERROR")
     }
 
@@ -241,6 +244,7 @@ final class RunnerTopologyTests: XCTestCase {
         for later in ["192.0.2.3:53", "[2001:db8::3]:53"] {
             XCTAssertTrue(r.dnsgate.log.split(separator: "\n").contains { $0.contains("listen address is on no interface yet") && $0.contains(later) }, r.dnsgate.log)
         }
+        XCTAssertTrue(r.dnsgate.log.contains("metrics address is on no interface yet"), r.dnsgate.log)
         XCTAssertTrue(try digIn(t, runner, ["www.allowed.test"]).raw.contains("status: NOERROR"))
         try t.ip(["-n", t.host, "addr", "add", "192.0.2.3/24", "dev", "br0"])
         try t.ip(["-n", t.host, "addr", "add", "2001:db8::3/64", "dev", "br0", "nodad"])
@@ -251,6 +255,8 @@ final class RunnerTopologyTests: XCTestCase {
                 XCTAssertTrue(q.stdout.contains("status: NOERROR"), "\(proto) to \(server), added later: \(q.stdout)\(q.stderr)")
             }
         }
+        let scrape = try t.exec(runner, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://192.0.2.3:9153/metrics"], timeout: 10)
+        XCTAssertEqual(scrape.stdout, "200", "metrics on the address added later")
     }
 
     // MARK: - per-stage profiles

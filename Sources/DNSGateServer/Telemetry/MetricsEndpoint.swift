@@ -12,7 +12,12 @@ final class MetricsEndpoint {
 
     init(address: SocketAddress, group: EventLoopGroup, registry: PrometheusCollectorRegistry,
          beforeScrape: @escaping @Sendable () -> Void) throws {
-        channel = try ServerBootstrap(group: group)
+        var bootstrap = ServerBootstrap(group: group)
+        if address.protocol == .inet6 {   // IPv6 only, as the DNS listeners: `[::]` does not open IPv4 too
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
+        }
+        channel = try bootstrap
+            .serverChannelOption(ChannelOptions.Types.SocketOption(level: .ip, name: NIOBSDSocket.Option(rawValue: DatagramListener.freebind)), value: 1)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
