@@ -20,17 +20,16 @@ final class UpstreamSocketPoolTests: XCTestCase {
         XCTAssertEqual(withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, len) } }, 0)
         _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &len) } }
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(UInt16(bigEndian: sin.sin_port)))
-        let name = try DNSName("flood.example.com")
         let pool = try loop.submit { UpstreamSocketPool(loop: loop, size: 2) }.wait()
         // Open both sockets first, as a running server has them.
         for _ in 0..<64 {
-            _ = try loop.submit { pool.exchange(to: address, timeout: .milliseconds(300), build: { RawQueryBytes.make(id: $0, name: name) }, check: { _, _ in nil }) }.wait()
+            _ = try loop.submit { pool.exchange(to: address, timeout: .milliseconds(300), build: { RawQuery.make(id: $0, name: "flood.example.com") }, check: { _, _ in nil }) }.wait()
         }
         // Then one event-loop turn with more misses than two sockets' IDs.
         let turn = loop.submit { () -> Int in
             var failedAtOnce = 0
             for _ in 0..<140_000 {
-                let f = pool.exchange(to: address, timeout: .milliseconds(300), build: { RawQueryBytes.make(id: $0, name: name) }, check: { _, _ in nil })
+                let f = pool.exchange(to: address, timeout: .milliseconds(300), build: { RawQuery.make(id: $0, name: "flood.example.com") }, check: { _, _ in nil })
                 f.whenFailure { _ in failedAtOnce += 1 }
             }
             return failedAtOnce
@@ -50,12 +49,5 @@ final class UpstreamSocketPoolTests: XCTestCase {
             left = try loop.submit { pool.inFlight }.wait()
         }
         XCTAssertEqual(left, 0, "every exchange ended")
-    }
-}
-
-/// A minimal query for `name`, type A, with `id`.
-enum RawQueryBytes {
-    static func make(id: UInt16, name: DNSName) -> [UInt8] {
-        [UInt8(id >> 8), UInt8(id & 0xFF), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0] + name.wire + [0, 1, 0, 1]
     }
 }

@@ -301,8 +301,6 @@ public final class TunnelDetector {
         return features(of: p, at: time)
     }
 
-    /// Estimated distinct registered domains a client has looked up while tracked (HyperLogLog).
-
     // MARK: features
 
     /// What one (client, registered domain) pair looks like over the current window.

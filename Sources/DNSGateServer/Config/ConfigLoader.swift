@@ -387,7 +387,7 @@ public enum ResolvConf {
     }
 
     private static func isOwn(_ server: HostPort, listeners: [HostPort], localAddresses: Set<[UInt8]>) -> Bool {
-        guard let address = IPAddressText.octets(server.host).map(unmapped) else { return false }
+        guard let address = ClientPrefix.addressBytes(server.host) else { return false }   // `::ffff:a.b.c.d` as IPv4
         for l in listeners where l.port == 53 {
             guard let listening = IPAddressText.octets(l.host) else { continue }
             if listening == address { return true }
@@ -396,11 +396,6 @@ public enum ResolvConf {
                 && (isLoopback(address) || localAddresses.contains(address)) { return true }
         }
         return false
-    }
-
-    /// `::ffff:a.b.c.d` as the IPv4 address it is.
-    private static func unmapped(_ a: [UInt8]) -> [UInt8] {
-        a.count == 16 && a[0..<10].allSatisfy({ $0 == 0 }) && a[10] == 0xFF && a[11] == 0xFF ? Array(a[12...]) : a
     }
 
     private static func isLoopback(_ a: [UInt8]) -> Bool {
