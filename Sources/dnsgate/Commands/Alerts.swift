@@ -69,21 +69,17 @@ extension DNSGateCommand {
         var config: String?
 
         func run() throws {
-            var detectorConfig = DetectorConfig.default, pslPath = publicSuffixList ?? PublicSuffixList.debianPath
-            if let config {
-                // Checked as `validate` checks it: a broken file is exit 2, like unreadable input.
-                do {
-                    let c = try ConfigLoader.load(path: config)
-                    if publicSuffixList == nil { pslPath = c.publicSuffixFile }
-                    try PolicyBuilder.checkDetectorDomains(c, suffixes: PublicSuffixList(contentsOfFile: pslPath))
-                    detectorConfig = c.detector
-                    if !c.detectorEnabled {
-                        FileHandle.standardError.write(Data("note: \(config) turns the detector off (detector.enabled: false); analysing with its settings anyway\n".utf8))
-                    }
-                } catch { throw fail(error, status: 2) }
+            // Checked as `validate` checks it: a broken file is exit 2, like unreadable input.
+            let loaded: ServerConfig?
+            do { loaded = try config.map { try ConfigLoader.load(path: $0) } } catch { throw fail(error, status: 2) }
+            let psl = PublicSuffixList(contentsOfFile: publicSuffixList ?? loaded?.publicSuffixFile ?? PublicSuffixList.debianPath)
+            if let c = loaded, let config {
+                do { try PolicyBuilder.checkDetectorDomains(c, suffixes: psl) } catch { throw fail(error, status: 2) }
+                if !c.detectorEnabled {
+                    FileHandle.standardError.write(Data("note: \(config) turns the detector off (detector.enabled: false); analysing with its settings anyway\n".utf8))
+                }
             }
-            let psl = PublicSuffixList(contentsOfFile: pslPath) ?? PublicSuffixList(text: "")
-            let detector = TunnelDetector(config: detectorConfig, suffixes: psl)
+            let detector = TunnelDetector(config: loaded?.detector ?? .default, suffixes: psl ?? PublicSuffixList(text: ""))
             var alerts: [DetectorAlert] = []
             var events = 0
             for file in files {
