@@ -113,20 +113,15 @@ public final class DNSGateService: @unchecked Sendable {
                 logger.notice("quarantine expired", metadata: ["concern": "detector", "id": "\(q.id)", "client": "\(q.client)", "domain": "\(q.domain)"])
             }
         }
-        // Treated as the DNS listeners are: skipped with a warning on a kernel without the address's
-        // family, bound anyway (IP_FREEBIND) when the address is on no interface yet. An optional
-        // side endpoint must not keep DNS from starting (QA pass 4).
-        if let m = config.metricsListen, let a = try? m.socketAddress(port: m.port), !DatagramListener.familyIsAvailable(a) {
-            logger.warning("this kernel has no IPv6; metrics are not served", metadata: ["concern": "listener", "address": "\(m)"])
-        } else if let m = config.metricsListen {
-            if let a = try? m.socketAddress(port: 0), !DatagramListener.isPresent(a) {
-                logger.warning("metrics address is on no interface yet; bound anyway, it answers once the address appears",
-                               metadata: ["concern": "listener", "address": "\(m)"])
-            }
+        // Treated as the DNS listeners are (`bindableAddress`): an optional side endpoint must not
+        // keep DNS from starting (QA pass 4).
+        if let m = config.metricsListen {
             do {
-                metrics = try MetricsEndpoint(address: m.socketAddress(port: m.port), group: group, registry: hub.registry,
-                                              beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })
-                listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
+                if let address = try bindableAddress(m, noun: "metrics address", skipped: "metrics are not served") {
+                    metrics = try MetricsEndpoint(address: address, group: group, registry: hub.registry,
+                                                  beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })
+                    listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
+                }
             } catch {
                 shutdown()
                 throw bindError(error, m, "http metrics")
@@ -135,12 +130,7 @@ public final class DNSGateService: @unchecked Sendable {
         do {
             var skipped = false
             for hp in config.listen {
-                let address = try hp.socketAddress(port: hp.port)
-                // As NSD and unbound do: an IPv6 address on a kernel without IPv6 is skipped, so one
-                // config (`[::]:53` beside `0.0.0.0:53`, `[::1]:53` beside `127.0.0.1:53`) serves every host.
-                guard DatagramListener.familyIsAvailable(address) else {
-                    logger.warning("this kernel has no IPv6; not listening on this address",
-                                   metadata: ["concern": "listener", "address": "\(hp)"])
+                guard let address = try bindableAddress(hp, noun: "listen address", skipped: "not listening on this address") else {
                     skipped = true
                     continue
                 }
@@ -176,13 +166,25 @@ public final class DNSGateService: @unchecked Sendable {
         ])
     }
 
+    /// The address to bind `hp` on, or nil when this kernel has no IPv6 and it is an IPv6 address:
+    /// skipped with a warning, as NSD and unbound do, so one config (`[::]:53` beside `0.0.0.0:53`)
+    /// serves every host. An address on no interface yet is bound anyway (IP_FREEBIND) and said.
+    private func bindableAddress(_ hp: HostPort, noun: String, skipped: String) throws -> SocketAddress? {
+        let address = try hp.socketAddress(port: hp.port)
+        guard DatagramListener.familyIsAvailable(address) else {
+            logger.warning("this kernel has no IPv6; \(skipped)", metadata: ["concern": "listener", "address": "\(hp)"])
+            return nil
+        }
+        if !DatagramListener.isPresent(address) {
+            logger.warning("\(noun) is on no interface yet; bound anyway, it answers once the address appears",
+                           metadata: ["concern": "listener", "address": "\(hp)"])
+        }
+        return address
+    }
+
     /// One UDP listener thread (and socket) per event loop; each hands its cache misses to its loop.
     private func bindUDP(_ hp: HostPort, at address: SocketAddress, core: ServingCore) throws -> Int {
         var address = address
-        if !DatagramListener.isPresent(address) {
-            logger.warning("listen address is on no interface yet; bound anyway, it answers once the address appears",
-                           metadata: ["concern": "listener", "address": "\(hp)"])
-        }
         if hp.port != 0 {
             do { try DatagramListener.assertUnused(address) }
             catch { throw bindError(error, hp, "udp") }
