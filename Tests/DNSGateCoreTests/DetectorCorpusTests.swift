@@ -108,13 +108,13 @@ final class DetectorCorpusTests: XCTestCase {
     /// is `domain-spread`: each file is one client walking a top list, 50,000 registered domains in
     /// 8 hours in the larger one, which no build does and which that kind is for too.
     func testBenignCorporaRaiseNoTunnelAlerts() throws {
-        print("| file | queries | pairs | tunnel-class alerts | bypass alerts | domain-spread alerts | max info B | max entropy (≥ 64 chars) | max mean subdomain | max names/pair | max new names/min |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| file | queries | pairs | tunnel-class alerts | bypass alerts | domain-spread alerts | max info B | max entropy (≥ 64 chars) | max mean subdomain | max recent entropy / mean subdomain | max names/pair | max new names/min |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for url in try corpusFiles("benign") {
             let events = try DetectorFixtures.readTSV(url)
             let detector = TunnelDetector(config: .default, suffixes: DetectorFixtures.suffixes)
             var other: [DetectorAlert] = [], bypass: [DetectorAlert] = [], spread: [DetectorAlert] = []
-            var maxInfo = 0.0, maxEntropy = 0.0, maxSub = 0.0, maxNames = 0, maxRate = 0
+            var maxInfo = 0.0, maxEntropy = 0.0, maxSub = 0.0, maxRecentEntropy = 0.0, maxRecentSub = 0.0, maxNames = 0, maxRate = 0
             var domains = Set<DNSName>()
             var last: [DNSName: TunnelDetector.PairFeatures] = [:]
             for e in events {
@@ -128,6 +128,8 @@ final class DetectorCorpusTests: XCTestCase {
                     maxInfo = max(maxInfo, f.informationBytes)
                     if f.entropySampleChars >= 64 { maxEntropy = max(maxEntropy, f.entropyBits) }
                     maxSub = max(maxSub, f.meanSubdomainLength)
+                    if f.recentEntropySampleChars >= 64 { maxRecentEntropy = max(maxRecentEntropy, f.recentEntropyBits) }
+                    if f.distinctNames >= 3 { maxRecentSub = max(maxRecentSub, f.recentMeanSubdomainLength) }
                     maxNames = max(maxNames, f.distinctNames)
                     maxRate = max(maxRate, f.newNamesLastMinute)
                 }
@@ -137,7 +139,7 @@ final class DetectorCorpusTests: XCTestCase {
                 print("  heaviest pair \(d): \(f.distinctNames) names, \(Int(f.informationBytes)) B, entropy \(String(format: "%.2f", f.entropyBits)) over \(f.entropySampleChars) chars, mean subdomain \(String(format: "%.1f", f.meanSubdomainLength))")
             }
             let names = bypass.map { $0.sampleNames.first ?? $0.registeredDomain }
-            print("| \(url.lastPathComponent) | \(events.count) | \(domains.count) | \(other.count) | \(bypass.count) (\(names.joined(separator: " "))) | \(spread.count)\(spread.first.map { " (at \(Int($0.firstTime - events[0].time)) s)" } ?? "") | \(Int(maxInfo)) | \(String(format: "%.2f", maxEntropy)) | \(String(format: "%.1f", maxSub)) | \(maxNames) | \(maxRate) |")
+            print("| \(url.lastPathComponent) | \(events.count) | \(domains.count) | \(other.count) | \(bypass.count) (\(names.joined(separator: " "))) | \(spread.count)\(spread.first.map { " (at \(Int($0.firstTime - events[0].time)) s)" } ?? "") | \(Int(maxInfo)) | \(String(format: "%.2f", maxEntropy)) | \(String(format: "%.1f", maxSub)) | \(String(format: "%.2f", maxRecentEntropy)) / \(String(format: "%.1f", maxRecentSub)) | \(maxNames) | \(maxRate) |")
         }
     }
 }

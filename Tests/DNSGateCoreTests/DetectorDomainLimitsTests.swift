@@ -82,4 +82,33 @@ final class DetectorDomainLimitsTests: XCTestCase {
         XCTAssertTrue(fired.contains { $0.kind == .tunnel && $0.registeredDomain == "pkgs.test." }, "\(fired.map(\.kind))")
         XCTAssertFalse(fired.contains { $0.kind == .volume }, "the raised volume budget holds")
     }
+
+    /// The fourth QA pass (F3): benign names first, then a tunnel, under one raised domain. The shape
+    /// signals were averaged over all the pair's names, so 700 package names held entropy and mean
+    /// length under their thresholds until about 58 KB of base32 had passed; measured over the recent
+    /// names they cross after a few dozen tunnel names, as for a tunnel alone.
+    func testATunnelAfterBenignNamesUnderARaisedDomainIsStillCaughtEarly() throws {
+        var config = DetectorConfig.default
+        config.domainLimits = ["pkgs.test": raised]
+        let benign = try registryBuild(under: "reg.pkgs.test", names: 700)
+        let start = benign.last!.time + 1
+        var rng = SeededRandom(seed: 12)
+        let encoded = Array(DetectorFixtures.base32(rng.bytes(16_384)))
+        var tunnel: [QueryEvent] = []
+        for (seq, from) in stride(from: 0, to: encoded.count, by: 56).enumerated() {
+            let chunk = String(encoded[from..<min(from + 56, encoded.count)])
+            tunnel.append(QueryEvent(time: start + Double(seq) / 20, client: client,
+                                     name: try DNSName("\(chunk).\(seq).reg.pkgs.test"), type: .a, rcode: .noError))
+        }
+        let detector = TunnelDetector(config: config, suffixes: suffixes)
+        XCTAssertEqual(benign.flatMap { detector.observe($0) }.map(\.kind), [], "the benign part alone raises nothing")
+        var sent = 0
+        var first: DetectorAlert?
+        for e in tunnel where first == nil {
+            sent += 56
+            first = detector.observe(e).first { $0.kind == .tunnel }
+        }
+        let alert = try XCTUnwrap(first, "a tunnel of \(encoded.count) base32 characters after benign names was never flagged")
+        XCTAssertLessThanOrEqual(sent, 2_048, "flagged only after \(sent) characters of the tunnel: \(alert.features)")
+    }
 }

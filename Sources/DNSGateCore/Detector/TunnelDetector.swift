@@ -318,6 +318,13 @@ public final class TunnelDetector {
         public var entropySampleChars: Int
         public var tunnelTypeShare: Double
         public var nxDomainRatio: Double
+        /// The same four over the latest names and queries (`RecentShape`): a signal counts when
+        /// either the window's or the recent value crosses its threshold.
+        public var recentEntropyBits: Double
+        public var recentEntropySampleChars: Int
+        public var recentMeanSubdomainLength: Double
+        public var recentTunnelTypeShare: Double
+        public var recentNXDomainRatio: Double
         /// Coefficient of variation of the last `beaconIntervals` inter-query gaps; nil until that many.
         public var timingVariation: Double?
         public var meanIntervalSeconds: Double?
@@ -327,7 +334,7 @@ public final class TunnelDetector {
     /// Every feature, exact (the evaluation on the query path builds them only past its check).
     private func features(of p: PairState, at time: Double) -> PairFeatures {
         features(of: p, totals: windowTotals(of: p, at: time), gaps: gapStatistics(of: p, always: true),
-                 newNames: newNamesLastMinute(of: p, at: time), entropy: LabelShape.entropy(p.histogram, total: p.histogramTotal))
+                 newNames: newNamesLastMinute(of: p, at: time), entropy: p.characters.exactWindowEntropy)
     }
 
     private func features(of p: PairState, totals w: WindowTotals, gaps: (mean: Double?, variation: Double?), newNames: Int,
@@ -336,9 +343,12 @@ public final class TunnelDetector {
         return PairFeatures(
             queries: q, distinctNames: names, informationBytes: w.infoBits / 8, payloadBytes: w.payloadChars,
             meanSubdomainLength: names > 0 ? Double(w.subLenSum) / Double(names) : 0, longestSubdomain: w.longestSub,
-            entropyBits: entropy, entropySampleChars: Int(p.histogramTotal),
+            entropyBits: entropy, entropySampleChars: p.characters.windowTotal,
             tunnelTypeShare: q > 0 ? Double(w.typeQueries) / Double(q) : 0,
             nxDomainRatio: q > 0 ? Double(w.nx) / Double(q) : 0,
+            recentEntropyBits: p.characters.recentEntropy, recentEntropySampleChars: p.characters.recentTotal,
+            recentMeanSubdomainLength: p.recent.meanSubdomainLength, recentTunnelTypeShare: p.recent.tunnelTypeShare,
+            recentNXDomainRatio: p.recent.nxDomainRatio,
             timingVariation: gaps.variation, meanIntervalSeconds: gaps.mean, newNamesLastMinute: newNames)
     }
 
@@ -413,8 +423,10 @@ public final class TunnelDetector {
         if bucket.epoch != now || bucket.generation != p.generation { bucket = Bucket(epoch: now, generation: p.generation) }
         defer { p.buckets[b] = bucket }
         bucket.queries += 1
-        if Self.isTunnelType(e.type) { bucket.typeQueries += 1 }
-        if e.rcode == .nxDomain { bucket.nx += 1 }
+        let tunnelType = Self.isTunnelType(e.type), nx = e.rcode == .nxDomain
+        if tunnelType { bucket.typeQueries += 1 }
+        if nx { bucket.nx += 1 }
+        p.recent.addQuery(tunnelType: tunnelType, nxDomain: nx)
 
         let below = e.name.labelCount - domainLabels
         guard below > 0 else { return false }
@@ -434,6 +446,7 @@ public final class TunnelDetector {
             bucket.newNames += 1
             bucket.subLenSum += Int32(subLen)
             bucket.longestSub = max(bucket.longestSub, Int32(subLen))
+            p.recent.addName(subdomainLength: subLen)
             let minute = Int64((e.time / 60).rounded(.down))
             if p.minuteEpoch != minute { p.minuteEpoch = minute; p.minuteNewNames = 0 }
             p.minuteNewNames += 1
@@ -448,10 +461,10 @@ public final class TunnelDetector {
                 if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
                 p.seen.remember(h, at: e.time)
                 labelScratch[fresh] = labelScratch[i]; fresh += 1
-                p.count(label)
+                p.characters.add(label)
             }
             if fresh > 0 {
-                let h = p.entropy()
+                let h = p.characters.windowEntropy()
                 for r in labelScratch[..<fresh] {
                     bucket.infoBits += Double(r.count) * min(LabelShape.alphabetCeilingBits(w[r]), max(h, 1))
                 }
@@ -494,7 +507,7 @@ public final class TunnelDetector {
         // Most queries cross no threshold at all: leave before building the features and evidence.
         guard totals.infoBits / 8 >= min(config.tunnelBudgetBytes, limits.volumeBudgetBytes) || regular
                 || Double(newNames) >= rateThreshold else { return [] }
-        let f = features(of: p, totals: totals, gaps: gaps, newNames: newNames, entropy: p.entropy())
+        let f = features(of: p, totals: totals, gaps: gaps, newNames: newNames, entropy: p.characters.windowEntropy())
         let evidence = Evidence.pair(f, rateThreshold: rateThreshold, volumeBudget: limits.volumeBudgetBytes)
         var out: [DetectorAlert] = []
         func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
@@ -520,22 +533,31 @@ public final class TunnelDetector {
 
     private func distinctShare(_ f: PairFeatures) -> Double { f.queries > 0 ? Double(f.distinctNames) / Double(f.queries) : 0 }
 
-    /// The shape signals a tunnel alert needs besides information volume.
+    /// The shape signals a tunnel alert needs besides information volume. Each counts once: by the
+    /// window's value, or else by the recent one (named `recent…`), so that benign names earlier in
+    /// the window cannot hide a tunnel that follows them.
+    @inline(__always)
     private func forEachSignal(of f: PairFeatures, _ body: (DetectorAlert.Feature) -> Void) {
         typealias F = DetectorAlert.Feature
-        if f.entropySampleChars >= config.entropyMinChars && f.entropyBits >= config.encodedEntropyBits {
-            body(F(name: "charEntropyBits", value: f.entropyBits, threshold: config.encodedEntropyBits))
+        // Names as literals: this runs on every query of a pair past its information budget.
+        @inline(__always)
+        func signal(_ name: String, _ value: Double, _ recentName: String, _ recent: Double, threshold: Double) {
+            if value >= threshold {
+                body(F(name: name, value: value, threshold: threshold))
+            } else if recent >= threshold {
+                body(F(name: recentName, value: recent, threshold: threshold))
+            }
         }
-        if f.distinctNames >= 3 && f.meanSubdomainLength >= config.longSubdomainMean {
-            body(F(name: "meanSubdomainLength", value: f.meanSubdomainLength, threshold: config.longSubdomainMean))
+        signal("charEntropyBits", f.entropySampleChars >= config.entropyMinChars ? f.entropyBits : 0,
+               "recentCharEntropyBits", f.recentEntropySampleChars >= config.entropyMinChars ? f.recentEntropyBits : 0,
+               threshold: config.encodedEntropyBits)
+        if f.distinctNames >= 3 {
+            signal("meanSubdomainLength", f.meanSubdomainLength, "recentMeanSubdomainLength", f.recentMeanSubdomainLength,
+                   threshold: config.longSubdomainMean)
         }
         if f.queries >= config.minQueriesForRatios {
-            if f.tunnelTypeShare >= config.tunnelTypeShare {
-                body(F(name: "tunnelTypeShare", value: f.tunnelTypeShare, threshold: config.tunnelTypeShare))
-            }
-            if f.nxDomainRatio >= config.nxDomainRatio {
-                body(F(name: "nxDomainRatio", value: f.nxDomainRatio, threshold: config.nxDomainRatio))
-            }
+            signal("tunnelTypeShare", f.tunnelTypeShare, "recentTunnelTypeShare", f.recentTunnelTypeShare, threshold: config.tunnelTypeShare)
+            signal("nxDomainRatio", f.nxDomainRatio, "recentNXDomainRatio", f.recentNXDomainRatio, threshold: config.nxDomainRatio)
         }
         if isRegular(f) {
             body(F(name: "timingVariation", value: f.timingVariation!, threshold: config.beaconMaxVariation))
@@ -772,8 +794,10 @@ private final class PairState: RecencyTracked {
     var lastTime: Double
     /// Hash of a name or label → last time seen; capped at `maxLabelsPerPair`.
     var seen: RecentHashes
-    var histogram = [UInt32](repeating: 0, count: LabelShape.slots)
-    var histogramTotal: UInt32 = 0
+    /// Characters of the pair's fresh labels, over the window and over the latest ones.
+    var characters = LabelCharacters()
+    /// Subdomain length and type mix of the latest names and queries, beside the window's.
+    var recent = RecentShape()
     /// The last `beaconIntervals` gaps between the pair's queries.
     var intervals: RecentGaps
     var lastQueryTime: Double?
@@ -806,11 +830,8 @@ private final class PairState: RecencyTracked {
         restartCounts()
         firstSeen = t; lastTime = t
         seen.removeAll()
-        // Filled through one buffer pointer: element by element, every store through the class
-        // property checked the array's uniqueness again.
-        histogram.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        histogramTotal = 0
-        cachedEntropy = 0; entropyAtTotal = 0
+        characters.removeAll()
+        recent.removeAll()
     }
 
     /// When the quarantine of this pair took effect, while it has not been seen to end; infinite otherwise.
@@ -837,36 +858,6 @@ private final class PairState: RecencyTracked {
         // Written only where set: a pair that never fed an episode still holds the literal's static
         // storage, and the first write to it copies the array.
         for i in episodes.indices where episodes[i] != nil { episodes[i] = nil }
-    }
-
-    /// Character entropy of the histogram: exact while it holds fewer than `exactEntropyChars`
-    /// characters, then recomputed once it has grown by 1/64 since the last time (or was halved).
-    /// Past that size 1.6 % more characters move it by hundredths of a bit, and 39 logarithms on
-    /// every query of a flooded pair (twice: information estimate, then alert evidence) were a large
-    /// part of the detector's cost on a flood of unique names.
-    func entropy() -> Double {
-        let total = histogramTotal
-        if total < Self.exactEntropyChars || total < entropyAtTotal || total - entropyAtTotal >= total / 64 {
-            cachedEntropy = LabelShape.entropy(histogram, total: total)
-            entropyAtTotal = total
-        }
-        return cachedEntropy
-    }
-    static let exactEntropyChars: UInt32 = 4096
-    private var cachedEntropy = 0.0
-    private var entropyAtTotal: UInt32 = 0
-
-    /// Adds a fresh label's characters to the histogram, halving it past 2^16 characters so the
-    /// shape stays recent and the counters small.
-    func count(_ label: UnsafeBufferPointer<UInt8>) {
-        histogram.withUnsafeMutableBufferPointer { h in
-            for c in label { h[LabelShape.slot(c)] += 1 }
-        }
-        histogramTotal += UInt32(label.count)
-        if histogramTotal > 1 << 16 {
-            for i in histogram.indices { histogram[i] /= 2 }
-            histogramTotal = histogram.reduce(0, +)
-        }
     }
 
     @inline(__always)
