@@ -255,6 +255,33 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(quarantines.contains("denied.test.") && !quarantines.contains("allowed.test."), quarantines)
     }
 
+    /// Fourth QA pass, F3, end to end: a thousand package names under a domain with limits of its
+    /// own, then base32 data under the same domain. Judged over the window alone, the package names
+    /// held the shape signals down for about 58 KB of it; over the pair's latest names, 40 names
+    /// (2,240 characters) are enough.
+    func testATunnelAfterARegistryBurstUnderARaisedDomainIsStillCaught() throws {
+        let nsd = try NSDUpstream()
+        let yaml = """
+            detector:
+              domains:
+                - { domain: allowed.test, rate_spike_names_per_minute: 5000, volume_budget_bytes: 65536, wildcard_distinct_names: 20000 }
+            control: { socket: "@DIR@/c.sock" }
+
+            """
+        let g = try DNSGateProcess(allow: "*.allowed.test  # package mirror\n", upstreams: [nsd.address], configYAML: yaml)
+        let packages = (0..<1000).map { String(format: "pkg-%04d.mirror.allowed.test", $0) }
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, packages.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) },
+                                             batch: 20, drainMs: 30), 950)
+        XCTAssertEqual(try g.cli(["alerts", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "limits of its own")
+        var rng = SeededRandom(seed: 41)
+        let base32 = Array("abcdefghijklmnopqrstuvwxyz234567")
+        let tunnel = (0..<40).map { i in String((0..<56).map { _ in base32.randomElement(using: &rng)! }) + ".\(i).mirror.allowed.test" }
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, tunnel.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) },
+                                             batch: 5, drainMs: 30), 35)
+        let alerts = try g.cli(["alerts", "--json"]).stdout
+        XCTAssertTrue(alerts.contains("\"kind\":\"tunnel\"") && alerts.contains("\"registeredDomain\":\"allowed.test.\""), alerts)
+    }
+
     /// A client asking under more than 1,000 registered domains (denied ones count: the detector sees
     /// every answered query) raises `domain-spread`, which names no domain and so quarantines none.
     func testSpreadingOverManyDomainsIsFlaggedAndQuarantinesNothing() throws {
