@@ -105,6 +105,7 @@ public final class DNSGateService: @unchecked Sendable {
             if let step = clock.step(wall: now, monotonicNanoseconds: ClockStepWatcher.bootNanoseconds()) {
                 store.shift(by: step)
                 pipeline.updateQuarantines { $0.shift(by: step) }
+                hub.clockStepped(by: step)
                 logger.warning("the wall clock stepped; exception and quarantine lifetimes keep their remaining time",
                                metadata: ["concern": "exceptions", "step_s": "\(Int(step.rounded()))"])
             }

@@ -115,4 +115,25 @@ final class DetectorQuarantineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(i - resumed, 45, "about 50 new names (HyperLogLog estimate), not one")
         XCTAssertEqual(d.alertsSnapshot().filter { $0.kind == .wildcardBudget }.count, 1, "the new episode replaced the closed one")
     }
+
+    /// The wall clock steps back an hour while the pair is quarantined (NTP, a VM resumed), and the
+    /// server tells the detector so (`clockStepped`), as it moves the quarantine's own end. A tunnel
+    /// that carries on after the lift is caught again; without the shift every query of the next
+    /// hour looked as if it had been answered before the quarantine began, and raised nothing.
+    func testATunnelIsCaughtAgainAfterALiftThatFollowsAStepBackOfTheClock() throws {
+        for shifted in [true, false] {
+            let d = TunnelDetector(config: .default, suffixes: suffixes)
+            var rng = SeededRandom(seed: 23)
+            let first = try XCTUnwrap(runUntilQuarantined(d, session(1, queries: 2000, start: 1_800_000_000, rng: &rng)))
+            let step = -3600.0
+            if shifted { d.clockStepped(by: step) }
+            let again = runUntilQuarantined(d, session(2, queries: 2000, start: first.end + 30 + step, rng: &rng))
+            if shifted {
+                XCTAssertTrue(again?.kinds.contains(.tunnel) ?? false, "after the step and the lift: \(String(describing: again?.kinds))")
+            } else {
+                XCTAssertFalse(again?.kinds.contains(.tunnel) ?? false,
+                               "the gap this test closes: without the shift the second session is no tunnel (\(String(describing: again?.kinds)))")
+            }
+        }
+    }
 }

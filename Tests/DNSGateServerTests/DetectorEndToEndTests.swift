@@ -282,6 +282,36 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(alerts.contains("\"kind\":\"tunnel\"") && alerts.contains("\"registeredDomain\":\"allowed.test.\""), alerts)
     }
 
+    /// The wall clock steps back an hour during a quarantine; after the lift, the tunnel that carries
+    /// on is caught and quarantined again. Before the detector's marks moved with the clock, every
+    /// query of the hour after the lift counted as one answered before the quarantine began.
+    func testATunnelIsCaughtAgainAfterALiftThatFollowsAStepBackOfTheClock() throws {
+        let nsd = try NSDUpstream()
+        let clock = try ClockShift()
+        let g = try DNSGateProcess(allow: "*.allowed.test  # a vendor wildcard\n", upstreams: [nsd.address],
+                                   configYAML: "detector: { quarantine: true }\ncontrol: { socket: \"@DIR@/c.sock\" }\nstate_file: \"@DIR@/s.json\"\n",
+                                   environment: clock.environment)
+        var rng = SeededRandom(seed: 44)
+        let base32 = Array("abcdefghijklmnopqrstuvwxyz234567")
+        func session(_ s: Int) {
+            let names = (0..<60).map { i in String((0..<56).map { _ in base32.randomElement(using: &rng)! }) + ".s\(s)q\(i).t.allowed.test" }
+            _ = UDPClient.burst(port: g.port, names.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) }, batch: 5, drainMs: 30)
+        }
+        func tunnelAlerts() throws -> Int {
+            try g.cli(["alerts", "--json"]).stdout.split(separator: "\n").filter { $0.contains("\"kind\":\"tunnel\"") }.count
+        }
+        session(1)
+        XCTAssertEqual(try tunnelAlerts(), 1)
+        let list = try g.cli(["quarantine", "list"]).stdout
+        let id = try XCTUnwrap(list.split(separator: "\n").first { $0.contains("allowed.test.") }?.split(separator: "\t").first, list)
+        try clock.step(to: -3600)
+        XCTAssertTrue(g.waitForLog("the wall clock stepped"), g.log)
+        XCTAssertEqual(try g.cli(["quarantine", "lift", String(id)]).status, 0)
+        session(2)
+        XCTAssertEqual(try tunnelAlerts(), 2, "the session after the lift raised no alert of its own")
+        XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("allowed.test."), "and is quarantined again")
+    }
+
     /// A client asking under more than 1,000 registered domains (denied ones count: the detector sees
     /// every answered query) raises `domain-spread`, which names no domain and so quarantines none.
     func testSpreadingOverManyDomainsIsFlaggedAndQuarantinesNothing() throws {

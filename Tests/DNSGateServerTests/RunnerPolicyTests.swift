@@ -139,26 +139,21 @@ final class RunnerPolicyTests: XCTestCase {
     /// is not alive for a day more after a step back, nor gone after a step forward. The server's clock
     /// is stepped by a preloaded shim (Tests/Fixtures/clockshift), the machine's is left alone.
     func testExceptionsKeepTheirRealLifetimeAcrossClockSteps() throws {
-        let dir = TestPaths.tempDir("clock")
-        let shim = dir.appendingPathComponent("clockshift.so").path, offset = dir.appendingPathComponent("offset").path
-        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/clockshift/clockshift.c").path
-        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
-        XCTAssertEqual(cc.status, 0, cc.stderr)
-        try "0".write(toFile: offset, atomically: true, encoding: .utf8)
+        let clock = try ClockShift()
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()],
-                                   configYAML: "state_file: \"@DIR@/state.json\"\n", environment: ["LD_PRELOAD": shim, "CLOCKSHIFT_FILE": offset])
+                                   configYAML: "state_file: \"@DIR@/state.json\"\n", environment: clock.environment)
         XCTAssertEqual(try g.cli(["allow", "add", "e1.denied.test", "--for", "5m", "--reason", "clock test"]).status, 0)
         func remaining() throws -> Int {
             let list = try g.cli(["allow", "list", "--json"])
             let obj = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
             return (obj?["exceptions"] as? [[String: Any]])?.first?["remaining_s"] as? Int ?? -1
         }
-        try "-86400".write(toFile: offset, atomically: true, encoding: .utf8)   // a day back
+        try clock.step(to: -86400)   // a day back
         sleep(3)
         let afterBack = try remaining()
         XCTAssertTrue((1...300).contains(afterBack), "\(afterBack) s left after a step back: \(g.log)")
         XCTAssertTrue(g.log.contains("the wall clock stepped"), g.log)
-        try "3600".write(toFile: offset, atomically: true, encoding: .utf8)     // then 25 hours ahead
+        try clock.step(to: 3600)     // then 25 hours ahead
         sleep(3)
         let afterForward = try remaining()
         XCTAssertTrue((1...300).contains(afterForward), "\(afterForward) s left after a step forward")

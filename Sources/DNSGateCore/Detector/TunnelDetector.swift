@@ -267,6 +267,16 @@ public final class TunnelDetector {
         }
     }
 
+    /// Moves the marks `quarantineStarted` left by `seconds`, after the wall clock (the clock of the
+    /// events) stepped by that much, as the server moves the quarantines themselves. Left in place,
+    /// a step back of an hour made every query answered in the hour after a lift look as if it had
+    /// been on its way before the quarantine began, so a tunnel that carried on raised nothing new.
+    public func clockStepped(by seconds: Double) {
+        for p in pairs.states { p.shiftQuarantine(by: seconds) }
+        for b in budgets.states { b.shiftQuarantine(by: seconds) }
+        for ep in episodes.values where ep.quarantinedSince.isFinite { ep.quarantinedSince += seconds }
+    }
+
     /// Sizes of the tracked state, for the memory test and `dnsgate stats`.
     public struct StateCounts: Sendable, Equatable {
         public var pairs: Int
@@ -838,6 +848,7 @@ private final class PairState: RecencyTracked {
     private(set) var quarantinedSince = Double.infinity
 
     func quarantine(since t: Double) { quarantinedSince = min(quarantinedSince, t) }
+    func shiftQuarantine(by seconds: Double) { if quarantinedSince.isFinite { quarantinedSince += seconds } }
 
     /// Forgets what the window counted (buckets, the minute's new names, gaps, samples, the episodes
     /// it feeds) and any quarantine, and keeps the names seen and the alphabet of its labels.
@@ -907,6 +918,7 @@ private final class BudgetState: RecencyTracked {
     private(set) var quarantinedSince = Double.infinity
 
     func quarantine(since t: Double) { quarantinedSince = min(quarantinedSince, t) }
+    func shiftQuarantine(by seconds: Double) { if quarantinedSince.isFinite { quarantinedSince += seconds } }
 
     /// Forgets the names counted and any quarantine, as `PairState.restartCounts` does.
     func restartCounts() {

@@ -44,6 +44,9 @@ final class DetectorRunner: @unchecked Sendable {
 
     func tick(now: Double) { detector.expire(now: now) }
 
+    /// The wall clock stepped by `seconds` (`TunnelDetector.clockStepped`).
+    func clockStepped(by seconds: Double) { detector.clockStepped(by: seconds) }
+
     /// `profile#entry`, made once per entry rather than formatted per query; reset if a reload
     /// churns through more entries than any list has. The last one is kept apart: consecutive
     /// queries mostly hit one entry, and comparing is cheaper than two dictionary lookups.

@@ -197,6 +197,15 @@ final class TelemetryHub: @unchecked Sendable {
     /// Processes everything queued so far, before a reader looks (stats, alerts, verdicts, a scrape).
     func drain() { processing.withLock { processPending(&$0) } }
 
+    /// The wall clock stepped by `seconds`: the records queued before the step are processed with
+    /// the detector's quarantine marks as they were, then the marks move with the quarantines.
+    func clockStepped(by seconds: Double) {
+        processing.withLock { buffer in
+            processPending(&buffer)
+            detector?.clockStepped(by: seconds)
+        }
+    }
+
     private func consumerLoop() {
         BackgroundThread.lowerPriority()
         while true {

@@ -22,6 +22,28 @@ enum TestPaths {
     }
 }
 
+/// A wall clock of its own for one dnsgate process: Tests/Fixtures/clockshift, built and preloaded
+/// through `environment`, adds the seconds `step(to:)` writes (reread every 100 ms) to
+/// CLOCK_REALTIME, as NTP or a resumed VM would step it; the machine's clock is left alone.
+struct ClockShift {
+    let environment: [String: String]
+    private let offsetFile: String
+
+    init() throws {
+        let dir = TestPaths.tempDir("clock")
+        let shim = dir.appendingPathComponent("clockshift.so").path
+        offsetFile = dir.appendingPathComponent("offset").path
+        let source = TestPaths.fixtures.appendingPathComponent("clockshift/clockshift.c").path
+        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
+        guard cc.status == 0 else { throw NSError(domain: "ClockShift", code: 1, userInfo: [NSLocalizedDescriptionKey: cc.stderr]) }
+        environment = ["LD_PRELOAD": shim, "CLOCKSHIFT_FILE": offsetFile]
+        try step(to: 0)
+    }
+
+    /// Sets the offset from the real clock, in seconds.
+    func step(to seconds: Int) throws { try "\(seconds)".write(toFile: offsetFile, atomically: true, encoding: .utf8) }
+}
+
 /// Result of running a command to completion.
 struct CommandResult {
     let status: Int32
