@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The subdomain length and type mix of a pair's latest names and queries, beside the window's.
 ///
 /// The window's features average over every name the pair sent in the hour. Under a registered
