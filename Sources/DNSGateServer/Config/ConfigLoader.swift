@@ -412,8 +412,8 @@ public enum ResolvConf {
         while let i = p {
             if let sa = i.pointee.ifa_addr {
                 switch Int32(sa.pointee.sa_family) {
-                case AF_INET: sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { out.insert(withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) }) }
-                case AF_INET6: sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { out.insert(withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) }) }
+                case AF_INET: sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { _ = out.insert(withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) }) }
+                case AF_INET6: sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { _ = out.insert(withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) }) }
                 default: break
                 }
             }
