@@ -100,6 +100,34 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(metrics.stdout.contains("\"tunnel\" : 1"), metrics.stdout)
     }
 
+    /// QA pass 4, F3, with the real tool: a thousand package names under the tunnel's registered
+    /// domain, whose limits are raised, then a dns2tcp session. The package names held the window's
+    /// shape averages down for about 58 KB of base32; the pair's recent shape flags the session as
+    /// early as a tunnel alone (1–1.25 KB, bench/detector/RESULTS.md).
+    func testARealTunnelAfterARegistryBurstUnderARaisedDomainIsCaught() throws {
+        let d = try Dns2tcpServer()
+        let g = try tunnelGate(d, extraYAML: """
+            detector:
+              domains:
+                - { domain: tunnel.test, rate_spike_names_per_minute: 5000, volume_budget_bytes: 1048576, wildcard_distinct_names: 20000 }
+
+            """)
+        let packages = (0..<1000).map { String(format: "pkg-%04d.mirror.tunnel.test", $0) }
+        // dns2tcpd answers none of these: dnsgate answers SERVFAIL at the upstream deadline (4 s),
+        // and the detector sees each query when it is answered.
+        _ = UDPClient.burst(host: g.host, port: g.port, packages.enumerated().map { RawQuery.make(id: UInt16($0.offset), name: $0.element) },
+                            batch: 20, drainMs: 30)
+        sleep(5)
+        XCTAssertEqual(try g.cli(["alerts", "--json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "limits of its own")
+        let before = d.sinkBytes
+        _ = try pushThroughTunnel(g, bytes: 40_000)
+        usleep(300_000)
+        let alerts = try g.cli(["alerts", "--json"]).stdout
+        XCTAssertTrue(alerts.contains("\"kind\":\"tunnel\"") && alerts.contains("\"registeredDomain\":\"tunnel.test.\""),
+                      "\(d.sinkBytes - before) bytes through and no tunnel alert: \(alerts)")
+        XCTAssertTrue(alerts.contains("recent"), "the recent shape made it: \(alerts)")
+    }
+
     func testCaseFoldingByDefaultBreaksACaseEncodedTunnel() throws {
         let d = try Dns2tcpServer()
         let g = try DNSGateProcess(allow: "*.tunnel.test  A,AAAA,TXT,KEY  # wildcard\n", upstreams: [d.address],

@@ -54,10 +54,11 @@ extension UDPClient {
     /// Sends every query from one socket in batches of `batch`, draining replies between batches.
     /// Returns the number of replies received. Paced so the loopback socket buffers never overflow.
     @discardableResult
-    static func burst(port: Int, _ queries: [[UInt8]], batch: Int = 50, drainMs: Int = 30, finalDrainMs: Int = 300) -> Int {
+    static func burst(host: String = "127.0.0.1", port: Int, _ queries: [[UInt8]], batch: Int = 50, drainMs: Int = 30,
+                      finalDrainMs: Int = 300) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
-        var addr = loopback(port)
+        var addr = loopback(port, host: host)
         var replies = 0
         var buf = [UInt8](repeating: 0, count: 65535)
         func drain(untilMs: Int) {
@@ -119,10 +120,12 @@ enum TCPClient {
     }
 }
 
-private func loopback(_ port: Int) -> sockaddr_in {
+/// An IPv4 loopback address (127.0.0.0/8, as the networking rule requires) and port.
+private func loopback(_ port: Int, host: String = "127.0.0.1") -> sockaddr_in {
+    precondition(host.hasPrefix("127."), "tests send only to loopback: \(host)")
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_addr.s_addr = inet_addr(host)
     return addr
 }
