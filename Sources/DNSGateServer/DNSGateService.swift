@@ -75,7 +75,7 @@ public final class DNSGateService: @unchecked Sendable {
             logger.warning("this kernel has no IPv6; this upstream cannot be asked, and misses go to the others",
                            metadata: ["concern": "upstream", "upstream": "\(u)"])
         }
-        let rttSink = RTTSink()
+        let rttSink = RTTSink(upstreams: ups.map(\.description))
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
                                       onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
@@ -333,14 +333,6 @@ extension DNSGateService: QuarantineControl {
         logger.warning("registered domain quarantined for client", metadata: ["concern": "detector", "id": "\(e.id)", "client": "\(client)",
                                                                            "domain": "\(e.domain)", "until": "\(Int(e.until))", "reason": "\(e.reason)"])
     }
-}
-
-/// Forwards upstream round trips to the metrics once the telemetry hub exists (it is built after the
-/// upstream client, whose configuration errors must surface first).
-final class RTTSink: Sendable {
-    private let hub = Mutex<TelemetryHub?>(nil)
-    func attach(_ h: TelemetryHub) { hub.withLock { $0 = h } }
-    func record(_ upstream: String, _ seconds: Double) { hub.withLock { $0 }?.upstreamRTT(upstream, seconds) }
 }
 
 extension HostPort {

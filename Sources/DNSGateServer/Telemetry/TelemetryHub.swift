@@ -179,18 +179,17 @@ final class TelemetryHub: @unchecked Sendable {
 
     func forwarded(latency: Double) { forwardedLatency.record(latency) }
 
-    /// Upstream round trips, one histogram per upstream (a bounded label set: the configured upstreams).
-    /// Looked up in a small table: asking the registry validates names and labels on every call, which
-    /// cost a microsecond per cache miss.
-    func upstreamRTT(_ upstream: String, _ seconds: Double) {
-        let h = rttHistograms.withLock { table in
+    /// The histogram of one upstream's round trips (a bounded label set: the configured upstreams).
+    /// Kept in a small table, so that asking twice gives the same one: the registry validates names
+    /// and labels on every call.
+    func upstreamRTTHistogram(_ upstream: String) -> ValueHistogram {
+        rttHistograms.withLock { table in
             if let h = table[upstream] { return h }
             let h = registry.makeValueHistogram(descriptor: .init("dnsgate_upstream_rtt_seconds", help: "Round trip of answered upstream exchanges."), labels: [("upstream", upstream)],
                                                 buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
             table[upstream] = h
             return h
         }
-        h.record(seconds)
     }
     private let rttHistograms = Mutex<[String: ValueHistogram]>([:])
 

@@ -75,12 +75,14 @@ public final class UpstreamClient: Sendable {
 
     public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
 
+    /// - Parameter onRTT: every answered exchange's round trip in seconds, with the upstream's
+    ///   position in `upstreams` (an index, not its name: hashing the name on every miss cost more
+    ///   than recording the time).
     public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16,
-                onRTT: @escaping @Sendable (String, Double) -> Void = { _, _ in }) throws {
+                onRTT: @escaping @Sendable (Int, Double) -> Void = { _, _ in }) throws {
         self.poolSize = socketsPerLoop
-        self.upstreams = try upstreams.map { hp in
-            let label = hp.description   // formatted once: per answer it was a string search and a copy
-            return (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: label, onRTT: { onRTT(label, $0) }))
+        self.upstreams = try upstreams.enumerated().map { i, hp in
+            (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: hp.description, onRTT: { onRTT(i, $0) }))
         }
         self.timeout = .milliseconds(Int64(timeoutMs))
         self.deadline = .milliseconds(Int64(deadlineMs))
