@@ -182,7 +182,7 @@ final class DatagramListener: @unchecked Sendable {
                 continue
             }
             full = n == Self.batch
-            coalescing.received(n, at: DispatchTime.now().uptimeNanoseconds)
+            coalescing.received(n, at: MonotonicClock.nanoseconds())
             let now = WallClock.now()
             for i in 0..<n {
                 // Copied into storage reused from query to query; only a forwarded query keeps it. As

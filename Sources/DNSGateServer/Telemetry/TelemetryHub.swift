@@ -158,7 +158,7 @@ final class TelemetryHub: @unchecked Sendable {
     func catchUp(backlog: Bool = false) {
         guard pending.approximateCount.value >= (backlog ? Self.backlogCatchUpBatch : Self.catchUpBatch) else { return }
         _ = processing.withLockIfAvailable { buffer in
-            lastCatchUp.store(Int(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds))
+            lastCatchUp.store(Int(truncatingIfNeeded: MonotonicClock.nanoseconds()))
             processPending(&buffer)
         }
     }
@@ -211,7 +211,7 @@ final class TelemetryHub: @unchecked Sendable {
             _ = wake.wait(timeout: .now() + .milliseconds(50))
             let d = pending.dropped.value - droppedReported.value
             if d > 0 { droppedCounter.increment(by: Int64(d)); droppedReported.add(d) }
-            let loopsIdle = Int(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds) - lastCatchUp.value > 50_000_000
+            let loopsIdle = Int(truncatingIfNeeded: MonotonicClock.nanoseconds()) - lastCatchUp.value > 50_000_000
             processing.withLock { buffer in
                 if loopsIdle { processPending(&buffer) }
                 // Expiry rebuilds the detector's tables: once a second is plenty for state kept a window long.

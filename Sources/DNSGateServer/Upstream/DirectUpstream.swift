@@ -1,6 +1,5 @@
 import CDNSGateSockets
 import DNSGateCore
-import Dispatch
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -147,7 +146,7 @@ final class DirectUpstream {
             client.coalesced.add(1)
             return
         }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         let e = Exchange(key: job.key, spelling: spelling, first: (job, to), start: client.rotation.value, deadline: now + deadline)
         byKey[job.key] = e
         send(e, now: now)
@@ -167,7 +166,7 @@ final class DirectUpstream {
             }
             pollSetStale = false
         }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         let untilSweep = nextSweep > now ? Int((nextSweep - now) / 1_000_000) + 1 : 0
         // A failed poll (EINTR, say) says nothing about the client socket: read it anyway.
         guard poll(&pollSet, nfds_t(pollSet.count), block ? Int32(min(maxMilliseconds, untilSweep)) : 0) >= 0 else { return true }
@@ -189,7 +188,7 @@ final class DirectUpstream {
                 if n < Self.readsPerCall { break }
             }
         }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         if now >= nextSweep {
             nextSweep = now + Self.sweepNanoseconds
             for e in Array(bySlotID.values) where e.timeoutAt <= now {
@@ -213,7 +212,7 @@ final class DirectUpstream {
     /// queries wait, only once enough are queued or the first has waited long enough.
     func flush(backlog: Bool) {
         guard held > 0 else { return }
-        if backlog, held < Self.queriesPerSend, DispatchTime.now().uptimeNanoseconds - heldSince < Self.holdNanoseconds { return }
+        if backlog, held < Self.queriesPerSend, MonotonicClock.nanoseconds() - heldSince < Self.holdNanoseconds { return }
         for (slot, batch) in outgoing.enumerated() where batch.hasQueued { batch.send(sockets[slot].fd) }
         held = 0
     }
@@ -221,7 +220,7 @@ final class DirectUpstream {
     /// The upstream refused a query sent on `slot` (ICMP port unreachable): every exchange waiting
     /// there moves on now, not at its timeout.
     private func refused(_ slot: Int) {
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         let address = targets[sockets[slot].target].health.address
         for e in Array(bySlotID.values) where e.slot == slot { next(e, .transport(address, "connection refused"), now: now) }
     }
@@ -231,7 +230,7 @@ final class DirectUpstream {
         let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         guard let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]),
               let a = try? UpstreamAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }   // stray, late or forged
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = MonotonicClock.nanoseconds()
         let health = targets[e.target].health
         if a.rcode == .servFail || a.rcode == .refused { return next(e, .unusable(health.address, a.rcode), now: now) }
         untrack(e)
