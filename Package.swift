@@ -95,6 +95,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // LatencyHistogramTests compares the exposition with swift-prometheus's own histogram.
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
     ],

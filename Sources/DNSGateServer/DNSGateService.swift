@@ -119,8 +119,8 @@ public final class DNSGateService: @unchecked Sendable {
         if let m = config.metricsListen {
             do {
                 if let address = try bindableAddress(m, noun: "metrics address", skipped: "metrics are not served") {
-                    metrics = try MetricsEndpoint(address: address, group: group, registry: hub.registry,
-                                                  beforeScrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh() })
+                    metrics = try MetricsEndpoint(address: address, group: group,
+                                                  scrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh(); return hub.exposition() })
                     listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
                 }
             } catch {

@@ -381,6 +381,8 @@ final class DetectorEndToEndTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("dnsgate_responses_total{rcode=\"NXDOMAIN\"}"), r.stdout)
         XCTAssertTrue(r.stdout.contains("dnsgate_cache_entries"), r.stdout)
         XCTAssertTrue(r.stdout.contains("dnsgate_upstream_rtt_seconds_count{upstream=\"\(nsd.address)\"} 1"), "the one forwarded query: " + r.stdout)
+        XCTAssertTrue(r.stdout.contains("dnsgate_forward_duration_seconds_count 1"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("# TYPE dnsgate_forward_duration_seconds histogram"), r.stdout)
         XCTAssertTrue(r.stdout.contains("# TYPE dnsgate_forward_duration_seconds histogram"), r.stdout)
         XCTAssertFalse(r.stdout.contains("127.0.0.1\""), "no per-client labels")
         let notFound = try runCommand("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(mport)/other"])

@@ -1,17 +1,15 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Prometheus
 
 /// Prometheus text metrics on a local HTTP listener: `GET /metrics` (and `HEAD`), nothing else.
 ///
-/// Gauges that mirror state elsewhere (cache size, upstream health) are refreshed by `beforeScrape`
-/// just before each scrape, so the hot path never touches the registry for them.
+/// `scrape` makes the body: gauges that mirror state elsewhere (cache size, upstream health) are
+/// refreshed then, so the hot path never touches the registry for them.
 final class MetricsEndpoint {
     private let channel: Channel
 
-    init(address: SocketAddress, group: EventLoopGroup, registry: PrometheusCollectorRegistry,
-         beforeScrape: @escaping @Sendable () -> Void) throws {
+    init(address: SocketAddress, group: EventLoopGroup, scrape: @escaping @Sendable () -> [UInt8]) throws {
         var bootstrap = ServerBootstrap(group: group)
         if address.protocol == .inet6 {   // IPv6 only, as the DNS listeners: `[::]` does not open IPv4 too
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
@@ -22,7 +20,7 @@ final class MetricsEndpoint {
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try ch.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, beforeScrape: beforeScrape))
+                    try ch.pipeline.syncOperations.addHandler(MetricsHTTPHandler(scrape: scrape))
                 }
             }
             .bind(to: address).wait()   // an IP literal, not through getaddrinfo: see `HostPort.socketAddress`
@@ -35,15 +33,12 @@ final class MetricsEndpoint {
 final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
-    private let registry: PrometheusCollectorRegistry
-    private let beforeScrape: @Sendable () -> Void
+    private let scrape: @Sendable () -> [UInt8]
     private var path = ""
     /// HEAD gets GET's status and headers without the body (RFC 9110 §9.3.2): uptime checks use it.
     private var headOnly = false
 
-    init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
-        self.registry = registry; self.beforeScrape = beforeScrape
-    }
+    init(scrape: @escaping @Sendable () -> [UInt8]) { self.scrape = scrape }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -54,7 +49,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case .end:
             let ok = path == "/metrics" || path.hasPrefix("/metrics?")
             var body: [UInt8] = Array("use GET /metrics\n".utf8)
-            if ok { beforeScrape(); body = registry.emitToBuffer() }
+            if ok { body = scrape() }
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
             headers.add(name: "Content-Length", value: "\(body.count)")

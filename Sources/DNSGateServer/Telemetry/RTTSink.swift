@@ -1,4 +1,3 @@
-import Prometheus
 import Synchronization
 
 /// Forwards upstream round trips to the metrics once the telemetry hub exists (it is built after the
@@ -7,7 +6,7 @@ import Synchronization
 /// two locks and a hash of the upstream's name (about 2 % of a miss's instructions).
 final class RTTSink: Sendable {
     private let upstreams: [String]
-    private let histograms = Mutex<[ValueHistogram]>([])
+    private let histograms = Mutex<[LatencyHistogram]>([])
     init(upstreams: [String]) { self.upstreams = upstreams }
     func attach(_ h: TelemetryHub) { histograms.withLock { $0 = upstreams.map(h.upstreamRTTHistogram) } }
     func record(_ upstream: Int, _ seconds: Double) {

@@ -43,7 +43,7 @@ final class TelemetryHub: @unchecked Sendable {
     private let typeCounters: CountersByCode        // by type code; the rest count as "other"
     private let rcodeCounters: CountersByCode
     private let deniedCounters: CountersByCode      // by deniedCode(_:)
-    private let forwardedLatency: ValueHistogram
+    private let forwardedLatency = LatencyHistogram(bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
     private let droppedCounter: Counter
     static let countedTypes: [RecordType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .null, .mx, .ns, .ptr, .srv, .soa, .any, .axfr, .ixfr, .caa]
 
@@ -117,8 +117,6 @@ final class TelemetryHub: @unchecked Sendable {
             rcodes.set(Int(rc.rawValue), registry.makeCounter(descriptor: .init("dnsgate_responses_total", help: "Replies by rcode."), labels: [("rcode", rc.mnemonic)]))
         }
         (actionCounters, typeCounters, rcodeCounters, deniedCounters) = (actions, types, rcodes, denied)
-        forwardedLatency = registry.makeValueHistogram(descriptor: .init("dnsgate_forward_duration_seconds", help: "Time from query to reply for cache misses."),
-                                                       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         droppedCounter = registry.makeCounter(descriptor: .init("dnsgate_telemetry_dropped_total", help: "Records the telemetry thread could not keep up with."))
         let t = Thread { [self] in self.consumerLoop() }
         t.name = "dnsgate-telemetry"
@@ -179,19 +177,31 @@ final class TelemetryHub: @unchecked Sendable {
 
     func forwarded(latency: Double) { forwardedLatency.record(latency) }
 
-    /// The histogram of one upstream's round trips (a bounded label set: the configured upstreams).
-    /// Kept in a small table, so that asking twice gives the same one: the registry validates names
-    /// and labels on every call.
-    func upstreamRTTHistogram(_ upstream: String) -> ValueHistogram {
-        rttHistograms.withLock { table in
-            if let h = table[upstream] { return h }
-            let h = registry.makeValueHistogram(descriptor: .init("dnsgate_upstream_rtt_seconds", help: "Round trip of answered upstream exchanges."), labels: [("upstream", upstream)],
-                                                buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
-            table[upstream] = h
+    /// The histogram of one upstream's round trips (a bounded label set: the configured upstreams);
+    /// asking twice gives the same one.
+    func upstreamRTTHistogram(_ upstream: String) -> LatencyHistogram {
+        rttHistograms.withLock { list in
+            if let h = list.first(where: { $0.upstream == upstream }) { return h.histogram }
+            let h = LatencyHistogram(bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+                                     labels: "upstream=\"\(upstream)\"")   // an address and port: nothing to escape
+            list.append((upstream, h))
             return h
         }
     }
-    private let rttHistograms = Mutex<[String: ValueHistogram]>([:])
+    private let rttHistograms = Mutex<[(upstream: String, histogram: LatencyHistogram)]>([])
+
+    /// Everything a scrape shows: the registry's families, then the latency histograms kept here.
+    func exposition() -> [UInt8] {
+        var out = registry.emitToBuffer()
+        out += LatencyHistogram.header(name: "dnsgate_forward_duration_seconds", help: "Time from query to reply for cache misses.")
+        forwardedLatency.emit(name: "dnsgate_forward_duration_seconds", into: &out)
+        let rtt = rttHistograms.withLock { $0 }
+        if !rtt.isEmpty {
+            out += LatencyHistogram.header(name: "dnsgate_upstream_rtt_seconds", help: "Round trip of answered upstream exchanges.")
+            for (_, h) in rtt { h.emit(name: "dnsgate_upstream_rtt_seconds", into: &out) }
+        }
+        return out
+    }
 
     /// Processes everything queued so far, before a reader looks (stats, alerts, verdicts, a scrape).
     func drain() { processing.withLock { processPending(&$0) } }
