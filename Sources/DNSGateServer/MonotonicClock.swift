@@ -6,7 +6,7 @@ import Darwin
 
 /// Nanoseconds on CLOCK_MONOTONIC, for intervals measured on the query path (upstream timeouts and
 /// round trips, read pacing, telemetry catch-up). `DispatchTime.now().uptimeNanoseconds` reads the
-/// same clock through two conversions: about 66 instructions a call, eight calls a cache miss, 2.6 %
+/// same clock through two conversions: about 66 instructions a call, eight calls a cache miss, 2 %
 /// of a miss's instructions (bench/instructions.sh).
 enum MonotonicClock {
     @inline(__always)

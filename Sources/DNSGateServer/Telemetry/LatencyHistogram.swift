@@ -4,7 +4,7 @@ import DNSGateCore
 ///
 /// swift-prometheus's histogram takes a lock and walks every bucket for each sample: about 330
 /// instructions, and a cache miss records two (its round trip upstream and its time to the reply),
-/// 3 % of a miss's instructions. Here a sample is a bucket search and two atomic adds; the
+/// 5 % of a miss's instructions. Here a sample is a bucket search and two atomic adds; the
 /// cumulative counts are summed when a scrape reads them, so a scrape during a burst may see the
 /// buckets a few samples apart, which Prometheus tolerates as it does any scrape skew.
 final class LatencyHistogram: Sendable {
