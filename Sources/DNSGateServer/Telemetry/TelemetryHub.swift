@@ -190,9 +190,10 @@ final class TelemetryHub: @unchecked Sendable {
     }
     private let rttHistograms = Mutex<[(upstream: String, histogram: LatencyHistogram)]>([])
 
-    /// Everything a scrape shows: the registry's families, then the latency histograms kept here.
+    /// Everything a scrape shows: the registry's families (in a stable order), then the latency
+    /// histograms kept here.
     func exposition() -> [UInt8] {
-        var out = registry.emitToBuffer()
+        var out = ExpositionOrder.sorted(registry.emitToBuffer())
         out += LatencyHistogram.header(name: "dnsgate_forward_duration_seconds", help: "Time from query to reply for cache misses.")
         forwardedLatency.emit(name: "dnsgate_forward_duration_seconds", into: &out)
         let rtt = rttHistograms.withLock { $0 }
