@@ -30,6 +30,15 @@ final class LatencyHistogramTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(sum(got)), try XCTUnwrap(sum(expected)), accuracy: Double(samples.count) * 1e-9)
     }
 
+    /// Durations measured across a step of the wall clock: none may trap, each is counted once.
+    func testDurationsAcrossAClockStepAreCountedWithoutTrapping() {
+        let h = LatencyHistogram(bounds: [0.5, 1])
+        for s in [-3600, 1e12, .infinity, -.infinity, .nan, 0.25] { h.record(s) }
+        var out: [UInt8] = []
+        h.emit(name: "z", into: &out)
+        XCTAssertTrue(lines(out).contains("z_count 6"), "\(lines(out))")
+    }
+
     func testAnEmptyHistogramWithoutLabels() {
         var out: [UInt8] = []
         LatencyHistogram(bounds: [0.5, 1]).emit(name: "y", into: &out)

@@ -26,7 +26,9 @@ final class LatencyHistogram: Sendable {
         var i = 0
         while i < bounds.count && seconds > bounds[i] { i += 1 }
         counts.add(i, 1)
-        sumNanoseconds.add(Int(max(seconds, 0) * 1e9))
+        // A wall-clock step between a query and its reply can make its duration negative or huge,
+        // and `Int(_:)` traps outside its range: what the sum takes is clamped to a day.
+        sumNanoseconds.add(seconds > 0 ? Int(min(seconds, 86_400) * 1e9) : 0)
     }
 
     /// Appends the series in the text exposition format: cumulative `_bucket` lines with `le`, then
