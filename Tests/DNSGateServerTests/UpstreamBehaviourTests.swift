@@ -129,10 +129,7 @@ final class UpstreamBehaviourTests: XCTestCase {
         let nsd = try NSDUpstream()
         let dir = TestPaths.tempDir("noipv6")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let shim = dir.appendingPathComponent("noipv6.so").path
-        let source = TestPaths.packageRoot.appendingPathComponent("Tests/Fixtures/noipv6/noipv6.c").path
-        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
-        XCTAssertEqual(cc.status, 0, cc.stderr)
+        let shim = try buildPreloadShim("noipv6", in: dir)
         let port = freePort(), metricsPort = freePort()
         // The metrics listener and an IPv6 upstream too (QA pass 4): skipped and warned about, as the
         // DNS listeners are, where the metrics listener once failed the whole start.

@@ -31,17 +31,23 @@ struct ClockShift {
 
     init() throws {
         let dir = TestPaths.tempDir("clock")
-        let shim = dir.appendingPathComponent("clockshift.so").path
         offsetFile = dir.appendingPathComponent("offset").path
-        let source = TestPaths.fixtures.appendingPathComponent("clockshift/clockshift.c").path
-        let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
-        guard cc.status == 0 else { throw NSError(domain: "ClockShift", code: 1, userInfo: [NSLocalizedDescriptionKey: cc.stderr]) }
-        environment = ["LD_PRELOAD": shim, "CLOCKSHIFT_FILE": offsetFile]
+        environment = ["LD_PRELOAD": try buildPreloadShim("clockshift", in: dir), "CLOCKSHIFT_FILE": offsetFile]
         try step(to: 0)
     }
 
     /// Sets the offset from the real clock, in seconds.
     func step(to seconds: Int) throws { try "\(seconds)".write(toFile: offsetFile, atomically: true, encoding: .utf8) }
+}
+
+/// Builds the LD_PRELOAD shim Tests/Fixtures/NAME/NAME.c into `dir` and returns its path; a
+/// compiler error is thrown with its output.
+func buildPreloadShim(_ name: String, in dir: URL) throws -> String {
+    let shim = dir.appendingPathComponent("\(name).so").path
+    let source = TestPaths.fixtures.appendingPathComponent("\(name)/\(name).c").path
+    let cc = try runCommand("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
+    guard cc.status == 0 else { throw NSError(domain: "buildPreloadShim", code: Int(cc.status), userInfo: [NSLocalizedDescriptionKey: cc.stderr]) }
+    return shim
 }
 
 /// Result of running a command to completion.
