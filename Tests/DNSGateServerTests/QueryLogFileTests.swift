@@ -53,10 +53,4 @@ final class QueryLogFileTests: XCTestCase {
         let old = try String(contentsOfFile: rotated, encoding: .utf8)
         XCTAssertTrue(old.contains("before.allowed.test") && !old.contains("after.allowed.test"), old)
     }
-
-    private func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
-        let end = Date().addingTimeInterval(timeout)
-        while Date() < end { if cond() { return true }; usleep(20_000) }
-        return cond()
-    }
 }

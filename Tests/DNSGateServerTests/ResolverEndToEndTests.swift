@@ -295,10 +295,4 @@ final class ResolverEndToEndTests: XCTestCase {
         }
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "the old upstream still answers, as warned")
     }
-
-    private func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
-        let end = Date().addingTimeInterval(timeout)
-        while Date() < end { if cond() { return true }; usleep(20_000) }
-        return cond()
-    }
 }

@@ -166,3 +166,10 @@ func requireTool(_ name: String) throws {
         throw XCTSkip("\(name) is not installed (bash .ci/setup installs it)")
     }
 }
+
+/// Polls `cond` every 20 ms until it holds or `timeout` seconds have passed; its last answer.
+func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end { if cond() { return true }; usleep(20_000) }
+    return cond()
+}
