@@ -42,9 +42,9 @@ public struct QueryRecord: Sendable {
     public let rule: SourceLocation?
     public let entryIndex: Int?
     /// Why the query was denied (or would have been, in audit mode).
-    public let denial: DenyReason?
+    public var denial: DenyReason?
     /// Set in audit mode for queries forwarded although enforce mode would have denied them.
-    public let audited: Bool
+    public var audited: Bool
     /// Decoder's reason for rejected or dropped packets.
     public var problem: String?
     /// The profile whose policy decided (`default` when none selected the client).
@@ -64,7 +64,18 @@ public final class ForwardJob: Sendable {
     public let query: QueryView
     public let key: CacheKey
     public let record: QueryRecord
-    public init(query: QueryView, key: CacheKey, record: QueryRecord) { self.query = query; self.key = key; self.record = record }
+    /// Who asked, when the answer's CNAME targets must be allowed too; nil otherwise.
+    let chain: ChainCheck?
+    init(query: QueryView, key: CacheKey, record: QueryRecord, chain: ChainCheck?) {
+        self.query = query; self.key = key; self.record = record; self.chain = chain
+    }
+}
+
+/// The policy and client an answer's CNAME targets are checked against (`policy.cname_targets:
+/// allowed`): the question's, so a target is allowed exactly when the client could ask for it.
+struct ChainCheck: Sendable {
+    let box: PolicyBox
+    let clientAddress: [UInt8]?
 }
 
 /// The outcome of `QueryPipeline.process`.
@@ -106,8 +117,12 @@ final class PolicyBox: Sendable {
     let name: String
     let hits: AtomicCounters
     let lastUse: AtomicCounters
+    /// `policy.cnameTargets == .allowed`, kept apart: read through `policy` it cost a retain and a
+    /// release on every cache hit.
+    let checksCNAMETargets: Bool
     init(_ policy: Policy, name: String, hits: AtomicCounters, lastUse: AtomicCounters) {
         self.policy = policy; self.name = name; self.hits = hits; self.lastUse = lastUse
+        self.checksCNAMETargets = policy.cnameTargets == .allowed
     }
 
     /// `PolicyDecision.decide` on the boxed policy, reading it in place: passing `box.policy` as an
@@ -254,10 +269,21 @@ public final class QueryPipeline: Sendable {
                               q, overTCP), queryRecord(.local, .noError))
         case .forward:
             let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
-            if let (reply, rcode, stale) = cachedAnswer(q, key, now: now, scratch: scratch) {
-                return .reply(fit(reply, q, overTCP), queryRecord(stale ? .stale : .cached, rcode))
+            // A CNAME query's answer is the CNAME alone: the client asks for the target next, and
+            // that question is decided as any other.
+            let checksChain = box.checksCNAMETargets && q.type != .cname
+            if let (reply, rcode, stale, targets) = cachedAnswer(q, key, now: now, scratch: scratch, withTargets: checksChain) {
+                let action: QueryRecord.Action = stale ? .stale : .cached
+                guard let targets else {     // no chain to check: the record is built in the return
+                    counters.bump(action)
+                    return .reply(fit(reply, q, overTCP), queryRecord(action, rcode))
+                }
+                var rec = queryRecord(action, rcode)
+                let checked = settle(reply, q, targets, ChainCheck(box: box, clientAddress: clientAddress), &rec, now: now, scratch: scratch)
+                return .reply(fit(checked, q, overTCP), rec)
             }
-            return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil)))
+            return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
+                                       chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil))
         }
     }
 
@@ -265,24 +291,80 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        guard let (reply, rcode, stale) = cachedAnswer(job.query, job.key, now: now) else { return nil }
+        guard let (reply, rcode, stale, targets) = cachedAnswer(job.query, job.key, now: now, withTargets: job.chain != nil) else { return nil }
         var record = job.record
         record.action = stale ? .stale : .cached
         record.rcode = rcode
-        return (fit(reply, job.query, record.overTCP), record)
+        let checked = settle(reply, job.query, targets, job.chain, &record, now: now, scratch: nil)
+        return (fit(checked, job.query, record.overTCP), record)
     }
 
-    /// The cached answer rendered for `q`, with its rcode, counted as a cache hit; nil on a miss. Also
-    /// a stale one (the flag) while its refresh failed recently (`AnswerCache.withServable`).
-    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil) -> ([UInt8], ResponseCode, Bool)? {
-        guard let hit = cache.withServable(key, now: now, { answer, age, stale in
-            stale ? (build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE) }, answer.rcode, true)
-                  : (build(scratch) { answer.render(into: &$0, for: q, age: age) }, answer.rcode, false)
-        }) else { return nil }
-        counters.bump(hit.2 ? .stale : .cached)
-        return hit
+    /// The cached answer rendered for `q`, with its rcode, and its CNAME targets if `withTargets` and
+    /// it has any; nil on a miss. Also a stale one (the flag) while its refresh failed recently
+    /// (`AnswerCache.withServable`). Not counted: the caller counts what the client gets.
+    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, withTargets: Bool)
+        -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, targets: [DNSName]?)? {
+        cache.withServable(key, now: now) { answer, age, stale in
+            let reply = stale ? build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE) }
+                              : build(scratch) { answer.render(into: &$0, for: q, age: age) }
+            // The targets are checked once the cache's lock is released: the check takes the exceptions' lock.
+            let targets = withTargets && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
+            return (reply, answer.rcode, stale, targets)
+        }
     }
     private static let recheckEDE = ExtendedError(.staleAnswer, "dnsgate: upstream failed to refresh this answer moments ago")
+
+    /// `answer`'s CNAME targets when `chain` asks for them to be checked and there are any.
+    private func chainTargets(_ answer: UpstreamAnswer, _ chain: ChainCheck?) -> [DNSName]? {
+        chain != nil && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
+    }
+
+    /// The reply an answer from upstream or the cache becomes, counted under the record's action.
+    /// Under `policy.cname_targets: allowed`, an answer that CNAMEs to a name the client's policy
+    /// denies becomes the client's sinkhole answer (NXDOMAIN in drop mode, as for a quarantine: the
+    /// name exists, and a timeout would only delay the build's error), with the target in the EDE
+    /// text and the record; in audit mode the answer is passed on and the record says what enforce
+    /// mode would have done. An explicit RPZ denial of the target is enforced in audit mode too.
+    private func settle(_ reply: [UInt8], _ q: QueryView, _ targets: [DNSName]?, _ chain: ChainCheck?,
+                        _ rec: inout QueryRecord, now: Double, scratch: QueryScratch?) -> [UInt8] {
+        guard let targets, let chain, let (target, verdict) = deniedTarget(targets, q.type, chain, now: now) else {
+            counters.bump(rec.action)
+            return reply
+        }
+        rec.denial = .cnameTarget(target)
+        let policy = chain.box.policy
+        if verdict.isForward {      // audit mode
+            rec.audited = true
+            counters.bump(rec.action)
+            return reply
+        }
+        let mode = policy.sinkhole == .drop ? .nxdomain : policy.sinkhole
+        let denied = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: .cnameTarget(target), scratch: scratch)!
+        rec.action = .sinkholed
+        rec.rcode = denied.rcode
+        counters.bump(.sinkholed)
+        return denied.bytes
+    }
+
+    /// The first of `targets` the client's policy denies for `type`, exceptions applied, with its
+    /// verdict; nil when all are allowed. Each target's entry counts a hit: an entry only a CNAME
+    /// chain uses is in use.
+    private func deniedTarget(_ targets: [DNSName], _ type: RecordType, _ c: ChainCheck, now: Double) -> (DNSName, PolicyVerdict)? {
+        for t in targets {
+            var v = c.box.decide(name: t, type: type)
+            if let i = v.entryIndex {
+                c.box.hits.add(i, 1)
+                c.box.lastUse.store(i, Int(now))
+            }
+            if v.isDenied, hasExceptions.value != 0,
+               let m = exceptionSet.withLock({ $0.match(name: t, type: type, clientAddress: c.clientAddress, profile: c.box.name,
+                                                        defaultTypes: c.box.policy.defaultTypes, now: now) }) {
+                v = Self.applying(m, to: v, c.box.policy, type).0
+            }
+            if v.isDenied { return (t, v) }
+        }
+        return nil
+    }
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.
     @inline(__always)
@@ -303,8 +385,8 @@ public final class QueryPipeline: Sendable {
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
-        counters.bump(.forwarded)
-        return (fit(answer.render(for: job.query, age: 0), job.query, job.record.overTCP), rec)
+        let reply = settle(answer.render(for: job.query, age: 0), job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
+        return (fit(reply, job.query, job.record.overTCP), rec)
     }
 
     /// No upstream answered in time: serve stale if the cache still has the answer (RFC 8767), else SERVFAIL
@@ -315,10 +397,9 @@ public final class QueryPipeline: Sendable {
         if let old = cache.stale(job.key, now: now) {
             rec.action = .stale
             rec.rcode = old.rcode
-            counters.bump(.stale)
             let bytes = old.render(for: q, age: 0, staleTTL: Self.staleTTL,
                                    ede: ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))"))
-            return (fit(bytes, q, rec.overTCP), rec)
+            return (fit(settle(bytes, q, chainTargets(old, job.chain), job.chain, &rec, now: now, scratch: nil), q, rec.overTCP), rec)
         }
         rec.action = .servfail
         rec.rcode = .servFail

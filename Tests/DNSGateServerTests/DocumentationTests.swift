@@ -119,6 +119,7 @@ final class DocumentationTests: XCTestCase {
             ("policy:\n  default_types: [A,\n    OPT]\n", [], "dnsgate.yaml:3: unknown query type 'OPT'"),
             ("policy:\n  default_types: [A, AAAA,\n    A]\n", [], "dnsgate.yaml:3: query type A is listed twice"),
             ("policy:\n  default_types: []\n", [], "dnsgate.yaml:2: default_types must name at least one type"),
+            ("policy:\n  default_types: [A]\n  cname_targets: listed\n", [], "dnsgate.yaml:3: policy.cname_targets must be any or allowed, not 'listed'"),
             ("control:\n  mode: \"0666\"\n", [], "dnsgate.yaml:2: control.mode 0666 lets every local user"),
             ("detector:\n  domains:\n    - volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: a detector domain needs `domain: NAME`"),
             ("detector:\n  domains:\n    - domain: example.com\n", [], "dnsgate.yaml:3: domain example.com sets no limit"),

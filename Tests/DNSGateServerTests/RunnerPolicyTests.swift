@@ -360,4 +360,43 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertFalse(diff.stdout.contains("cdn.allowed.test"), diff.stdout)
         XCTAssertTrue(diff.stdout.contains("+ registry.allowed.test."), diff.stdout)
     }
+
+    /// `policy.cname_targets: allowed` end to end: nsd answers an allowed name with a CNAME to a
+    /// denied one. The client gets the sinkhole answer naming the target, from the upstream and from
+    /// the cache, while a chain inside the allow-list still resolves; without the setting the chain
+    /// passes as resolved; in audit mode it passes, is logged, and `suggest` proposes the target.
+    func testCNAMETargetsOutsideTheAllowListAreDeniedWhenAsked() throws {
+        let up = try upstream()
+        let allow = "*.allowed.test  # ours\n"
+        let strict = "state_file: \"@DIR@/state.json\"\npolicy:\n  cname_targets: allowed\n"
+        let g = try DNSGateProcess(allow: allow, upstreams: [up], configYAML: strict)
+        for round in ["from the upstream", "from the cache"] {
+            let a = try dig(g.port, ["away.allowed.test", "A"])
+            XCTAssertEqual(a.status, "NXDOMAIN", "\(round): \(a.raw)")
+            XCTAssertEqual(a.answers, [], round)
+            XCTAssertEqual(a.edeCode, 15, round)
+            XCTAssertTrue(a.edeText?.contains("CNAME target www.denied.test. not allowed") == true, a.raw)
+        }
+        XCTAssertEqual(try dig(g.port, ["chain.allowed.test", "A"]).answers.last, "www.allowed.test. 300 IN A 192.0.2.1")
+        let cname = try dig(g.port, ["away.allowed.test", "CNAME"])
+        XCTAssertEqual(cname.answers, ["away.allowed.test. 300 IN CNAME www.denied.test."],
+                       "a CNAME question gets the CNAME; the target is decided when the client asks for it")
+        XCTAssertEqual(try dig(g.port, ["www.denied.test", "A"]).edeCode, 15)
+        let logged = waitFor { g.queryLogLines.contains { $0.contains("\"qname\":\"away.allowed.test.\"") && $0.contains("\"reason\":\"cname_target\"") } }
+        XCTAssertTrue(logged, g.queryLogLines.joined(separator: "\n"))
+
+        let loose = try DNSGateProcess(allow: allow, upstreams: [up], configYAML: "state_file: \"@DIR@/state.json\"\n")
+        XCTAssertEqual(try dig(loose.port, ["away.allowed.test", "A"]).answers.first, "away.allowed.test. 300 IN CNAME www.denied.test.",
+                       "the default passes the chain as the upstream resolved it")
+
+        let audit = try DNSGateProcess(allow: allow, upstreams: [up], extraArgs: ["--mode", "audit"], configYAML: strict)
+        let passed = try dig(audit.port, ["away.allowed.test", "A"])
+        XCTAssertEqual(passed.answers.first, "away.allowed.test. 300 IN CNAME www.denied.test.", passed.raw)
+        XCTAssertNil(passed.edeCode)
+        let audited = waitFor { audit.queryLogLines.contains { $0.contains("away.allowed.test.") && $0.contains("\"audit\":true") && $0.contains("cname_target") } }
+        XCTAssertTrue(audited, audit.queryLogLines.joined(separator: "\n"))
+        let s = try audit.cli(["suggest"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.split(separator: "\n").contains { $0.hasPrefix("www.denied.test.  # audit: 1 query") }, s.stdout)
+    }
 }

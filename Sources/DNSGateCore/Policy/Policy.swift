@@ -12,13 +12,23 @@ public struct Policy: Sendable {
     public var sinkholeTTL: UInt32
     /// Types allowed for entries that do not list their own.
     public var defaultTypes: Set<RecordType>
+    /// Whether the names an upstream's answer CNAMEs to must be allowed too.
+    public var cnameTargets: CNAMETargets
 
     public init(allowList: AllowList = AllowList(), mode: PolicyMode = .enforce, sinkhole: SinkholeMode = .nxdomain,
-                sinkholeTTL: UInt32 = 60, defaultTypes: Set<RecordType> = RecordType.buildDefaults) {
+                sinkholeTTL: UInt32 = 60, defaultTypes: Set<RecordType> = RecordType.buildDefaults,
+                cnameTargets: CNAMETargets = .any) {
         self.allowList = allowList; self.mode = mode; self.sinkhole = sinkhole
-        self.sinkholeTTL = sinkholeTTL; self.defaultTypes = defaultTypes
+        self.sinkholeTTL = sinkholeTTL; self.defaultTypes = defaultTypes; self.cnameTargets = cnameTargets
     }
 }
+
+/// What an allowed name's answer may CNAME to. `any`: the answer is passed on as the upstream
+/// resolved it. `allowed`: every CNAME target in the answer must be allowed for the client as the
+/// question would be (same profile, type and exceptions), or the query is denied as the target would
+/// be; a CDN behind an allowed name then needs its own entry, and a name an attacker can point
+/// anywhere (a CNAME under an allowed wildcard) no longer hands out an unlisted host's address.
+public enum CNAMETargets: String, Sendable, CaseIterable { case any, allowed }
 
 /// Why a query was (or, in audit mode, would have been) denied.
 public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
@@ -27,6 +37,9 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
     case rpzAction(SinkholeMode, SourceLocation)
     /// The detector quarantined this registered domain for this client.
     case quarantined(id: String, reason: String)
+    /// The upstream's answer CNAMEs to this name, which the policy does not allow
+    /// (`policy.cname_targets: allowed`).
+    case cnameTarget(DNSName)
 
     public var description: String {
         switch self {
@@ -34,6 +47,7 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
         case .typeNotAllowed(let t, let at): return "type \(t) not allowed by \(at)"
         case .rpzAction(let m, let at): return "rpz \(m) at \(at)"
         case .quarantined(let id, let why): return "quarantined (\(id): \(why))"
+        case .cnameTarget(let t): return "CNAME target \(t) not allowed"
         }
     }
     /// `self == .notListed`, by pattern: the synthesized `==` copies both enums.
@@ -45,6 +59,7 @@ public enum DenyReason: Sendable, Equatable, CustomStringConvertible {
         case .typeNotAllowed: return "type_not_allowed"
         case .rpzAction: return "rpz"
         case .quarantined: return "quarantined"
+        case .cnameTarget: return "cname_target"
         }
     }
 }

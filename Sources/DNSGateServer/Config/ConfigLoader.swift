@@ -106,7 +106,7 @@ public enum ConfigLoader {
             }
         }
         if let n = top["policy"] {
-            let m = try r.mapping(n, allowed: ["default_types"])
+            let m = try r.mapping(n, allowed: ["default_types", "cname_targets"])
             if let t = m["default_types"] {
                 var types = Set<RecordType>()
                 for item in try r.list(t) {
@@ -117,6 +117,11 @@ public enum ConfigLoader {
                 // Empty, every entry without a type list of its own would deny everything.
                 guard !types.isEmpty else { throw r.error(t, "default_types must name at least one type (the default is [A, AAAA, CNAME, HTTPS, SVCB])") }
                 c.defaultTypes = types
+            }
+            if let v = m["cname_targets"] {
+                let s = try r.string(v)
+                guard let rule = CNAMETargets(rawValue: s) else { throw r.error(v, "policy.cname_targets must be any or allowed, not '\(s)'") }
+                c.cnameTargets = rule
             }
         }
         if let n = top["cache"] {
@@ -335,11 +340,11 @@ public enum PolicyBuilder {
         }
         try checkDetectorDomains(c, suffixes: suffixes)
         let base = Policy(allowList: try load(c.allowFiles), mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL,
-                          defaultTypes: c.defaultTypes)
+                          defaultTypes: c.defaultTypes, cnameTargets: c.cnameTargets)
         let profiles = try c.profiles.map { p in
             Profile(name: p.name, clients: p.clients, listeners: p.listeners.map(\.description),
                     policy: Policy(allowList: try load(p.allowFiles), mode: p.mode ?? c.mode, sinkhole: p.sinkhole ?? c.sinkhole,
-                                   sinkholeTTL: p.sinkholeTTL ?? c.sinkholeTTL, defaultTypes: c.defaultTypes))
+                                   sinkholeTTL: p.sinkholeTTL ?? c.sinkholeTTL, defaultTypes: c.defaultTypes, cnameTargets: c.cnameTargets))
         }
         return PolicySet(base: base, profiles: profiles)
     }

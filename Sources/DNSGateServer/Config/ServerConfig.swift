@@ -44,6 +44,8 @@ public struct ServerConfig: Sendable {
     public var sinkhole: SinkholeMode = .nxdomain
     public var sinkholeTTL: UInt32 = 60
     public var defaultTypes: Set<RecordType> = RecordType.buildDefaults
+    /// `policy.cname_targets`: whether an answer's CNAME targets must be allowed too.
+    public var cnameTargets: CNAMETargets = .any
     public var cache = CacheLimits()
     public var upstreamTimeoutMs = 1500
     public var upstreamDeadlineMs = 4000

@@ -139,7 +139,15 @@ final class AuditRecorder: Sendable {
     init(capacity: Int = 100_000) { self.capacity = capacity }
 
     func observe(_ r: QueryRecord) {
-        guard r.audited, let name = r.name, let type = r.type else { return }
+        guard r.audited else { return }     // first: every query passes here
+        learn(r)
+    }
+
+    @inline(never)
+    private func learn(_ r: QueryRecord) {
+        guard var name = r.name, let type = r.type else { return }
+        // A chain that led outside the allow-list: the target is the name to learn.
+        if case .cnameTarget(let target) = r.denial { name = target }
         state.withLock { s in
             if s.0[name] == nil && s.0.count >= capacity { s.overflow += 1; return }
             s.0[name, default: SuggestionInput(name: name)].record(client: r.client, type: type, at: r.time)

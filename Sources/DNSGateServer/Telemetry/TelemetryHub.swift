@@ -104,8 +104,8 @@ final class TelemetryHub: @unchecked Sendable {
         for a in QueryRecord.Action.allCases {
             actions.set(a.ordinal, registry.makeCounter(descriptor: .init("dnsgate_queries_total", help: "Queries by what dnsgate did with them."), labels: [("action", a.rawValue)]))
         }
-        let denied = CountersByCode(size: 3)
-        for (code, tag) in ["not_listed", "type_not_allowed", "rpz"].enumerated() {
+        let denied = CountersByCode(size: 4)
+        for (code, tag) in ["not_listed", "type_not_allowed", "rpz", "cname_target"].enumerated() {
             denied.set(code, registry.makeCounter(descriptor: .init("dnsgate_policy_denied_total", help: "Queries denied (or, in audit mode, that would have been) by reason."), labels: [("reason", tag)]))
         }
         let types = CountersByCode(size: 258, other: registry.makeCounter(descriptor: .init("dnsgate_query_types_total", help: "Queries by type."), labels: [("qtype", "other")]))
@@ -267,6 +267,7 @@ final class TelemetryHub: @unchecked Sendable {
         case .notListed: return 0
         case .typeNotAllowed: return 1
         case .rpzAction: return 2
+        case .cnameTarget: return 3
         case .quarantined: return -1
         }
     }
