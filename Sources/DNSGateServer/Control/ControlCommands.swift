@@ -65,7 +65,8 @@ extension DNSGateService: ControlResponder {
                             "error": "mark '\(m)' is unknown to this server (it restarted after the mark was set, or the mark was never set)"]
                 }
                 since = mark.time; start = .position(mark.eventsBefore); alertsAfter = mark.lastAlertID
-            } else if let s = args["since"].flatMap(Double.init) {
+            } else if let text = args["since"] {
+                guard let s = Self.epochSeconds(text) else { return Self.badSince(text) }
                 since = s; start = .time(s)
                 if s < startedAtEpoch { missing.append("the server started at \(ISO8601.format(startedAtEpoch)), after the period began") }
                 // A start still to come (a mistyped date, a wrong offset) would make any job look clean.
@@ -90,7 +91,11 @@ extension DNSGateService: ControlResponder {
                                                           "reason": $0.denial.description,
                                                           "audit": $0.audited, "profile": $0.profile] as [String: Any] }]
         case "suggest":
-            let since = args["since"].flatMap(Double.init) ?? 0
+            var since = 0.0
+            if let text = args["since"] {
+                guard let s = Self.epochSeconds(text) else { return Self.badSince(text) }
+                since = s
+            }
             // Against the list the output joins: the running policy (the client's profile), with the --diff
             // file as it is now in place of the version the policy loaded (or added, if it is a new file):
             // an entry in another file still decides names, and a line duplicating it would not load.
@@ -189,5 +194,15 @@ extension DNSGateService: ControlResponder {
             obj["entry_hits"] = rows
         }
         return obj
+    }
+
+    /// A request's `since`: epoch seconds RFC 3339 can write. A NaN compares as neither before nor
+    /// after any event (an empty period: "clean"), and a time past year 9999 trapped when printed.
+    private static func epochSeconds(_ text: String) -> Double? {
+        guard let s = Double(text), ISO8601.range.contains(s) else { return nil }
+        return s
+    }
+    private static func badSince(_ text: String) -> [String: Any] {
+        ["ok": false, "error": "since must be epoch seconds in the years 0001–9999, not '\(text)'"]
     }
 }

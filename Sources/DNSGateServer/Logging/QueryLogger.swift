@@ -114,9 +114,15 @@ enum JSON {
 }
 
 /// RFC 3339 UTC timestamps with milliseconds.
-enum ISO8601 {
-    static func format(_ t: Double) -> String {
-        var secs = time_t(t)
+public enum ISO8601 {
+    /// The years 0001–9999, which RFC 3339 can write.
+    public static let range: ClosedRange<Double> = -62_135_596_800 ... 253_402_300_799
+
+    /// Total: a time outside `range` (a request's made-up `since`, a NaN) is written as the nearest
+    /// one inside it, where converting it to `time_t` trapped and took the server down.
+    public static func format(_ t: Double) -> String {
+        let t = t.isNaN ? 0 : min(max(t, range.lowerBound), range.upperBound)
+        var secs = time_t(t.rounded(.down))
         var tm = tm()
         gmtime_r(&secs, &tm)
         let ms = Int((t - Double(secs)) * 1000)

@@ -12,7 +12,13 @@ enum TimeParsing {
         return nil
     }
 
+    /// Nil for what is not a time, and for a time outside the years 0001–9999 (`inf`, `1e20`).
     static func pointInTime(_ s: String, now: Double = Date().timeIntervalSince1970) -> Double? {
+        guard let t = anyPointInTime(s, now: now), ISO8601.range.contains(t) else { return nil }
+        return t
+    }
+
+    private static func anyPointInTime(_ s: String, now: Double) -> Double? {
         if let epoch = Double(s), epoch > 1_000_000_000 { return epoch }
         if let ago = seconds(s) { return now - ago }
         // With or without fractional seconds: dnsgate prints its own times with them.
