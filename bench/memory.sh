@@ -49,6 +49,7 @@ upstreams: [ "$ADDR:$(port_of upstream)" ]
 allow: [ "$3" ]
 cache:
   max_entries: $4
+  max_bytes: 4294967296
 detector:
   enabled: true
 state_file: $d/state.json

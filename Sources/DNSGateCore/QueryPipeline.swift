@@ -66,8 +66,10 @@ public final class ForwardJob: Sendable {
     public let record: QueryRecord
     /// Who asked, when the answer's CNAME targets must be allowed too; nil otherwise.
     let chain: ChainCheck?
-    init(query: QueryView, key: CacheKey, record: QueryRecord, chain: ChainCheck?) {
-        self.query = query; self.key = key; self.record = record; self.chain = chain
+    /// When the exception that allowed the query expires: no TTL in the reply outlives it.
+    let exceptionExpiry: Double?
+    init(query: QueryView, key: CacheKey, record: QueryRecord, chain: ChainCheck?, exceptionExpiry: Double?) {
+        self.query = query; self.key = key; self.record = record; self.chain = chain; self.exceptionExpiry = exceptionExpiry
     }
 }
 
@@ -228,6 +230,7 @@ public final class QueryPipeline: Sendable {
             box.lastUse.store(i, Int(now))
         }
         var exceptionID: String?
+        var exceptionExpiry: Double?
         if verdict.isDenied, hasExceptions.value != 0,
            let m = exceptionSet.withLock({ $0.match(name: q.name, type: q.type, clientAddress: clientAddress,
                                                     profile: box.name, defaultTypes: box.policy.defaultTypes, now: now) }) {
@@ -235,6 +238,7 @@ public final class QueryPipeline: Sendable {
             (verdict, allowing) = Self.applying(m, to: verdict, box.policy, q.type)
             if let e = allowing {
                 exceptionID = e.id
+                exceptionExpiry = e.expiresAt
                 exceptionHits.withLock { $0[e.id, default: 0] += 1 }
             }
         }
@@ -272,7 +276,8 @@ public final class QueryPipeline: Sendable {
             // A CNAME query's answer is the CNAME alone: the client asks for the target next, and
             // that question is decided as any other.
             let checksChain = box.checksCNAMETargets && q.type != .cname
-            if let (reply, rcode, stale, targets) = cachedAnswer(q, key, now: now, scratch: scratch, withTargets: checksChain) {
+            if let (reply, rcode, stale, targets) = cachedAnswer(q, key, now: now, scratch: scratch, withTargets: checksChain,
+                                                                 ttlCap: Self.ttlCap(until: exceptionExpiry, now: now)) {
                 let action: QueryRecord.Action = stale ? .stale : .cached
                 guard let targets else {     // no chain to check: the record is built in the return
                     counters.bump(action)
@@ -283,7 +288,8 @@ public final class QueryPipeline: Sendable {
                 return .reply(fit(checked, q, overTCP), rec)
             }
             return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
-                                       chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil))
+                                       chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
+                                       exceptionExpiry: exceptionExpiry))
         }
     }
 
@@ -291,7 +297,8 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        guard let (reply, rcode, stale, targets) = cachedAnswer(job.query, job.key, now: now, withTargets: job.chain != nil) else { return nil }
+        guard let (reply, rcode, stale, targets) = cachedAnswer(job.query, job.key, now: now, withTargets: job.chain != nil,
+                                                                ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now)) else { return nil }
         var record = job.record
         record.action = stale ? .stale : .cached
         record.rcode = rcode
@@ -302,11 +309,11 @@ public final class QueryPipeline: Sendable {
     /// The cached answer rendered for `q`, with its rcode, and its CNAME targets if `withTargets` and
     /// it has any; nil on a miss. Also a stale one (the flag) while its refresh failed recently
     /// (`AnswerCache.withServable`). Not counted: the caller counts what the client gets.
-    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, withTargets: Bool)
+    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, withTargets: Bool, ttlCap: UInt32)
         -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, targets: [DNSName]?)? {
         cache.withServable(key, now: now) { answer, age, stale in
-            let reply = stale ? build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE) }
-                              : build(scratch) { answer.render(into: &$0, for: q, age: age) }
+            let reply = stale ? build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE, ttlCap: ttlCap) }
+                              : build(scratch) { answer.render(into: &$0, for: q, age: age, ttlCap: ttlCap) }
             // The targets are checked once the cache's lock is released: the check takes the exceptions' lock.
             let targets = withTargets && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
             return (reply, answer.rcode, stale, targets)
@@ -379,13 +386,24 @@ public final class QueryPipeline: Sendable {
         return scratch!.reply
     }
 
-    /// Caches an upstream answer and renders it for the client who asked.
+    /// The TTL a reply may carry when an exception expiring at `expiry` allowed it: the time left,
+    /// so no downstream cache keeps the name past it; no cap without one.
+    @inline(__always)
+    private static func ttlCap(until expiry: Double?, now: Double) -> UInt32 {
+        guard let expiry else { return .max }
+        return UInt32(min(max(0, (expiry - now).rounded(.up)), Double(UInt32.max)))
+    }
+
+    /// Caches an upstream answer and renders it for the client who asked, its TTLs clamped as the
+    /// cache's limits say (`AnswerCache.clamped`).
     public func complete(_ job: ForwardJob, answer: UpstreamAnswer, now: Double) -> ([UInt8], QueryRecord) {
+        // Checked first: a clamped copy made every answer a copy of its arrays, and as a rule none is needed.
+        guard cache.withinLimits(answer) else { return complete(job, answer: cache.clamped(answer), now: now) }
         cache.insert(job.key, answer, now: now)
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
-        let reply = settle(answer.render(for: job.query, age: 0), job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
+        let reply = settle(answer.render(for: job.query, age: 0, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now)), job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
         return (fit(reply, job.query, job.record.overTCP), rec)
     }
 
@@ -398,7 +416,8 @@ public final class QueryPipeline: Sendable {
             rec.action = .stale
             rec.rcode = old.rcode
             let bytes = old.render(for: q, age: 0, staleTTL: Self.staleTTL,
-                                   ede: ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))"))
+                                   ede: ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))"),
+                                   ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now))
             return (fit(settle(bytes, q, chainTargets(old, job.chain), job.chain, &rec, now: now, scratch: nil), q, rec.overTCP), rec)
         }
         rec.action = .servfail

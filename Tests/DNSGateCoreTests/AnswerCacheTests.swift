@@ -15,6 +15,49 @@ final class AnswerCacheTests: XCTestCase {
         try names.filter { if case .hit = cache.lookup(try key($0), now: 101) { return true }; return false }
     }
 
+    /// QA pass 5, F8: answers of 64 KB took 96 KB an entry, so `max_entries` alone let the cache grow
+    /// to gigabytes. Past `max_bytes` the least recently used go, whatever the count; each answer
+    /// still there is found at its own key (the eviction moves nodes).
+    func testEvictsPastItsByteBudgetAndKeepsEveryOtherAnswerFindable() throws {
+        var limits = CacheLimits(); limits.maxEntries = 1_000; limits.maxBytes = 65_536
+        let cache = AnswerCache(limits: limits)
+        func big(_ name: String, records: Int) throws -> UpstreamAnswer {
+            let rrs = (0..<records).map { WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 300, rdata: [192, 0, 2, UInt8($0 % 256)]) }
+            return try UpstreamAnswer(WireFixtures.response(id: 7, name: name, answers: rrs), id: 7, name: try DNSName(name), type: .a)
+        }
+        let names = (0..<40).map { "n\($0).example.com" }
+        for (i, n) in names.enumerated() {
+            cache.insert(try key(n), try big(n, records: i % 3 == 0 ? 200 : 2), now: 100)
+            XCTAssertLessThanOrEqual(cache.counters.bytes, limits.maxBytes)
+        }
+        let held = try cached(cache, names)
+        XCTAssertEqual(cache.counters.entries, held.count, "every entry counted is found at its key")
+        XCTAssertEqual(held.last, names.last, "the newest stays")
+        XCTAssertGreaterThan(cache.counters.evictions, 0)
+        XCTAssertLessThan(held.count, names.count)
+        var sum = 0
+        for n in held { if case .hit(let a, _) = cache.lookup(try key(n), now: 101) { sum += AnswerCache.cost(try key(n), a) } }
+        XCTAssertEqual(cache.counters.bytes, sum, "the running total is the entries' cost")
+        let oversized = try big("huge.example.com", records: 5_000)
+        cache.insert(try key("huge.example.com"), oversized, now: 100)
+        XCTAssertEqual(try cached(cache, ["huge.example.com"]), [], "an answer over the whole budget is not cached")
+    }
+
+    /// QA pass 5, F5: the cache kept an answer for `max_ttl` but told clients the upstream's TTL, so a
+    /// downstream cache kept the name for as long as the upstream said.
+    func testClientsAreToldTheClampedTTLs() throws {
+        var limits = CacheLimits(); limits.maxTTL = 100; limits.maxNegativeTTL = 10; limits.minTTL = 5
+        let cache = AnswerCache(limits: limits)
+        let rrs = [WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 200_000, rdata: [192, 0, 2, 1]),
+                   WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 1, rdata: [192, 0, 2, 2])]
+        let positive = try UpstreamAnswer(WireFixtures.response(id: 7, answers: rrs), id: 7, name: try DNSName("www.example.com"), type: .a)
+        XCTAssertEqual(cache.clamped(positive).ttls, [100, 5])
+        let soa = WireFixtures.RR(owner: WireFixtures.name("example.com"), type: 6, ttl: 3_600, rdata: WireFixtures.soaRData(minimum: 3_600))
+        let negative = try UpstreamAnswer(WireFixtures.response(id: 7, rcode: 3, authority: [soa]), id: 7, name: try DNSName("www.example.com"), type: .a)
+        XCTAssertEqual(cache.clamped(negative).ttls, [10])
+        XCTAssertEqual(cache.clampedTTL(negative), 10)
+    }
+
     func testEvictsTheLeastRecentlyUsedAnswer() throws {
         var limits = CacheLimits(); limits.maxEntries = 3
         let cache = AnswerCache(limits: limits)

@@ -154,6 +154,27 @@ final class ProfilesAndExceptionsTests: XCTestCase {
         XCTAssertEqual(counted.values.reduce(0, +), 1, "forwarded queries count when they complete, not here")
     }
 
+    /// QA pass 5, F5: an answer an exception allowed carried the upstream's TTL (300 s for a 12-second
+    /// exception), so downstream caches kept the name after the exception was gone. Its TTLs are
+    /// capped at the time the exception has left, fresh and from the cache.
+    func testAnAnswerAnExceptionAllowedNeverOutlivesIt() throws {
+        let pipeline = QueryPipeline(policy: try policy("*.example.net # all\n"), cache: AnswerCache())
+        var x = ExceptionSet()
+        try x.add(PolicyException(id: "e1", pattern: "www.example.com", client: nil, profile: nil, types: nil, reason: "r",
+                                  createdAt: 0, expiresAt: 112), suffixes: nil, now: 0)
+        pipeline.setExceptions(x)
+        let query = WireFixtures.query(id: 9)
+        guard case .forward(let job) = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 100) else { return XCTFail("forwarded") }
+        let rrs = [WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 300, rdata: [192, 0, 2, 1])]
+        let answer = try UpstreamAnswer(WireFixtures.response(id: 7, answers: rrs), id: 7, name: try DNSName("www.example.com"), type: .a)
+        let (fresh, _) = pipeline.complete(job, answer: answer, now: 100)
+        XCTAssertEqual(ParsedReply(bytes: fresh).records.map(\.ttl), [12])
+        guard case .reply(let cached, _) = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 109.5) else { return XCTFail("cached") }
+        XCTAssertEqual(ParsedReply(bytes: cached).records.map(\.ttl), [3], "2.5 s left, rounded up")
+        guard case .reply(_, let after) = pipeline.process(query, client: "192.0.2.7", overTCP: false, now: 113) else { return XCTFail("denied") }
+        XCTAssertEqual(after.action, .sinkholed, "the exception is gone")
+    }
+
     func testActionOrdinalsArePositionsInAllCases() {
         // Counters (here and in the metrics) are arrays indexed by `ordinal`.
         for (i, a) in QueryRecord.Action.allCases.enumerated() { XCTAssertEqual(a.ordinal, i, "\(a)") }

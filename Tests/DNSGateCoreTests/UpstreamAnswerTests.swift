@@ -87,10 +87,35 @@ final class UpstreamAnswerTests: XCTestCase {
             ("SERVFAIL is not cached", W.response(rcode: 2, authority: [soa(ttl: 60, minimum: 60)]), nil),
             ("REFUSED is not cached", W.response(rcode: 5), nil),
             ("TTL with the top bit set counts as zero (RFC 2181 §8)", W.response(answers: [a(0x8000_0001, 1), a(60, 2)]), 0),
+            // QA pass 5, F6: a chain before a negative answer made it positive, kept for the CNAME's TTL.
+            ("NXDOMAIN after a CNAME: negative, and the chain's TTL counts",
+             W.response(rcode: 3, answers: [cname(5000)], authority: [soa(ttl: 5000, minimum: 60)]), 60),
+            ("NODATA after a CNAME: negative too", W.response(rcode: 0, answers: [cname(40)], authority: [soa(ttl: 3600, minimum: 75)]), 40),
+            // QA pass 5, F7: the extended RCODE's low bits alone read as NXDOMAIN or NOERROR.
+            ("extended RCODE (BADVERS): an error, not cached", W.response(rcode: 0, answers: [a(60, 1)], opt: .init(extendedRCode: 1)), nil),
+            ("extended RCODE 19 with NXDOMAIN's low bits", W.response(rcode: 3, authority: [soa(ttl: 60, minimum: 60)], opt: .init(extendedRCode: 1)), nil),
         ]
         for c in cases {
             XCTAssertEqual(try answer(c.bytes).cacheTTL, c.want, c.name)
         }
+    }
+
+    private func cname(_ ttl: UInt32) -> RR { RR(owner: W.questionPointer, type: 5, ttl: ttl, rdata: W.name("gone.example.net")) }
+
+    func testNegativeAnswersAreToldFromPositiveOnes() throws {
+        XCTAssertFalse(try answer(W.response(answers: [a(60, 1)])).isNegative)
+        XCTAssertFalse(try answer(W.response(answers: [cname(60)])).isNegative, "a chain without a SOA is an answer, if incomplete")
+        XCTAssertTrue(try answer(W.response(rcode: 3, answers: [cname(60)], authority: [soa(ttl: 60, minimum: 60)])).isNegative)
+        XCTAssertTrue(try answer(W.response(rcode: 0, answers: [cname(60)], authority: [soa(ttl: 60, minimum: 60)])).isNegative)
+        XCTAssertTrue(try answer(W.response(rcode: 0, authority: [soa(ttl: 60, minimum: 60)])).isNegative)
+        let asked = try UpstreamAnswer(W.response(id: id, type: 5, answers: [cname(60)], authority: [soa(ttl: 60, minimum: 60)]),
+                                       id: id, name: qname, type: .cname)
+        XCTAssertFalse(asked.isNegative, "the CNAME is the record asked for")
+    }
+
+    func testAnExtendedRCODEIsReadAsTheUpstreamFailing() throws {
+        let badvers = try answer(W.response(rcode: 0, answers: [a(60, 1)], opt: .init(extendedRCode: 1)))
+        XCTAssertEqual(badvers.rcode, .servFail, "so the exchange fails over instead of passing on NOERROR")
     }
 
     func testRenderAgesTTLsEchoesClientCaseAndID() throws {

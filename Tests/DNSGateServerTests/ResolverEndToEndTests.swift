@@ -190,6 +190,18 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"cached\" : 1"), stats.stdout)
     }
 
+    /// QA pass 5, F5: `max_ttl` and `negative_max_ttl` bound what clients are told, as unbound's
+    /// cache-max-ttl does, not only how long dnsgate keeps the answer; `stats` shows the cache's bytes.
+    func testClientsAreToldTTLsWithinTheCacheLimits() throws {
+        let g = try gate(config: "state_file: \"@DIR@/state.json\"\ncache:\n  max_ttl: 100\n  negative_max_ttl: 10\n")
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).answers, ["www.allowed.test. 100 IN A 192.0.2.1"], "zone TTL 300")
+        let nx = try dig(g.port, ["nothing.allowed.test"])
+        XCTAssertEqual(nx.status, "NXDOMAIN")
+        XCTAssertTrue(nx.authority.first?.hasPrefix("allowed.test. 10 IN SOA") == true, nx.raw)
+        let stats = try g.cli(["stats", "--json"])
+        XCTAssertTrue(stats.stdout.contains("\"bytes\" : "), stats.stdout)
+    }
+
     func testCaseOfTheQuestionIsEchoed() throws {
         let g = try gate()
         let a = try dig(g.port, ["WwW.AlLoWeD.TeSt"])

@@ -30,6 +30,10 @@ public struct CacheKey: Hashable, Sendable {
 /// Limits of the cache; defaults in config/README.md.
 public struct CacheLimits: Sendable, Equatable {
     public var maxEntries: Int = 100_000
+    /// Memory the entries may take, by `AnswerCache.cost`: a count alone let answers of 64 KB (over
+    /// TCP, from an upstream or a zone someone else controls) take 96 KB an entry, 9.6 GB at the
+    /// default count.
+    public var maxBytes: Int = 128 << 20
     public var minTTL: UInt32 = 0
     public var maxTTL: UInt32 = 86_400
     /// RFC 2308 §5 suggests 1–3 hours as the cap for negative answers.
@@ -48,7 +52,8 @@ public enum CacheLookup: Sendable {
     case miss
 }
 
-/// Positive and negative answers with TTLs counted down, bounded in entries, least recently used evicted.
+/// Positive and negative answers with TTLs counted down, bounded in entries and in bytes, least
+/// recently used evicted.
 ///
 /// One mutex guards the whole map: lookups are a hash probe and a few index writes, far shorter than the
 /// syscall that delivered the query. Expired entries stay until evicted so they can be served stale.
@@ -58,6 +63,9 @@ public final class AnswerCache: Sendable {
         var answer: UpstreamAnswer
         var storedAt: Double
         var ttl: UInt32
+        /// `AnswerCache.cost` of this entry, kept: computed again at eviction it read the answer
+        /// out of the node, a copy of its arrays.
+        var cost: Int
         /// When upstream last failed to refresh this answer (`stale`); -infinity if never.
         var refreshFailedAt = -Double.infinity
         var prev: Int
@@ -69,42 +77,92 @@ public final class AnswerCache: Sendable {
         var head = -1          // most recently used
         var tail = -1          // least recently used
         var hits = 0, misses = 0, staleServed = 0, evictions = 0
+        /// Sum of `cost` over `nodes`.
+        var bytes = 0
     }
     private let state = Mutex(State())
     public let limits: CacheLimits
 
-    public init(limits: CacheLimits = CacheLimits()) { self.limits = limits }
+    public init(limits: CacheLimits = CacheLimits()) {
+        self.limits = limits
+        positiveTTLs = limits.minTTL ... max(limits.minTTL, limits.maxTTL)
+        negativeTTLs = limits.minTTL ... max(limits.minTTL, limits.maxNegativeTTL)
+    }
+    /// The TTLs an answer may carry, positive or negative (`min_ttl` wins over a lower maximum).
+    private let positiveTTLs: ClosedRange<UInt32>
+    private let negativeTTLs: ClosedRange<UInt32>
 
     /// The TTL an answer is kept for after clamping, or nil when it is not cacheable.
     public func clampedTTL(_ a: UpstreamAnswer) -> UInt32? {
-        guard var t = a.cacheTTL, !a.truncated else { return nil }
-        let negative = a.answerCount == 0
-        t = max(limits.minTTL, min(t, negative ? limits.maxNegativeTTL : limits.maxTTL))
-        return t
+        guard let t = a.cacheTTL, !a.truncated else { return nil }
+        return min(max(t, ttlRange(a).lowerBound), ttlRange(a).upperBound)
     }
 
+    /// `a` with its records' TTLs clamped as its time in the cache is: what clients are told.
+    public func clamped(_ a: UpstreamAnswer) -> UpstreamAnswer { a.clampingTTLs(to: ttlRange(a)) }
+
+    /// Whether every TTL of `a` is within the limits already (as a rule): `clamped` would change nothing.
+    @inline(__always)
+    public func withinLimits(_ a: UpstreamAnswer) -> Bool { a.ttlsWithin(ttlRange(a)) }
+
+    @inline(__always)
+    private func ttlRange(_ a: UpstreamAnswer) -> ClosedRange<UInt32> { a.isNegative ? negativeTTLs : positiveTTLs }
+
     public func insert(_ key: CacheKey, _ answer: UpstreamAnswer, now: Double) {
-        guard limits.maxEntries > 0, let ttl = clampedTTL(answer), ttl > 0 else { return }
+        let cost = Self.cost(key, answer)
+        guard limits.maxEntries > 0, cost <= limits.maxBytes, let ttl = clampedTTL(answer), ttl > 0 else { return }
         state.withLock { s in
             if let i = Self.find(s, key) {
-                s.nodes[i].answer = answer; s.nodes[i].storedAt = now; s.nodes[i].ttl = ttl
+                s.bytes += cost - s.nodes[i].cost
+                s.nodes[i].answer = answer; s.nodes[i].storedAt = now; s.nodes[i].ttl = ttl; s.nodes[i].cost = cost
                 Self.moveToFront(&s, i)
-                return
-            }
-            let i: Int
-            if s.nodes.count < limits.maxEntries {
-                i = s.nodes.count
-                s.nodes.append(Node(key: key, answer: answer, storedAt: now, ttl: ttl, prev: -1, next: -1))
             } else {
-                i = s.tail                                   // reuse the least recently used slot
-                Self.unlink(&s, i)
-                s.index.remove(s.nodes[i].key.hash, position: i)
-                s.evictions += 1
-                s.nodes[i] = Node(key: key, answer: answer, storedAt: now, ttl: ttl, prev: -1, next: -1)
+                let i: Int
+                if s.nodes.count < limits.maxEntries {
+                    i = s.nodes.count
+                    s.nodes.append(Node(key: key, answer: answer, storedAt: now, ttl: ttl, cost: cost, prev: -1, next: -1))
+                } else {
+                    i = s.tail                                   // reuse the least recently used slot
+                    Self.unlink(&s, i)
+                    s.index.remove(s.nodes[i].key.hash, position: i)
+                    s.evictions += 1
+                    s.bytes -= s.nodes[i].cost
+                    s.nodes[i] = Node(key: key, answer: answer, storedAt: now, ttl: ttl, cost: cost, prev: -1, next: -1)
+                }
+                s.bytes += cost
+                s.index.insert(key.hash, position: i)
+                Self.pushFront(&s, i)
             }
-            s.index.insert(key.hash, position: i)
-            Self.pushFront(&s, i)
+            while s.bytes > limits.maxBytes { Self.evictLeastRecentlyUsed(&s) }
         }
+    }
+
+    /// What an entry takes, in bytes: the answer's arrays and a fixed part for the node, the key's
+    /// name and the index slot (bench/memory.sh measured about 400 bytes an entry in all).
+    static func cost(_ key: CacheKey, _ a: UpstreamAnswer) -> Int {
+        // A CNAME target is counted at 64 bytes, a typical name and its array's header.
+        a.body.count + a.ttlFields.count * 8 + a.cnameTargets.count * 64 + key.name.wire.count + 256
+    }
+
+    /// Drops the tail entry, moving the last node into its slot so `nodes` stays dense (a slot freed
+    /// in the middle would need a free list every insert then checks).
+    private static func evictLeastRecentlyUsed(_ s: inout State) {
+        let i = s.tail
+        guard i >= 0 else { return }
+        unlink(&s, i)
+        s.index.remove(s.nodes[i].key.hash, position: i)
+        s.bytes -= s.nodes[i].cost
+        s.evictions += 1
+        let last = s.nodes.count - 1
+        if i != last {
+            let (prev, next) = (s.nodes[last].prev, s.nodes[last].next)
+            s.index.remove(s.nodes[last].key.hash, position: last)
+            s.index.insert(s.nodes[last].key.hash, position: i)
+            s.nodes.swapAt(i, last)
+            if prev >= 0 { s.nodes[prev].next = i } else { s.head = i }
+            if next >= 0 { s.nodes[next].prev = i } else { s.tail = i }
+        }
+        s.nodes.removeLast()
     }
 
     /// A fresh answer, with its age in whole seconds.
@@ -155,9 +213,10 @@ public final class AnswerCache: Sendable {
         }
     }
 
-    public struct Counters: Sendable, Codable { public var entries, hits, misses, staleServed, evictions: Int }
+    public struct Counters: Sendable, Codable { public var entries, bytes, hits, misses, staleServed, evictions: Int }
     public var counters: Counters {
-        state.withLock { Counters(entries: $0.index.count, hits: $0.hits, misses: $0.misses, staleServed: $0.staleServed, evictions: $0.evictions) }
+        state.withLock { Counters(entries: $0.index.count, bytes: $0.bytes, hits: $0.hits, misses: $0.misses, staleServed: $0.staleServed,
+                                  evictions: $0.evictions) }
     }
 
     /// The node holding `key`, if any.

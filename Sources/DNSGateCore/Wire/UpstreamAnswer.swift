@@ -11,7 +11,7 @@ public struct UpstreamAnswer: Sendable {
     /// Each record's TTL: where it sits in `body` and its value as received (RFC 2181 §8 applied).
     /// One array of pairs, not two arrays: each cached answer is one allocation smaller, and a
     /// render walks one.
-    public let ttlFields: [TTLField]
+    public private(set) var ttlFields: [TTLField]
     public struct TTLField: Sendable, Equatable {
         public let offset: UInt32
         public let ttl: UInt32
@@ -23,6 +23,9 @@ public struct UpstreamAnswer: Sendable {
     public let cnameTargets: [DNSName]
     /// How long this answer may be cached, or nil when it must not be (RFC 2308 §5, §7.1).
     public let cacheTTL: UInt32?
+    /// NXDOMAIN, or NODATA (no record of the asked type, a SOA in authority), with or without a CNAME
+    /// chain before it: its TTLs are capped as a negative answer's (RFC 2308 §2.1, §2.2).
+    public let isNegative: Bool
 
     /// Checks `msg` against the question dnsgate asked.
     ///
@@ -57,6 +60,9 @@ public struct UpstreamAnswer: Sendable {
         var optRange: Range<Int>?
         var minAnswerTTL = UInt32.max
         var negativeTTL: UInt32?
+        var answersType = false
+        let anyType = type.rawValue == RecordType.any.rawValue
+        var extendedRCODE: UInt8 = 0
         for section in 0..<3 {
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
             for _ in 0..<count {
@@ -72,6 +78,7 @@ public struct UpstreamAnswer: Sendable {
                 if rtype == .opt {
                     guard section == 2, optRange == nil else { throw WireError.malformed("misplaced OPT") }
                     optRange = start..<i
+                    extendedRCODE = UInt8(ttl >> 24)        // the upper 8 bits of the RCODE (RFC 6891 §6.1.3)
                     continue
                 }
                 // RFC 2181 §8: a TTL with the top bit set is treated as zero.
@@ -79,6 +86,7 @@ public struct UpstreamAnswer: Sendable {
                 ttlFields.append(TTLField(offset: UInt32(afterName + 4), ttl: effective))
                 if section == 0 {
                     minAnswerTTL = min(minAnswerTTL, effective)
+                    if rtype.rawValue == type.rawValue || anyType { answersType = true }
                     if rtype == .cname {
                         let (target, end) = try withNameBytes(copy msg, at: rdata, allowCompression: true) { DNSName(uncheckedWire: Array($0)) }
                         guard end <= rdata + rdlen else { throw WireError.malformed("CNAME target overruns its record") }
@@ -104,33 +112,64 @@ public struct UpstreamAnswer: Sendable {
             body.removeSubrange(r)
             body.put16(h.additionalCount - 1, at: 10)
         }
-        // Extended RCODE bits from OPT are dropped with it: dnsgate passes on only the basic RCODE.
-        self.rcode = h.rcode
+        // dnsgate passes on only the basic RCODE. An extended one (BADVERS, or any of 16 and up) is the
+        // upstream's error, not an answer: read as SERVFAIL, the exchange fails over and nothing is
+        // cached, where its low four bits alone read as NOERROR or NXDOMAIN.
+        let rcode = extendedRCODE != 0 ? ResponseCode.servFail : h.rcode
+        self.rcode = rcode
         self.truncated = h.truncated
         self.body = body
         self.questionLength = qEnd + 4 - 12
         self.ttlFields = ttlFields
         self.answerCount = Int(h.answerCount)
         self.cnameTargets = cnames
-        switch h.rcode {
-        case .noError where h.answerCount > 0: self.cacheTTL = minAnswerTTL
-        case .noError, .nxDomain: self.cacheTTL = negativeTTL      // no SOA: not cacheable (RFC 2308 §5)
-        default: self.cacheTTL = nil
+        let (noError, nxDomain) = (rcode.rawValue == 0, rcode.rawValue == 3)
+        let negative = nxDomain || (noError && !answersType && (h.answerCount == 0 || negativeTTL != nil))
+        self.isNegative = negative
+        if noError && !negative {
+            self.cacheTTL = minAnswerTTL
+        } else if noError || nxDomain {
+            // No SOA: not cacheable (RFC 2308 §5). A chain before it counts too: its records expire with it.
+            self.cacheTTL = negativeTTL.map { min($0, minAnswerTTL) }
+        } else {
+            self.cacheTTL = nil
+        }
+    }
+
+    /// The same answer with each record's TTL within `range`: what the cache's `min_ttl`/`max_ttl`
+    /// allow is what a client is told too, or a downstream cache (nscd, a JVM) would keep a name
+    /// long after dnsgate stopped answering for it.
+    public func clampingTTLs(to range: ClosedRange<UInt32>) -> UpstreamAnswer {
+        guard !ttlsWithin(range) else { return self }
+        var copy = self
+        copy.ttlFields = ttlFields.map { TTLField(offset: $0.offset, ttl: min(max($0.ttl, range.lowerBound), range.upperBound)) }
+        return copy
+    }
+
+    public func ttlsWithin(_ range: ClosedRange<UInt32>) -> Bool {
+        let (lo, hi) = (range.lowerBound, range.upperBound)
+        return ttlFields.withUnsafeBufferPointer { fields in
+            for f in fields where f.ttl < lo || f.ttl > hi { return false }
+            return true
         }
     }
 
     /// The reply for a client: its ID, flags and question case; TTLs aged by `age` seconds, or set to
-    /// `staleTTL` when serving stale (RFC 8767 §4); OPT per the client's EDNS.
-    public func render(for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) -> [UInt8] {
+    /// `staleTTL` when serving stale (RFC 8767 §4), and never above `ttlCap` (the time left on the
+    /// exception that allowed the query); OPT per the client's EDNS.
+    public func render(for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil, ttlCap: UInt32 = .max) -> [UInt8] {
         var out = [UInt8](); out.reserveCapacity(body.count + 64)
-        render(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede)
+        render(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede, ttlCap: ttlCap)
         return out
     }
 
     /// The same, appended to `out` (storage the caller reuses).
-    public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil) {
+    public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil,
+                       ttlCap: UInt32 = .max) {
         // Same canonical name, so the same length: the client's spelling (0x20) is written over it.
-        guard q.rawQuestion.count == questionLength else { return renderRespelled(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede) }
+        guard q.rawQuestion.count == questionLength else {
+            return renderRespelled(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede, ttlCap: ttlCap)
+        }
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
         flags |= body.u16(at: 2) & 0x0020               // AD passes through; AA and TC never do
         out.appendWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
@@ -139,7 +178,7 @@ public struct UpstreamAnswer: Sendable {
             w.put16(flags, at: 2)
             w.put(q.rawQuestion, at: 12)
             for f in ttlFields {
-                w.put32(staleTTL ?? (f.ttl > age ? f.ttl - age : 0), at: Int(f.offset))
+                w.put32(min(staleTTL ?? (f.ttl > age ? f.ttl - age : 0), ttlCap), at: Int(f.offset))
             }
             if let e = q.edns {
                 w.put16(body.u16(at: 10) + 1, at: 10)
@@ -151,10 +190,10 @@ public struct UpstreamAnswer: Sendable {
 
     /// `render` for a question of another length than the stored one, which a well-formed query
     /// never has: the stored answer is rendered for its own question, and the question replaced.
-    private func renderRespelled(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32?, ede: ExtendedError?) {
+    private func renderRespelled(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32?, ede: ExtendedError?, ttlCap: UInt32) {
         let start = out.count
         let stored = QueryView(header: q.header, name: q.name, nameHash: q.nameHash, type: q.type, qclass: q.qclass, rawQuestion: body[12..<(12 + questionLength)], edns: q.edns)
-        render(into: &out, for: stored, age: age, staleTTL: staleTTL, ede: ede)
+        render(into: &out, for: stored, age: age, staleTTL: staleTTL, ede: ede, ttlCap: ttlCap)
         out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
     }
 }

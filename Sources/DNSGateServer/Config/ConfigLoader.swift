@@ -125,8 +125,9 @@ public enum ConfigLoader {
             }
         }
         if let n = top["cache"] {
-            let m = try r.mapping(n, allowed: ["max_entries", "min_ttl", "max_ttl", "negative_max_ttl", "serve_stale"])
+            let m = try r.mapping(n, allowed: ["max_entries", "max_bytes", "min_ttl", "max_ttl", "negative_max_ttl", "serve_stale"])
             if let v = m["max_entries"] { c.cache.maxEntries = try r.int(v, 0...50_000_000) }
+            if let v = m["max_bytes"] { c.cache.maxBytes = try r.int(v, 65_536...(1 << 40)) }
             if let v = m["min_ttl"] { c.cache.minTTL = UInt32(try r.int(v, 0...86_400)) }
             if let v = m["max_ttl"] { c.cache.maxTTL = UInt32(try r.int(v, 0...604_800)) }
             if let v = m["negative_max_ttl"] { c.cache.maxNegativeTTL = UInt32(try r.int(v, 0...86_400)) }

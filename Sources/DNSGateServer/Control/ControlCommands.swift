@@ -162,7 +162,7 @@ extension DNSGateService: ControlResponder {
             "entries": snap.policy.allowList.count,
             "profiles": snap.policies.profiles.map(\.name),
             "queries": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
-            "cache": ["entries": cache.entries, "hits": cache.hits, "misses": cache.misses,
+            "cache": ["entries": cache.entries, "bytes": cache.bytes, "hits": cache.hits, "misses": cache.misses,
                       "stale_served": cache.staleServed, "evictions": cache.evictions],
             "upstreams": upstream.health.map { h in
                 ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value,

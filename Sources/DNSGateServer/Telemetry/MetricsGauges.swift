@@ -10,6 +10,7 @@ struct MetricsGauges: Sendable {
         let r = service.telemetry.registry
         let cache = service.pipeline.cache.counters
         r.makeGauge(descriptor: .init("dnsgate_cache_entries", help: "Answers in the cache.")).set(to: Double(cache.entries))
+        r.makeGauge(descriptor: .init("dnsgate_cache_bytes", help: "Memory the cached answers take, as cache.max_bytes counts it.")).set(to: Double(cache.bytes))
         r.makeGauge(descriptor: .init("dnsgate_cache_hits", help: "Cache hits since start.")).set(to: Double(cache.hits))
         r.makeGauge(descriptor: .init("dnsgate_cache_misses", help: "Cache misses since start.")).set(to: Double(cache.misses))
         r.makeGauge(descriptor: .init("dnsgate_cache_stale_served", help: "Stale answers served (RFC 8767) since start.")).set(to: Double(cache.staleServed))
