@@ -31,8 +31,9 @@ public final class DNSGateService: @unchecked Sendable {
     /// Times a UDP listener waited for a flood's next batch to gather (`ReadCoalescing`).
     let udpCoalescedWaits = AtomicCounter()
     private var control: ControlServer?
-    private let tcpConnections = AtomicCounter()
-    var tcpConnectionCount: Int { tcpConnections.value }
+    /// Open connections and their caps, per stream listener.
+    let tcpLimit, metricsLimit, controlLimit: ConnectionLimit
+    var connectionLimits: [ConnectionLimit] { [tcpLimit, metricsLimit, controlLimit] }
     public private(set) var listeners: [BoundListener] = []
     let startedAtEpoch = WallClock.now()
     private let reloadLock = Mutex(0)   // reload count; serialises reloads
@@ -80,6 +81,9 @@ public final class DNSGateService: @unchecked Sendable {
                                       onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile, logger: logger)
+        tcpLimit = ConnectionLimit("tcp", config.tcp, logger: logger)
+        metricsLimit = ConnectionLimit("metrics", config.metricsConnections, logger: logger)
+        controlLimit = ConnectionLimit("control", config.controlConnections, logger: logger)
         let threads = config.threads == 0 ? System.coreCount : config.threads
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         exceptionStore = try ExceptionStore(path: config.stateFile, pipeline: pipeline, suffixes: suffixes, logger: logger, now: WallClock.now())
@@ -119,7 +123,7 @@ public final class DNSGateService: @unchecked Sendable {
         if let m = config.metricsListen {
             do {
                 if let address = try bindableAddress(m, noun: "metrics address", skipped: "metrics are not served") {
-                    metrics = try MetricsEndpoint(address: address, group: group,
+                    metrics = try MetricsEndpoint(address: address, group: group, limit: metricsLimit,
                                                   scrape: { [gauges = MetricsGauges(service: self)] in gauges.refresh(); return hub.exposition() })
                     listeners.append(BoundListener(transport: "http", address: HostPort(host: m.host, port: metrics?.port ?? m.port)))
                 }
@@ -146,7 +150,8 @@ public final class DNSGateService: @unchecked Sendable {
             shutdown(); throw e
         }
         do {
-            control = try ControlServer(path: config.controlSocket, mode: config.controlSocketMode, group: group, responder: self)
+            control = try ControlServer(path: config.controlSocket, mode: config.controlSocketMode, group: group,
+                                    limit: controlLimit, responder: self)
         } catch {
             shutdown()
             throw ConfigError(file: config.sourceFile ?? "command line", line: nil, "cannot open the control socket \(config.controlSocket): \(errorText(error))")
@@ -210,10 +215,7 @@ public final class DNSGateService: @unchecked Sendable {
     }
 
     private func bindTCP(_ hp: HostPort, core: ServingCore) throws {
-        let idle = TimeAmount.milliseconds(Int64(config.tcpIdleTimeoutMs))
-        let maxConn = config.tcpMaxConnections
-        let connections = tcpConnections
-        let logger = self.logger
+        let limit = tcpLimit
         var bootstrap = ServerBootstrap(group: group)
         if hp.host.contains(":") {   // IPv6 only, as the UDP sockets: `[::]` and `0.0.0.0` side by side
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
@@ -225,19 +227,11 @@ public final class DNSGateService: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)   // see StreamQueryHandler
             .childChannelInitializer { ch in
-                // Over the limit: accept and close at once, so the client fails fast instead of queueing.
-                if connections.value >= maxConn {
-                    logger.warning("TCP connection limit reached", metadata: ["concern": "listener", "limit": "\(maxConn)"])
-                    return ch.close()
-                }
-                connections.add(1)
-                ch.closeFuture.whenComplete { _ in connections.add(-1) }
+                guard limit.admit(ch) else { return ch.eventLoop.makeSucceededVoidFuture() }
                 return ch.eventLoop.makeCompletedFuture {
                     let ops = ch.pipeline.syncOperations
                     try ops.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
-                    // RFC 7766 §6.2.3: close idle connections. Behind the decoder it counts whole queries,
-                    // so a client trickling a byte at a time cannot hold a connection slot open.
-                    try ops.addHandler(IdleStateHandler(readTimeout: idle))
+                    try limit.addIdleTimeout(to: ops)   // RFC 7766 §6.2.3: close idle connections
                     try ops.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
                     try ops.addHandler(StreamQueryHandler(core: core, listener: hp.description))
                 }

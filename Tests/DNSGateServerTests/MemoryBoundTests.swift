@@ -32,11 +32,4 @@ final class MemoryBoundTests: XCTestCase {
         XCTAssertLessThan(after - before, 128 * 1024, "growth stays under 128 MB: cache ≤ 20000 entries, every other table capped")
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "still serving")
     }
-
-    private func residentKB(_ pid: Int32) throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { throw XCTSkip("no VmRSS") }
-        return kb
-    }
 }

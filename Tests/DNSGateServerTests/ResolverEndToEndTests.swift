@@ -293,7 +293,7 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertEqual(same.status, 0, same.stderr)
         XCTAssertFalse(same.stderr.contains("warning"), "nothing changed: \(same.stderr)")
 
-        try ("upstreams: [\"127.0.0.1:\(freePort())\"]\nthreads: 2\nmax_udp_payload: 512\ntcp: { idle_timeout_ms: 1000 }\nupstream: { timeout_ms: 200, deadline_ms: 400 }\n"
+        try ("upstreams: [\"127.0.0.1:\(freePort())\"]\nthreads: 2\nmax_udp_payload: 512\ntcp: { idle_timeout_ms: 1000 }\ncontrol: { max_connections: 32 }\nupstream: { timeout_ms: 200, deadline_ms: 400 }\n"
              + "detector: { quarantine: true }\nentry_unused_after: 3600\npublic_suffix_list: /nonexistent/public_suffix_list.dat\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         try (Self.allow + "\nnew.example.com  # added\n").write(toFile: g.allowFile, atomically: true, encoding: .utf8)
@@ -302,7 +302,7 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("policy reloaded: 4 entries"), r.stdout)
         XCTAssertTrue(r.stderr.contains("warning: upstreams changed; restart dnsgate to apply"), r.stderr)
         XCTAssertTrue(r.stderr.contains("warning: threads changed; restart dnsgate to apply"), r.stderr)
-        for key in ["max_udp_payload", "tcp", "upstream", "detector", "entry_unused_after", "public_suffix_list"] {
+        for key in ["max_udp_payload", "tcp", "control.max_connections", "upstream", "detector", "entry_unused_after", "public_suffix_list"] {
             XCTAssertTrue(r.stderr.contains("warning: \(key) changed; restart dnsgate to apply"), "\(key): \(r.stderr)")
         }
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR", "the old upstream still answers, as warned")

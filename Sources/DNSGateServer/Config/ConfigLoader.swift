@@ -49,8 +49,9 @@ public enum ConfigLoader {
         if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
         if let n = top["sinkhole"] { (c.sinkhole, c.sinkholeTTL) = try r.sinkhole(n, default: (c.sinkhole, c.sinkholeTTL)) }
         if let n = top["metrics"] {
-            let m = try r.mapping(n, allowed: ["listen"])
+            let m = try r.mapping(n, allowed: ["listen", "idle_timeout_ms", "max_connections"])
             if let v = m["listen"] { let s = try r.string(v); c.metricsListen = s == "off" ? nil : try r.hostPort(v) }
+            try r.connectionLimits(m, &c.metricsConnections)
         }
         if let n = top["detector"] {
             let m = try r.mapping(n, allowed: ["enabled", "quarantine", "quarantine_seconds", "window_seconds", "volume_budget_bytes",
@@ -142,9 +143,7 @@ public enum ConfigLoader {
             if c.upstreamDeadlineMs < c.upstreamTimeoutMs { throw r.error(n, "upstream.deadline_ms is below upstream.timeout_ms") }
         }
         if let n = top["tcp"] {
-            let m = try r.mapping(n, allowed: ["idle_timeout_ms", "max_connections"])
-            if let v = m["idle_timeout_ms"] { c.tcpIdleTimeoutMs = try r.int(v, 100...600_000) }
-            if let v = m["max_connections"] { c.tcpMaxConnections = try r.int(v, 1...100_000) }
+            try r.connectionLimits(try r.mapping(n, allowed: ["idle_timeout_ms", "max_connections"]), &c.tcp)
         }
         if let n = top["udp"] {
             let m = try r.mapping(n, allowed: ["coalesce_us", "coalesce_forwarding_us", "coalesce_min_qps"])
@@ -153,8 +152,9 @@ public enum ConfigLoader {
             if let v = m["coalesce_min_qps"] { c.udpCoalesceMinRate = try r.int(v, 1_000...10_000_000) }
         }
         if let n = top["control"] {
-            let m = try r.mapping(n, allowed: ["socket", "mode"])
+            let m = try r.mapping(n, allowed: ["socket", "mode", "idle_timeout_ms", "max_connections"])
             if let v = m["socket"] { c.controlSocket = resolve(try r.string(v)) }
+            try r.connectionLimits(m, &c.controlConnections)
             if let v = m["mode"] {
                 let s = try r.string(v)
                 guard let mode = UInt16(s, radix: 8), mode <= 0o777 else { throw r.error(v, "control.mode is octal permissions like \"0660\"") }
@@ -234,6 +234,11 @@ public enum ConfigLoader {
             guard let v = Int(s) else { throw error(n, "expected a whole number, not '\(s)'") }
             guard range.contains(v) else { throw error(n, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
             return v
+        }
+        /// `idle_timeout_ms` and `max_connections` of `tcp`, `metrics` or `control`.
+        func connectionLimits(_ m: [String: Node], _ limits: inout ConnectionLimits) throws {
+            if let v = m["idle_timeout_ms"] { limits.idleTimeoutMs = try int(v, 100...600_000) }
+            if let v = m["max_connections"] { limits.maxConnections = try int(v, 1...100_000) }
         }
         func mode(_ n: Node) throws -> PolicyMode {
             let s = try string(n)

@@ -28,6 +28,12 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
+/// A stream listener's idle timeout and cap on open connections (`ConnectionLimit`).
+public struct ConnectionLimits: Sendable, Equatable {
+    public var idleTimeoutMs: Int
+    public var maxConnections: Int
+}
+
 /// How much of the query stream goes to the query log.
 public enum QueryLogLevel: String, Sendable, CaseIterable { case none, denied, all }
 
@@ -51,8 +57,11 @@ public struct ServerConfig: Sendable {
     public var upstreamDeadlineMs = 4000
     /// Send names upstream as the client spelt them; off: lower-cased, which breaks case-encoded tunnels.
     public var upstreamPreserveCase = false
-    public var tcpIdleTimeoutMs = 10_000
-    public var tcpMaxConnections = 256
+    public var tcp = ConnectionLimits(idleTimeoutMs: 10_000, maxConnections: 256)
+    /// The metrics endpoint's and the control socket's: a scrape or a control request is one short
+    /// exchange, so a connection quiet for seconds is stuck or hostile (QA pass 5).
+    public var metricsConnections = ConnectionLimits(idleTimeoutMs: 10_000, maxConnections: 64)
+    public var controlConnections = ConnectionLimits(idleTimeoutMs: 10_000, maxConnections: 64)
     /// Event loops; 0 means one per core.
     public var threads = 1
     public var maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload
@@ -104,18 +113,24 @@ extension ServerConfig {
     /// Upstreams left empty mean resolv.conf's, which the running server resolved at start: not a change.
     func restartOnlyChanges(to next: ServerConfig) -> [String] {
         var changed: [String] = []
+        func limits(_ key: String, _ now: ConnectionLimits, _ next: ConnectionLimits) {
+            if next.idleTimeoutMs != now.idleTimeoutMs { changed.append("\(key).idle_timeout_ms") }
+            if next.maxConnections != now.maxConnections { changed.append("\(key).max_connections") }
+        }
         if next.listen != listen { changed.append("listen") }
         if !next.upstreams.isEmpty && next.upstreams != upstreams { changed.append("upstreams") }
         if next.threads != threads { changed.append("threads") }
         if next.metricsListen != metricsListen { changed.append("metrics.listen") }
+        limits("metrics", metricsConnections, next.metricsConnections)
         if next.controlSocket != controlSocket { changed.append("control.socket") }
+        limits("control", controlConnections, next.controlConnections)
         if next.queryLog != queryLog || next.queryLogFile != queryLogFile { changed.append("log") }
         if next.stateFile != stateFile { changed.append("state_file") }
         if next.maxUDPPayload != maxUDPPayload { changed.append("max_udp_payload") }
         if next.cache != cache { changed.append("cache") }
         if next.upstreamTimeoutMs != upstreamTimeoutMs || next.upstreamDeadlineMs != upstreamDeadlineMs
             || next.upstreamPreserveCase != upstreamPreserveCase { changed.append("upstream") }
-        if next.tcpIdleTimeoutMs != tcpIdleTimeoutMs || next.tcpMaxConnections != tcpMaxConnections { changed.append("tcp") }
+        if next.tcp != tcp { changed.append("tcp") }
         if next.udpCoalesceMicros != udpCoalesceMicros || next.udpCoalesceForwardingMicros != udpCoalesceForwardingMicros
             || next.udpCoalesceMinRate != udpCoalesceMinRate { changed.append("udp") }
         if next.controlSocketMode != controlSocketMode { changed.append("control.mode") }

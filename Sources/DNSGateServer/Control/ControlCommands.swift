@@ -169,7 +169,8 @@ extension DNSGateService: ControlResponder {
                  "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
             },
             "coalesced": upstream.coalesced.value,
-            "tcp_connections": tcpConnectionCount,
+            "tcp_connections": tcpLimit.openCount,
+            "connections_refused": Dictionary(uniqueKeysWithValues: connectionLimits.map { ($0.listener, $0.refused.value) }),
             "udp_coalesced_waits": udpCoalescedWaits.value,
             "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value, "failed": queryLog.failedLines.value],
             "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) },

@@ -20,19 +20,23 @@ public protocol ControlResponder: Sendable {
 /// The control API on a local Unix socket, spoken by `dnsgate stats`, `reload` and friends.
 ///
 /// The socket file gets owner-and-group permissions (config `control.mode`); its directory is created
-/// if missing. Each connection carries one request and is closed after the answer.
+/// if missing. Each connection carries one request and is closed after the answer; its
+/// `ConnectionLimit` caps how many are open and closes one with no request line within its idle timeout.
 final class ControlServer {
     private let channel: Channel
     let path: String
 
-    init(path: String, mode: UInt16, group: EventLoopGroup, responder: ControlResponder) throws {
+    init(path: String, mode: UInt16, group: EventLoopGroup, limit: ConnectionLimit, responder: ControlResponder) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750]) }
         channel = try ServerBootstrap(group: group)
             .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    try ch.pipeline.syncOperations.addHandler(ControlRequestHandler(responder: responder))
+                guard limit.admit(ch) else { return ch.eventLoop.makeSucceededVoidFuture() }
+                return ch.eventLoop.makeCompletedFuture {
+                    let ops = ch.pipeline.syncOperations
+                    try ops.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    try limit.addIdleTimeout(to: ops)
+                    try ops.addHandler(ControlRequestHandler(responder: responder))
                 }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)

@@ -6,9 +6,9 @@ import NIOExtras
 ///
 /// Queries on one connection are handled as they arrive and answered as they complete, so pipelined
 /// queries may be answered out of order (RFC 7766 §6.2.1.1). An idle connection is closed by the
-/// `IdleStateHandler` in front of this one. A client that shuts down its sending side after its queries
-/// still gets every answer, cache misses included, before the connection closes (the channel allows
-/// half-closure).
+/// listener's `ConnectionLimit`, in front of this handler. A client that shuts down its sending side
+/// after its queries still gets every answer, cache misses included, before the connection closes
+/// (the channel allows half-closure).
 final class StreamQueryHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -69,7 +69,6 @@ final class StreamQueryHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil); return }
         if let e = event as? ChannelEvent, e == .inputClosed {
             // No more queries: close once the last answer is out (now, if none is awaited; the replies
             // of this read were flushed in `channelReadComplete`).

@@ -5,11 +5,12 @@ import NIOPosix
 /// Prometheus text metrics on a local HTTP listener: `GET /metrics` (and `HEAD`), nothing else.
 ///
 /// `scrape` makes the body: gauges that mirror state elsewhere (cache size, upstream health) are
-/// refreshed then, so the hot path never touches the registry for them.
+/// refreshed then, so the hot path never touches the registry for them. The connection's
+/// `ConnectionLimit` caps how many are open and closes one with no request head within its idle timeout.
 final class MetricsEndpoint {
     private let channel: Channel
 
-    init(address: SocketAddress, group: EventLoopGroup, scrape: @escaping @Sendable () -> [UInt8]) throws {
+    init(address: SocketAddress, group: EventLoopGroup, limit: ConnectionLimit, scrape: @escaping @Sendable () -> [UInt8]) throws {
         var bootstrap = ServerBootstrap(group: group)
         if address.protocol == .inet6 {   // IPv6 only, as the DNS listeners: `[::]` does not open IPv4 too
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
@@ -18,9 +19,12 @@ final class MetricsEndpoint {
             .serverChannelOption(ChannelOptions.Types.SocketOption(level: .ip, name: NIOBSDSocket.Option(rawValue: DatagramListener.freebind)), value: 1)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try ch.pipeline.syncOperations.addHandler(MetricsHTTPHandler(scrape: scrape))
+                guard limit.admit(ch) else { return ch.eventLoop.makeSucceededVoidFuture() }
+                return ch.eventLoop.makeCompletedFuture {
+                    let ops = ch.pipeline.syncOperations
+                    try ops.configureHTTPServerPipeline()
+                    try limit.addIdleTimeout(to: ops)
+                    try ops.addHandler(MetricsHTTPHandler(scrape: scrape))
                 }
             }
             .bind(to: address).wait()   // an IP literal, not through getaddrinfo: see `HostPort.socketAddress`

@@ -20,6 +20,10 @@ struct MetricsGauges: Sendable {
         r.makeGauge(descriptor: .init("dnsgate_exceptions", help: "Live exceptions.")).set(to: Double(service.pipeline.exceptions.all.count))
         r.makeGauge(descriptor: .init("dnsgate_quarantines", help: "Live quarantines.")).set(to: Double(service.pipeline.quarantines.all.count))
         r.makeGauge(descriptor: .init("dnsgate_udp_coalesced_waits", help: "Times a UDP listener waited for a flood's next batch to gather, since start.")).set(to: Double(service.udpCoalescedWaits.value))
+        for l in service.connectionLimits {
+            r.makeGauge(descriptor: .init("dnsgate_connections_refused", help: "Connections closed at once for being past the listener's cap, since start."),
+                        labels: [("listener", l.listener)]).set(to: Double(l.refused.value))
+        }
         for h in service.upstream.health {
             r.makeGauge(descriptor: .init("dnsgate_upstream_answered", help: "Answers from each upstream."), labels: [("upstream", h.address)]).set(to: Double(h.answered.value))
             r.makeGauge(descriptor: .init("dnsgate_upstream_timeouts", help: "Timeouts per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.timeouts.value))

@@ -173,3 +173,11 @@ func waitFor(_ cond: () -> Bool, timeout: Double = 5) -> Bool {
     while Date() < end { if cond() { return true }; usleep(20_000) }
     return cond()
 }
+
+/// Resident memory of process `pid`, in kB (VmRSS).
+func residentKB(_ pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { throw XCTSkip("no VmRSS") }
+    return kb
+}

@@ -129,3 +129,62 @@ private func loopback(_ port: Int, host: String = "127.0.0.1") -> sockaddr_in {
     addr.sin_addr.s_addr = inet_addr(host)
     return addr
 }
+
+/// One stream connection to a loopback TCP port or a Unix socket, driven by hand: for clients that
+/// send what no real client would (half a request, a pipeline never read, an endless line).
+final class StreamSocket {
+    let fd: Int32
+
+    init?(tcpPort port: Int) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = loopback(port)
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if ok != 0 { close(fd); return nil }
+    }
+
+    init?(unixPath path: String) {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { for (i, b) in bytes.enumerated() { $0[i] = b } }
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        if ok != 0 { close(fd); return nil }
+    }
+
+    deinit { close(fd) }
+
+    /// Writes as much of `bytes` as the peer takes within `timeout`; the count written. A closed or
+    /// reset connection ends it early (no SIGPIPE).
+    @discardableResult
+    func send(_ bytes: [UInt8], timeout: Double = 2) -> Int {
+        var sent = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while sent < bytes.count && Date() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            guard poll(&p, 1, 50) > 0 else { continue }
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        return sent
+    }
+
+    /// Reads until the peer closes (or resets) or `timeout` passes: what arrived, and whether it closed.
+    func readUntilClosed(timeout: Double) -> (bytes: [UInt8], closed: Bool) {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 50) > 0 else { continue }
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { return (out, true) }
+            out += buf[0..<n]
+        }
+        return (out, false)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+
+/// The metrics endpoint and the control socket against clients that hold on to them (QA pass 5, F3):
+/// idle and half-sent connections, more connections than the cap. Each runs the real binary with its default limits.
+final class EndpointLimitsTests: XCTestCase {
+    private let scrapeRequest = Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+
+    private func start(_ extraYAML: String = "") throws -> (DNSGateProcess, metricsPort: Int) {
+        let mport = freePort()
+        let g = try DNSGateProcess(allow: "*.allowed.test\n", upstreams: ["127.0.0.1:\(freePort())"],   // no query here is forwarded
+                                   configYAML: "metrics: { listen: \"127.0.0.1:\(mport)\" }\nstate_file: \"@DIR@/state.json\"\n" + extraYAML)
+        return (g, mport)
+    }
+
+    /// One scrape on its own connection: the status line and the body, or nil when it was closed unanswered.
+    private func scrape(_ port: Int) -> String? {
+        guard let s = StreamSocket(tcpPort: port) else { return nil }
+        s.send(scrapeRequest)
+        let r = s.readUntilClosed(timeout: 5)
+        return r.bytes.isEmpty ? nil : String(decoding: r.bytes, as: UTF8.self)
+    }
+
+    private func deniedOverTCPAnswers(_ g: DNSGateProcess) throws -> Bool {
+        try TCPClient.pipelined(port: g.port, queries: [RawQuery.make(id: 7, name: "x.denied.test")], timeout: 2).count == 1
+    }
+
+    func testIdleAndHalfSentConnectionsAreClosedAfterTheIdleTimeout() throws {
+        let (g, mport) = try start()
+        let silent = try XCTUnwrap(StreamSocket(tcpPort: mport))
+        let half = try XCTUnwrap(StreamSocket(tcpPort: mport))
+        half.send(Array("GET /metr".utf8))
+        // A byte of an endless header every 250 ms: bytes that never make a request head are no activity.
+        let trickle = try XCTUnwrap(StreamSocket(tcpPort: mport))
+        trickle.send(Array("GET /metrics HTTP/1.1\r\nX-Slow: ".utf8))
+        let controlSilent = try XCTUnwrap(StreamSocket(unixPath: g.controlSocket))
+        let controlHalf = try XCTUnwrap(StreamSocket(unixPath: g.controlSocket))
+        controlHalf.send(Array("{\"comm".utf8))
+        let started = Date()
+        var open: [String: StreamSocket] = ["silent metrics": silent, "half-sent metrics": half, "trickling metrics": trickle,
+                                            "silent control": controlSilent, "half-sent control": controlHalf]
+        var closedAfter: [String: Double] = [:]
+        while !open.isEmpty && Date().timeIntervalSince(started) < 14 {
+            trickle.send([0x61], timeout: 0.05)
+            for (name, s) in open where s.readUntilClosed(timeout: 0.05).closed {
+                closedAfter[name] = Date().timeIntervalSince(started)
+                open[name] = nil
+            }
+            usleep(150_000)
+        }
+        XCTAssertEqual(open.keys.sorted(), [], "still open after 14 s; the idle timeout is 10 s")
+        for (name, t) in closedAfter { XCTAssertGreaterThan(t, 8, "\(name) closed by the timeout, not at once") }
+        XCTAssertTrue(scrape(mport)?.hasPrefix("HTTP/1.1 200") ?? false)
+    }
+
+    func testConnectionsPastTheCapAreClosedAtOnceAndServiceResumesWhenOthersClose() throws {
+        let (g, mport) = try start()
+        var held = (0..<64).compactMap { _ in StreamSocket(tcpPort: mport) } + (0..<64).compactMap { _ in StreamSocket(unixPath: g.controlSocket) }
+        XCTAssertEqual(held.count, 128)
+        for _ in 0..<3 {
+            let extra = try XCTUnwrap(StreamSocket(tcpPort: mport))
+            extra.send(scrapeRequest)
+            let r = extra.readUntilClosed(timeout: 3)
+            XCTAssertTrue(r.closed && r.bytes.isEmpty, "the 65th metrics connection is closed unanswered: \(String(decoding: r.bytes.prefix(80), as: UTF8.self))")
+        }
+        let refusedStats = try g.cli(["stats"])
+        XCTAssertNotEqual(refusedStats.status, 0, "the 65th control connection is closed unanswered: \(refusedStats.stdout)")
+        XCTAssertTrue(try deniedOverTCPAnswers(g), "DNS over TCP has a cap of its own")
+
+        held.removeAll()   // closed: their slots free up
+        XCTAssertTrue(waitFor({ self.scrape(mport)?.hasPrefix("HTTP/1.1 200") ?? false }, timeout: 5), "a scrape once the others closed")
+        XCTAssertTrue(waitFor({ (try? g.cli(["stats"]).status) == 0 }, timeout: 5), "`dnsgate stats` once the others closed")
+        let metrics = scrape(mport) ?? ""
+        XCTAssertTrue(metrics.contains("dnsgate_connections_refused{listener=\"metrics\"} 3"), metrics)
+        XCTAssertTrue(metrics.contains("dnsgate_connections_refused{listener=\"control\"} 1"), metrics)
+        XCTAssertEqual(g.log.components(separatedBy: "connection limit reached").count - 1, 2, "one warning per listener for the burst: \(g.log)")
+    }
+
+    /// `metrics` and `control` take the keys `tcp` has.
+    func testLimitsAreConfigurable() throws {
+        let (g, mport) = try start("control: { max_connections: 1, idle_timeout_ms: 300 }\n")
+        let held = try XCTUnwrap(StreamSocket(unixPath: g.controlSocket))
+        XCTAssertNotEqual(try g.cli(["stats"]).status, 0, "one connection is the cap")
+        XCTAssertTrue(held.readUntilClosed(timeout: 3).closed, "closed after 300 ms idle")
+        XCTAssertTrue(waitFor({ (try? g.cli(["stats"]).status) == 0 }, timeout: 3))
+        XCTAssertTrue(scrape(mport)?.hasPrefix("HTTP/1.1 200") ?? false)
+    }
+}
