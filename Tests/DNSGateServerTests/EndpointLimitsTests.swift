@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 
-/// The metrics endpoint and the control socket against clients that hold on to them (QA pass 5, F3):
-/// idle and half-sent connections, more connections than the cap. Each runs the real binary with its default limits.
+/// The metrics endpoint and the control socket against clients that hold on to them (QA pass 5, F2, F3):
+/// a pipeline of scrapes never read, idle and half-sent connections, more connections than the cap. Each runs the real binary with its default limits.
 final class EndpointLimitsTests: XCTestCase {
     private let scrapeRequest = Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
 
@@ -23,6 +23,24 @@ final class EndpointLimitsTests: XCTestCase {
 
     private func deniedOverTCPAnswers(_ g: DNSGateProcess) throws -> Bool {
         try TCPClient.pipelined(port: g.port, queries: [RawQuery.make(id: 7, name: "x.denied.test")], timeout: 2).count == 1
+    }
+
+    func testPipelinedScrapesGetOneAnswerAndTheConnectionCloses() throws {
+        let (g, mport) = try start()
+        let before = try residentKB(g.pid)
+        let s = try XCTUnwrap(StreamSocket(tcpPort: mport))
+        // 20,000 requests (700 KB) in one go, none of the answers read meanwhile.
+        let sent = s.send(Array([[UInt8]](repeating: scrapeRequest, count: 20_000).joined()), timeout: 3)
+        XCTAssertTrue(try deniedOverTCPAnswers(g), "DNS over TCP, on the same event loop, answers while the pipeline is open")
+        let r = s.readUntilClosed(timeout: 3)
+        let text = String(decoding: r.bytes, as: UTF8.self)
+        XCTAssertTrue(r.closed, "closed after its answer (\(sent) bytes sent)")
+        XCTAssertEqual(text.components(separatedBy: "HTTP/1.1 ").count - 1, 1, "one answer: " + text.prefix(300))
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 200"), String(text.prefix(300)))
+        XCTAssertTrue(text.lowercased().contains("connection: close"), String(text.prefix(300)))
+        let grown = try residentKB(g.pid) - before
+        XCTAssertLessThan(grown, 32 * 1024, "the server grew by \(grown) kB")
+        XCTAssertTrue(scrape(mport)?.hasPrefix("HTTP/1.1 200") ?? false, "the next scrape is answered")
     }
 
     func testIdleAndHalfSentConnectionsAreClosedAfterTheIdleTimeout() throws {
