@@ -1,8 +1,9 @@
 import Foundation
 import XCTest
 
-/// The metrics endpoint and the control socket against clients that hold on to them (QA pass 5, F2, F3):
-/// a pipeline of scrapes never read, idle and half-sent connections, more connections than the cap. Each runs the real binary with its default limits.
+/// The metrics endpoint and the control socket against clients that hold on to them (QA pass 5, F2–F4):
+/// a pipeline of scrapes never read, idle and half-sent connections, more connections than the cap,
+/// an endless control line and marks without bound. Each runs the real binary with its default limits.
 final class EndpointLimitsTests: XCTestCase {
     private let scrapeRequest = Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
 
@@ -92,6 +93,48 @@ final class EndpointLimitsTests: XCTestCase {
         XCTAssertTrue(metrics.contains("dnsgate_connections_refused{listener=\"metrics\"} 3"), metrics)
         XCTAssertTrue(metrics.contains("dnsgate_connections_refused{listener=\"control\"} 1"), metrics)
         XCTAssertEqual(g.log.components(separatedBy: "connection limit reached").count - 1, 2, "one warning per listener for the burst: \(g.log)")
+    }
+
+    func testAnOverlongControlLineIsAnsweredWithAnErrorAndNotBuffered() throws {
+        let (g, _) = try start()
+        let before = try residentKB(g.pid)
+        let s = try XCTUnwrap(StreamSocket(unixPath: g.controlSocket))
+        let megabyte = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        var sent = 0
+        for _ in 0..<64 {   // 64 MB without a newline, while the server reads it
+            let n = s.send(megabyte, timeout: 2)
+            sent += n
+            if n < megabyte.count { break }
+        }
+        let grown = try residentKB(g.pid) - before   // measured with the connection still open
+        let r = s.readUntilClosed(timeout: 3)
+        let answer = String(decoding: r.bytes, as: UTF8.self)
+        XCTAssertTrue(answer.contains("\"ok\":false") && answer.contains("longer than 65536 bytes"), "answer: \(answer.prefix(200))")
+        XCTAssertTrue(r.closed)
+        XCTAssertLessThan(sent, 16 << 20, "the server stopped reading the line")
+        XCTAssertLessThan(grown, 16 * 1024, "the server grew by \(grown) kB")
+        XCTAssertEqual(try g.cli(["stats"]).status, 0)
+    }
+
+    func testMarkNamesAreShortVisibleTextAndOnlyTheNewestMarksAreKept() throws {
+        let (g, _) = try start()
+        let long = try g.cli(["mark", String(repeating: "m", count: 201)])
+        XCTAssertNotEqual(long.status, 0)
+        XCTAssertTrue(long.stderr.contains("at most 200 characters"), long.stderr)
+        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.1", "--mark", String(repeating: "m", count: 201)]).status, 2, "never set: unknown")
+        XCTAssertNotEqual(try g.cli(["mark", "job\u{202E}1"]).status, 0, "a bidi override is refused")
+        XCTAssertEqual(try g.cli(["mark", String(repeating: "m", count: 200)]).status, 0)
+        XCTAssertEqual(try g.cli(["mark", "first"]).status, 0)
+        for i in 0..<10_000 {   // straight on the socket: 10,000 CLI processes would take minutes
+            guard let s = StreamSocket(unixPath: g.controlSocket) else { XCTFail("control socket gone at mark \(i)"); return }
+            s.send(Array("{\"command\":\"mark\",\"arguments\":{\"name\":\"job-\(i)\"}}\n".utf8))
+            let r = s.readUntilClosed(timeout: 5)
+            guard String(decoding: r.bytes, as: UTF8.self).contains("\"ok\":true") else { XCTFail("mark \(i) failed"); return }
+        }
+        let dropped = try g.cli(["verdict", "--client", "127.0.0.1", "--mark", "first"])
+        XCTAssertEqual(dropped.status, 2, "10,000 newer marks: the first is forgotten, and said to be unknown: \(dropped.stdout)\(dropped.stderr)")
+        XCTAssertTrue(dropped.stderr.contains("unknown"), dropped.stderr)
+        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.1", "--mark", "job-0"]).status, 0, "the newest 10,000 are kept")
     }
 
     /// `metrics` and `control` take the keys `tcp` has.

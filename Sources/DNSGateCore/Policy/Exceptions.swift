@@ -46,7 +46,7 @@ public struct ExceptionSet: Sendable {
     /// Room for a sentence and a ticket link; the reason travels in every log line the exception touches.
     public static let maxReasonLength = 500
 
-    static func isInvisibleOrBreaking(_ c: Unicode.Scalar) -> Bool {
+    public static func isInvisibleOrBreaking(_ c: Unicode.Scalar) -> Bool {
         switch c.properties.generalCategory {
         case .control, .format, .lineSeparator, .paragraphSeparator: return true
         default: return false

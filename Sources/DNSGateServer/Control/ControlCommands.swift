@@ -43,6 +43,11 @@ extension DNSGateService: ControlResponder {
             catch { return ["ok": false, "error": "\(error)"] }
         case "mark":
             guard let name = args["name"], !name.isEmpty else { return ["ok": false, "error": "mark needs a name"] }
+            // Echoed in answers and job logs, as an exception's reason is: one short line of visible text.
+            guard name.count <= ViolationLog.maxMarkName, !name.unicodeScalars.contains(where: ExceptionSet.isInvisibleOrBreaking) else {
+                return ["ok": false, "error": "a mark name is at most \(ViolationLog.maxMarkName) characters of visible text "
+                        + "(no control, format or line-separator characters)"]
+            }
             telemetry.drain()   // what was answered before the mark is recorded before it
             violations.mark(name, at: now, lastAlertID: telemetry.detector?.lastAlertID ?? 0)
             return ["ok": true, "name": name, "time": now]

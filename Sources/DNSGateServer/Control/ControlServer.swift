@@ -25,6 +25,9 @@ public protocol ControlResponder: Sendable {
 final class ControlServer {
     private let channel: Channel
     let path: String
+    /// A request line past this is answered with an error and the connection closed: requests are
+    /// under 1 KB, and the line decoder alone buffered 256 MB without a newline (QA pass 5).
+    static let maxRequestBytes = 64 * 1024
 
     init(path: String, mode: UInt16, group: EventLoopGroup, limit: ConnectionLimit, responder: ControlResponder) throws {
         let dir = (path as NSString).deletingLastPathComponent
@@ -34,7 +37,7 @@ final class ControlServer {
                 guard limit.admit(ch) else { return ch.eventLoop.makeSucceededVoidFuture() }
                 return ch.eventLoop.makeCompletedFuture {
                     let ops = ch.pipeline.syncOperations
-                    try ops.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    try ops.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: Self.maxRequestBytes))
                     try limit.addIdleTimeout(to: ops)
                     try ops.addHandler(ControlRequestHandler(responder: responder))
                 }
@@ -55,22 +58,36 @@ final class ControlRequestHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private let responder: ControlResponder
+    /// One request a connection: lines after the first are not answered.
+    private var answered = false
     init(responder: ControlResponder) { self.responder = responder }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
-        let answer: [String: Any]
         if let req = try? JSONDecoder().decode(ControlRequest.self, from: Data(line.readableBytesView)) {
-            answer = responder.respond(to: req)
+            answer(responder.respond(to: req), context: context)
         } else {
-            answer = ["ok": false, "error": "expected one JSON object per line: {\"command\": \"stats\"}"]
+            answer(["ok": false, "error": "expected one JSON object per line: {\"command\": \"stats\"}"], context: context)
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is ByteToMessageDecoderError.PayloadTooLargeError {
+            answer(["ok": false, "error": "request line longer than \(ControlServer.maxRequestBytes) bytes"], context: context)
+        } else if !answered {   // once answered, the close follows the answer out
+            context.close(promise: nil)
+        }
+    }
+
+    /// Writes the answer and closes once it is out; reads nothing more.
+    private func answer(_ answer: [String: Any], context: ChannelHandlerContext) {
+        guard !answered else { return }
+        answered = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         var out = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{\"ok\":false}".utf8)
         out.append(0x0A)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out))).whenComplete { _ in context.close(promise: nil) }
     }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }
 
 /// Client side of the control socket, used by the CLI.

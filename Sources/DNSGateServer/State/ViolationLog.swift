@@ -33,6 +33,7 @@ final class ViolationLog: Sendable {
         var next = 0
         var total = 0
         var marks: [String: Mark] = [:]
+        var marksSet = 0
     }
     /// A point in a job, by position as well as time: the wall clock may step back (NTP, a VM resync)
     /// between the mark and a denied query, and a comparison of times would leave that query out.
@@ -42,12 +43,20 @@ final class ViolationLog: Sendable {
         let eventsBefore: Int
         /// The last alert raised before the mark (alert IDs only grow).
         let lastAlertID: Int
+        /// Marks set before this one, to find the oldest.
+        fileprivate var order = 0
     }
     private let state: Mutex<State>
     let capacity: Int
+    /// Marks kept: past it, setting a new one forgets the oldest, whose verdict then says "unknown
+    /// mark". A server that marks every job of a busy runner would otherwise grow for ever.
+    let markCapacity: Int
+    /// In characters; a job ID or a pipeline URL fits.
+    static let maxMarkName = 200
 
-    init(capacity: Int = 50_000) {
+    init(capacity: Int = 50_000, markCapacity: Int = 10_000) {
         self.capacity = capacity
+        self.markCapacity = markCapacity
         // The name bytes are left unwritten: a slot is read only after an event wrote it, and pages not
         // yet written take no memory.
         let octets = capacity * Self.inlineNameOctets
@@ -85,7 +94,14 @@ final class ViolationLog: Sendable {
     /// Marks the current position; the caller drains the telemetry hub first, so every query answered
     /// before the mark is recorded before it.
     func mark(_ name: String, at t: Double, lastAlertID: Int) {
-        state.withLock { $0.marks[name] = Mark(time: t, eventsBefore: $0.total, lastAlertID: lastAlertID) }
+        state.withLock { s in
+            // A scan for the oldest: marks are set once a job, and 10,000 of them take microseconds.
+            if s.marks[name] == nil && s.marks.count >= markCapacity, let oldest = s.marks.min(by: { $0.value.order < $1.value.order }) {
+                s.marks[oldest.key] = nil
+            }
+            s.marks[name] = Mark(time: t, eventsBefore: s.total, lastAlertID: lastAlertID, order: s.marksSet)
+            s.marksSet += 1
+        }
     }
     func mark(_ name: String) -> Mark? { state.withLock { $0.marks[name] } }
 
