@@ -59,7 +59,8 @@ final class ServingCore: Sendable {
     /// Resolves a cache miss upstream; must be called on `loop`, where `reply` is then called with
     /// the answer (or the stale or SERVFAIL reply). A callback, not a future: each future stage was
     /// another allocation per miss.
-    func forward(_ job: ForwardJob, on loop: EventLoop, reply: @escaping ([UInt8]) -> Void) {
+    /// - Parameter overTCP: ask the upstreams over TCP at once (the UDP listener's answer was truncated).
+    func forward(_ job: ForwardJob, overTCP: Bool = false, on loop: EventLoop, reply: @escaping ([UInt8]) -> Void) {
         // The UDP listener looked in the cache on its own thread; an identical question may have been
         // answered since. Asking upstream again would defeat coalescing.
         if let (bytes, record) = pipeline.cachedReply(job, now: WallClock.now()) {
@@ -67,7 +68,7 @@ final class ServingCore: Sendable {
             reply(bytes)
             return
         }
-        upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, on: loop).whenComplete { result in
+        upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, overTCP: overTCP, on: loop).whenComplete { result in
             reply(self.finish(job, result))
         }
     }

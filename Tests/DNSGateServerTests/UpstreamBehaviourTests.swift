@@ -49,6 +49,48 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertEqual(upstream.forgeriesSent, 4)
     }
 
+    /// QA pass 5: an upstream's FORMERR (or NOTIMP, YXDOMAIN…) reached the client, who had sent a
+    /// well-formed query. Any RCODE but NOERROR and NXDOMAIN now fails over, as SERVFAIL does.
+    func testAnUpstreamErrorOtherThanServfailFailsOverToo() throws {
+        let broken = ScriptedUpstream { _, _, _ in .init(flags: 0x8181) }      // FORMERR
+        let good = ScriptedUpstream { _, _, _ in .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(1)]) }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [broken.address, good.address])
+        for i in 0..<4 {   // questions start at each upstream in turn
+            let a = try dig(g.port, ["+time=4", "q\(i).allowed.test"])
+            XCTAssertEqual(a.status, "NOERROR", a.raw)
+            XCTAssertEqual(a.answers, ["q\(i).allowed.test. 60 IN A 192.0.2.1"], a.raw)
+        }
+        XCTAssertGreaterThan(broken.asked.udp, 0, "the broken upstream was asked, and passed over")
+    }
+
+    /// A truncated UDP answer is asked again over TCP at once: one UDP and one TCP query (QA pass 5:
+    /// the event loop asked over UDP again first, three queries a miss). An answer truncated over
+    /// TCP as well is no answer: SERVFAIL, where a partial answer was passed on as whole.
+    func testATruncatedAnswerIsAskedOverTCPOnceAndTruncatedOverTCPIsAFailure() throws {
+        let upstream = ScriptedUpstream { _, question, overTCP in
+            let firstLabel = String(decoding: question[1..<(1 + Int(question[0]))], as: UTF8.self)
+            guard overTCP else { return .init(flags: 0x8380) }                   // TC
+            return .init(flags: firstLabel == "cut" ? 0x8380 : 0x8180, answers: [ScriptedUpstream.addressRecord(1)])
+        }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address])
+        let a = try dig(g.port, ["+time=4", "big.allowed.test"])
+        XCTAssertEqual(a.answers, ["big.allowed.test. 60 IN A 192.0.2.1"], a.raw)
+        XCTAssertEqual(upstream.asked.udp, 1)
+        XCTAssertEqual(upstream.asked.tcp, 1)
+        let cut = try dig(g.port, ["+time=6", "cut.allowed.test"])
+        XCTAssertEqual(cut.status, "SERVFAIL", cut.raw)
+        XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
+    }
+
+    /// The upstream's AD bit reaches only a client that set AD or DO (RFC 6840 §5.8).
+    func testTheADBitGoesOnlyToClientsThatAskForIt() throws {
+        let upstream = ScriptedUpstream { _, _, _ in .init(flags: 0x81A0, answers: [ScriptedUpstream.addressRecord(1)]) }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address])
+        XCTAssertFalse(try dig(g.port, ["+noadflag", "www.allowed.test"]).flags.split(separator: " ").contains("ad"))
+        XCTAssertTrue(try dig(g.port, ["+adflag", "www.allowed.test"]).flags.split(separator: " ").contains("ad"))
+        XCTAssertTrue(try dig(g.port, ["+noadflag", "+dnssec", "dnssec.allowed.test"]).flags.split(separator: " ").contains("ad"))
+    }
+
     func testIdenticalQuestionsInFlightShareOneUpstreamExchange() throws {
         let nsd = try NSDUpstream()
         let unbound = try LoggingUpstream(nsdPort: nsd.port)

@@ -23,6 +23,10 @@ public struct UpstreamAnswer: Sendable {
     public let cnameTargets: [DNSName]
     /// How long this answer may be cached, or nil when it must not be (RFC 2308 §5, §7.1).
     public let cacheTTL: UInt32?
+    /// NOERROR or NXDOMAIN: an answer to pass on. Any other RCODE (SERVFAIL, REFUSED, FORMERR,
+    /// NOTIMP…) is the upstream failing at this question: the exchange moves on to the next upstream,
+    /// and a client is never told FORMERR about a query it sent well formed.
+    public var isAnswer: Bool { rcode.rawValue == 0 || rcode.rawValue == 3 }
     /// NXDOMAIN, or NODATA (no record of the asked type, a SOA in authority), with or without a CNAME
     /// chain before it: its TTLs are capped as a negative answer's (RFC 2308 §2.1, §2.2).
     public let isNegative: Bool
@@ -171,7 +175,8 @@ public struct UpstreamAnswer: Sendable {
             return renderRespelled(into: &out, for: q, age: age, staleTTL: staleTTL, ede: ede, ttlCap: ttlCap)
         }
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
-        flags |= body.u16(at: 2) & 0x0020               // AD passes through; AA and TC never do
+        // AD passes through to a client that set AD or DO (RFC 6840 §5.8); AA and TC never do.
+        if q.header.flags & 0x0020 != 0 || q.edns?.dnssecOK == true { flags |= body.u16(at: 2) & 0x0020 }
         out.appendWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
             w.bytes(body)
             w.put16(q.header.id, at: 0)

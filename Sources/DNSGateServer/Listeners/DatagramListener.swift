@@ -221,7 +221,7 @@ final class DatagramListener: @unchecked Sendable {
     /// TCP (RFC 7766 §5); rare.
     private func handOff(_ job: ForwardJob, to: DatagramSource) {
         let miss = PendingMiss(job: job, to: to)
-        loop.execute { [self] in core.forward(miss.job, on: loop) { reply in self.sendMissReply(reply, to: miss.to) } }
+        loop.execute { [self] in core.forward(miss.job, overTCP: true, on: loop) { reply in self.sendMissReply(reply, to: miss.to) } }
     }
 
     /// Replies to handed-off misses, gathered on the event loop and sent with one `sendmmsg` when the

@@ -232,7 +232,7 @@ final class DirectUpstream {
               let a = try? UpstreamAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }   // stray, late or forged
         let now = MonotonicClock.nanoseconds()
         let health = targets[e.target].health
-        if a.rcode == .servFail || a.rcode == .refused { return next(e, .unusable(health.address, a.rcode), now: now) }
+        if !a.isAnswer { return next(e, .unusable(health.address, a.rcode), now: now) }
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount

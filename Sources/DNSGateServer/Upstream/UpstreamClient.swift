@@ -58,8 +58,9 @@ extension SocketAddress {
 /// UDP exchanges go through a per-event-loop pool of long-lived sockets on random ephemeral ports
 /// (`UpstreamSocketPool`) with random IDs, and accept a reply only from the address asked, with that ID
 /// and that question (RFC 5452 §9.1). UDP first;
-/// a truncated reply is asked again over TCP (RFC 7766 §5). A timeout, a SERVFAIL or a REFUSED moves on
-/// to the next upstream until the deadline. Identical questions in flight share one exchange.
+/// a truncated reply is asked again over TCP (RFC 7766 §5). A timeout, or an RCODE other than NOERROR
+/// and NXDOMAIN, moves on to the next upstream until the deadline, as does a reply truncated over TCP.
+/// Identical questions in flight share one exchange.
 public final class UpstreamClient: Sendable {
     /// The upstreams in order, and the per-attempt timeout and whole-exchange deadline; `DirectUpstream`
     /// (the UDP listeners' own exchanges) follows the same ones.
@@ -88,8 +89,11 @@ public final class UpstreamClient: Sendable {
         self.deadline = .milliseconds(Int64(deadlineMs))
     }
 
-    /// - Parameter spelling: the client's spelling of `key.name`, sent instead of the canonical form when not nil.
-    public func resolve(_ key: CacheKey, spelling: ArraySlice<UInt8>? = nil, on loop: EventLoop) -> EventLoopFuture<UpstreamAnswer> {
+    /// - Parameters:
+    ///   - spelling: the client's spelling of `key.name`, sent instead of the canonical form when not nil.
+    ///   - overTCP: ask over TCP from the start: a UDP listener's own exchange got a truncated answer,
+    ///     and asking over UDP again would only get another (three upstream queries a miss, not two).
+    public func resolve(_ key: CacheKey, spelling: ArraySlice<UInt8>? = nil, overTCP: Bool = false, on loop: EventLoop) -> EventLoopFuture<UpstreamAnswer> {
         let (future, promise): (EventLoopFuture<UpstreamAnswer>, EventLoopPromise<UpstreamAnswer>?) = inflight.withLock { map in
             if let f = map[key] { return (f, nil) }
             let p = loop.makePromise(of: UpstreamAnswer.self)
@@ -97,7 +101,7 @@ public final class UpstreamClient: Sendable {
             return (p.futureResult, p)
         }
         guard let promise else { coalesced.add(1); return future.hop(to: loop) }
-        exchange(key, spelling: spelling, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline,
+        exchange(key, spelling: spelling, overTCP: overTCP, on: loop, attempt: 0, start: rotation.value, until: .now() + deadline,
                  lastError: .noUpstreams, completing: promise)
         return future
     }
@@ -105,8 +109,8 @@ public final class UpstreamClient: Sendable {
     /// Asks the upstreams in turn, from `start`, until one gives a usable answer, and completes
     /// `promise` with it (or with the last error). One callback per attempt, completing the caller's
     /// promise directly: the chain of futures it replaced cost six allocations per cache miss.
-    private func exchange(_ key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, attempt: Int, start: Int, until: NIODeadline,
-                          lastError: UpstreamError, completing promise: EventLoopPromise<UpstreamAnswer>) {
+    private func exchange(_ key: CacheKey, spelling: ArraySlice<UInt8>?, overTCP: Bool, on loop: EventLoop, attempt: Int, start: Int,
+                          until: NIODeadline, lastError: UpstreamError, completing promise: EventLoopPromise<UpstreamAnswer>) {
         // Two passes over the list at most, and never past the deadline.
         guard !upstreams.isEmpty else { return complete(key, promise, .failure(UpstreamError.noUpstreams)) }
         guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return complete(key, promise, .failure(lastError)) }
@@ -116,17 +120,20 @@ public final class UpstreamClient: Sendable {
             let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
             health.recordFailure(e)
             self.rotation.add(1)     // the next query starts with the next upstream
-            self.exchange(key, spelling: spelling, on: loop, attempt: attempt + 1, start: start, until: until, lastError: e, completing: promise)
+            self.exchange(key, spelling: spelling, overTCP: overTCP, on: loop, attempt: attempt + 1, start: start, until: until,
+                          lastError: e, completing: promise)
         }
         let accept: (UpstreamAnswer) -> Void = { answer in
-            if answer.rcode == .servFail || answer.rcode == .refused { return next(UpstreamError.unusable(health.address, answer.rcode)) }
+            if !answer.isAnswer { return next(UpstreamError.unusable(health.address, answer.rcode)) }
+            // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
+            if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
             health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
             self.complete(key, promise, .success(answer))
         }
-        ask(addr, key: key, spelling: spelling, on: loop, overTCP: false).whenComplete { result in
+        ask(addr, key: key, spelling: spelling, on: loop, overTCP: overTCP).whenComplete { result in
             switch result {
             case .failure(let e): next(e)
-            case .success(let answer) where answer.truncated:
+            case .success(let answer) where answer.truncated && !overTCP:
                 // RFC 7766 §5: the same upstream, over TCP.
                 self.ask(addr, key: key, spelling: spelling, on: loop, overTCP: true).whenComplete { r in
                     switch r {
@@ -177,7 +184,7 @@ public final class UpstreamClient: Sendable {
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
                     try ch.pipeline.syncOperations.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
-                    try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check))
+                    try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check, upstream: addr.hostPort))
                 }
             }
             .connect(to: addr)
@@ -197,18 +204,20 @@ final class UpstreamStreamReplyHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let promise: EventLoopPromise<UpstreamAnswer>
     private let check: @Sendable ([UInt8]) -> UpstreamAnswer?
-    init(promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?) {
-        self.promise = promise; self.check = check
+    /// The upstream's address, for errors: after a reset the channel no longer knows it.
+    private let upstream: String
+    init(promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?, upstream: String) {
+        self.promise = promise; self.check = check; self.upstream = upstream
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         if let answer = check(Array(frame.readableBytesView)) { promise.succeed(answer) }
     }
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(UpstreamError.transport(context.remoteAddress?.hostPort ?? "upstream", "TCP connection closed"))
+        promise.fail(UpstreamError.transport(upstream, "TCP connection closed"))
     }
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        promise.fail(UpstreamError.transport("upstream", "\(error)"))
+        promise.fail(UpstreamError.transport(upstream, errorText(error)))
         context.close(promise: nil)
     }
 }
