@@ -63,6 +63,21 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertGreaterThan(broken.asked.udp, 0, "the broken upstream was asked, and passed over")
     }
 
+    /// A reply from the upstream asked, with the ID in flight, that fails the checks is discarded and
+    /// the exchange times out, as before; `stats` now counts it as `rejected` for that upstream, so
+    /// the timeout is not read as a network fault (QA pass 5, F10).
+    func testMalformedRepliesFromTheUpstreamAreCountedAsRejected() throws {
+        let garbled = ScriptedUpstream { _, _, _ in .init(flags: 0x8180, answers: [[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 9, 1]]) }  // RDLENGTH past the end
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [garbled.address],
+                                   configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 300\n  deadline_ms: 600\n")
+        XCTAssertEqual(try dig(g.port, ["+time=3", "www.allowed.test"]).status, "SERVFAIL")
+        let stats = try g.cli(["stats"])
+        let line = stats.stdout.split(separator: "\n").first { $0.contains("\(garbled.address): ") } ?? ""
+        let n = line.split(separator: " ").compactMap { Int($0) }   // answered, timeouts, failures, rejected, rtt
+        XCTAssertEqual(n.count, 5, String(line))
+        XCTAssertTrue(n.count == 5 && n[0] == 0 && n[1] >= 1 && n[3] == n[1], "every timeout followed a rejected reply: \(line)")
+    }
+
     /// A truncated UDP answer is asked again over TCP at once: one UDP and one TCP query (QA pass 5:
     /// the event loop asked over UDP again first, three queries a miss). An answer truncated over
     /// TCP as well is no answer: SERVFAIL, where a partial answer was passed on as whole.

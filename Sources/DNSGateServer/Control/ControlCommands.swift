@@ -170,7 +170,7 @@ extension DNSGateService: ControlResponder {
             "cache": ["entries": cache.entries, "bytes": cache.bytes, "hits": cache.hits, "misses": cache.misses,
                       "stale_served": cache.staleServed, "evictions": cache.evictions],
             "upstreams": upstream.health.map { h in
-                ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value,
+                ["address": h.address, "answered": h.answered.value, "timeouts": h.timeouts.value, "rejected": h.rejected.value,
                  "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
             },
             "coalesced": upstream.coalesced.value,

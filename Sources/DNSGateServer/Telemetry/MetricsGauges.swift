@@ -27,6 +27,8 @@ struct MetricsGauges: Sendable {
         for h in service.upstream.health {
             r.makeGauge(descriptor: .init("dnsgate_upstream_answered", help: "Answers from each upstream."), labels: [("upstream", h.address)]).set(to: Double(h.answered.value))
             r.makeGauge(descriptor: .init("dnsgate_upstream_timeouts", help: "Timeouts per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.timeouts.value))
+            r.makeGauge(descriptor: .init("dnsgate_upstream_rejected", help: "Replies from each upstream discarded as malformed or for another question."),
+                        labels: [("upstream", h.address)]).set(to: Double(h.rejected.value))
             r.makeGauge(descriptor: .init("dnsgate_upstream_failures", help: "Failures per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.failures.value))
         }
         for (kind, n) in service.telemetry.detector?.totals ?? [:] {

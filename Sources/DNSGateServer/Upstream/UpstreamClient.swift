@@ -26,6 +26,10 @@ public final class UpstreamHealth: Sendable {
     public let answered = AtomicCounter()
     public let timeouts = AtomicCounter()
     public let failures = AtomicCounter()
+    /// Replies from this upstream's address to a query in flight that failed the checks (malformed,
+    /// or for another question): discarded as RFC 5452 asks, so the exchange times out, and without
+    /// this count an operator would look for a network problem (QA pass 5, F10).
+    public let rejected = AtomicCounter()
     public let lastRTTMicros = AtomicCounter()
     /// Called with every answered exchange's round trip in seconds (the metrics histogram).
     let onRTT: @Sendable (Double) -> Void
@@ -130,12 +134,12 @@ public final class UpstreamClient: Sendable {
             health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
             self.complete(key, promise, .success(answer))
         }
-        ask(addr, key: key, spelling: spelling, on: loop, overTCP: overTCP).whenComplete { result in
+        ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: overTCP).whenComplete { result in
             switch result {
             case .failure(let e): next(e)
             case .success(let answer) where answer.truncated && !overTCP:
                 // RFC 7766 §5: the same upstream, over TCP.
-                self.ask(addr, key: key, spelling: spelling, on: loop, overTCP: true).whenComplete { r in
+                self.ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: true).whenComplete { r in
                     switch r {
                     case .failure(let e): next(e)
                     case .success(let a): accept(a)
@@ -165,17 +169,25 @@ public final class UpstreamClient: Sendable {
     /// Closes the pooled sockets (shutdown).
     public func close() { for p in pools.withLock({ Array($0.values) }) { p.close() } }
 
-    private func ask(_ addr: SocketAddress, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop, overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
+    private func ask(_ addr: SocketAddress, _ health: UpstreamHealth, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop,
+                     overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
         if !overTCP {
             return pool(for: loop).exchange(to: addr, timeout: timeout, build: { id in
                 UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
-            }, check: { id, bytes in try? UpstreamAnswer(bytes, id: id, name: key.name, type: key.type) })
+            }, check: { id, bytes in
+                // Called for a reply from `addr` with an ID in flight only.
+                guard let a = try? UpstreamAnswer(bytes, id: id, name: key.name, type: key.type) else { health.rejected.add(1); return nil }
+                return a
+            })
         }
         // TCP (after a truncated UDP reply): one connection per exchange, as RFC 7766 allows; rare.
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
         let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
-        let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) }
+        let check: @Sendable ([UInt8]) -> UpstreamAnswer? = {
+            guard let a = try? UpstreamAnswer($0, id: id, name: key.name, type: key.type) else { health.rejected.add(1); return nil }
+            return a
+        }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.hostPort)) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         ClientBootstrap(group: loop)

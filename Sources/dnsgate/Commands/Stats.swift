@@ -53,7 +53,7 @@ enum StatsFormatter {
         if let ups = o["upstreams"] as? [[String: Any]] {
             lines.append("upstreams:")
             for u in ups {
-                lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, last rtt \(u["last_rtt_us"] ?? 0) µs")
+                lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, \(u["rejected"] ?? 0) rejected, last rtt \(u["last_rtt_us"] ?? 0) µs")
             }
         }
         if let xs = o["exceptions"] as? [[String: Any]], !xs.isEmpty {
