@@ -106,6 +106,26 @@ final class DocumentationTests: XCTestCase {
         XCTAssertTrue(good.stdout.hasPrefix("ok:"), good.stdout)
     }
 
+    /// A path that is not a text file says what it is (QA pass 5, F12: Foundation said "you don't have
+    /// permission" for /dev/null and /dev/zero, as root); an empty device reads as an empty file.
+    func testAFileThatIsNotTextSaysWhatItIs() throws {
+        let dir = TestPaths.tempDir("not-text")
+        try Data([0xFF, 0xFE, 0x0A]).write(to: dir.appendingPathComponent("latin1.yaml"))
+        let cases: [(args: [String], status: Int32, says: String)] = [
+            (["validate", "--config", "/dev/null"], 0, "ok: /dev/null"),
+            (["validate", "--config", "/dev/zero"], 1, "/dev/zero: cannot read: larger than 256 MiB"),
+            (["validate", "--config", dir.path], 1, "\(dir.path): cannot read: is a directory"),
+            (["validate", "--config", dir.path + "/latin1.yaml"], 1, "latin1.yaml: cannot read: not UTF-8 text"),
+            (["validate", "--no-config", "--allow", "/dev/zero"], 1, "/dev/zero: cannot read: larger than 256 MiB"),
+            (["analyze", "/dev/zero"], 2, "/dev/zero: cannot read: larger than 256 MiB"),
+        ]
+        for c in cases {
+            let r = try runCommand(TestPaths.dnsgateBinary, c.args)
+            XCTAssertEqual(r.status, c.status, "\(c.args): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue((r.stdout + r.stderr).contains(c.says), "\(c.args): \(r.stdout)\(r.stderr)")
+        }
+    }
+
     /// Mistakes Yams or the loaders would report without a place, or not at all, name the config line.
     func testValidateNamesTheConfigLineOfEachMistake() throws {
         let dir = TestPaths.tempDir("validate-lines")

@@ -151,8 +151,8 @@ public enum PolicyFileLoader {
 
     public static func load(path: String, suffixes: PublicSuffixList?) throws -> [PolicyEntry] {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw PolicyLoadError(SourceLocation(file: path, line: 0), "cannot read: \(error.localizedDescription)")
+        do { text = try TextFile.read(path) } catch {
+            throw PolicyLoadError(SourceLocation(file: path, line: 0), "cannot read: \(error)")
         }
         switch detectFormat(path: path, text: text) {
         case .plain: return try PlainListLoader.load(text: text, file: path, suffixes: suffixes)

@@ -9,8 +9,8 @@ import Yams
 public enum ConfigLoader {
     public static func load(path: String) throws -> ServerConfig {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(file: path, line: nil, "cannot read: \(error.localizedDescription)")
+        do { text = try TextFile.read(path) } catch {
+            throw ConfigError(file: path, line: nil, "cannot read: \(error)")
         }
         return try parse(text: text, file: path)
     }

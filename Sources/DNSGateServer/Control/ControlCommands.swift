@@ -114,7 +114,7 @@ extension DNSGateService: ControlResponder {
                 do {
                     let others = policy.allowList.entries.filter { Self.samePath($0.source.file) != diffFile }
                     existing = try AllowList(others + PolicyFileLoader.load(path: path, suffixes: suffixes))
-                    fileLines = try String(contentsOfFile: path, encoding: .utf8)   // split as PlainListLoader numbers lines
+                    fileLines = try TextFile.read(path)   // split as PlainListLoader numbers lines
                         .split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
                 } catch { return ["ok": false, "error": "\(error)"] }
             }

@@ -85,8 +85,8 @@ extension DNSGateCommand {
             for file in files {
                 let text: String
                 // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
-                do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-                    throw fail(CLIError("\(file): cannot read: \(error.localizedDescription)"), status: 2)
+                do { text = try TextFile.read(file) } catch {
+                    throw fail(CLIError("\(file): cannot read: \(error)"), status: 2)
                 }
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                     let event: QueryEvent?
