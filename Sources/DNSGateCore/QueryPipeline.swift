@@ -331,10 +331,11 @@ public final class QueryPipeline: Sendable {
     /// denies becomes the client's sinkhole answer (NXDOMAIN in drop mode, as for a quarantine: the
     /// name exists, and a timeout would only delay the build's error), with the target in the EDE
     /// text and the record; in audit mode the answer is passed on and the record says what enforce
-    /// mode would have done. An explicit RPZ denial of the target is enforced in audit mode too.
+    /// mode would have done. An explicit RPZ denial of the target is enforced in audit mode too. A
+    /// question audit mode forwarded although unlisted keeps that reason: it is the name to learn.
     private func settle(_ reply: [UInt8], _ q: QueryView, _ targets: [DNSName]?, _ chain: ChainCheck?,
                         _ rec: inout QueryRecord, now: Double, scratch: QueryScratch?) -> [UInt8] {
-        guard let targets, let chain, let (target, verdict) = deniedTarget(targets, q.type, chain, now: now) else {
+        guard let targets, let chain, !rec.isDenied, let (target, verdict) = deniedTarget(targets, q.type, chain, now: now) else {
             counters.bump(rec.action)
             return reply
         }
@@ -403,7 +404,8 @@ public final class QueryPipeline: Sendable {
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
-        let reply = settle(answer.render(for: job.query, age: 0, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now)), job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
+        let rendered = answer.render(for: job.query, age: 0, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now))
+        let reply = settle(rendered, job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
         return (fit(reply, job.query, job.record.overTCP), rec)
     }
 

@@ -98,6 +98,11 @@ final class CNAMETargetTests: XCTestCase {
         XCTAssertEqual(rec.action, .forwarded)
         XCTAssertTrue(rec.audited)
         XCTAssertEqual(rec.denial, .cnameTarget(try DNSName("cdn.example.net")))
+        // An unlisted question audit mode forwarded keeps its own reason: it is the name to learn first.
+        let unlisted = try pipeline("other.example.org # something else\n", mode: .audit)
+        let (_, first) = unlisted.complete(try forwardJob(unlisted), answer: try chainAnswer(), now: 100)
+        XCTAssertEqual(first.denial, .notListed)
+        XCTAssertTrue(first.audited)
     }
 
     func testAnExceptionForTheTargetLetsTheChainThrough() throws {
