@@ -216,12 +216,7 @@ final class UpstreamBehaviourTests: XCTestCase {
             defer { close(fd) }
             var one: CInt = 1
             setsockopt(fd, SOL_SOCKET, option, &one, socklen_t(MemoryLayout<CInt>.size))
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            XCTAssertEqual(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, 0)
+            XCTAssertEqual(bindIPv4(fd, host: "127.0.0.1", port: port), 0)
             let r = try runCommand(TestPaths.dnsgateBinary, ["serve", "--no-config", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:9",
                                                             "--control", TestPaths.tempDir("shared").path + "/c.sock"], timeout: 10)
             XCTAssertNotEqual(r.status, 0, "option \(option): \(r.stderr)")
@@ -279,13 +274,9 @@ final class ForgingUpstream {
     deinit { done.wait(); close(fd); close(forger) }
 
     private func serveOnce() {
-        var buf = [UInt8](repeating: 0, count: 4096)
-        var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let n = withUnsafeMutablePointer(to: &from) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &fromLen) }
-        }
-        guard n > 12 else { return }
-        let (id, question) = idAndQuestion(buf, n)
+        guard let (buf, source, fromLen) = receiveDatagram(fd) else { return }
+        var from = source
+        let (id, question) = idAndQuestion(buf, buf.count)
         let otherName = try! DNSName("evil.allowed.test").wire + [0, 1, 0, 1]
         func send(_ bytes: [UInt8], on socket: Int32) { sendDatagram(bytes, on: socket, to: &from, length: fromLen) }
         send(oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 66]), on: forger)          // another source
@@ -322,16 +313,12 @@ final class PortRecordingUpstream: @unchecked Sendable {   // `ports` is guarded
     private func serve(hold: Int, total: Int) {
         var held: [(reply: [UInt8], to: sockaddr_storage, length: socklen_t)] = []
         func flush() { for var h in held { sendDatagram(h.reply, on: fd, to: &h.to, length: h.length) }; held.removeAll() }
-        var buf = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<total {
-            var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = withUnsafeMutablePointer(to: &from) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &fromLen) }
-            }
-            guard n > 12 else { break }
+            guard let (buf, source, fromLen) = receiveDatagram(fd) else { break }
+            var from = source
             let sourcePort = withUnsafeBytes(of: &from) { UInt16($0[2]) << 8 | UInt16($0[3]) }   // sin_port, network order
             let count = lock.withLock { ports.append(sourcePort); return ports.count }
-            let (id, question) = idAndQuestion(buf, n)
+            let (id, question) = idAndQuestion(buf, buf.count)
             held.append((oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 1]), from, fromLen))
             if count >= hold { flush() }
         }
@@ -352,6 +339,17 @@ func oneAddressAnswer(id: UInt16, question: [UInt8], address: [UInt8]) -> [UInt8
         + [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + address
 }
 
+/// One datagram longer than a DNS header from `socket`, with its source; nil on a timeout or a runt.
+func receiveDatagram(_ socket: Int32) -> (bytes: [UInt8], from: sockaddr_storage, length: socklen_t)? {
+    var buf = [UInt8](repeating: 0, count: 4096)
+    var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let n = withUnsafeMutablePointer(to: &from) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(socket, &buf, buf.count, 0, $0, &fromLen) }
+    }
+    guard n > 12 else { return nil }
+    return (Array(buf[0..<n]), from, fromLen)
+}
+
 /// Sends one datagram from `socket` to a `sockaddr_storage` as `recvfrom` filled it.
 func sendDatagram(_ bytes: [UInt8], on socket: Int32, to address: inout sockaddr_storage, length: socklen_t) {
     _ = withUnsafePointer(to: &address) { p in
@@ -362,12 +360,17 @@ func sendDatagram(_ bytes: [UInt8], on socket: Int32, to address: inout sockaddr
 /// A UDP socket bound to `host`:`port` (0: any free port).
 func boundUDPSocket(host: String, port: Int) -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    _ = bindIPv4(fd, host: host, port: port)
+    return fd
+}
+
+/// bind(2) of `fd` to an IPv4 `host`:`port`; its result.
+func bindIPv4(_ fd: Int32, host: String, port: Int) -> Int32 {
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     addr.sin_addr.s_addr = inet_addr(host)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    return fd
+    return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
 }
 
 /// A UDP socket on a free loopback port that never reads: queries sent to it time out.

@@ -23,11 +23,7 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(tcp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        _ = bindIPv4(tcp, host: "127.0.0.1", port: port)
         listen(tcp, 16)
         // Short receive timeouts: each loop looks at `stopped` at least every 200 ms.
         var wait = timeval(tv_sec: 0, tv_usec: 200_000)
@@ -48,14 +44,10 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
     private func running(_ end: Date) -> Bool { stopping.withLock { !stopped } && Date() < end }
 
     private func serveUDP() {
-        var buf = [UInt8](repeating: 0, count: 4096)
-        var from = sockaddr_storage(), fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let n = withUnsafeMutablePointer(to: &from) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udp, &buf, buf.count, 0, $0, &fromLen) }
-        }
-        guard n > 12 else { return }
+        guard let (buf, source, fromLen) = receiveDatagram(udp) else { return }
+        var from = source
         lock.withLock { counts.udp += 1 }
-        let (id, question) = idAndQuestion(buf, n)
+        let (id, question) = idAndQuestion(buf, buf.count)
         if let r = reply(id, question, false) { sendDatagram(Self.message(id, question, r), on: udp, to: &from, length: fromLen) }
     }
 
