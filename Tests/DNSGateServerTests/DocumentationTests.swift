@@ -107,20 +107,29 @@ final class DocumentationTests: XCTestCase {
     }
 
     /// A path that is not a text file says what it is (QA pass 5, F12: Foundation said "you don't have
-    /// permission" for /dev/null and /dev/zero, as root); an empty device reads as an empty file.
+    /// permission" for /dev/null and /dev/zero, as root). Only a regular file is read, and opening
+    /// one never waits: a FIFO hung the server's event loop on reload or `suggest --diff` (QA pass 6,
+    /// F1). `analyze` also reads a pipe or device, up to 256 MiB. An editor's byte-order mark is
+    /// dropped, and an allow file that cannot be read is named at the config line that lists it.
     func testAFileThatIsNotTextSaysWhatItIs() throws {
         let dir = TestPaths.tempDir("not-text")
-        try Data([0xFF, 0xFE, 0x0A]).write(to: dir.appendingPathComponent("latin1.yaml"))
+        try Data([0xFF, 0xFE, 0x0A]).write(to: dir.appendingPathComponent("latin1.allow"))
+        try Data([0xEF, 0xBB, 0xBF] + Array("www.example.com  # with a BOM\n".utf8)).write(to: dir.appendingPathComponent("bom.allow"))
+        let fifo = dir.appendingPathComponent("fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        try "allow:\n  - latin1.allow\n".write(toFile: dir.path + "/latin1.yaml", atomically: true, encoding: .utf8)
         let cases: [(args: [String], status: Int32, says: String)] = [
-            (["validate", "--config", "/dev/null"], 0, "ok: /dev/null"),
-            (["validate", "--config", "/dev/zero"], 1, "/dev/zero: cannot read: larger than 256 MiB"),
+            (["validate", "--config", "/dev/null"], 1, "/dev/null: cannot read: not a regular file"),
+            (["validate", "--config", fifo], 1, "fifo: cannot read: not a regular file (a FIFO, socket or device)"),
             (["validate", "--config", dir.path], 1, "\(dir.path): cannot read: is a directory"),
-            (["validate", "--config", dir.path + "/latin1.yaml"], 1, "latin1.yaml: cannot read: not UTF-8 text"),
-            (["validate", "--no-config", "--allow", "/dev/zero"], 1, "/dev/zero: cannot read: larger than 256 MiB"),
+            (["validate", "--config", dir.path + "/latin1.yaml"], 1, "latin1.yaml:2: cannot read allow-list \(dir.path)/latin1.allow: not UTF-8 text"),
+            (["validate", "--no-config", "--allow", fifo], 1, "fifo: cannot read allow-list: not a regular file"),
+            (["validate", "--no-config", "--allow", dir.path + "/bom.allow"], 0, "1 entries"),
             (["analyze", "/dev/zero"], 2, "/dev/zero: cannot read: larger than 256 MiB"),
+            (["analyze", "/dev/null"], 0, "0 queries"),
         ]
         for c in cases {
-            let r = try runCommand(TestPaths.dnsgateBinary, c.args)
+            let r = try runCommand(TestPaths.dnsgateBinary, c.args, timeout: 20)
             XCTAssertEqual(r.status, c.status, "\(c.args): \(r.stdout)\(r.stderr)")
             XCTAssertTrue((r.stdout + r.stderr).contains(c.says), "\(c.args): \(r.stdout)\(r.stderr)")
         }

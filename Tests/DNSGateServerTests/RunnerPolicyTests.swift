@@ -356,6 +356,29 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
     }
 
+    /// QA pass 6, F1: `suggest --diff FIFO` made the server open the FIFO on its event loop and wait
+    /// for a writer: DNS over TCP, the control socket and metrics hung. The CLI now reads the file and
+    /// sends its text, the server never opens a path a client names, and a reload refuses an allow
+    /// file that is not a regular file at once.
+    func testAFIFOHangsNeitherSuggestNorReload() throws {
+        let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()], extraArgs: ["--mode", "audit"])
+        let fifo = g.dir.appendingPathComponent("fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let cli = try g.cli(["suggest", "--diff", fifo])
+        XCTAssertNotEqual(cli.status, 0)
+        XCTAssertTrue(cli.stderr.contains("not a regular file"), cli.stderr)
+        let raw = try DNSGateServerControl.send("suggest", ["diff": fifo], socket: g.controlSocket)
+        XCTAssertEqual(raw["ok"] as? Bool, false, "\(raw)")
+        XCTAssertTrue((raw["error"] as? String)?.contains("needs the file's text") == true, "\(raw)")
+        try FileManager.default.removeItem(atPath: g.allowFile)
+        XCTAssertEqual(mkfifo(g.allowFile, 0o600), 0)
+        let reload = try g.cli(["reload"])
+        XCTAssertNotEqual(reload.status, 0)
+        XCTAssertTrue(reload.stderr.contains("not a regular file"), reload.stderr)
+        XCTAssertEqual(try dig(g.port, ["+tcp", "www.allowed.test"]).status, "NOERROR", "the event loop of DNS over TCP is free")
+        XCTAssertEqual(try g.cli(["stats"]).status, 0)
+    }
+
     func testAuditModeForwardsLogsAndSuggestsAnAllowList() throws {
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()], extraArgs: ["--mode", "audit"])
         let a = try dig(g.port, ["x.denied.test"])

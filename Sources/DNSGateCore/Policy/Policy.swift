@@ -154,6 +154,11 @@ public enum PolicyFileLoader {
         do { text = try TextFile.read(path) } catch {
             throw PolicyLoadError(SourceLocation(file: path, line: 0), "cannot read: \(error)")
         }
+        return try load(path: path, text: text, suffixes: suffixes)
+    }
+
+    /// The entries of `text`, read from `path` (which names the file in errors and picks the format).
+    public static func load(path: String, text: String, suffixes: PublicSuffixList?) throws -> [PolicyEntry] {
         switch detectFormat(path: path, text: text) {
         case .plain: return try PlainListLoader.load(text: text, file: path, suffixes: suffixes)
         case .rpz: return try RPZLoader.load(text: text, file: path, suffixes: suffixes)

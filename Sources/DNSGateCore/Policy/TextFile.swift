@@ -2,24 +2,36 @@
 import Glibc
 #endif
 
-/// A text file an operator named (config, allow-list, query log, `--diff` file), read whole with
-/// errors that say what is wrong with it. Foundation's `String(contentsOfFile:)` said "you don't
-/// have permission" for `/dev/null` and `/dev/zero` even as root (QA pass 5, F12).
+/// A text file an operator named (config, allow-list, query log), read whole with errors that say
+/// what is wrong with it. Foundation's `String(contentsOfFile:)` said "you don't have permission"
+/// for `/dev/null` and `/dev/zero` even as root (QA pass 5, F12).
 public enum TextFile {
-    /// More than any file these commands read: `/dev/zero` or a mistyped path to a disk image stops here.
+    /// More than any file these commands read: a mistyped path to a disk image stops here.
     public static let maxBytes = 256 << 20
 
     public struct ReadError: Error, CustomStringConvertible {
         public let description: String
     }
 
-    /// The file's text; a pipe (`/dev/stdin`) and an empty device (`/dev/null`, empty text) read as files do.
-    public static func read(_ path: String) throws(ReadError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// The file's text, a leading byte-order mark dropped (an editor's, invisible in an error).
+    ///
+    /// - Parameter streams: also read a pipe or a device (`dnsgate analyze /dev/stdin`), up to
+    ///   `maxBytes`. Without it only a regular file is read, and the open itself never waits: the
+    ///   server reads on an event loop, and opening a FIFO for reading blocks until a writer comes
+    ///   (QA pass 6 hung DNS over TCP and the control socket with one).
+    public static func read(_ path: String, streams: Bool = false) throws(ReadError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ReadError(description: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { throw ReadError(description: "is a directory") }
+        guard fstat(fd, &st) == 0 else { throw ReadError(description: String(cString: strerror(errno))) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw ReadError(description: "is a directory")
+        default:
+            guard streams else { throw ReadError(description: "not a regular file (a FIFO, socket or device)") }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)   // a pipe's reader waits for its writer
+        }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -32,7 +44,8 @@ public enum TextFile {
             guard bytes.count + n <= maxBytes else { throw ReadError(description: "larger than \(maxBytes >> 20) MiB: not a file this reads") }
             bytes.append(contentsOf: chunk[0..<n])
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw ReadError(description: "not UTF-8 text") }
+        guard var text = String(validating: bytes, as: UTF8.self) else { throw ReadError(description: "not UTF-8 text") }
+        if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
         return text
     }
 }

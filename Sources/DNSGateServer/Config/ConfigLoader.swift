@@ -323,17 +323,15 @@ public enum PolicyBuilder {
         func load(_ files: [String]) throws -> AllowList {
             var list = AllowList()
             for f in files {
-                // A file that cannot be opened is a fault of the line naming it, not of line 0 of the file.
-                let fd = open(f, O_RDONLY)
-                guard fd >= 0 else {
-                    let why = String(cString: strerror(errno))
+                // A file that cannot be read is a fault of the line naming it, not of line 0 of the file.
+                let text: String
+                do { text = try TextFile.read(f) } catch {
                     if let config = c.sourceFile, let line = c.allowFileLines[f] {
-                        throw ConfigError(file: config, line: line, "cannot read allow-list \(f): \(why)")
+                        throw ConfigError(file: config, line: line, "cannot read allow-list \(f): \(error)")
                     }
-                    throw ConfigError(file: f, line: nil, "cannot read allow-list: \(why)")
+                    throw ConfigError(file: f, line: nil, "cannot read allow-list: \(error)")
                 }
-                close(fd)
-                for e in try PolicyFileLoader.load(path: f, suffixes: suffixes) { try list.add(e) }
+                for e in try PolicyFileLoader.load(path: f, text: text, suffixes: suffixes) { try list.add(e) }
             }
             return list
         }

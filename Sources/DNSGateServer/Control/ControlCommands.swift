@@ -110,12 +110,15 @@ extension DNSGateService: ControlResponder {
             var fileLines: [String] = []
             var diffFile = ""
             if let path = args["diff"] {
+                // The client reads the file and sends its text: the server never opens a path a client
+                // names (it would read it with the server's rights, and a FIFO would hang its loop).
+                guard let text = args["diff_text"] else { return ["ok": false, "error": "suggest --diff needs the file's text (diff_text)"] }
                 diffFile = Self.samePath(path)
                 do {
                     let others = policy.allowList.entries.filter { Self.samePath($0.source.file) != diffFile }
-                    existing = try AllowList(others + PolicyFileLoader.load(path: path, suffixes: suffixes))
-                    fileLines = try TextFile.read(path)   // split as PlainListLoader numbers lines
-                        .split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
+                    existing = try AllowList(others + PolicyFileLoader.load(path: path, text: text, suffixes: suffixes))
+                    // Split as PlainListLoader numbers lines.
+                    fileLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
                 } catch { return ["ok": false, "error": "\(error)"] }
             }
             let suggested = AllowListSuggester.suggest(audit.seen(client: args["client"], since: since), existing: existing,

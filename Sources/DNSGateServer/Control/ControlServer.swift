@@ -27,7 +27,9 @@ final class ControlServer {
     let path: String
     /// A request line past this is answered with an error and the connection closed: requests are
     /// under 1 KB, and the line decoder alone buffered 256 MB without a newline (QA pass 5).
-    static let maxRequestBytes = 64 * 1024
+    /// Room for `suggest --diff`, which sends the file's text (an allow-list of 100,000 entries is
+    /// about 3 MB); other requests are under 1 KB.
+    static let maxRequestBytes = 8 << 20
 
     init(path: String, mode: UInt16, group: EventLoopGroup, limit: ConnectionLimit, responder: ControlResponder) throws {
         let dir = (path as NSString).deletingLastPathComponent

@@ -85,7 +85,7 @@ extension DNSGateCommand {
             for file in files {
                 let text: String
                 // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
-                do { text = try TextFile.read(file) } catch {
+                do { text = try TextFile.read(file, streams: true) } catch {
                     throw fail(CLIError("\(file): cannot read: \(error)"), status: 2)
                 }
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {

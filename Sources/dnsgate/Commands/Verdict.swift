@@ -96,7 +96,11 @@ extension DNSGateCommand {
             var args: [String: String] = [:]
             args["client"] = client
             if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
-            if let diff { args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff }
+            if let diff {
+                args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff
+                // Read here, with the caller's rights: the server never opens a path a client names.
+                do { args["diff_text"] = try TextFile.read(diff) } catch { throw fail(CLIError("\(diff): cannot read: \(error)")) }
+            }
             let obj = try controlRequest("suggest", args, control)
             let lines = obj["lines"] as? [String] ?? []
             if diff == nil { print("# suggested by `dnsgate suggest` from audit mode: review every entry before enforcing") }
