@@ -276,15 +276,18 @@ public final class QueryPipeline: Sendable {
             // A CNAME query's answer is the CNAME alone: the client asks for the target next, and
             // that question is decided as any other.
             let checksChain = box.checksCNAMETargets && q.type != .cname
-            if let (reply, rcode, stale, targets) = cachedAnswer(q, key, now: now, scratch: scratch, withTargets: checksChain,
-                                                                 ttlCap: Self.ttlCap(until: exceptionExpiry, now: now)) {
+            let cap = Self.ttlCap(until: exceptionExpiry, now: now)
+            if let (reply, rcode, stale, toCheck) = cachedAnswer(q, key, now: now, scratch: scratch, checkingTargets: checksChain, ttlCap: cap) {
                 let action: QueryRecord.Action = stale ? .stale : .cached
-                guard let targets else {     // no chain to check: the record is built in the return
+                guard let toCheck else {     // no chain to check: the record is built in the return
                     counters.bump(action)
                     return .reply(fit(reply, q, overTCP), queryRecord(action, rcode))
                 }
                 var rec = queryRecord(action, rcode)
-                let checked = settle(reply, q, targets, ChainCheck(box: box, clientAddress: clientAddress), &rec, now: now, scratch: scratch)
+                let checked = checkedReply(toCheck.answer.cnameTargets, q, ChainCheck(box: box, clientAddress: clientAddress), &rec,
+                                           ttlCap: cap, now: now, scratch: scratch) {
+                    renderCached(toCheck.answer, for: q, age: toCheck.age, stale: stale, ttlCap: $0, scratch: scratch)
+                }
                 return .reply(fit(checked, q, overTCP), rec)
             }
             return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
@@ -297,27 +300,44 @@ public final class QueryPipeline: Sendable {
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
-        guard let (reply, rcode, stale, targets) = cachedAnswer(job.query, job.key, now: now, withTargets: job.chain != nil,
-                                                                ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now)) else { return nil }
+        let cap = Self.ttlCap(until: job.exceptionExpiry, now: now)
+        guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, job.key, now: now, checkingTargets: job.chain != nil, ttlCap: cap)
+        else { return nil }
         var record = job.record
-        record.action = stale ? .stale : .cached
-        record.rcode = rcode
-        let checked = settle(reply, job.query, targets, job.chain, &record, now: now, scratch: nil)
+        (record.action, record.rcode) = (stale ? .stale : .cached, rcode)
+        let checked = checkedReply(toCheck?.answer.cnameTargets, job.query, job.chain, &record, ttlCap: cap, now: now, scratch: nil) { cap in
+            guard let toCheck else { return reply }
+            return renderCached(toCheck.answer, for: job.query, age: toCheck.age, stale: stale, ttlCap: cap, scratch: nil)
+        }
         return (fit(checked, job.query, record.overTCP), record)
     }
 
-    /// The cached answer rendered for `q`, with its rcode, and its CNAME targets if `withTargets` and
-    /// it has any; nil on a miss. Also a stale one (the flag) while its refresh failed recently
-    /// (`AnswerCache.withServable`). Not counted: the caller counts what the client gets.
-    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, withTargets: Bool, ttlCap: UInt32)
-        -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, targets: [DNSName]?)? {
+    /// A cached answer whose CNAME targets are checked before it is rendered, outside the cache's lock
+    /// (the check takes the exceptions' lock, and an exception that allowed a target caps the TTLs).
+    /// A class: only that rare path makes one, and the common path's nil costs nothing to drop.
+    private final class AnswerToCheck {
+        let answer: UpstreamAnswer
+        let age: UInt32
+        init(_ answer: UpstreamAnswer, age: UInt32) { self.answer = answer; self.age = age }
+    }
+
+    /// The cached answer rendered for `q` with its rcode, or, when `checkingTargets` and it has CNAME
+    /// targets, the answer itself to check first (the reply then empty); nil on a miss. `stale` when
+    /// served past its TTL after a failed refresh (`AnswerCache.withServable`). Not counted: the
+    /// caller counts what the client gets.
+    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, checkingTargets: Bool,
+                              ttlCap: UInt32) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
         cache.withServable(key, now: now) { answer, age, stale in
-            let reply = stale ? build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE, ttlCap: ttlCap) }
-                              : build(scratch) { answer.render(into: &$0, for: q, age: age, ttlCap: ttlCap) }
-            // The targets are checked once the cache's lock is released: the check takes the exceptions' lock.
-            let targets = withTargets && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
-            return (reply, answer.rcode, stale, targets)
+            if checkingTargets && !answer.cnameTargets.isEmpty { return ([], answer.rcode, stale, AnswerToCheck(answer, age: age)) }
+            return (renderCached(answer, for: q, age: age, stale: stale, ttlCap: ttlCap, scratch: scratch), answer.rcode, stale, nil)
         }
+    }
+
+    /// A cached answer rendered for `q`: aged, or with the stale TTL and EDE.
+    @inline(__always)
+    private func renderCached(_ answer: UpstreamAnswer, for q: QueryView, age: UInt32, stale: Bool, ttlCap: UInt32, scratch: QueryScratch?) -> [UInt8] {
+        stale ? build(scratch) { answer.render(into: &$0, for: q, age: 0, staleTTL: Self.staleTTL, ede: Self.recheckEDE, ttlCap: ttlCap) }
+              : build(scratch) { answer.render(into: &$0, for: q, age: age, ttlCap: ttlCap) }
     }
     private static let recheckEDE = ExtendedError(.staleAnswer, "dnsgate: upstream failed to refresh this answer moments ago")
 
@@ -326,38 +346,55 @@ public final class QueryPipeline: Sendable {
         chain != nil && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
     }
 
-    /// The reply an answer from upstream or the cache becomes, counted under the record's action.
-    /// Under `policy.cname_targets: allowed`, an answer that CNAMEs to a name the client's policy
-    /// denies becomes the client's sinkhole answer (NXDOMAIN in drop mode, as for a quarantine: the
-    /// name exists, and a timeout would only delay the build's error), with the target in the EDE
-    /// text and the record; in audit mode the answer is passed on and the record says what enforce
-    /// mode would have done. An explicit RPZ denial of the target is enforced in audit mode too. A
-    /// question audit mode forwarded although unlisted keeps that reason: it is the name to learn.
-    private func settle(_ reply: [UInt8], _ q: QueryView, _ targets: [DNSName]?, _ chain: ChainCheck?,
-                        _ rec: inout QueryRecord, now: Double, scratch: QueryScratch?) -> [UInt8] {
-        guard let targets, let chain, !rec.isDenied, let (target, verdict) = deniedTarget(targets, q.type, chain, now: now) else {
+    /// The reply an answer from upstream or the cache becomes, `render` making it with a TTL cap,
+    /// counted under the record's action. Under `policy.cname_targets: allowed`, an answer that
+    /// CNAMEs to a name the client's policy denies becomes the client's sinkhole answer (NXDOMAIN in
+    /// drop mode, as for a quarantine: the name exists, and a timeout would only delay the build's
+    /// error), with the target in the EDE text and the record; in audit mode the answer is passed on
+    /// and the record says what enforce mode would have done. An explicit RPZ denial of the target is
+    /// enforced in audit mode too. A question audit mode forwarded although unlisted keeps that
+    /// reason: it is the name to learn. A target only an exception allows caps the TTLs at the time
+    /// the exception has left, as a question's does.
+    private func checkedReply(_ targets: [DNSName]?, _ q: QueryView, _ chain: ChainCheck?, _ rec: inout QueryRecord, ttlCap: UInt32,
+                              now: Double, scratch: QueryScratch?, render: (_ ttlCap: UInt32) -> [UInt8]) -> [UInt8] {
+        guard let targets, let chain, !rec.isDenied else {
             counters.bump(rec.action)
-            return reply
+            return render(ttlCap)
         }
-        rec.denial = .cnameTarget(target)
-        let policy = chain.box.policy
-        if verdict.isForward {      // audit mode
-            rec.audited = true
+        switch chainOutcome(targets, q.type, chain, now: now) {
+        case .allowed(let targetsCap):
             counters.bump(rec.action)
-            return reply
+            return render(min(ttlCap, targetsCap))
+        case .denied(let target, let verdict):
+            rec.denial = .cnameTarget(target)
+            if verdict.isForward {      // audit mode
+                rec.audited = true
+                counters.bump(rec.action)
+                return render(ttlCap)
+            }
+            let policy = chain.box.policy
+            let mode = policy.sinkhole == .drop ? .nxdomain : policy.sinkhole
+            let denied = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: .cnameTarget(target), scratch: scratch)!
+            rec.action = .sinkholed
+            rec.rcode = denied.rcode
+            counters.bump(.sinkholed)
+            return denied.bytes
         }
-        let mode = policy.sinkhole == .drop ? .nxdomain : policy.sinkhole
-        let denied = sinkhole(q, mode: mode, ttl: policy.sinkholeTTL, why: .cnameTarget(target), scratch: scratch)!
-        rec.action = .sinkholed
-        rec.rcode = denied.rcode
-        counters.bump(.sinkholed)
-        return denied.bytes
     }
 
-    /// The first of `targets` the client's policy denies for `type`, exceptions applied, with its
-    /// verdict; nil when all are allowed. Each target's entry counts a hit: an entry only a CNAME
-    /// chain uses is in use.
-    private func deniedTarget(_ targets: [DNSName], _ type: RecordType, _ c: ChainCheck, now: Double) -> (DNSName, PolicyVerdict)? {
+    /// What an answer's CNAME targets come to for the client who asked.
+    private enum ChainOutcome {
+        /// Every target allowed; the TTL cap of the exceptions that allowed some (`.max` if none did).
+        case allowed(ttlCap: UInt32)
+        /// The first target not allowed, with its verdict.
+        case denied(DNSName, PolicyVerdict)
+    }
+
+    /// Each target decided as a question of `type` from the client would be, exceptions applied. Each
+    /// target's entry counts a hit, and each exception that allowed one its use: an entry or an
+    /// exception only a CNAME chain uses is in use.
+    private func chainOutcome(_ targets: [DNSName], _ type: RecordType, _ c: ChainCheck, now: Double) -> ChainOutcome {
+        var cap = UInt32.max
         for t in targets {
             var v = c.box.decide(name: t, type: type)
             if let i = v.entryIndex {
@@ -367,11 +404,16 @@ public final class QueryPipeline: Sendable {
             if v.isDenied, hasExceptions.value != 0,
                let m = exceptionSet.withLock({ $0.match(name: t, type: type, clientAddress: c.clientAddress, profile: c.box.name,
                                                         defaultTypes: c.box.policy.defaultTypes, now: now) }) {
-                v = Self.applying(m, to: v, c.box.policy, type).0
+                let allowing: PolicyException?
+                (v, allowing) = Self.applying(m, to: v, c.box.policy, type)
+                if let e = allowing {
+                    exceptionHits.withLock { $0[e.id, default: 0] += 1 }
+                    cap = min(cap, Self.ttlCap(until: e.expiresAt, now: now))
+                }
             }
-            if v.isDenied { return (t, v) }
+            if v.isDenied { return .denied(t, v) }
         }
-        return nil
+        return .allowed(ttlCap: cap)
     }
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.
@@ -404,8 +446,10 @@ public final class QueryPipeline: Sendable {
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
-        let rendered = answer.render(for: job.query, age: 0, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now))
-        let reply = settle(rendered, job.query, chainTargets(answer, job.chain), job.chain, &rec, now: now, scratch: nil)
+        let reply = checkedReply(chainTargets(answer, job.chain), job.query, job.chain, &rec,
+                                 ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now), now: now, scratch: nil) {
+            answer.render(for: job.query, age: 0, ttlCap: $0)
+        }
         return (fit(reply, job.query, job.record.overTCP), rec)
     }
 
@@ -417,10 +461,10 @@ public final class QueryPipeline: Sendable {
         if let old = cache.stale(job.key, now: now) {
             rec.action = .stale
             rec.rcode = old.rcode
-            let bytes = old.render(for: q, age: 0, staleTTL: Self.staleTTL,
-                                   ede: ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))"),
-                                   ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now))
-            return (fit(settle(bytes, q, chainTargets(old, job.chain), job.chain, &rec, now: now, scratch: nil), q, rec.overTCP), rec)
+            let ede = ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))")
+            let reply = checkedReply(chainTargets(old, job.chain), q, job.chain, &rec, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now),
+                                     now: now, scratch: nil) { old.render(for: q, age: 0, staleTTL: Self.staleTTL, ede: ede, ttlCap: $0) }
+            return (fit(reply, q, rec.overTCP), rec)
         }
         rec.action = .servfail
         rec.rcode = .servFail

@@ -111,8 +111,12 @@ final class CNAMETargetTests: XCTestCase {
         try x.add(PolicyException(id: "e1", pattern: "cdn.example.net", client: "192.0.2.7", profile: nil, types: nil, reason: "r",
                                   createdAt: 0, expiresAt: 150), suffixes: nil, now: 0)
         p.setExceptions(x)
-        let (_, rec) = p.complete(try forwardJob(p), answer: try chainAnswer(), now: 100)
+        let (fresh, rec) = p.complete(try forwardJob(p), answer: try chainAnswer(), now: 100)
         XCTAssertNil(rec.denial)
+        // QA pass 6, F2: the chain carried the upstream's TTLs (300, 200) past the exception's end.
+        XCTAssertEqual(ParsedReply(bytes: fresh).records.filter { $0.type != 41 }.map(\.ttl), [50, 50], "capped at the 50 s the exception has left")
+        XCTAssertEqual(p.exceptionHits.withLock { $0["e1"] }, 1, "the exception's use is counted")
+        XCTAssertEqual(ParsedReply(bytes: try cached(p, now: 130).0).records.filter { $0.type != 41 }.map(\.ttl), [20, 20], "from the cache too")
         let (_, other) = try cached(p, client: 8)
         XCTAssertEqual(other.denial, .cnameTarget(try DNSName("cdn.example.net")), "the exception is for 192.0.2.7 only")
         XCTAssertNil(try cached(p, now: 140).1.denial, "from the cache as well")
