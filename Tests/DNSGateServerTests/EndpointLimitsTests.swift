@@ -120,7 +120,9 @@ final class EndpointLimitsTests: XCTestCase {
         let (g, _) = try start()
         let long = try g.cli(["mark", String(repeating: "m", count: 201)])
         XCTAssertNotEqual(long.status, 0)
-        XCTAssertTrue(long.stderr.contains("at most 200 characters"), long.stderr)
+        XCTAssertTrue(long.stderr.contains("at most 200 bytes"), long.stderr)
+        let accents = "m" + String(repeating: "\u{0301}", count: 150)   // one character, 301 bytes
+        XCTAssertNotEqual(try g.cli(["mark", accents]).status, 0, "counted in bytes, not characters (QA pass 6, F4)")
         XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.1", "--mark", String(repeating: "m", count: 201)]).status, 2, "never set: unknown")
         XCTAssertNotEqual(try g.cli(["mark", "job\u{202E}1"]).status, 0, "a bidi override is refused")
         XCTAssertEqual(try g.cli(["mark", String(repeating: "m", count: 200)]).status, 0)
@@ -145,5 +147,20 @@ final class EndpointLimitsTests: XCTestCase {
         XCTAssertTrue(held.readUntilClosed(timeout: 3).closed, "closed after 300 ms idle")
         XCTAssertTrue(waitFor({ (try? g.cli(["stats"]).status) == 0 }, timeout: 3))
         XCTAssertTrue(scrape(mport)?.hasPrefix("HTTP/1.1 200") ?? false)
+    }
+
+    /// QA pass 6, F5: `dnsgate alerts --follow` ended at the first poll the control socket's cap
+    /// refused; it now says so once and retries, and goes on once the server answers again.
+    func testAlertsFollowOutlastsAFullControlSocket() throws {
+        let (g, _) = try start("control: { max_connections: 1, idle_timeout_ms: 2000 }\n")
+        let follower = try Daemon("alerts-follow", TestPaths.dnsgateBinary, ["alerts", "--follow", "--control", g.controlSocket],
+                                  logFile: g.dir.appendingPathComponent("follow.log"))
+        defer { follower.stop() }
+        usleep(700_000)                                               // its first poll answered
+        let held = try XCTUnwrap(StreamSocket(unixPath: g.controlSocket))   // the cap's one connection, idle
+        XCTAssertTrue(follower.waitForLog("no answer from the server; retrying", timeout: 5), follower.log)
+        XCTAssertTrue(held.readUntilClosed(timeout: 4).closed, "the idle connection is closed after 2 s")
+        usleep(1_500_000)
+        XCTAssertTrue(follower.process.isRunning, "still following: \(follower.log)")
     }
 }

@@ -51,7 +51,7 @@ final class ViolationLog: Sendable {
     /// Marks kept: past it, setting a new one forgets the oldest, whose verdict then says "unknown
     /// mark". A server that marks every job of a busy runner would otherwise grow for ever.
     let markCapacity: Int
-    /// In characters; a job ID or a pipeline URL fits.
+    /// In UTF-8 bytes; a job ID or a pipeline URL fits.
     static let maxMarkName = 200
 
     init(capacity: Int = 50_000, markCapacity: Int = 10_000) {

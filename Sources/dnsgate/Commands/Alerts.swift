@@ -13,10 +13,22 @@ extension DNSGateCommand {
 
         func run() throws {
             var after = 0
+            var polls = 0, unanswered = 0
             repeat {
                 var args = ["after": String(after)]
                 args["client"] = client
-                let obj = try controlRequest("alerts", args, control)
+                polls += 1
+                let obj: [String: Any]
+                do { obj = try controlRequest("alerts", args, control) } catch {
+                    // Following, a poll the server did not answer (restarting, or its control socket's
+                    // connections all taken) is retried, not the end: the first one still fails.
+                    guard follow, polls > 1 else { throw error }
+                    if unanswered == 0 { FileHandle.standardError.write(Data("dnsgate: alerts: no answer from the server; retrying\n".utf8)) }
+                    unanswered += 1
+                    sleep(1)
+                    continue
+                }
+                unanswered = 0
                 for a in obj["alerts"] as? [[String: Any]] ?? [] {
                     after = max(after, a["id"] as? Int ?? after)
                     if json {
