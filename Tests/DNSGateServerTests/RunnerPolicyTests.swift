@@ -340,7 +340,7 @@ final class RunnerPolicyTests: XCTestCase {
     func testVerdictRefusesASinceOutsideTheCalendar() throws {
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()])
         _ = try digFrom("127.0.0.5", g.port, ["exfil.denied.test"])
-        for bad in ["1e20", "inf", "1e300"] {
+        for bad in ["1e20", "inf", "1e300", "0x10", "1e3", "nan"] {   // decimal digits only (QA pass 6, F10)
             let r = try g.cli(["verdict", "--client", "127.0.0.5", "--since", bad])
             XCTAssertEqual(r.status, 64, "\(bad): \(r.stdout)\(r.stderr)")
         }

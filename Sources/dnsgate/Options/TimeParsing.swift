@@ -7,10 +7,17 @@ import Foundation
 enum TimeParsing {
     static func seconds(_ s: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        if let last = s.last, let unit = units[last], let n = Double(s.dropLast()), n > 0 { return n * unit }
-        if let n = Double(s), n > 0 { return n }
+        if let last = s.last, let unit = units[last], let n = decimal(s.dropLast()), n > 0 { return n * unit }
+        if let n = decimal(s), n > 0 { return n }
         return nil
     }
+
+    /// Digits with at most one decimal point: `Double` alone also took `0x10`, `1e3` and `nan`.
+    private static func decimal(_ s: Substring) -> Double? {
+        guard !s.isEmpty, s.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), s.filter({ $0 == "." }).count <= 1 else { return nil }
+        return Double(s)
+    }
+    private static func decimal(_ s: String) -> Double? { decimal(Substring(s)) }
 
     /// Nil for what is not a time, and for a time outside the years 0001–9999 (`inf`, `1e20`).
     static func pointInTime(_ s: String, now: Double = Date().timeIntervalSince1970) -> Double? {
@@ -19,7 +26,7 @@ enum TimeParsing {
     }
 
     private static func anyPointInTime(_ s: String, now: Double) -> Double? {
-        if let epoch = Double(s), epoch > 1_000_000_000 { return epoch }
+        if let epoch = decimal(s), epoch > 1_000_000_000 { return epoch }
         if let ago = seconds(s) { return now - ago }
         // With or without fractional seconds: dnsgate prints its own times with them.
         let fractional = ISO8601DateFormatter()
