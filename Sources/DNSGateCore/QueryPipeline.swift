@@ -301,8 +301,9 @@ public final class QueryPipeline: Sendable {
     /// may have been answered in between.
     public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
         let cap = Self.ttlCap(until: job.exceptionExpiry, now: now)
-        guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, job.key, now: now, checkingTargets: job.chain != nil, ttlCap: cap)
-        else { return nil }
+        // A second look: `process` already counted this query's miss (QA pass 6 saw TCP misses counted twice).
+        guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, job.key, now: now, checkingTargets: job.chain != nil, ttlCap: cap,
+                                                                countsMiss: false) else { return nil }
         var record = job.record
         (record.action, record.rcode) = (stale ? .stale : .cached, rcode)
         let checked = checkedReply(toCheck?.answer.cnameTargets, job.query, job.chain, &record, ttlCap: cap, now: now, scratch: nil) { cap in
@@ -326,8 +327,8 @@ public final class QueryPipeline: Sendable {
     /// served past its TTL after a failed refresh (`AnswerCache.withServable`). Not counted: the
     /// caller counts what the client gets.
     private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, checkingTargets: Bool,
-                              ttlCap: UInt32) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
-        cache.withServable(key, now: now) { answer, age, stale in
+                              ttlCap: UInt32, countsMiss: Bool = true) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
+        cache.withServable(key, now: now, countsMiss: countsMiss) { answer, age, stale in
             if checkingTargets && !answer.cnameTargets.isEmpty { return ([], answer.rcode, stale, AnswerToCheck(answer, age: age)) }
             return (renderCached(answer, for: q, age: age, stale: stale, ttlCap: ttlCap, scratch: scratch), answer.rcode, stale, nil)
         }

@@ -202,6 +202,16 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"bytes\" : "), stats.stdout)
     }
 
+    /// A cache miss counts once, over TCP as over UDP (QA pass 6: the event loop's second look at the
+    /// cache counted a TCP miss twice).
+    func testACacheMissCountsOnceOverEitherTransport() throws {
+        let g = try gate()
+        XCTAssertEqual(try dig(g.port, ["+tcp", "once-tcp.allowed.test"]).status, "NXDOMAIN")
+        XCTAssertEqual(try dig(g.port, ["once-udp.allowed.test"]).status, "NXDOMAIN")
+        let stats = try g.cli(["stats", "--json"])
+        XCTAssertTrue(stats.stdout.contains("\"misses\" : 2"), stats.stdout)
+    }
+
     func testCaseOfTheQuestionIsEchoed() throws {
         let g = try gate()
         let a = try dig(g.port, ["WwW.AlLoWeD.TeSt"])

@@ -183,14 +183,15 @@ public final class AnswerCache: Sendable {
     /// `withFresh`, and also an expired answer whose refresh failed less than `staleRecheck` ago
     /// (`stale` is true for it, and its age 0): the query path serves that at once, rather than asking
     /// again an upstream that has just failed and making every client wait for the same timeouts.
-    public func withServable<R>(_ key: CacheKey, now: Double, staleAfterFailure: Bool = true,
+    /// - Parameter countsMiss: false for a second look on behalf of a query already counted as a miss.
+    public func withServable<R>(_ key: CacheKey, now: Double, staleAfterFailure: Bool = true, countsMiss: Bool = true,
                                 _ body: (inout UpstreamAnswer, UInt32, _ stale: Bool) -> R) -> R? {
         state.withLock { s in
-            guard let i = Self.find(s, key) else { s.misses += 1; return nil }
+            guard let i = Self.find(s, key) else { if countsMiss { s.misses += 1 }; return nil }
             let age = now - s.nodes[i].storedAt
             guard age < Double(s.nodes[i].ttl) else {
                 guard staleAfterFailure, now - s.nodes[i].refreshFailedAt < limits.staleRecheck,
-                      age < Double(s.nodes[i].ttl) + Double(limits.serveStale) else { s.misses += 1; return nil }
+                      age < Double(s.nodes[i].ttl) + Double(limits.serveStale) else { if countsMiss { s.misses += 1 }; return nil }
                 s.staleServed += 1
                 return body(&s.nodes[i].answer, 0, true)
             }
