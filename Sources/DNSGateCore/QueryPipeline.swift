@@ -457,6 +457,10 @@ public final class QueryPipeline: Sendable {
     /// No upstream answered in time: serve stale if the cache still has the answer (RFC 8767), else SERVFAIL
     /// with an Extended DNS Error saying why (RFC 8914 §4.23).
     public func upstreamFailed(_ job: ForwardJob, now: Double, detail: String) -> ([UInt8], QueryRecord) {
+        // Another exchange for the question (a TCP client's, or one begun after a reload) may have
+        // filled the cache while this one failed: that answer is fresh, not stale (QA pass 6 saw it
+        // served with the stale TTL and EDE).
+        if let fresh = cachedReply(job, now: now) { return fresh }
         var rec = job.record
         let q = job.query
         if let old = cache.stale(job.key, now: now) {

@@ -134,4 +134,5 @@ final class CNAMETargetTests: XCTestCase {
         XCTAssertEqual(ParsedReply(bytes: stale).rcodeLow, ResponseCode.nxDomain.rawValue)
         XCTAssertEqual(srec.denial, .cnameTarget(try DNSName("cdn.example.net")))
     }
+
 }
