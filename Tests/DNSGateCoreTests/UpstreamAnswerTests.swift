@@ -116,6 +116,7 @@ final class UpstreamAnswerTests: XCTestCase {
     func testAnExtendedRCODEIsReadAsTheUpstreamFailing() throws {
         let badvers = try answer(W.response(rcode: 0, answers: [a(60, 1)], opt: .init(extendedRCode: 1)))
         XCTAssertEqual(badvers.rcode, .servFail, "so the exchange fails over instead of passing on NOERROR")
+        XCTAssertEqual(badvers.upstreamRCODE.mnemonic, "BADVERS", "and the error says what the upstream sent (QA pass 6, F7)")
     }
 
     func testRenderAgesTTLsEchoesClientCaseAndID() throws {

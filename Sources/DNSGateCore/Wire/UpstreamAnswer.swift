@@ -27,6 +27,9 @@ public struct UpstreamAnswer: Sendable {
     /// NOTIMP…) is the upstream failing at this question: the exchange moves on to the next upstream,
     /// and a client is never told FORMERR about a query it sent well formed.
     public var isAnswer: Bool { rcode.rawValue == 0 || rcode.rawValue == 3 }
+    /// The RCODE as the upstream sent it, extended bits included (BADVERS is 16): for the error text
+    /// when it is not an answer. `rcode` reads an extended one as SERVFAIL.
+    public let upstreamRCODE: ResponseCode
     /// NXDOMAIN, or NODATA (no record of the asked type, a SOA in authority), with or without a CNAME
     /// chain before it: its TTLs are capped as a negative answer's (RFC 2308 §2.1, §2.2).
     public let isNegative: Bool
@@ -121,6 +124,7 @@ public struct UpstreamAnswer: Sendable {
         // cached, where its low four bits alone read as NOERROR or NXDOMAIN.
         let rcode = extendedRCODE != 0 ? ResponseCode.servFail : h.rcode
         self.rcode = rcode
+        self.upstreamRCODE = ResponseCode(rawValue: UInt16(extendedRCODE) << 4 | h.rcode.rawValue)
         self.truncated = h.truncated
         self.body = body
         self.questionLength = qEnd + 4 - 12

@@ -235,7 +235,7 @@ final class DirectUpstream {
         }
         let now = MonotonicClock.nanoseconds()
         let health = targets[e.target].health
-        if !a.isAnswer { return next(e, .unusable(health.address, a.rcode), now: now) }
+        if !a.isAnswer { return next(e, .unusable(health.address, a.upstreamRCODE), now: now) }
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount

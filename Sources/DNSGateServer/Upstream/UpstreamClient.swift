@@ -128,7 +128,7 @@ public final class UpstreamClient: Sendable {
                           lastError: e, completing: promise)
         }
         let accept: (UpstreamAnswer) -> Void = { answer in
-            if !answer.isAnswer { return next(UpstreamError.unusable(health.address, answer.rcode)) }
+            if !answer.isAnswer { return next(UpstreamError.unusable(health.address, answer.upstreamRCODE)) }
             // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
             if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
             health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
