@@ -229,10 +229,7 @@ final class DirectUpstream {
         guard bytes.count >= 12 else { return }
         let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         guard let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]) else { return }   // stray, late or forged
-        guard let a = try? UpstreamAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else {
-            targets[e.target].health.rejected.add(1)     // from the address asked, with an ID in flight: malformed or off-question
-            return
-        }
+        guard let a = targets[e.target].health.checkedAnswer(Array(bytes), id: id, for: e.key) else { return }
         let now = MonotonicClock.nanoseconds()
         let health = targets[e.target].health
         if !a.isAnswer { return next(e, .unusable(health.address, a.upstreamRCODE), now: now) }
