@@ -229,9 +229,9 @@ final class DirectUpstream {
         guard bytes.count >= 12 else { return }
         let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         guard let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]) else { return }   // stray, late or forged
-        guard let a = targets[e.target].health.checkedAnswer(Array(bytes), id: id, for: e.key) else { return }
-        let now = MonotonicClock.nanoseconds()
         let health = targets[e.target].health
+        guard let a = health.checkedAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }
+        let now = MonotonicClock.nanoseconds()
         if !a.isAnswer { return next(e, .unusable(health.address, a.upstreamRCODE), now: now) }
         untrack(e)
         byKey[e.key] = nil
