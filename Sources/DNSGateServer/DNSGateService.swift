@@ -25,6 +25,7 @@ public final class DNSGateService: @unchecked Sendable {
     let pipeline: QueryPipeline
     let upstream: UpstreamClient
     let queryLog: QueryLogger
+    let dnstap: DnstapWriter?
     private let group: MultiThreadedEventLoopGroup
     private var channels: [Channel] = []
     private var datagramListeners: [DatagramListener] = []
@@ -81,6 +82,7 @@ public final class DNSGateService: @unchecked Sendable {
                                       onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile, logger: logger)
+        dnstap = config.dnstap.map { DnstapWriter(destination: $0.destination, identity: $0.identity, logger: logger) }
         tcpLimit = ConnectionLimit("tcp", config.tcp, logger: logger)
         metricsLimit = ConnectionLimit("metrics", config.metricsConnections, logger: logger)
         controlLimit = ConnectionLimit("control", config.controlConnections, logger: logger)
@@ -100,7 +102,7 @@ public final class DNSGateService: @unchecked Sendable {
     public func start() throws {
         let hub = telemetry!
         let core = ServingCore(pipeline: pipeline, upstream: upstream, queryLog: queryLog, logger: logger, audit: audit,
-                               telemetry: hub, preserveCase: config.upstreamPreserveCase)
+                               telemetry: hub, preserveCase: config.upstreamPreserveCase, dnstap: dnstap)
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
         var clock = ClockStepWatcher()   // touched by this repeated task only, after this first reading
         _ = clock.step(wall: WallClock.now(), monotonicNanoseconds: ClockStepWatcher.bootNanoseconds())
@@ -315,6 +317,7 @@ public final class DNSGateService: @unchecked Sendable {
         channels.removeAll()
         queryLog.flush()
         try? group.syncShutdownGracefully()
+        dnstap?.stop()   // after the loops: the last replies are in its queue
         for l in datagramListeners { l.close() }   // after the loops: late upstream replies still send on them
         datagramListeners.removeAll()
     }

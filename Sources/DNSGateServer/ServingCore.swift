@@ -15,10 +15,12 @@ final class ServingCore: Sendable {
     let telemetry: TelemetryHub?
     /// Forward the client's spelling instead of the lower-cased name (config `upstream.preserve_case`).
     let preserveCase: Bool
+    /// Gets every query as received and every reply as sent (`log.dnstap`); nil: off.
+    let dnstap: DnstapWriter?
 
     init(pipeline: QueryPipeline, upstream: UpstreamClient, queryLog: QueryLogger, logger: Logger, audit: AuditRecorder,
-         telemetry: TelemetryHub? = nil, preserveCase: Bool = false) {
-        self.preserveCase = preserveCase
+         telemetry: TelemetryHub? = nil, preserveCase: Bool = false, dnstap: DnstapWriter? = nil) {
+        self.preserveCase = preserveCase; self.dnstap = dnstap
         self.pipeline = pipeline; self.upstream = upstream; self.queryLog = queryLog; self.logger = logger
         self.audit = audit; self.telemetry = telemetry
     }

@@ -167,13 +167,14 @@ public enum ConfigLoader {
             }
         }
         if let n = top["log"] {
-            let m = try r.mapping(n, allowed: ["queries", "file"])
+            let m = try r.mapping(n, allowed: ["queries", "file", "dnstap"])
             if let v = m["queries"] {
                 let s = try r.string(v)
                 guard let l = QueryLogLevel(rawValue: s) else { throw r.error(v, "log.queries must be none, denied or all, not '\(s)'") }
                 c.queryLog = l
             }
             if let v = m["file"] { let s = try r.string(v); c.queryLogFile = s == "-" ? s : resolve(s) }
+            if let v = m["dnstap"] { c.dnstap = try r.dnstap(v, resolve: resolve) }
         }
         return c
     }
@@ -256,6 +257,36 @@ public enum ConfigLoader {
             let s = try string(n)
             guard let hp = HostPort(parsing: s) else { throw error(n, "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'") }
             return hp
+        }
+        /// `log.dnstap`: a collector's Unix socket or TCP address, and the identity to send.
+        func dnstap(_ n: Node, resolve: (String) -> String) throws -> DnstapConfig {
+            let m = try mapping(n, allowed: ["socket", "address", "identity"])
+            let destination: DnstapWriter.Destination
+            switch (m["socket"], m["address"]) {
+            case (let v?, nil):
+                let path = resolve(try string(v))
+                // sockaddr_un holds 107 octets and a terminating zero.
+                guard !path.isEmpty, path.utf8.count <= 107 else {
+                    throw error(v, "log.dnstap.socket must be a path of at most 107 bytes (a Unix socket's limit), not \(path.utf8.count)")
+                }
+                destination = .unix(path)
+            case (nil, let v?):
+                let s = try string(v)
+                guard let hp = HostPort(parsing: s, defaultPort: 0), hp.port != 0 else {
+                    throw error(v, "log.dnstap.address must be ADDRESS:PORT or [IPV6]:PORT, not '\(s)'")
+                }
+                destination = .tcp(hp)
+            case (nil, nil): throw error(n, "log.dnstap needs socket (a Unix socket path) or address (ADDRESS:PORT)")
+            case (_?, let v?): throw error(v, "log.dnstap takes socket or address, not both")
+            }
+            var identity = DnstapConfig.hostName
+            if let v = m["identity"] {
+                identity = try string(v)
+                guard identity.utf8.count <= 255, !identity.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                    throw error(v, "log.dnstap.identity must be at most 255 bytes of visible text")
+                }
+            }
+            return DnstapConfig(destination: destination, identity: identity)
         }
         /// `detector.domains:` list; each entry's limits not given are `defaults`. Keyed by the
         /// domain in lower case without its final dot, with the line naming it.

@@ -28,6 +28,22 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
+/// Where dnstap goes and the identity its messages carry.
+public struct DnstapConfig: Sendable, Equatable {
+    public var destination: DnstapWriter.Destination
+    /// The server's name in each message (dnstap's `identity`, as NSID would say); the host name by default.
+    public var identity: String
+
+    public init(destination: DnstapWriter.Destination, identity: String = DnstapConfig.hostName) {
+        self.destination = destination; self.identity = identity
+    }
+
+    public static var hostName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        return gethostname(&buf, buf.count - 1) == 0 ? String(cString: buf) : "dnsgate"
+    }
+}
+
 /// A stream listener's idle timeout and cap on open connections (`ConnectionLimit`).
 public struct ConnectionLimits: Sendable, Equatable {
     public var idleTimeoutMs: Int
@@ -78,6 +94,8 @@ public struct ServerConfig: Sendable {
     public var queryLog: QueryLogLevel = .denied
     /// `-` is standard output.
     public var queryLogFile = "-"
+    /// Every client query and reply as dnstap to a collector (`log.dnstap`); nil: off.
+    public var dnstap: DnstapConfig?
     public var publicSuffixFile = PublicSuffixList.debianPath
     public var profiles: [ProfileConfig] = []
     /// Where exceptions are kept across restarts (written atomically).
@@ -125,6 +143,7 @@ extension ServerConfig {
         if next.controlSocket != controlSocket { changed.append("control.socket") }
         limits("control", controlConnections, next.controlConnections)
         if next.queryLog != queryLog || next.queryLogFile != queryLogFile { changed.append("log") }
+        if next.dnstap != dnstap { changed.append("log.dnstap") }
         if next.stateFile != stateFile { changed.append("state_file") }
         if next.maxUDPPayload != maxUDPPayload { changed.append("max_udp_payload") }
         if next.cache != cache { changed.append("cache") }

@@ -186,6 +186,9 @@ extension DNSGateService: ControlResponder {
             "quarantines": pipeline.quarantines.all.count,
             "alerts": telemetry.detector?.totals ?? [:],
         ]
+        if let d = dnstap {
+            obj["dnstap"] = ["destination": d.destination.description, "connected": d.connected, "sent": d.sent.value, "dropped": d.dropped] as [String: Any]
+        }
         for (k, v) in telemetry.statsObject(now: now) { obj[k] = v }
         if includeEntries {
             // Unused for `entry_unused_after` seconds (or never used, once the server has run that long): removal candidates.

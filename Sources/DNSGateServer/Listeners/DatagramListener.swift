@@ -149,7 +149,7 @@ final class DatagramListener: @unchecked Sendable {
 
     private func serve() {
         let received = ReceiveBatch(count: Self.batch, slotSize: Self.slotSize, withDestination: answersFromDestination)
-        let replies = ReplyBatch(count: Self.batch, withSource: answersFromDestination)
+        let replies = ReplyBatch(count: Self.batch, withSource: answersFromDestination, dnstap: core.dnstap)
         var clients = ClientIdentityMemo()
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
@@ -189,6 +189,7 @@ final class DatagramListener: @unchecked Sendable {
                 // typed octets: appending the raw buffer took a slower generic path.
                 packet.removeAll(keepingCapacity: true)
                 received.datagram(i).withMemoryRebound(to: UInt8.self) { packet.append(contentsOf: $0) }
+                if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false) }
                 switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
                 case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd)
                 case .nothing: break
@@ -226,7 +227,7 @@ final class DatagramListener: @unchecked Sendable {
 
     /// Replies to handed-off misses, gathered on the event loop and sent with one `sendmmsg` when the
     /// loop has handled its current round of upstream answers. Touched on `loop` only.
-    private lazy var missReplies = ReplyBatch(count: Self.batch, withSource: answersFromDestination)
+    private lazy var missReplies = ReplyBatch(count: Self.batch, withSource: answersFromDestination, dnstap: core.dnstap)
     private var missFlushScheduled = false
 
     private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
@@ -333,10 +334,12 @@ final class ReplyBatch {
     private var queued = 0
     /// Control data per reply (its source address), for a listener bound to a wildcard address.
     private let controls: UnsafeMutableRawPointer?
+    /// Gets each reply as it is queued (`log.dnstap`).
+    private let dnstap: DnstapWriter?
     var hasQueued: Bool { queued > 0 }
 
-    init(count: Int, withSource: Bool = false) {
-        self.count = count
+    init(count: Int, withSource: Bool = false, dnstap: DnstapWriter? = nil) {
+        self.count = count; self.dnstap = dnstap
         destinations = .allocate(capacity: count)
         arena = .allocate(byteCount: Self.arenaSize, alignment: 64)
         iov = .allocate(capacity: count)
@@ -352,6 +355,7 @@ final class ReplyBatch {
     ///   source room: as the kernel routes it.
     func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, from local: dnsgate_local, fd: CInt) {
         if queued == count || arenaUsed + bytes.count > Self.arenaSize { send(fd) }
+        if let dnstap { dnstap.clientResponse(bytes, to: destination, overTCP: false) }
         UnsafeMutableRawPointer(destinations + queued).copyMemory(from: destination, byteCount: Int(length))
         let at = arena + arenaUsed
         bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

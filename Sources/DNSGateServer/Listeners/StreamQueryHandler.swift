@@ -36,8 +36,11 @@ final class StreamQueryHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         guard let remote = context.remoteAddress else { return }
         if client == nil { client = ClientIdentity(remote) }     // one peer per connection
-        switch core.handle(Array(frame.readableBytesView), client: client!, overTCP: true, listener: listener) {
+        let query = Array(frame.readableBytesView)
+        core.dnstap?.client(query, response: false, peer: remote)
+        switch core.handle(query, client: client!, overTCP: true, listener: listener) {
         case .reply(let immediate):
+            core.dnstap?.client(immediate, response: true, peer: remote)
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil)
             unflushed = true
         case .nothing:
@@ -51,6 +54,7 @@ final class StreamQueryHandler: ChannelInboundHandler {
             }
             core.forward(job, on: context.eventLoop) { [self] bytes in     // on this channel's event loop
                 waiting -= 1
+                core.dnstap?.client(bytes, response: true, peer: remote)
                 let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
                 if inputClosed && waiting == 0 { written.whenComplete { _ in channel.close(promise: nil) } }
                 if paused && waiting <= Self.maxWaitingPerConnection / 2 {

@@ -31,6 +31,11 @@ struct MetricsGauges: Sendable {
                         labels: [("upstream", h.address)]).set(to: Double(h.rejected.value))
             r.makeGauge(descriptor: .init("dnsgate_upstream_failures", help: "Failures per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.failures.value))
         }
+        if let d = service.dnstap {
+            r.makeGauge(descriptor: .init("dnsgate_dnstap_connected", help: "1 while the dnstap collector is connected.")).set(to: d.connected ? 1 : 0)
+            r.makeGauge(descriptor: .init("dnsgate_dnstap_sent", help: "dnstap messages written to the collector since start.")).set(to: Double(d.sent.value))
+            r.makeGauge(descriptor: .init("dnsgate_dnstap_dropped", help: "dnstap messages lost since start: the queue was full or the collector went away mid-write.")).set(to: Double(d.dropped))
+        }
         for (kind, n) in service.telemetry.detector?.totals ?? [:] {
             r.makeGauge(descriptor: .init("dnsgate_detector_alerts", help: "Detector alerts since start, by kind."), labels: [("kind", kind)]).set(to: Double(n))
         }

@@ -56,6 +56,10 @@ enum StatsFormatter {
                 lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, \(u["rejected"] ?? 0) rejected, last rtt \(u["last_rtt_us"] ?? 0) µs")
             }
         }
+        if let d = o["dnstap"] as? [String: Any] {
+            let state = d["connected"] as? Bool == true ? "connected" : "not connected"
+            lines.append("dnstap: \(d["destination"] ?? "?") \(state), \(d["sent"] ?? 0) sent, \(d["dropped"] ?? 0) dropped")
+        }
         if let xs = o["exceptions"] as? [[String: Any]], !xs.isEmpty {
             lines.append("exceptions:")
             for e in xs { lines.append("  \(e["id"] ?? "?")\t\(e["pattern"] ?? "")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t\(e["reason"] ?? "")") }

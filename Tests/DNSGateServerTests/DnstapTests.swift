@@ -1,0 +1,149 @@
+import Foundation
+import XCTest
+@testable import DNSGateServer
+
+/// `log.dnstap`: every client query and reply, verbatim, to a real collector (`fstrm_capture`),
+/// read back with a real decoder (`dnstap-ldns`), as operators collect BIND's and unbound's.
+final class DnstapTests: XCTestCase {
+    private static let allow = "*.allowed.test  # builds\n"
+
+    private func dnstapStats(_ g: DNSGateProcess) throws -> [String: Any] {
+        let stats = try g.cli(["stats", "--json"])
+        let obj = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+        return obj?["dnstap"] as? [String: Any] ?? [:]
+    }
+
+    private func sent(_ g: DNSGateProcess) -> Int { ((try? dnstapStats(g))?["sent"] as? Int) ?? -1 }
+
+    /// The query ID dig used, from the reply's header line.
+    private func queryID(_ a: DigAnswer) -> String? {
+        guard let r = a.raw.range(of: ", id: ") else { return nil }
+        return String(a.raw[r.upperBound...].prefix(while: \.isNumber))
+    }
+
+    func testEveryQueryAndReplyReachesARealCollectorVerbatim() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let socket = dir.appendingPathComponent("tap.sock").path
+        let collector = try DnstapCollector(socket: socket, output: dir.appendingPathComponent("tap.fstrm").path,
+                                            logFile: dir.appendingPathComponent("fstrm.log"))
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
+                                   configYAML: "log:\n  dnstap:\n    socket: \(socket)\n    identity: runner-7\n")
+        XCTAssertTrue(g.waitForLog("dnstap collector connected"), g.log)
+
+        let forwarded = try dig(g.port, ["www.allowed.test"])
+        XCTAssertEqual(forwarded.status, "NOERROR")
+        let denied = try dig(g.port, ["+tcp", "www.denied.test"])
+        XCTAssertEqual(denied.status, "NXDOMAIN")
+        let cached = try dig(g.port, ["www.allowed.test", "AAAA"])
+        XCTAssertEqual(cached.status, "NOERROR")
+        XCTAssertTrue(waitFor({ self.sent(g) == 6 }, timeout: 5), "sent \(sent(g))")
+        let stats = try dnstapStats(g)
+        XCTAssertEqual(stats["connected"] as? Bool, true)
+        XCTAssertEqual(stats["dropped"] as? Int, 0)
+        XCTAssertEqual(stats["destination"] as? String, socket)
+        let text = try g.cli(["stats"]).stdout
+        XCTAssertTrue(text.contains("dnstap: \(socket) connected, 6 sent, 0 dropped"), text)
+        g.stop()   // ends the stream: STOP, then the collector's FINISH
+
+        let messages = try collector.stopAndRead()
+        XCTAssertEqual(messages.count, 6, messages.map(\.text).joined(separator: "\n---\n"))
+        guard messages.count == 6 else { return }
+        XCTAssertEqual(messages.map(\.type), ["CLIENT_QUERY", "CLIENT_RESPONSE", "CLIENT_QUERY", "CLIENT_RESPONSE", "CLIENT_QUERY", "CLIENT_RESPONSE"])
+        XCTAssertEqual(messages.map(\.proto), ["UDP", "UDP", "TCP", "TCP", "UDP", "UDP"])
+        for m in messages {
+            XCTAssertEqual(m.identity, "runner-7")
+            XCTAssertEqual(m.address, "127.0.0.1")
+            XCTAssertTrue(m.text.contains("version: \"dnsgate\""), m.text)
+        }
+        // Each reply went to the port its query came from, and each message is the one on the wire:
+        // dig's own query ID in both directions.
+        for (i, answer) in [forwarded, denied, cached].enumerated() {
+            let (q, r) = (messages[2 * i], messages[2 * i + 1])
+            XCTAssertEqual(q.port, r.port)
+            let id = try XCTUnwrap(queryID(answer), answer.raw)
+            XCTAssertTrue(q.dns.contains("id: \(id)\n") && r.dns.contains("id: \(id)\n"), q.text + r.text)
+            XCTAssertTrue(q.text.contains("query_time: ") && r.text.contains("response_time: "), q.text + r.text)
+        }
+        XCTAssertTrue(messages[0].dns.contains("www.allowed.test.\tIN\tA"), messages[0].dns)
+        XCTAssertTrue(messages[1].dns.contains("rcode: NOERROR") && messages[1].dns.contains("192.0.2.1"), messages[1].dns)
+        XCTAssertTrue(messages[3].dns.contains("rcode: NXDOMAIN"), messages[3].dns)
+        XCTAssertTrue(messages[5].dns.contains("2001:db8::1"), messages[5].dns)
+    }
+
+    /// Messages wait for a collector that is not there yet, and a collector's restart costs none
+    /// sent after it: the writer finds the closed connection before it writes into it.
+    func testACollectorThatStartsLateOrRestartsLosesNothing() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let port = freePort()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
+                                   configYAML: "log:\n  dnstap:\n    address: 127.0.0.1:\(port)\n")
+        XCTAssertTrue(g.waitForLog("dnstap collector not reachable"), g.log)
+        for i in 0..<3 { XCTAssertEqual(try dig(g.port, ["early\(i).denied.test"]).status, "NXDOMAIN", "DNS answers without a collector") }
+        var stats = try dnstapStats(g)
+        XCTAssertEqual(stats["connected"] as? Bool, false)
+        XCTAssertEqual(stats["sent"] as? Int, 0)
+
+        let first = try DnstapCollector(port: port, output: dir.appendingPathComponent("first.fstrm").path,
+                                        logFile: dir.appendingPathComponent("first.log"))
+        XCTAssertTrue(waitFor({ self.sent(g) == 6 }, timeout: 5), "the waiting messages are delivered: sent \(sent(g))")
+        // What a collector has not read from its socket when it stops is lost with it (no dnstap
+        // sender can know); fstrm_capture shows nothing until it closes its file, so give it time.
+        usleep(500_000)
+        let early = try first.stopAndRead()
+        XCTAssertEqual(early.filter(\.isQuery).map { $0.dns.contains("early") }, [true, true, true], early.map(\.dns).joined())
+
+        let second = try DnstapCollector(port: port, output: dir.appendingPathComponent("second.fstrm").path,
+                                         logFile: dir.appendingPathComponent("second.log"))
+        XCTAssertEqual(try dig(g.port, ["late.denied.test"]).status, "NXDOMAIN")
+        XCTAssertTrue(waitFor({ self.sent(g) == 8 }, timeout: 5), "sent \(sent(g))\n\(g.log)")
+        stats = try dnstapStats(g)
+        XCTAssertEqual(stats["dropped"] as? Int, 0, g.log)
+        XCTAssertTrue(g.log.contains("dnstap collector closed the connection"), g.log)
+        let late = try second.stopAndRead()
+        XCTAssertEqual(late.count, 2)
+        XCTAssertTrue(late.first?.dns.contains("late.denied.test.") ?? false, late.first?.text ?? "")
+    }
+
+    /// A collector that is not one (it accepts the connection and says nothing, or says something
+    /// else) gets nothing and stops nothing.
+    func testAPeerThatIsNotACollectorIsRefused() throws {
+        let nsd = try NSDUpstream()
+        let port = freePort()
+        // Listening, so connections complete, but never reading: no ACCEPT ever comes.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        XCTAssertEqual(bindIPv4(fd, host: "127.0.0.1", port: port), 0)
+        XCTAssertEqual(listen(fd, 16), 0)
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
+                                   configYAML: "log:\n  dnstap:\n    address: 127.0.0.1:\(port)\n")
+        XCTAssertTrue(g.waitForLog("dnstap collector not reachable", timeout: 10), g.log)
+        XCTAssertTrue(g.log.contains("no handshake from the collector"), g.log)
+        XCTAssertEqual(try dig(g.port, ["www.denied.test"]).status, "NXDOMAIN")
+        XCTAssertEqual(try dnstapStats(g)["connected"] as? Bool, false)
+    }
+
+    func testDnstapSettingsLoadAndBadOnesNameTheirLine() throws {
+        var c = try ConfigLoader.parse(text: "log:\n  dnstap:\n    socket: run/tap.sock\n    identity: runner-7\n", file: "/etc/dnsgate/x.yaml")
+        XCTAssertEqual(c.dnstap, DnstapConfig(destination: .unix("/etc/dnsgate/run/tap.sock"), identity: "runner-7"), "relative to the config file")
+        c = try ConfigLoader.parse(text: "log: {dnstap: {address: \"[::1]:6000\"}}\n", file: "x.yaml")
+        XCTAssertEqual(c.dnstap?.destination, .tcp(HostPort(host: "::1", port: 6000)))
+        XCTAssertEqual(c.dnstap?.identity, DnstapConfig.hostName)
+        XCTAssertNil(ServerConfig().dnstap, "off by default")
+        let long = "/tmp/" + String(repeating: "d", count: 110)
+        for (yaml, line, text) in [
+            ("log:\n  dnstap:\n    socket: \(long)\n", 3, "at most 107 bytes"),
+            ("log:\n  dnstap:\n    address: 127.0.0.1\n", 3, "ADDRESS:PORT"),
+            ("log:\n  dnstap:\n    socket: /run/t.sock\n    address: 127.0.0.1:6000\n", 4, "not both"),
+            ("log:\n  dnstap:\n    identity: x\n", 3, "needs socket"),
+            ("log:\n  dnstap:\n    sokcet: /run/t.sock\n", 3, "unknown key 'sokcet'"),
+        ] {
+            XCTAssertThrowsError(try ConfigLoader.parse(text: yaml, file: "x.yaml"), yaml) { e in
+                XCTAssertTrue("\(e)".hasPrefix("x.yaml:\(line):") && "\(e)".contains(text), "\(yaml): \(e)")
+            }
+        }
+        // Where dnstap goes is fixed at start, as the query log's file is; a reload says so.
+        XCTAssertEqual(ServerConfig().restartOnlyChanges(to: c), ["log.dnstap"])
+    }
+}
