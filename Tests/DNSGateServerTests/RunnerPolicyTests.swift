@@ -218,6 +218,11 @@ final class RunnerPolicyTests: XCTestCase {
         let iso = ISO8601DateFormatter(); iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let hourAgo = iso.string(from: Date().addingTimeInterval(-3600))
         XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", hourAgo]).status, 1, hourAgo)
+        // An impossible date is an error, not the day Foundation rolls it over to.
+        for impossible in ["2026-02-30T00:00:00Z", "2026-11-28T24:30:00Z", "2026-13-01T00:00:00+01:00"] {
+            XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", impossible]).status, 64, impossible)
+        }
+        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "2026-11-28T20:59:00+01:00"]).status, 1, "an offset")
         let badSince = try g.cli(["suggest", "--since", "yesterday-ish"])
         XCTAssertEqual(badSince.status, 64, badSince.stderr)
         XCTAssertTrue(badSince.stderr.contains("Usage: dnsgate suggest"), "the subcommand's usage: \(badSince.stderr)")

@@ -31,7 +31,33 @@ enum TimeParsing {
         // With or without fractional seconds: dnsgate prints its own times with them.
         let fractional = ISO8601DateFormatter()
         fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return (ISO8601DateFormatter().date(from: s) ?? fractional.date(from: s))?.timeIntervalSince1970
+        guard let t = (ISO8601DateFormatter().date(from: s) ?? fractional.date(from: s))?.timeIntervalSince1970,
+              writesBack(s, t) else { return nil }
+        return t
+    }
+
+    /// Foundation rolls an impossible date over (`2026-02-30` read as March 2nd, `24:30` as the next
+    /// day), so a typo silently moved the period. A timestamp counts only when its date and time,
+    /// at its own offset, are what `t` is.
+    private static func writesBack(_ s: String, _ t: Double) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count >= 20 else { return false }
+        var offset = 0
+        if u.last == UInt8(ascii: "Z") || u.last == UInt8(ascii: "z") {
+            offset = 0
+        } else {
+            // ±HH:MM or ±HHMM after the time
+            let tail = s.utf8.suffix(6).first == UInt8(ascii: ":") ? Substring(s.suffix(5)) : Substring(s.suffix(6))
+            let sign = tail.first == "-" ? -1 : 1
+            let digits = tail.dropFirst().filter { $0 != ":" }
+            guard tail.first == "+" || tail.first == "-", digits.count == 4, let hhmm = Int(digits) else { return false }
+            offset = sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
+        }
+        var secs = time_t((t + Double(offset)).rounded(.down))
+        var tm = tm()
+        gmtime_r(&secs, &tm)
+        let written = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+        return s.prefix(19).uppercased() == written
     }
 }
 
