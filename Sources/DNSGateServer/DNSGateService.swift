@@ -78,11 +78,12 @@ public final class DNSGateService: @unchecked Sendable {
                            metadata: ["concern": "upstream", "upstream": "\(u)"])
         }
         let rttSink = RTTSink(upstreams: ups.map(\.description))
+        let dnstap = config.dnstap.map { DnstapWriter(destination: $0.destination, identity: $0.identity, logger: logger) }
+        self.dnstap = dnstap
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
-                                      onRTT: { rttSink.record($0, $1) })
+                                      dnstap: dnstap, onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile, logger: logger)
-        dnstap = config.dnstap.map { DnstapWriter(destination: $0.destination, identity: $0.identity, logger: logger) }
         tcpLimit = ConnectionLimit("tcp", config.tcp, logger: logger)
         metricsLimit = ConnectionLimit("metrics", config.metricsConnections, logger: logger)
         controlLimit = ConnectionLimit("control", config.controlConnections, logger: logger)

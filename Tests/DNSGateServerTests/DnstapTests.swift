@@ -21,6 +21,8 @@ final class DnstapTests: XCTestCase {
         return String(a.raw[r.upperBound...].prefix(while: \.isNumber))
     }
 
+    /// Client messages for every query, forwarder messages only for what went upstream: the
+    /// operator's own record that a denied name never left the machine.
     func testEveryQueryAndReplyReachesARealCollectorVerbatim() throws {
         let nsd = try NSDUpstream()
         let dir = TestPaths.tempDir("dnstap")
@@ -31,44 +33,58 @@ final class DnstapTests: XCTestCase {
                                    configYAML: "log:\n  dnstap:\n    socket: \(socket)\n    identity: runner-7\n")
         XCTAssertTrue(g.waitForLog("dnstap collector connected"), g.log)
 
-        let forwarded = try dig(g.port, ["www.allowed.test"])
+        let forwarded = try dig(g.port, ["www.allowed.test"])              // a miss, from the UDP listener
         XCTAssertEqual(forwarded.status, "NOERROR")
         let denied = try dig(g.port, ["+tcp", "www.denied.test"])
         XCTAssertEqual(denied.status, "NXDOMAIN")
-        let cached = try dig(g.port, ["www.allowed.test", "AAAA"])
+        let cached = try dig(g.port, ["www.allowed.test"])
         XCTAssertEqual(cached.status, "NOERROR")
-        XCTAssertTrue(waitFor({ self.sent(g) == 6 }, timeout: 5), "sent \(sent(g))")
+        let overTCP = try dig(g.port, ["+tcp", "short.allowed.test"])       // a miss asked by the event loop
+        XCTAssertEqual(overTCP.status, "NOERROR")
+        XCTAssertTrue(waitFor({ self.sent(g) == 12 }, timeout: 5), "sent \(sent(g))")
         let stats = try dnstapStats(g)
         XCTAssertEqual(stats["connected"] as? Bool, true)
         XCTAssertEqual(stats["dropped"] as? Int, 0)
         XCTAssertEqual(stats["destination"] as? String, socket)
         let text = try g.cli(["stats"]).stdout
-        XCTAssertTrue(text.contains("dnstap: \(socket) connected, 6 sent, 0 dropped"), text)
+        XCTAssertTrue(text.contains("dnstap: \(socket) connected, 12 sent, 0 dropped"), text)
         g.stop()   // ends the stream: STOP, then the collector's FINISH
 
-        let messages = try collector.stopAndRead()
-        XCTAssertEqual(messages.count, 6, messages.map(\.text).joined(separator: "\n---\n"))
-        guard messages.count == 6 else { return }
-        XCTAssertEqual(messages.map(\.type), ["CLIENT_QUERY", "CLIENT_RESPONSE", "CLIENT_QUERY", "CLIENT_RESPONSE", "CLIENT_QUERY", "CLIENT_RESPONSE"])
-        XCTAssertEqual(messages.map(\.proto), ["UDP", "UDP", "TCP", "TCP", "UDP", "UDP"])
-        for m in messages {
-            XCTAssertEqual(m.identity, "runner-7")
-            XCTAssertEqual(m.address, "127.0.0.1")
-            XCTAssertTrue(m.text.contains("version: \"dnsgate\""), m.text)
+        let m = try collector.stopAndRead()
+        XCTAssertEqual(m.count, 12, m.map(\.text).joined(separator: "\n---\n"))
+        guard m.count == 12 else { return }
+        let (cq, cr, fq, fr) = ("CLIENT_QUERY", "CLIENT_RESPONSE", "FORWARDER_QUERY", "FORWARDER_RESPONSE")
+        XCTAssertEqual(m.map(\.type), [cq, fq, fr, cr, cq, cr, cq, cr, cq, fq, fr, cr])
+        XCTAssertEqual(m.map(\.proto), ["UDP", "UDP", "UDP", "UDP", "TCP", "TCP", "UDP", "UDP", "TCP", "UDP", "UDP", "TCP"])
+        for x in m {
+            XCTAssertEqual(x.identity, "runner-7")
+            XCTAssertTrue(x.text.contains("version: \"dnsgate\""), x.text)
+            if x.type.hasPrefix("CLIENT") {
+                XCTAssertEqual(x.address, "127.0.0.1")
+            } else {
+                XCTAssertEqual([x.responseAddress, x.responsePort], ["127.0.0.1", "\(nsd.port)"], x.text)
+            }
         }
-        // Each reply went to the port its query came from, and each message is the one on the wire:
-        // dig's own query ID in both directions.
-        for (i, answer) in [forwarded, denied, cached].enumerated() {
-            let (q, r) = (messages[2 * i], messages[2 * i + 1])
+        // Each reply went to the port its query came from, and each client message is the one on the
+        // wire: dig's own query ID in both directions.
+        let clients = m.filter { $0.type.hasPrefix("CLIENT") }
+        for (i, answer) in [forwarded, denied, cached, overTCP].enumerated() {
+            let (q, r) = (clients[2 * i], clients[2 * i + 1])
             XCTAssertEqual(q.port, r.port)
             let id = try XCTUnwrap(queryID(answer), answer.raw)
-            XCTAssertTrue(q.dns.contains("id: \(id)\n") && r.dns.contains("id: \(id)\n"), q.text + r.text)
+            XCTAssertEqual([q.id, r.id], [id, id], q.text + r.text)
             XCTAssertTrue(q.text.contains("query_time: ") && r.text.contains("response_time: "), q.text + r.text)
         }
-        XCTAssertTrue(messages[0].dns.contains("www.allowed.test.\tIN\tA"), messages[0].dns)
-        XCTAssertTrue(messages[1].dns.contains("rcode: NOERROR") && messages[1].dns.contains("192.0.2.1"), messages[1].dns)
-        XCTAssertTrue(messages[3].dns.contains("rcode: NXDOMAIN"), messages[3].dns)
-        XCTAssertTrue(messages[5].dns.contains("2001:db8::1"), messages[5].dns)
+        XCTAssertTrue(m[0].dns.contains("www.allowed.test.\tIN\tA"), m[0].dns)
+        XCTAssertTrue(m[3].dns.contains("rcode: NOERROR") && m[3].dns.contains("192.0.2.1"), m[3].dns)
+        XCTAssertTrue(m[5].dns.contains("rcode: NXDOMAIN"), m[5].dns)
+        // Upstream: dnsgate's own query (its own random ID) and nsd's answer as received, OPT and all.
+        for (q, r, name) in [(m[1], m[2], "www.allowed.test."), (m[9], m[10], "short.allowed.test.")] {
+            XCTAssertTrue(q.dns.contains(name + "\tIN\tA") && r.dns.contains(name), q.text + r.text)
+            XCTAssertEqual(q.id, r.id)
+            XCTAssertTrue(r.dns.contains("EDNS: version 0"), "verbatim, not the cache's copy without OPT: \(r.dns)")
+        }
+        XCTAssertFalse(m.contains { $0.type.hasPrefix("FORWARDER") && $0.dns.contains("denied.test") }, "the denied name never left")
     }
 
     /// Messages wait for a collector that is not there yet, and a collector's restart costs none

@@ -5,9 +5,11 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Sends every client query and every reply, verbatim, as dnstap (`CLIENT_QUERY`, `CLIENT_RESPONSE`)
-/// to a collector on a Unix or TCP socket: `fstrm_capture`, dnscollector, Vector, whatever already
-/// takes BIND's, unbound's or CoreDNS's dnstap.
+/// Sends every client query and every reply, verbatim, as dnstap (`CLIENT_QUERY`, `CLIENT_RESPONSE`),
+/// and every query dnsgate sent upstream with the answer it accepted (`FORWARDER_QUERY`,
+/// `FORWARDER_RESPONSE`), to a collector on a Unix or TCP socket: `fstrm_capture`, dnscollector,
+/// Vector, whatever already takes BIND's, unbound's or CoreDNS's dnstap. The forwarder messages are
+/// the operator's own evidence of what left the machine.
 ///
 /// The listeners only copy the message and the client's address into a bounded queue; one
 /// background thread encodes (swift-protobuf), frames (Frame Streams, bidirectional handshake) and
@@ -24,10 +26,17 @@ public final class DnstapWriter: Sendable {
         }
     }
 
+    enum Kind: Sendable {
+        case clientQuery, clientResponse, forwarderQuery, forwarderResponse
+        var isResponse: Bool { self == .clientResponse || self == .forwarderResponse }
+        var isForwarder: Bool { self == .forwarderQuery || self == .forwarderResponse }
+    }
+
     struct Event: Sendable {
-        var response: Bool
+        var kind: Kind
         var overTCP: Bool
-        /// 4 or 16 octets; an IPv4-mapped IPv6 address is written as the IPv4 address it is.
+        /// The client's (or, for a forwarder message, the upstream's) address: 4 or 16 octets; an
+        /// IPv4-mapped IPv6 address is written as the IPv4 address it is.
         var address: [UInt8]
         var port: UInt16
         var seconds: UInt64
@@ -68,24 +77,24 @@ public final class DnstapWriter: Sendable {
 
     /// A query as received from `peer` (over UDP, the datagram).
     func clientQuery(_ message: UnsafeRawBufferPointer, from peer: UnsafePointer<sockaddr_storage>, overTCP: Bool) {
-        enqueue(response: false, overTCP: overTCP, Array(message), peer: UnsafeRawPointer(peer))
+        enqueue(.clientQuery, overTCP: overTCP, Array(message), peer: UnsafeRawPointer(peer))
     }
 
-    /// A reply as sent to `peer`.
-    func clientResponse(_ message: [UInt8], to peer: UnsafePointer<sockaddr_storage>, overTCP: Bool) {
-        enqueue(response: true, overTCP: overTCP, message, peer: UnsafeRawPointer(peer))
+    /// A reply as sent to `peer`; or, `kind` `.forwarderQuery`, a query as sent to the upstream `peer`.
+    func message(_ kind: Kind, _ message: [UInt8], peer: UnsafePointer<sockaddr_storage>, overTCP: Bool) {
+        enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(peer))
     }
 
-    /// The same, for a TCP connection's peer.
-    func client(_ message: [UInt8], response: Bool, peer: SocketAddress) {
-        peer.withSockAddr { sa, _ in enqueue(response: response, overTCP: true, message, peer: UnsafeRawPointer(sa)) }
+    /// The same, with NIO's address (a TCP connection's peer, an upstream).
+    func message(_ kind: Kind, _ message: [UInt8], peer: SocketAddress, overTCP: Bool) {
+        peer.withSockAddr { sa, _ in enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(sa)) }
     }
 
-    private func enqueue(response: Bool, overTCP: Bool, _ message: [UInt8], peer: UnsafeRawPointer) {
+    private func enqueue(_ kind: Kind, overTCP: Bool, _ message: [UInt8], peer: UnsafeRawPointer) {
         guard let (address, port) = Self.address(peer) else { return }
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        let e = Event(response: response, overTCP: overTCP, address: address, port: port,
+        let e = Event(kind: kind, overTCP: overTCP, address: address, port: port,
                       seconds: UInt64(max(0, ts.tv_sec)), nanoseconds: UInt32(ts.tv_nsec), message: message)
         if pending.push(e).wasEmpty { signal.signal() }
     }
@@ -109,12 +118,21 @@ public final class DnstapWriter: Sendable {
     /// The protobuf payload of one event.
     func payload(_ e: Event) -> [UInt8] {
         var m = Dnstap_Message()
-        m.type = e.response ? .clientResponse : .clientQuery
+        switch e.kind {
+        case .clientQuery: m.type = .clientQuery
+        case .clientResponse: m.type = .clientResponse
+        case .forwarderQuery: m.type = .forwarderQuery
+        case .forwarderResponse: m.type = .forwarderResponse
+        }
         m.socketFamily = e.address.count == 4 ? .inet : .inet6
         m.socketProtocol = e.overTCP ? .tcp : .udp
-        m.queryAddress = Data(e.address)
-        m.queryPort = UInt32(e.port)
-        if e.response {
+        // The client asked (query address); an upstream answered (response address).
+        if e.kind.isForwarder {
+            m.responseAddress = Data(e.address); m.responsePort = UInt32(e.port)
+        } else {
+            m.queryAddress = Data(e.address); m.queryPort = UInt32(e.port)
+        }
+        if e.kind.isResponse {
             m.responseTimeSec = e.seconds; m.responseTimeNsec = e.nanoseconds; m.responseMessage = Data(e.message)
         } else {
             m.queryTimeSec = e.seconds; m.queryTimeNsec = e.nanoseconds; m.queryMessage = Data(e.message)

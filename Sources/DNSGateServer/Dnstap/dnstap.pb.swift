@@ -150,7 +150,7 @@ nonisolated struct Dnstap_Message: Sendable {
   /// Clears the value of `socketProtocol`. Subsequent reads from it will return its default value.
   mutating func clearSocketProtocol() {self._socketProtocol = nil}
 
-  /// the client's address: 4 or 16 octets
+  /// the client's address (CLIENT_*): 4 or 16 octets
   var queryAddress: Data {
     get {_queryAddress ?? Data()}
     set {_queryAddress = newValue}
@@ -160,7 +160,16 @@ nonisolated struct Dnstap_Message: Sendable {
   /// Clears the value of `queryAddress`. Subsequent reads from it will return its default value.
   mutating func clearQueryAddress() {self._queryAddress = nil}
 
-  /// the client's port
+  /// the upstream's address (FORWARDER_*)
+  var responseAddress: Data {
+    get {_responseAddress ?? Data()}
+    set {_responseAddress = newValue}
+  }
+  /// Returns true if `responseAddress` has been explicitly set.
+  var hasResponseAddress: Bool {self._responseAddress != nil}
+  /// Clears the value of `responseAddress`. Subsequent reads from it will return its default value.
+  mutating func clearResponseAddress() {self._responseAddress = nil}
+
   var queryPort: UInt32 {
     get {_queryPort ?? 0}
     set {_queryPort = newValue}
@@ -169,6 +178,15 @@ nonisolated struct Dnstap_Message: Sendable {
   var hasQueryPort: Bool {self._queryPort != nil}
   /// Clears the value of `queryPort`. Subsequent reads from it will return its default value.
   mutating func clearQueryPort() {self._queryPort = nil}
+
+  var responsePort: UInt32 {
+    get {_responsePort ?? 0}
+    set {_responsePort = newValue}
+  }
+  /// Returns true if `responsePort` has been explicitly set.
+  var hasResponsePort: Bool {self._responsePort != nil}
+  /// Clears the value of `responsePort`. Subsequent reads from it will return its default value.
+  mutating func clearResponsePort() {self._responsePort = nil}
 
   var queryTimeSec: UInt64 {
     get {_queryTimeSec ?? 0}
@@ -234,6 +252,12 @@ nonisolated struct Dnstap_Message: Sendable {
     /// dnsgate's reply to it, as sent
     case clientResponse = 6
 
+    /// a query dnsgate sent to an upstream
+    case forwarderQuery = 7
+
+    /// the upstream's answer, as accepted
+    case forwarderResponse = 8
+
     init() {
       self = .clientQuery
     }
@@ -246,7 +270,9 @@ nonisolated struct Dnstap_Message: Sendable {
   fileprivate var _socketFamily: Dnstap_SocketFamily? = nil
   fileprivate var _socketProtocol: Dnstap_SocketProtocol? = nil
   fileprivate var _queryAddress: Data? = nil
+  fileprivate var _responseAddress: Data? = nil
   fileprivate var _queryPort: UInt32? = nil
+  fileprivate var _responsePort: UInt32? = nil
   fileprivate var _queryTimeSec: UInt64? = nil
   fileprivate var _queryTimeNsec: UInt32? = nil
   fileprivate var _queryMessage: Data? = nil
@@ -328,7 +354,7 @@ nonisolated extension Dnstap_Dnstap.TypeEnum: SwiftProtobuf._ProtoNameProviding 
 
 nonisolated extension Dnstap_Message: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Message"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{3}socket_family\0\u{3}socket_protocol\0\u{3}query_address\0\u{4}\u{2}query_port\0\u{4}\u{2}query_time_sec\0\u{3}query_time_nsec\0\u{3}query_message\0\u{4}\u{2}response_time_sec\0\u{3}response_time_nsec\0\u{3}response_message\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{3}socket_family\0\u{3}socket_protocol\0\u{3}query_address\0\u{3}response_address\0\u{3}query_port\0\u{3}response_port\0\u{3}query_time_sec\0\u{3}query_time_nsec\0\u{3}query_message\0\u{4}\u{2}response_time_sec\0\u{3}response_time_nsec\0\u{3}response_message\0")
 
   public var isInitialized: Bool {
     if self._type == nil {return false}
@@ -345,7 +371,9 @@ nonisolated extension Dnstap_Message: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 2: try { try decoder.decodeSingularEnumField(value: &self._socketFamily) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self._socketProtocol) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self._queryAddress) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self._responseAddress) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self._queryPort) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._responsePort) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self._queryTimeSec) }()
       case 9: try { try decoder.decodeSingularFixed32Field(value: &self._queryTimeNsec) }()
       case 10: try { try decoder.decodeSingularBytesField(value: &self._queryMessage) }()
@@ -374,8 +402,14 @@ nonisolated extension Dnstap_Message: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try { if let v = self._queryAddress {
       try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
     } }()
+    try { if let v = self._responseAddress {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 5)
+    } }()
     try { if let v = self._queryPort {
       try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._responsePort {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
     } }()
     try { if let v = self._queryTimeSec {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 8)
@@ -403,7 +437,9 @@ nonisolated extension Dnstap_Message: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs._socketFamily != rhs._socketFamily {return false}
     if lhs._socketProtocol != rhs._socketProtocol {return false}
     if lhs._queryAddress != rhs._queryAddress {return false}
+    if lhs._responseAddress != rhs._responseAddress {return false}
     if lhs._queryPort != rhs._queryPort {return false}
+    if lhs._responsePort != rhs._responsePort {return false}
     if lhs._queryTimeSec != rhs._queryTimeSec {return false}
     if lhs._queryTimeNsec != rhs._queryTimeNsec {return false}
     if lhs._queryMessage != rhs._queryMessage {return false}
@@ -416,5 +452,5 @@ nonisolated extension Dnstap_Message: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension Dnstap_Message.TypeEnum: SwiftProtobuf._ProtoNameProviding {
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{5}CLIENT_QUERY\0\u{1}CLIENT_RESPONSE\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{5}CLIENT_QUERY\0\u{1}CLIENT_RESPONSE\0\u{1}FORWARDER_QUERY\0\u{1}FORWARDER_RESPONSE\0")
 }

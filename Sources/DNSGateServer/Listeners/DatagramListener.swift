@@ -334,12 +334,15 @@ final class ReplyBatch {
     private var queued = 0
     /// Control data per reply (its source address), for a listener bound to a wildcard address.
     private let controls: UnsafeMutableRawPointer?
-    /// Gets each reply as it is queued (`log.dnstap`).
+    /// Gets each datagram as it is queued (`log.dnstap`), as a message of `tapKind`.
     private let dnstap: DnstapWriter?
+    private let tapKind: DnstapWriter.Kind
     var hasQueued: Bool { queued > 0 }
 
-    init(count: Int, withSource: Bool = false, dnstap: DnstapWriter? = nil) {
-        self.count = count; self.dnstap = dnstap
+    /// - Parameter tapKind: what the datagrams are, for dnstap: replies to clients, or (the batches
+    ///   `DirectUpstream` sends upstream) forwarded queries.
+    init(count: Int, withSource: Bool = false, dnstap: DnstapWriter? = nil, tapKind: DnstapWriter.Kind = .clientResponse) {
+        self.count = count; self.dnstap = dnstap; self.tapKind = tapKind
         destinations = .allocate(capacity: count)
         arena = .allocate(byteCount: Self.arenaSize, alignment: 64)
         iov = .allocate(capacity: count)
@@ -355,7 +358,7 @@ final class ReplyBatch {
     ///   source room: as the kernel routes it.
     func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, from local: dnsgate_local, fd: CInt) {
         if queued == count || arenaUsed + bytes.count > Self.arenaSize { send(fd) }
-        if let dnstap { dnstap.clientResponse(bytes, to: destination, overTCP: false) }
+        if let dnstap { dnstap.message(tapKind, bytes, peer: destination, overTCP: false) }
         UnsafeMutableRawPointer(destinations + queued).copyMemory(from: destination, byteCount: Int(length))
         let at = arena + arenaUsed
         bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

@@ -37,10 +37,10 @@ final class StreamQueryHandler: ChannelInboundHandler {
         guard let remote = context.remoteAddress else { return }
         if client == nil { client = ClientIdentity(remote) }     // one peer per connection
         let query = Array(frame.readableBytesView)
-        core.dnstap?.client(query, response: false, peer: remote)
+        core.dnstap?.message(.clientQuery, query, peer: remote, overTCP: true)
         switch core.handle(query, client: client!, overTCP: true, listener: listener) {
         case .reply(let immediate):
-            core.dnstap?.client(immediate, response: true, peer: remote)
+            core.dnstap?.message(.clientResponse, immediate, peer: remote, overTCP: true)
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil)
             unflushed = true
         case .nothing:
@@ -54,7 +54,7 @@ final class StreamQueryHandler: ChannelInboundHandler {
             }
             core.forward(job, on: context.eventLoop) { [self] bytes in     // on this channel's event loop
                 waiting -= 1
-                core.dnstap?.client(bytes, response: true, peer: remote)
+                core.dnstap?.message(.clientResponse, bytes, peer: remote, overTCP: true)
                 let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
                 if inputClosed && waiting == 0 { written.whenComplete { _ in channel.close(promise: nil) } }
                 if paused && waiting <= Self.maxWaitingPerConnection / 2 {

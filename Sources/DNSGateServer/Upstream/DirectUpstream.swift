@@ -128,7 +128,7 @@ final class DirectUpstream {
             }
         }
         slotsOf = targets.indices.map { k in sockets.indices.filter { sockets[$0].target == k } }
-        outgoing = sockets.map { _ in ReplyBatch(count: 32) }
+        outgoing = sockets.map { _ in ReplyBatch(count: 32, dnstap: core.dnstap, tapKind: .forwarderQuery) }
         currentSlot = Array(repeating: nil, count: targets.count)
         sentOnCurrentSlot = Array(repeating: 0, count: targets.count)
         inFlightOn = Array(repeating: 0, count: sockets.count)

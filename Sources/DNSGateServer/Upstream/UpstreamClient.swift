@@ -33,7 +33,19 @@ public final class UpstreamHealth: Sendable {
     public let lastRTTMicros = AtomicCounter()
     /// Called with every answered exchange's round trip in seconds (the metrics histogram).
     let onRTT: @Sendable (Double) -> Void
-    init(address: String, onRTT: @escaping @Sendable (Double) -> Void) { self.address = address; self.onRTT = onRTT }
+    /// Gets the queries sent to this upstream and the answers accepted from it (`log.dnstap`).
+    let dnstap: DnstapWriter?
+    /// This upstream's address, for dnstap.
+    let socketAddress: SocketAddress?
+    init(address: String, socketAddress: SocketAddress? = nil, dnstap: DnstapWriter? = nil, onRTT: @escaping @Sendable (Double) -> Void) {
+        self.address = address; self.onRTT = onRTT; self.socketAddress = socketAddress; self.dnstap = dnstap
+    }
+
+    /// A query leaving for this upstream through NIO (the event loops' UDP pool, TCP), for dnstap;
+    /// the UDP listeners' own queries are seen by their send batches.
+    func sending(_ query: [UInt8], overTCP: Bool) {
+        if let dnstap, let socketAddress { dnstap.message(.forwarderQuery, query, peer: socketAddress, overTCP: overTCP) }
+    }
 
     /// Counts a usable answer, `nanoseconds` after its query left.
     func recordAnswer(afterNanoseconds nanoseconds: Int64) {
@@ -47,8 +59,11 @@ public final class UpstreamHealth: Sendable {
     /// with an ID in flight: anything else may be stray or forged, not the upstream's. `bytes` is
     /// taken, as `UpstreamAnswer` takes it: borrowed, it was copied whole on every cache miss.
     @inline(__always)
-    func checkedAnswer(_ bytes: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType) -> UpstreamAnswer? {
+    func checkedAnswer(_ bytes: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType, overTCP: Bool = false) -> UpstreamAnswer? {
+        // dnstap wants the answer as received; `UpstreamAnswer` removes its OPT and zeroes its ID.
+        let received: [UInt8]? = dnstap == nil ? nil : copy bytes
         guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else { rejected.add(1); return nil }
+        if let dnstap, let socketAddress, let received { dnstap.message(.forwarderResponse, received, peer: socketAddress, overTCP: overTCP) }
         return a
     }
 
@@ -93,11 +108,13 @@ public final class UpstreamClient: Sendable {
     /// - Parameter onRTT: every answered exchange's round trip in seconds, with the upstream's
     ///   position in `upstreams` (an index, not its name: hashing the name on every miss cost more
     ///   than recording the time).
-    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16,
+    ///   - dnstap: gets every query sent upstream and every answer accepted (`log.dnstap`).
+    public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16, dnstap: DnstapWriter? = nil,
                 onRTT: @escaping @Sendable (Int, Double) -> Void = { _, _ in }) throws {
         self.poolSize = socketsPerLoop
         self.upstreams = try upstreams.enumerated().map { i, hp in
-            (try SocketAddress(ipAddress: hp.host, port: hp.port), UpstreamHealth(address: hp.description, onRTT: { onRTT(i, $0) }))
+            let address = try SocketAddress(ipAddress: hp.host, port: hp.port)
+            return (address, UpstreamHealth(address: hp.description, socketAddress: address, dnstap: dnstap, onRTT: { onRTT(i, $0) }))
         }
         self.timeout = .milliseconds(Int64(timeoutMs))
         self.deadline = .milliseconds(Int64(deadlineMs))
@@ -183,14 +200,16 @@ public final class UpstreamClient: Sendable {
                      overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
         if !overTCP {
             return pool(for: loop).exchange(to: addr, timeout: timeout, build: { id in
-                UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
+                let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
+                health.sending(query, overTCP: false)
+                return query
             }, check: { id, bytes in health.checkedAnswer(bytes, id: id, name: key.name, type: key.type) })   // called for `addr` and an ID in flight only
         }
         // TCP (after a truncated UDP reply): one connection per exchange, as RFC 7766 allows; rare.
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
         let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
-        let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { health.checkedAnswer($0, id: id, name: key.name, type: key.type) }
+        let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { health.checkedAnswer($0, id: id, name: key.name, type: key.type, overTCP: true) }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.hostPort)) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         ClientBootstrap(group: loop)
@@ -203,7 +222,10 @@ public final class UpstreamClient: Sendable {
                 }
             }
             .connect(to: addr)
-            .flatMap { ch in ch.writeAndFlush(ByteBuffer(bytes: query)).map { ch } }
+            .flatMap { ch in
+                health.sending(query, overTCP: true)
+                return ch.writeAndFlush(ByteBuffer(bytes: query)).map { ch }
+            }
             .whenComplete { result in
                 switch result {
                 case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }

@@ -40,10 +40,13 @@ final class DnstapCollector {
 struct TapMessage {
     let text: String
     let identity: String
-    let type: String        // CLIENT_QUERY, CLIENT_RESPONSE
+    let type: String        // CLIENT_QUERY, CLIENT_RESPONSE, FORWARDER_QUERY, FORWARDER_RESPONSE
     let proto: String       // UDP, TCP
     let address: String
     let port: String
+    /// The upstream's, in a forwarder message.
+    let responseAddress: String
+    let responsePort: String
     /// The DNS message as dnstap-ldns decoded it (ldns's text form).
     let dns: String
 
@@ -59,8 +62,15 @@ struct TapMessage {
         proto = field("socket_protocol")
         address = field("query_address")
         port = field("query_port")
+        responseAddress = field("response_address")
+        responsePort = field("response_port")
         dns = text.components(separatedBy: "_message: |\n").dropFirst().first ?? ""
     }
 
     var isQuery: Bool { type == "CLIENT_QUERY" }
+    /// The message's ID, from ldns's header line.
+    var id: String? {
+        guard let r = dns.range(of: ", id: ") else { return nil }
+        return String(dns[r.upperBound...].prefix(while: \.isNumber))
+    }
 }
