@@ -93,8 +93,7 @@ final class DnstapTests: XCTestCase {
         let nsd = try NSDUpstream()
         let dir = TestPaths.tempDir("dnstap")
         let port = freePort()
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address],
-                                   configYAML: "log:\n  dnstap:\n    address: 127.0.0.1:\(port)\n")
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", "127.0.0.1:\(port)"])
         XCTAssertTrue(g.waitForLog("dnstap collector not reachable"), g.log)
         for i in 0..<3 { XCTAssertEqual(try dig(g.port, ["early\(i).denied.test"]).status, "NXDOMAIN", "DNS answers without a collector") }
         var stats = try dnstapStats(g)
@@ -161,5 +160,10 @@ final class DnstapTests: XCTestCase {
         }
         // Where dnstap goes is fixed at start, as the query log's file is; a reload says so.
         XCTAssertEqual(ServerConfig().restartOnlyChanges(to: c), ["log.dnstap"])
+        for bad in ["127.0.0.1", long] {
+            let r = try runCommand(TestPaths.dnsgateBinary, ["validate", "--no-config", "--dnstap", bad])
+            XCTAssertEqual(r.status, 64, r.stderr)
+            XCTAssertTrue(r.stderr.contains("--dnstap"), r.stderr)
+        }
     }
 }

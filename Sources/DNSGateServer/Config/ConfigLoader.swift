@@ -265,8 +265,7 @@ public enum ConfigLoader {
             switch (m["socket"], m["address"]) {
             case (let v?, nil):
                 let path = resolve(try string(v))
-                // sockaddr_un holds 107 octets and a terminating zero.
-                guard !path.isEmpty, path.utf8.count <= 107 else {
+                guard !path.isEmpty, path.utf8.count <= DnstapConfig.maxSocketPath else {
                     throw error(v, "log.dnstap.socket must be a path of at most 107 bytes (a Unix socket's limit), not \(path.utf8.count)")
                 }
                 destination = .unix(path)

@@ -38,6 +38,16 @@ public struct DnstapConfig: Sendable, Equatable {
         self.destination = destination; self.identity = identity
     }
 
+    /// The longest Unix socket path: `sockaddr_un` holds 107 octets and a terminating zero.
+    public static let maxSocketPath = 107
+
+    /// A collector as `--dnstap` names it: a Unix socket path (it has a `/`), or ADDRESS:PORT.
+    public static func destination(parsing text: String) -> DnstapWriter.Destination? {
+        if text.contains("/") { return text.utf8.count <= maxSocketPath ? .unix(text) : nil }
+        guard let hp = HostPort(parsing: text, defaultPort: 0), hp.port != 0 else { return nil }
+        return .tcp(hp)
+    }
+
     public static var hostName: String {
         var buf = [CChar](repeating: 0, count: 256)
         return gethostname(&buf, buf.count - 1) == 0 ? String(cString: buf) : "dnsgate"

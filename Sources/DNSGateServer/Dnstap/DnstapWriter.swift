@@ -11,12 +11,12 @@ import Synchronization
 /// Vector, whatever already takes BIND's, unbound's or CoreDNS's dnstap. The forwarder messages are
 /// the operator's own evidence of what left the machine.
 ///
-/// The listeners only copy the message and the client's address into a bounded queue; one
+/// The query path only copies the message and the peer's address into a bounded queue; one
 /// background thread encodes (swift-protobuf), frames (Frame Streams, bidirectional handshake) and
-/// writes. While no collector is connected the queue keeps what it holds, so a collector that
-/// restarts loses nothing; past `capacity` waiting messages new ones are counted as dropped, never
-/// waited for. The thread tries to connect again every second and says in the log when it loses or
-/// finds the collector, once each.
+/// writes. While no collector is connected the queue keeps what it holds, so messages from while a
+/// collector restarts reach the new one (what the old one had not read is lost with it); past
+/// `capacity` waiting messages new ones are counted as dropped, never waited for. The thread tries
+/// to connect again every second and says in the log when it loses or finds the collector.
 public final class DnstapWriter: Sendable {
     public enum Destination: Sendable, Equatable, CustomStringConvertible {
         case unix(String)

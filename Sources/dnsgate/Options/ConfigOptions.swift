@@ -41,6 +41,16 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Query log file ('-' for standard output).", valueName: "file"))
     var queryLogFile: String?
 
+    @Option(name: .long, help: ArgumentHelp("Send every query and reply as dnstap to this collector: a Unix socket path, or ADDR:PORT (replaces the config's log.dnstap destination).", valueName: "socket"))
+    var dnstap: String?
+
+    /// `--dnstap`, a relative socket path taken from the current directory.
+    private var dnstapDestination: DnstapWriter.Destination? {
+        guard let d = dnstap else { return nil }
+        let cwd = FileManager.default.currentDirectoryPath
+        return DnstapConfig.destination(parsing: d.hasPrefix("/") || !d.contains("/") ? d : cwd + "/" + d)
+    }
+
     var configPath: String? {
         if noConfig { return nil }
         if let config { return config }
@@ -59,6 +69,9 @@ struct ConfigOptions: ParsableArguments {
         if let m = mode, PolicyMode(rawValue: m) == nil { throw ValidationError("--mode \(m): expected enforce or audit") }
         if let q = queryLog, QueryLogLevel(rawValue: q) == nil { throw ValidationError("--query-log \(q): expected none, denied or all") }
         if let t = threads, !(0...64).contains(t) { throw ValidationError("--threads \(t): expected 0...64") }
+        if let d = dnstap, dnstapDestination == nil {
+            throw ValidationError("--dnstap \(d): expected a Unix socket path of at most \(DnstapConfig.maxSocketPath) bytes, or ADDR:PORT")
+        }
     }
 
     /// Applies the flags on top of a loaded configuration; also used again on every reload.
@@ -68,6 +81,7 @@ struct ConfigOptions: ParsableArguments {
         let allow = allow.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
         let sinkhole = sinkhole.flatMap { SinkholeMode(name: $0) }, mode = mode.flatMap(PolicyMode.init(rawValue:))
         let control = control, threads = threads, queryLog = queryLog.flatMap(QueryLogLevel.init(rawValue:)), logFile = queryLogFile
+        let dnstap = dnstapDestination
         return { c in
             if !listen.isEmpty { c.listen = listen }
             if !upstream.isEmpty { c.upstreams = upstream }
@@ -78,6 +92,7 @@ struct ConfigOptions: ParsableArguments {
             if let threads { c.threads = threads }
             if let queryLog { c.queryLog = queryLog }
             if let logFile { c.queryLogFile = logFile }
+            if let dnstap { c.dnstap = DnstapConfig(destination: dnstap, identity: c.dnstap?.identity ?? DnstapConfig.hostName) }
         }
     }
 
