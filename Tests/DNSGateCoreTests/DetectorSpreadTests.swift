@@ -88,4 +88,35 @@ final class DetectorSpreadTests: XCTestCase {
         roomy.maxPairs = 2048
         XCTAssertTrue(kinds(roomy).contains(.tunnel), "with room for the tunnel's pair, the tunnel itself is caught")
     }
+
+    /// A flood of new registered domains from one container no longer pushes another container's
+    /// tunnel out: past a quarter of the table's worth of domains, the flooder's new pairs make room
+    /// from its own, and its first queries no longer push out the ones others asked. Before, the
+    /// tunnel's pair (or its held first query, under a flood of one-off names) was gone between any
+    /// two of its queries and the tunnel was never caught; the flooder alone was flagged.
+    func testAFloodFromOneClientDoesNotHideAnotherClientsTunnel() throws {
+        var config = DetectorConfig.default
+        config.maxPairs = 64
+        for repeats in [1, 2] {   // one-off names (held first queries), or pairs
+            var rng = SeededRandom(seed: 6)
+            let encoded = Array(DetectorFixtures.base32(rng.bytes(3000)))
+            var events: [QueryEvent] = [], t = start
+            for (seq, from) in stride(from: 0, to: encoded.count, by: 52).enumerated() {
+                let chunk = String(encoded[from..<min(from + 52, encoded.count)])
+                events.append(QueryEvent(time: t, client: "192.0.2.40", name: try DNSName("\(chunk).\(seq).t.exfil.test"), type: .txt, rcode: .nxDomain))
+                for j in 0..<70 {   // more new registered domains between two tunnel queries than the table holds
+                    let junk = try DNSName("a.j\(seq)-\(j).test")
+                    for _ in 0..<repeats { t += 0.001; events.append(QueryEvent(time: t, client: "192.0.2.41", name: junk, type: .a, rcode: .nxDomain)) }
+                }
+                t += 0.5
+            }
+            let d = TunnelDetector(config: config, suffixes: suffixes)
+            let alerts = events.flatMap { d.observe($0) }
+            XCTAssertEqual(alerts.filter { $0.client == "192.0.2.41" }.map(\.kind), [.domainSpread], "the flooder")
+            XCTAssertTrue(alerts.contains { $0.client == "192.0.2.40" && $0.kind == .tunnel },
+                          "the tunnel behind a flood of names asked \(repeats)×: \(alerts.map(\.kind))")
+            XCTAssertLessThanOrEqual(d.stateCounts.pairs, 64)
+            XCTAssertLessThanOrEqual(d.stateCounts.heldFirstQueries, 64)
+        }
+    }
 }

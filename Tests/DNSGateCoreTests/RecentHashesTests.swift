@@ -88,15 +88,18 @@ final class RecentHashesTests: XCTestCase {
         }
         // Keys chosen to share index positions: probing and backward shifts are exercised too.
         let keys: [UInt64] = [0x10, 0x20, 0x30, 0x40, 0x50]
-        for (i, k) in keys.prefix(3).enumerated() { held.hold(k, try event(Double(i))) }
+        for (i, k) in keys.prefix(3).enumerated() { held.hold(k, try event(Double(i)), client: 1) }
         XCTAssertEqual(held.count, 3)
         XCTAssertEqual(held.take(keys[1], client: "192.0.2.1")?.time, 1)
         XCTAssertNil(held.take(keys[1], client: "192.0.2.1"))
-        held.hold(keys[3], try event(3))     // into the oldest place: keys[0] goes
+        XCTAssertTrue(held.holdingWouldDropAnother(than: 2), "full, and the oldest is client 1's")
+        XCTAssertFalse(held.holdingWouldDropAnother(than: 1))
+        held.hold(keys[3], try event(3), client: 1)     // into the oldest place: keys[0] goes
         XCTAssertNil(held.peek(keys[0], client: "192.0.2.1"))
         XCTAssertEqual(held.peek(keys[2], client: "192.0.2.1")?.name, try DNSName("n2.example.com"))
         XCTAssertEqual(held.peek(keys[3], client: "192.0.2.1")?.time, 3)
-        held.hold(keys[4], try event(4))     // into the place keys[1] left
+        XCTAssertFalse(held.holdingWouldDropAnother(than: 2), "the place keys[1] left is free")
+        held.hold(keys[4], try event(4), client: 1)     // into the place keys[1] left
         XCTAssertEqual(held.count, 3)
         XCTAssertEqual(held.peek(keys[2], client: "192.0.2.1")?.time, 2)
         held.removeExpired(olderThan: 3.5)   // 2 and 3 go; 4 stays

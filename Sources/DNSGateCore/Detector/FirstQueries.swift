@@ -16,6 +16,8 @@
 struct FirstQueries {
     private struct Held {
         var pair: UInt64
+        /// Who asked (`ClientState.id`), so a flood can be kept from pushing out others' queries.
+        var client: UInt64
         var time: Double
         var name: DNSName?      // nil: the place is free (never used, or its query was taken)
         var type: RecordType
@@ -32,7 +34,7 @@ struct FirstQueries {
 
     init(capacity: Int) {
         let n = max(1, capacity)
-        ring = Array(repeating: Held(pair: 0, time: 0, name: nil, type: .a, rcode: .noError), count: n)
+        ring = Array(repeating: Held(pair: 0, client: 0, time: 0, name: nil, type: .a, rcode: .noError), count: n)
         let size = TableHash.powerOfTwo(atLeast: 2 * n)
         index = Array(repeating: -1, count: size)
         mask = size - 1
@@ -59,11 +61,17 @@ struct FirstQueries {
         return QueryEvent(time: h.time, client: client, name: h.name!, type: h.type, rcode: h.rcode)
     }
 
+    /// Whether holding a query now would push out a query another client asked (the ring is full
+    /// there and the oldest is not `client`'s).
+    func holdingWouldDropAnother(than client: UInt64) -> Bool {
+        ring[next].name != nil && ring[next].client != client
+    }
+
     /// Holds `e` as the first query of `pair`, which must not be held already; the oldest query
     /// held makes room when the ring is full.
-    mutating func hold(_ pair: UInt64, _ e: QueryEvent) {
+    mutating func hold(_ pair: UInt64, _ e: QueryEvent, client: UInt64) {
         if ring[next].name != nil { drop(at: next) }
-        ring[next] = Held(pair: pair, time: e.time, name: e.name, type: e.type, rcode: e.rcode)
+        ring[next] = Held(pair: pair, client: client, time: e.time, name: e.name, type: e.type, rcode: e.rcode)
         let mask = self.mask, slot = Int32(next)
         index.withUnsafeMutableBufferPointer { ProbedIndex.insert(slot, home: Int(truncatingIfNeeded: pair) & mask, in: $0.baseAddress!, mask: mask) }
         count += 1

@@ -35,9 +35,20 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
 
     /// Adds the state `make` returns for `key` (which must be absent). At the cap the least recently
     /// used entry goes first, and `make` gets its state to reuse if it likes.
-    mutating func insert(_ key: Key, _ make: (State?) -> State) -> State {
+    /// - Parameter preferred: at the cap, the least recently used state among the `preferredWithin`
+    ///   oldest that this accepts goes instead, when there is one (the inserting client's own).
+    mutating func insert(_ key: Key, evictingFirst preferred: ((State) -> Bool)? = nil, preferredWithin: Int = 64,
+                         _ make: (State?) -> State) -> State {
         var evicted: State?
-        if byKey.count >= capacity, let victim = order.popOldest() { evicted = byKey.removeValue(forKey: victim) }
+        if byKey.count >= capacity {
+            if let preferred, let h = order.oldest(within: preferredWithin, where: { byKey[$0].map(preferred) ?? false }),
+               let victim = order.key(h) {
+                order.remove(h)
+                evicted = byKey.removeValue(forKey: victim)
+            } else if let victim = order.popOldest() {
+                evicted = byKey.removeValue(forKey: victim)
+            }
+        }
         let state = make(evicted)
         state.recencyHandle = order.insert(key)
         byKey[key] = state
@@ -51,11 +62,12 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     /// nothing expired stays behind a live state except by the skew between two listeners' clocks
     /// (it goes at a later call). A pass over every state, cold in cache, took up to 0.6 ms once a
     /// second on the listener's core, and showed in the p99.9 latency.
-    mutating func removeExpired(_ expired: (State) -> Bool) {
+    mutating func removeExpired(_ expired: (State) -> Bool, removed: (State) -> Void = { _ in }) {
         while let key = order.oldestKey, let state = byKey[key], expired(state) {
             _ = order.popOldest()
             byKey[key] = nil
             last = nil
+            removed(state)
         }
     }
 }

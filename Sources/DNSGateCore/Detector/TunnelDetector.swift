@@ -21,11 +21,12 @@
 /// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
 /// path), and read `alertsSnapshot()` on that queue too.
 ///
+/// A client past a quarter of the pair table's worth of registered domains makes room from its own
+/// pairs, and no longer pushes out first queries other clients asked (its pairs start at their
+/// first query instead): one container's flood cannot hide another's tunnel. Its own tunnel's pair
+/// it can still push out; `domainSpread` (half the table) is what catches that.
+///
 /// TODO:
-/// - A client that looks up thousands of random registered domains twice each pushes older pairs,
-///   its own tunnel's included, out of the LRU (once each, they only take `FirstQueries` slots).
-///   That client raises `domainSpread` on its way (half the table's size), but it still evicts
-///   other clients' pairs: a per-client pair cap would keep one client from doing that.
 /// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
 /// - The label tables beyond each pair's guaranteed 256 hashes are shared first come, first served:
 ///   pairs flooded with ever-new names (which gain nothing from them) can hold them all for a window,
@@ -42,6 +43,8 @@ public final class TunnelDetector {
     private let baselineDecay: Double
 
     private var pairs: RecentStates<PairKey, PairState>
+    /// Pairs a client may hold before its new ones make room from its own (a quarter of the table).
+    private let ownPairsFirstAt: Int
     /// The table space the pairs' remembered names and labels share.
     private let labelMemory: LabelMemory
     /// First queries of pairs seen once; used only when `holdsFirstQueries`.
@@ -78,6 +81,7 @@ public final class TunnelDetector {
         }, uniquingKeysWith: { first, _ in first })
         self.baselineDecay = LabelShape.exp2(-1 / max(config.baselineHalfLifeMinutes, 0.01))
         self.pairs = RecentStates(capacity: config.maxPairs)
+        self.ownPairsFirstAt = max(1, config.maxPairs / 4)
         self.labelMemory = LabelMemory(labelsPerPair: config.maxLabelsPerPair, guaranteedLabelsPerPair: config.guaranteedLabelsPerPair,
                                        sharedLabels: config.sharedLabels)
         let limits = [config.volumeLimits] + config.domainLimits.values
@@ -162,16 +166,29 @@ public final class TunnelDetector {
         if let f = first, e.time - f.time > config.windowSeconds { first = nil }
         if first == nil {
             newToClient = true
-            if holdsFirstQueries { firstQueries.hold(key.id, e); return nil }
+            // A client asking under a quarter of the table's worth of registered domains in the
+            // window does not push other clients' held queries out: its pair starts here instead,
+            // and makes room from its own pairs (below). A flood from one container then cannot
+            // keep a tunnel in another from ever getting a pair.
+            if holdsFirstQueries && !(client.distinctDomains >= ownPairsFirstAt && firstQueries.holdingWouldDropAnother(than: client.id)) {
+                firstQueries.hold(key.id, e, client: client.id)
+                return nil
+            }
         }
         let firstSeen = first?.time ?? e.time
         // At the cap the least recently seen pair makes room, and its state is reused for this
-        // one: under a flood of new registered domains that spares a dozen allocations a pair.
-        let pair = pairs.insert(key) { evicted in
+        // one: under a flood of new registered domains that spares a dozen allocations a pair. A
+        // client that already holds a quarter of the table makes room from its own pairs first:
+        // a flood of new domains from one container must not push another container's tunnel out.
+        let ownFirst: ((PairState) -> Bool)? = client.pairCount >= ownPairsFirstAt ? { $0.owner === client } : nil
+        let pair = pairs.insert(key, evictingFirst: ownFirst) { evicted in
             guard let old = evicted else { return newPairState(firstSeen: firstSeen) }
+            old.owner?.pairCount -= 1
             old.reset(firstSeen: firstSeen)
             return old
         }
+        pair.owner = client
+        client.pairCount += 1
         pair.limits = limits(forDomainHash: domainHash)
         // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
         if let first { update(pair, with: first, domainLabels: domain.labelCount) }
@@ -196,6 +213,7 @@ public final class TunnelDetector {
     private func countDomain(_ domain: DNSName, of c: ClientState, event e: QueryEvent) -> DetectorAlert? {
         guard config.spreadDistinctDomains > 0 else { return nil }
         let (n, changed) = c.domains.insert(hash: StableHash.hash(domain.wire), at: e.time, windowSeconds: config.windowSeconds)
+        c.distinctDomains = Int(n)
         guard n >= config.spreadDistinctDomains, changed || e.time - c.spreadCheckedAt >= 1 else { return nil }
         c.spreadCheckedAt = e.time
         let samples = c.spreadSamples ?? SampleRing()
@@ -224,7 +242,7 @@ public final class TunnelDetector {
     /// then (the server: once a second) so idle memory is returned, not only at the caps. Costs
     /// what it drops, not what is kept (`RecentStates.removeExpired`).
     public func expire(now: Double) {
-        pairs.removeExpired { now - $0.lastTime > config.windowSeconds }
+        pairs.removeExpired({ now - $0.lastTime > config.windowSeconds }, removed: { $0.owner?.pairCount -= 1; $0.owner = nil })
         firstQueries.removeExpired(olderThan: now - config.windowSeconds)
         clients.removeExpired { now - $0.lastSeen > config.windowSeconds }
         budgets.removeExpired { now - $0.lastSeen > 2 * config.windowSeconds }
@@ -484,7 +502,7 @@ public final class TunnelDetector {
     }
 
     private func touchClient(_ e: QueryEvent) -> ClientState {
-        let c = clients.touch(e.client) ?? clients.insert(e.client) { _ in ClientState(firstSeen: e.time) }
+        let c = clients.touch(e.client) ?? clients.insert(e.client) { _ in ClientState(e.client, firstSeen: e.time) }
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -794,6 +812,8 @@ private struct WindowTotals {
 private final class PairState: RecencyTracked {
     /// Place in the detector's recency list for this table (`RecentStates`).
     var recencyHandle = -1
+    /// The client whose pair this is; its `pairCount` counts this state.
+    var owner: ClientState?
     var buckets: [Bucket]
     /// Bumped when the state is recycled for another pair; only buckets of this generation count.
     var generation: UInt32 = 0
@@ -893,8 +913,18 @@ private final class ClientState: RecencyTracked {
     var spreadSamples: SampleRing?
     var spreadEpisode: Episode?
     var spreadCheckedAt = -Double.infinity
+    /// Pairs of this client in the detector's table.
+    var pairCount = 0
+    /// `domains`' count as of the client's last new registered domain.
+    var distinctDomains = 0
+    /// The client's address, hashed: who asked a held first query (`FirstQueries`).
+    let id: UInt64
 
-    init(firstSeen: Double) { self.firstSeen = firstSeen; self.lastSeen = firstSeen }
+    init(_ client: String, firstSeen: Double) {
+        var c = client
+        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: 0x636C_6965_6E74) }
+        self.firstSeen = firstSeen; self.lastSeen = firstSeen
+    }
 }
 
 private final class BudgetState: RecencyTracked {

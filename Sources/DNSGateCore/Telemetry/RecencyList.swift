@@ -61,6 +61,21 @@ public struct RecencyList<Key> {
         return key
     }
 
+    /// The handle of the least recently used key that `matches`, looking at the `limit` oldest keys
+    /// only; nil when none of them does.
+    public func oldest(within limit: Int, where matches: (Key) -> Bool) -> Int? {
+        var i = oldest, seen = 0
+        while i >= 0 && seen < limit {
+            if let key = nodes[Int(i)].key, matches(key) { return Int(i) }
+            i = nodes[Int(i)].newer
+            seen += 1
+        }
+        return nil
+    }
+
+    /// The key behind `handle`.
+    public func key(_ handle: Int) -> Key? { nodes[handle].key }
+
     private mutating func unlink(_ i: Int32) {
         // The two links only: copying the node would copy (retain and release) its key.
         let older = nodes[Int(i)].older, newer = nodes[Int(i)].newer
