@@ -64,18 +64,7 @@ final class DetectorSpreadTests: XCTestCase {
     func testFloodingNewDomainsToEvictATunnelsStateIsCaught() throws {
         var config = DetectorConfig.default
         config.maxPairs = 64
-        var rng = SeededRandom(seed: 5)
-        let encoded = Array(DetectorFixtures.base32(rng.bytes(3000)))
-        var events: [QueryEvent] = [], t = start
-        for (seq, from) in stride(from: 0, to: encoded.count, by: 52).enumerated() {
-            let chunk = String(encoded[from..<min(from + 52, encoded.count)])
-            events.append(QueryEvent(time: t, client: "192.0.2.40", name: try DNSName("\(chunk).\(seq).t.exfil.test"), type: .txt, rcode: .nxDomain))
-            for j in 0..<70 {
-                let junk = try DNSName("a.j\(seq)-\(j).test")
-                for _ in 0..<2 { t += 0.001; events.append(QueryEvent(time: t, client: "192.0.2.40", name: junk, type: .a, rcode: .nxDomain)) }
-            }
-            t += 0.5
-        }
+        let (events, encoded) = try tunnelBehindAFlood(seed: 5, flooder: "192.0.2.40", repeats: 2)
         func kinds(_ c: DetectorConfig) -> [DetectorAlert.Kind] {
             let d = TunnelDetector(config: c, suffixes: suffixes)
             return events.flatMap { d.observe($0) }.map(\.kind)
@@ -98,18 +87,7 @@ final class DetectorSpreadTests: XCTestCase {
         var config = DetectorConfig.default
         config.maxPairs = 64
         for repeats in [1, 2] {   // one-off names (held first queries), or pairs
-            var rng = SeededRandom(seed: 6)
-            let encoded = Array(DetectorFixtures.base32(rng.bytes(3000)))
-            var events: [QueryEvent] = [], t = start
-            for (seq, from) in stride(from: 0, to: encoded.count, by: 52).enumerated() {
-                let chunk = String(encoded[from..<min(from + 52, encoded.count)])
-                events.append(QueryEvent(time: t, client: "192.0.2.40", name: try DNSName("\(chunk).\(seq).t.exfil.test"), type: .txt, rcode: .nxDomain))
-                for j in 0..<70 {   // more new registered domains between two tunnel queries than the table holds
-                    let junk = try DNSName("a.j\(seq)-\(j).test")
-                    for _ in 0..<repeats { t += 0.001; events.append(QueryEvent(time: t, client: "192.0.2.41", name: junk, type: .a, rcode: .nxDomain)) }
-                }
-                t += 0.5
-            }
+            let (events, _) = try tunnelBehindAFlood(seed: 6, flooder: "192.0.2.41", repeats: repeats)
             let d = TunnelDetector(config: config, suffixes: suffixes)
             let alerts = events.flatMap { d.observe($0) }
             XCTAssertEqual(alerts.filter { $0.client == "192.0.2.41" }.map(\.kind), [.domainSpread], "the flooder")
@@ -118,5 +96,24 @@ final class DetectorSpreadTests: XCTestCase {
             XCTAssertLessThanOrEqual(d.stateCounts.pairs, 64)
             XCTAssertLessThanOrEqual(d.stateCounts.heldFirstQueries, 64)
         }
+    }
+
+    /// 3 KB of base32 from 192.0.2.40 under exfil.test, one query every half second, and between two
+    /// of them 70 new registered domains (more than the test's 64-pair table) from `flooder`, each
+    /// asked `repeats` times. Returns the events and the encoded text.
+    private func tunnelBehindAFlood(seed: UInt64, flooder: String, repeats: Int) throws -> ([QueryEvent], [Character]) {
+        var rng = SeededRandom(seed: seed)
+        let encoded = Array(DetectorFixtures.base32(rng.bytes(3000)))
+        var events: [QueryEvent] = [], t = start
+        for (seq, from) in stride(from: 0, to: encoded.count, by: 52).enumerated() {
+            let chunk = String(encoded[from..<min(from + 52, encoded.count)])
+            events.append(QueryEvent(time: t, client: "192.0.2.40", name: try DNSName("\(chunk).\(seq).t.exfil.test"), type: .txt, rcode: .nxDomain))
+            for j in 0..<70 {
+                let junk = try DNSName("a.j\(seq)-\(j).test")
+                for _ in 0..<repeats { t += 0.001; events.append(QueryEvent(time: t, client: flooder, name: junk, type: .a, rcode: .nxDomain)) }
+            }
+            t += 0.5
+        }
+        return (events, encoded)
     }
 }
