@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import XCTest
 @testable import DNSGateServer
 
@@ -153,6 +154,8 @@ final class DnstapTests: XCTestCase {
             ("log:\n  dnstap:\n    socket: /run/t.sock\n    address: 127.0.0.1:6000\n", 4, "not both"),
             ("log:\n  dnstap:\n    identity: x\n", 3, "needs socket"),
             ("log:\n  dnstap:\n    sokcet: /run/t.sock\n", 3, "unknown key 'sokcet'"),
+            ("log:\n  dnstap:\n    socket: \"\"\n", 3, "must name a socket"),
+            ("log:\n  dnstap:\n    socket: /tmp\n", 3, "is a directory"),
         ] {
             XCTAssertThrowsError(try ConfigLoader.parse(text: yaml, file: "x.yaml"), yaml) { e in
                 XCTAssertTrue("\(e)".hasPrefix("x.yaml:\(line):") && "\(e)".contains(text), "\(yaml): \(e)")
@@ -165,5 +168,69 @@ final class DnstapTests: XCTestCase {
             XCTAssertEqual(r.status, 64, r.stderr)
             XCTAssertTrue(r.stderr.contains("--dnstap"), r.stderr)
         }
+    }
+
+    // MARK: collectors that misbehave (QA pass 7)
+
+    /// Seconds `g` takes to stop on SIGTERM.
+    private func secondsToStop(_ g: DNSGateProcess) -> Double {
+        let t = Date()
+        g.stop()
+        return Date().timeIntervalSince(t)
+    }
+
+    /// A collector that never accepts (its backlog full) stalled the dnstap thread in `connect` for
+    /// good: no more attempts, no more log, a 7-s shutdown that lost the queue without a word.
+    func testACollectorThatNeverAcceptsStallsNothing() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let collector = HostileCollector(.neverAccepts, path: dir.appendingPathComponent("tap.sock").path)
+        defer { collector.stop() }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        XCTAssertTrue(g.waitForLog("the collector is not accepting connections", timeout: 10), g.log)
+        XCTAssertEqual(try dig(g.port, ["+tcp", "www.denied.test"]).status, "NXDOMAIN")
+        XCTAssertLessThan(secondsToStop(g), 3)
+        XCTAssertTrue(g.log.contains("stopping without a dnstap collector; 2 messages lost"), g.log)
+    }
+
+    /// A collector trickling its handshake a byte at a time kept every read under its 2-s timeout
+    /// and the thread waiting for minutes, silently. The handshake has one deadline now.
+    func testAHandshakeTrickledAByteAtATimeTimesOut() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let collector = HostileCollector(.tricklesItsHandshake, path: dir.appendingPathComponent("tap.sock").path)
+        defer { collector.stop() }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        XCTAssertTrue(g.waitForLog("no handshake from the collector within 2 s", timeout: 6), g.log)
+        XCTAssertLessThan(secondsToStop(g), 3)
+    }
+
+    /// A collector that closes every connection after its handshake is said once, not twice a second.
+    func testACollectorThatKeepsClosingIsSaidOnce() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let collector = HostileCollector(.closesAfterHandshake, path: dir.appendingPathComponent("tap.sock").path)
+        defer { collector.stop() }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        for i in 0..<8 {
+            XCTAssertEqual(try dig(g.port, ["flap\(i).denied.test"]).status, "NXDOMAIN")
+            usleep(500_000)
+        }
+        let lines = g.log.split(separator: "\n").filter { $0.contains("\"dnstap\"") }
+        XCTAssertLessThanOrEqual(lines.count, 3, lines.joined(separator: "\n"))
+        XCTAssertLessThan(secondsToStop(g), 3)
+    }
+
+    /// The queue is bounded by bytes too: 100,000 large replies were 1–3 GB (QA pass 7).
+    func testTheQueueIsBoundedByBytes() throws {
+        let writer = DnstapWriter(destination: .unix("/nonexistent/tap.sock"), identity: "t", logger: Logger(label: "test"),
+                                  maxQueuedBytes: 1 << 20)
+        defer { writer.stop() }
+        var peer = sockaddr_storage()
+        withUnsafeMutableBytes(of: &peer) { $0.storeBytes(of: sa_family_t(AF_INET), toByteOffset: 0, as: sa_family_t.self) }
+        let reply = [UInt8](repeating: 0, count: 16_384)
+        for _ in 0..<100 { withUnsafePointer(to: &peer) { writer.message(.clientResponse, reply, peer: $0, overTCP: true) } }
+        XCTAssertEqual(writer.dropped, 100 - 64, "64 replies of 16 KB fill 1 MiB")
+        XCTAssertEqual(writer.sent.value, 0)
     }
 }

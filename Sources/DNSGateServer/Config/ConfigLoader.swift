@@ -264,8 +264,15 @@ public enum ConfigLoader {
             let destination: DnstapWriter.Destination
             switch (m["socket"], m["address"]) {
             case (let v?, nil):
-                let path = resolve(try string(v))
-                guard !path.isEmpty, path.utf8.count <= DnstapConfig.maxSocketPath else {
+                let text = try string(v)
+                // Empty, it resolved to the config's own directory, and connecting there failed for ever (QA pass 7).
+                guard !text.isEmpty, !text.hasSuffix("/") else { throw error(v, "log.dnstap.socket must name a socket, not '\(text)'") }
+                let path = resolve(text)
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw error(v, "log.dnstap.socket \(path) is a directory")
+                }
+                guard path.utf8.count <= DnstapConfig.maxSocketPath else {
                     throw error(v, "log.dnstap.socket must be a path of at most 107 bytes (a Unix socket's limit), not \(path.utf8.count)")
                 }
                 destination = .unix(path)

@@ -45,7 +45,12 @@ public final class DnstapWriter: Sendable {
     }
 
     static let contentType = "protobuf:dnstap.Dnstap"
+    /// Messages waiting, at most: by count, and by their bytes (a TCP reply can be 64 KB).
     static let capacity = 100_000
+    public static let maxQueuedBytes = 64 << 20
+    /// Frames written to the socket in one go, at most (about): what a batch costs in memory beyond
+    /// the queue.
+    static let chunkBytes = 256 << 10
 
     let destination: Destination
     private let identity: Data
@@ -57,14 +62,22 @@ public final class DnstapWriter: Sendable {
     private let logger: Logger
     /// Messages written to a collector.
     public let sent = AtomicCounter()
-    /// Messages lost: the queue was full, or the connection failed while they were being written.
+    /// Messages lost: the queue was full (by count or bytes), or the connection failed while they
+    /// were being written. Messages written to the socket that the collector never read (it
+    /// stopped, or closed the connection) are not known, so not counted: Frame Streams has no
+    /// acknowledgement.
     public var dropped: Int { pending.dropped.value + lostInWrite.value }
     private let lostInWrite = AtomicCounter()
+    /// Bytes of the messages waiting in `pending`.
+    private let queuedBytes = AtomicCounter()
     private let isConnected = Atomic<Bool>(false)
     public var connected: Bool { isConnected.load(ordering: .relaxed) }
 
-    public init(destination: Destination, identity: String, logger: Logger) {
-        self.destination = destination
+    /// Messages waiting may take this many bytes (tests lower it).
+    private let maxQueuedBytes: Int
+
+    public init(destination: Destination, identity: String, logger: Logger, maxQueuedBytes: Int = DnstapWriter.maxQueuedBytes) {
+        self.destination = destination; self.maxQueuedBytes = maxQueuedBytes
         self.identity = Data(identity.utf8)
         self.logger = logger
         let t = Thread { [self] in
@@ -96,7 +109,11 @@ public final class DnstapWriter: Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         let e = Event(kind: kind, overTCP: overTCP, address: address, port: port,
                       seconds: UInt64(max(0, ts.tv_sec)), nanoseconds: UInt32(ts.tv_nsec), message: message)
-        if pending.push(e).wasEmpty { signal.signal() }
+        // Two listeners may both pass this test at the edge: the budget is exceeded by a message or two.
+        guard queuedBytes.value + message.count <= maxQueuedBytes else { lostInWrite.add(1); return }
+        let (accepted, wasEmpty) = pending.push(e)
+        if accepted { queuedBytes.add(message.count) }
+        if wasEmpty { signal.signal() }
     }
 
     /// The address octets and port of an IPv4 or IPv6 socket address; nil for any other family.
@@ -155,56 +172,74 @@ public final class DnstapWriter: Sendable {
 
     // MARK: the writer thread
 
+    /// What the log last said about the collector, so that an outage, or a collector that keeps
+    /// closing its connections, is said once, not at every attempt.
+    private enum Said: Equatable {
+        case nothing
+        case unreachable(String)
+        /// Closed, or stopped reading; said again only after a connection that lasted.
+        case closed
+    }
+
+    /// A connection delivering for this long is a working collector again, and its next problem is news.
+    static let stableSeconds = 10.0
+
     private func writerLoop() {
         BackgroundThread.lowerPriority()
         var connection: FrameStreamConnection?
+        var connectedAt = 0.0
         var nextAttempt = 0.0
-        var said: String?   // the last connection problem logged, so an outage is said once
+        var said = Said.nothing
         var buffer: [Event] = []
+        func lost(_ why: String, _ n: Int) {
+            connection = nil
+            isConnected.store(false, ordering: .relaxed)
+            nextAttempt = WallClock.now() + 1
+            if n > 0 { lostInWrite.add(n) }
+            if said != .closed {
+                logger.warning("\(why); connecting again", metadata: ["concern": "log", "dnstap": "\(destination)", "lost": "\(n)"])
+                said = .closed
+            }
+        }
         while true {
             let stop = stopping.load(ordering: .relaxed)
-            if connection == nil && (WallClock.now() >= nextAttempt || stop) {
+            if connection == nil && WallClock.now() >= nextAttempt {
                 do {
                     connection = try FrameStreamConnection(destination, contentType: Self.contentType)
+                    connectedAt = WallClock.now()
                     isConnected.store(true, ordering: .relaxed)
-                    logger.notice("dnstap collector connected", metadata: ["concern": "log", "dnstap": "\(destination)"])
-                    said = nil
+                    if said != .closed {
+                        logger.notice("dnstap collector connected", metadata: ["concern": "log", "dnstap": "\(destination)"])
+                        said = .nothing
+                    }
                 } catch {
                     nextAttempt = WallClock.now() + 1
-                    if said != "\(error)" {
+                    if said != .unreachable("\(error)") {
                         logger.warning("dnstap collector not reachable; messages wait (up to \(Self.capacity)) and dnsgate tries again every second",
                                        metadata: ["concern": "log", "dnstap": "\(destination)", "error": "\(error)"])
-                        said = "\(error)"
+                        said = .unreachable("\(error)")
                     }
                 }
             }
-            if let c = connection, !c.isOpen {
-                // Closed by the collector (a restart): found before a batch is written into it and lost.
-                connection = nil
-                isConnected.store(false, ordering: .relaxed)
-                nextAttempt = WallClock.now() + 1   // a collector that closes every connection costs a line a second
-                logger.warning("dnstap collector closed the connection; messages wait, connecting again", metadata: ["concern": "log", "dnstap": "\(destination)"])
-            }
+            // Closed by the collector (a restart): found before a batch is written into it and lost.
+            if let c = connection, !c.isOpen { lost("dnstap collector closed the connection; messages wait", 0) }
             if let c = connection {
                 pending.swapPending(&buffer)
                 if !buffer.isEmpty {
-                    var out: [UInt8] = []
-                    for e in buffer { FrameStreams.appendData(payload(e), to: &out) }
-                    if let error = c.write(out) {
-                        lostInWrite.add(buffer.count)
-                        connection = nil
-                        isConnected.store(false, ordering: .relaxed)
-                        nextAttempt = WallClock.now() + 1
-                        logger.warning("dnstap collector went away; \(buffer.count) messages lost, connecting again",
-                                       metadata: ["concern": "log", "dnstap": "\(destination)", "error": "\(error)"])
-                        said = nil
-                    } else {
-                        sent.add(buffer.count)
+                    queuedBytes.add(-buffer.reduce(0) { $0 + $1.message.count })
+                    let written = write(buffer, to: c)
+                    sent.add(written)
+                    if written < buffer.count {
+                        lost("dnstap collector went away or stopped reading; messages not written are lost", buffer.count - written)
+                    } else if said == .closed && WallClock.now() - connectedAt >= Self.stableSeconds {
+                        logger.notice("dnstap collector connected", metadata: ["concern": "log", "dnstap": "\(destination)"])
+                        said = .nothing
                     }
                     buffer.removeAll(keepingCapacity: true)
                 }
             }
             if stop {
+                // No new connection attempt here: shutting down must not wait on a collector that just failed.
                 connection?.finish()
                 isConnected.store(false, ordering: .relaxed)
                 let unsent = pending.takeAll().count
@@ -217,52 +252,85 @@ public final class DnstapWriter: Sendable {
             _ = signal.wait(timeout: .now() + 1)
         }
     }
+
+    /// Encodes and writes `batch` a chunk at a time; returns how many messages were written before a
+    /// write failed (all of them when none did).
+    private func write(_ batch: [Event], to c: FrameStreamConnection) -> Int {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.chunkBytes + 4096)
+        var written = 0, inChunk = 0
+        for e in batch {
+            FrameStreams.appendData(payload(e), to: &out)
+            inChunk += 1
+            if out.count >= Self.chunkBytes {
+                if c.write(out) != nil { return written }
+                written += inChunk; inChunk = 0
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty {
+            if c.write(out) != nil { return written }
+            written += inChunk
+        }
+        return written
+    }
 }
 
 /// One Frame Streams connection to a collector, as a writer: handshake on open, data frames, STOP and
-/// FINISH on close. Blocking, with timeouts, on the dnstap thread only.
+/// FINISH on close. On the dnstap thread only; every step has a deadline (`timeout`) for the whole
+/// step, not per system call, so a collector that stops accepting, reading or answering, or trickles
+/// its handshake a byte at a time, costs messages, never a stuck thread or a slow shutdown.
 final class FrameStreamConnection {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     private let fd: CInt
-    /// How long a write or the collector's handshake may block: a collector that stops reading costs
-    /// messages (the queue fills), never a stuck thread.
-    static let timeoutSeconds = 2
+    static let timeout: UInt64 = 2_000_000_000   // nanoseconds
 
     init(_ destination: DnstapWriter.Destination, contentType: String) throws {
+        let deadline = MonotonicClock.nanoseconds() + Self.timeout
+        var storage = sockaddr_storage()
+        var length: Int
         switch destination {
         case .unix(let path):
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
             var sa = sockaddr_un()
             sa.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: sa.sun_path) else { throw Failure(description: "socket path too long") }
+            guard bytes.count < MemoryLayout.size(ofValue: sa.sun_path) else { fd = -1; throw Failure(description: "socket path too long") }
             withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: bytes) }
-            try connect(&sa, "connect \(path)")
+            length = MemoryLayout<sockaddr_un>.size
+            withUnsafeBytes(of: sa) { s in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: s) } }
         case .tcp(let hp):
-            guard let address = try? SocketAddress(ipAddress: hp.host, port: hp.port) else { throw Failure(description: "\(hp) is not an IP address") }
-            fd = socket(CInt(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-            var storage = sockaddr_storage()
-            address.withSockAddr { sa, n in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: n)) } }
-            try connect(&storage, "connect \(hp)")
+            guard let address = try? SocketAddress(ipAddress: hp.host, port: hp.port) else { fd = -1; throw Failure(description: "\(hp) is not an IP address") }
+            length = 0
+            address.withSockAddr { sa, n in
+                withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: n)) }
+                length = n
+            }
         }
-        var tv = timeval(tv_sec: Self.timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        // Non-blocking from the start: a blocking connect to a Unix socket whose listener does not
+        // accept (its backlog full: a hung or stopped collector) waited for ever (QA pass 7).
+        fd = socket(CInt(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         // Once `fd` is set the object is whole: a throw from here on closes it in `deinit`.
-        if let e = write(FrameStreams.control(.ready, contentType: contentType)) { throw e }
-        let accept = try readControl()
+        let r = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(length)) } }
+        if r != 0 {
+            let e = errno
+            // A Unix socket refuses at once when its backlog is full (EAGAIN); TCP connects in the background.
+            guard e == EINPROGRESS else {
+                throw Failure(description: "connect \(destination): \(e == EAGAIN ? "the collector is not accepting connections" : String(cString: strerror(e)))")
+            }
+            guard wait(POLLOUT, until: deadline) else { throw Failure(description: "connect \(destination): timed out") }
+            var soError: CInt = 0
+            var n = socklen_t(MemoryLayout<CInt>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &n)
+            guard soError == 0 else { throw Failure(description: "connect \(destination): \(String(cString: strerror(soError)))") }
+        }
+        if let e = write(FrameStreams.control(.ready, contentType: contentType), until: deadline) { throw e }
+        let accept = try readControl(until: deadline)
         guard accept.type == .accept, accept.contentTypes.contains(contentType) else {
             throw Failure(description: "the collector did not accept \(contentType)")
         }
-        if let e = write(FrameStreams.control(.start, contentType: contentType)) { throw e }
-    }
-
-    private func connect<A>(_ sa: inout A, _ what: String) throws {
-        let r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<A>.size)) } }
-        guard r == 0 else { throw Failure(description: "\(what): \(String(cString: strerror(errno)))") }
+        if let e = write(FrameStreams.control(.start, contentType: contentType), until: deadline) { throw e }
     }
 
     /// Whether the collector still has the connection open. After the handshake a reader sends
@@ -272,45 +340,69 @@ final class FrameStreamConnection {
         return poll(&p, 1, 0) == 0
     }
 
-    /// Writes all of `bytes`; the error that stopped it otherwise.
-    func write(_ bytes: [UInt8]) -> Failure? {
+    /// Writes all of `bytes` within the timeout; the reason it could not otherwise (the connection
+    /// is then unusable: a frame may be cut).
+    func write(_ bytes: [UInt8]) -> Failure? { write(bytes, until: MonotonicClock.nanoseconds() + Self.timeout) }
+
+    private func write(_ bytes: [UInt8], until deadline: UInt64) -> Failure? {
         bytes.withUnsafeBytes { b in
             var at = 0
             while at < b.count {
                 let n = Glibc.send(fd, b.baseAddress! + at, b.count - at, Int32(MSG_NOSIGNAL))
                 if n > 0 { at += n; continue }
                 if n < 0 && errno == EINTR { continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    if wait(POLLOUT, until: deadline) { continue }
+                    return Failure(description: "the collector did not read in time")
+                }
                 return Failure(description: n < 0 ? String(cString: strerror(errno)) : "connection closed")
             }
             return nil
         }
     }
 
-    private func readExactly(_ n: Int) throws -> [UInt8] {
+    /// Waits until `fd` is ready for `events` or the deadline passes.
+    private func wait(_ events: Int32, until deadline: UInt64) -> Bool {
+        while true {
+            let now = MonotonicClock.nanoseconds()
+            guard now < deadline else { return false }
+            var p = pollfd(fd: fd, events: Int16(events), revents: 0)
+            let r = poll(&p, 1, CInt(min(Int((deadline - now) / 1_000_000) + 1, Int(CInt.max))))
+            if r > 0 { return true }
+            if r < 0 && errno != EINTR { return false }
+        }
+    }
+
+    private func readExactly(_ n: Int, until deadline: UInt64) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)
         var at = 0
         while at < n {
             let r = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + at, n - at, 0) }
             if r > 0 { at += r; continue }
             if r < 0 && errno == EINTR { continue }
+            if r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if wait(POLLIN, until: deadline) { continue }
+                throw Failure(description: "no handshake from the collector within \(Self.timeout / 1_000_000_000) s")
+            }
             throw Failure(description: r == 0 ? "the collector closed the connection" : "no handshake from the collector: \(String(cString: strerror(errno)))")
         }
         return out
     }
 
-    private func readControl() throws -> FrameStreams.ControlFrame {
-        guard let n = FrameStreams.controlLength(header: try readExactly(8)),
-              let frame = FrameStreams.parseControl(try readExactly(n)) else {
+    private func readControl(until deadline: UInt64) throws -> FrameStreams.ControlFrame {
+        guard let n = FrameStreams.controlLength(header: try readExactly(8, until: deadline)),
+              let frame = FrameStreams.parseControl(try readExactly(n, until: deadline)) else {
             throw Failure(description: "the collector does not speak Frame Streams")
         }
         return frame
     }
 
-    /// Ends the stream: STOP, then the collector's FINISH (not waited for past the timeout), close.
+    /// Ends the stream: STOP, then the collector's FINISH, waited for half a second at most.
     func finish() {
-        if write(FrameStreams.control(.stop)) == nil { _ = try? readControl() }
+        let deadline = MonotonicClock.nanoseconds() + Self.timeout / 4
+        if write(FrameStreams.control(.stop), until: deadline) == nil { _ = try? readControl(until: deadline) }
     }
 
     /// A connection given up (dropped, or finished) closes its socket.
-    deinit { Glibc.close(fd) }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
 }

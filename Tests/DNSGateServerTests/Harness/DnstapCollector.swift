@@ -74,3 +74,74 @@ struct TapMessage {
         return String(dns[r.upperBound...].prefix(while: \.isNumber))
     }
 }
+
+/// A Frame Streams "collector" on a Unix socket that misbehaves as a test asks: the cases QA pass 7
+/// found stalling dnsgate's dnstap thread or flooding its log. Stops on `stop()` or after `lifetime`.
+final class HostileCollector: @unchecked Sendable {   // `stopped` is guarded by `lock`
+    enum Behaviour {
+        /// Listens with no room in its backlog and never accepts (a hung or stopped collector).
+        case neverAccepts
+        /// Accepts, then sends its ACCEPT one octet every 1.5 s.
+        case tricklesItsHandshake
+        /// Completes the handshake, then closes at once; again for every connection.
+        case closesAfterHandshake
+    }
+
+    let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var stopped = false
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ behaviour: Behaviour, path: String, lifetime: Double = 30) {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        listen(fd, 0)
+        var wait = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        let end = Date().addingTimeInterval(lifetime)
+        Thread { [self] in
+            while lock.withLock({ !stopped }) && Date() < end {
+                if behaviour == .neverAccepts { usleep(100_000); continue }
+                let c = accept(fd, nil, nil)
+                guard c >= 0 else { continue }
+                serve(c, behaviour, until: end)
+                close(c)
+            }
+            done.signal()
+        }.start()
+    }
+
+    private func serve(_ c: Int32, _ behaviour: Behaviour, until end: Date) {
+        var buf = [UInt8](repeating: 0, count: 512)
+        _ = recv(c, &buf, buf.count, 0)   // READY
+        let accept = [0, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 22] + Array("protobuf:dnstap.Dnstap".utf8)
+        switch behaviour {
+        case .neverAccepts:
+            return
+        case .tricklesItsHandshake:
+            for b in accept where lock.withLock({ !stopped }) && Date() < end {
+                var octet = b
+                guard send(c, &octet, 1, Int32(MSG_NOSIGNAL)) == 1 else { return }
+                usleep(1_500_000)
+            }
+        case .closesAfterHandshake:
+            _ = accept.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            _ = recv(c, &buf, buf.count, 0)   // START
+        }
+    }
+
+    func stop() {
+        let first = lock.withLock { () -> Bool in defer { stopped = true }; return !stopped }
+        guard first else { return }
+        done.wait()
+        close(fd)
+        unlink(path)
+    }
+    deinit { stop() }
+}
