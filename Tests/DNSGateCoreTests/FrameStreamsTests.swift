@@ -33,4 +33,29 @@ final class FrameStreamsTests: XCTestCase {
         XCTAssertNil(FrameStreams.parseControl([0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 65]), "field past the end")
         XCTAssertNil(FrameStreams.parseControl([0, 0, 0, 1, 0, 0, 0, 1, 0, 0]), "half a field")
     }
+
+    func testTheDecoderTakesBytesAsTheyComeEvenOneAtATime() throws {
+        var file = FrameStreams.control(.start, contentType: "protobuf:dnstap.Dnstap")
+        FrameStreams.appendData([1, 2, 3], to: &file)
+        FrameStreams.appendData(Array(repeating: 9, count: 70_000), to: &file)
+        file += FrameStreams.control(.stop)
+        var d = FrameStreams.Decoder()
+        var frames: [FrameStreams.Decoder.Frame] = []
+        for b in file {
+            d.append([b])
+            while let f = try d.next() { frames.append(f) }
+        }
+        XCTAssertEqual(frames, [.control(.init(type: .start, contentTypes: ["protobuf:dnstap.Dnstap"])), .data([1, 2, 3]),
+                                .data(Array(repeating: 9, count: 70_000)), .control(.init(type: .stop, contentTypes: []))])
+        XCTAssertEqual(d.pending, 0)
+
+        var cut = FrameStreams.Decoder()
+        cut.append(ArraySlice(file.prefix(30)))
+        while (try cut.next()) != nil {}
+        XCTAssertGreaterThan(cut.pending, 0, "a frame cut short stays pending")
+
+        var huge = FrameStreams.Decoder()
+        huge.append([0x7F, 0, 0, 0])
+        XCTAssertThrowsError(try huge.next(), "2 GB is no data frame")
+    }
 }

@@ -1,3 +1,5 @@
+import DNSGateCore
+import DNSGateTestSupport
 import Foundation
 import Logging
 import XCTest
@@ -232,5 +234,126 @@ final class DnstapTests: XCTestCase {
         for _ in 0..<100 { withUnsafePointer(to: &peer) { writer.message(.clientResponse, reply, peer: $0, overTCP: true) } }
         XCTAssertEqual(writer.dropped, 100 - 64, "64 replies of 16 KB fill 1 MiB")
         XCTAssertEqual(writer.sent.value, 0)
+    }
+
+    // MARK: dnsgate analyze over dnstap captures
+
+    /// 60 base32 names under t.allowed.test, the shape of a DNS tunnel.
+    private func tunnelQueries(seed: UInt64) -> [[UInt8]] {
+        var rng = SeededRandom(seed: seed)
+        let base32 = Array("abcdefghijklmnopqrstuvwxyz234567")
+        return (0..<60).map { i in
+            RawQuery.make(id: UInt16(i), name: String((0..<56).map { _ in base32.randomElement(using: &rng)! }) + ".q\(i).t.allowed.test")
+        }
+    }
+
+    private func analyze(_ files: [String]) throws -> CommandResult {
+        try runCommand(TestPaths.dnsgateBinary, ["analyze"] + files)
+    }
+
+    /// What dnsgate recorded as dnstap, read back offline: the tunnel is found again, and an
+    /// ordinary capture is clean.
+    func testAnalyzeFindsATunnelInADnstapCapture() throws {
+        let nsd = try NSDUpstream()
+        let dir = TestPaths.tempDir("dnstap")
+        let socket = dir.appendingPathComponent("tap.sock").path
+        let collector = try DnstapCollector(socket: socket, output: dir.appendingPathComponent("tap.fstrm").path,
+                                            logFile: dir.appendingPathComponent("fstrm.log"))
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", socket])
+        XCTAssertTrue(g.waitForLog("dnstap collector connected"), g.log)
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
+        XCTAssertGreaterThan(UDPClient.burst(port: g.port, tunnelQueries(seed: 51), batch: 5, drainMs: 30), 50)
+        g.stop()
+        _ = try collector.stopAndRead()
+
+        let r = try analyze([collector.output])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("tunnel client 127.0.0.1 domain allowed.test."), r.stdout)
+        XCTAssertTrue(r.stderr.contains(" queries, "), r.stderr)
+        XCTAssertFalse(r.stdout.contains("www.allowed.test"), "the ordinary name is in no alert")
+    }
+
+    /// Another server's capture: unbound writes the dnstap, dnsgate analyze finds the tunnel in it.
+    func testAnalyzeReadsUnboundsDnstap() throws {
+        try requireTool("unbound")
+        let dir = TestPaths.tempDir("dnstap")
+        let socket = dir.appendingPathComponent("tap.sock").path
+        let collector = try DnstapCollector(socket: socket, output: dir.appendingPathComponent("unbound.fstrm").path,
+                                            logFile: dir.appendingPathComponent("fstrm.log"))
+        let port = freePort()
+        let conf = dir.appendingPathComponent("unbound.conf").path
+        try """
+            server:
+                interface: 127.0.0.1
+                port: \(port)
+                do-ip6: no
+                username: ""
+                chroot: ""
+                directory: "\(dir.path)"
+                pidfile: ""
+                logfile: "\(dir.path)/unbound.log"
+                use-syslog: no
+                access-control: 127.0.0.0/8 allow
+                local-zone: "." refuse
+                local-zone: "allowed.test." always_nxdomain
+            dnstap:
+                dnstap-enable: yes
+                dnstap-socket-path: "\(socket)"
+                dnstap-log-client-query-messages: yes
+                dnstap-log-client-response-messages: yes
+            remote-control:
+                control-enable: no
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        let unbound = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", conf], logFile: dir.appendingPathComponent("stdout.log"))
+        defer { unbound.stop() }
+        XCTAssertTrue(try waitUntilAnswering(port: port), unbound.log)
+        XCTAssertGreaterThan(UDPClient.burst(port: port, tunnelQueries(seed: 52), batch: 5, drainMs: 30), 50)
+        sleep(3)   // unbound's dnstap thread sends on its own schedule; nothing shows how far it got
+        unbound.stop()
+        _ = try collector.stopAndRead()
+
+        let r = try analyze([collector.output])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("tunnel client 127.0.0.1 domain allowed.test."), r.stdout + r.stderr)
+    }
+
+    /// A file that is not a dnstap capture, or is cut short, is exit 2 with the reason; a capture of
+    /// client queries only is read from them, and says so.
+    func testCapturesAreCheckedAndQueryOnlyOnesRead() throws {
+        let dir = TestPaths.tempDir("dnstap")
+        func message(_ type: Dnstap_Message.TypeEnum, _ name: String, at t: UInt64) -> [UInt8] {
+            var m = Dnstap_Message()
+            m.type = type
+            m.queryAddress = Data([192, 0, 2, 7])
+            m.queryTimeSec = t
+            m.queryMessage = Data(RawQuery.make(id: 1, name: name))
+            var d = Dnstap_Dnstap()
+            d.type = .message
+            d.message = m
+            return try! d.serializedBytes()
+        }
+        func file(_ name: String, contentType: String = "protobuf:dnstap.Dnstap", first: FrameStreams.Control = .start, frames: [[UInt8]],
+                  cut: Int = 0) throws -> String {
+            var bytes = FrameStreams.control(first, contentType: contentType)
+            for f in frames { FrameStreams.appendData(f, to: &bytes) }
+            bytes += FrameStreams.control(.stop)
+            let path = dir.appendingPathComponent(name).path
+            try Data(bytes.dropLast(cut)).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let queries = (0..<3).map { message(.clientQuery, "q\($0).example.com", at: 1_800_000_000 + UInt64($0)) }
+        let good = try analyze([try file("queries.fstrm", frames: queries)])
+        XCTAssertEqual(good.status, 0, good.stderr)
+        XCTAssertTrue(good.stderr.contains("holds client queries only") && good.stderr.contains("3 queries, 0 alert(s)"), good.stderr)
+        for (name, path, why) in [
+            ("other", try file("other.fstrm", contentType: "protobuf:other.Thing", frames: queries), "not dnstap"),
+            ("cut", try file("cut.fstrm", frames: queries, cut: 14), "ends inside a frame"),
+            ("no start", try file("nostart.fstrm", first: .ready, frames: queries), "data before the START frame"),
+            ("garbage", try file("garbage.fstrm", frames: [[0xFF, 0xFF, 0xFF]]), "not a dnstap message"),
+        ] {
+            let r = try analyze([path])
+            XCTAssertEqual(r.status, 2, name)
+            XCTAssertTrue(r.stderr.contains(path + ": ") && r.stderr.contains(why), "\(name): \(r.stderr)")
+        }
     }
 }

@@ -70,6 +70,59 @@ public enum FrameStreams {
         return ControlFrame(type: type, contentTypes: types)
     }
 
+    /// Reads frames out of bytes as they come (a capture file read a chunk at a time).
+    public struct Decoder {
+        public enum Frame: Equatable {
+            case control(ControlFrame)
+            case data([UInt8])
+        }
+
+        public struct Malformed: Error, CustomStringConvertible {
+            public let description: String
+        }
+
+        /// The longest data frame taken (fstrm's own default): a longer one means the bytes are not
+        /// Frame Streams, or are cut.
+        public static let maxDataLength = 1 << 20
+
+        private var buffer: [UInt8] = []
+        private var at = 0
+
+        public init() {}
+
+        /// Bytes not yet returned as frames: the end of a file that stops mid-frame.
+        public var pending: Int { buffer.count - at }
+
+        public mutating func append(_ bytes: ArraySlice<UInt8>) {
+            if at > 0 && at == buffer.count { buffer.removeAll(keepingCapacity: true); at = 0 }
+            if at > 1 << 16 { buffer.removeFirst(at); at = 0 }   // keep the buffer from growing with the file
+            buffer.append(contentsOf: bytes)
+        }
+
+        /// The next whole frame; nil when more bytes are needed.
+        public mutating func next() throws(Malformed) -> Frame? {
+            guard pending >= 4 else { return nil }
+            let length = Int(FrameStreams.read32(buffer, at))
+            if length > 0 {
+                guard length <= Self.maxDataLength else { throw Malformed(description: "a data frame of \(length) bytes (at most \(Self.maxDataLength))") }
+                guard pending >= 4 + length else { return nil }
+                let frame = Array(buffer[(at + 4)..<(at + 4 + length)])
+                at += 4 + length
+                return .data(frame)
+            }
+            guard pending >= 8 else { return nil }
+            guard let n = FrameStreams.controlLength(header: Array(buffer[at..<(at + 8)])) else {
+                throw Malformed(description: "a control frame of \(FrameStreams.read32(buffer, at + 4)) bytes")
+            }
+            guard pending >= 8 + n else { return nil }
+            guard let control = FrameStreams.parseControl(Array(buffer[(at + 8)..<(at + 8 + n)])) else {
+                throw Malformed(description: "an unreadable control frame")
+            }
+            at += 8 + n
+            return .control(control)
+        }
+    }
+
     private static func append32(_ v: UInt32, to out: inout [UInt8]) {
         out += [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
     }

@@ -68,7 +68,9 @@ extension DNSGateCommand {
             abstract: "Run the detector offline over query logs, using the logs' own timestamps.",
             discussion: """
                 Reads TSV with the header ts\\tclient\\tqname\\tqtype\\trcode (epoch seconds, client, presentation name, \
-                type mnemonic, rcode mnemonic), or dnsgate's own JSON-lines query log (log.queries: all). \
+                type mnemonic, rcode mnemonic), dnsgate's own JSON-lines query log (log.queries: all), or a dnstap capture \
+                file (fstrm_capture's, BIND's, unbound's, Knot's or dnsgate's: its CLIENT_RESPONSE messages, or its \
+                CLIENT_QUERY messages when it holds no replies). \
                 Exits 0 when nothing alerts, 1 when any alert is raised, 2 when a file cannot be read or a line \
                 cannot be parsed (nothing is concluded then), 64 on a usage error.
                 """)
@@ -94,7 +96,30 @@ extension DNSGateCommand {
             let detector = TunnelDetector(config: loaded?.detector ?? .default, suffixes: psl ?? PublicSuffixList(text: ""))
             var alerts: [DetectorAlert] = []
             var events = 0
+            func observe(_ event: QueryEvent) throws {
+                events += 1
+                for a in detector.observe(event) {
+                    alerts.append(a)
+                    if json {
+                        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                        print(String(decoding: try enc.encode(a), as: UTF8.self))
+                    } else {
+                        let obj = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(a))) as? [String: Any] ?? [:]
+                        print(AlertText.line(obj))
+                    }
+                }
+            }
             for file in files {
+                if DnstapCapture.looksLikeCapture(file) {
+                    let summary: DnstapCapture.Summary
+                    do { summary = try DnstapCapture.read(file, observe) } catch let e as DnstapCapture.Failure {
+                        throw fail(CLIError("\(file): \(e)"), status: 2)
+                    }
+                    if summary.fromQueries {
+                        FileHandle.standardError.write(Data("note: \(file) holds client queries only; read with NOERROR for every answer\n".utf8))
+                    }
+                    continue
+                }
                 let text: String
                 // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
                 do { text = try TextFile.read(file, streams: true) } catch {
@@ -105,17 +130,7 @@ extension DNSGateCommand {
                     do { event = line.hasPrefix("{") ? try JSONQueryLog.parse(String(line)) : try QueryLogTSV.parse(line: String(line)) }
                     catch { throw fail(CLIError("\(file):\(n + 1): \(error)"), status: 2) }
                     guard let event else { continue }
-                    events += 1
-                    for a in detector.observe(event) {
-                        alerts.append(a)
-                        if json {
-                            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                            print(String(decoding: try enc.encode(a), as: UTF8.self))
-                        } else {
-                            let obj = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(a))) as? [String: Any] ?? [:]
-                            print(AlertText.line(obj))
-                        }
-                    }
+                    try observe(event)
                 }
             }
             if !json { FileHandle.standardError.write(Data("\(events) queries, \(alerts.count) alert(s)\n".utf8)) }
