@@ -230,10 +230,20 @@ final class DnstapTests: XCTestCase {
         defer { writer.stop() }
         var peer = sockaddr_storage()
         withUnsafeMutableBytes(of: &peer) { $0.storeBytes(of: sa_family_t(AF_INET), toByteOffset: 0, as: sa_family_t.self) }
-        let reply = [UInt8](repeating: 0, count: 16_384)
+        let reply = [UInt8](repeating: 0, count: 16_000)
         for _ in 0..<100 { withUnsafePointer(to: &peer) { writer.message(.clientResponse, reply, peer: $0, overTCP: true) } }
-        XCTAssertEqual(writer.dropped, 100 - 64, "64 replies of 16 KB fill 1 MiB")
+        let fit = (1 << 20) / reply.capacity
+        XCTAssertEqual(writer.dropped, 100 - fit, "\(fit) replies of 16 KB fill 1 MiB")
         XCTAssertEqual(writer.sent.value, 0)
+        // Bytes are what a message holds, not what it says: a 50-octet reply in a 4-KB buffer is
+        // copied to its size rather than holding the buffer (each pinned a listener's reusable one).
+        var roomy = [UInt8](repeating: 1, count: 50)
+        roomy.reserveCapacity(4096)
+        let small = DnstapWriter(destination: .unix("/nonexistent/tap.sock"), identity: "t", logger: Logger(label: "test"),
+                                 maxQueuedBytes: 100 * 128)
+        defer { small.stop() }
+        for _ in 0..<100 { withUnsafePointer(to: &peer) { small.message(.clientResponse, roomy, peer: $0, overTCP: false) } }
+        XCTAssertEqual(small.dropped, 0)
     }
 
     // MARK: dnsgate analyze over dnstap captures
