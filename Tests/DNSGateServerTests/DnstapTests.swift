@@ -16,6 +16,11 @@ final class DnstapTests: XCTestCase {
         return obj?["dnstap"] as? [String: Any] ?? [:]
     }
 
+    /// A field's value in `dnstap-ldns -y` text.
+    private func field(_ key: String, _ text: String) -> String? {
+        text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(key + ": ") }.map(String.init)
+    }
+
     private func sent(_ g: DNSGateProcess) -> Int { ((try? dnstapStats(g))?["sent"] as? Int) ?? -1 }
 
     /// The query ID dig used, from the reply's header line.
@@ -77,6 +82,8 @@ final class DnstapTests: XCTestCase {
             let id = try XCTUnwrap(queryID(answer), answer.raw)
             XCTAssertEqual([q.id, r.id], [id, id], q.text + r.text)
             XCTAssertTrue(q.text.contains("query_time: ") && r.text.contains("response_time: "), q.text + r.text)
+            // The reply carries its query's time too, as BIND's and unbound's do: collectors take latency from it.
+            XCTAssertEqual(field("query_time", q.text), field("query_time", r.text), r.text)
         }
         XCTAssertTrue(m[0].dns.contains("www.allowed.test.\tIN\tA"), m[0].dns)
         XCTAssertTrue(m[3].dns.contains("rcode: NOERROR") && m[3].dns.contains("192.0.2.1"), m[3].dns)

@@ -41,6 +41,9 @@ public final class DnstapWriter: Sendable {
         var port: UInt16
         var seconds: UInt64
         var nanoseconds: UInt32
+        /// For a response, when its query arrived (epoch seconds; 0: not known): collectors take the
+        /// latency from the two times, as BIND's and unbound's responses carry both.
+        var queriedAt: Double
         var message: [UInt8]
     }
 
@@ -88,30 +91,32 @@ public final class DnstapWriter: Sendable {
         t.start()
     }
 
-    /// A query as received from `peer` (over UDP, the datagram).
-    func clientQuery(_ message: UnsafeRawBufferPointer, from peer: UnsafePointer<sockaddr_storage>, overTCP: Bool) {
-        enqueue(.clientQuery, overTCP: overTCP, Array(message), peer: UnsafeRawPointer(peer))
+    /// A query as received from `peer` (over UDP, the datagram) at `time` (epoch seconds).
+    func clientQuery(_ message: UnsafeRawBufferPointer, from peer: UnsafePointer<sockaddr_storage>, overTCP: Bool, at time: Double) {
+        enqueue(.clientQuery, overTCP: overTCP, Array(message), peer: UnsafeRawPointer(peer), at: time)
     }
 
-    /// A reply as sent to `peer`; or, `kind` `.forwarderQuery`, a query as sent to the upstream `peer`.
-    func message(_ kind: Kind, _ message: [UInt8], peer: UnsafePointer<sockaddr_storage>, overTCP: Bool) {
-        enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(peer))
+    /// A reply as sent to `peer` now, to a query that arrived at `queriedAt` (0: not known); or,
+    /// `kind` `.forwarderQuery`, a query as sent to the upstream `peer`.
+    func message(_ kind: Kind, _ message: [UInt8], peer: UnsafePointer<sockaddr_storage>, overTCP: Bool, queriedAt: Double = 0) {
+        enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(peer), queriedAt: queriedAt)
     }
 
-    /// The same, with NIO's address (a TCP connection's peer, an upstream).
-    func message(_ kind: Kind, _ message: [UInt8], peer: SocketAddress, overTCP: Bool) {
-        peer.withSockAddr { sa, _ in enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(sa)) }
+    /// The same, with NIO's address (a TCP connection's peer, an upstream); `at`: when it happened,
+    /// if not now.
+    func message(_ kind: Kind, _ message: [UInt8], peer: SocketAddress, overTCP: Bool, at time: Double? = nil, queriedAt: Double = 0) {
+        peer.withSockAddr { sa, _ in enqueue(kind, overTCP: overTCP, message, peer: UnsafeRawPointer(sa), at: time, queriedAt: queriedAt) }
     }
 
-    private func enqueue(_ kind: Kind, overTCP: Bool, _ message: [UInt8], peer: UnsafeRawPointer) {
+    private func enqueue(_ kind: Kind, overTCP: Bool, _ message: [UInt8], peer: UnsafeRawPointer, at time: Double? = nil, queriedAt: Double = 0) {
         guard let (address, port) = Self.address(peer) else { return }
         // A reply often shares the listener's reusable buffer (1 KB and up for a 50-octet answer):
         // held as it is, each queued reply pinned that much (a run at full load peaked at 655 MB).
         let message = message.capacity - message.count > 64 ? message.withUnsafeBufferPointer { Array($0) } : message
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let e = Event(kind: kind, overTCP: overTCP, address: address, port: port,
-                      seconds: UInt64(max(0, ts.tv_sec)), nanoseconds: UInt32(ts.tv_nsec), message: message)
+        let now = time ?? WallClock.now()
+        let seconds = max(0, now.rounded(.down))
+        let e = Event(kind: kind, overTCP: overTCP, address: address, port: port, seconds: UInt64(seconds),
+                      nanoseconds: UInt32(min(999_999_999, max(0, (now - seconds) * 1e9))), queriedAt: queriedAt, message: message)
         // Two listeners may both pass this test at the edge: the budget is exceeded by a message or two.
         guard queuedBytes.value + message.capacity <= maxQueuedBytes else { lostInWrite.add(1); return }
         let (accepted, wasEmpty) = pending.push(e)
@@ -154,6 +159,10 @@ public final class DnstapWriter: Sendable {
         }
         if e.kind.isResponse {
             m.responseTimeSec = e.seconds; m.responseTimeNsec = e.nanoseconds; m.responseMessage = Data(e.message)
+            if e.queriedAt > 0 {
+                let seconds = e.queriedAt.rounded(.down)
+                m.queryTimeSec = UInt64(seconds); m.queryTimeNsec = UInt32(min(999_999_999, (e.queriedAt - seconds) * 1e9))
+            }
         } else {
             m.queryTimeSec = e.seconds; m.queryTimeNsec = e.nanoseconds; m.queryMessage = Data(e.message)
         }

@@ -155,8 +155,8 @@ final class DatagramListener: @unchecked Sendable {
         packet.reserveCapacity(512)
         let scratch = QueryScratch()
         let fd = self.fd
-        let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to in
-            withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, from: to.local, fd: fd) }
+        let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to, queriedAt in
+            withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, from: to.local, fd: fd, queriedAt: queriedAt) }
         }, handOff: { [self] job, to in handOff(job, to: to) })
         var full = false
         var coalescing = coalescingSettings
@@ -189,9 +189,10 @@ final class DatagramListener: @unchecked Sendable {
                 // typed octets: appending the raw buffer took a slower generic path.
                 packet.removeAll(keepingCapacity: true)
                 received.datagram(i).withMemoryRebound(to: UInt8.self) { packet.append(contentsOf: $0) }
-                if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false) }
+                if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false, at: now) }
                 switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
-                case .reply(let bytes): replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd)
+                case .reply(let bytes):
+                    replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd, queriedAt: now)
                 case .nothing: break
                 case .forward(let job):
                     if direct.waiting < Self.maxMissesInFlight {
@@ -222,7 +223,9 @@ final class DatagramListener: @unchecked Sendable {
     /// TCP (RFC 7766 §5); rare.
     private func handOff(_ job: ForwardJob, to: DatagramSource) {
         let miss = PendingMiss(job: job, to: to)
-        loop.execute { [self] in core.forward(miss.job, overTCP: true, on: loop) { reply in self.sendMissReply(reply, to: miss.to) } }
+        loop.execute { [self] in
+            core.forward(miss.job, overTCP: true, on: loop) { reply in self.sendMissReply(reply, to: miss.to, queriedAt: miss.job.record.time) }
+        }
     }
 
     /// Replies to handed-off misses, gathered on the event loop and sent with one `sendmmsg` when the
@@ -230,8 +233,8 @@ final class DatagramListener: @unchecked Sendable {
     private lazy var missReplies = ReplyBatch(count: Self.batch, withSource: answersFromDestination, dnstap: core.dnstap)
     private var missFlushScheduled = false
 
-    private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource) {
-        withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, from: source.local, fd: fd) }
+    private func sendMissReply(_ bytes: [UInt8], to source: DatagramSource, queriedAt: Double) {
+        withUnsafePointer(to: source.storage) { missReplies.queue(bytes, to: $0, length: source.length, from: source.local, fd: fd, queriedAt: queriedAt) }
         if missFlushScheduled { return }
         missFlushScheduled = true
         loop.execute { [self] in
@@ -356,9 +359,11 @@ final class ReplyBatch {
     /// Copies a reply and its destination in; sends what is queued first when either is full.
     /// - Parameter from: the local address to send from (the query's destination); family 0 or no
     ///   source room: as the kernel routes it.
-    func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, from local: dnsgate_local, fd: CInt) {
+    /// - Parameter queriedAt: for dnstap, when the client's query arrived (epoch seconds; 0: not known).
+    func queue(_ bytes: [UInt8], to destination: UnsafePointer<sockaddr_storage>, length: socklen_t, from local: dnsgate_local, fd: CInt,
+               queriedAt: Double = 0) {
         if queued == count || arenaUsed + bytes.count > Self.arenaSize { send(fd) }
-        if let dnstap { dnstap.message(tapKind, bytes, peer: destination, overTCP: false) }
+        if let dnstap { dnstap.message(tapKind, bytes, peer: destination, overTCP: false, queriedAt: queriedAt) }
         UnsafeMutableRawPointer(destinations + queued).copyMemory(from: destination, byteCount: Int(length))
         let at = arena + arenaUsed
         bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

@@ -37,10 +37,11 @@ final class StreamQueryHandler: ChannelInboundHandler {
         guard let remote = context.remoteAddress else { return }
         if client == nil { client = ClientIdentity(remote) }     // one peer per connection
         let query = Array(frame.readableBytesView)
-        core.dnstap?.message(.clientQuery, query, peer: remote, overTCP: true)
-        switch core.handle(query, client: client!, overTCP: true, listener: listener) {
+        let now = WallClock.now()
+        core.dnstap?.message(.clientQuery, query, peer: remote, overTCP: true, at: now)
+        switch core.handle(query, client: client!, overTCP: true, listener: listener, now: now) {
         case .reply(let immediate):
-            core.dnstap?.message(.clientResponse, immediate, peer: remote, overTCP: true)
+            core.dnstap?.message(.clientResponse, immediate, peer: remote, overTCP: true, queriedAt: now)
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: immediate)), promise: nil)
             unflushed = true
         case .nothing:
@@ -54,7 +55,7 @@ final class StreamQueryHandler: ChannelInboundHandler {
             }
             core.forward(job, on: context.eventLoop) { [self] bytes in     // on this channel's event loop
                 waiting -= 1
-                core.dnstap?.message(.clientResponse, bytes, peer: remote, overTCP: true)
+                core.dnstap?.message(.clientResponse, bytes, peer: remote, overTCP: true, queriedAt: now)
                 let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
                 if inputClosed && waiting == 0 { written.whenComplete { _ in channel.close(promise: nil) } }
                 if paused && waiting <= Self.maxWaitingPerConnection / 2 {

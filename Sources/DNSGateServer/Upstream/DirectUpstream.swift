@@ -97,14 +97,15 @@ final class DirectUpstream {
     private var polledSlots: [Int] = []
     private var pollSetStale = true
     /// Where replies for clients go (the listener's send batch); and misses for the event loop (TCP).
-    private let deliver: ([UInt8], DatagramSource) -> Void
+    private let deliver: ([UInt8], DatagramSource, Double) -> Void
     private let handOff: (ForwardJob, DatagramSource) -> Void
 
     /// Clients waiting on an exchange.
     private(set) var waiting = 0
     var isIdle: Bool { bySlotID.isEmpty }
 
-    init(client: UpstreamClient, core: ServingCore, deliver: @escaping ([UInt8], DatagramSource) -> Void,
+    /// - Parameter deliver: sends a reply to a client, with the time its query arrived (for dnstap).
+    init(client: UpstreamClient, core: ServingCore, deliver: @escaping ([UInt8], DatagramSource, Double) -> Void,
          handOff: @escaping (ForwardJob, DatagramSource) -> Void) {
         self.client = client; self.core = core; self.deliver = deliver; self.handOff = handOff
         timeout = UInt64(max(client.timeout.nanoseconds, 0))
@@ -241,7 +242,7 @@ final class DirectUpstream {
             return
         }
         health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
-        e.forEachWaiter { deliver(core.finish($0, .success(a)), $1) }
+        e.forEachWaiter { deliver(core.finish($0, .success(a)), $1, $0.record.time) }
     }
 
     /// Sends `e`'s current attempt; a send that fails counts as a failed attempt.
@@ -307,7 +308,7 @@ final class DirectUpstream {
     private func fail(_ e: Exchange) {
         byKey[e.key] = nil
         waiting -= e.waiterCount
-        e.forEachWaiter { deliver(core.finish($0, .failure(e.lastError)), $1) }
+        e.forEachWaiter { deliver(core.finish($0, .failure(e.lastError)), $1, $0.record.time) }
     }
 
     private static func same(_ a: UnsafePointer<sockaddr_storage>, _ t: Target) -> Bool {
