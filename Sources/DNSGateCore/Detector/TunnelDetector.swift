@@ -166,10 +166,10 @@ public final class TunnelDetector {
         if let f = first, e.time - f.time > config.windowSeconds { first = nil }
         if first == nil {
             newToClient = true
-            // A client asking under a quarter of the table's worth of registered domains in the
-            // window does not push other clients' held queries out: its pair starts here instead,
-            // and makes room from its own pairs (below). A flood from one container then cannot
-            // keep a tunnel in another from ever getting a pair.
+            // A client that has asked under more than a quarter of the table's worth of registered
+            // domains in the window does not push other clients' held queries out: its pair starts
+            // here instead, and makes room from its own pairs (below). A flood from one container
+            // then cannot keep a tunnel in another from ever getting a pair.
             if holdsFirstQueries && !(client.distinctDomains >= ownPairsFirstAt && firstQueries.holdingWouldDropAnother(than: client.id)) {
                 firstQueries.hold(key.id, e, client: client.id)
                 return nil
