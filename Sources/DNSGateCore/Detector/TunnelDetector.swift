@@ -43,8 +43,10 @@ public final class TunnelDetector {
     private let baselineDecay: Double
 
     private var pairs: RecentStates<PairKey, PairState>
-    /// Pairs a client may hold before its new ones make room from its own (a quarter of the table).
+    /// Pairs a client may hold before the room for new pairs comes from such clients' first (a
+    /// quarter of the table), and how many clients hold that many now.
     private let ownPairsFirstAt: Int
+    private var heavyClients = 0
     /// The table space the pairs' remembered names and labels share.
     private let labelMemory: LabelMemory
     /// First queries of pairs seen once; used only when `holdsFirstQueries`.
@@ -177,22 +179,32 @@ public final class TunnelDetector {
         }
         let firstSeen = first?.time ?? e.time
         // At the cap the least recently seen pair makes room, and its state is reused for this
-        // one: under a flood of new registered domains that spares a dozen allocations a pair. A
-        // client that already holds a quarter of the table makes room from its own pairs first:
-        // a flood of new domains from one container must not push another container's tunnel out.
-        let ownFirst: ((PairState) -> Bool)? = client.pairCount >= ownPairsFirstAt ? { $0.owner === client } : nil
-        let pair = pairs.insert(key, evictingFirst: ownFirst) { evicted in
+        // one: under a flood of new registered domains that spares a dozen allocations a pair.
+        // While some client holds a quarter of the table, the room comes from such a client's
+        // pairs first (among the oldest): a flood of new domains from one container, or from
+        // several taking turns (QA pass 8), must not push another container's tunnel out.
+        let heavyFirst: ((PairState) -> Bool)? = heavyClients > 0 ? { [ownPairsFirstAt] in ($0.owner?.pairCount ?? 0) >= ownPairsFirstAt } : nil
+        let pair = pairs.insert(key, evictingFirst: heavyFirst) { evicted in
             guard let old = evicted else { return newPairState(firstSeen: firstSeen) }
-            old.owner?.pairCount -= 1
+            if let owner = old.owner { countPair(of: owner, -1) }
             old.reset(firstSeen: firstSeen)
             return old
         }
         pair.owner = client
-        client.pairCount += 1
+        countPair(of: client, 1)
         pair.limits = limits(forDomainHash: domainHash)
         // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
         if let first { update(pair, with: first, domainLabels: domain.labelCount) }
         return pair
+    }
+
+    /// Adds `delta` to `client`'s pairs, keeping `heavyClients` (those holding at least
+    /// `ownPairsFirstAt`) up to date.
+    private func countPair(of client: ClientState, _ delta: Int) {
+        let wasHeavy = client.pairCount >= ownPairsFirstAt
+        client.pairCount += delta
+        let isHeavy = client.pairCount >= ownPairsFirstAt
+        if isHeavy != wasHeavy { heavyClients += isHeavy ? 1 : -1 }
     }
 
     private func newPairState(firstSeen: Double) -> PairState {
@@ -242,7 +254,10 @@ public final class TunnelDetector {
     /// then (the server: once a second) so idle memory is returned, not only at the caps. Costs
     /// what it drops, not what is kept (`RecentStates.removeExpired`).
     public func expire(now: Double) {
-        pairs.removeExpired({ now - $0.lastTime > config.windowSeconds }, removed: { $0.owner?.pairCount -= 1; $0.owner = nil })
+        pairs.removeExpired({ now - $0.lastTime > config.windowSeconds }, removed: { p in
+            if let owner = p.owner { countPair(of: owner, -1) }
+            p.owner = nil
+        })
         firstQueries.removeExpired(olderThan: now - config.windowSeconds)
         clients.removeExpired { now - $0.lastSeen > config.windowSeconds }
         budgets.removeExpired { now - $0.lastSeen > 2 * config.windowSeconds }
