@@ -172,7 +172,7 @@ final class DnstapTests: XCTestCase {
         }
         // Where dnstap goes is fixed at start, as the query log's file is; a reload says so.
         XCTAssertEqual(ServerConfig().restartOnlyChanges(to: c), ["log.dnstap"])
-        for bad in ["127.0.0.1", long] {
+        for bad in ["127.0.0.1", long, "/tmp"] {
             let r = try runCommand(TestPaths.dnsgateBinary, ["validate", "--no-config", "--dnstap", bad])
             XCTAssertEqual(r.status, 64, r.stderr)
             XCTAssertTrue(r.stderr.contains("--dnstap"), r.stderr)
@@ -362,7 +362,11 @@ final class DnstapTests: XCTestCase {
         let good = try analyze([try file("queries.fstrm", frames: queries)])
         XCTAssertEqual(good.status, 0, good.stderr)
         XCTAssertTrue(good.stderr.contains("holds client queries only") && good.stderr.contains("3 queries, 0 alert(s)"), good.stderr)
+        let forwarded = (0..<3).map { message(.forwarderQuery, "f\($0).example.com", at: 1_800_000_000) }
+        let timeless = [message(.clientResponse, "r.example.com", at: 0)]
         for (name, path, why) in [
+            ("forwarder only", try file("forwarded.fstrm", frames: forwarded), "no client query or response to analyze in 3 messages"),
+            ("no time", try file("timeless.fstrm", frames: timeless), "no client query or response to analyze in 1 messages"),
             ("other", try file("other.fstrm", contentType: "protobuf:other.Thing", frames: queries), "not dnstap"),
             ("cut", try file("cut.fstrm", frames: queries, cut: 14), "ends inside a frame"),
             ("no start", try file("nostart.fstrm", first: .ready, frames: queries), "data before the START frame"),
@@ -372,5 +376,23 @@ final class DnstapTests: XCTestCase {
             XCTAssertEqual(r.status, 2, name)
             XCTAssertTrue(r.stderr.contains(path + ": ") && r.stderr.contains(why), "\(name): \(r.stderr)")
         }
+    }
+
+    /// A FIFO whose writer comes a moment later is waited for, not read as an empty, clean log.
+    func testAnalyzeWaitsForAFIFOsWriter() throws {
+        let dir = TestPaths.tempDir("dnstap")
+        let fifo = dir.appendingPathComponent("log.fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let writer = Thread {
+            usleep(500_000)
+            let fd = open(fifo, O_WRONLY)
+            let text = QueryLogTSV.header + "\n1800000000\t192.0.2.7\twww.example.com\tA\tNOERROR\n1800000001\t192.0.2.7\tapi.example.com\tA\tNOERROR\n"
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        writer.start()
+        let r = try analyze([fifo])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("2 queries, 0 alert(s)"), r.stderr)
     }
 }

@@ -20,7 +20,7 @@ public enum TextFile {
     ///   server reads on an event loop, and opening a FIFO for reading blocks until a writer comes
     ///   (QA pass 6 hung DNS over TCP and the control socket with one).
     public static func read(_ path: String, streams: Bool = false) throws(ReadError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        var fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ReadError(description: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
@@ -28,6 +28,12 @@ public enum TextFile {
         switch st.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: throw ReadError(description: "is a directory")
+        case S_IFIFO where streams:
+            // Opened without waiting, a FIFO whose writer had not come yet read as empty at once: a
+            // pipeline gating on `analyze` saw "0 queries", clean (QA pass 8). Opened again, waiting.
+            close(fd)
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw ReadError(description: String(cString: strerror(errno))) }
         default:
             guard streams else { throw ReadError(description: "not a regular file (a FIFO, socket or device)") }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)   // a pipe's reader waits for its writer

@@ -43,7 +43,11 @@ public struct DnstapConfig: Sendable, Equatable {
 
     /// A collector as `--dnstap` names it: a Unix socket path (it has a `/`), or ADDRESS:PORT.
     public static func destination(parsing text: String) -> DnstapWriter.Destination? {
-        if text.contains("/") { return text.utf8.count <= maxSocketPath && !text.hasSuffix("/") ? .unix(text) : nil }
+        if text.contains("/") {
+            var isDirectory: ObjCBool = false
+            let directory = FileManager.default.fileExists(atPath: text, isDirectory: &isDirectory) && isDirectory.boolValue
+            return text.utf8.count <= maxSocketPath && !text.hasSuffix("/") && !directory ? .unix(text) : nil
+        }
         guard let hp = HostPort(parsing: text, defaultPort: 0), hp.port != 0 else { return nil }
         return .tcp(hp)
     }

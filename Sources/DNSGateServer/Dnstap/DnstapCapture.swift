@@ -8,7 +8,7 @@ import Foundation
 /// Each `CLIENT_RESPONSE` is one event: the client's address, the response's time, and the reply's
 /// question and RCODE (read by ldns). A capture that holds client queries only (a server set to log
 /// those alone) is read from its `CLIENT_QUERY` messages instead, with NOERROR for every RCODE: the
-/// first `queryOnlyAfter` messages decide, so a file is read once, in bounded memory.
+/// first `queryOnlyAfter` client queries decide, so a file is read once, in bounded memory.
 public enum DnstapCapture {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -25,7 +25,7 @@ public enum DnstapCapture {
     }
 
     /// Client queries held while no reply has been seen, before the capture counts as query-only.
-    static let queryOnlyAfter = 10_000
+    static let queryOnlyAfter = 100_000
 
     /// Whether `path` starts as a Frame Streams file does (a control frame's zero escape). Only a
     /// regular file is looked at: reading a pipe's first bytes would take them from the text reader.
@@ -102,12 +102,20 @@ public enum DnstapCapture {
             summary.fromQueries = true
             for q in heldQueries { summary.events += 1; try each(q) }
         }
+        // Not "0 queries", clean: a capture of forwarder or resolver messages only, or of messages
+        // without what an event needs, tells the detector nothing (QA pass 8).
+        if summary.events == 0 && summary.skipped > 0 {
+            throw Failure(description: "no client query or response to analyze in \(summary.skipped) messages (forwarder or resolver messages only, or without a client address, time or question)")
+        }
         return summary
     }
 
+    /// Nil for a message without a client address, a time or a readable question: a reply
+    /// without a time read as 1970 and broke the detector's timing (QA pass 8).
     private static func event(_ m: Dnstap_Message, message: Data, seconds: UInt64, nanoseconds: UInt32,
                               rcode: ResponseCode? = nil) -> QueryEvent? {
-        guard m.hasQueryAddress, m.queryAddress.count == 4 || m.queryAddress.count == 16,
+        let (seconds, nanoseconds) = seconds > 0 ? (seconds, nanoseconds) : (m.queryTimeSec, m.queryTimeNsec)
+        guard seconds > 0, m.hasQueryAddress, m.queryAddress.count == 4 || m.queryAddress.count == 16,
               let q = MessageQuestion(Array(message)) else { return nil }
         return QueryEvent(time: Double(seconds) + Double(nanoseconds) / 1e9, client: IPAddressText.text(Array(m.queryAddress)),
                           name: q.name, type: q.type, rcode: rcode ?? q.rcode)

@@ -259,6 +259,8 @@ public final class DnstapWriter: Sendable {
                     lostInWrite.add(unsent)
                     logger.warning("stopping without a dnstap collector; \(unsent) messages lost", metadata: ["concern": "log", "dnstap": "\(destination)"])
                 }
+                // The totals, said whatever the log was quiet about (a collector that kept failing).
+                logger.info("dnstap stopped", metadata: ["concern": "log", "dnstap": "\(destination)", "sent": "\(sent.value)", "dropped": "\(dropped)"])
                 return
             }
             _ = signal.wait(timeout: .now() + 1)

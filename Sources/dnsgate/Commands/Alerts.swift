@@ -118,12 +118,17 @@ extension DNSGateCommand {
                     if summary.fromQueries {
                         FileHandle.standardError.write(Data("note: \(file) holds client queries only; read with NOERROR for every answer\n".utf8))
                     }
+                    if summary.skipped > 0 {
+                        FileHandle.standardError.write(Data("note: \(file): \(summary.skipped) messages skipped (not client messages, or without a client address, time or question)\n".utf8))
+                    }
                     continue
                 }
                 let text: String
                 // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
                 do { text = try TextFile.read(file, streams: true) } catch {
-                    throw fail(CLIError("\(file): cannot read: \(error)"), status: 2)
+                    // A capture through a pipe cannot be told from text before it is read (QA pass 8).
+                    let hint = "\(error)" == "not UTF-8 text" ? " (a dnstap capture is read from a regular file, starting with its START frame)" : ""
+                    throw fail(CLIError("\(file): cannot read: \(error)\(hint)"), status: 2)
                 }
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                     let event: QueryEvent?
