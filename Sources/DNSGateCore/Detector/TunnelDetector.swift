@@ -21,10 +21,11 @@
 /// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
 /// path), and read `alertsSnapshot()` on that queue too.
 ///
-/// A client past a quarter of the pair table's worth of registered domains makes room from its own
-/// pairs, and no longer pushes out first queries other clients asked (its pairs start at their
-/// first query instead): one container's flood cannot hide another's tunnel. Its own tunnel's pair
-/// it can still push out; `domainSpread` (half the table) is what catches that.
+/// While a client holds a quarter of the pair table, new pairs make room from such clients' pairs,
+/// and a client past a quarter of the table's worth of registered domains no longer pushes out first
+/// queries other clients asked (its pairs start at their first query instead): one container's
+/// flood, or several taking turns, cannot hide another's tunnel. A flooder's own tunnel pair can
+/// still go; `domainSpread` (half the table) is what catches that.
 ///
 /// TODO:
 /// - Idle C2 polling of one constant name is regular but not distinct, and is left alone.
@@ -170,7 +171,7 @@ public final class TunnelDetector {
             newToClient = true
             // A client that has asked under more than a quarter of the table's worth of registered
             // domains in the window does not push other clients' held queries out: its pair starts
-            // here instead, and makes room from its own pairs (below). A flood from one container
+            // here instead, and makes room from a heavy client's pairs (below). A flood from one container
             // then cannot keep a tunnel in another from ever getting a pair.
             if holdsFirstQueries && !(client.distinctDomains >= ownPairsFirstAt && firstQueries.holdingWouldDropAnother(than: client.id)) {
                 firstQueries.hold(key.id, e, client: client.id)
