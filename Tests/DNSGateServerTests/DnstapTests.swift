@@ -182,6 +182,14 @@ final class DnstapTests: XCTestCase {
     // MARK: collectors that misbehave (QA pass 7)
 
     /// Seconds `g` takes to stop on SIGTERM.
+    /// dnsgate sending dnstap to a collector that misbehaves as asked, with nsd upstream.
+    private func serving(with behaviour: HostileCollector.Behaviour) throws -> (DNSGateProcess, HostileCollector, NSDUpstream) {
+        let nsd = try NSDUpstream()
+        let collector = HostileCollector(behaviour, path: TestPaths.tempDir("dnstap").appendingPathComponent("tap.sock").path)
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        return (g, collector, nsd)
+    }
+
     private func secondsToStop(_ g: DNSGateProcess) -> Double {
         let t = Date()
         g.stop()
@@ -191,11 +199,8 @@ final class DnstapTests: XCTestCase {
     /// A collector that never accepts (its backlog full) stalled the dnstap thread in `connect` for
     /// good: no more attempts, no more log, a 7-s shutdown that lost the queue without a word.
     func testACollectorThatNeverAcceptsStallsNothing() throws {
-        let nsd = try NSDUpstream()
-        let dir = TestPaths.tempDir("dnstap")
-        let collector = HostileCollector(.neverAccepts, path: dir.appendingPathComponent("tap.sock").path)
-        defer { collector.stop() }
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        let (g, collector, nsd) = try serving(with: .neverAccepts)
+        defer { collector.stop(); nsd.stop() }
         XCTAssertTrue(g.waitForLog("the collector is not accepting connections", timeout: 10), g.log)
         XCTAssertEqual(try dig(g.port, ["+tcp", "www.denied.test"]).status, "NXDOMAIN")
         XCTAssertLessThan(secondsToStop(g), 3)
@@ -205,22 +210,16 @@ final class DnstapTests: XCTestCase {
     /// A collector trickling its handshake a byte at a time kept every read under its 2-s timeout
     /// and the thread waiting for minutes, silently. The handshake has one deadline now.
     func testAHandshakeTrickledAByteAtATimeTimesOut() throws {
-        let nsd = try NSDUpstream()
-        let dir = TestPaths.tempDir("dnstap")
-        let collector = HostileCollector(.tricklesItsHandshake, path: dir.appendingPathComponent("tap.sock").path)
-        defer { collector.stop() }
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        let (g, collector, nsd) = try serving(with: .tricklesItsHandshake)
+        defer { collector.stop(); nsd.stop() }
         XCTAssertTrue(g.waitForLog("no handshake from the collector within 2 s", timeout: 6), g.log)
         XCTAssertLessThan(secondsToStop(g), 3)
     }
 
     /// A collector that closes every connection after its handshake is said once, not twice a second.
     func testACollectorThatKeepsClosingIsSaidOnce() throws {
-        let nsd = try NSDUpstream()
-        let dir = TestPaths.tempDir("dnstap")
-        let collector = HostileCollector(.closesAfterHandshake, path: dir.appendingPathComponent("tap.sock").path)
-        defer { collector.stop() }
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: [nsd.address], extraArgs: ["--dnstap", collector.path])
+        let (g, collector, nsd) = try serving(with: .closesAfterHandshake)
+        defer { collector.stop(); nsd.stop() }
         for i in 0..<8 {
             XCTAssertEqual(try dig(g.port, ["flap\(i).denied.test"]).status, "NXDOMAIN")
             usleep(500_000)
@@ -301,16 +300,7 @@ final class DnstapTests: XCTestCase {
         let conf = dir.appendingPathComponent("unbound.conf").path
         try """
             server:
-                interface: 127.0.0.1
-                port: \(port)
-                do-ip6: no
-                username: ""
-                chroot: ""
-                directory: "\(dir.path)"
-                pidfile: ""
-                logfile: "\(dir.path)/unbound.log"
-                use-syslog: no
-                access-control: 127.0.0.0/8 allow
+            \(unboundServerBasics(port: port, dir: dir))
                 local-zone: "." refuse
                 local-zone: "allowed.test." always_nxdomain
             dnstap:

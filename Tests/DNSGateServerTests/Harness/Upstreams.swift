@@ -46,19 +46,10 @@ final class LoggingUpstream {
         dir = TestPaths.tempDir("unbound")
         let conf = """
         server:
-            interface: 127.0.0.1
-            port: \(port)
-            do-ip6: no
-            username: ""
-            chroot: ""
-            directory: "\(dir.path)"
-            pidfile: "\(dir.path)/unbound.pid"
-            logfile: "\(dir.path)/unbound.log"
-            use-syslog: no
+        \(unboundServerBasics(port: port, dir: dir))
             verbosity: 1
             log-queries: yes
             do-not-query-localhost: no
-            access-control: 127.0.0.0/8 allow
             module-config: "iterator"
             qname-minimisation: no
             harden-glue: no
@@ -115,4 +106,21 @@ func waitUntilAnswering(port: Int, timeout: Double = 10) throws -> Bool {
         usleep(100_000)
     }
     return false
+}
+
+/// The first lines of a test unbound's `server:` clause: loopback and IPv4 only, everything it
+/// writes in `dir`, no privilege drop, queries from loopback allowed.
+func unboundServerBasics(port: Int, dir: URL) -> String {
+    """
+        interface: 127.0.0.1
+        port: \(port)
+        do-ip6: no
+        username: ""
+        chroot: ""
+        directory: "\(dir.path)"
+        pidfile: "\(dir.path)/unbound.pid"
+        logfile: "\(dir.path)/unbound.log"
+        use-syslog: no
+        access-control: 127.0.0.0/8 allow
+    """
 }
