@@ -222,7 +222,9 @@ final class RunnerPolicyTests: XCTestCase {
         for impossible in ["2026-02-30T00:00:00Z", "2026-11-28T24:30:00Z", "2026-13-01T00:00:00+01:00"] {
             XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", impossible]).status, 64, impossible)
         }
-        XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", "2026-11-28T20:59:00+01:00"]).status, 1, "an offset")
+        for offset in ["2026-11-28T20:59:00+01:00", "2026-11-28T20:59:00+0100", "2026-11-28T14:29:00-05:30"] {
+            XCTAssertEqual(try g.cli(["verdict", "--client", "127.0.0.5", "--since", offset]).status, 1, offset)
+        }
         let badSince = try g.cli(["suggest", "--since", "yesterday-ish"])
         XCTAssertEqual(badSince.status, 64, badSince.stderr)
         XCTAssertTrue(badSince.stderr.contains("Usage: dnsgate suggest"), "the subcommand's usage: \(badSince.stderr)")

@@ -38,26 +38,19 @@ enum TimeParsing {
 
     /// Foundation rolls an impossible date over (`2026-02-30` read as March 2nd, `24:30` as the next
     /// day), so a typo silently moved the period. A timestamp counts only when its date and time,
-    /// at its own offset, are what `t` is.
+    /// at its own offset, write back as typed (`ISO8601.format`, as dnsgate prints times).
     private static func writesBack(_ s: String, _ t: Double) -> Bool {
-        let u = Array(s.utf8)
-        guard u.count >= 20 else { return false }
-        var offset = 0
-        if u.last == UInt8(ascii: "Z") || u.last == UInt8(ascii: "z") {
-            offset = 0
-        } else {
-            // ±HH:MM or ±HHMM after the time
-            let tail = s.utf8.suffix(6).first == UInt8(ascii: ":") ? Substring(s.suffix(5)) : Substring(s.suffix(6))
-            let sign = tail.first == "-" ? -1 : 1
-            let digits = tail.dropFirst().filter { $0 != ":" }
-            guard tail.first == "+" || tail.first == "-", digits.count == 4, let hhmm = Int(digits) else { return false }
-            offset = sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
-        }
-        var secs = time_t((t + Double(offset)).rounded(.down))
-        var tm = tm()
-        gmtime_r(&secs, &tm)
-        let written = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-        return s.prefix(19).uppercased() == written
+        guard let offset = offsetSeconds(s) else { return false }
+        return s.prefix(19).uppercased() == ISO8601.format(t + Double(offset)).prefix(19)
+    }
+
+    /// The UTC offset a timestamp ends with, in seconds: `Z`, `±HH:MM` or `±HHMM`.
+    private static func offsetSeconds(_ s: String) -> Int? {
+        if s.hasSuffix("Z") || s.hasSuffix("z") { return 0 }
+        guard let sign = s.lastIndex(where: { $0 == "+" || $0 == "-" }), s.distance(from: s.startIndex, to: sign) >= 19 else { return nil }
+        let digits = s[s.index(after: sign)...].filter { $0 != ":" }
+        guard digits.count == 4, digits.allSatisfy(\.isASCII), let hhmm = Int(digits) else { return nil }
+        return (s[sign] == "-" ? -1 : 1) * (hhmm / 100 * 3600 + hhmm % 100 * 60)
     }
 }
 
