@@ -265,16 +265,11 @@ public enum ConfigLoader {
             switch (m["socket"], m["address"]) {
             case (let v?, nil):
                 let text = try string(v)
-                // Empty, it resolved to the config's own directory, and connecting there failed for ever (QA pass 7).
-                guard !text.isEmpty, !text.hasSuffix("/") else { throw error(v, "log.dnstap.socket must name a socket, not '\(text)'") }
+                // Checked as typed first: empty, it resolved to the config's own directory, and connecting
+                // there failed for ever (QA pass 7).
+                if text.isEmpty || text.hasSuffix("/"), let p = DnstapConfig.socketPathProblem(text) { throw error(v, "log.dnstap.socket \(p)") }
                 let path = resolve(text)
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                    throw error(v, "log.dnstap.socket \(path) is a directory")
-                }
-                guard path.utf8.count <= DnstapConfig.maxSocketPath else {
-                    throw error(v, "log.dnstap.socket must be a path of at most 107 bytes (a Unix socket's limit), not \(path.utf8.count)")
-                }
+                if let p = DnstapConfig.socketPathProblem(path) { throw error(v, "log.dnstap.socket \(p)") }
                 destination = .unix(path)
             case (nil, let v?):
                 let s = try string(v)

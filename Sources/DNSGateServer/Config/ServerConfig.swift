@@ -43,13 +43,21 @@ public struct DnstapConfig: Sendable, Equatable {
 
     /// A collector as `--dnstap` names it: a Unix socket path (it has a `/`), or ADDRESS:PORT.
     public static func destination(parsing text: String) -> DnstapWriter.Destination? {
-        if text.contains("/") {
-            var isDirectory: ObjCBool = false
-            let directory = FileManager.default.fileExists(atPath: text, isDirectory: &isDirectory) && isDirectory.boolValue
-            return text.utf8.count <= maxSocketPath && !text.hasSuffix("/") && !directory ? .unix(text) : nil
-        }
+        if text.contains("/") { return socketPathProblem(text) == nil ? .unix(text) : nil }
         guard let hp = HostPort(parsing: text, defaultPort: 0), hp.port != 0 else { return nil }
         return .tcp(hp)
+    }
+
+    /// Why `path` cannot be a collector's Unix socket (completing "log.dnstap.socket …"), or nil:
+    /// it names a directory, or is longer than a socket address holds. For the config and `--dnstap` alike.
+    public static func socketPathProblem(_ path: String) -> String? {
+        if path.isEmpty || path.hasSuffix("/") { return "must name a socket, not '\(path)'" }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return "\(path) is a directory" }
+        if path.utf8.count > maxSocketPath {
+            return "must be a path of at most \(maxSocketPath) bytes (a Unix socket's limit), not \(path.utf8.count)"
+        }
+        return nil
     }
 
     public static var hostName: String {
