@@ -349,9 +349,15 @@ final class DnstapTests: XCTestCase {
             return path
         }
         let queries = (0..<3).map { message(.clientQuery, "q\($0).example.com", at: 1_800_000_000 + UInt64($0)) }
-        let good = try analyze([try file("queries.fstrm", frames: queries)])
+        let queriesFile = try file("queries.fstrm", frames: queries)
+        let good = try analyze([queriesFile])
         XCTAssertEqual(good.status, 0, good.stderr)
         XCTAssertTrue(good.stderr.contains("holds client queries only") && good.stderr.contains("3 queries, 0 alert(s)"), good.stderr)
+        // The same capture through a pipe (`fstrm_capture -w - | dnsgate analyze /dev/stdin`) is told from text by its bytes.
+        let piped = try runCommand(TestPaths.dnsgateBinary, ["analyze", "/dev/stdin"],
+                                   stdinBytes: try Data(contentsOf: URL(fileURLWithPath: queriesFile)))
+        XCTAssertEqual(piped.status, 0, piped.stderr)
+        XCTAssertTrue(piped.stderr.contains("/dev/stdin holds client queries only") && piped.stderr.contains("3 queries, 0 alert(s)"), piped.stderr)
         let forwarded = (0..<3).map { message(.forwarderQuery, "f\($0).example.com", at: 1_800_000_000) }
         let timeless = [message(.clientResponse, "r.example.com", at: 0)]
         for (name, path, why) in [
@@ -365,6 +371,9 @@ final class DnstapTests: XCTestCase {
             let r = try analyze([path])
             XCTAssertEqual(r.status, 2, name)
             XCTAssertTrue(r.stderr.contains(path + ": ") && r.stderr.contains(why), "\(name): \(r.stderr)")
+            let piped = try runCommand(TestPaths.dnsgateBinary, ["analyze", "/dev/stdin"], stdinBytes: try Data(contentsOf: URL(fileURLWithPath: path)))
+            XCTAssertEqual(piped.status, 2, "\(name), piped")
+            XCTAssertTrue(piped.stderr.contains("/dev/stdin: ") && piped.stderr.contains(why), "\(name), piped: \(piped.stderr)")
         }
     }
 

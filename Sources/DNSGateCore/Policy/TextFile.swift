@@ -20,6 +20,12 @@ public enum TextFile {
     ///   server reads on an event loop, and opening a FIFO for reading blocks until a writer comes
     ///   (QA pass 6 hung DNS over TCP and the control socket with one).
     public static func read(_ path: String, streams: Bool = false) throws(ReadError) -> String {
+        try text(bytes(path, streams: streams))
+    }
+
+    /// The file's bytes, read as `read` reads them: for a caller that looks at them before deciding
+    /// they are text (a pipe can be read once only).
+    public static func bytes(_ path: String, streams: Bool = false) throws(ReadError) -> [UInt8] {
         var fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ReadError(description: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -50,6 +56,11 @@ public enum TextFile {
             guard bytes.count + n <= maxBytes else { throw ReadError(description: "larger than \(maxBytes >> 20) MiB: not a file this reads") }
             bytes.append(contentsOf: chunk[0..<n])
         }
+        return bytes
+    }
+
+    /// `bytes` as text, a leading byte-order mark dropped.
+    public static func text(_ bytes: [UInt8]) throws(ReadError) -> String {
         guard var text = String(validating: bytes, as: UTF8.self) else { throw ReadError(description: "not UTF-8 text") }
         if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
         return text

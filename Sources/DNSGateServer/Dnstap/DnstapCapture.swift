@@ -27,19 +27,40 @@ public enum DnstapCapture {
     /// Client queries held while no reply has been seen, before the capture counts as query-only.
     static let queryOnlyAfter = 100_000
 
-    /// Whether `path` starts as a Frame Streams file does (a control frame's zero escape). Only a
-    /// regular file is looked at: reading a pipe's first bytes would take them from the text reader.
+    /// Whether `path` is a regular file that starts as a Frame Streams file does (a control frame's
+    /// zero escape). Only a regular file is looked at: a pipe's first bytes, once read, are gone, so
+    /// a pipe is read whole and its bytes asked (`startsLikeCapture`).
     public static func looksLikeCapture(_ path: String) -> Bool {
         var st = stat()
         guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, let h = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? h.close() }
-        return (try? h.read(upToCount: 4)).map { Array($0) == [0, 0, 0, 0] } ?? false
+        return (try? h.read(upToCount: 4)).map { startsLikeCapture(Array($0)) } ?? false
     }
 
-    /// Calls `each` with every event of the capture at `path`, in file order.
+    /// Whether `bytes` start as a Frame Streams file does; no text that `analyze` reads starts with a NUL.
+    public static func startsLikeCapture(_ bytes: [UInt8]) -> Bool { bytes.starts(with: [0, 0, 0, 0]) }
+
+    /// Calls `each` with every event of the capture at `path`, in file order, reading it a chunk
+    /// at a time: a capture may be larger than memory should hold.
     public static func read(_ path: String, _ each: (QueryEvent) throws -> Void) throws -> Summary {
         guard let h = FileHandle(forReadingAtPath: path) else { throw Failure(description: "cannot open: \(String(cString: strerror(errno)))") }
         defer { try? h.close() }
+        return try decode(each) {
+            do { return ArraySlice(try h.read(upToCount: 1 << 16) ?? Data()) } catch { throw Failure(description: "cannot read: \(error)") }
+        }
+    }
+
+    /// The same for a capture already read (from a pipe).
+    public static func read(bytes: [UInt8], _ each: (QueryEvent) throws -> Void) throws -> Summary {
+        var done = false
+        return try decode(each) {
+            defer { done = true }
+            return done ? [] : bytes[...]
+        }
+    }
+
+    /// - Parameter nextChunk: the capture's next bytes; empty at its end.
+    private static func decode(_ each: (QueryEvent) throws -> Void, nextChunk: () throws -> ArraySlice<UInt8>) throws -> Summary {
         var decoder = FrameStreams.Decoder()
         var summary = Summary()
         var started = false
@@ -69,10 +90,9 @@ public enum DnstapCapture {
             }
         }
         while true {
-            let chunk: Data
-            do { chunk = try h.read(upToCount: 1 << 16) ?? Data() } catch { throw Failure(description: "cannot read: \(error)") }
+            let chunk = try nextChunk()
             if chunk.isEmpty { break }
-            decoder.append(ArraySlice(chunk))
+            decoder.append(chunk)
             while true {
                 let frame: FrameStreams.Decoder.Frame?
                 do { frame = try decoder.next() } catch { throw Failure(description: "frame \(summary.frames + 1): \(error)") }

@@ -109,26 +109,34 @@ extension DNSGateCommand {
                     }
                 }
             }
+            func analyzeCapture(_ file: String, _ read: () throws -> DnstapCapture.Summary) throws {
+                let summary: DnstapCapture.Summary
+                do { summary = try read() } catch let e as DnstapCapture.Failure { throw fail(CLIError("\(file): \(e)"), status: 2) }
+                if summary.fromQueries {
+                    FileHandle.standardError.write(Data("note: \(file) holds client queries only; read with NOERROR for every answer\n".utf8))
+                }
+                if summary.skipped > 0 {
+                    FileHandle.standardError.write(Data("note: \(file): \(summary.skipped) messages skipped (not client messages, or without a client address, time or question)\n".utf8))
+                }
+            }
             for file in files {
+                // A capture in a regular file is read a chunk at a time; anything else (a pipe,
+                // `/dev/stdin`) is read whole, and its first bytes tell a capture from text.
                 if DnstapCapture.looksLikeCapture(file) {
-                    let summary: DnstapCapture.Summary
-                    do { summary = try DnstapCapture.read(file, observe) } catch let e as DnstapCapture.Failure {
-                        throw fail(CLIError("\(file): \(e)"), status: 2)
-                    }
-                    if summary.fromQueries {
-                        FileHandle.standardError.write(Data("note: \(file) holds client queries only; read with NOERROR for every answer\n".utf8))
-                    }
-                    if summary.skipped > 0 {
-                        FileHandle.standardError.write(Data("note: \(file): \(summary.skipped) messages skipped (not client messages, or without a client address, time or question)\n".utf8))
-                    }
+                    try analyzeCapture(file) { try DnstapCapture.read(file, observe) }
                     continue
                 }
                 let text: String
                 // Not 1: a pipeline gating on "no alerts" must tell a bad input from a finding.
-                do { text = try TextFile.read(file, streams: true) } catch {
-                    // A capture through a pipe cannot be told from text before it is read (QA pass 8).
-                    let hint = "\(error)" == "not UTF-8 text" ? " (a dnstap capture is read from a regular file, starting with its START frame)" : ""
-                    throw fail(CLIError("\(file): cannot read: \(error)\(hint)"), status: 2)
+                do {
+                    let bytes = try TextFile.bytes(file, streams: true)
+                    if DnstapCapture.startsLikeCapture(bytes) {
+                        try analyzeCapture(file) { try DnstapCapture.read(bytes: bytes, observe) }
+                        continue
+                    }
+                    text = try TextFile.text(bytes)
+                } catch let error as TextFile.ReadError {
+                    throw fail(CLIError("\(file): cannot read: \(error)"), status: 2)
                 }
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                     let event: QueryEvent?

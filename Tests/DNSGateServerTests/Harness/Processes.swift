@@ -60,6 +60,10 @@ struct CommandResult {
 /// Runs a program, bounded in time; kills it (by PID) if it overruns.
 @discardableResult
 func runCommand(_ path: String, _ args: [String], timeout: Double = 30, stdin: String? = nil) throws -> CommandResult {
+    try runCommand(path, args, timeout: timeout, stdinBytes: stdin.map { Data($0.utf8) })
+}
+
+func runCommand(_ path: String, _ args: [String], timeout: Double = 30, stdinBytes stdin: Data?) throws -> CommandResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path.hasPrefix("/") ? path : "/usr/bin/env")
     p.arguments = path.hasPrefix("/") ? args : [path] + args
@@ -68,7 +72,7 @@ func runCommand(_ path: String, _ args: [String], timeout: Double = 30, stdin: S
     let inPipe = Pipe()
     p.standardInput = inPipe
     try p.run()
-    if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
+    if let stdin { inPipe.fileHandleForWriting.write(stdin) }
     try? inPipe.fileHandleForWriting.close()
     // Read both pipes concurrently so a chatty program cannot block on a full pipe.
     final class Sink: @unchecked Sendable { var data = Data() }   // each written by one reader, read after g.wait()
