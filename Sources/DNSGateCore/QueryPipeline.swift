@@ -257,7 +257,8 @@ public final class QueryPipeline: Sendable {
             return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
                               q, overTCP), queryRecord(.local, .noError))
         case .forward:
-            let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false)
+            let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                               checkingDisabled: q.header.checkingDisabled)
             // A CNAME query's answer is the CNAME alone: the client asks for the target next, and
             // that question is decided as any other.
             let checksChain = box.checksCNAMETargets && q.type != .cname

@@ -173,5 +173,13 @@ final class ResponseBuilderTests: XCTestCase {
         XCTAssertTrue(q.header.recursionDesired)
         XCTAssertEqual(Array(q.rawQuestion), W.question(name: "www.example.org", type: 65))
         XCTAssertEqual(q.edns, EDNSInfo(udpPayloadSize: ResponseBuilder.defaultUDPPayload, version: 0, dnssecOK: true))
+        XCTAssertFalse(q.header.checkingDisabled)
+        // CD only when the client set it; the two are different questions to the cache too.
+        let cd = UpstreamQuery.make(id: 1, name: try DNSName("www.example.org"), type: .a, dnssecOK: false, checkingDisabled: true)
+        guard case .query(let c) = RequestSanity.decode(cd) else { return XCTFail("our own CD query does not decode") }
+        XCTAssertTrue(c.header.checkingDisabled && c.header.recursionDesired)
+        let name = try DNSName("www.example.org")
+        XCTAssertNotEqual(CacheKey(name: name, type: .a, dnssecOK: false), CacheKey(name: name, type: .a, dnssecOK: false, checkingDisabled: true))
+        XCTAssertNotEqual(CacheKey(name: name, type: .a, dnssecOK: true), CacheKey(name: name, type: .a, dnssecOK: false, checkingDisabled: true))
     }
 }

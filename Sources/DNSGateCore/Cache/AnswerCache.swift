@@ -1,27 +1,31 @@
 import Synchronization
 
-/// What the cache is keyed by: the canonical question and the DO bit (answers with and without
-/// DNSSEC records differ).
+/// What the cache is keyed by: the canonical question, the DO bit (answers with and without
+/// DNSSEC records differ) and the CD bit. A validating upstream answers a CD query without
+/// validating it (RFC 4035 §3.2.2), so such an answer, bogus data included, is kept apart and given
+/// only to clients that set CD themselves (RFC 6840 §5.9).
 public struct CacheKey: Hashable, Sendable {
     public let name: DNSName
     public let type: RecordType
     public let dnssecOK: Bool
-    /// Computed once from the name's `TableHash`, the type and the DO bit: the cache and the upstream
+    public let checkingDisabled: Bool
+    /// Computed once from the name's `TableHash`, the type and the two bits: the cache and the upstream
     /// exchanges in flight probe with it instead of hashing the name again.
     let hash: UInt64
 
-    public init(name: DNSName, type: RecordType, dnssecOK: Bool) {
-        self.init(name: name, nameHash: name.wire.withUnsafeBytes { TableHash.hash($0) }, type: type, dnssecOK: dnssecOK)
+    public init(name: DNSName, type: RecordType, dnssecOK: Bool, checkingDisabled: Bool = false) {
+        self.init(name: name, nameHash: name.wire.withUnsafeBytes { TableHash.hash($0) }, type: type, dnssecOK: dnssecOK,
+                  checkingDisabled: checkingDisabled)
     }
 
     /// - Parameter nameHash: must be `TableHash.hash(name.wire)`, as `QueryView.nameHash` is.
-    public init(name: DNSName, nameHash: UInt64, type: RecordType, dnssecOK: Bool) {
-        self.name = name; self.type = type; self.dnssecOK = dnssecOK
-        self.hash = StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 1 | (dnssecOK ? 1 : 0)))
+    public init(name: DNSName, nameHash: UInt64, type: RecordType, dnssecOK: Bool, checkingDisabled: Bool = false) {
+        self.name = name; self.type = type; self.dnssecOK = dnssecOK; self.checkingDisabled = checkingDisabled
+        self.hash = StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 2 | (checkingDisabled ? 2 : 0) | (dnssecOK ? 1 : 0)))
     }
 
     public static func == (a: CacheKey, b: CacheKey) -> Bool {
-        a.hash == b.hash && a.type == b.type && a.dnssecOK == b.dnssecOK && a.name == b.name
+        a.hash == b.hash && a.type == b.type && a.dnssecOK == b.dnssecOK && a.checkingDisabled == b.checkingDisabled && a.name == b.name
     }
     public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
     public func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: StableHash.mix(hash ^ UInt64(bitPattern: Int64(seed)))) }

@@ -255,7 +255,8 @@ final class DirectUpstream {
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
             e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
-            let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK)
+            let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK,
+                                           checkingDisabled: e.key.checkingDisabled)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a
             // refused port or a timeout, and the exchange moves on then.
             withUnsafePointer(to: t.storage) { outgoing[e.slot].queue(query, to: $0, length: t.length, from: dnsgate_local(), fd: sockets[e.slot].fd) }

@@ -200,14 +200,16 @@ public final class UpstreamClient: Sendable {
                      overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
         if !overTCP {
             return pool(for: loop).exchange(to: addr, timeout: timeout, build: { id in
-                let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
+                let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK,
+                                               checkingDisabled: key.checkingDisabled)
                 health.sending(query, overTCP: false)
                 return query
             }, check: { id, bytes in health.checkedAnswer(bytes, id: id, name: key.name, type: key.type) })   // called for `addr` and an ID in flight only
         }
         // TCP (after a truncated UDP reply): one connection per exchange, as RFC 7766 allows; rare.
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
-        let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK)
+        let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK,
+                                       checkingDisabled: key.checkingDisabled)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { health.checkedAnswer($0, id: id, name: key.name, type: key.type, overTCP: true) }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.hostPort)) }
