@@ -1,7 +1,6 @@
 import DNSGateCore
 import Logging
 import NIOCore
-import Synchronization
 
 /// The cap on one stream listener's open connections and the idle timeout that frees them: DNS over
 /// TCP, the metrics endpoint and the control socket each have one. Without them QA pass 5 held 2,000
@@ -14,10 +13,8 @@ final class ConnectionLimit: Sendable {
     private let open = AtomicCounter()
     /// Connections closed at once for being past the cap, since start.
     let refused = AtomicCounter()
-    /// Monotonic nanoseconds before which a refusal is not logged again: one line per burst, not one
-    /// per connection of a flood.
-    private let quietUntil = Atomic<UInt64>(0)
-    static let warningIntervalNs: UInt64 = 60_000_000_000
+    /// One line per burst of refusals, not one per connection of a flood.
+    private let warning = WarningLimiter()
     private let logger: Logger
 
     init(_ listener: String, _ limits: ConnectionLimits, logger: Logger) {
@@ -31,11 +28,10 @@ final class ConnectionLimit: Sendable {
     func admit(_ channel: Channel) -> Bool {
         guard open.value < limits.maxConnections else {
             refused.add(1)
-            let now = MonotonicClock.nanoseconds(), quiet = quietUntil.load(ordering: .relaxed)
-            if now >= quiet && quietUntil.compareExchange(expected: quiet, desired: now + Self.warningIntervalNs, ordering: .relaxed).exchanged {
+            if let since = warning.due(total: refused.value) {
                 logger.warning("connection limit reached; new connections are closed at once (logged once a minute at most)",
                                metadata: ["concern": "listener", "listener": "\(listener)", "limit": "\(limits.maxConnections)",
-                                          "refused_total": "\(refused.value)"])
+                                          "refused_total": "\(refused.value)", "refused_since_last_warning": "\(since)"])
             }
             channel.close(promise: nil)
             return false
