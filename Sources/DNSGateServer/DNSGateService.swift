@@ -81,7 +81,7 @@ public final class DNSGateService: @unchecked Sendable {
         let dnstap = config.dnstap.map { DnstapWriter(destination: $0.destination, identity: $0.identity, logger: logger) }
         self.dnstap = dnstap
         upstream = try UpstreamClient(upstreams: ups, timeoutMs: config.upstreamTimeoutMs, deadlineMs: config.upstreamDeadlineMs,
-                                      dnstap: dnstap, onRTT: { rttSink.record($0, $1) })
+                                      dnstap: dnstap, logger: logger, onRTT: { rttSink.record($0, $1) })
         pipeline = QueryPipeline(policies: policy, cache: AnswerCache(limits: config.cache), maxUDPPayload: config.maxUDPPayload)
         queryLog = try QueryLogger(level: config.queryLog, file: config.queryLogFile, logger: logger)
         tcpLimit = ConnectionLimit("tcp", config.tcp, logger: logger)

@@ -1,4 +1,5 @@
 import DNSGateCore
+import Logging
 import NIOCore
 import NIOEmbedded
 import XCTest
@@ -6,10 +7,12 @@ import XCTest
 
 /// The pooled upstream socket's demultiplexer, on an EmbeddedChannel: only a reply with an ID in flight,
 /// from the address asked, answering the question asked, completes an exchange. Forged and stray
-/// datagrams are ignored and do not cancel the exchange.
+/// datagrams are ignored and do not cancel the exchange; those for no exchange in flight are counted
+/// as unwanted.
 final class UpstreamMuxHandlerTests: XCTestCase {
     func testOnlyTheGenuineReplyCompletesTheExchange() throws {
-        let mux = UpstreamMuxHandler()
+        let unwanted = UnwantedReplies(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let mux = UpstreamMuxHandler(unwanted: unwanted)
         let channel = EmbeddedChannel(handler: mux)
         defer { _ = try? channel.finish() }
         let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: 5300)
@@ -33,8 +36,12 @@ final class UpstreamMuxHandlerTests: XCTestCase {
         try channel.writeInbound(AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: [0x12, 0x34, 0x81])))   // garbage
         XCTAssertFalse(done)
         XCTAssertNotNil(mux.pending[0x1234], "forgeries do not cancel the exchange")
+        XCTAssertEqual(unwanted.count.value, 3, "another source, another ID and garbage; the other question is the upstream's `rejected`")
         try reply(id: 0x1234, name: "WWW.example.COM", from: upstream)       // genuine (case may differ)
         XCTAssertTrue(done)
         XCTAssertNil(mux.pending[0x1234])
+        XCTAssertEqual(unwanted.count.value, 3)
+        try reply(id: 0x1234, name: "www.example.com", from: upstream)       // a second copy, late
+        XCTAssertEqual(unwanted.count.value, 4)
     }
 }

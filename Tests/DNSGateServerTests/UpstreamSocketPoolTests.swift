@@ -1,4 +1,5 @@
 import DNSGateCore
+import Logging
 import NIOCore
 import NIOPosix
 import XCTest
@@ -20,7 +21,7 @@ final class UpstreamSocketPoolTests: XCTestCase {
         XCTAssertEqual(withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, len) } }, 0)
         _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &len) } }
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: Int(UInt16(bigEndian: sin.sin_port)))
-        let pool = try loop.submit { UpstreamSocketPool(loop: loop, size: 2) }.wait()
+        let pool = try loop.submit { UpstreamSocketPool(loop: loop, size: 2, unwanted: UnwantedReplies(logger: Logger(label: "test"))) }.wait()
         // Open both sockets first, as a running server has them.
         for _ in 0..<64 {
             _ = try loop.submit { pool.exchange(to: address, timeout: .milliseconds(300), build: { RawQuery.make(id: $0, name: "flood.example.com") }, check: { _, _ in nil }) }.wait()

@@ -17,10 +17,11 @@ import Glibc
 /// connected to it from its own kernel-chosen port, with a random ID (RFC 5452 §9.2). An answer counts
 /// only if it comes from the address asked (the kernel already drops other sources on a connected
 /// socket), with that ID, and answers that question; anything else is dropped and the exchange keeps
-/// waiting. A refused port (ICMP) fails the exchanges on that socket at once, as a connected socket
-/// reports it. A timeout, SERVFAIL or REFUSED moves on to the next upstream, at most two
-/// passes and never past the deadline. Identical questions in flight share one exchange. A truncated
-/// answer goes to `UpstreamClient`, which asks over TCP (RFC 7766 §5).
+/// waiting; one for no exchange in flight is counted (`UpstreamClient.unwanted`). A refused port
+/// (ICMP) fails the exchanges on that socket at once, as a connected socket reports it. A timeout,
+/// SERVFAIL or REFUSED moves on to the next upstream, at most two passes and never past the deadline.
+/// Identical questions in flight share one exchange. A truncated answer goes to `UpstreamClient`,
+/// which asks over TCP (RFC 7766 §5).
 ///
 /// Not thread-safe: one per listener thread.
 final class DirectUpstream {
@@ -227,9 +228,8 @@ final class DirectUpstream {
     }
 
     private func answer(_ bytes: UnsafeRawBufferPointer, from source: UnsafePointer<sockaddr_storage>, on slot: Int) {
-        guard bytes.count >= 12 else { return }
-        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
-        guard let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]) else { return }   // stray, late or forged
+        guard bytes.count >= 12, case let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1]),
+              let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]) else { return client.unwanted.note() }   // stray, late or forged
         let health = targets[e.target].health
         guard let a = health.checkedAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }
         let now = MonotonicClock.nanoseconds()

@@ -2,6 +2,7 @@ import DNSGateCore
 import NIOCore
 import NIOPosix
 import NIOExtras
+import Logging
 import Synchronization
 
 /// Why an upstream exchange failed; the text goes into the SERVFAIL's Extended DNS Error.
@@ -26,9 +27,10 @@ public final class UpstreamHealth: Sendable {
     public let answered = AtomicCounter()
     public let timeouts = AtomicCounter()
     public let failures = AtomicCounter()
-    /// Replies from this upstream's address to a query in flight that failed the checks (malformed,
-    /// or for another question): discarded as RFC 5452 asks, so the exchange times out, and without
-    /// this count an operator would look for a network problem (QA pass 5, F10).
+    /// Replies from this upstream's address with the ID of a query in flight that failed the checks
+    /// (malformed, or for another question): discarded as RFC 5452 asks, so the exchange times out,
+    /// and without this count an operator would look for a network problem (QA pass 5, F10). A
+    /// reply that no query in flight takes is counted in `UpstreamClient.unwanted` instead.
     public let rejected = AtomicCounter()
     public let lastRTTMicros = AtomicCounter()
     /// Called with every answered exchange's round trip in seconds (the metrics histogram).
@@ -100,6 +102,8 @@ public final class UpstreamClient: Sendable {
     /// Moved on after each failed attempt, so the next question starts with the next upstream.
     let rotation = AtomicCounter()
     public let coalesced = AtomicCounter()
+    /// Replies no exchange in flight takes, on any path: the UDP listeners' sockets, the pools, TCP.
+    public let unwanted: UnwantedReplies
     private let pools = Mutex<[ObjectIdentifier: UpstreamSocketPool]>([:])
     private let poolSize: Int
 
@@ -109,9 +113,11 @@ public final class UpstreamClient: Sendable {
     ///   position in `upstreams` (an index, not its name: hashing the name on every miss cost more
     ///   than recording the time).
     ///   - dnstap: gets every query sent upstream and every answer accepted (`log.dnstap`).
+    ///   - logger: warns of unwanted replies.
     public init(upstreams: [HostPort], timeoutMs: Int, deadlineMs: Int, socketsPerLoop: Int = 16, dnstap: DnstapWriter? = nil,
-                onRTT: @escaping @Sendable (Int, Double) -> Void = { _, _ in }) throws {
+                logger: Logger, onRTT: @escaping @Sendable (Int, Double) -> Void = { _, _ in }) throws {
         self.poolSize = socketsPerLoop
+        self.unwanted = UnwantedReplies(logger: logger)
         self.upstreams = try upstreams.enumerated().map { i, hp in
             let address = try SocketAddress(ipAddress: hp.host, port: hp.port)
             return (address, UpstreamHealth(address: hp.description, socketAddress: address, dnstap: dnstap, onRTT: { onRTT(i, $0) }))
@@ -187,7 +193,7 @@ public final class UpstreamClient: Sendable {
     private func pool(for loop: EventLoop) -> UpstreamSocketPool {
         pools.withLock { p in
             if let existing = p[ObjectIdentifier(loop)] { return existing }
-            let created = UpstreamSocketPool(loop: loop, size: poolSize)
+            let created = UpstreamSocketPool(loop: loop, size: poolSize, unwanted: unwanted)
             p[ObjectIdentifier(loop)] = created
             return created
         }
@@ -216,11 +222,12 @@ public final class UpstreamClient: Sendable {
         promise.futureResult.whenComplete { _ in timer.cancel() }
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
-            .channelInitializer { ch in
+            .channelInitializer { [unwanted] ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldLength: .two)))
                     try ch.pipeline.syncOperations.addHandler(LengthFieldPrepender(lengthFieldLength: .two))
-                    try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, check: check, upstream: addr.hostPort))
+                    try ch.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(promise: promise, id: id, check: check, upstream: addr.hostPort,
+                                                                                         unwanted: unwanted))
                 }
             }
             .connect(to: addr)
@@ -238,18 +245,23 @@ public final class UpstreamClient: Sendable {
     }
 }
 
-/// TCP variant: one framed reply, checked the same way.
+/// TCP variant: one framed reply, checked the same way. A frame without the query's ID is for no
+/// exchange, as over UDP: unwanted, not `rejected`, and the exchange keeps waiting.
 final class UpstreamStreamReplyHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let promise: EventLoopPromise<UpstreamAnswer>
+    private let id: UInt16
     private let check: @Sendable ([UInt8]) -> UpstreamAnswer?
     /// The upstream's address, for errors: after a reset the channel no longer knows it.
     private let upstream: String
-    init(promise: EventLoopPromise<UpstreamAnswer>, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?, upstream: String) {
-        self.promise = promise; self.check = check; self.upstream = upstream
+    private let unwanted: UnwantedReplies
+    init(promise: EventLoopPromise<UpstreamAnswer>, id: UInt16, check: @escaping @Sendable ([UInt8]) -> UpstreamAnswer?, upstream: String,
+         unwanted: UnwantedReplies) {
+        self.promise = promise; self.id = id; self.check = check; self.upstream = upstream; self.unwanted = unwanted
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        guard frame.readableBytes >= 12, frame.getInteger(at: frame.readerIndex, as: UInt16.self) == id else { return unwanted.note() }
         if let answer = check(Array(frame.readableBytesView)) { promise.succeed(answer) }
     }
     func channelInactive(context: ChannelHandlerContext) {

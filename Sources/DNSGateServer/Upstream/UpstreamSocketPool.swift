@@ -13,6 +13,7 @@ import Glibc
 /// (random, from getrandom(2), read 512 bytes at a time), so a forger must guess both the port and the 16-bit ID (RFC 5452 §9.2).
 /// A reply is accepted only if its ID is in flight, it comes from the address asked, and it answers the
 /// question asked (the `check`); anything else is dropped, so a forged packet cannot cancel an exchange.
+/// A reply for no exchange in flight is counted in `unwanted`.
 ///
 /// Confined to its event loop: every method runs there, so the in-flight tables need no locks.
 final class UpstreamSocketPool: @unchecked Sendable {
@@ -37,9 +38,11 @@ final class UpstreamSocketPool: @unchecked Sendable {
     /// `sendmmsg` instead of a `sendmsg` each. The socket is drawn at random once per flush, so a
     /// forger still has to guess the port as well as each query's random ID.
     private var flushSlot: Int?
+    private let unwanted: UnwantedReplies
 
-    init(loop: EventLoop, size: Int) {
+    init(loop: EventLoop, size: Int, unwanted: UnwantedReplies) {
         self.loop = loop
+        self.unwanted = unwanted
         self.size = max(1, size)
         self.sockets = Array(repeating: nil, count: self.size)
         self.ready = Array(repeating: nil, count: self.size)
@@ -129,7 +132,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
 
     private func socket(_ slot: Int) -> EventLoopFuture<(Channel, UpstreamMuxHandler)> {
         if let s = sockets[slot] { return s }
-        let mux = UpstreamMuxHandler()
+        let mux = UpstreamMuxHandler(unwanted: unwanted)
         let f = DatagramBootstrap(group: loop)
             // Answers to a flushed batch arrive together: read up to 16 with one recvmmsg. NIO splits the
             // receive buffer evenly, so each answer has 4 KB: dnsgate advertises 1,232 bytes (EDNS), and
@@ -165,12 +168,15 @@ final class UpstreamMuxHandler: ChannelInboundHandler {
         let deadline: NIODeadline
     }
     var pending: [UInt16: Pending] = [:]
+    private let unwanted: UnwantedReplies
+
+    init(unwanted: UnwantedReplies) { self.unwanted = unwanted }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let env = unwrapInboundIn(data)
         guard env.data.readableBytes >= 12, let id = env.data.getInteger(at: env.data.readerIndex, as: UInt16.self),
-              let p = pending[id], env.remoteAddress == p.expected,
-              let answer = p.check(Array(env.data.readableBytesView)) else { return }   // stray, late or forged: ignore
+              let p = pending[id], env.remoteAddress == p.expected else { return unwanted.note() }   // stray, late or forged
+        guard let answer = p.check(Array(env.data.readableBytesView)) else { return }   // counted as `rejected`; the exchange waits on
         pending[id] = nil
         p.promise.succeed(answer)
     }
