@@ -178,6 +178,7 @@ extension DNSGateService: ControlResponder {
                  "failures": h.failures.value, "last_rtt_us": h.lastRTTMicros.value] as [String: Any]
             },
             "coalesced": upstream.coalesced.value,
+            "unwanted_replies": upstream.unwanted.count.value,
             "tcp_connections": tcpLimit.openCount,
             "connections_refused": Dictionary(uniqueKeysWithValues: connectionLimits.map { ($0.listener, $0.refused.value) }),
             "udp_coalesced_waits": udpCoalescedWaits.value,

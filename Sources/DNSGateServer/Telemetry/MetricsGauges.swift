@@ -31,6 +31,9 @@ struct MetricsGauges: Sendable {
                         labels: [("upstream", h.address)]).set(to: Double(h.rejected.value))
             r.makeGauge(descriptor: .init("dnsgate_upstream_failures", help: "Failures per upstream."), labels: [("upstream", h.address)]).set(to: Double(h.failures.value))
         }
+        r.makeGauge(descriptor: .init("dnsgate_upstream_unwanted_replies",
+                                      help: "Upstream replies for no query in flight (unknown ID, another source, or late) since start: possible spoofing."))
+            .set(to: Double(service.upstream.unwanted.count.value))
         if let d = service.dnstap {
             r.makeGauge(descriptor: .init("dnsgate_dnstap_connected", help: "1 while the dnstap collector is connected.")).set(to: d.connected ? 1 : 0)
             r.makeGauge(descriptor: .init("dnsgate_dnstap_sent", help: "dnstap messages written to the collector since start.")).set(to: Double(d.sent.value))

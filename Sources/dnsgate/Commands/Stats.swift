@@ -51,7 +51,7 @@ enum StatsFormatter {
             lines.append("cache: \(c["entries"] ?? 0) entries, \(c["hits"] ?? 0) hits, \(c["misses"] ?? 0) misses, \(c["stale_served"] ?? 0) stale, \(c["evictions"] ?? 0) evicted")
         }
         if let ups = o["upstreams"] as? [[String: Any]] {
-            lines.append("upstreams:")
+            lines.append("upstreams: \(o["unwanted_replies"] ?? 0) unwanted replies (for no query in flight; possible spoofing)")
             for u in ups {
                 lines.append("  \(u["address"] ?? "?"): \(u["answered"] ?? 0) answered, \(u["timeouts"] ?? 0) timeouts, \(u["failures"] ?? 0) failures, \(u["rejected"] ?? 0) rejected, last rtt \(u["last_rtt_us"] ?? 0) µs")
             }
