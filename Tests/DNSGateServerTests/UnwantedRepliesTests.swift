@@ -1,0 +1,131 @@
+import DNSGateCore
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import XCTest
+@testable import DNSGateServer
+
+/// Upstream replies for no query in flight (Unbound's `unwanted.replies`): a hostile upstream forges
+/// before every real answer; the client still gets the real one, and `stats`, the metrics and one
+/// rate-limited warning show the forgeries. End to end against the real binary, for both ways a miss
+/// goes upstream, plus the TCP upstream handler and the warning's limiter on their own.
+final class UnwantedRepliesTests: XCTestCase {
+    static let allow = "*.allowed.test  # builds\n"
+
+    /// A UDP client's miss leaves on the listener's own sockets (`DirectUpstream`). They are connected,
+    /// so the kernel drops the forgery from another port before dnsgate sees it; the one with the
+    /// wrong ID is counted, one per query.
+    func testForgeriesAgainstUDPClientsMissesAreCountedAndTheRealAnswerIsServed() throws {
+        let upstream = SpoofingUpstream(queries: 2)
+        let (g, metricsPort) = try start(upstream)
+        for name in ["a.allowed.test", "b.allowed.test"] {
+            let a = try dig(g.port, ["+time=4", name])
+            XCTAssertEqual(a.answers, ["\(name). 60 IN A 192.0.2.1"], a.raw)
+        }
+        try assertCounted(atLeast: 2, g, metricsPort: metricsPort)
+    }
+
+    /// A TCP client's miss goes through an event loop's socket pool (`UpstreamSocketPool`), whose
+    /// sockets are not connected: both forgeries arrive and are counted.
+    func testForgeriesAgainstTCPClientsMissesAreCountedAndTheRealAnswerIsServed() throws {
+        let upstream = SpoofingUpstream(queries: 1)
+        let (g, metricsPort) = try start(upstream)
+        let a = try dig(g.port, ["+time=4", "+tcp", "c.allowed.test"])
+        XCTAssertEqual(a.answers, ["c.allowed.test. 60 IN A 192.0.2.1"], a.raw)
+        try assertCounted(atLeast: 2, g, metricsPort: metricsPort)
+    }
+
+    /// Over TCP (a retry after a truncated answer) a frame with another ID is for no exchange either:
+    /// counted as unwanted, not as the upstream's `rejected`, and the exchange waits for its answer.
+    func testATCPFrameWithAnotherIDIsUnwantedAndTheExchangeWaits() throws {
+        let unwanted = UnwantedReplies(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let name = try DNSName("www.example.com")
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        let promise = channel.eventLoop.makePromise(of: UpstreamAnswer.self)
+        try channel.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(
+            promise: promise, id: 0x1234, check: { try? UpstreamAnswer($0, id: 0x1234, name: name, type: .a) }, upstream: "127.0.0.1:53",
+            unwanted: unwanted))
+        var answered: [UInt8]?
+        promise.futureResult.whenSuccess { answered = Array($0.body.suffix(4)) }
+        let question = RawQuery.encode("www.example.com") + [0, 1, 0, 1]
+        try channel.writeInbound(ByteBuffer(bytes: oneAddressAnswer(id: 0x1235, question: question, address: [192, 0, 2, 66])))
+        XCTAssertNil(answered)
+        XCTAssertEqual(unwanted.count.value, 1)
+        try channel.writeInbound(ByteBuffer(bytes: oneAddressAnswer(id: 0x1234, question: question, address: [192, 0, 2, 1])))
+        XCTAssertEqual(answered, [192, 0, 2, 1])
+        XCTAssertEqual(unwanted.count.value, 1)
+    }
+
+    func testTheWarningIsSaidAtOnceThenAtMostOnceAMinuteWithTheCountSince() {
+        let limiter = WarningLimiter()
+        let start: UInt64 = 7_000_000_000
+        XCTAssertEqual(limiter.due(total: 1, now: start), 1, "the first at once")
+        XCTAssertNil(limiter.due(total: 500, now: start + 59_000_000_000))
+        XCTAssertEqual(limiter.due(total: 900, now: start + WarningLimiter.minuteNs), 899, "a minute on: how many since the first")
+        XCTAssertNil(limiter.due(total: 901, now: start + WarningLimiter.minuteNs + 1))
+    }
+
+    // MARK: helpers
+
+    private func start(_ upstream: SpoofingUpstream) throws -> (DNSGateProcess, metricsPort: Int) {
+        try requireTool("curl")
+        let metricsPort = freePort()
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address],
+                                   configYAML: "metrics: { listen: \"127.0.0.1:\(metricsPort)\" }\nstate_file: \"@DIR@/state.json\"\n")
+        return (g, metricsPort)
+    }
+
+    /// `stats --json`, `stats` and the metrics show at least `n` unwanted replies, and the log has said
+    /// so once, as its limit allows in a minute.
+    private func assertCounted(atLeast n: Int, _ g: DNSGateProcess, metricsPort: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let json = try g.cli(["stats", "--json"])
+        let stats = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let counted = stats?["unwanted_replies"] as? Int ?? -1
+        XCTAssertGreaterThanOrEqual(counted, n, json.stdout, file: file, line: line)
+        let text = try g.cli(["stats"])
+        XCTAssertTrue(text.stdout.contains("upstreams: \(counted) unwanted replies"), text.stdout, file: file, line: line)
+        let metrics = try runCommand("curl", ["-sS", "http://127.0.0.1:\(metricsPort)/metrics"])
+        let exposed = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("dnsgate_upstream_unwanted_replies ") }
+        XCTAssertEqual(exposed.flatMap { Double($0.split(separator: " ")[1]) }, Double(counted), metrics.stdout, file: file, line: line)
+        let warnings = g.log.components(separatedBy: "they may be spoofing attempts").count - 1
+        XCTAssertEqual(warnings, 1, g.log, file: file, line: line)
+    }
+}
+
+/// A hostile upstream on 127.0.0.1: for each query, a reply with the wrong ID from the socket asked,
+/// then one with the right ID from another socket (another source port), both saying 192.0.2.66,
+/// then the real answer, 192.0.2.1, from the socket asked. Stops after `queries`, or 5 s without one.
+final class SpoofingUpstream {
+    let port: Int
+    var address: String { "127.0.0.1:\(port)" }
+    private let fd: Int32
+    private let otherPort: Int32
+    private let done = DispatchSemaphore(value: 0)
+
+    init(queries: Int) {
+        port = freePort()
+        fd = boundUDPSocket(host: "127.0.0.1", port: port)
+        otherPort = boundUDPSocket(host: "127.0.0.1", port: 0)
+        var wait = timeval(tv_sec: 5, tv_usec: 0)   // bounded: the test never hangs on it
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        Thread { [self] in
+            for _ in 0..<queries { guard answerOne() else { break } }
+            done.signal()
+        }.start()
+    }
+    deinit { done.wait(); close(fd); close(otherPort) }
+
+    /// Forges twice, then answers; false when no query came.
+    private func answerOne() -> Bool {
+        guard let (query, source, length) = receiveDatagram(fd) else { return false }
+        var to = source
+        let (id, question) = idAndQuestion(query, query.count)
+        let forged: [UInt8] = [192, 0, 2, 66]
+        sendDatagram(oneAddressAnswer(id: id ^ 0x5A5A, question: question, address: forged), on: fd, to: &to, length: length)
+        sendDatagram(oneAddressAnswer(id: id, question: question, address: forged), on: otherPort, to: &to, length: length)
+        sendDatagram(oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 1]), on: fd, to: &to, length: length)
+        return true
+    }
+}
