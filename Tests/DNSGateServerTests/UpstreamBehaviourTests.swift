@@ -97,6 +97,37 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
     }
 
+    /// An upstream on IPv6 answers UDP clients' misses (asked from the listener's own sockets) and
+    /// TCP clients' (asked through the event loops' pool, whose sockets were bound to 0.0.0.0 only:
+    /// every TCP client's miss to an IPv6 upstream timed out, SERVFAIL).
+    func testAnIPv6UpstreamAnswersUDPAndTCPClientsMisses() throws {
+        try requireTool("unbound")
+        let inet6 = (try? String(contentsOfFile: "/proc/net/if_inet6", encoding: .utf8)) ?? ""
+        guard inet6.split(separator: "\n").contains(where: { $0.hasSuffix(" lo") }) else { throw XCTSkip("no IPv6 on loopback") }
+        let dir = TestPaths.tempDir("unbound6")
+        let port = freePort()
+        let conf = dir.appendingPathComponent("unbound.conf").path
+        try """
+            server:
+            \(unboundServerBasics(port: port, dir: dir, ipv6: true))
+                local-zone: "allowed.test." static
+                local-data: "udp.allowed.test. 300 IN A 192.0.2.66"
+                local-data: "tcp.allowed.test. 300 IN A 192.0.2.67"
+            remote-control:
+                control-enable: no
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        let unbound = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", conf], logFile: dir.appendingPathComponent("stdout.log"))
+        defer { unbound.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while try dig(port, ["udp.allowed.test"], server: "::1").status != "NOERROR" && Date() < deadline { usleep(100_000) }
+
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["[::1]:\(port)"])
+        let udp = try dig(g.port, ["udp.allowed.test"])
+        XCTAssertEqual(udp.answers.last, "udp.allowed.test. 300 IN A 192.0.2.66", udp.raw)
+        let tcp = try dig(g.port, ["+tcp", "tcp.allowed.test"])
+        XCTAssertEqual(tcp.answers.last, "tcp.allowed.test. 300 IN A 192.0.2.67", tcp.raw)
+    }
+
     /// The upstream's AD bit reaches only a client that set AD or DO (RFC 6840 §5.8).
     func testTheADBitGoesOnlyToClientsThatAskForIt() throws {
         let upstream = ScriptedUpstream { _, _, _ in .init(flags: 0x81A0, answers: [ScriptedUpstream.addressRecord(1)]) }

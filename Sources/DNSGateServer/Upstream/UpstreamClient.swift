@@ -104,7 +104,7 @@ public final class UpstreamClient: Sendable {
     public let coalesced = AtomicCounter()
     /// Replies no exchange in flight takes, on any path: the UDP listeners' sockets, the pools, TCP.
     public let unwanted: UnwantedReplies
-    private let pools = Mutex<[ObjectIdentifier: UpstreamSocketPool]>([:])
+    private let pools = Mutex<[PoolKey: UpstreamSocketPool]>([:])
     private let poolSize: Int
 
     public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
@@ -190,13 +190,22 @@ public final class UpstreamClient: Sendable {
         promise.completeWith(result)
     }
 
-    private func pool(for loop: EventLoop) -> UpstreamSocketPool {
-        pools.withLock { p in
-            if let existing = p[ObjectIdentifier(loop)] { return existing }
-            let created = UpstreamSocketPool(loop: loop, size: poolSize, unwanted: unwanted)
-            p[ObjectIdentifier(loop)] = created
+    /// The event loop's pool for `address`'s family: a socket bound to 0.0.0.0 cannot send to an
+    /// IPv6 upstream, and one bound to :: fails on a kernel without IPv6, so each family has its own,
+    /// made when first needed.
+    private func pool(for loop: EventLoop, to address: SocketAddress) -> UpstreamSocketPool {
+        let family = address.protocol == .inet6 ? UpstreamSocketPool.Family.v6 : .v4
+        return pools.withLock { p in
+            let key = PoolKey(loop: ObjectIdentifier(loop), family: family)
+            if let existing = p[key] { return existing }
+            let created = UpstreamSocketPool(loop: loop, family: family, size: poolSize, unwanted: unwanted)
+            p[key] = created
             return created
         }
+    }
+    private struct PoolKey: Hashable {
+        let loop: ObjectIdentifier
+        let family: UpstreamSocketPool.Family
     }
 
     /// Closes the pooled sockets (shutdown).
@@ -205,7 +214,7 @@ public final class UpstreamClient: Sendable {
     private func ask(_ addr: SocketAddress, _ health: UpstreamHealth, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop,
                      overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
         if !overTCP {
-            return pool(for: loop).exchange(to: addr, timeout: timeout, build: { id in
+            return pool(for: loop, to: addr).exchange(to: addr, timeout: timeout, build: { id in
                 let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK,
                                                checkingDisabled: key.checkingDisabled)
                 health.sending(query, overTCP: false)

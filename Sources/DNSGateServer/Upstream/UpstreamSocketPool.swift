@@ -39,9 +39,14 @@ final class UpstreamSocketPool: @unchecked Sendable {
     /// forger still has to guess the port as well as each query's random ID.
     private var flushSlot: Int?
     private let unwanted: UnwantedReplies
+    /// The address family of the upstreams this pool asks; its sockets are bound to that family's
+    /// wildcard address.
+    enum Family: Hashable { case v4, v6 }
+    private let family: Family
 
-    init(loop: EventLoop, size: Int, unwanted: UnwantedReplies) {
+    init(loop: EventLoop, family: Family = .v4, size: Int, unwanted: UnwantedReplies) {
         self.loop = loop
+        self.family = family
         self.unwanted = unwanted
         self.size = max(1, size)
         self.sockets = Array(repeating: nil, count: self.size)
@@ -141,7 +146,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readsPerCall * 4096))
             .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readsPerCall)
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
-            .bind(host: "0.0.0.0", port: 0)           // kernel-chosen ephemeral port, different per socket
+            .bind(host: family == .v6 ? "::" : "0.0.0.0", port: 0)   // kernel-chosen ephemeral port, different per socket
             .map { ch -> (Channel, UpstreamMuxHandler) in
                 self.ready[slot] = (ch, mux)
                 return (ch, mux)

@@ -108,19 +108,19 @@ func waitUntilAnswering(port: Int, timeout: Double = 10) throws -> Bool {
     return false
 }
 
-/// The first lines of a test unbound's `server:` clause: loopback and IPv4 only, everything it
-/// writes in `dir`, no privilege drop, queries from loopback allowed.
-func unboundServerBasics(port: Int, dir: URL) -> String {
+/// The first lines of a test unbound's `server:` clause: loopback and IPv4 only (IPv6 only with
+/// `ipv6`), everything it writes in `dir`, no privilege drop, queries from loopback allowed.
+func unboundServerBasics(port: Int, dir: URL, ipv6: Bool = false) -> String {
     """
-        interface: 127.0.0.1
+        interface: \(ipv6 ? "::1" : "127.0.0.1")
         port: \(port)
-        do-ip6: no
+        \(ipv6 ? "do-ip4" : "do-ip6"): no
         username: ""
         chroot: ""
         directory: "\(dir.path)"
         pidfile: "\(dir.path)/unbound.pid"
         logfile: "\(dir.path)/unbound.log"
         use-syslog: no
-        access-control: 127.0.0.0/8 allow
+        access-control: \(ipv6 ? "::1/128" : "127.0.0.0/8") allow
     """
 }
