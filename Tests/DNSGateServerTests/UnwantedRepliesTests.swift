@@ -92,6 +92,61 @@ final class UnwantedRepliesTests: XCTestCase {
         let warnings = g.log.components(separatedBy: "they may be spoofing attempts").count - 1
         XCTAssertEqual(warnings, 1, g.log, file: file, line: line)
     }
+
+    /// A reply planted in an idle upstream socket (an off-path forger needs no timing for that, only
+    /// the ID) is drained and counted before that socket's next query leaves, never taken as its
+    /// answer (QA pass 9: one miss in about 256 took a planted reply, which was then cached). In
+    /// process, with the IDs fixed, so the planted reply carries the very ID the next query gets.
+    func testAReplyPlantedInAnIdleSocketIsNotTakenByItsNextQuery() throws {
+        let port = freePort()
+        let upstream = boundUDPSocket(host: "127.0.0.1", port: port)
+        defer { close(upstream) }
+        var wait = timeval(tv_sec: 5, tv_usec: 0)   // bounded: the test never hangs on it
+        setsockopt(upstream, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        let logger = Logger(label: "test")
+        let client = try UpstreamClient(upstreams: [HostPort(host: "127.0.0.1", port: port)], timeoutMs: 2000, deadlineMs: 4000, logger: logger)
+        let policy = Policy(allowList: try AllowList(PlainListLoader.load(text: "*.allowed.test\n", file: "t.allow")))
+        let core = ServingCore(pipeline: QueryPipeline(policy: policy, cache: AnswerCache()), upstream: client,
+                               queryLog: try QueryLogger(level: .none, file: ""), logger: logger, audit: AuditRecorder())
+        var delivered: [[UInt8]] = []
+        let direct = DirectUpstream(client: client, core: core, deliver: { reply, _, _ in delivered.append(reply) }, handOff: { _, _ in },
+                                    random: BufferedRandom(repeating: [0x12, 0x34]))
+        let idle = boundUDPSocket(host: "127.0.0.1", port: 0)   // stands for the client socket `wait` also watches
+        defer { close(idle) }
+
+        /// Asks for `name`; the upstream gets the query and answers it with 192.0.2.1.
+        func exchange(_ name: String) throws -> (from: sockaddr_storage, length: socklen_t) {
+            let ask = core.handle(RawQuery.make(id: 7, name: name), client: ClientIdentity(text: "192.0.2.7", octets: [192, 0, 2, 7]),
+                                  overTCP: false, listener: "test")
+            guard case .forward(let job) = ask else { XCTFail("\(name) is not a miss"); throw XCTSkip("no miss") }
+            let before = delivered.count
+            direct.ask(job, for: DatagramSource(), spelling: nil)
+            direct.flush(backlog: false)
+            guard let (query, from, length) = receiveDatagram(upstream) else { XCTFail("no query upstream"); throw XCTSkip("no query") }
+            let (id, question) = idAndQuestion(query, query.count)
+            XCTAssertEqual(id, 0x1234, "the fixed IDs")
+            var to = from
+            sendDatagram(oneAddressAnswer(id: id, question: question, address: [192, 0, 2, 1]), on: upstream, to: &to, length: length)
+            for _ in 0..<100 where delivered.count == before {
+                _ = direct.wait(alsoFor: idle, maxMilliseconds: 50, block: true)
+                direct.collect()
+            }
+            XCTAssertEqual(delivered.count, before + 1, "\(name) answered")
+            return (from, length)
+        }
+
+        var socketUsed = try exchange("first.allowed.test")   // the socket now has nothing in flight
+        let planted = RawQuery.make(id: 0, name: "victim.allowed.test")
+        let (_, victimQuestion) = idAndQuestion(planted, planted.count)
+        sendDatagram(oneAddressAnswer(id: 0x1234, question: victimQuestion, address: [192, 0, 2, 66]), on: upstream,
+                     to: &socketUsed.from, length: socketUsed.length)
+        usleep(20_000)
+        let again = try exchange("victim.allowed.test")
+        XCTAssertEqual(withUnsafeBytes(of: again.from) { Array($0) }, withUnsafeBytes(of: socketUsed.from) { Array($0) },
+                       "the same socket carried both (the fixed choice)")
+        XCTAssertEqual(delivered.last?.suffix(4).map { $0 }, [192, 0, 2, 1], "the real answer, not the planted one")
+        XCTAssertEqual(client.unwanted.count.value, 1, "the planted reply is counted")
+    }
 }
 
 /// A hostile upstream on 127.0.0.1: for each query, a reply with the wrong ID from the socket asked,

@@ -89,8 +89,11 @@ final class DirectUpstream {
     private var inFlightOn: [Int] = []
     private var byKey: [CacheKey: Exchange] = [:]
     private var bySlotID: [Int: Exchange] = [:]
-    private var random = BufferedRandom()
+    private var random: BufferedRandom
     private let received = ReceiveBatch(count: readsPerCall, slotSize: 4096)
+    /// Reads what waited in a socket that had nothing in flight (`drainStale`); its own buffers, as
+    /// `collect` may be reading `received` when an exchange moves on to an idle socket.
+    private let stale = ReceiveBatch(count: readsPerCall, slotSize: 512)
     private var nextSweep: UInt64 = 0
     private var pollSet: [pollfd] = []
     /// The sockets in `pollSet` after the client socket, in order; rebuilt when one gains its first
@@ -105,10 +108,12 @@ final class DirectUpstream {
     private(set) var waiting = 0
     var isIdle: Bool { bySlotID.isEmpty }
 
-    /// - Parameter deliver: sends a reply to a client, with the time its query arrived (for dnstap).
+    /// - Parameters:
+    ///   - deliver: sends a reply to a client, with the time its query arrived (for dnstap).
+    ///   - random: IDs and socket choices; the kernel's, but in tests.
     init(client: UpstreamClient, core: ServingCore, deliver: @escaping ([UInt8], DatagramSource, Double) -> Void,
-         handOff: @escaping (ForwardJob, DatagramSource) -> Void) {
-        self.client = client; self.core = core; self.deliver = deliver; self.handOff = handOff
+         handOff: @escaping (ForwardJob, DatagramSource) -> Void, random: BufferedRandom = BufferedRandom()) {
+        self.client = client; self.core = core; self.deliver = deliver; self.handOff = handOff; self.random = random
         timeout = UInt64(max(client.timeout.nanoseconds, 0))
         deadline = UInt64(max(client.deadline.nanoseconds, 0))
         targets = client.upstreams.map { address, health in
@@ -177,7 +182,7 @@ final class DirectUpstream {
 
     /// Takes the answers on the upstream sockets `wait` found readable, and ends the exchanges past
     /// their timeout. (Late answers on a socket with nothing in flight wait in its buffer until it is
-    /// used again, and are dropped then as strays.)
+    /// used again, and are dropped and counted then, before its next query leaves: `drainStale`.)
     func collect() {
         for k in pollSet.indices.dropFirst() where pollSet[k].revents != 0 {
             pollSet[k].revents = 0
@@ -294,9 +299,27 @@ final class DirectUpstream {
     }
 
     private func track(_ e: Exchange) {
+        if inFlightOn[e.slot] == 0 {
+            drainStale(e.slot)
+            pollSetStale = true
+        }
         bySlotID[e.slot << 16 | Int(e.id)] = e
         inFlightOn[e.slot] += 1
-        if inFlightOn[e.slot] == 1 { pollSetStale = true }
+    }
+
+    /// Empties a socket that is about to carry an exchange after having none. An idle socket is not
+    /// polled, so whatever reached it since its last exchange (late answers, duplicates, or replies an
+    /// off-path forger planted there at leisure, one per ID it bets on) waited in its buffer, and the
+    /// new exchange would have read it as a possible answer: a planted reply with the ID drawn next
+    /// was taken and cached (QA pass 9, one miss in about 256). Called before the query leaves, so
+    /// nothing read here can be its answer; each datagram counts as unwanted.
+    private func drainStale(_ slot: Int) {
+        while true {
+            let n = stale.receive(sockets[slot].fd, wait: false)
+            if n <= 0 { return }   // empty (EAGAIN), or an old refusal this read consumed
+            for _ in 0..<n { client.unwanted.note() }
+            if n < Self.readsPerCall { return }
+        }
     }
 
     private func untrack(_ e: Exchange) {

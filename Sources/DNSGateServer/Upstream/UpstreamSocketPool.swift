@@ -200,6 +200,17 @@ extension UpstreamMuxHandler: Sendable {}
 struct BufferedRandom {
     private var bytes = [UInt8](repeating: 0, count: 512)
     private var next = 512
+    /// Tests only: `pattern` over and over instead of the kernel's bytes, so that an exchange's ID is
+    /// known before it is drawn.
+    private var fixed = false
+
+    init() {}
+
+    init(repeating pattern: [UInt8]) {
+        bytes = (0..<bytes.count).map { pattern[$0 % pattern.count] }
+        next = 0
+        fixed = true
+    }
 
     mutating func uint16() -> UInt16 {
         if next + 2 > bytes.count { refill() }
@@ -208,6 +219,7 @@ struct BufferedRandom {
     }
 
     private mutating func refill() {
+        if fixed { next = 0; return }
         bytes.withUnsafeMutableBytes { buf in
             #if os(Linux)
             arc4random_buf(buf.baseAddress!, buf.count)   // glibc ≥ 2.36: getrandom(2) underneath
