@@ -107,7 +107,9 @@ public final class DNSGateService: @unchecked Sendable {
         let store = exceptionStore!, pipeline = self.pipeline, logger = self.logger
         var clock = ClockStepWatcher()   // touched by this repeated task only, after this first reading
         _ = clock.step(wall: WallClock.now(), monotonicNanoseconds: ClockStepWatcher.bootNanoseconds())
+        let unwanted = upstream.unwanted
         pruneTask = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            unwanted.sweep()
             let now = WallClock.now()
             if let step = clock.step(wall: now, monotonicNanoseconds: ClockStepWatcher.bootNanoseconds()) {
                 store.shift(by: step)

@@ -65,6 +65,12 @@ final class UnwantedRepliesTests: XCTestCase {
         XCTAssertNil(limiter.due(total: 500, now: start + 59_000_000_000))
         XCTAssertEqual(limiter.due(total: 900, now: start + WarningLimiter.minuteNs), 899, "a minute on: how many since the first")
         XCTAssertNil(limiter.due(total: 901, now: start + WarningLimiter.minuteNs + 1))
+        // The periodic check says a burst that ended inside the quiet minute once it is over, and
+        // nothing when the count has not moved.
+        XCTAssertNil(limiter.dueIfMoved(total: 950, now: start + WarningLimiter.minuteNs + 2), "still quiet")
+        XCTAssertEqual(limiter.dueIfMoved(total: 950, now: start + 2 * WarningLimiter.minuteNs), 50, "the burst, a minute on")
+        XCTAssertNil(limiter.dueIfMoved(total: 950, now: start + 4 * WarningLimiter.minuteNs), "nothing new")
+        XCTAssertEqual(limiter.due(total: 951, now: start + 4 * WarningLimiter.minuteNs), 1, "the next reply is said at once")
     }
 
     // MARK: helpers

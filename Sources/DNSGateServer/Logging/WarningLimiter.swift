@@ -20,4 +20,11 @@ final class WarningLimiter: Sendable {
         guard now >= quiet, quietUntil.compareExchange(expected: quiet, desired: now + intervalNs, ordering: .relaxed).exchanged else { return nil }
         return total - totalWhenLastSaid.exchange(total, ordering: .relaxed)
     }
+
+    /// The same for a periodic check: due only when the count moved since the last warning, so a
+    /// burst that ended inside the quiet interval is still said once the interval is over.
+    func dueIfMoved(total: Int, now: UInt64 = MonotonicClock.nanoseconds()) -> Int? {
+        guard total > totalWhenLastSaid.load(ordering: .relaxed) else { return nil }
+        return due(total: total, now: now)
+    }
 }

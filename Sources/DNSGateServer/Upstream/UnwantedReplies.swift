@@ -17,7 +17,16 @@ public final class UnwantedReplies: Sendable {
     /// Counts one, which the caller drops. Called on the drop branch only: an answer costs nothing.
     func note() {
         count.add(1)
-        guard let since = warning.due(total: count.value) else { return }
+        if let since = warning.due(total: count.value) { warn(since) }
+    }
+
+    /// Says what came since the last warning, once its quiet minute is over: called once a second, so
+    /// that a burst which ended inside that minute is not left unsaid (QA pass 9).
+    func sweep() {
+        if let since = warning.dueIfMoved(total: count.value) { warn(since) }
+    }
+
+    private func warn(_ since: Int) {
         logger.warning("upstream replies for no query in flight (unknown ID, another source, or late): \(since) new, \(count.value) in all; they may be spoofing attempts (logged once a minute at most)",
                        metadata: ["concern": "upstream", "unwanted_since_last_warning": "\(since)", "unwanted_total": "\(count.value)"])
     }
