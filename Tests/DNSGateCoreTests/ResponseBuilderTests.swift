@@ -174,6 +174,7 @@ final class ResponseBuilderTests: XCTestCase {
         XCTAssertEqual(Array(q.rawQuestion), W.question(name: "www.example.org", type: 65))
         XCTAssertEqual(q.edns, EDNSInfo(udpPayloadSize: ResponseBuilder.defaultUDPPayload, version: 0, dnssecOK: true))
         XCTAssertFalse(q.header.checkingDisabled)
+        XCTAssertTrue(q.header.authenticData, "AD: dnsgate reads the answer's AD bit (RFC 6840 §5.7)")
         // CD only when the client set it; the two are different questions to the cache too.
         let cd = UpstreamQuery.make(id: 1, name: try DNSName("www.example.org"), type: .a, dnssecOK: false, checkingDisabled: true)
         guard case .query(let c) = RequestSanity.decode(cd) else { return XCTFail("our own CD query does not decode") }

@@ -5,7 +5,8 @@ import XCTest
 /// record altered after signing (bogus), and unbound validates it with the zone's key as trust
 /// anchor. A client that sets CD asks to do the checking itself (RFC 4035 §3.2.2): dnsgate passes CD
 /// on, so the client gets the data, and keeps that unchecked answer away from clients that did not
-/// set CD (RFC 6840 §5.9), whichever was asked first and over either transport.
+/// set CD (RFC 6840 §5.9), whichever was asked first and over either transport. And the AD bit of a
+/// validated answer reaches a client that set AD.
 final class CheckingDisabledTests: XCTestCase {
     func testCDReachesAValidatingUpstreamAndItsUncheckedAnswersStayApart() throws {
         for tool in ["nsd", "unbound", "ldns-keygen", "ldns-signzone"] { try requireTool(tool) }
@@ -67,7 +68,12 @@ final class CheckingDisabledTests: XCTestCase {
 
         let g = try DNSGateProcess(allow: "*.signed.test\n", upstreams: ["127.0.0.1:\(unboundPort)"])
         defer { g.stop() }
-        XCTAssertEqual(try dig(g.port, ["good.signed.test"]).answers.last?.hasSuffix("A 192.0.2.10"), true)
+        // A client that sets AD without DO gets the validator's AD (RFC 6840 §5.7): dnsgate asks
+        // with AD, or the upstream would not say it. One that sets neither does not get it.
+        let validated = try dig(g.port, ["+adflag", "+nodnssec", "good.signed.test"])
+        XCTAssertEqual(validated.answers.last?.hasSuffix("A 192.0.2.10"), true, validated.raw)
+        XCTAssertTrue(validated.flags.split(separator: " ").contains("ad"), validated.raw)
+        XCTAssertFalse(try dig(g.port, ["+noadflag", "good.signed.test"]).flags.split(separator: " ").contains("ad"))
 
         for (name, transport) in [("bogus1", "+notcp"), ("bogus2", "+tcp")] {
             // CD first: the client that checks for itself gets the (bogus) data; one that did not

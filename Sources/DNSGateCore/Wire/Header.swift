@@ -21,6 +21,7 @@ public struct HeaderFields: Equatable, Sendable {
     public var authoritative: Bool { flags & 0x0400 != 0 }
     public var truncated: Bool { flags & 0x0200 != 0 }
     public var recursionDesired: Bool { flags & 0x0100 != 0 }
+    public var authenticData: Bool { flags & 0x0020 != 0 }
     public var checkingDisabled: Bool { flags & 0x0010 != 0 }
     public var rcode: ResponseCode { ResponseCode(rawValue: flags & 0xF) }
 }

@@ -210,8 +210,11 @@ public struct UpstreamAnswer: Sendable {
 /// Builds the query dnsgate sends upstream: the name policy approved, in canonical (lower-case) form by
 /// default. Case-folding never changes which name is asked (RFC 4343) but destroys payloads that tunnels
 /// encode in letter case (dns2tcp's base64); `spelling` (the client's own bytes of the same name, checked
-/// by the caller) is used only when the operator asks to preserve case. CD is the client's, so that a
-/// validating upstream leaves the checking to a client that asked to do it (RFC 6840 §5.9).
+/// by the caller) is used only when the operator asks to preserve case. AD is always set: dnsgate
+/// reads the AD bit of the answer (and passes it on to the clients that ask for it), which is what AD
+/// in a query says (RFC 6840 §5.7); without it a validating upstream answered without AD, and a client
+/// that set AD but not DO never got it. CD is the client's, so that a validating upstream leaves the
+/// checking to a client that asked to do it (RFC 6840 §5.9).
 public enum UpstreamQuery {
     public static func make(id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType, dnssecOK: Bool,
                             checkingDisabled: Bool = false, payload: UInt16 = ResponseBuilder.defaultUDPPayload) -> [UInt8] {
@@ -219,7 +222,7 @@ public enum UpstreamQuery {
         var out = [UInt8]()
         out.appendWritten(maxBytes: 12 + name.wire.count + 4 + 11) { w in
             w.u16(id)
-            w.u16(checkingDisabled ? 0x0110 : 0x0100)   // RD, and CD when the client set it
+            w.u16(checkingDisabled ? 0x0130 : 0x0120)   // RD and AD, and CD when the client set it
             w.u16(1); w.u16(0); w.u16(0); w.u16(1)
             if let question { w.bytes(question) } else { w.bytes(name.wire) }
             w.u16(type.rawValue); w.u16(DNSClass.in)
