@@ -403,6 +403,11 @@ final class DetectorEndToEndTests: XCTestCase {
         let missing = try runCommand(TestPaths.dnsgateBinary, ["analyze", dir.appendingPathComponent("nope.tsv").path])
         XCTAssertEqual(missing.status, 2, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("nope.tsv: cannot read"), missing.stderr)
+        // A line that would drive the terminal (a colour change, a window title) is quoted escaped.
+        let hostile = try runCommand(TestPaths.dnsgateBinary, ["analyze", "/dev/stdin"], stdin: "\u{1B}[31mRED\u{1B}]0;title\u{07}\n")
+        XCTAssertEqual(hostile.status, 2, hostile.stderr)
+        XCTAssertTrue(hostile.stderr.contains("\\u{1B}[31mRED\\u{1B}]0;title\\u{7}"), hostile.stderr)
+        XCTAssertFalse(hostile.stderr.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{07}" }, hostile.stderr)
     }
 
     /// `analyze --config` judges a log with the server's detector settings; without it, the defaults.

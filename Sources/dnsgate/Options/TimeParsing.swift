@@ -68,7 +68,23 @@ func controlRequest(_ command: String, _ args: [String: String], _ control: Cont
 
 struct CLIError: Error, CustomStringConvertible {
     let description: String
-    init(_ d: String) { description = d }
+    /// Control and format characters (bar newline and tab) are written as `\u{…}`: an error may quote
+    /// a line of an untrusted log, and its escape sequences must not drive the operator's terminal
+    /// (QA pass 9: `analyze` printed a colour change and a window title from a malformed line).
+    init(_ d: String) { description = Self.visible(d) }
+
+    static func visible(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for s in text.unicodeScalars {
+            switch s.properties.generalCategory {
+            case .control where s != "\n" && s != "\t", .format, .lineSeparator, .paragraphSeparator, .privateUse, .unassigned:
+                out.append(contentsOf: "\\u{\(String(s.value, radix: 16, uppercase: true))}".unicodeScalars)
+            default:
+                out.append(s)
+            }
+        }
+        return String(out)
+    }
 }
 
 func printJSON(_ obj: Any) throws {
