@@ -245,7 +245,12 @@ final class DetectorEndToEndTests: XCTestCase {
         let fresh = (0..<2000).map { String(format: "fresh-%04d.m46.allowed.test", $0) }
         UDPClient.burst(port: g.port, queries(fresh), batch: 10, drainMs: 30)
         let alerts = try g.cli(["alerts", "--json"]).stdout
-        XCTAssertTrue(alerts.contains("\"kind\":\"rate-spike\""), "2,000 new names are a flood: \(alerts)")
+        // Which alert comes first depends on the wall clock: when a minute ends during the loop
+        // above, its queries enter the client's per-minute baseline, the rate-spike threshold (ten
+        // times the baseline) rises to about the wildcard's budget of 500 names, and the budget can
+        // fire first and quarantine (CI, 2026-11-29). Either is the flood caught.
+        XCTAssertTrue(alerts.contains("\"kind\":\"rate-spike\"") || alerts.contains("\"kind\":\"wildcard-budget\""),
+                      "2,000 new names are a flood: \(alerts)")
         XCTAssertTrue(try g.cli(["quarantine", "list"]).stdout.contains("allowed.test."))
     }
 
