@@ -20,6 +20,10 @@
 #   --queries N          queries measured after the warm-up [3000]
 #   --base-port P        upstream on P, dnsgate on P+1 [5480]
 #   --keep DIR           keep each binary's callgrind file there (callgrind_annotate --inclusive=yes)
+#   --cache-misses BYTES also simulate the caches, with a last-level cache of BYTES (16-way, 64-byte
+#                        lines; 2097152 stands for a core's share of a busy host's L3), and print
+#                        level-1 and last-level data misses a query; per function with --keep and
+#                        callgrind_annotate --inclusive=yes --show=DLmr,DLmw,D1mr
 #   -h, --help           this text
 # Each BINARY is a dnsgate executable; prints "instructions/query  BINARY" for each. Needs valgrind,
 # objcopy, dnsperf, nsd and dig (apt-get install -y valgrind binutils dnsperf nsd bind9-dnsutils).
@@ -31,13 +35,14 @@ ADDR=127.0.0.1
 # shellcheck source=lib.sh
 . "$BENCH/lib.sh"
 
-WORKLOAD=a; QUERIES=3000; BASE_PORT=5480; KEEP=""; BINARIES=()
+WORKLOAD=a; QUERIES=3000; BASE_PORT=5480; KEEP=""; CACHE_LL=""; BINARIES=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --workload) WORKLOAD=${2:-}; shift 2 ;;
         --queries) QUERIES=${2:-}; shift 2 ;;
         --base-port) BASE_PORT=${2:-}; shift 2 ;;
         --keep) KEEP=${2:-}; shift 2 ;;
+        --cache-misses) CACHE_LL=${2:-}; shift 2 ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) BINARIES+=("$1"); shift ;;
@@ -46,6 +51,7 @@ done
 [ ${#BINARIES[@]} -ge 1 ] || die "name at least one dnsgate binary (see --help)"
 case "$WORKLOAD" in a|b|d) ;; *) die "--workload must be a, b or d" ;; esac
 case "$QUERIES" in ''|*[!0-9]*) die "--queries must be a positive integer" ;; esac
+case "$CACHE_LL" in '') SIM=() ;; *[!0-9]*) die "--cache-misses takes a size in bytes" ;; *) SIM=(--cache-sim=yes "--LL=$CACHE_LL,16,64") ;; esac
 [ "$QUERIES" -ge 100 ] && [ "$QUERIES" -le 100000 ] || die "--queries must be 100..100000"
 for t in valgrind callgrind_control callgrind_annotate objcopy dnsperf nsd dig; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t: apt-get install -y valgrind binutils dnsperf nsd bind9-dnsutils"
@@ -82,7 +88,7 @@ for bin in "${BINARIES[@]}"; do
     # debuginfo"): run a copy without it. Function names stay (the symbol table).
     objcopy --strip-debug "$bin" "$RUN/dnsgate" || die "objcopy failed on $bin"
     # --compress-strings=no: each dump then names its functions itself and can be read alone.
-    spawn dnsgate "" valgrind --tool=callgrind --callgrind-out-file="$out" --compress-strings=no --compress-pos=no \
+    spawn dnsgate "" valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$out" --compress-strings=no --compress-pos=no \
         "$RUN/dnsgate" serve --no-config --listen "$ADDR:$dg_port" --upstream "$ADDR:$BASE_PORT" \
         --allow "$BENCH/policy/allowlist.txt" --sinkhole nxdomain --mode enforce \
         --control "$RUN/control.sock" --threads 1 --query-log none
@@ -100,4 +106,9 @@ for bin in "${BINARIES[@]}"; do
     total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
     [ -n "$KEEP" ] && cp "$out.1" "$KEEP/callgrind.$(basename "$bin").$WORKLOAD"
     printf '%8d  %s  (workload %s, %d queries answered)\n' $((total / done_q)) "$bin" "$WORKLOAD" "$done_q"
+    if [ -n "$CACHE_LL" ]; then
+        callgrind_annotate --show=D1mr,D1mw,DLmr,DLmw "$out.1" 2>/dev/null | awk -v q="$done_q" '/PROGRAM TOTALS/ {
+            for (i = 1; i <= 7; i += 2) gsub(",", "", $i)
+            printf "          data misses a query: level 1 %.1f read, %.1f write; last level %.2f read, %.2f write\n", $1 / q, $3 / q, $5 / q, $7 / q }'
+    fi
 done
