@@ -314,9 +314,14 @@ final class DirectUpstream {
     /// was taken and cached (QA pass 9, one miss in about 256). Called before the query leaves, so
     /// nothing read here can be its answer; each datagram counts as unwanted.
     private func drainStale(_ slot: Int) {
-        while true {
+        // Bounded: a socket's buffer holds a few hundred small datagrams, and a flood of ICMP errors
+        // must not keep the listener here.
+        for _ in 0..<64 {
             let n = stale.receive(sockets[slot].fd, wait: false)
-            if n <= 0 { return }   // empty (EAGAIN), or an old refusal this read consumed
+            // An old refusal (ICMP) is reported first and cleared by this read; what queued behind it
+            // is read on the next turn.
+            if n < 0 && errno == ECONNREFUSED { continue }
+            if n <= 0 { return }   // empty (EAGAIN)
             for _ in 0..<n { client.unwanted.note() }
             if n < Self.readsPerCall { return }
         }
