@@ -180,7 +180,7 @@ public struct UpstreamAnswer: Sendable {
         }
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
         // AD passes through to a client that set AD or DO (RFC 6840 §5.8); AA and TC never do.
-        if q.header.flags & 0x0020 != 0 || q.edns?.dnssecOK == true { flags |= body.u16(at: 2) & 0x0020 }
+        if q.header.authenticData || q.edns?.dnssecOK == true { flags |= body.u16(at: 2) & 0x0020 }
         out.appendWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
             w.bytes(body)
             w.put16(q.header.id, at: 0)
