@@ -17,17 +17,20 @@ public final class UnwantedReplies: Sendable {
     /// Counts one, which the caller drops. Called on the drop branch only: an answer costs nothing.
     func note() {
         count.add(1)
-        if let since = warning.due(total: count.value) { warn(since) }
+        let total = count.value
+        if let since = warning.due(total: total) { warn(since, of: total) }
     }
 
     /// Says what came since the last warning, once its quiet minute is over: called once a second, so
     /// that a burst which ended inside that minute is not left unsaid (QA pass 9).
     func sweep() {
-        if let since = warning.dueIfMoved(total: count.value) { warn(since) }
+        let total = count.value
+        if let since = warning.dueIfMoved(total: total) { warn(since, of: total) }
     }
 
-    private func warn(_ since: Int) {
-        logger.warning("upstream replies for no query in flight (unknown ID, another source, or late): \(since) new, \(count.value) in all; they may be spoofing attempts (logged once a minute at most)",
-                       metadata: ["concern": "upstream", "unwanted_since_last_warning": "\(since)", "unwanted_total": "\(count.value)"])
+    /// With the total the limiter was given, so the line's two counts agree while other threads count on.
+    private func warn(_ since: Int, of total: Int) {
+        logger.warning("upstream replies for no query in flight (unknown ID, another source, or late): \(since) new, \(total) in all; they may be spoofing attempts (logged once a minute at most)",
+                       metadata: ["concern": "upstream", "unwanted_since_last_warning": "\(since)", "unwanted_total": "\(total)"])
     }
 }
