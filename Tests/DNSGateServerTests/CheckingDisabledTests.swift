@@ -13,31 +13,8 @@ final class CheckingDisabledTests: XCTestCase {
         let dir = TestPaths.tempDir("dnssec")
         let zone = try Self.signedZone(in: dir)
 
-        let nsdPort = freePort()
-        try """
-            server:
-                ip-address: 127.0.0.1@\(nsdPort)
-                do-ip6: no
-                server-count: 1
-                username: ""
-                chroot: ""
-                zonesdir: "\(dir.path)"
-                pidfile: "\(dir.path)/nsd.pid"
-                database: ""
-                zonelistfile: "\(dir.path)/zone.list"
-                xfrdfile: "\(dir.path)/xfrd.state"
-                xfrdir: "\(dir.path)"
-                logfile: "\(dir.path)/nsd.log"
-            remote-control:
-                control-enable: no
-            zone:
-                name: signed.test
-                zonefile: "\(zone.signedFile)"
-            """.write(toFile: dir.appendingPathComponent("nsd.conf").path, atomically: true, encoding: .utf8)
-        let nsd = try Daemon("nsd", "/usr/sbin/nsd", ["-d", "-c", dir.appendingPathComponent("nsd.conf").path],
-                             logFile: dir.appendingPathComponent("nsd.out"))
+        let nsd = try NSDUpstream(zones: [("signed.test", zone.signedFile)])
         defer { nsd.stop() }
-        XCTAssertTrue(try waitUntilAnswering(port: nsdPort), nsd.log)
 
         let unboundPort = freePort()
         try """
@@ -51,7 +28,7 @@ final class CheckingDisabledTests: XCTestCase {
                 local-zone: "signed.test." transparent
             stub-zone:
                 name: "signed.test"
-                stub-addr: 127.0.0.1@\(nsdPort)
+                stub-addr: 127.0.0.1@\(nsd.port)
             remote-control:
                 control-enable: no
             """.write(toFile: dir.appendingPathComponent("unbound.conf").path, atomically: true, encoding: .utf8)

@@ -7,15 +7,19 @@ final class NSDUpstream {
     let dir: URL
     private let daemon: Daemon
 
-    init() throws {
+    /// - Parameter zones: other zones to serve instead of the test zones (name, zone file).
+    init(zones: [(name: String, file: String)]? = nil) throws {
         try requireTool("nsd")
         port = freePort()
         dir = TestPaths.tempDir("nsd")
         let fixtures = TestPaths.fixtures.appendingPathComponent("upstream").path
-        let conf = try String(contentsOfFile: fixtures + "/nsd.conf.in", encoding: .utf8)
+        var conf = try String(contentsOfFile: fixtures + "/nsd.conf.in", encoding: .utf8)
             .replacingOccurrences(of: "@DIR@", with: dir.path)
             .replacingOccurrences(of: "@PORT@", with: "\(port)")
             .replacingOccurrences(of: "@FIXTURES@", with: fixtures)
+        if let zones, let firstZone = conf.range(of: "\nzone:") {
+            conf = String(conf[..<firstZone.lowerBound]) + "\n" + zones.map { "zone:\n    name: \($0.name)\n    zonefile: \"\($0.file)\"\n" }.joined()
+        }
         let confPath = dir.appendingPathComponent("nsd.conf").path
         try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
         // -d: stay in the foreground so the PID we hold is nsd's own.
