@@ -422,8 +422,7 @@ public final class QueryPipeline: Sendable {
             body(&out)
             return out
         }
-        scratch!.reply.removeAll(keepingCapacity: true)
-        body(&scratch!.reply)
+        body(&scratch!.reply)   // each body writes over what the buffer held
         return scratch!.reply
     }
 

@@ -136,6 +136,25 @@ final class UpstreamAnswerTests: XCTestCase {
         XCTAssertNil(reply.opt)
     }
 
+    /// The UDP listener renders into one buffer reused from query to query: what an earlier, longer
+    /// reply left there must not survive, on the usual path and on the one that writes the client's
+    /// question over a stored question of another length.
+    func testRenderIntoAReusedBufferWritesOverWhatItHeld() throws {
+        let ans = try answer(W.response(answers: [a(300, 1), a(10, 2)], opt: .init()))
+        let client = W.view(W.query(id: 0xCAFE, name: "wWw.EXAMPLE.cOm", opt: .init()))
+        let stored = client.rawQuestion
+        let longer = ArraySlice(W.question(name: "a-longer-name.example.com"))
+        let odd = QueryView(header: client.header, name: client.name, nameHash: client.nameHash, type: client.type,
+                            qclass: client.qclass, rawQuestion: longer, edns: client.edns)
+        for (what, q) in [("same question length", client), ("another question length", odd)] {
+            var reused = [UInt8](repeating: 0xEE, count: 700)
+            ans.render(into: &reused, for: q, age: 25)
+            XCTAssertEqual(reused, ans.render(for: q, age: 25), what)
+            XCTAssertEqual(Array(ParsedReply(bytes: reused).question), Array(q.rawQuestion), what)
+        }
+        XCTAssertEqual(stored.count + 10, longer.count, "the second case does take the other path")
+    }
+
     func testRenderServesStaleTTLAndAppendsOPTOnlyForEDNSClients() throws {
         let ans = try answer(W.response(answers: [a(300, 1)], opt: .init()))
         let client = W.view(W.query(id: 1, opt: .init(payload: 1400, dnssecOK: true)))

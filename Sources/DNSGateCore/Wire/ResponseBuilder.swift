@@ -99,14 +99,14 @@ public enum ResponseBuilder {
         return out
     }
 
-    /// The same, appended to `out` (storage the caller reuses).
+    /// The same, written over what `out` held (storage the caller reuses).
     public static func synthesized(into out: inout [UInt8], _ q: QueryView, rcode: ResponseCode, answers: [LocalRecord], ttl: UInt32,
                                    ede: ExtendedError?) {
         let negative = answers.isEmpty && (rcode == .nxDomain || rcode == .noError)
         let soa = negativeSOA
         var size = 12 + q.rawQuestion.count + (negative ? soa.count : 0) + (q.edns == nil ? 0 : optLength(ede))
         for rr in answers { size += (rr.owner?.wire.count ?? 2) + 10 + rr.rdata.count }
-        out.appendWritten(maxBytes: size) { w in
+        out.replaceWithWritten(maxBytes: size) { w in
             w.u16(q.header.id)
             w.u16(replyFlags(q.header, rcode: rcode))
             w.u16(1)

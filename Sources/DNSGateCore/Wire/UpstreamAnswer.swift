@@ -171,7 +171,7 @@ public struct UpstreamAnswer: Sendable {
         return out
     }
 
-    /// The same, appended to `out` (storage the caller reuses).
+    /// The same, written over what `out` held (storage the caller reuses).
     public func render(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32? = nil, ede: ExtendedError? = nil,
                        ttlCap: UInt32 = .max) {
         // Same canonical name, so the same length: the client's spelling (0x20) is written over it.
@@ -181,7 +181,7 @@ public struct UpstreamAnswer: Sendable {
         var flags = ResponseBuilder.replyFlags(q.header, rcode: rcode)
         // AD passes through to a client that set AD or DO (RFC 6840 §5.8); AA and TC never do.
         if q.header.authenticData || q.edns?.dnssecOK == true { flags |= body.u16(at: 2) & 0x0020 }
-        out.appendWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
+        out.replaceWithWritten(maxBytes: body.count + (q.edns == nil ? 0 : ResponseBuilder.optLength(ede))) { w in
             w.bytes(body)
             w.put16(q.header.id, at: 0)
             w.put16(flags, at: 2)
@@ -200,10 +200,9 @@ public struct UpstreamAnswer: Sendable {
     /// `render` for a question of another length than the stored one, which a well-formed query
     /// never has: the stored answer is rendered for its own question, and the question replaced.
     private func renderRespelled(into out: inout [UInt8], for q: QueryView, age: UInt32, staleTTL: UInt32?, ede: ExtendedError?, ttlCap: UInt32) {
-        let start = out.count
         let stored = QueryView(header: q.header, name: q.name, nameHash: q.nameHash, type: q.type, qclass: q.qclass, rawQuestion: body[12..<(12 + questionLength)], edns: q.edns)
         render(into: &out, for: stored, age: age, staleTTL: staleTTL, ede: ede, ttlCap: ttlCap)
-        out.replaceSubrange((start + 12)..<(start + 12 + questionLength), with: q.rawQuestion)
+        out.replaceSubrange(12..<(12 + questionLength), with: q.rawQuestion)
     }
 }
 

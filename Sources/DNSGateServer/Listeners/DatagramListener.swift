@@ -185,10 +185,8 @@ final class DatagramListener: @unchecked Sendable {
             coalescing.received(n, at: MonotonicClock.nanoseconds())
             let now = WallClock.now()
             for i in 0..<n {
-                // Copied into storage reused from query to query; only a forwarded query keeps it. As
-                // typed octets: appending the raw buffer took a slower generic path.
-                packet.removeAll(keepingCapacity: true)
-                received.datagram(i).withMemoryRebound(to: UInt8.self) { packet.append(contentsOf: $0) }
+                // Copied into storage reused from query to query; only a forwarded query keeps it.
+                packet.replaceContents(with: received.datagram(i))
                 if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false, at: now) }
                 switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
                 case .reply(let bytes):
