@@ -18,6 +18,13 @@
 /// pair is tracked from its second query: its first waits in `FirstQueries`, so registered domains
 /// looked up once neither cost a pair's state nor push a tracked pair out.
 ///
+/// A pair in alert (its last evaluation crossed a threshold) is evaluated in full on every
+/// `evaluationStride`th query only, and at least once a second (`evaluationMaxLagSeconds`); the
+/// queries in between count in the episodes that evaluation fed (their `observations` and `lastTime`
+/// stay exact). So on such a pair an alert of another kind opens up to a second late, and the
+/// features an alert shows lag by as much. Evaluating a flooded pair on every query took a twelfth of
+/// the instructions of a denied query, to learn again what the last query had shown (bench/RESULTS.md).
+///
 /// Not thread-safe: drive it from one serial queue (the server's telemetry queue, off the query
 /// path), and read `alertsSnapshot()` on that queue too.
 ///
@@ -148,8 +155,10 @@ public final class TunnelDetector {
         if let pair = tracked {
             if e.time >= pair.quarantinedSince { pair.restartCounts() }   // its quarantine has ended
             update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
-            let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
-            if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
+            if !countInOpenEpisodes(pair, event: e) {
+                let raised = evaluate(pair, domain: hashedDomain.name, event: e, client: client)
+                if !raised.isEmpty { out.append(contentsOf: raised) }   // mostly empty: skip the append's checks
+            }
         }
 
         if let budgetKey {
@@ -541,7 +550,35 @@ public final class TunnelDetector {
 
     // MARK: evaluation
 
+    /// Queries of a pair in alert per full evaluation, and the longest time between two (see the
+    /// type's documentation).
+    static let evaluationStride = 8
+    static let evaluationMaxLagSeconds = 1.0
+
+    /// Counts `e` in the episodes the pair's last evaluation fed, as that evaluation would have
+    /// refreshed them, when the pair is in alert, was evaluated fewer than `evaluationStride` queries
+    /// and `evaluationMaxLagSeconds` ago, and each of those episodes is still open; false when `e`
+    /// needs a full evaluation.
+    private func countInOpenEpisodes(_ p: PairState, event e: QueryEvent) -> Bool {
+        guard p.crossedSlots != 0, p.sinceEvaluation + 1 < Self.evaluationStride,
+              e.time - p.evaluatedAt < Self.evaluationMaxLagSeconds else { return false }
+        for slot in p.episodes.indices where p.crossedSlots & 1 << slot != 0 {
+            guard let ep = p.episodes[slot], ep.live, e.time < ep.quarantinedSince,
+                  e.time - ep.alert.lastTime <= config.episodeGapSeconds else { return false }
+        }
+        for slot in p.episodes.indices where p.crossedSlots & 1 << slot != 0 {
+            let ep = p.episodes[slot]!
+            ep.alert.lastTime = max(ep.alert.lastTime, e.time)
+            ep.alert.observations += 1
+        }
+        p.sinceEvaluation += 1
+        return true
+    }
+
     private func evaluate(_ p: PairState, domain: DNSName, event e: QueryEvent, client: ClientState) -> [DetectorAlert] {
+        p.sinceEvaluation = 0
+        p.crossedSlots = 0
+        p.evaluatedAt = e.time
         let totals = windowTotals(of: p, at: e.time)
         let gaps = gapStatistics(of: p, always: false)
         let newNames = newNamesLastMinute(of: p, at: e.time)
@@ -555,8 +592,11 @@ public final class TunnelDetector {
         let evidence = Evidence.pair(f, rateThreshold: rateThreshold, volumeBudget: limits.volumeBudgetBytes)
         var out: [DetectorAlert] = []
         func consider(_ kind: DetectorAlert.Kind, _ crossed: Bool) {
-            if crossed, let a = fire(kind, client: e.client, domain: domain, time: e.time, evidence: evidence, samples: p.samples,
-                                     held: &p.episodes[PairState.episodeSlot(kind)]) {
+            guard crossed else { return }
+            let slot = PairState.episodeSlot(kind)
+            p.crossedSlots |= 1 << slot
+            if let a = fire(kind, client: e.client, domain: domain, time: e.time, evidence: evidence, samples: p.samples,
+                            held: &p.episodes[slot]) {
                 out.append(a)
             }
         }
@@ -852,6 +892,11 @@ private final class PairState: RecencyTracked {
     var samples = SampleRing()
     /// The alert episodes this pair last fed, by `episodeSlot`.
     var episodes: [Episode?] = [nil, nil, nil, nil]
+    /// The `episodeSlot`s (as bits) whose thresholds the last full evaluation found crossed, the
+    /// queries since it and its time (`TunnelDetector.evaluationStride`).
+    var crossedSlots: UInt8 = 0
+    var sinceEvaluation = 0
+    var evaluatedAt = -Double.infinity
 
     static func episodeSlot(_ kind: DetectorAlert.Kind) -> Int {
         switch kind { case .tunnel: 0; case .volume: 1; case .beacon: 2; default: 3 }
@@ -905,6 +950,7 @@ private final class PairState: RecencyTracked {
         // Written only where set: a pair that never fed an episode still holds the literal's static
         // storage, and the first write to it copies the array.
         for i in episodes.indices where episodes[i] != nil { episodes[i] = nil }
+        crossedSlots = 0; sinceEvaluation = 0
     }
 
     @inline(__always)
