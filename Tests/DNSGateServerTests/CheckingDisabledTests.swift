@@ -16,26 +16,20 @@ final class CheckingDisabledTests: XCTestCase {
         let nsd = try NSDUpstream(zones: [("signed.test", zone.signedFile)])
         defer { nsd.stop() }
 
-        let unboundPort = freePort()
-        try """
-            server:
-            \(unboundServerBasics(port: unboundPort, dir: dir))
+        let unbound = try UnboundServer(dir: dir, server: """
                 do-not-query-localhost: no
                 module-config: "validator iterator"
                 qname-minimisation: no
                 trust-anchor-file: "\(zone.trustAnchorFile)"
                 local-zone: "." refuse
                 local-zone: "signed.test." transparent
+            """, clauses: """
             stub-zone:
                 name: "signed.test"
                 stub-addr: 127.0.0.1@\(nsd.port)
-            remote-control:
-                control-enable: no
-            """.write(toFile: dir.appendingPathComponent("unbound.conf").path, atomically: true, encoding: .utf8)
-        let unbound = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", dir.appendingPathComponent("unbound.conf").path],
-                                 logFile: dir.appendingPathComponent("unbound.out"))
+            """)
         defer { unbound.stop() }
-        XCTAssertTrue(try waitUntilAnswering(port: unboundPort), unbound.log)
+        let unboundPort = unbound.port
 
         // The setup is what the test needs: unbound validates the good name and fails the altered ones.
         let direct = try dig(unboundPort, ["good.signed.test"])

@@ -296,25 +296,18 @@ final class DnstapTests: XCTestCase {
         let socket = dir.appendingPathComponent("tap.sock").path
         let collector = try DnstapCollector(socket: socket, output: dir.appendingPathComponent("unbound.fstrm").path,
                                             logFile: dir.appendingPathComponent("fstrm.log"))
-        let port = freePort()
-        let conf = dir.appendingPathComponent("unbound.conf").path
-        try """
-            server:
-            \(unboundServerBasics(port: port, dir: dir))
+        let unbound = try UnboundServer(dir: dir, server: """
                 local-zone: "." refuse
                 local-zone: "allowed.test." always_nxdomain
+            """, clauses: """
             dnstap:
                 dnstap-enable: yes
                 dnstap-socket-path: "\(socket)"
                 dnstap-log-client-query-messages: yes
                 dnstap-log-client-response-messages: yes
-            remote-control:
-                control-enable: no
-            """.write(toFile: conf, atomically: true, encoding: .utf8)
-        let unbound = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", conf], logFile: dir.appendingPathComponent("stdout.log"))
+            """)
         defer { unbound.stop() }
-        XCTAssertTrue(try waitUntilAnswering(port: port), unbound.log)
-        XCTAssertGreaterThan(UDPClient.burst(port: port, tunnelQueries(seed: 52), batch: 5, drainMs: 30), 50)
+        XCTAssertGreaterThan(UDPClient.burst(port: unbound.port, tunnelQueries(seed: 52), batch: 5, drainMs: 30), 50)
         sleep(3)   // unbound's dnstap thread sends on its own schedule; nothing shows how far it got
         unbound.stop()
         _ = try collector.stopAndRead()

@@ -104,24 +104,14 @@ final class UpstreamBehaviourTests: XCTestCase {
         try requireTool("unbound")
         let inet6 = (try? String(contentsOfFile: "/proc/net/if_inet6", encoding: .utf8)) ?? ""
         guard inet6.split(separator: "\n").contains(where: { $0.hasSuffix(" lo") }) else { throw XCTSkip("no IPv6 on loopback") }
-        let dir = TestPaths.tempDir("unbound6")
-        let port = freePort()
-        let conf = dir.appendingPathComponent("unbound.conf").path
-        try """
-            server:
-            \(unboundServerBasics(port: port, dir: dir, ipv6: true))
+        let unbound = try UnboundServer(server: """
                 local-zone: "allowed.test." static
                 local-data: "udp.allowed.test. 300 IN A 192.0.2.66"
                 local-data: "tcp.allowed.test. 300 IN A 192.0.2.67"
-            remote-control:
-                control-enable: no
-            """.write(toFile: conf, atomically: true, encoding: .utf8)
-        let unbound = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", conf], logFile: dir.appendingPathComponent("stdout.log"))
+            """, ipv6: true)
         defer { unbound.stop() }
-        let deadline = Date().addingTimeInterval(10)
-        while try dig(port, ["udp.allowed.test"], server: "::1").status != "NOERROR" && Date() < deadline { usleep(100_000) }
 
-        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["[::1]:\(port)"])
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: ["[::1]:\(unbound.port)"])
         let udp = try dig(g.port, ["udp.allowed.test"])
         XCTAssertEqual(udp.answers.last, "udp.allowed.test. 300 IN A 192.0.2.66", udp.raw)
         let tcp = try dig(g.port, ["+tcp", "tcp.allowed.test"])

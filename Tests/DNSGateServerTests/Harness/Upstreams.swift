@@ -35,51 +35,77 @@ final class NSDUpstream {
     deinit { daemon.stop() }
 }
 
-/// unbound in front of nsd with `log-queries: yes`: every question that reaches the upstream side is
-/// written down, so the security-invariant test can read exactly what dnsgate let through.
-/// Everything but the two test zones is refused locally, so nothing leaves the machine.
-final class LoggingUpstream {
+/// unbound on a free loopback port, configured by the test on top of `unboundServerBasics`, and
+/// answering before `init` returns; stopped by PID on `stop` or when let go.
+final class UnboundServer {
     let port: Int
     let dir: URL
     private let daemon: Daemon
+    /// unbound's own log (`logfile:`), and what it printed.
     var logPath: String { dir.appendingPathComponent("unbound.log").path }
+    var log: String { daemon.log }
 
-    init(nsdPort: Int) throws {
+    /// - Parameters:
+    ///   - dir: where its configuration and logs go (a fresh directory when nil).
+    ///   - server: more lines of the `server:` clause, each indented by four spaces.
+    ///   - clauses: more top-level clauses (`stub-zone:`, `dnstap:`); remote control is off.
+    ///   - ipv6: on ::1 and IPv6 only, instead of 127.0.0.1.
+    init(dir: URL? = nil, server: String, clauses: String = "", ipv6: Bool = false) throws {
         try requireTool("unbound")
         port = freePort()
-        dir = TestPaths.tempDir("unbound")
-        let conf = """
-        server:
-        \(unboundServerBasics(port: port, dir: dir))
-            verbosity: 1
-            log-queries: yes
-            do-not-query-localhost: no
-            module-config: "iterator"
-            qname-minimisation: no
-            harden-glue: no
-            num-threads: 1
-            local-zone: "." refuse
-            local-zone: "allowed.test." transparent
-            local-zone: "denied.test." transparent
-        stub-zone:
-            name: "allowed.test"
-            stub-addr: 127.0.0.1@\(nsdPort)
-        stub-zone:
-            name: "denied.test"
-            stub-addr: 127.0.0.1@\(nsdPort)
-        remote-control:
-            control-enable: no
-        """
-        let confPath = dir.appendingPathComponent("unbound.conf").path
-        try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
-        daemon = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", confPath], logFile: dir.appendingPathComponent("stdout.log"))
-        guard try waitUntilAnswering(port: port) else {
+        self.dir = dir ?? TestPaths.tempDir("unbound")
+        let confPath = self.dir.appendingPathComponent("unbound.conf").path
+        try "server:\n\(unboundServerBasics(port: port, dir: self.dir, ipv6: ipv6))\n\(server)\n\(clauses)\nremote-control:\n    control-enable: no\n"
+            .write(toFile: confPath, atomically: true, encoding: .utf8)
+        daemon = try Daemon("unbound", "/usr/sbin/unbound", ["-d", "-c", confPath], logFile: self.dir.appendingPathComponent("stdout.log"))
+        guard try waitUntilAnswering(port: port, server: ipv6 ? "::1" : "127.0.0.1") else {
             daemon.stop()
-            throw XCTSkip("unbound did not start: \(daemon.log)")
+            throw HarnessFailure("unbound did not start: \(daemon.log) \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
         }
     }
 
     var address: String { "127.0.0.1:\(port)" }
+    func stop() { daemon.stop() }
+    deinit { daemon.stop() }
+}
+
+/// A setup step of a test that went wrong: a failure, not a skip, since CI installs every tool.
+struct HarnessFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// unbound in front of nsd with `log-queries: yes`: every question that reaches the upstream side is
+/// written down, so the security-invariant test can read exactly what dnsgate let through.
+/// Everything but the two test zones is refused locally, so nothing leaves the machine.
+final class LoggingUpstream {
+    private let unbound: UnboundServer
+    var port: Int { unbound.port }
+    var logPath: String { unbound.logPath }
+
+    init(nsdPort: Int) throws {
+        unbound = try UnboundServer(server: """
+                verbosity: 1
+                log-queries: yes
+                do-not-query-localhost: no
+                module-config: "iterator"
+                qname-minimisation: no
+                harden-glue: no
+                num-threads: 1
+                local-zone: "." refuse
+                local-zone: "allowed.test." transparent
+                local-zone: "denied.test." transparent
+            """, clauses: """
+            stub-zone:
+                name: "allowed.test"
+                stub-addr: 127.0.0.1@\(nsdPort)
+            stub-zone:
+                name: "denied.test"
+                stub-addr: 127.0.0.1@\(nsdPort)
+            """)
+    }
+
+    var address: String { unbound.address }
 
     /// Every (name, type) unbound logged as received. Lines look like
     /// `[time] unbound[pid:0] info: 127.0.0.1 www.allowed.test. A IN`.
@@ -93,8 +119,7 @@ final class LoggingUpstream {
         }
     }
 
-    func stop() { daemon.stop() }
-    deinit { daemon.stop() }
+    func stop() { unbound.stop() }
 }
 
 /// The name the readiness probe asks for; any answer (even REFUSED) means the server is up.
@@ -102,10 +127,10 @@ final class LoggingUpstream {
 let readinessProbeName = "readiness-probe.invalid"
 
 /// Polls a server with dig until it answers, bounded.
-func waitUntilAnswering(port: Int, timeout: Double = 10) throws -> Bool {
+func waitUntilAnswering(port: Int, server: String = "127.0.0.1", timeout: Double = 10) throws -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
-        let r = try runCommand("dig", ["@127.0.0.1", "-p", "\(port)", "+time=1", "+tries=1", readinessProbeName, "A"], timeout: 3)
+        let r = try runCommand("dig", ["@\(server)", "-p", "\(port)", "+time=1", "+tries=1", readinessProbeName, "A"], timeout: 3)
         if r.stdout.contains("status:") { return true }
         usleep(100_000)
     }
