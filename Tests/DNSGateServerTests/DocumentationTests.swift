@@ -94,6 +94,32 @@ final class DocumentationTests: XCTestCase {
         XCTAssertThrowsError(try ConfigLoader.parse(text: "cache: {min_ttl: 10, max_ttl: 5}\n", file: "x.yaml"))
     }
 
+    /// A client command reads the control socket from `--config`; a file it cannot read is its error,
+    /// with the file and line (QA pass 10, F9: it fell back to the default socket, so a typo sent
+    /// `allow add` to whichever server listened there).
+    func testControlCommandsUseTheConfigsSocketAndRefuseAConfigTheyCannotRead() throws {
+        let g = try DNSGateProcess(allow: "*.allowed.test\n", upstreams: ["127.0.0.1:9"])
+        let dir = TestPaths.tempDir("control-config")
+        let good = dir.appendingPathComponent("good.yaml").path, broken = dir.appendingPathComponent("broken.yaml").path
+        try "control: { socket: \"\(g.controlSocket)\" }\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "control: { socket: \"\(g.controlSocket)\" }\nmdoe: enforce\n".write(toFile: broken, atomically: true, encoding: .utf8)
+
+        let stats = try runCommand(TestPaths.dnsgateBinary, ["stats", "--json", "--config", good])
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        XCTAssertTrue(stats.stdout.contains("\"queries\""), stats.stdout)
+        for command in [["stats"], ["reload"], ["allow", "add", "x.example.com", "--for", "1h", "--reason", "qa"]] {
+            let r = try runCommand(TestPaths.dnsgateBinary, command + ["--config", broken])
+            XCTAssertNotEqual(r.status, 0, "\(command)")
+            XCTAssertTrue(r.stderr.contains("broken.yaml:2:") && r.stderr.contains("unknown key 'mdoe'"), "\(command): \(r.stderr)")
+            let missing = try runCommand(TestPaths.dnsgateBinary, command + ["--config", dir.appendingPathComponent("none.yaml").path])
+            XCTAssertNotEqual(missing.status, 0, "\(command)")
+            XCTAssertTrue(missing.stderr.contains("none.yaml"), "\(command): \(missing.stderr)")
+        }
+        let list = try g.cli(["allow", "list"])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        XCTAssertFalse(list.stdout.contains("x.example.com"), "nothing was added: \(list.stdout)")
+    }
+
     func testValidateCommandReportsFileAndLine() throws {
         let dir = TestPaths.tempDir("validate")
         let allow = dir.appendingPathComponent("bad.allow").path

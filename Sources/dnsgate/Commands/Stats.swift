@@ -14,7 +14,7 @@ extension DNSGateCommand {
             let obj: [String: Any]
             do {
                 obj = try ControlClient.send(ControlRequest(command: "stats", arguments: entries ? ["entries": "true"] : nil),
-                                             socket: control.socketPath)
+                                             socket: try control.socketPath())
             } catch { throw fail(error) }
             if json {
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])

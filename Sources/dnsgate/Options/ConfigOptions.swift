@@ -51,13 +51,11 @@ struct ConfigOptions: ParsableArguments {
         return DnstapConfig.destination(parsing: d.hasPrefix("/") || !d.contains("/") ? d : cwd + "/" + d)
     }
 
-    var configPath: String? {
-        if noConfig { return nil }
-        if let config { return config }
-        for candidate in ["config/dnsgate.yaml", "/etc/dnsgate/dnsgate.yaml"] where FileManager.default.fileExists(atPath: candidate) {
-            return candidate
-        }
-        return nil
+    var configPath: String? { noConfig ? nil : config ?? Self.defaultConfigPath }
+
+    /// `config/dnsgate.yaml` under the current directory if present, then `/etc/dnsgate/dnsgate.yaml`.
+    static var defaultConfigPath: String? {
+        ["config/dnsgate.yaml", "/etc/dnsgate/dnsgate.yaml"].first { FileManager.default.fileExists(atPath: $0) }
     }
 
     func validate() throws {
@@ -112,11 +110,13 @@ struct ControlOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Configuration file to read the socket path from.", valueName: "file"))
     var config: String?
 
-    var socketPath: String {
+    /// `--control`, else the socket of the configuration `serve` would read (`ConfigOptions`). A
+    /// configuration that cannot be read is the command's error: falling back to the default socket
+    /// sent the command to whichever server listens there, which may not be the one meant.
+    func socketPath() throws -> String {
         if let control { return control }
-        let path = config ?? (FileManager.default.fileExists(atPath: "config/dnsgate.yaml") ? "config/dnsgate.yaml" : nil)
-        if let path, let c = try? ConfigLoader.load(path: path) { return c.controlSocket }
-        return ServerConfig.defaultControlSocket
+        guard let path = config ?? ConfigOptions.defaultConfigPath else { return ServerConfig.defaultControlSocket }
+        return try ConfigLoader.load(path: path).controlSocket
     }
 }
 

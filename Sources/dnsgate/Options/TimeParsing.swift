@@ -59,7 +59,7 @@ enum TimeParsing {
 func controlRequest(_ command: String, _ args: [String: String], _ control: ControlOptions,
                     exitCodes: [String: Int32] = [:]) throws -> [String: Any] {
     let obj: [String: Any]
-    do { obj = try DNSGateServerControl.send(command, args, socket: control.socketPath) } catch { throw fail(error) }
+    do { obj = try DNSGateServerControl.send(command, args, socket: try control.socketPath()) } catch { throw fail(error) }
     if obj["ok"] as? Bool != true {
         throw fail(CLIError("\(obj["error"] ?? "request failed")"), status: (obj["code"] as? String).flatMap { exitCodes[$0] } ?? 1)
     }
