@@ -172,6 +172,16 @@ final class UpstreamAnswerTests: XCTestCase {
         XCTAssertEqual(again.records.count, 1)
     }
 
+    /// A negative answer's SOA goes out with the TTL the denial is cached for, min(TTL, MINIMUM),
+    /// counting down (RFC 2308 §3, §5; QA pass 10, F4: the SOA's own 3600 was passed on).
+    func testANegativeAnswersSOACarriesItsNegativeTTL() throws {
+        let ans = try answer(W.response(rcode: 3, authority: [soa(ttl: 3600, minimum: 30)]))
+        XCTAssertEqual(ans.cacheTTL, 30)
+        XCTAssertEqual(ParsedReply(bytes: ans.render(for: W.view(W.query(id: 3)), age: 1)).records.first?.ttl, 29)
+        let low = try answer(W.response(rcode: 3, authority: [soa(ttl: 20, minimum: 300)]))
+        XCTAssertEqual(ParsedReply(bytes: low.render(for: W.view(W.query(id: 3)), age: 0)).records.first?.ttl, 20)
+    }
+
     func testRenderKeepsTheRcode() throws {
         let ans = try answer(W.response(rcode: 3, authority: [soa(ttl: 60, minimum: 60)]))
         let reply = ParsedReply(bytes: ans.render(for: W.view(W.query(id: 3, opt: .init())), age: 0))

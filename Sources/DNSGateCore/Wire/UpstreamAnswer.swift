@@ -101,11 +101,15 @@ public struct UpstreamAnswer: Sendable {
                     }
                 }
                 if section == 1, rtype == .soa {
-                    // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM)
+                    // RFC 2308 §5: negative TTL is min(SOA TTL, SOA MINIMUM). The SOA is passed on
+                    // with that TTL too (§3, as unbound does): a downstream cache that reads the
+                    // record's TTL alone kept a denial the upstream sent with MINIMUM 30 for an hour.
                     let afterM = try skipName(msg, at: rdata)
                     let afterR = try skipName(msg, at: afterM)
                     guard afterR + 20 <= rdata + rdlen else { throw WireError.malformed("short SOA") }
-                    negativeTTL = min(effective, msg.u32(at: afterR + 16))
+                    let ttl = min(effective, msg.u32(at: afterR + 16))
+                    negativeTTL = ttl
+                    ttlFields[ttlFields.count - 1] = TTLField(offset: UInt32(afterName + 4), ttl: ttl)
                 }
             }
         }
