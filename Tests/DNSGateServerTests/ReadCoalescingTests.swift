@@ -6,14 +6,18 @@ import XCTest
 final class ReadCoalescingTests: XCTestCase {
     private let ms: UInt64 = 1_000_000
 
-    /// `perPeriod` datagrams in each 10 ms period, read in reads of `perRead`, for `periods` periods from `start`.
-    private func feed(_ g: inout ReadCoalescing, perPeriod: Int, perRead: Int = 2, periods: Int, from start: UInt64 = 0) -> UInt64 {
+    /// `perPeriod` datagrams in each 10 ms period, read in reads of `perRead`, for `periods` periods
+    /// from `start`, the listener busy answering for `busy` of the time.
+    private func feed(_ g: inout ReadCoalescing, perPeriod: Int, perRead: Int = 2, periods: Int, from start: UInt64 = 0,
+                      busy: Double = 0.1) -> UInt64 {
         var t = start
         for _ in 0..<periods {
             let reads = max(1, perPeriod / perRead)
+            let gap = 10 * ms / UInt64(reads)
             for _ in 0..<reads {
                 g.received(perRead, at: t)
-                t += 10 * ms / UInt64(reads)
+                g.answered(at: t + UInt64(busy * Double(gap)))
+                t += gap
             }
         }
         return t
@@ -34,6 +38,19 @@ final class ReadCoalescingTests: XCTestCase {
         // Back to 10,000 a second: the next period ends the waiting.
         _ = feed(&g, perPeriod: 100, periods: 2, from: t)
         XCTAssertFalse(g.isActive)
+    }
+
+    /// A listener busy for most of the time has queries queued whenever it reads: waiting then only
+    /// delays them. It waits again once it has time to spare.
+    func testABusyListenerDoesNotWaitUntilItHasTimeToSpare() {
+        var g = ReadCoalescing(windowMicros: 200, minRate: 20_000)
+        var t = feed(&g, perPeriod: 500, periods: 3, busy: 0.5)
+        XCTAssertEqual(g.wait(batchWasFull: false), 200, "50,000 a second, busy half the time")
+        t = feed(&g, perPeriod: 1500, perRead: 20, periods: 2, from: t, busy: 0.9)
+        XCTAssertFalse(g.isActive)
+        XCTAssertEqual(g.wait(batchWasFull: false), 0, "busy 90 % of the time: no wait")
+        _ = feed(&g, perPeriod: 1000, periods: 2, from: t, busy: 0.6)
+        XCTAssertEqual(g.wait(batchWasFull: false), 200, "busy 60 %: the waits are back")
     }
 
     func testAnIdleGapEndsTheWaitingAtTheFirstRead() {
@@ -85,13 +102,15 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
     }
 
     /// Sends `names` (by default denied names, answered locally: no upstream needed) at `rate`
-    /// queries/s for 2 s, each once (`-n 1`: the list must hold 2 s of queries); returns how many were
-    /// answered and their mean latency in seconds, as dnsperf measured them.
-    private func flood(_ g: DNSGateProcess, rate: Int, names: [String] = (0..<1000).map { "x\($0).denied.test" }) throws -> (answered: Int, latency: Double) {
+    /// queries/s (nil: as fast as the server answers) with at most `inFlight` unanswered, for 2 s, the
+    /// list looped; returns how many were answered and their mean latency in seconds, as dnsperf
+    /// measured them.
+    private func flood(_ g: DNSGateProcess, rate: Int?, inFlight: Int = 100,
+                       names: [String] = (0..<1000).map { "x\($0).denied.test" }) throws -> (answered: Int, latency: Double) {
         let file = g.dir.appendingPathComponent("names.txt").path
         try names.map { "\($0) A\n" }.joined().write(toFile: file, atomically: true, encoding: .utf8)
-        let r = try runCommand("dnsperf", ["-s", "127.0.0.1", "-p", "\(g.port)", "-d", file, "-l", "2", "-Q", "\(rate)",
-                                           "-c", "4", "-q", "100", "-t", "2"], timeout: 30)
+        let r = try runCommand("dnsperf", ["-s", "127.0.0.1", "-p", "\(g.port)", "-d", file, "-l", "2"] + (rate.map { ["-Q", "\($0)"] } ?? [])
+                                            + ["-c", "4", "-q", "\(inFlight)", "-t", "2"], timeout: 30)
         XCTAssertEqual(r.status, 0, r.stderr)
         func field(_ label: String, _ index: Int) -> Substring? {
             r.stdout.split(separator: "\n").first { $0.contains(label) }?.split(separator: " ").dropFirst(index).first
@@ -127,6 +146,18 @@ final class ReadCoalescingEndToEndTests: XCTestCase {
         // 3 ms late on average (its stalls hit every query; the batches ride them out), later than
         // the server that waits.
         XCTAssertGreaterThan(moderated.latency, trickle.latency + 0.0002, "moderated \(moderated), unmoderated trickle \(trickle)")
+    }
+
+    /// A client that keeps 20 queries in flight (fewer than a read takes, so no read fills its batch)
+    /// and sends the next as soon as an answer comes keeps the listener busy: it must not wait then,
+    /// as a wait only delays queries already queued (a listener that waited after every read that
+    /// did not fill its batch waited about 1,300 times in the 2 s). A few waits may come before the
+    /// first period with the listener busy ends.
+    func testAListenerBusyWithAFloodDoesNotWait() throws {
+        let on = try gate("udp: { coalesce_us: 1000, coalesce_min_qps: 2000 }\n")
+        let saturating = try flood(on, rate: nil, inFlight: 20)
+        XCTAssertGreaterThan(saturating.answered, 10_000, "the flood is answered")
+        XCTAssertLessThan(try waits(on), 50, "\(saturating.answered) queries answered")
     }
 
     /// Cache misses under a flood: while their exchanges are in flight the listener waits

@@ -207,6 +207,7 @@ final class DatagramListener: @unchecked Sendable {
             // The replies are out: count them now, on this core, before the next read; while a full batch
             // came in (more queries wait), answer those first.
             core.telemetry?.catchUp(backlog: full)
+            coalescing.answered(at: MonotonicClock.nanoseconds())
             // Under a flood, let the next batch gather (ReadCoalescing); while exchanges are in flight,
             // only briefly, as their answers wait too. Held queries leave first: they must not wait twice.
             if case let us = coalescing.wait(batchWasFull: full, forwarding: !direct.isIdle), us > 0 {

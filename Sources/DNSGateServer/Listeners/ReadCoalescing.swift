@@ -14,8 +14,12 @@
 /// 0.33 ms and p99 from about 0.7 to about 1 ms (bench/RESULTS.md).
 ///
 /// Only while the listener received at least `minRate` datagrams a second over the last period
-/// (10 ms): at the rates a runner normally sends, no answer waits. Pure logic; the listener reads the
-/// clock and sleeps.
+/// (10 ms): at the rates a runner normally sends, no answer waits. And not while the listener was
+/// busy (reading, answering, counting) for more than `maxBusyShare` of that period: then queries
+/// queue up while it works anyway, and each wait only stretched the round trip of every query the
+/// clients keep in flight, so a client that waits for its answers (dnsperf, 150 in flight) got
+/// 75-82 % of the rate a null responder gave it (bench/RESULTS.md). Pure logic; the listener reads
+/// the clock and sleeps.
 struct ReadCoalescing {
     /// How long to wait after a read that did not fill the batch; 0: never wait.
     let windowMicros: UInt32
@@ -23,29 +27,44 @@ struct ReadCoalescing {
     let forwardingMicros: UInt32
     /// Datagrams a second from which waiting starts.
     let minRate: Int
+    /// Share of a period spent busy above which the next period does not wait.
+    let maxBusyShare: Double
     /// Length of the period the rate is measured over.
     static let periodNanos: UInt64 = 10_000_000
 
     private var periodStart: UInt64 = 0
     private var periodCount = 0
-    /// Whether the last period's rate reached `minRate`.
+    /// Nanoseconds of the period spent on batches, from their read to `answered`.
+    private var periodBusy: UInt64 = 0
+    private var batchReadAt: UInt64 = 0
+    /// Whether the last period's rate reached `minRate` with the listener busy for no more than
+    /// `maxBusyShare` of it.
     private(set) var isActive = false
 
-    init(windowMicros: UInt32, forwardingMicros: UInt32 = 0, minRate: Int) {
+    init(windowMicros: UInt32, forwardingMicros: UInt32 = 0, minRate: Int, maxBusyShare: Double = 0.7) {
         self.windowMicros = windowMicros
         self.forwardingMicros = forwardingMicros
         self.minRate = max(1, minRate)
+        self.maxBusyShare = maxBusyShare
     }
 
     /// Counts `n` datagrams read at `now` (monotonic nanoseconds). A period that has ended decides
     /// whether the listener waits during the next one; an idle gap ends it with a low rate.
     mutating func received(_ n: Int, at now: UInt64) {
         periodCount += n
+        batchReadAt = now
         let elapsed = now &- periodStart
         guard elapsed >= Self.periodNanos else { return }
         isActive = (windowMicros > 0 || forwardingMicros > 0) && UInt64(periodCount) * 1_000_000_000 >= UInt64(minRate) * elapsed
+            && Double(periodBusy) <= maxBusyShare * Double(elapsed)
         periodStart = now
         periodCount = 0
+        periodBusy = 0
+    }
+
+    /// The batch read last has been answered and counted, at `now`: the time since its read was busy.
+    mutating func answered(at now: UInt64) {
+        periodBusy &+= now &- batchReadAt
     }
 
     /// Microseconds to wait before the next read: while active and the last read left the socket
