@@ -88,7 +88,9 @@ public enum PipelineOutcome: Sendable {
 }
 
 /// The policy in force, swapped whole on reload so a query sees one policy from start to end.
-/// Hit counters are per profile (index 0 is the default policy) and per entry.
+/// Hit counters are per profile (index 0 is the default policy) and per entry. A reload carries each
+/// entry's hits, last use and load time over to the entry of the same profile and pattern: starting
+/// them afresh made every entry read "never used" after a nightly `SIGHUP` (QA pass 10, F2).
 public final class PolicySnapshot: Sendable {
     public let policies: PolicySet
     public let generation: Int
@@ -98,14 +100,37 @@ public final class PolicySnapshot: Sendable {
     let byRow: [PolicyBox]
     public var entryHits: [AtomicCounters] { byRow.map(\.hits) }
     public var entryLastUse: [AtomicCounters] { byRow.map(\.lastUse) }   // epoch seconds
+    /// When each entry was first loaded (epoch seconds), by row; 0: with the server's first policy.
+    public var entryLoadedAt: [[Int]] { byRow.map(\.loadedAt) }
     /// False when only the default policy exists: the query path then skips profile selection.
     let hasProfiles: Bool
-    public init(policies: PolicySet, generation: Int) {
+
+    /// - Parameters:
+    ///   - previous: the snapshot this one replaces, whose entries' counters carry over.
+    ///   - now: when this one is loaded (epoch seconds): the load time of entries new in it.
+    public init(policies: PolicySet, generation: Int, replacing previous: PolicySnapshot? = nil, now: Double = 0) {
         self.policies = policies; self.generation = generation
+        // The previous entries' counters by profile and pattern, in order: a pattern written twice
+        // pairs up in turn.
+        typealias Counts = (hits: Int, lastUse: Int, loadedAt: Int)
+        var carried: [String: ArraySlice<Counts>] = [:]
+        for box in previous?.byRow ?? [] {
+            for (i, e) in box.policy.allowList.entries.enumerated() {
+                carried[box.name + "\u{0}" + e.pattern, default: []].append((box.hits[i], box.lastUse[i], box.loadedAt[i]))
+            }
+        }
         let rows = [(PolicySet.defaultProfileName, policies.base)] + policies.profiles.map { ($0.name, $0.policy) }
         self.byRow = rows.map { name, policy in
-            let n = policy.allowList.count
-            return PolicyBox(policy, name: name, hits: AtomicCounters(count: n), lastUse: AtomicCounters(count: n))
+            let old = policy.allowList.entries.map { e -> Counts? in
+                let key = name + "\u{0}" + e.pattern
+                return carried[key]?.popFirst()
+            }
+            let box = PolicyBox(policy, name: name, hits: AtomicCounters(count: old.count), lastUse: AtomicCounters(count: old.count),
+                                loadedAt: old.map { $0?.loadedAt ?? Int(now) })
+            for (i, c) in old.enumerated() {
+                if let c { box.hits.store(i, c.hits); box.lastUse.store(i, c.lastUse) }
+            }
+            return box
         }
         self.hasProfiles = !policies.profiles.isEmpty
     }
@@ -119,11 +144,13 @@ final class PolicyBox: Sendable {
     let name: String
     let hits: AtomicCounters
     let lastUse: AtomicCounters
+    /// `PolicySnapshot.entryLoadedAt`'s row.
+    let loadedAt: [Int]
     /// `policy.cnameTargets == .allowed`, kept apart: read through `policy` it cost a retain and a
     /// release on every cache hit.
     let checksCNAMETargets: Bool
-    init(_ policy: Policy, name: String, hits: AtomicCounters, lastUse: AtomicCounters) {
-        self.policy = policy; self.name = name; self.hits = hits; self.lastUse = lastUse
+    init(_ policy: Policy, name: String, hits: AtomicCounters, lastUse: AtomicCounters, loadedAt: [Int]) {
+        self.policy = policy; self.name = name; self.hits = hits; self.lastUse = lastUse; self.loadedAt = loadedAt
         self.checksCNAMETargets = policy.cnameTargets == .allowed
     }
 
@@ -164,10 +191,12 @@ public final class QueryPipeline: Sendable {
     /// generation (a `QueryScratch`) keeps using it instead of locking per query.
     private let generation = AtomicCounter()
 
-    /// Installs a new policy atomically; queries already past the decision keep the old one.
-    public func swapPolicy(_ p: PolicySet) {
+    /// Installs a new policy atomically; queries already past the decision keep the old one. Each
+    /// entry keeps the counters of the entry of the same profile and pattern it replaces (a hit
+    /// counted in the old snapshot after this copy is lost); `now` is the load time of new entries.
+    public func swapPolicy(_ p: PolicySet, now: Double) {
         current.withLock {
-            $0 = PolicySnapshot(policies: p, generation: $0.generation + 1)
+            $0 = PolicySnapshot(policies: p, generation: $0.generation + 1, replacing: $0, now: now)
             generation.store($0.generation)
         }
     }

@@ -278,7 +278,7 @@ public final class DNSGateService: @unchecked Sendable {
                 // Said to the operator who ran `dnsgate reload`, not only to this log.
                 let warnings = config.restartOnlyChanges(to: next).map { "\($0) changed; restart dnsgate to apply" }
                 for w in warnings { logger.warning("\(w)", metadata: ["concern": "reload"]) }
-                pipeline.swapPolicy(policy)
+                pipeline.swapPolicy(policy, now: WallClock.now())
                 count += 1
                 let entries = policy.base.allowList.count + policy.profiles.reduce(0) { $0 + $1.policy.allowList.count }
                 let msg = "policy reloaded: \(entries) entries, \(policy.profiles.count) profiles, mode \(policy.base.mode.rawValue)"

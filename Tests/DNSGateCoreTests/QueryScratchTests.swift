@@ -73,7 +73,7 @@ final class QueryScratchTests: XCTestCase {
         let scratch = QueryScratch()
         let q = W.query(name: "late.example.com")
         XCTAssertTrue(run(p, q, scratch).hasPrefix("reply"), "denied before the reload")
-        p.swapPolicy(PolicySet(base: Policy(allowList: try AllowList(PlainListLoader.load(text: "late.example.com\n", file: "t2.allow")))))
+        p.swapPolicy(PolicySet(base: Policy(allowList: try AllowList(PlainListLoader.load(text: "late.example.com\n", file: "t2.allow")))), now: 200)
         XCTAssertEqual(run(p, q, scratch), "forward late.example.com.", "the scratch's cached snapshot is from the old generation")
     }
 

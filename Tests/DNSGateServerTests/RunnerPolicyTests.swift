@@ -53,6 +53,31 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertTrue(check.stdout.contains("profile: build"), check.stdout)
     }
 
+    /// `stats --entries` after a reload that changed nothing still shows what each entry was used
+    /// for (QA pass 10, F2: hits and last use started afresh, so the nightly SIGHUP of log rotation
+    /// made every entry of a server up a week read "never used, candidate for removal").
+    func testAReloadKeepsEachEntrysHitsAndLastUse() throws {
+        let g = try DNSGateProcess(allow: "www.allowed.test  # the registry\n*.cdn.allowed.test  # its CDN\n", upstreams: [try upstream()])
+        XCTAssertEqual(try dig(g.port, ["www.allowed.test"]).status, "NOERROR")
+        func entries() throws -> [String: [String: Any]] {
+            let r = try g.cli(["stats", "--entries", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            let rows = try XCTUnwrap(obj?["entry_hits"] as? [[String: Any]], r.stdout)
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["pattern"] as? String ?? "", $0) })
+        }
+        let before = try entries()
+        XCTAssertEqual(before["www.allowed.test."]?["hits"] as? Int, 1)
+        let reload = try g.cli(["reload"])
+        XCTAssertEqual(reload.status, 0, reload.stderr)
+        let after = try entries()
+        XCTAssertEqual(after["www.allowed.test."]?["hits"] as? Int, 1, "\(after)")
+        XCTAssertEqual(after["www.allowed.test."]?["last_use"] as? Int, before["www.allowed.test."]?["last_use"] as? Int)
+        XCTAssertGreaterThan(after["www.allowed.test."]?["last_use"] as? Int ?? 0, 0)
+        XCTAssertEqual(after["*.cdn.allowed.test."]?["hits"] as? Int, 0)
+        XCTAssertEqual(after["*.cdn.allowed.test."]?["unused"] as? Bool, false, "not loaded long enough ago to be judged")
+    }
+
     func testExceptionsAllowUntilTheyExpireAndSurviveARestart() throws {
         let up = try upstream()
         let yaml = "state_file: \"@DIR@/state.json\"\n"

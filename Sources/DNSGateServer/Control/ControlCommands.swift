@@ -192,15 +192,17 @@ extension DNSGateService: ControlResponder {
         }
         for (k, v) in telemetry.statsObject(now: now) { obj[k] = v }
         if includeEntries {
-            // Unused for `entry_unused_after` seconds (or never used, once the server has run that long): removal candidates.
+            // Unused for `entry_unused_after` seconds (or never used in as long since it was loaded):
+            // removal candidates. Reloads keep an entry's counters and load time (`PolicySnapshot`).
             let cutoff = Int(now) - config.entryUnusedAfter
             var rows: [[String: Any]] = []
             let sets = [(PolicySet.defaultProfileName, snap.policies.base)] + snap.policies.profiles.map { ($0.name, $0.policy) }
-            let (hits, lastUse) = (snap.entryHits, snap.entryLastUse)
+            let (hits, lastUse, loadedAt) = (snap.entryHits, snap.entryLastUse, snap.entryLoadedAt)
             for (row, (profile, policy)) in sets.enumerated() {
                 for (i, e) in policy.allowList.entries.enumerated() {
                     let last = lastUse[row][i]
-                    let unused = last == 0 ? uptime >= config.entryUnusedAfter : last < cutoff
+                    let loaded = loadedAt[row][i]
+                    let unused = last == 0 ? (loaded == 0 ? uptime : Int(now) - loaded) >= config.entryUnusedAfter : last < cutoff
                     rows.append(["profile": profile, "pattern": e.pattern, "source": e.source.description, "reason": e.reason ?? "",
                                  "hits": hits[row][i], "last_use": last, "unused": unused])
                 }
