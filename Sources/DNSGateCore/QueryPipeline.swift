@@ -280,8 +280,7 @@ public final class QueryPipeline: Sendable {
             return .reply(fit(reply.bytes, q, overTCP), queryRecord(action, reply.rcode))
         case .local(let records):
             counters.bump(.local)
-            let matching = records.filter { $0.type == q.type }
-            let answers = matching.isEmpty ? records.filter { $0.type == .cname } : matching
+            let answers = Self.localAnswers(records, type: q.type, box: box)
             let ttl = box.policy.sinkholeTTL
             return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
                               q, overTCP), queryRecord(.local, .noError))
@@ -441,6 +440,30 @@ public final class QueryPipeline: Sendable {
         guard let e = allowing else { return nil }
         exceptionHits.withLock { $0[e.id, default: 0] += 1 }
         return (e.id, e.expiresAt)
+    }
+
+    /// Local data for a question of `type`: its records of that type, or else its CNAME, followed
+    /// through the same policy's local data (at most 8 links, no name twice) to the target's records
+    /// of that type. A stub resolver (glibc's) does not ask for a CNAME's target: given the CNAME
+    /// alone it reported no address (QA pass 10, F1). A target that is not local data ends the chain,
+    /// and the client gets the CNAME to ask for.
+    static func localAnswers(_ records: [LocalRecord], type: RecordType, box: PolicyBox) -> [LocalRecord] {
+        let matching = records.filter { $0.type == type }
+        guard matching.isEmpty, var link = records.first(where: { $0.type == .cname }) else { return matching }
+        var answers = [link]
+        var seen: Set<DNSName> = []
+        for _ in 0..<8 {
+            guard let target = try? DNSName(wire: link.rdata), seen.insert(target).inserted,
+                  case .local(let next) = box.decide(name: target, type: type).action else { break }
+            if case let own = next.filter({ $0.type == type }), !own.isEmpty {
+                answers += own.map { LocalRecord(owner: target, type: $0.type, rdata: $0.rdata) }
+                break
+            }
+            guard let cname = next.first(where: { $0.type == .cname }) else { break }
+            link = LocalRecord(owner: target, type: .cname, rdata: cname.rdata)
+            answers.append(link)
+        }
+        return answers
     }
 
     /// Builds a reply in the scratch buffer when there is one (nothing allocated), else in a new array.

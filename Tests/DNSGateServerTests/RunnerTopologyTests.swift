@@ -67,7 +67,7 @@ final class RunnerTopologyTests: XCTestCase {
         guard nsdUp else { throw TopologyError("nsd did not answer in \(topo.host): \(nsd.log)") }
 
         // dnsgate on 192.0.2.1:53, its allow-lists beside its config.
-        for f in ["default.allow", "build.allow", "release.allow"] {
+        for f in ["default.allow", "build.allow", "release.allow", "local.rpz"] {
             try FileManager.default.copyItem(at: fixtures.appendingPathComponent(f), to: dir.appendingPathComponent(f))
         }
         let config = editConfig(try String(contentsOf: fixtures.appendingPathComponent(configTemplate), encoding: .utf8)
@@ -143,6 +143,13 @@ final class RunnerTopologyTests: XCTestCase {
             let fetch = try t.exec(ns, ["curl", "-sS", "--max-time", "10", url("www.allowed.test")])
             XCTAssertEqual(fetch.status, 0, "runner \(role): \(fetch.stderr)")
             XCTAssertEqual(fetch.stdout, run.token + "\n")
+
+            // Local data behind a CNAME (local.rpz): glibc does not ask for the target itself, so the
+            // address must come with the CNAME (QA pass 10, F1).
+            let (aliased, _) = try timed(t, ns, ["getent", "hosts", "pkgs.ci.test"])
+            XCTAssertEqual(aliased.status, 0, "runner \(role): \(aliased.stderr)")
+            XCTAssertEqual(aliased.stdout.split(separator: " ").first, "192.0.2.1", "runner \(role): \(aliased.stdout)")
+            XCTAssertEqual(try t.exec(ns, ["curl", "-sS", "--max-time", "10", url("pkgs.ci.test")]).stdout, run.token + "\n")
             let (blocked, blockedTime) = try timed(t, ns, ["curl", "-sS", "--max-time", "10", url("evil.denied.test")])
             XCTAssertEqual(blocked.status, 6, "curl exit 6 is 'could not resolve host': \(blocked.stderr)")
             XCTAssertTrue(blocked.stderr.contains("Could not resolve host"), blocked.stderr)
