@@ -172,6 +172,31 @@ final class UpstreamAnswerTests: XCTestCase {
         XCTAssertEqual(again.records.count, 1)
     }
 
+    /// The addresses of an RRset come in another order for each query ID (QA pass 10, F3: one order
+    /// for the entry's whole life sent every runner to the same mirror), each record keeping its
+    /// place and TTL; runs under other owners, and other types, stay as they are.
+    func testAddressRRsetsTurnWithTheQueryID() throws {
+        let aaaa = { (last: UInt8) in RR(owner: W.questionPointer, type: 28, ttl: 60, rdata: [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [last]) }
+        let other = RR(owner: W.name("other.example.com"), type: 1, ttl: 60, rdata: [192, 0, 2, 9])
+        let txt = RR(owner: W.questionPointer, type: 16, ttl: 60, rdata: [3] + Array("v=1".utf8))
+        let ans = try answer(W.response(answers: [a(300, 1), a(200, 2), a(100, 3), txt, aaaa(1), aaaa(2), other,
+                                                  RR(owner: W.name("other.example.com"), type: 1, ttl: 60, rdata: [192, 0, 2, 10])]))
+        func order(_ id: UInt16) -> [[UInt8]] {
+            ParsedReply(bytes: ans.render(for: W.view(W.query(id: id)), age: 0)).records.map(\.rdata)
+        }
+        let original = order(0)
+        XCTAssertEqual(original.prefix(3), [[192, 0, 2, 1], [192, 0, 2, 2], [192, 0, 2, 3]])
+        XCTAssertEqual(order(1).prefix(3), [[192, 0, 2, 2], [192, 0, 2, 3], [192, 0, 2, 1]])
+        XCTAssertEqual(order(2).prefix(3), [[192, 0, 2, 3], [192, 0, 2, 1], [192, 0, 2, 2]])
+        XCTAssertEqual(order(6), original, "6 turns every run full circle")
+        XCTAssertEqual(order(1)[3], original[3], "the TXT record stays")
+        XCTAssertEqual(Array(order(1)[4...5]), Array(original[4...5].reversed()), "the AAAA pair turns too")
+        XCTAssertEqual(Array(order(1)[6...7]), [[192, 0, 2, 10], [192, 0, 2, 9]], "another owner: a run of its own")
+        XCTAssertEqual(Array(order(2)[6...7]), [[192, 0, 2, 9], [192, 0, 2, 10]])
+        XCTAssertEqual(ParsedReply(bytes: ans.render(for: W.view(W.query(id: 1)), age: 0)).records.map(\.ttl),
+                       [300, 200, 100, 60, 60, 60, 60, 60], "TTLs keep their places")
+    }
+
     /// A negative answer's SOA goes out with the TTL the denial is cached for, min(TTL, MINIMUM),
     /// counting down (RFC 2308 §3, §5; QA pass 10, F4: the SOA's own 3600 was passed on).
     func testANegativeAnswersSOACarriesItsNegativeTTL() throws {

@@ -190,6 +190,16 @@ final class ResolverEndToEndTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"cached\" : 1"), stats.stdout)
     }
 
+    /// A cached RRset of many addresses comes in another order to each query (QA pass 10, F3: the
+    /// same first address for the entry's whole life sent every runner to one mirror); the set stays.
+    func testCachedAddressesComeInTurns() throws {
+        let g = try gate()
+        let answers = try (0..<10).map { _ in try dig(g.port, ["big.allowed.test"]).answers.compactMap { $0.split(separator: " ").last } }
+        XCTAssertEqual(Set(answers.map { Set($0) }).count, 1, "every answer holds the same addresses")
+        XCTAssertEqual(answers[0].count, 40, "the zone's 40")
+        XCTAssertGreaterThan(Set(answers.compactMap(\.first)).count, 1, "\(answers.compactMap(\.first))")
+    }
+
     /// QA pass 5, F5: `max_ttl` and `negative_max_ttl` bound what clients are told, as unbound's
     /// cache-max-ttl does, not only how long dnsgate keeps the answer; `stats` shows the cache's bytes.
     func testClientsAreToldTTLsWithinTheCacheLimits() throws {

@@ -106,6 +106,20 @@ struct WireWriter {
         b.withUnsafeBytes { copy($0, to: o) }
     }
     @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) { copy(b, to: reserve(b.count)) }
+    /// Rotates `count` fields of `length` octets written `stride` apart from `first`: field j gets
+    /// what field (j + by) % count held.
+    mutating func rotate(fieldsAt first: Int, stride: Int, count: Int, length: Int, by k: Int) {
+        guard count > 1, case let k = k % count, k != 0 else { return }
+        written(first, stride * (count - 1) + length)
+        withUnsafeTemporaryAllocation(byteCount: count * length, alignment: 1) { held in
+            for j in 0..<count {
+                held.baseAddress!.advanced(by: j * length).copyMemory(from: buffer.baseAddress!.advanced(by: first + j * stride), byteCount: length)
+            }
+            for j in 0..<count {
+                copy(UnsafeRawBufferPointer(rebasing: held[((j + k) % count) * length ..< ((j + k) % count + 1) * length]), to: first + j * stride)
+            }
+        }
+    }
     /// `o..<o + b.count` was checked by the caller.
     @inline(__always) private func copy(_ b: UnsafeRawBufferPointer, to o: Int) {
         if let src = b.baseAddress { buffer.baseAddress!.advanced(by: o).copyMemory(from: src, byteCount: b.count) }
