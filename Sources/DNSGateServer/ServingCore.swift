@@ -91,7 +91,7 @@ final class ServingCore: Sendable {
         let (out, record): ([UInt8], QueryRecord)
         switch result {
         case .success(let answer): (out, record) = pipeline.complete(job, answer: answer, now: now)
-        case .failure(let error): (out, record) = pipeline.upstreamFailed(job, now: now, detail: "\(error)")
+        case .failure(let error): (out, record) = pipeline.upstreamFailed(job, now: now, detail: upstream.clientText(error))
         }
         telemetry?.forwarded(latency: now - job.record.time)
         observe(record)

@@ -1,5 +1,6 @@
 import DNSGateCore
 import DNSGateServer
+import Logging
 import Foundation
 import XCTest
 
@@ -23,9 +24,10 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"timeouts\" : 1"), stats.stdout)
     }
 
-    /// The EDE text of a failure names the upstream as configured, over UDP and for TCP clients (whose
-    /// misses go through SwiftNIO, whose own address format leaked into it).
-    func testFailureTextNamesTheUpstreamAsConfigured() throws {
+    /// The EDE text of a failure names the upstream by its place in the list, over UDP and for TCP
+    /// clients, and never by its address (QA pass 10, F16: a job could then try to reach it directly);
+    /// `stats` names it as configured (SwiftNIO's own address format once leaked into it).
+    func testFailureTextNamesTheUpstreamByItsPlaceNotItsAddress() throws {
         let silent = BlackHoleSocket()
         let g = try DNSGateProcess(allow: Self.allow, upstreams: ["127.0.0.1:\(silent.port)"],
                                    configYAML: "upstream: { timeout_ms: 200, deadline_ms: 1000 }\ncontrol: { socket: \"@DIR@/x.sock\" }\n")
@@ -33,8 +35,21 @@ final class UpstreamBehaviourTests: XCTestCase {
             let a = try dig(g.port, ["+time=4", transport, "www.allowed.test"])
             XCTAssertEqual(a.status, "SERVFAIL", a.raw)
             XCTAssertEqual(a.edeCode, 22, a.raw)
-            XCTAssertTrue(a.edeText?.contains("answered (127.0.0.1:\(silent.port) timed out)") ?? false, "\(transport): \(a.raw)")
+            XCTAssertTrue(a.edeText?.contains("answered (upstream 1 timed out)") ?? false, "\(transport): \(a.raw)")
+            XCTAssertFalse(a.raw.contains("\(silent.port)"), "\(transport): \(a.raw)")
         }
+        let stats = try g.cli(["stats"])
+        XCTAssertTrue(stats.stdout.contains("127.0.0.1:\(silent.port)"), stats.stdout)
+    }
+
+    /// Each upstream address in a failure's text becomes its place in the list, a longer address
+    /// first, so that one address that starts another is not replaced inside it.
+    func testClientTextReplacesEveryUpstreamAddress() throws {
+        let client = try UpstreamClient(upstreams: [HostPort(host: "127.0.0.1", port: 53), HostPort(host: "127.0.0.1", port: 530)],
+                                        timeoutMs: 200, deadlineMs: 400, logger: Logger(label: "test"))
+        let text = client.clientText(UpstreamError.transport("127.0.0.1:530", "connection refused"))
+        XCTAssertEqual(text, "upstream 2: connection refused")
+        XCTAssertEqual(client.clientText(UpstreamError.timeout("127.0.0.1:53")), "upstream 1 timed out")
     }
 
     /// The listener's own upstream exchanges accept only the genuine answer: forgeries with the right

@@ -109,6 +109,19 @@ public final class UpstreamClient: Sendable {
 
     public var health: [UpstreamHealth] { upstreams.map { $0.1 } }
 
+    /// `error`'s text for a client's Extended DNS Error: each upstream named by its place in the
+    /// list (`upstream 2`), not by its address, which a job behind dnsgate has no business learning
+    /// (QA pass 10, F16: it could then try to reach the resolver directly). `dnsgate stats` and the
+    /// metrics name them.
+    public func clientText(_ error: Error) -> String {
+        var text = "\(error)"
+        // Longest first: 127.0.0.1:53 must not replace the start of 127.0.0.1:530.
+        for (i, h) in upstreams.map(\.1).enumerated().sorted(by: { $0.1.address.count > $1.1.address.count }) {
+            text = text.replacing(h.address, with: "upstream \(i + 1)")
+        }
+        return text
+    }
+
     /// - Parameter onRTT: every answered exchange's round trip in seconds, with the upstream's
     ///   position in `upstreams` (an index, not its name: hashing the name on every miss cost more
     ///   than recording the time).
