@@ -55,6 +55,20 @@ final class PlainListLoaderTests: XCTestCase {
         XCTAssertEqual(e.first?.types, [.a, .aaaa, .https, RecordType(99), .caa])
     }
 
+    /// Every type ldns knows is a type an entry may name, and is named so in texts (QA pass 10, F18:
+    /// NSEC3, CDS, OPENPGPKEY… were "unknown query type"); a name nobody registered is still refused.
+    func testTypeListAcceptsEveryRegisteredMnemonic() throws {
+        let e = try PlainListLoader.load(text: "example.com nsec3,NSEC3PARAM,cds,CDNSKEY,OPENPGPKEY,smimea,zonemd,eui48", file: "f")
+        XCTAssertEqual(e.first?.types, Set([50, 51, 59, 60, 61, 53, 63, 108].map { RecordType($0) }))
+        XCTAssertEqual(RecordType(51).description, "NSEC3PARAM")
+        XCTAssertEqual(RecordType(65280).description, "TYPE65280")
+        XCTAssertThrowsError(try PlainListLoader.load(text: "example.com A,NOSUCHTYPE", file: "f")) { error in
+            XCTAssertTrue("\(error)".contains("NOSUCHTYPE"), "\(error)")
+        }
+        XCTAssertNil(RecordType(mnemonic: "A-AAA"))
+        XCTAssertNil(RecordType(mnemonic: ""))
+    }
+
     func testCRLFLineEndingsAreAccepted() throws {
         let e = try PlainListLoader.load(text: "example.com # one\r\nexample.org A\r\n", file: "f")
         XCTAssertEqual(e.map(\.name), [try DNSName("example.com"), try DNSName("example.org")])

@@ -1,3 +1,5 @@
+import CLDNS
+
 /// A resource record type (RFC 1035 §3.2.2 and successors), by its 16-bit code.
 ///
 /// A struct rather than an enum so every code point, known or not, round-trips
@@ -53,12 +55,16 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
         ("URI", .uri), ("CAA", .caa),
     ]
 
-    /// Parses a mnemonic (`AAAA`, case-insensitive) or the RFC 3597 form `TYPE65`.
+    /// Parses a mnemonic (`AAAA`, case-insensitive) or the RFC 3597 form `TYPE65`. Types beyond the
+    /// table above (NSEC3, CDS, OPENPGPKEY…) come from ldns's, the codec of record (QA pass 10, F18).
     public init?(mnemonic: String) {
         let upper = mnemonic.uppercased()
         if let hit = Self.mnemonics.first(where: { $0.0 == upper }) { self = hit.1; return }
         if upper.hasPrefix("TYPE"), let code = UInt16(upper.dropFirst(4)) { self.init(code); return }
-        return nil
+        guard upper.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
+        let code = ldns_get_rr_type_by_name(upper).rawValue
+        guard code != 0, code <= UInt16.max else { return nil }
+        self.init(UInt16(code))
     }
 
     /// A type an allow rule may name: any but OPT, a pseudo-record no query asks for (RFC 6891 §6.1.1).
@@ -69,7 +75,10 @@ public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConv
     }
 
     public var mnemonic: String {
-        Self.mnemonics.first(where: { $0.1 == self })?.0 ?? "TYPE\(rawValue)"
+        if let hit = Self.mnemonics.first(where: { $0.1 == self }) { return hit.0 }
+        guard let text = ldns_rr_type2str(ldns_rr_type(rawValue: UInt32(rawValue))) else { return "TYPE\(rawValue)" }
+        defer { free(text) }
+        return String(cString: text)
     }
     public var description: String { mnemonic }
 
