@@ -53,6 +53,31 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertTrue(check.stdout.contains("profile: build"), check.stdout)
     }
 
+    /// `check --listener` asks as a query arriving on that listener would (QA pass 10, F17: only
+    /// `--client` could name a profile, so one selected by listener could not be checked).
+    func testCheckTakesTheListenerAProfileSelects() throws {
+        let dir = TestPaths.tempDir("check-listener")
+        try "www.allowed.test\n".write(toFile: dir.path + "/base.allow", atomically: true, encoding: .utf8)
+        try "pkg.allowed.test\n".write(toFile: dir.path + "/ci.allow", atomically: true, encoding: .utf8)
+        let config = dir.path + "/dnsgate.yaml"
+        try """
+            listen: ["127.0.0.1:5301", "127.0.0.3:5302"]
+            allow: [\(dir.path)/base.allow]
+            profiles:
+              - name: ci
+                listeners: ["127.0.0.3:5302"]
+                allow: [\(dir.path)/ci.allow]
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let check = { (args: [String]) in try runCommand(TestPaths.dnsgateBinary, ["check", "pkg.allowed.test"] + args + ["--config", config]) }
+        let onCI = try check(["--listener", "127.0.0.3:5302"])
+        XCTAssertEqual(onCI.status, 0, onCI.stdout + onCI.stderr)
+        XCTAssertTrue(onCI.stdout.contains("profile: ci"), onCI.stdout)
+        let elsewhere = try check(["--listener", "127.0.0.1:5301"])
+        XCTAssertEqual(elsewhere.status, 1, elsewhere.stdout + elsewhere.stderr)
+        XCTAssertTrue(elsewhere.stdout.contains("profile: default"), elsewhere.stdout)
+        XCTAssertNotEqual(try check(["--listener", "not-an-address"]).status, 0)
+    }
+
     /// `stats --entries` after a reload that changed nothing still shows what each entry was used
     /// for (QA pass 10, F2: hits and last use started afresh, so the nightly SIGHUP of log rotation
     /// made every entry of a server up a week read "never used, candidate for removal").

@@ -12,6 +12,8 @@ extension DNSGateCommand {
         @Argument(help: "The name to look up.") var name: String
         @Argument(help: "Query type (default A).") var type: String = "A"
         @Option(help: ArgumentHelp("Client address (profiles select on it).", valueName: "addr")) var client: String?
+        @Option(help: ArgumentHelp("Listener the query arrives on, as under listen: (profiles select on it when no client prefix does).",
+                                   valueName: "addr:port")) var listener: String?
         @Flag(help: "Print one JSON object.") var json = false
         @OptionGroup var options: ConfigOptions
 
@@ -20,6 +22,7 @@ extension DNSGateCommand {
             guard RecordType(mnemonic: type) != nil else { throw ValidationError("unknown query type '\(type)'") }
             do { _ = try DNSName(name) } catch { throw ValidationError("bad name '\(name)': \(error)") }
             if let client, ClientPrefix.addressBytes(client) == nil { throw ValidationError("--client \(client): not an IP address") }
+            if let listener, HostPort(parsing: listener) == nil { throw ValidationError("--listener \(listener): not ADDR:PORT") }
         }
 
         func run() throws {
@@ -35,10 +38,12 @@ extension DNSGateCommand {
                 for e in (try? SavedExceptions.read(path: c.stateFile)) ?? [] { try? exceptions.add(e, suffixes: suffixes, now: now) }
             } catch { throw fail(error) }
             let clientOctets = client.flatMap(ClientPrefix.addressBytes)
+            // As the listeners name themselves (`HostPort`'s text), whatever the spelling given.
+            let listenerName = listener.flatMap { HostPort(parsing: $0)?.description }
             let pipeline = QueryPipeline(policies: set, cache: AnswerCache())
             pipeline.setExceptions(exceptions)
-            let (v, profile, exception) = pipeline.explain(name: qname, type: qtype, clientAddress: clientOctets, now: now)
-            let policy = set.policy(set.select(clientAddress: clientOctets, listener: nil))
+            let (v, profile, exception) = pipeline.explain(name: qname, type: qtype, clientAddress: clientOctets, listener: listenerName, now: now)
+            let policy = set.policy(set.select(clientAddress: clientOctets, listener: listenerName))
             var denied: Bool
             var out: [String: Any] = ["name": qname.description, "type": qtype.mnemonic, "mode": policy.mode.rawValue, "profile": profile]
             switch v.action {
@@ -56,6 +61,7 @@ extension DNSGateCommand {
             }
             if let d = v.denial { out["denied_because"] = d.description }
             if let client { out["client"] = client }
+            if let listenerName { out["listener"] = listenerName }
             if json {
                 let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
