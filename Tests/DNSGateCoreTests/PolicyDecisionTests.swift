@@ -66,6 +66,31 @@ final class PolicyDecisionTests: XCTestCase {
         }
     }
 
+    /// A denied name with allowed names below it exists: NODATA rather than NXDOMAIN, which says no
+    /// name below it exists either (RFC 8020; QA pass 10, F5). Other sinkhole modes stay as set.
+    func testADeniedNameAboveAllowedOnesIsNODATA() throws {
+        let p = try policy()
+        let cases: [(qname: String, want: Want)] = [
+            ("example.org", .sinkhole(.nodata)),         // *.example.org allows names below it
+            ("org", .sinkhole(.nodata)),
+            ("", .sinkhole(.nodata)),                     // the root
+            ("www.example.com", .sinkhole(.nxdomain)),   // below an exact entry: nothing listed there
+            ("other.example.org.test", .sinkhole(.nxdomain)),
+            ("rpz.example.org", .forward),               // covered by *.example.org
+        ]
+        for c in cases {
+            let v = PolicyDecision.decide(p, name: c.qname.isEmpty ? .root : try DNSName(c.qname), type: .a)
+            XCTAssertEqual(action(v), c.want, c.qname)
+            if case .sinkhole = c.want { XCTAssertEqual(v.denial?.tag, "not_listed", c.qname) }
+        }
+        XCTAssertEqual(action(PolicyDecision.decide(try policy(sinkhole: .refused), name: try DNSName("example.org"), type: .a)),
+                       .sinkhole(.refused))
+        // A pattern listed after a name above another entry was marked is no duplicate, and vice versa.
+        let list = try AllowList(PlainListLoader.load(text: "www.qa.test\nqa.test\n*.qa.test\n", file: "t.allow"))
+        XCTAssertEqual(list.match(try DNSName("qa.test"))?.entry.pattern, "qa.test.")
+        XCTAssertNil(list.entry(for: try DNSName("test"), wildcard: false))
+    }
+
     func testAllowedVerdictNamesTheEntryAndItsIndex() throws {
         let p = try policy()
         let v = PolicyDecision.decide(p, name: try DNSName("mirror.example.org"), type: .a)

@@ -85,11 +85,16 @@ public struct PolicyVerdict: Sendable {
 /// explicitly allowed is denied.
 public enum PolicyDecision {
     public static func decide(_ policy: Policy, name: DNSName, type: RecordType) -> PolicyVerdict {
-        guard let (index, entry) = policy.allowList.match(name) else {
+        let index: Int, entry: PolicyEntry
+        switch policy.allowList.lookup(name) {
+        case .entry(let i, let e): (index, entry) = (i, e)
+        case let found:
             // Audit mode forwards unlisted names, but only for the types a build needs: it must not
             // open the tunnels' carriers (TXT, NULL, ANY…) while a team is learning its allow-list.
             if auditKeepsClosed(policy, type) { return typeDenied(policy, type, by: Self.defaultTypesSource) }
-            return deny(policy, .notListed, mode: policy.sinkhole, entry: nil, index: nil)
+            // A name with allowed names below it exists: NODATA, not NXDOMAIN (RFC 8020; QA pass 10, F5).
+            let mode = if case .namesBelow = found, policy.sinkhole == .nxdomain { SinkholeMode.nodata } else { policy.sinkhole }
+            return deny(policy, .notListed, mode: mode, entry: nil, index: nil)
         }
         switch entry.action {
         case .allow:
