@@ -37,25 +37,30 @@ final class UnwantedRepliesTests: XCTestCase {
     }
 
     /// Over TCP (a retry after a truncated answer) a frame with another ID is for no exchange either:
-    /// counted as unwanted, not as the upstream's `rejected`, and the exchange waits for its answer.
-    func testATCPFrameWithAnotherIDIsUnwantedAndTheExchangeWaits() throws {
+    /// counted as unwanted, not as the upstream's `rejected`. The connection carries only this
+    /// query, so no answer will follow: the exchange fails at once and the connection is closed, as
+    /// it is after a frame with the right ID that does not answer the question.
+    func testAWrongTCPFrameIsCountedAndEndsTheExchangeAndTheConnection() throws {
         let unwanted = UnwantedReplies(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let name = try DNSName("www.example.com")
-        let channel = EmbeddedChannel()
-        defer { _ = try? channel.finish() }
-        let promise = channel.eventLoop.makePromise(of: UpstreamAnswer.self)
-        try channel.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(
-            promise: promise, id: 0x1234, check: { try? UpstreamAnswer($0, id: 0x1234, name: name, type: .a) }, upstream: "127.0.0.1:53",
-            unwanted: unwanted))
-        var answered: [UInt8]?
-        promise.futureResult.whenSuccess { answered = Array($0.body.suffix(4)) }
         let question = RawQuery.encode("www.example.com") + [0, 1, 0, 1]
-        try channel.writeInbound(ByteBuffer(bytes: oneAddressAnswer(id: 0x1235, question: question, address: [192, 0, 2, 66])))
-        XCTAssertNil(answered)
-        XCTAssertEqual(unwanted.count.value, 1)
-        try channel.writeInbound(ByteBuffer(bytes: oneAddressAnswer(id: 0x1234, question: question, address: [192, 0, 2, 1])))
-        XCTAssertEqual(answered, [192, 0, 2, 1])
-        XCTAssertEqual(unwanted.count.value, 1)
+        let other = RawQuery.encode("www.example.net") + [0, 1, 0, 1]
+        for (id, asked, why, counted) in [(UInt16(0x1235), question, "another ID", 1), (0x1234, other, "does not answer", 0)] {
+            let channel = EmbeddedChannel()
+            defer { _ = try? channel.finish() }
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 53)).wait()
+            let promise = channel.eventLoop.makePromise(of: UpstreamAnswer.self)
+            try channel.pipeline.syncOperations.addHandler(UpstreamStreamReplyHandler(
+                promise: promise, id: 0x1234, check: { try? UpstreamAnswer($0, id: 0x1234, name: name, type: .a) }, upstream: "127.0.0.1:53",
+                unwanted: unwanted))
+            var failure: String?
+            promise.futureResult.whenFailure { failure = "\($0)" }
+            let before = unwanted.count.value
+            try channel.writeInbound(ByteBuffer(bytes: oneAddressAnswer(id: id, question: asked, address: [192, 0, 2, 66])))
+            XCTAssertTrue(failure?.hasPrefix("127.0.0.1:53: TCP reply ") == true && failure?.contains(why) == true, failure ?? "not failed")
+            XCTAssertFalse(channel.isActive, "the connection is closed")
+            XCTAssertEqual(unwanted.count.value - before, counted)
+        }
     }
 
     func testTheWarningIsSaidAtOnceThenAtMostOnceAMinuteWithTheCountSince() {

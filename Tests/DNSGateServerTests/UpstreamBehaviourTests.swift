@@ -1,5 +1,6 @@
 import DNSGateCore
-import DNSGateServer
+@testable import DNSGateServer
+import NIOCore
 import Logging
 import Foundation
 import XCTest
@@ -42,14 +43,21 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("127.0.0.1:\(silent.port)"), stats.stdout)
     }
 
-    /// Each upstream address in a failure's text becomes its place in the list, a longer address
-    /// first, so that one address that starts another is not replaced inside it.
-    func testClientTextReplacesEveryUpstreamAddress() throws {
+    /// A failure's text for clients names each upstream by its place in the list and holds no
+    /// address anywhere: not the upstream's, in either spelling, and not one inside an error's own
+    /// text (SwiftNIO's connection errors list the addresses they tried; QA pass 10, F16).
+    func testClientTextNamesUpstreamsByPlaceAndHoldsNoAddress() throws {
         let client = try UpstreamClient(upstreams: [HostPort(host: "127.0.0.1", port: 53), HostPort(host: "127.0.0.1", port: 530)],
                                         timeoutMs: 200, deadlineMs: 400, logger: Logger(label: "test"))
-        let text = client.clientText(UpstreamError.transport("127.0.0.1:530", "connection refused"))
-        XCTAssertEqual(text, "upstream 2: connection refused")
+        XCTAssertEqual(client.clientText(UpstreamError.transport("127.0.0.1:530", "connection refused")), "upstream 2: connection refused")
         XCTAssertEqual(client.clientText(UpstreamError.timeout("127.0.0.1:53")), "upstream 1 timed out")
+        XCTAssertEqual(client.clientText(UpstreamError.timeout("192.0.2.53:53")), "an upstream timed out", "not one of the list")
+        struct PeerNamingError: Error, CustomStringConvertible { var description: String { "could not reach 127.0.0.1:53 (host: 127.0.0.1)" } }
+        XCTAssertEqual(client.clientText(PeerNamingError()), "upstream failure")
+        let wrapped = client.clientText(UpstreamError.transport("127.0.0.1:53", socketFailureText(PeerNamingError())))
+        XCTAssertEqual(wrapped, "upstream 1: PeerNamingError")
+        let refused = socketFailureText(IOError(errnoCode: ECONNREFUSED, reason: "connect"))
+        XCTAssertTrue(refused.hasPrefix("connect: ") && refused.contains("(errno: \(ECONNREFUSED))"), refused)
     }
 
     /// The listener's own upstream exchanges accept only the genuine answer: forgeries with the right
@@ -86,11 +94,17 @@ final class UpstreamBehaviourTests: XCTestCase {
         let g = try DNSGateProcess(allow: Self.allow, upstreams: [garbled.address],
                                    configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 300\n  deadline_ms: 600\n")
         XCTAssertEqual(try dig(g.port, ["+time=3", "www.allowed.test"]).status, "SERVFAIL")
-        let stats = try g.cli(["stats"])
-        let line = stats.stdout.split(separator: "\n").first { $0.contains("\(garbled.address): ") } ?? ""
-        let n = line.split(separator: " ").compactMap { Int($0) }   // answered, timeouts, failures, rejected, rtt
-        XCTAssertEqual(n.count, 5, String(line))
-        XCTAssertTrue(n.count == 5 && n[0] == 0 && n[1] >= 1 && n[3] == n[1], "every timeout followed a rejected reply: \(line)")
+        let n = try upstreamCounts(g, garbled.address)
+        XCTAssertTrue(n.count == 5 && n[0] == 0 && n[1] >= 1 && n[3] == n[1], "every timeout followed a rejected reply: \(n)")
+    }
+
+    /// `stats`'s numbers for one upstream: answered, timeouts, failures, rejected, last round trip.
+    private func upstreamCounts(_ g: DNSGateProcess, _ address: String, file: StaticString = #filePath, line: UInt = #line) throws -> [Int] {
+        let stats = try g.cli(["stats"]).stdout
+        let row = stats.split(separator: "\n").first { $0.contains("\(address): ") } ?? ""
+        let n = row.split(separator: " ").compactMap { Int($0) }
+        XCTAssertEqual(n.count, 5, stats, file: file, line: line)
+        return n
     }
 
     /// A truncated UDP answer is asked again over TCP at once: one UDP and one TCP query (QA pass 5:
@@ -110,6 +124,27 @@ final class UpstreamBehaviourTests: XCTestCase {
         let cut = try dig(g.port, ["+time=6", "cut.allowed.test"])
         XCTAssertEqual(cut.status, "SERVFAIL", cut.raw)
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
+    }
+
+    /// Over TCP, a reply with another ID on the connection that carries the one query means no answer will come on it: the next upstream is asked at once, a failure,
+    /// not a timeout, for the first (it waited the whole timeout with the connection held open).
+    func testAWrongTCPReplyFailsOverAtOnceInsteadOfTimingOut() throws {
+        let wrong = ScriptedUpstream { id, _, overTCP in
+            overTCP ? .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(9)], id: id &+ 1, holdOpen: true) : .init(flags: 0x8380)
+        }
+        let good = ScriptedUpstream { _, _, overTCP in
+            overTCP ? .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(1)]) : .init(flags: 0x8380)
+        }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [wrong.address, good.address],
+                                   configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 8000\n  deadline_ms: 16000\n")
+        let a = try dig(g.port, ["+time=6", "+tries=1", "id.allowed.test"])
+        XCTAssertEqual(a.answers, ["id.allowed.test. 60 IN A 192.0.2.1"], a.raw)
+        XCTAssertEqual(wrong.asked.tcp, 1, "the first upstream was asked over TCP")
+        XCTAssertEqual(good.asked.tcp, 1)
+        let n = try upstreamCounts(g, wrong.address)
+        XCTAssertTrue(n.count == 5 && n[1] == 0 && n[2] == 1, "a failure, no timeout: \(n)")
+        let json = try JSONSerialization.jsonObject(with: Data(try g.cli(["stats", "--json"]).stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(json?["unwanted_replies"] as? Int, 1, "the frame with another ID")
     }
 
     /// An upstream on IPv6 answers UDP clients' misses (asked from the listener's own sockets) and

@@ -11,13 +11,29 @@ public enum UpstreamError: Error, CustomStringConvertible {
     case unusable(String, ResponseCode)
     case noUpstreams
     case transport(String, String)
-    public var description: String {
+    public var description: String { text(naming: { $0 }) }
+
+    /// The text with each upstream's address replaced by `name(address)`. The other parts never
+    /// hold an address: `transport`'s detail is a fixed phrase or `socketFailureText`.
+    func text(naming name: (String) -> String) -> String {
         switch self {
-        case .timeout(let s): return "\(s) timed out"
-        case .unusable(let s, let rc): return "\(s) answered \(rc)"
+        case .timeout(let s): return "\(name(s)) timed out"
+        case .unusable(let s, let rc): return "\(name(s)) answered \(rc)"
         case .noUpstreams: return "no upstream configured"
-        case .transport(let s, let e): return "\(s): \(e)"
+        case .transport(let s, let e): return "\(name(s)): \(e)"
         }
+    }
+}
+
+/// What failed on an upstream socket, in words that name no address: the text reaches clients in
+/// an Extended DNS Error, and some of SwiftNIO's error texts name the peer (`NIOConnectionError`
+/// lists every address it tried). The system's message for an `IOError`, the case for a
+/// `ChannelError`, the type's name for anything else.
+func socketFailureText(_ error: Error) -> String {
+    switch error {
+    case is IOError: return errorText(error)
+    case let e as ChannelError: return "\(e)"
+    default: return "\(type(of: error))"
     }
 }
 
@@ -114,12 +130,12 @@ public final class UpstreamClient: Sendable {
     /// (QA pass 10, F16: it could then try to reach the resolver directly). `dnsgate stats` and the
     /// metrics name them.
     public func clientText(_ error: Error) -> String {
-        var text = "\(error)"
-        // Longest first: 127.0.0.1:53 must not replace the start of 127.0.0.1:530.
-        for (i, h) in upstreams.map(\.1).enumerated().sorted(by: { $0.1.address.count > $1.1.address.count }) {
-            text = text.replacing(h.address, with: "upstream \(i + 1)")
-        }
-        return text
+        guard let e = error as? UpstreamError else { return "upstream failure" }
+        return e.text(naming: { address in
+            // Either spelling: the configuration's (`health.address`) or NIO's (`hostPort`).
+            guard let i = upstreams.firstIndex(where: { $0.1.address == address || $0.0.hostPort == address }) else { return "an upstream" }
+            return "upstream \(i + 1)"
+        })
     }
 
     /// - Parameter onRTT: every answered exchange's round trip in seconds, with the upstream's
@@ -167,7 +183,7 @@ public final class UpstreamClient: Sendable {
         let (addr, health) = upstreams[(start + attempt) % upstreams.count]
         let began = NIODeadline.now()
         let next: (Error) -> Void = { error in
-            let e = (error as? UpstreamError) ?? .transport(health.address, "\(error)")
+            let e = (error as? UpstreamError) ?? .transport(health.address, socketFailureText(error))
             health.recordFailure(e)
             self.rotation.add(1)     // the next query starts with the next upstream
             self.exchange(key, spelling: spelling, overTCP: overTCP, on: loop, attempt: attempt + 1, start: start, until: until,
@@ -260,15 +276,18 @@ public final class UpstreamClient: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let ch): promise.futureResult.whenComplete { _ in ch.close(promise: nil) }
-                case .failure(let e): promise.fail(UpstreamError.transport(addr.hostPort, "\(e)"))
+                case .failure(let e): promise.fail(UpstreamError.transport(addr.hostPort, socketFailureText(e)))
                 }
             }
         return promise.futureResult
     }
 }
 
-/// TCP variant: one framed reply, checked the same way. A frame without the query's ID is for no
-/// exchange, as over UDP: unwanted, not `rejected`, and the exchange keeps waiting.
+/// TCP variant: one framed reply, checked the same way. The connection carries this one query, so
+/// a frame that does not answer it (another ID: unwanted; another question or malformed: the
+/// upstream's `rejected`) means no answer will come on it: the exchange fails at once and the
+/// connection is closed, as Unbound does, and the next upstream is asked without waiting out the
+/// timeout. Over UDP, where a forger can race the real answer, such a reply is only dropped.
 final class UpstreamStreamReplyHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let promise: EventLoopPromise<UpstreamAnswer>
@@ -283,14 +302,22 @@ final class UpstreamStreamReplyHandler: ChannelInboundHandler {
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard frame.readableBytes >= 12, frame.getInteger(at: frame.readerIndex, as: UInt16.self) == id else { return unwanted.note() }
-        if let answer = check(Array(frame.readableBytesView)) { promise.succeed(answer) }
+        guard frame.readableBytes >= 12, frame.getInteger(at: frame.readerIndex, as: UInt16.self) == id else {
+            unwanted.note()
+            return giveUp(context, "TCP reply with another ID")
+        }
+        guard let answer = check(Array(frame.readableBytesView)) else { return giveUp(context, "TCP reply that does not answer the query") }
+        promise.succeed(answer)
+    }
+    private func giveUp(_ context: ChannelHandlerContext, _ why: String) {
+        promise.fail(UpstreamError.transport(upstream, why))
+        context.close(promise: nil)
     }
     func channelInactive(context: ChannelHandlerContext) {
         promise.fail(UpstreamError.transport(upstream, "TCP connection closed"))
     }
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        promise.fail(UpstreamError.transport(upstream, errorText(error)))
+        promise.fail(UpstreamError.transport(upstream, socketFailureText(error)))
         context.close(promise: nil)
     }
 }

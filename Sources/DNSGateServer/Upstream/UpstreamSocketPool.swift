@@ -78,7 +78,7 @@ final class UpstreamSocketPool: @unchecked Sendable {
             switch result {
             case .failure(let e):
                 self.sockets[slot] = nil             // try a new socket next time
-                promise.fail(UpstreamError.transport(address.hostPort, "\(e)"))
+                promise.fail(UpstreamError.transport(address.hostPort, socketFailureText(e)))
             case .success(let (channel, mux)):
                 self.send(on: slot, channel, mux, to: address, deadline: .now() + timeout, build: build, check: check, promise: promise)
             }

@@ -5,7 +5,14 @@ import Foundation
 /// word, its answer records (after the question, counted as answers) and its authority records, or
 /// nil for no reply. Counts what it was asked. Threads stop on `stop()` or after `lifetime` seconds.
 final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded by `lock`
-    struct Reply { var flags: UInt16; var answers: [[UInt8]] = []; var authority: [[UInt8]] = [] }
+    struct Reply {
+        var flags: UInt16; var answers: [[UInt8]] = []; var authority: [[UInt8]] = []
+        /// Sent instead of the query's ID.
+        var id: UInt16? = nil
+        /// Over TCP, keep the connection open after the reply until the client closes it (at most
+        /// ten seconds), as a server that pipelines would.
+        var holdOpen = false
+    }
     let port: Int
     var address: String { "127.0.0.1:\(port)" }
     private let udp: Int32, tcp: Int32
@@ -67,11 +74,15 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         let msg = Self.message(id, question, r)
         let framed = [UInt8(msg.count >> 8), UInt8(msg.count & 0xFF)] + msg
         _ = framed.withUnsafeBytes { send(conn, $0.baseAddress, $0.count, 0) }
+        guard r.holdOpen else { return }
+        wait.tv_sec = 10
+        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        while recv(conn, &buf, buf.count, 0) > 0 {}   // until the client closes, or the receive timeout
     }
 
     private static func message(_ id: UInt16, _ question: [UInt8], _ r: Reply) -> [UInt8] {
         func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
-        return be16(Int(id)) + be16(Int(r.flags)) + be16(1) + be16(r.answers.count) + be16(r.authority.count) + be16(0)
+        return be16(Int(r.id ?? id)) + be16(Int(r.flags)) + be16(1) + be16(r.answers.count) + be16(r.authority.count) + be16(0)
             + question + r.answers.joined() + r.authority.joined()
     }
 
