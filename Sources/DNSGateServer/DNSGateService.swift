@@ -57,10 +57,9 @@ public final class DNSGateService: @unchecked Sendable {
         // A log reader that goes away (standard output piped into a shipper that restarts) must cost
         // lines, not the process: the write then fails with EPIPE, which `LogFile` reports.
         signal(SIGPIPE, SIG_IGN)
-        suffixes = PolicyBuilder.suffixList(config)
+        suffixes = try PolicyBuilder.suffixList(config)
         if suffixes == nil {
-            logger.warning("public suffix list not readable; wildcard-under-public-suffix checks are off",
-                           metadata: ["concern": "policy", "file": "\(config.publicSuffixFile)"])
+            logger.warning("\(PolicyBuilder.missingSuffixListWarning(config))", metadata: ["concern": "policy", "file": "\(config.publicSuffixFile)"])
         }
         let policy = try PolicyBuilder.build(config, suffixes: suffixes)
         var ups = config.upstreams
@@ -169,6 +168,7 @@ public final class DNSGateService: @unchecked Sendable {
             "listeners": "\(listeners.map(\.description).joined(separator: " "))",
             "upstreams": "\(config.upstreams.map(\.description).joined(separator: " "))",
             "entries": "\(snap.policy.allowList.count)",
+            "entries_all_profiles": "\(snap.policies.entriesInAllPolicies)",
             "allow_files": "\(config.allowFiles.joined(separator: " "))",
             "mode": "\(snap.policy.mode.rawValue)",
             "sinkhole": "\(snap.policy.sinkhole)",
@@ -280,7 +280,7 @@ public final class DNSGateService: @unchecked Sendable {
                 for w in warnings { logger.warning("\(w)", metadata: ["concern": "reload"]) }
                 pipeline.swapPolicy(policy, now: WallClock.now())
                 count += 1
-                let entries = policy.base.allowList.count + policy.profiles.reduce(0) { $0 + $1.policy.allowList.count }
+                let entries = policy.entriesInAllPolicies
                 let msg = "policy reloaded: \(entries) entries, \(policy.profiles.count) profiles, mode \(policy.base.mode.rawValue)"
                 logger.info("\(msg)", metadata: ["concern": "reload", "generation": "\(pipeline.snapshot.generation)"])
                 return .success((msg, warnings))

@@ -125,7 +125,13 @@ final class PlainListLoaderTests: XCTestCase {
         XCTAssertTrue(e.allSatisfy(\.isWildcard))
     }
 
-    func testWildcardUnderASuffixIsOnlyCheckedWhenAListIsGiven() throws {
-        XCTAssertEqual(try PlainListLoader.load(text: "*.com", file: "f", suffixes: nil).count, 1)
+    /// Without a list (the publicsuffix package missing) its implicit rule still holds: a single
+    /// label is a public suffix, so `*.com` is refused; a two-label suffix cannot be known (QA pass
+    /// 11, F1: every wildcard loaded unchecked).
+    func testWithoutAListOnlyWildcardsUnderASingleLabelAreRefused() throws {
+        XCTAssertThrowsError(try PlainListLoader.load(text: "www.example.com\n*.com", file: "f", suffixes: nil)) {
+            XCTAssertTrue("\($0)".hasPrefix("f:2: '*.com' is a wildcard directly under the public suffix com."), "\($0)")
+        }
+        XCTAssertEqual(try PlainListLoader.load(text: "*.co.uk\n*.example.com", file: "f", suffixes: nil).count, 2)
     }
 }

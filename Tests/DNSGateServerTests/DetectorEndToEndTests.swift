@@ -96,6 +96,20 @@ final class DetectorEndToEndTests: XCTestCase {
         let verdict = try g.cli(["verdict", "--client", "127.0.0.1", "--since", "10m"])
         XCTAssertEqual(verdict.status, 1, "alerts fail the job even when no query was denied: \(verdict.stdout)")
         XCTAssertTrue(verdict.stdout.contains("alert tunnel on tunnel.test."), verdict.stdout)
+        // The headline says so too: it read "no egress violations" above the alert (QA pass 11, F3).
+        let headline = verdict.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        XCTAssertTrue(headline.hasPrefix("127.0.0.1: 0 denied, 0 would be denied (audit), ") && headline.contains(" detector alert"), verdict.stdout)
+        // `--client` is one address, as the server records it (QA pass 11, F4): the IPv4-mapped
+        // spelling finds the alert; a prefix or a name is refused, where it silently found nothing.
+        let mapped = try g.cli(["alerts", "--json", "--client", "::ffff:127.0.0.1"])
+        XCTAssertTrue(mapped.stdout.contains("\"kind\":\"tunnel\""), mapped.stdout + mapped.stderr)
+        for command in ["alerts", "suggest"] {
+            for bad in ["127.0.0.0/8", "localhost"] {
+                let r = try g.cli([command, "--client", bad])
+                XCTAssertEqual(r.status, 64, "\(command) --client \(bad): \(r.stdout)")
+                XCTAssertTrue(r.stderr.contains("--client '\(bad)': expected one IPv4 or IPv6 address"), r.stderr)
+            }
+        }
         let metrics = try g.cli(["stats", "--json"])
         XCTAssertTrue(metrics.stdout.contains("\"tunnel\" : 1"), metrics.stdout)
     }

@@ -109,8 +109,15 @@ final class DocumentationTests: XCTestCase {
         XCTAssertTrue(stats.stdout.contains("\"queries\""), stats.stdout)
         for command in [["stats"], ["reload"], ["allow", "add", "x.example.com", "--for", "1h", "--reason", "qa"]] {
             let r = try runCommand(TestPaths.dnsgateBinary, command + ["--config", broken])
-            XCTAssertNotEqual(r.status, 0, "\(command)")
             XCTAssertTrue(r.stderr.contains("broken.yaml:2:") && r.stderr.contains("unknown key 'mdoe'"), "\(command): \(r.stderr)")
+            if command == ["reload"] {
+                // Only reload asks all the same, at the socket the file names, so that a server running that
+                // file refuses it, logs it and reopens its log (QA pass 11, F2); this one runs no file.
+                XCTAssertEqual(r.status, 0, r.stderr)
+                XCTAssertTrue(r.stderr.contains("asking the server at \(g.controlSocket) to reload all the same"), r.stderr)
+            } else {
+                XCTAssertNotEqual(r.status, 0, "\(command)")
+            }
             let missing = try runCommand(TestPaths.dnsgateBinary, command + ["--config", dir.appendingPathComponent("none.yaml").path])
             XCTAssertNotEqual(missing.status, 0, "\(command)")
             XCTAssertTrue(missing.stderr.contains("none.yaml"), "\(command): \(missing.stderr)")
@@ -161,6 +168,31 @@ final class DocumentationTests: XCTestCase {
         }
     }
 
+    /// QA pass 11: a command that could not do its job says so with a status of its own, never the one
+    /// that means an answer (`check`'s 1 is "denied", `verdict`'s 1 "the job egressed"), and a flag's
+    /// help lists only what the flag takes (F6, F7).
+    func testCommandsThatCannotAnswerSayItWithTheirOwnStatus() throws {
+        let dir = TestPaths.tempDir("no-answer")
+        let missing = dir.path + "/missing.yaml"
+        try "mode: enforse\n".write(toFile: dir.path + "/broken.yaml", atomically: true, encoding: .utf8)
+        let cases: [(args: [String], status: Int32, says: String)] = [
+            (["check", "www.example.com", "--config", missing], 2, "missing.yaml: cannot read"),
+            (["check", "www.example.com", "--config", dir.path + "/broken.yaml"], 2, "broken.yaml:1: "),
+            (["verdict", "--client", "192.0.2.7", "--control", dir.path + "/none.sock"], 3, "dnsgate: error: "),
+            (["verdict", "--client", "192.0.2.7", "--config", missing], 3, "missing.yaml: cannot read"),
+            (["validate", "--no-config", "--sinkhole", "redirect"], 64, "for redirect set sinkhole.mode: redirect with redirect_v4/redirect_v6"),
+        ]
+        for c in cases {
+            let r = try runCommand(TestPaths.dnsgateBinary, c.args, timeout: 20)
+            XCTAssertEqual(r.status, c.status, "\(c.args): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue((r.stdout + r.stderr).contains(c.says), "\(c.args): \(r.stdout)\(r.stderr)")
+        }
+        let help = try runCommand(TestPaths.dnsgateBinary, ["serve", "--help"]).stdout
+        let flag = help.components(separatedBy: "--sinkhole <mode>").last?.components(separatedBy: "--mode <mode>").first ?? ""
+        XCTAssertTrue(flag.contains("drop") && flag.contains("config file only"), help)
+        XCTAssertEqual(flag.components(separatedBy: "redirect").count, 2, "redirect only as the config's: \(flag)")
+    }
+
     /// Mistakes Yams or the loaders would report without a place, or not at all, name the config line.
     func testValidateNamesTheConfigLineOfEachMistake() throws {
         let dir = TestPaths.tempDir("validate-lines")
@@ -188,6 +220,15 @@ final class DocumentationTests: XCTestCase {
              "dnsgate.yaml:3: 'bücher.example' is not ASCII; write an internationalized name in its xn-- form"),
             ("detector:\n  domains:\n    - domain: exa mple.com\n      volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: 'exa\\032mple.com' contains a space or control character"),
             ("detector:\n  domains:\n    - domain: 192.0.2.1\n      volume_budget_bytes: 9000\n", [], "dnsgate.yaml:3: 192.0.2.1 is an IP address"),
+            // QA pass 11, F9 and F10: nothing to serve, a port nobody knows, the DNS port for metrics, a loop.
+            ("listen: []\n", [], "dnsgate.yaml:1: listen: [] would serve nothing"),
+            ("listen: [\"127.0.0.1:0\"]\n", [], "dnsgate.yaml:1: expected ADDRESS[:PORT] or [IPV6]:PORT, not '127.0.0.1:0'"),
+            ("metrics:\n  listen: 127.0.0.1\n", [], "dnsgate.yaml:2: expected ADDRESS:PORT or [IPV6]:PORT, not '127.0.0.1'"),
+            ("listen: [\"127.0.0.1:5353\"]\nupstreams:\n  - 192.0.2.53\n  - 127.0.0.1:5353\n", [],
+             "dnsgate.yaml:4: upstream 127.0.0.1:5353 is dnsgate's own listen address 127.0.0.1:5353"),
+            ("listen: [\"[::]:5353\"]\nupstreams: [\"[::1]:5353\"]\n", [], "dnsgate.yaml:2: upstream [::1]:5353 is dnsgate's own listen address [::]:5353"),
+            // A list the configuration names must be there: without it `*.co.uk` would load (QA pass 11, F1).
+            ("allow: [a.allow]\npublic_suffix_list: /nonexistent/psl.dat\n", [], "dnsgate.yaml:2: public_suffix_list /nonexistent/psl.dat: cannot read it"),
         ]
         for (yaml, flags, error) in cases {
             try yaml.write(toFile: dir.path + "/dnsgate.yaml", atomically: true, encoding: .utf8)

@@ -51,6 +51,16 @@ final class RunnerPolicyTests: XCTestCase {
         let check = try runCommand(TestPaths.dnsgateBinary, ["check", "pkg.allowed.test", "--client", "127.0.0.20", "--config", g.dir.path + "/dnsgate.yaml"])
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
         XCTAssertTrue(check.stdout.contains("profile: build"), check.stdout)
+
+        // One count per meaning (QA pass 11, F5): 1 + 2 + 1 entries in all, as `validate` and `reload` say;
+        // `stats` said 1 without saying it was the default policy's.
+        let validated = try runCommand(TestPaths.dnsgateBinary, ["validate", "--config", g.dir.path + "/dnsgate.yaml"])
+        XCTAssertTrue(validated.stdout.contains(", 4 entries, 2 profile(s)"), validated.stdout + validated.stderr)
+        XCTAssertTrue(try g.cli(["stats"]).stdout.contains(", 1 entries in the default policy, 4 with its profiles, "))
+        let json = try JSONSerialization.jsonObject(with: Data(try g.cli(["stats", "--json"]).stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(json?["entries"] as? Int, 1)
+        XCTAssertEqual(json?["entries_all_profiles"] as? Int, 4)
+        XCTAssertTrue(g.log.contains("\"entries_all_profiles\":\"4\""), g.log)
     }
 
     /// `check --listener` asks as a query arriving on that listener would (QA pass 10, F17: only
@@ -144,6 +154,10 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(try again.cli(["allow", "revoke", id]).status, 0)
         XCTAssertEqual(try dig(again.port, ["other.cdn.allowed.test"]).edeCode, 15, "revoked")
         XCTAssertNotEqual(try again.cli(["allow", "add", "*.com", "--for", "1h", "--reason", "x"]).status, 0, "same rules as allow-lists")
+        // A prefix or a profile, not both: a prefix outside the profile's clients made an exception that never applied (QA pass 11, F8).
+        let both = try again.cli(["allow", "add", "both.allowed.test", "--for", "1h", "--reason", "x", "--client", "192.0.2.0/24", "--profile", "default"])
+        XCTAssertEqual(both.status, 64, both.stdout)
+        XCTAssertTrue(both.stderr.contains("give --client or --profile, not both"), both.stderr)
     }
 
     /// A state file the service user cannot read is named with its owner and mode and the user's uid,

@@ -241,7 +241,7 @@ final class UpstreamBehaviourTests: XCTestCase {
     func testATakenPortIsReportedWithTheAddressAndTheLikelyCulprit() throws {
         let nsd = try NSDUpstream()
         // nsd holds its port on UDP and TCP: point dnsgate's listener at it.
-        let r = try runCommand(TestPaths.dnsgateBinary, ["serve", "--no-config", "--listen", nsd.address, "--upstream", nsd.address,
+        let r = try runCommand(TestPaths.dnsgateBinary, ["serve", "--no-config", "--listen", nsd.address, "--upstream", "127.0.0.1:9",
                                                         "--control", TestPaths.tempDir("taken").path + "/c.sock"], timeout: 10)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("cannot listen on \(nsd.address) (udp)"), r.stderr)

@@ -96,7 +96,8 @@ public enum PlainListLoader {
         if name.labels.contains(where: { $0.contains(UInt8(ascii: "*")) }) {
             throw PolicyLoadError(here, "'\(written)': '*' is only allowed as the whole first label ('*.example.com')")
         }
-        if wildcard, let psl = suffixes, psl.isPublicSuffix(name) {
+        // Without a list, its implicit rule still holds: every single label (a TLD) is a public suffix.
+        if wildcard, suffixes?.isPublicSuffix(name) ?? (name.labelCount == 1) {
             throw PolicyLoadError(here, "'\(written)' is a wildcard directly under the public suffix \(name); "
                 + "it would allow every registered domain there")
         }

@@ -20,6 +20,10 @@ public struct PolicySet: Sendable {
 
     public init(base: Policy, profiles: [Profile] = []) { self.base = base; self.profiles = profiles }
 
+    /// Entries of the default policy and of every profile: what `validate` and `reload` count.
+    /// `stats`, the start-up log and `dnsgate_policy_entries` count the default policy's (`base`).
+    public var entriesInAllPolicies: Int { base.allowList.count + profiles.reduce(0) { $0 + $1.policy.allowList.count } }
+
     /// Index into `profiles`, or nil for the default policy.
     public func select(clientAddress: [UInt8]?, listener: String?) -> Int? {
         guard !profiles.isEmpty else { return nil }

@@ -15,6 +15,20 @@ public enum ConfigLoader {
         return try parse(text: text, file: path)
     }
 
+    /// Only `control.socket` of a configuration that may be broken elsewhere: `dnsgate reload` must
+    /// reach the server when the file has a mistake, so that the server refuses the file with its
+    /// line, logs that and reopens its log, as on SIGHUP (QA pass 11, F2: the command stopped at the
+    /// mistake itself). Nil when the file cannot be read, is not YAML, or `control.socket` is not text.
+    public static func controlSocket(path: String) -> String? {
+        guard let text = try? TextFile.read(path) else { return nil }
+        let parsed: Node?
+        do { parsed = try Yams.compose(yaml: text) } catch { return nil }
+        guard let socket = parsed?["control"]?["socket"] else { return ServerConfig.defaultControlSocket }
+        guard let p = socket.string, !p.isEmpty else { return nil }
+        let baseDir = (path as NSString).deletingLastPathComponent
+        return p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p
+    }
+
     public static func parse(text: String, file: String) throws -> ServerConfig {
         let baseDir = (file as NSString).deletingLastPathComponent
         var c = ServerConfig()
@@ -32,8 +46,17 @@ public enum ConfigLoader {
                                                 "profiles", "state_file", "entry_unused_after", "metrics", "detector"])
         func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
 
-        if let n = top["listen"] { c.listen = try r.list(n).map { try r.hostPort($0) } }
-        if let n = top["upstreams"] { c.upstreams = try r.list(n).map { try r.hostPort($0) } }
+        if let n = top["listen"] {
+            c.listen = try r.list(n).map { try r.hostPort($0) }
+            if c.listen.isEmpty { throw r.error(n, "listen: [] would serve nothing; name at least one ADDRESS[:PORT]") }
+        }
+        if let n = top["upstreams"] {
+            c.upstreams = try r.list(n).map { item in
+                let hp = try r.hostPort(item)
+                if let line = item.mark?.line { c.upstreamLines[hp] = line }
+                return hp
+            }
+        }
         /// Allow files, each remembered with the line that names it.
         func allowFiles(_ n: Node) throws -> [String] {
             try r.list(n).map { item in
@@ -46,11 +69,11 @@ public enum ConfigLoader {
         if let n = top["mode"] { c.mode = try r.mode(n) }
         if let n = top["threads"] { c.threads = try r.int(n, 0...64) }
         if let n = top["max_udp_payload"] { c.maxUDPPayload = UInt16(try r.int(n, 512...4096)) }
-        if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)) }
+        if let n = top["public_suffix_list"] { c.publicSuffixFile = resolve(try r.string(n)); c.publicSuffixLine = n.mark?.line ?? 0 }
         if let n = top["sinkhole"] { (c.sinkhole, c.sinkholeTTL) = try r.sinkhole(n, default: (c.sinkhole, c.sinkholeTTL)) }
         if let n = top["metrics"] {
             let m = try r.mapping(n, allowed: ["listen", "idle_timeout_ms", "max_connections"])
-            if let v = m["listen"] { let s = try r.string(v); c.metricsListen = s == "off" ? nil : try r.hostPort(v) }
+            if let v = m["listen"] { let s = try r.string(v); c.metricsListen = s == "off" ? nil : try r.hostPort(v, portRequired: true) }
             try r.connectionLimits(m, &c.metricsConnections)
         }
         if let n = top["detector"] {
@@ -253,9 +276,12 @@ public enum ConfigLoader {
             case let s: throw error(n, "expected true or false, not '\(s)'")
             }
         }
-        func hostPort(_ n: Node) throws -> HostPort {
+        /// - Parameter portRequired: no default port (the metrics listener: 53 there would take the DNS port).
+        func hostPort(_ n: Node, portRequired: Bool = false) throws -> HostPort {
             let s = try string(n)
-            guard let hp = HostPort(parsing: s) else { throw error(n, "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'") }
+            guard let hp = HostPort(parsing: s, defaultPort: portRequired ? 0 : 53) else {
+                throw error(n, portRequired ? "expected ADDRESS:PORT or [IPV6]:PORT, not '\(s)'" : "expected ADDRESS[:PORT] or [IPV6]:PORT, not '\(s)'")
+            }
             return hp
         }
         /// `log.dnstap`: a collector's Unix socket or TCP address, and the identity to send.
@@ -273,7 +299,7 @@ public enum ConfigLoader {
                 destination = .unix(path)
             case (nil, let v?):
                 let s = try string(v)
-                guard let hp = HostPort(parsing: s, defaultPort: 0), hp.port != 0 else {
+                guard let hp = HostPort(parsing: s, defaultPort: 0) else {
                     throw error(v, "log.dnstap.address must be ADDRESS:PORT or [IPV6]:PORT, not '\(s)'")
                 }
                 destination = .tcp(hp)
@@ -346,8 +372,37 @@ public enum ConfigLoader {
 
 /// Turns a configuration into a policy: loads every allow file through the real loaders.
 public enum PolicyBuilder {
-    public static func suffixList(_ c: ServerConfig) -> PublicSuffixList? {
-        PublicSuffixList(contentsOfFile: c.publicSuffixFile)
+    /// The public suffix list. One the configuration names (`public_suffix_list`) must be readable:
+    /// a typo there is an error at that line. The default one may be missing (an image without the
+    /// publicsuffix package): nil, and the caller warns. Without a list the loaders still refuse a
+    /// wildcard under a single label (`*.com`), the list's implicit rule; `*.co.uk` then passes.
+    public static func suffixList(_ c: ServerConfig) throws -> PublicSuffixList? {
+        if let list = PublicSuffixList(contentsOfFile: c.publicSuffixFile) { return list }
+        guard let line = c.publicSuffixLine else { return nil }
+        throw ConfigError(file: c.sourceFile ?? "command line", line: line > 0 ? line : nil,
+                          "public_suffix_list \(c.publicSuffixFile): cannot read it (apt-get install -y publicsuffix, or fix the path)")
+    }
+
+    /// The warning for a missing default list, said by `serve`, `validate` and `check` alike.
+    public static func missingSuffixListWarning(_ c: ServerConfig) -> String {
+        "public suffix list \(c.publicSuffixFile) not readable (apt-get install -y publicsuffix): only wildcards under a single "
+            + "label such as *.com are refused; *.co.uk or *.github.io would load"
+    }
+
+    /// An upstream that is one of dnsgate's own listen addresses (or loopback on the port of a
+    /// wildcard listener) sends every allowed question back to dnsgate, which waits out the deadline
+    /// and answers SERVFAIL (QA pass 11, F10): a mistake, refused at its line.
+    static func checkNoUpstreamIsOurself(_ c: ServerConfig) throws {
+        for u in c.upstreams {
+            guard let ours = c.listen.first(where: { l in
+                guard l.port == u.port, let lo = IPAddressText.octets(l.host), let uo = IPAddressText.octets(u.host) else { return false }
+                if lo == uo { return true }
+                let wildcard = lo.allSatisfy { $0 == 0 }, loopback = uo.count == 4 ? uo[0] == 127 : uo == [UInt8](repeating: 0, count: 15) + [1]
+                return wildcard && loopback && lo.count == uo.count
+            }) else { continue }
+            throw ConfigError(file: c.sourceFile ?? "command line", line: c.upstreamLines[u],
+                              "upstream \(u) is dnsgate's own listen address \(ours): every allowed query would come back to it")
+        }
     }
 
     /// The default policy and every profile's, each from its own allow files.
@@ -375,6 +430,7 @@ public enum PolicyBuilder {
             }
         }
         try checkDetectorDomains(c, suffixes: suffixes)
+        try checkNoUpstreamIsOurself(c)
         let base = Policy(allowList: try load(c.allowFiles), mode: c.mode, sinkhole: c.sinkhole, sinkholeTTL: c.sinkholeTTL,
                           defaultTypes: c.defaultTypes, cnameTargets: c.cnameTargets)
         let profiles = try c.profiles.map { p in

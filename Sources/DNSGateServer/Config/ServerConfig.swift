@@ -1,7 +1,9 @@
 import DNSGateCore
 import Foundation
 
-/// A host and port as written in config and flags: `127.0.0.1:53`, `[::1]:53`, or a bare address (port 53).
+/// A host and port as written in config and flags: `127.0.0.1:53`, `[::1]:53`, or a bare address
+/// (`defaultPort`, 53; pass 0 to require a port). Port 0 is refused: as a listen address the kernel
+/// would pick a port nobody knows, as an upstream there is nothing there.
 public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     public let host: String
     public let port: Int
@@ -21,7 +23,7 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
             guard let p = Int(t[t.index(after: colon)...]) else { return nil }
             port = p; t = String(t[..<colon])
         }
-        guard (0...65535).contains(port), !t.isEmpty, IPAddressText.octets(t) != nil else { return nil }
+        guard (1...65535).contains(port), !t.isEmpty, IPAddressText.octets(t) != nil else { return nil }
         self.host = t; self.port = port
     }
 
@@ -84,6 +86,8 @@ public struct ServerConfig: Sendable {
     /// The config line naming each allow file (top level or profile), so a missing file is reported
     /// where it was written; files given on the command line have none.
     public var allowFileLines: [String: Int] = [:]
+    /// The config line of each upstream, for errors about it.
+    public var upstreamLines: [HostPort: Int] = [:]
     public var mode: PolicyMode = .enforce
     public var sinkhole: SinkholeMode = .nxdomain
     public var sinkholeTTL: UInt32 = 60
@@ -119,6 +123,9 @@ public struct ServerConfig: Sendable {
     /// Every client query and reply as dnstap to a collector (`log.dnstap`); nil: off.
     public var dnstap: DnstapConfig?
     public var publicSuffixFile = PublicSuffixList.debianPath
+    /// The line of `public_suffix_list` when the configuration sets it (0: line not known); nil for
+    /// the default path, which may be missing (see `PolicyBuilder.suffixList`).
+    public var publicSuffixLine: Int?
     public var profiles: [ProfileConfig] = []
     /// Where exceptions are kept across restarts (written atomically).
     public var stateFile: String = ServerConfig.defaultStateFile

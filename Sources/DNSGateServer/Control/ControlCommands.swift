@@ -26,6 +26,7 @@ extension DNSGateService: ControlResponder {
             guard let pattern = args["pattern"], let reason = args["reason"], let secs = args["seconds"].flatMap(Double.init), secs > 0 else {
                 return ["ok": false, "error": "allow_add needs pattern, reason and seconds > 0"]
             }
+            if args["client"] != nil && args["profile"] != nil { return ["ok": false, "error": ControlCommandsText.clientOrProfile] }
             if let p = args["profile"], p != PolicySet.defaultProfileName, !pipeline.snapshot.policies.profiles.contains(where: { $0.name == p }) {
                 return ["ok": false, "error": "no profile named '\(p)'"]
             }
@@ -169,6 +170,8 @@ extension DNSGateService: ControlResponder {
             "mode": snap.policy.mode.rawValue,
             "policy_generation": snap.generation,
             "entries": snap.policy.allowList.count,
+            // The default policy's, as the metric; with profiles, `validate` and `reload` count them all (QA pass 11, F5).
+            "entries_all_profiles": snap.policies.entriesInAllPolicies,
             "profiles": snap.policies.profiles.map(\.name),
             "queries": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
             "cache": ["entries": cache.entries, "bytes": cache.bytes, "hits": cache.hits, "misses": cache.misses,
@@ -221,4 +224,11 @@ extension DNSGateService: ControlResponder {
     private static func badSince(_ text: String) -> [String: Any] {
         ["ok": false, "error": "since must be epoch seconds in the years 0001–9999, not '\(text)'"]
     }
+}
+
+/// Texts the control commands and the CLI that checks before asking share.
+public enum ControlCommandsText {
+    /// An exception is scoped to a client prefix or to a profile, not both: a prefix outside the
+    /// profile's clients made one that never applied (QA pass 11, F8).
+    public static let clientOrProfile = "give --client or --profile, not both: an exception is for clients in a prefix or for a profile's clients"
 }

@@ -8,15 +8,17 @@ extension DNSGateCommand {
         static let configuration = CommandConfiguration(abstract: "Show the detector's alerts from the running server.")
         @Flag(help: "One JSON object per line.") var json = false
         @Flag(help: "Keep printing new alerts as they are raised (Ctrl-C to stop).") var follow = false
-        @Option(help: ArgumentHelp("Only alerts for this client.", valueName: "addr")) var client: String?
+        @Option(help: ArgumentHelp("Only alerts for this client: one IPv4 or IPv6 address.", valueName: "addr")) var client: String?
         @OptionGroup var control: ControlOptions
+
+        func validate() throws { if let client { _ = try ClientOption.canonical(client) } }
 
         func run() throws {
             var after = 0
             var polls = 0, unanswered = 0
             repeat {
                 var args = ["after": String(after)]
-                args["client"] = client
+                args["client"] = try client.map(ClientOption.canonical)
                 polls += 1
                 let obj: [String: Any]
                 do { obj = try controlRequest("alerts", args, control) } catch {

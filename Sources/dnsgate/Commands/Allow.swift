@@ -23,6 +23,7 @@ extension DNSGateCommand {
             func validate() throws {
                 guard TimeParsing.seconds(lifetime) != nil else { throw ValidationError("--for \(lifetime): expected a duration like 30m") }
                 guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--reason must not be empty") }
+                if client != nil && profile != nil { throw ValidationError(ControlCommandsText.clientOrProfile) }
             }
 
             func run() throws {

@@ -7,7 +7,8 @@ extension DNSGateCommand {
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Say what dnsgate would do with a query, and which entry decides, without a running server.",
-            discussion: "Exits 0 when the query would be forwarded or answered locally, 1 when it would be denied.")
+            discussion: "Exits 0 when the query would be forwarded or answered locally, 1 when it would be denied, 2 when the "
+                + "configuration or an allow-list does not load (no decision).")
 
         @Argument(help: "The name to look up.") var name: String
         @Argument(help: "Query type (default A).") var type: String = "A"
@@ -32,11 +33,12 @@ extension DNSGateCommand {
             let now = Date().timeIntervalSince1970
             do {
                 let c = try options.load()
-                let suffixes = PolicyBuilder.suffixList(c)
+                let suffixes = try PolicyBuilder.suffixList(c)
+                if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // Live exceptions are in the server's state file; read it if it is there.
                 for e in (try? SavedExceptions.read(path: c.stateFile)) ?? [] { try? exceptions.add(e, suffixes: suffixes, now: now) }
-            } catch { throw fail(error) }
+            } catch { throw fail(error, status: 2) }   // not 1: that says "denied"
             let clientOctets = client.flatMap(ClientPrefix.addressBytes)
             // As the listeners name themselves (`HostPort`'s text), whatever the spelling given.
             let listenerName = listener.flatMap { HostPort(parsing: $0)?.description }

@@ -16,7 +16,7 @@ extension DNSGateCommand {
 
         func run() throws {
             let obj: [String: Any]
-            do { obj = try ControlClient.send(ControlRequest(command: "reload"), socket: try control.socketPath()) } catch { throw fail(error) }
+            do { obj = try ControlClient.send(ControlRequest(command: "reload"), socket: try control.socketPath(despiteMistakes: true)) } catch { throw fail(error) }
             if obj["ok"] as? Bool == true {
                 print(obj["message"] ?? "reloaded")
                 for w in obj["warnings"] as? [String] ?? [] { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }

@@ -29,7 +29,10 @@ extension DNSGateCommand {
 enum StatsFormatter {
     static func text(_ o: [String: Any], now: Double) -> String {
         var lines: [String] = []
-        lines.append("mode \(o["mode"] ?? "?"), policy generation \(o["policy_generation"] ?? "?"), \(o["entries"] ?? "?") entries, up \(o["uptime_seconds"] ?? 0) s")
+        // With profiles, say both counts: `validate` and `reload` report all of them (QA pass 11, F5).
+        let all = o["entries_all_profiles"] as? Int, entries = o["entries"] as? Int
+        let counted = all == nil || all == entries ? "\(o["entries"] ?? "?") entries" : "\(o["entries"] ?? "?") entries in the default policy, \(all!) with its profiles"
+        lines.append("mode \(o["mode"] ?? "?"), policy generation \(o["policy_generation"] ?? "?"), \(counted), up \(o["uptime_seconds"] ?? 0) s")
         if let q = o["queries"] as? [String: Int] {
             let total = q.values.reduce(0, +)
             lines.append("queries: \(total) total")

@@ -12,7 +12,8 @@ extension DNSGateCommand {
         func run() throws {
             do {
                 let c = try options.load()
-                let suffixes = PolicyBuilder.suffixList(c)
+                let suffixes = try PolicyBuilder.suffixList(c)
+                if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
                 let set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // serve refuses to start on a broken state file, and drops saved exceptions that no longer validate.
                 let saved = try SavedExceptions.load(path: c.stateFile, suffixes: suffixes, now: Date().timeIntervalSince1970)
@@ -20,7 +21,7 @@ extension DNSGateCommand {
                     let line = "warning: \(c.stateFile): saved exception \(r.exception.id) (\(r.exception.pattern)) will be dropped at the next start: \(r.error)\n"
                     FileHandle.standardError.write(Data(line.utf8))
                 }
-                let entries = set.base.allowList.count + set.profiles.reduce(0) { $0 + $1.policy.allowList.count }
+                let entries = set.entriesInAllPolicies
                 print("ok: \(options.configPath ?? "built-in defaults"), \(c.allowFiles.count) allow file(s), "
                       + "\(entries) entries, \(set.profiles.count) profile(s), mode \(set.base.mode.rawValue), sinkhole \(set.base.sinkhole)")
             } catch {

@@ -23,7 +23,8 @@ extension DNSGateCommand {
                 when the server did. Exit 0: none; 1: violations (whether or not others may be missing); 2: none found, \
                 but some may be missing: the period starts before the server started (it remembers nothing older) or \
                 before the oldest record its bounded log still holds, records were shed under overload, or the mark \
-                is unknown to this server (it restarted, or the mark was never set).
+                is unknown to this server (it restarted, or the mark was never set); 3: no verdict (the server could \
+                not be asked, or the config naming its socket cannot be read).
                 """)
         @Option(help: ArgumentHelp("The runner's address as dnsgate sees it: one IPv4 or IPv6 address (no name, port or prefix).",
                                    valueName: "addr")) var client: String
@@ -34,26 +35,27 @@ extension DNSGateCommand {
 
         func validate() throws {
             // An empty or misspelt $RUNNER_IP must not turn the job's gate into a clean pass.
-            if IPAddressText.canonical(client) == nil {
-                throw ValidationError("--client '\(client)': expected one IPv4 or IPv6 address, e.g. 192.0.2.7 or 2001:db8::7")
-            }
+            _ = try ClientOption.canonical(client)
             if since != nil && mark != nil { throw ValidationError("give --since or --mark, not both") }
             if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
         }
 
         func run() throws {
-            let client = IPAddressText.canonical(client)!
+            let client = try ClientOption.canonical(client)
             var args = ["client": client]
             if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
             if let mark { args["mark"] = mark }
-            let obj = try controlRequest("verdict", args, control, exitCodes: ["unknown_mark": 2])
+            // 3: no verdict at all (no server to ask, a broken config): not 1, which says the job egressed.
+            let obj = try controlRequest("verdict", args, control, exitCodes: ["unknown_mark": 2], errorStatus: 3)
             let events = obj["events"] as? [[String: Any]] ?? []
             let alerts = obj["alerts"] as? [[String: Any]] ?? []
             let incomplete = obj["incomplete"] as? Bool == true
             if json { try printJSON(obj) } else {
                 let denied = obj["denied"] as? Int ?? 0, would = obj["would_deny"] as? Int ?? 0
-                print(events.isEmpty ? "\(client): no egress violations\(incomplete ? " found, but some may be missing" : "")"
-                                     : "\(client): \(denied) denied, \(would) would be denied (audit)")
+                // An alert alone is a violation too (the exit status says so): never "no egress violations" above it.
+                let alerted = alerts.isEmpty ? "" : ", \(alerts.count) detector alert\(alerts.count == 1 ? "" : "s")"
+                print(events.isEmpty && alerts.isEmpty ? "\(client): no egress violations\(incomplete ? " found, but some may be missing" : "")"
+                      : "\(client): \(denied) denied, \(would) would be denied (audit)\(alerted)")
                 var seen = Set<String>()
                 for e in events {
                     let key = "\(e["name"] ?? "") \(e["type"] ?? "")"
@@ -82,19 +84,21 @@ extension DNSGateCommand {
                 entry keeping its types, a '# change FILE:LINE to: …' comment (a '-'/'+' pair with --diff), so the output \
                 appended to the allow files always loads.
                 """)
-        @Option(help: ArgumentHelp("Only names this client asked for (their counts cover every client).", valueName: "addr")) var client: String?
+        @Option(help: ArgumentHelp("Only names this client asked for (their counts cover every client): one IPv4 or IPv6 address.",
+                                   valueName: "addr")) var client: String?
         @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago (their counts cover all the server saw).",
                                    valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
         @OptionGroup var control: ControlOptions
 
         func validate() throws {
+            if let client { _ = try ClientOption.canonical(client) }
             if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
         }
 
         func run() throws {
             var args: [String: String] = [:]
-            args["client"] = client
+            args["client"] = try client.map(ClientOption.canonical)
             if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
             if let diff {
                 args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff

@@ -23,7 +23,8 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Allow-list file, plain list or RPZ zone (repeatable; replaces the config's list).", valueName: "file"))
     var allow: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Answer for denied names: \(SinkholeMode.allNames.joined(separator: ", ")).", valueName: "mode"))
+    @Option(name: .long, help: ArgumentHelp("Answer for denied names: \(Self.sinkholeFlagModes) (redirect: in the config file only).",
+                                            valueName: "mode"))
     var sinkhole: String?
 
     @Option(name: .long, help: ArgumentHelp("enforce (deny what is not listed) or audit (forward everything, log what would be denied).", valueName: "mode"))
@@ -62,7 +63,9 @@ struct ConfigOptions: ParsableArguments {
         for l in listen where HostPort(parsing: l) == nil { throw ValidationError("--listen \(l): expected ADDR[:PORT] or [IPV6]:PORT") }
         for u in upstream where HostPort(parsing: u) == nil { throw ValidationError("--upstream \(u): expected ADDR[:PORT] or [IPV6]:PORT") }
         if let s = sinkhole, s == "redirect" || SinkholeMode(name: s) == nil {
-            throw ValidationError("--sinkhole \(s): expected nxdomain, nodata, refused, null or drop (redirect needs its addresses in the config file)")
+            // A flag cannot carry redirect's addresses, and taking them from the file would split one setting over two places.
+            throw ValidationError("--sinkhole \(s): expected \(Self.sinkholeFlagModes); for redirect set sinkhole.mode: redirect "
+                                  + "with redirect_v4/redirect_v6 in the config file")
         }
         if let m = mode, PolicyMode(rawValue: m) == nil { throw ValidationError("--mode \(m): expected enforce or audit") }
         if let q = queryLog, QueryLogLevel(rawValue: q) == nil { throw ValidationError("--query-log \(q): expected none, denied or all") }
@@ -94,6 +97,9 @@ struct ConfigOptions: ParsableArguments {
         }
     }
 
+    /// The sinkhole modes `--sinkhole` takes: all but redirect, whose addresses only the config file holds.
+    static let sinkholeFlagModes = SinkholeMode.allNames.filter { $0 != "redirect" }.joined(separator: ", ")
+
     /// The effective configuration: file (if any) then flags.
     func load() throws -> ServerConfig {
         var c = try configPath.map { try ConfigLoader.load(path: $0) } ?? ServerConfig()
@@ -113,10 +119,18 @@ struct ControlOptions: ParsableArguments {
     /// `--control`, else the socket of the configuration `serve` would read (`ConfigOptions`). A
     /// configuration that cannot be read is the command's error: falling back to the default socket
     /// sent the command to whichever server listens there, which may not be the one meant.
-    func socketPath() throws -> String {
+    /// - Parameter despiteMistakes: for `reload`, a configuration with a mistake that still names its
+    ///   socket (or names none, so the default) is said in a warning and the server is asked anyway:
+    ///   the server then refuses its file with the line, logs it and reopens its log, as on SIGHUP.
+    ///   Stopping at the mistake left the log unopened after a rotation (QA pass 11, F2).
+    func socketPath(despiteMistakes: Bool = false) throws -> String {
         if let control { return control }
         guard let path = config ?? ConfigOptions.defaultConfigPath else { return ServerConfig.defaultControlSocket }
-        return try ConfigLoader.load(path: path).controlSocket
+        do { return try ConfigLoader.load(path: path).controlSocket } catch {
+            guard despiteMistakes, let socket = ConfigLoader.controlSocket(path: path) else { throw error }
+            warn("\(error); asking the server at \(socket) to reload all the same")
+            return socket
+        }
     }
 }
 
@@ -124,4 +138,21 @@ struct ControlOptions: ParsableArguments {
 func fail(_ error: Error, status: Int32 = 1) -> ExitCode {
     FileHandle.standardError.write(Data("dnsgate: error: \(error)\n".utf8))
     return ExitCode(status)
+}
+
+/// Prints a warning on standard error; the command goes on.
+func warn(_ text: String) {
+    FileHandle.standardError.write(Data("dnsgate: warning: \(text)\n".utf8))
+}
+
+/// `--client` of the commands that read what a client did (`verdict`, `suggest`, `alerts`): one
+/// address, in the form the server records (`::ffff:192.0.2.7` is 192.0.2.7). Anything else, a
+/// prefix, a name or a port, would match no record and read as "nothing" (QA pass 11, F4).
+enum ClientOption {
+    static func canonical(_ text: String) throws -> String {
+        guard let c = IPAddressText.canonical(text) else {
+            throw ValidationError("--client '\(text)': expected one IPv4 or IPv6 address, e.g. 192.0.2.7 or 2001:db8::7")
+        }
+        return c
+    }
 }

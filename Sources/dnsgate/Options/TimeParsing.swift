@@ -55,13 +55,14 @@ enum TimeParsing {
 }
 
 /// Sends one control request, prints `--json` output or hands the object back; fails on `ok: false`,
-/// with the exit status `exitCodes` gives the error's `code`, else 1.
+/// with the exit status `exitCodes` gives the error's `code`, else `errorStatus`, which is also the
+/// status when the server cannot be asked (for a command whose 1 means something else: `verdict`).
 func controlRequest(_ command: String, _ args: [String: String], _ control: ControlOptions,
-                    exitCodes: [String: Int32] = [:]) throws -> [String: Any] {
+                    exitCodes: [String: Int32] = [:], errorStatus: Int32 = 1) throws -> [String: Any] {
     let obj: [String: Any]
-    do { obj = try DNSGateServerControl.send(command, args, socket: try control.socketPath()) } catch { throw fail(error) }
+    do { obj = try DNSGateServerControl.send(command, args, socket: try control.socketPath()) } catch { throw fail(error, status: errorStatus) }
     if obj["ok"] as? Bool != true {
-        throw fail(CLIError("\(obj["error"] ?? "request failed")"), status: (obj["code"] as? String).flatMap { exitCodes[$0] } ?? 1)
+        throw fail(CLIError("\(obj["error"] ?? "request failed")"), status: (obj["code"] as? String).flatMap { exitCodes[$0] } ?? errorStatus)
     }
     return obj
 }
