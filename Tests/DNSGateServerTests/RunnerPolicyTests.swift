@@ -141,6 +141,11 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertTrue(listed.stdout.contains(id) && listed.stdout.contains("incident 42"), listed.stdout)
         let short = try g!.cli(["allow", "add", "short.allowed.test", "--for", "2s", "--reason", "two seconds"])
         XCTAssertEqual(short.status, 0, short.stderr)
+        // The time left is rounded up (a live exception never reads "0s left"), and `stats` shows the
+        // scope as `allow list` does (QA pass 11).
+        let shortRow = try g!.cli(["allow", "list"]).stdout.split(separator: "\n").first { $0.contains("short.allowed.test") } ?? ""
+        XCTAssertTrue(shortRow.contains("\t2s left\t"), String(shortRow))
+        XCTAssertTrue(try g!.cli(["stats"]).stdout.contains(" hits\tclient 127.0.0.0/8\tincident 42"))
 
         // Restart on the same state file: the long exception is still there.
         let dir = g!.dir
@@ -254,6 +259,11 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertEqual(bad.status, 1, bad.stdout)
         XCTAssertTrue(bad.stderr.contains("\(state): state file is not valid"), bad.stderr)
         XCTAssertTrue(bad.stderr.contains("move it aside"), bad.stderr)
+        // `check` answers without it, and says so (QA pass 11: it left the exceptions out silently).
+        let checked = try runCommand(TestPaths.dnsgateBinary, ["check", "x.denied.test", "--config", config])
+        XCTAssertEqual(checked.status, 1, checked.stdout)
+        XCTAssertTrue(checked.stderr.contains("warning: \(state): state file is not valid") && checked.stderr.contains("left out of this answer"),
+                      checked.stderr)
         let serve = try runCommand(TestPaths.dnsgateBinary, ["serve", "--config", config, "--listen", "127.0.0.1:\(freePort())",
                                                              "--control", state + ".sock"], timeout: 10)
         XCTAssertEqual(serve.status, 1, "serve refuses the same file: \(serve.stderr)")
@@ -263,7 +273,8 @@ final class RunnerPolicyTests: XCTestCase {
     func testVerdictFailsAJobWithViolationsSinceItsMark() throws {
         let g = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [try upstream()])
         _ = try digFrom("127.0.0.5", g.port, ["evil.denied.test"])        // before the mark: not counted
-        XCTAssertEqual(try g.cli(["mark", "job-7"]).status, 0)
+        XCTAssertEqual(try g.cli(["mark", "job-7"]).stdout, "marked job-7\n")
+        XCTAssertTrue(try g.cli(["mark", "job-7"]).stdout.hasPrefix("marked job-7 (moved: it was set before"), "a reused name is said (QA pass 11)")
         _ = try digFrom("127.0.0.5", g.port, ["www.allowed.test"])
         let clean = try g.cli(["verdict", "--client", "127.0.0.5", "--mark", "job-7"])
         XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)

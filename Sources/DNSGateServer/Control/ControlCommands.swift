@@ -37,7 +37,7 @@ extension DNSGateService: ControlResponder {
                 return ["ok": true, "exception": exceptionObject(e, now: now)]
             } catch { return ["ok": false, "error": "\(error)"] }
         case "allow_list":
-            return ["ok": true, "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) }]
+            return ["ok": true, "exceptions": liveExceptions(now: now)]
         case "allow_revoke":
             guard let id = args["id"] else { return ["ok": false, "error": "allow_revoke needs id"] }
             do { return try exceptionStore.revoke(id: id) ? ["ok": true] : ["ok": false, "error": "no exception with id \(id)"] }
@@ -51,8 +51,10 @@ extension DNSGateService: ControlResponder {
                         + "(no control, format or line-separator characters)"]
             }
             telemetry.drain()   // what was answered before the mark is recorded before it
+            // Setting a mark again moves it (a retried job reuses its ID): said, so a reused name is noticed.
+            let moved = violations.mark(name) != nil
             violations.mark(name, at: now, lastAlertID: telemetry.detector?.lastAlertID ?? 0)
-            return ["ok": true, "name": name, "time": now]
+            return ["ok": true, "name": name, "time": now, "moved": moved]
         case "verdict":
             // Records hold the address as the listener saw it; compare one spelling of it, not the text typed.
             guard let client = args["client"].flatMap(IPAddressText.canonical) else {
@@ -148,9 +150,16 @@ extension DNSGateService: ControlResponder {
         }
     }
 
+    /// The exceptions that still apply: one past its expiry no longer does, although the sweep that
+    /// removes it and logs "exception expired" may be up to a second away (QA pass 11: it was listed
+    /// with "0s left"); the time left is rounded up, so a live one never reads 0.
+    private func liveExceptions(now: Double) -> [[String: Any]] {
+        pipeline.exceptions.all.filter { $0.expiresAt > now }.map { exceptionObject($0, now: now) }
+    }
+
     private func exceptionObject(_ e: PolicyException, now: Double) -> [String: Any] {
         var o: [String: Any] = ["id": e.id, "pattern": e.pattern, "reason": e.reason, "created": e.createdAt, "expires": e.expiresAt,
-                                "remaining_s": max(0, Int(e.expiresAt - now)),
+                                "remaining_s": max(0, Int((e.expiresAt - now).rounded(.up))),
                                 "hits": pipeline.exceptionHits.withLock { $0[e.id] ?? 0 }]
         if let c = e.client { o["client"] = c }
         if let p = e.profile { o["profile"] = p }
@@ -186,7 +195,7 @@ extension DNSGateService: ControlResponder {
             "connections_refused": Dictionary(uniqueKeysWithValues: connectionLimits.map { ($0.listener, $0.refused.value) }),
             "udp_coalesced_waits": udpCoalescedWaits.value,
             "query_log": ["written": queryLog.written.value, "dropped": queryLog.droppedLines.value, "failed": queryLog.failedLines.value],
-            "exceptions": pipeline.exceptions.all.map { exceptionObject($0, now: now) },
+            "exceptions": liveExceptions(now: now),
             "quarantines": pipeline.quarantines.all.count,
             "alerts": telemetry.detector?.totals ?? [:],
         ]

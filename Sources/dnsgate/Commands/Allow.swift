@@ -38,6 +38,14 @@ extension DNSGateCommand {
 
         struct List: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "List live exceptions with their remaining time and hits.")
+
+            /// One exception as `allow list` and `stats` print it: ID, pattern, time left, hits, scope, reason.
+            static func line(_ e: [String: Any]) -> String {
+                let scope = [(e["client"] as? String).map { "client \($0)" }, (e["profile"] as? String).map { "profile \($0)" }]
+                    .compactMap { $0 }.joined(separator: ", ")
+                return "\(e["id"] ?? "?")\t\(e["pattern"] ?? "?")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t"
+                    + "\(scope.isEmpty ? "everyone" : scope)\t\(e["reason"] ?? "")"
+            }
             @Flag(help: "Print the raw JSON object.") var json = false
             @OptionGroup var control: ControlOptions
             func run() throws {
@@ -45,11 +53,7 @@ extension DNSGateCommand {
                 if json { try printJSON(obj); return }
                 let list = obj["exceptions"] as? [[String: Any]] ?? []
                 if list.isEmpty { print("no exceptions"); return }
-                for e in list {
-                    let scope = [(e["client"] as? String).map { "client \($0)" }, (e["profile"] as? String).map { "profile \($0)" }]
-                        .compactMap { $0 }.joined(separator: ", ")
-                    print("\(e["id"] ?? "?")\t\(e["pattern"] ?? "?")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t\(scope.isEmpty ? "everyone" : scope)\t\(e["reason"] ?? "")")
-                }
+                for e in list { print(Self.line(e)) }
             }
         }
 

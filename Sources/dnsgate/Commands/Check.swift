@@ -37,7 +37,11 @@ extension DNSGateCommand {
                 if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // Live exceptions are in the server's state file; read it if it is there.
-                for e in (try? SavedExceptions.read(path: c.stateFile)) ?? [] { try? exceptions.add(e, suffixes: suffixes, now: now) }
+                // One it cannot read is said (QA pass 11): the answer may then be "denied" where an exception allows.
+                if FileManager.default.fileExists(atPath: c.stateFile) {
+                    do { for e in try SavedExceptions.read(path: c.stateFile) { try? exceptions.add(e, suffixes: suffixes, now: now) } }
+                    catch { warn("\(error); its exceptions are left out of this answer") }
+                }
             } catch { throw fail(error, status: 2) }   // not 1: that says "denied"
             let clientOctets = client.flatMap(ClientPrefix.addressBytes)
             // As the listeners name themselves (`HostPort`'s text), whatever the spelling given.

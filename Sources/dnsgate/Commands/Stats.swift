@@ -65,7 +65,7 @@ enum StatsFormatter {
         }
         if let xs = o["exceptions"] as? [[String: Any]], !xs.isEmpty {
             lines.append("exceptions:")
-            for e in xs { lines.append("  \(e["id"] ?? "?")\t\(e["pattern"] ?? "")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t\(e["reason"] ?? "")") }
+            for e in xs { lines.append("  " + DNSGateCommand.Allow.List.line(e)) }   // with the scope, as `allow list` (QA pass 11)
         }
         if let es = o["entry_hits"] as? [[String: Any]] {
             lines.append("entries (hits, last use, pattern, profile, where, reason; unused ones are marked):")

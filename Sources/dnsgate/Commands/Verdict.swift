@@ -9,8 +9,8 @@ extension DNSGateCommand {
         @Argument(help: "Name of the mark, e.g. the CI job ID.") var name: String
         @OptionGroup var control: ControlOptions
         func run() throws {
-            _ = try controlRequest("mark", ["name": name], control)
-            print("marked \(name)")
+            let obj = try controlRequest("mark", ["name": name], control)
+            print(obj["moved"] as? Bool == true ? "marked \(name) (moved: it was set before, and verdicts on it now start here)" : "marked \(name)")
         }
     }
 
