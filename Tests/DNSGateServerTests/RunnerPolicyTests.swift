@@ -85,6 +85,11 @@ final class RunnerPolicyTests: XCTestCase {
         let elsewhere = try check(["--listener", "127.0.0.1:5301"])
         XCTAssertEqual(elsewhere.status, 1, elsewhere.stdout + elsewhere.stderr)
         XCTAssertTrue(elsewhere.stdout.contains("profile: default"), elsewhere.stdout)
+        XCTAssertFalse(elsewhere.stderr.contains("warning"), elsewhere.stderr)
+        // A listener the server does not have is answered for, with a warning (QA pass 11).
+        let unserved = try check(["--listener", "127.0.0.9:5309"])
+        XCTAssertTrue(unserved.stderr.contains("warning: --listener 127.0.0.9:5309 is not under listen: (127.0.0.1:5301, 127.0.0.3:5302)"),
+                      unserved.stderr)
         XCTAssertNotEqual(try check(["--listener", "not-an-address"]).status, 0)
     }
 

@@ -36,6 +36,10 @@ extension DNSGateCommand {
                 let suffixes = try PolicyBuilder.suffixList(c)
                 if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
+                // As a profile naming such a listener is refused: no query arrives there (QA pass 11).
+                if let l = listener.flatMap({ HostPort(parsing: $0) }), !c.listen.contains(l) {
+                    warn("--listener \(l) is not under listen: (\(c.listen.map(\.description).joined(separator: ", "))); no query arrives there")
+                }
                 // Live exceptions are in the server's state file; read it if it is there.
                 // One it cannot read is said (QA pass 11): the answer may then be "denied" where an exception allows.
                 if FileManager.default.fileExists(atPath: c.stateFile) {
