@@ -26,6 +26,29 @@ final class EndpointLimitsTests: XCTestCase {
         try TCPClient.pipelined(port: g.port, queries: [RawQuery.make(id: 7, name: "x.denied.test")], timeout: 2).count == 1
     }
 
+    /// A DNS-over-TCP client that sends and never reads is not read from either (QA pass 12, F2): each
+    /// 36-octet query of it had its kilobyte answer queued in the server, which grew by 100 MB in 25 s.
+    /// Its queries now wait in its own socket. A client that pipelines and reads still gets every
+    /// answer, those held while its socket was full included.
+    func testATCPClientThatDoesNotReadIsNotReadFromEither() throws {
+        let upstream = ScriptedUpstream { _, _, _ in .init(flags: 0x8180, answers: (1...60).map { ScriptedUpstream.addressRecord(UInt8($0)) }) }
+        let g = try DNSGateProcess(allow: "*.allowed.test\n", upstreams: [upstream.address])
+        XCTAssertEqual(try dig(g.port, ["big.allowed.test"]).answers.count, 60, "cached: every answer below is a hit")
+        let query = RawQuery.make(id: 9, name: "big.allowed.test")
+        let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        var flood: [UInt8] = []   // 3.4 MB of queries, 100 MB of answers
+        flood.reserveCapacity(framed.count * 100_000)
+        for _ in 0..<100_000 { flood.append(contentsOf: framed) }
+        let before = try residentKB(g.pid)
+        let deaf = try XCTUnwrap(StreamSocket(tcpPort: g.port, buffers: 4096))
+        let taken = deaf.send(flood, timeout: 3)   // the build before took all of it in under 2 s
+        XCTAssertLessThan(taken, 1_000_000, "the server stopped reading a client that does not read")
+        XCTAssertLessThan(try residentKB(g.pid) - before, 20_000, "no answers piled up for it")
+        let answered = try TCPClient.pipelined(port: g.port, queries: (0..<300).map { RawQuery.make(id: UInt16($0), name: "big.allowed.test") }, timeout: 10)
+        XCTAssertEqual(answered.count, 300, "a client that reads gets every answer")
+        XCTAssertEqual(Set(answered.map { $0.u16(0) }), Set(0..<300), "one answer per query")
+    }
+
     func testPipelinedScrapesGetOneAnswerAndTheConnectionCloses() throws {
         let (g, mport) = try start()
         let before = try residentKB(g.pid)

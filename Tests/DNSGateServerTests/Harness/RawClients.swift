@@ -135,8 +135,14 @@ private func loopback(_ port: Int, host: String = "127.0.0.1") -> sockaddr_in {
 final class StreamSocket {
     let fd: Int32
 
-    init?(tcpPort port: Int) {
+    /// - Parameter buffers: the socket's send and receive buffer sizes, set before it connects (the
+    ///   receive window is fixed then): small ones make a client whose reads and writes the peer's
+    ///   flow control shows at once.
+    init?(tcpPort port: Int, buffers: Int32? = nil) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = buffers {
+            for option in [SO_SNDBUF, SO_RCVBUF] { setsockopt(fd, SOL_SOCKET, option, &size, socklen_t(MemoryLayout<Int32>.size)) }
+        }
         var addr = loopback(port)
         let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
@@ -166,7 +172,9 @@ final class StreamSocket {
         while sent < bytes.count && Date() < deadline {
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             guard poll(&p, 1, 50) > 0 else { continue }
-            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            // Without waiting: a blocking send of more than the socket takes would outlast `timeout`.
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { continue }
             if n <= 0 { break }
             sent += n
         }
