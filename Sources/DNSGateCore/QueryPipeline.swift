@@ -287,9 +287,9 @@ public final class QueryPipeline: Sendable {
         case .forward:
             let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
                                checkingDisabled: q.header.checkingDisabled)
-            // A CNAME query's answer is the CNAME alone: the client asks for the target next, and
-            // that question is decided as any other.
-            let checksChain = box.checksCNAMETargets && q.type != .cname
+            // A CNAME query's own target is the client's next question, decided as any other; what
+            // else its answer holds is checked (`UpstreamAnswer.namesToCheck`).
+            let checksChain = box.checksCNAMETargets
             let cap = Self.ttlCap(until: exceptionExpiry, now: now)
             if let (reply, rcode, stale, toCheck) = cachedAnswer(q, key, now: now, scratch: scratch, checkingTargets: checksChain, ttlCap: cap) {
                 let action: QueryRecord.Action = stale ? .stale : .cached
@@ -298,7 +298,7 @@ public final class QueryPipeline: Sendable {
                     return .reply(fit(reply, q, overTCP), queryRecord(action, rcode))
                 }
                 var rec = queryRecord(action, rcode)
-                let checked = checkedReply(toCheck.answer.cnameTargets, q, ChainCheck(box: box, clientAddress: clientAddress), &rec,
+                let checked = checkedReply(toCheck.answer.namesToCheck(asked: q.type), q, ChainCheck(box: box, clientAddress: clientAddress), &rec,
                                            ttlCap: cap, now: now, scratch: scratch) {
                     renderCached(toCheck.answer, for: q, age: toCheck.age, stale: stale, ttlCap: $0, scratch: scratch)
                 }
@@ -320,7 +320,7 @@ public final class QueryPipeline: Sendable {
                                                                 countsMiss: false) else { return nil }
         var record = job.record
         (record.action, record.rcode) = (stale ? .stale : .cached, rcode)
-        let checked = checkedReply(toCheck?.answer.cnameTargets, job.query, job.chain, &record, ttlCap: cap, now: now, scratch: nil) { cap in
+        let checked = checkedReply(toCheck?.answer.namesToCheck(asked: job.query.type), job.query, job.chain, &record, ttlCap: cap, now: now, scratch: nil) { cap in
             guard let toCheck else { return reply }
             return renderCached(toCheck.answer, for: job.query, age: toCheck.age, stale: stale, ttlCap: cap, scratch: nil)
         }
@@ -343,7 +343,7 @@ public final class QueryPipeline: Sendable {
     private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, checkingTargets: Bool,
                               ttlCap: UInt32, countsMiss: Bool = true) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
         cache.withServable(key, now: now, countsMiss: countsMiss) { answer, age, stale in
-            if checkingTargets && !answer.cnameTargets.isEmpty { return ([], answer.rcode, stale, AnswerToCheck(answer, age: age)) }
+            if checkingTargets && answer.hasNamesToCheck(asked: q.type) { return ([], answer.rcode, stale, AnswerToCheck(answer, age: age)) }
             return (renderCached(answer, for: q, age: age, stale: stale, ttlCap: ttlCap, scratch: scratch), answer.rcode, stale, nil)
         }
     }
@@ -356,9 +356,10 @@ public final class QueryPipeline: Sendable {
     }
     private static let recheckEDE = ExtendedError(.staleAnswer, "dnsgate: upstream failed to refresh this answer moments ago")
 
-    /// `answer`'s CNAME targets when `chain` asks for them to be checked and there are any.
-    private func chainTargets(_ answer: UpstreamAnswer, _ chain: ChainCheck?) -> [DNSName]? {
-        chain != nil && !answer.cnameTargets.isEmpty ? answer.cnameTargets : nil
+    /// The names of `answer` to check for a client that asked `q`, when `chain` asks for them to be
+    /// checked and there are any.
+    private func chainTargets(_ answer: UpstreamAnswer, _ chain: ChainCheck?, _ q: QueryView) -> [DNSName]? {
+        chain != nil && answer.hasNamesToCheck(asked: q.type) ? answer.namesToCheck(asked: q.type) : nil
     }
 
     /// The reply an answer from upstream or the cache becomes, `render` making it with a TTL cap,
@@ -495,7 +496,7 @@ public final class QueryPipeline: Sendable {
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
-        let reply = checkedReply(chainTargets(answer, job.chain), job.query, job.chain, &rec,
+        let reply = checkedReply(chainTargets(answer, job.chain, job.query), job.query, job.chain, &rec,
                                  ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now), now: now, scratch: nil) {
             answer.render(for: job.query, age: 0, ttlCap: $0)
         }
@@ -515,7 +516,7 @@ public final class QueryPipeline: Sendable {
             rec.action = .stale
             rec.rcode = old.rcode
             let ede = ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))")
-            let reply = checkedReply(chainTargets(old, job.chain), q, job.chain, &rec, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now),
+            let reply = checkedReply(chainTargets(old, job.chain, q), q, job.chain, &rec, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now),
                                      now: now, scratch: nil) { old.render(for: q, age: 0, staleTTL: Self.staleTTL, ede: ede, ttlCap: $0) }
             return (fit(reply, q, rec.overTCP), rec)
         }

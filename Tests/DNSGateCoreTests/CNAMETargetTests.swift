@@ -91,6 +91,45 @@ final class CNAMETargetTests: XCTestCase {
         XCTAssertEqual(rec.action, .forwarded)
     }
 
+    /// QA pass 12, F4: what a CNAME question's answer holds beyond the CNAME is data the client gets,
+    /// the denied target's address included: it is checked.
+    func testACNAMEQuestionsAnswerWithTheTargetsRecordsIsChecked() throws {
+        let p = try pipeline("www.example.com # the registry\n")
+        let cname = W.RR(owner: W.questionPointer, type: 5, ttl: 300, rdata: W.name("cdn.example.net"))
+        let target = W.RR(owner: W.name("cdn.example.net"), type: 1, ttl: 200, rdata: [192, 0, 2, 1])
+        let answer = try UpstreamAnswer(W.response(id: id, type: 5, answers: [cname, target]), id: id, name: try DNSName("www.example.com"), type: .cname)
+        let (fresh, rec) = p.complete(try forwardJob(p, type: 5), answer: answer, now: 100)
+        XCTAssertEqual(ParsedReply(bytes: fresh).an, 0, "the target's address is not passed on")
+        XCTAssertEqual(rec.denial, .cnameTarget(try DNSName("cdn.example.net")))
+    }
+
+    /// QA pass 12, F3: records no CNAME leads to are checked as targets are: a DNAME's substitution sent
+    /// without its CNAME, and an address owned by another name. A stub that reads addresses without
+    /// their owners (musl's) would use them.
+    func testAnswerRecordsOfOtherNamesAreCheckedAsTargets() throws {
+        let dname = W.RR(owner: W.name("example.com"), type: 39, ttl: 300, rdata: W.name("evil.test"))
+        let cases: [(String, [W.RR], String?)] = [
+            ("DNAME without its CNAME", [dname, W.RR(owner: W.name("www.evil.test"), type: 1, ttl: 60, rdata: [192, 0, 2, 66])], "www.evil.test."),
+            ("an address owned by a denied name", [W.RR(owner: W.questionPointer, type: 1, ttl: 60, rdata: [192, 0, 2, 1]),
+                                                   W.RR(owner: W.name("x.denied.test"), type: 1, ttl: 60, rdata: [192, 0, 2, 66])], "x.denied.test."),
+            ("an address owned by an allowed name", [W.RR(owner: W.name("mirror.example.org"), type: 1, ttl: 60, rdata: [192, 0, 2, 7])], nil),
+        ]
+        for (why, records, denied) in cases {
+            let p = try pipeline("www.example.com # the registry\n*.example.org # mirrors\n")   // each its own cache
+            let answer = try UpstreamAnswer(W.response(id: id, answers: records), id: id, name: try DNSName("www.example.com"), type: .a)
+            let (reply, rec) = p.complete(try forwardJob(p), answer: answer, now: 100)
+            if let denied {
+                XCTAssertEqual(rec.denial, .cnameTarget(try DNSName(denied)), why)
+                XCTAssertEqual(ParsedReply(bytes: reply).an, 0, why)
+            } else {
+                XCTAssertNil(rec.denial, why)
+                XCTAssertEqual(ParsedReply(bytes: reply).an, 1, why)
+            }
+        }
+        // As resolvers answer, with every owner the question or a target: nothing more to check, no list made.
+        XCTAssertTrue(try chainAnswer().strayOwners.isEmpty)
+    }
+
     func testAuditModePassesTheAnswerAndRecordsWhatEnforceWouldHaveDone() throws {
         let p = try pipeline("www.example.com # the registry\n", mode: .audit)
         let (fresh, rec) = p.complete(try forwardJob(p), answer: try chainAnswer(), now: 100)

@@ -145,7 +145,7 @@ public final class AnswerCache: Sendable {
     /// name and the index slot (bench/memory.sh measured about 400 bytes an entry in all).
     static func cost(_ key: CacheKey, _ a: UpstreamAnswer) -> Int {
         // A CNAME target is counted at 64 bytes, a typical name and its array's header.
-        a.body.count + a.ttlFields.count * 8 + a.cnameTargets.count * 64 + key.name.wire.count + 256
+        a.body.count + a.ttlFields.count * 8 + (a.cnameTargets.count + a.strayOwners.count) * 64 + key.name.wire.count + 256
     }
 
     /// Drops the tail entry, moving the last node into its slot so `nodes` stays dense (a slot freed

@@ -21,6 +21,28 @@ public struct UpstreamAnswer: Sendable {
     public let answerCount: Int
     /// Names in CNAME records of the answer section, in order; for strict chain checking and the log.
     public let cnameTargets: [DNSName]
+    /// Owners of answer records that are neither the question's name nor a CNAME target before them
+    /// (DNAME and RRSIG records aside): the substituted name of a DNAME sent without its CNAME, or
+    /// records no chain leads to. Empty, and no allocation, for answers as resolvers send them.
+    let strayOwners: [DNSName]
+    /// Whether the answer section holds records owned by any name but the question's.
+    let ownsBeyondQuestion: Bool
+
+    /// The names a strict check (`policy.cname_targets: allowed`) must find allowed before this
+    /// answer goes to a client that asked for `type`: each CNAME target, and each stray owner (QA
+    /// pass 12, F3: a DNAME without its CNAME, or an address owned by a name no CNAME named, passed
+    /// unchecked, and a stub that ignores owner names would use it). A CNAME question's own target is
+    /// the client's next question, decided then; records under it in this answer are checked now
+    /// (F4: a denied target's address came along unchecked).
+    public func namesToCheck(asked type: RecordType) -> [DNSName] {
+        guard hasNamesToCheck(asked: type) else { return [] }
+        return strayOwners.isEmpty ? cnameTargets : cnameTargets + strayOwners
+    }
+
+    /// Whether `namesToCheck(asked:)` has any, without making the list (a cache hit asks this).
+    public func hasNamesToCheck(asked type: RecordType) -> Bool {
+        type == .cname ? ownsBeyondQuestion : !(cnameTargets.isEmpty && strayOwners.isEmpty)
+    }
     /// The answer section's runs of two or more address records (A or AAAA) with the same owner
     /// octets, whose addresses `render` rotates. Empty, and no allocation, for most answers.
     let addressRuns: [AddressRun]
@@ -72,7 +94,8 @@ public struct UpstreamAnswer: Sendable {
         }
         guard qEnd - 12 == name.wire.count else { throw WireError.malformed("compressed question in reply") }
         let records = Int(h.answerCount) + Int(h.authorityCount) + Int(h.additionalCount)
-        var ttlFields: [TTLField] = [], cnames: [DNSName] = []
+        var ttlFields: [TTLField] = [], cnames: [DNSName] = [], strays: [DNSName] = []
+        var beyondQuestion = false
         ttlFields.reserveCapacity(records)
         var i = qEnd + 4
         var optRange: Range<Int>?
@@ -95,9 +118,29 @@ public struct UpstreamAnswer: Sendable {
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
             for _ in 0..<count {
                 let start = i
-                let afterName = try skipName(msg, at: i)
+                // An answer record's owner: the question's name, a CNAME target named before it, or a stray.
+                var stray: DNSName?, isQuestion = false
+                let afterName: Int
+                if section == 0 && i + 1 < msg.count && msg[i] == 0xC0 && msg[i + 1] == 0x0C {
+                    // A pointer to the question's name, as nearly every answer's first owner is: no read.
+                    isQuestion = true
+                    afterName = i + 2
+                } else if section == 0 {
+                    afterName = try withNameBytes(copy msg, at: i, allowCompression: true) { owner in
+                        isQuestion = name.wire.withUnsafeBytes { wireBytesEqual(owner, $0) }
+                        if !isQuestion && !cnames.contains(where: { $0.wire.withUnsafeBytes { wireBytesEqual(owner, $0) } }) {
+                            stray = DNSName(uncheckedWire: Array(owner))
+                        }
+                    }.end
+                } else {
+                    afterName = try skipName(msg, at: i)
+                }
                 guard afterName + 10 <= msg.count else { throw WireError.truncated(at: afterName) }
                 let rtype = RecordType(msg.u16(at: afterName))
+                if section == 0 && rtype != .dname && rtype != .rrsig && !isQuestion {
+                    beyondQuestion = true
+                    if let stray { strays.append(stray) }
+                }
                 let ttl = msg.u32(at: afterName + 4)
                 let rdlen = Int(msg.u16(at: afterName + 8))
                 let rdata = afterName + 10
@@ -169,6 +212,8 @@ public struct UpstreamAnswer: Sendable {
         self.ttlFields = ttlFields
         self.answerCount = Int(h.answerCount)
         self.cnameTargets = cnames
+        self.strayOwners = strays
+        self.ownsBeyondQuestion = beyondQuestion
         self.addressRuns = runs
         let (noError, nxDomain) = (rcode.rawValue == 0, rcode.rawValue == 3)
         let negative = nxDomain || (noError && !answersType && (h.answerCount == 0 || negativeTTL != nil))
