@@ -57,10 +57,7 @@ public final class DNSGateService: @unchecked Sendable {
         // A log reader that goes away (standard output piped into a shipper that restarts) must cost
         // lines, not the process: the write then fails with EPIPE, which `LogFile` reports.
         signal(SIGPIPE, SIG_IGN)
-        suffixes = try PolicyBuilder.suffixList(config)
-        if suffixes == nil {
-            logger.warning("\(PolicyBuilder.missingSuffixListWarning(config))", metadata: ["concern": "policy", "file": "\(config.publicSuffixFile)"])
-        }
+        suffixes = try PolicyBuilder.suffixList(config) { logger.warning("\($0)", metadata: ["concern": "policy", "file": "\(config.publicSuffixFile)"]) }
         let policy = try PolicyBuilder.build(config, suffixes: suffixes)
         var ups = config.upstreams
         if ups.isEmpty {

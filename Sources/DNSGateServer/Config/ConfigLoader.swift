@@ -25,12 +25,16 @@ public enum ConfigLoader {
         do { parsed = try Yams.compose(yaml: text) } catch { return nil }
         guard let socket = parsed?["control"]?["socket"] else { return ServerConfig.defaultControlSocket }
         guard let p = socket.string, !p.isEmpty else { return nil }
-        let baseDir = (path as NSString).deletingLastPathComponent
-        return p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p
+        return resolve(p, besideConfig: path)
+    }
+
+    /// `path` as the configuration at `config` means it: a relative one is taken from that file's directory.
+    static func resolve(_ path: String, besideConfig config: String) -> String {
+        let baseDir = (config as NSString).deletingLastPathComponent
+        return path.hasPrefix("/") || baseDir.isEmpty ? path : baseDir + "/" + path
     }
 
     public static func parse(text: String, file: String) throws -> ServerConfig {
-        let baseDir = (file as NSString).deletingLastPathComponent
         var c = ServerConfig()
         c.sourceFile = file
         let root: Node?
@@ -44,7 +48,7 @@ public enum ConfigLoader {
         let top = try r.mapping(root, allowed: ["listen", "upstreams", "allow", "mode", "sinkhole", "policy", "cache",
                                                 "upstream", "tcp", "udp", "threads", "control", "log", "public_suffix_list", "max_udp_payload",
                                                 "profiles", "state_file", "entry_unused_after", "metrics", "detector"])
-        func resolve(_ p: String) -> String { p.hasPrefix("/") || baseDir.isEmpty ? p : baseDir + "/" + p }
+        func resolve(_ p: String) -> String { Self.resolve(p, besideConfig: file) }
 
         if let n = top["listen"] {
             c.listen = try r.list(n).map { try r.hostPort($0) }
@@ -374,19 +378,18 @@ public enum ConfigLoader {
 public enum PolicyBuilder {
     /// The public suffix list. One the configuration names (`public_suffix_list`) must be readable:
     /// a typo there is an error at that line. The default one may be missing (an image without the
-    /// publicsuffix package): nil, and the caller warns. Without a list the loaders still refuse a
-    /// wildcard under a single label (`*.com`), the list's implicit rule; `*.co.uk` then passes.
-    public static func suffixList(_ c: ServerConfig) throws -> PublicSuffixList? {
+    /// publicsuffix package): nil, after `warn` is given the same words `serve`, `validate` and
+    /// `check` say. Without a list the loaders still refuse a wildcard under a single label (`*.com`),
+    /// the list's implicit rule; `*.co.uk` then passes.
+    public static func suffixList(_ c: ServerConfig, warn: (String) -> Void) throws -> PublicSuffixList? {
         if let list = PublicSuffixList(contentsOfFile: c.publicSuffixFile) { return list }
-        guard let line = c.publicSuffixLine else { return nil }
+        guard let line = c.publicSuffixLine else {
+            warn("public suffix list \(c.publicSuffixFile) not readable (apt-get install -y publicsuffix): only wildcards under a "
+                 + "single label such as *.com are refused; *.co.uk or *.github.io would load")
+            return nil
+        }
         throw ConfigError(file: c.sourceFile ?? "command line", line: line > 0 ? line : nil,
                           "public_suffix_list \(c.publicSuffixFile): cannot read it (apt-get install -y publicsuffix, or fix the path)")
-    }
-
-    /// The warning for a missing default list, said by `serve`, `validate` and `check` alike.
-    public static func missingSuffixListWarning(_ c: ServerConfig) -> String {
-        "public suffix list \(c.publicSuffixFile) not readable (apt-get install -y publicsuffix): only wildcards under a single "
-            + "label such as *.com are refused; *.co.uk or *.github.io would load"
     }
 
     /// An upstream that is one of dnsgate's own listen addresses (or loopback on the port of a
@@ -394,12 +397,9 @@ public enum PolicyBuilder {
     /// and answers SERVFAIL (QA pass 11, F10): a mistake, refused at its line.
     static func checkNoUpstreamIsOurself(_ c: ServerConfig) throws {
         for u in c.upstreams {
-            guard let ours = c.listen.first(where: { l in
-                guard l.port == u.port, let lo = IPAddressText.octets(l.host), let uo = IPAddressText.octets(u.host) else { return false }
-                if lo == uo { return true }
-                let wildcard = lo.allSatisfy { $0 == 0 }, loopback = uo.count == 4 ? uo[0] == 127 : uo == [UInt8](repeating: 0, count: 15) + [1]
-                return wildcard && loopback && lo.count == uo.count
-            }) else { continue }
+            // The test `ResolvConf` applies to nameservers; under a wildcard listener, loopback only
+            // (the host's other addresses would cost a getifaddrs on every reload).
+            guard let ours = ResolvConf.ownListener(reachedBy: u, among: c.listen, localAddresses: []) else { continue }
             throw ConfigError(file: c.sourceFile ?? "command line", line: c.upstreamLines[u],
                               "upstream \(u) is dnsgate's own listen address \(ours): every allowed query would come back to it")
         }
@@ -477,22 +477,24 @@ public enum ResolvConf {
             if let pct = addr.firstIndex(of: "%") { addr = String(addr[..<pct]) }   // drop IPv6 zone index
             guard let hp = HostPort(parsing: addr.contains(":") ? "[\(addr)]:53" : addr) else { continue }
             // Skip ourselves: forwarding to our own listener would loop.
-            if isOwn(hp, listeners: own, localAddresses: localAddresses) { continue }
+            if ownListener(reachedBy: hp, among: own, localAddresses: localAddresses) != nil { continue }
             out.append(hp)
         }
         return out
     }
 
-    private static func isOwn(_ server: HostPort, listeners: [HostPort], localAddresses: Set<[UInt8]>) -> Bool {
-        guard let address = ClientPrefix.addressBytes(server.host) else { return false }   // `::ffff:a.b.c.d` as IPv4
-        for l in listeners where l.port == 53 {
+    /// The listener among `listeners` that a query sent to `server` would reach: one on its port, at
+    /// its address, or a wildcard of its family when it is loopback or in `localAddresses`.
+    static func ownListener(reachedBy server: HostPort, among listeners: [HostPort], localAddresses: Set<[UInt8]>) -> HostPort? {
+        guard let address = ClientPrefix.addressBytes(server.host) else { return nil }   // `::ffff:a.b.c.d` as IPv4
+        for l in listeners where l.port == server.port {
             guard let listening = IPAddressText.octets(l.host) else { continue }
-            if listening == address { return true }
+            if listening == address { return l }
             // A wildcard answers on every local address of its family (IPv6 listeners are IPv6-only).
             if listening.allSatisfy({ $0 == 0 }) && listening.count == address.count
-                && (isLoopback(address) || localAddresses.contains(address)) { return true }
+                && (isLoopback(address) || localAddresses.contains(address)) { return l }
         }
-        return false
+        return nil
     }
 
     private static func isLoopback(_ a: [UInt8]) -> Bool {

@@ -33,8 +33,7 @@ extension DNSGateCommand {
             let now = Date().timeIntervalSince1970
             do {
                 let c = try options.load()
-                let suffixes = try PolicyBuilder.suffixList(c)
-                if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
+                let suffixes = try PolicyBuilder.suffixList(c, warn: warn)
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // As a profile naming such a listener is refused: no query arrives there (QA pass 11).
                 if let l = listener.flatMap({ HostPort(parsing: $0) }), !c.listen.contains(l) {

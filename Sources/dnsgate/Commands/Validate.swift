@@ -12,8 +12,7 @@ extension DNSGateCommand {
         func run() throws {
             do {
                 let c = try options.load()
-                let suffixes = try PolicyBuilder.suffixList(c)
-                if suffixes == nil { warn(PolicyBuilder.missingSuffixListWarning(c)) }
+                let suffixes = try PolicyBuilder.suffixList(c, warn: warn)
                 let set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // serve refuses to start on a broken state file, and drops saved exceptions that no longer validate.
                 let saved = try SavedExceptions.load(path: c.stateFile, suffixes: suffixes, now: Date().timeIntervalSince1970)
