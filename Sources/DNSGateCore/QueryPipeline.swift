@@ -589,6 +589,7 @@ public final class QueryPipeline: Sendable {
     /// Replaces a reply too large for the transport with a truncated one (RFC 1035 §4.2.1, RFC 6891 §7).
     private func fit(_ bytes: [UInt8], _ q: QueryView, _ overTCP: Bool) -> [UInt8] {
         if bytes.count <= ResponseBuilder.sizeLimit(edns: q.edns, overTCP: overTCP, maxUDP: maxUDPPayload) { return bytes }
+        if overTCP, q.edns != nil, let bare = ResponseBuilder.droppingTrailingOPT(bytes), bare.count <= 65535 { return bare }
         return ResponseBuilder.truncated(q, rcode: ResponseCode(rawValue: bytes.u16(at: 2) & 0xF))
     }
 

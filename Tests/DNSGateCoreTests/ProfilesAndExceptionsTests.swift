@@ -109,8 +109,36 @@ final class ProfilesAndExceptionsTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("d1"), "\(e)")
         }
         try add("d3", "dup.example.com", types: ["TXT"])
-        try add("d4", "dup.example.com", client: "192.0.2.0/24")
+        try add("d4", "dup.example.com", client: "192.0.2.0/24", days: 2)   // outlives d1
         XCTAssertEqual(x.all.map(\.id), ["r", "m", "d1", "d3", "d4"])
+        // QA pass 12, F6: a scope inside a live one's, for no longer, is a second ID for one permission.
+        XCTAssertThrowsError(try add("d5", "dup.example.com", client: "0.0.0.0/0"), "everyone already has it") { e in
+            XCTAssertTrue("\(e)".contains("d1") && "\(e)".contains("everyone"), "\(e)")
+        }
+        XCTAssertThrowsError(try add("d6", "dup.example.com", client: "2001:db8::1"), "everyone already has it")
+        try add("w1", "w.example.com", client: "192.0.2.0/24")
+        XCTAssertThrowsError(try add("w2", "w.example.com", client: "192.0.2.128/25"), "inside 192.0.2.0/24") { e in
+            XCTAssertTrue("\(e)".contains("w1") && "\(e)".contains("client 192.0.2.0/24"), "\(e)")
+        }
+        try add("w3", "w.example.com", client: "192.0.2.128/25", days: 2)        // outlives w1: a permission of its own
+        try add("w4", "w.example.com", client: "198.51.100.0/24")                // beside it, not inside
+        try add("w5", "w.example.com", client: "::/0")                           // another family
+        try add("w6", "w.example.com")                                           // wider, not narrower
+        try add("w7", "*.w.example.com", client: "192.0.2.7")                    // another pattern
+        XCTAssertThrowsError(try add("w8", "w.example.com", client: "192.0.2.9"), "w1 and w6 allow it")
+        XCTAssertEqual(x.all.map(\.id), ["r", "m", "d1", "d3", "d4", "w1", "w3", "w4", "w5", "w6", "w7"])
+    }
+
+    func testAClientPrefixCoversOnlyThePrefixesInsideIt() throws {
+        func p(_ s: String) -> ClientPrefix { ClientPrefix(s)! }
+        XCTAssertTrue(p("192.0.2.0/24").covers(p("192.0.2.128/25")))
+        XCTAssertTrue(p("192.0.2.0/24").covers(p("192.0.2.0/24")))
+        XCTAssertTrue(p("0.0.0.0/0").covers(p("192.0.2.7")))
+        XCTAssertFalse(p("192.0.2.128/25").covers(p("192.0.2.0/24")), "wider")
+        XCTAssertFalse(p("192.0.2.0/25").covers(p("192.0.2.128/25")), "beside")
+        XCTAssertFalse(p("0.0.0.0/0").covers(p("2001:db8::/32")), "another family")
+        XCTAssertTrue(p("2001:db8::/32").covers(p("2001:db8:1::/48")))
+        XCTAssertFalse(p("2001:db8::/48").covers(p("2001:db8::/32")))
     }
 
     /// A type the rule does not allow is NODATA (EDE 17) whatever the sinkhole mode, also when the rule is an

@@ -132,6 +132,24 @@ final class ResponseBuilderTests: XCTestCase {
         XCTAssertEqual(Array(owned[r2.records[0].ownerStart...].prefix(19)), W.name("other.example.org"))
     }
 
+    /// The OPT dnsgate wrote last comes off whole, with or without EDE, and ARCOUNT with it; a reply
+    /// that does not end in one, or whose extended RCODE only the OPT can carry, is left alone.
+    func testDroppingTheTrailingOPT() throws {
+        let q = W.view(W.query(id: 7, name: "big.example.com", type: 16, opt: .init(payload: 1232)))
+        for ede in [nil, blocked] {
+            let reply = ResponseBuilder.synthesized(q, rcode: .nxDomain, answers: [], ttl: 60, ede: ede)
+            let bare = try XCTUnwrap(ResponseBuilder.droppingTrailingOPT(reply))
+            XCTAssertEqual(bare.count, reply.count - ResponseBuilder.optLength(ede))
+            let parsed = ParsedReply(bytes: bare)
+            XCTAssertEqual([parsed.qd, parsed.an, parsed.ns, parsed.ar], [1, 0, 1, 0])
+            XCTAssertNil(parsed.opt)
+            XCTAssertEqual(Array(bare[12...]), Array(reply[12..<bare.count]), "all but the OPT, as it was")
+            XCTAssertNil(ResponseBuilder.droppingTrailingOPT(bare), "no OPT left")
+        }
+        XCTAssertNil(ResponseBuilder.droppingTrailingOPT(ResponseBuilder.error(rejection(W.query(opt: .init(version: 1))))),
+                     "BADVERS needs the OPT's upper RCODE bits")
+    }
+
     func testTruncatedSetsTCAndKeepsOnlyTheQuestion() {
         let q = W.view(W.query(id: 99, name: "big.example.com", type: 16, flags: 0x0100, opt: .init(payload: 512)))
         let reply = ParsedReply(bytes: ResponseBuilder.truncated(q))

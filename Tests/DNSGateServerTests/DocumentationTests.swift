@@ -193,6 +193,40 @@ final class DocumentationTests: XCTestCase {
         XCTAssertEqual(flag.components(separatedBy: "redirect").count, 2, "redirect only as the config's: \(flag)")
     }
 
+    /// QA pass 11's notes: a negative number or duration is the option's own range error, not the
+    /// parser's "Missing value"; a timestamp that names no real date says so; `check --help` lists
+    /// only the flags that change its answer, and still takes serve's (scripts pass them along).
+    func testOptionMistakesAreSaidAsSuchAndCheckHelpListsOnlyItsFlags() throws {
+        let cases: [(args: [String], says: String)] = [
+            (["allow", "add", "x.example.com", "--for", "-5m", "--reason", "r"], "--for -5m: a lifetime must be longer than 0"),
+            (["allow", "add", "x.example.com", "--for", "0m", "--reason", "r"], "--for 0m: a lifetime must be longer than 0"),
+            (["allow", "add", "x.example.com", "--for", "5w", "--reason", "r"], "--for 5w: expected a duration like 90s, 30m, 2h or 1d"),
+            (["serve", "--no-config", "--threads", "-1"], "--threads -1: expected 0...64"),
+            (["verdict", "--client", "192.0.2.7", "--since", "2026-02-30T00:00:00Z"], "--since 2026-02-30T00:00:00Z: no such date or time"),
+            (["verdict", "--client", "192.0.2.7", "--since", "2026-03-01T24:30:00Z"], "no such date or time"),
+            (["suggest", "--since", "-30m"], "--since -30m: give a duration ago without a sign, like 30m"),
+            (["suggest", "--since", "yesterday"], "--since yesterday: expected epoch seconds, ISO 8601 or a duration like 30m"),
+        ]
+        for c in cases {
+            let r = try runCommand(TestPaths.dnsgateBinary, c.args, timeout: 20)
+            XCTAssertEqual(r.status, 64, "\(c.args): \(r.stdout)\(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(c.says), "\(c.args): \(r.stderr)")
+        }
+        let check = try runCommand(TestPaths.dnsgateBinary, ["check", "--help"]).stdout
+        for serveOnly in ["--upstream", "--threads", "--query-log", "--dnstap", "--control"] {
+            XCTAssertFalse(check.contains(serveOnly), "\(serveOnly) in check --help:\n\(check)")
+        }
+        for its in ["--config", "--allow", "--listen", "--mode", "--sinkhole", "--listener", "--client"] {
+            XCTAssertTrue(check.contains(its), "\(its) missing from check --help:\n\(check)")
+        }
+        XCTAssertTrue(try runCommand(TestPaths.dnsgateBinary, ["serve", "--help"]).stdout.contains("--upstream <addr:port>"))
+        let list = TestPaths.tempDir("check-help").path + "/a.allow"
+        try "allowed.test\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let passed = try runCommand(TestPaths.dnsgateBinary, ["check", "www.example.com", "--no-config", "--allow", list,
+                                                               "--upstream", "127.0.0.1:5399", "--threads", "1"])
+        XCTAssertEqual(passed.status, 1, "serve's flags taken, and the name denied: \(passed.stdout)\(passed.stderr)")
+    }
+
     /// Mistakes Yams or the loaders would report without a place, or not at all, name the config line.
     func testValidateNamesTheConfigLineOfEachMistake() throws {
         let dir = TestPaths.tempDir("validate-lines")

@@ -126,6 +126,33 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
     }
 
+    /// An answer of 65,535 octets from upstream reaches a TCP client that sent EDNS whole, without
+    /// dnsgate's OPT, for which there is no room: before, the client got an empty TC reply, which
+    /// over TCP it has nowhere to retry (QA pass 12, F5). From the cache too.
+    func testAnAnswerFillingATCPMessageReachesAnEDNSClientWithoutOurOPT() throws {
+        // 12 header + 22 question ("big.allowed.test" TXT) + 244 TXT records of 268 + one of 109 = 65,535.
+        @Sendable func txt(_ text: Int) -> [UInt8] {
+            [0xC0, 0x0C, 0, 16, 0, 1, 0, 0, 0, 60, UInt8((text + 1) >> 8), UInt8((text + 1) & 0xFF), UInt8(text)]
+                + [UInt8](repeating: 0x61, count: text)
+        }
+        let records = Array(repeating: txt(255), count: 244) + [txt(96)]
+        XCTAssertEqual(12 + 22 + records.map(\.count).reduce(0, +), 65535)
+        let upstream = ScriptedUpstream { _, question, overTCP in
+            guard question.starts(with: [3] + Array("big".utf8)) else { return .init(flags: 0x8180, answers: [txt(5)]) }
+            return overTCP ? .init(flags: 0x8180, answers: records) : .init(flags: 0x8380)
+        }
+        let g = try DNSGateProcess(allow: "*.allowed.test TXT\n", upstreams: [upstream.address])
+        for round in ["upstream", "cache"] {
+            let a = try dig(g.port, ["+time=6", "+tries=1", "+tcp", "+edns=0", "big.allowed.test", "TXT"])
+            XCTAssertEqual(a.status, "NOERROR", "\(round): \(a.raw.prefix(600))")
+            XCTAssertEqual(a.answers.count, 245, "\(round): \(a.raw.prefix(600))")
+            XCTAssertFalse(a.raw.contains("flags: qr tc"), "\(round): \(a.raw.prefix(600))")
+        }
+        XCTAssertEqual(upstream.asked.tcp, 1, "the second from the cache")
+        let small = try dig(g.port, ["+time=6", "+tries=1", "+tcp", "+edns=0", "other.allowed.test", "TXT"])
+        XCTAssertTrue(small.raw.contains("OPT PSEUDOSECTION"), "an answer with room keeps its OPT: \(small.raw.prefix(600))")
+    }
+
     /// Over TCP, a reply with another ID on the connection that carries the one query means no answer will come on it: the next upstream is asked at once, a failure,
     /// not a timeout, for the first (it waited the whole timeout with the connection held open).
     func testAWrongTCPReplyFailsOverAtOnceInsteadOfTimingOut() throws {

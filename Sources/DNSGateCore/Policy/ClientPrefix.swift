@@ -33,6 +33,11 @@ public struct ClientPrefix: Hashable, Sendable, CustomStringConvertible {
         return address[i] & mask == network[i]
     }
 
+    /// Whether every address `other` selects is in this prefix too.
+    public func covers(_ other: ClientPrefix) -> Bool {
+        other.network.count == network.count && length <= other.length && contains(other.network)
+    }
+
     public var description: String { IPAddressText.text(network) + "/\(length)" }
 
     /// IPv4 or IPv6 text to network-order octets, an IPv4-mapped IPv6 address as its IPv4 form (so a

@@ -32,6 +32,25 @@ public struct ExceptionSet: Sendable {
         let wildcard: Bool
         let prefix: ClientPrefix?
         let types: Set<RecordType>?
+
+        func sameScope(as o: Compiled) -> Bool {
+            name == o.name && wildcard == o.wildcard && prefix == o.prefix && exception.profile == o.exception.profile && types == o.types
+        }
+
+        /// Whether this one allows every query `o` allows: same name and types, and a scope that
+        /// contains `o`'s (everyone contains every profile and prefix; a prefix, the prefixes inside it).
+        func covers(_ o: Compiled) -> Bool {
+            guard name == o.name && wildcard == o.wildcard && types == o.types else { return false }
+            switch (exception.profile, prefix) {
+            case (nil, nil): return true
+            case (let p?, _): return p == o.exception.profile
+            case (nil, let mine?): return o.exception.profile == nil && o.prefix.map(mine.covers) == true
+            }
+        }
+
+        var scopeText: String {
+            exception.profile.map { "profile \($0)" } ?? prefix.map { "client \($0)" } ?? "everyone"
+        }
     }
     private var items: [Compiled] = []
 
@@ -84,11 +103,17 @@ public struct ExceptionSet: Sendable {
             prefix = p
         }
         guard !items.contains(where: { $0.exception.id == e.id }) else { throw ExceptionError("duplicate id \(e.id)") }
-        if let same = items.first(where: { $0.name == name && $0.wildcard == wildcard && $0.prefix == prefix
-                                           && $0.exception.profile == e.profile && $0.types == types && $0.exception.expiresAt > now }) {
+        let new = Compiled(exception: e, name: name, wildcard: wildcard, prefix: prefix, types: types)
+        if let same = items.first(where: { $0.exception.expiresAt > now && $0.sameScope(as: new) }) {
             throw ExceptionError("exception \(same.exception.id) already allows this (\(same.exception.pattern)); revoke it to change it")
         }
-        items.append(Compiled(exception: e, name: name, wildcard: wildcard, prefix: prefix, types: types))
+        // A second ID for a permission a wider one already grants for as long: revoking one would
+        // quietly leave the other in force (QA pass 12, F6). A longer or narrower-in-time one is taken.
+        if let wider = items.first(where: { $0.exception.expiresAt >= e.expiresAt && $0.covers(new) }) {
+            throw ExceptionError("exception \(wider.exception.id) (\(wider.exception.pattern), \(wider.scopeText)) already allows this "
+                                 + "for at least as long; revoke it to change it")
+        }
+        items.append(new)
     }
 
     /// The same exceptions with every time moved by `seconds`: after the wall clock stepped by that

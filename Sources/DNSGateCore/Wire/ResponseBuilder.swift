@@ -29,9 +29,10 @@ public enum ResponseBuilder {
 
     /// Octets of the EDE text that are sent: kept well inside any payload limit, and cut on a
     /// character boundary, never mid UTF-8 sequence.
+    private static let maxEDEText = 400
     private static func edeTextLength(_ ede: ExtendedError) -> Int {
         let utf8 = ede.text.utf8
-        var cut = min(utf8.count, 400)
+        var cut = min(utf8.count, maxEDEText)
         if cut < utf8.count {
             while cut > 0 && utf8[utf8.index(utf8.startIndex, offsetBy: cut)] & 0xC0 == 0x80 { cut -= 1 }   // continuation octet
         }
@@ -79,6 +80,24 @@ public enum ResponseBuilder {
             if let e = edns { writeOPT(into: &w, payload: defaultUDPPayload, rcode: rcode, dnssecOK: e.dnssecOK, ede: ede) }
         }
         return out
+    }
+
+    /// `reply` without the OPT record `writeOPT` put last, ARCOUNT one less; nil when it ends in none,
+    /// or in one whose extended RCODE the header cannot carry. For a TCP answer the OPT pushes past
+    /// 65,535 octets: the answer without it is worth more than a truncated one, which a client over
+    /// TCP has nowhere to retry (QA pass 12, F5).
+    public static func droppingTrailingOPT(_ reply: [UInt8]) -> [UInt8]? {
+        guard reply.count >= 12 + 11, reply.u16(at: 10) > 0 else { return nil }
+        let longest = min(reply.count - 12, 17 + maxEDEText)
+        for length in 11...longest {
+            let start = reply.count - length
+            guard reply[start] == 0, reply.u16(at: start + 1) == RecordType.opt.rawValue, Int(reply.u16(at: start + 9)) == length - 11 else { continue }
+            guard reply[start + 5] == 0 else { return nil }
+            var out = Array(reply[..<start])
+            out.put16(reply.u16(at: 10) - 1, at: 10)
+            return out
+        }
+        return nil
     }
 
     /// A reply with TC set and nothing but the question (and OPT): the client retries over TCP (RFC 7766 §5).

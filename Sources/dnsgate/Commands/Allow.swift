@@ -12,7 +12,7 @@ extension DNSGateCommand {
         struct Add: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Allow a name (or *.suffix) for a while.")
             @Argument(help: "Name or *.suffix to allow.") var pattern: String
-            @Option(name: .customLong("for"), help: ArgumentHelp("Lifetime: 90s, 30m, 2h, 1d.", valueName: "duration")) var lifetime: String
+            @Option(name: .customLong("for"), parsing: .unconditional, help: ArgumentHelp("Lifetime: 90s, 30m, 2h, 1d.", valueName: "duration")) var lifetime: String
             @Option(help: ArgumentHelp("Why; shown in stats, logs and `allow list`.", valueName: "text")) var reason: String
             @Option(help: ArgumentHelp("Only for clients in this prefix (192.0.2.0/24).", valueName: "prefix")) var client: String?
             @Option(help: ArgumentHelp("Only for clients of this profile.", valueName: "name")) var profile: String?
@@ -21,13 +21,13 @@ extension DNSGateCommand {
             @OptionGroup var control: ControlOptions
 
             func validate() throws {
-                guard TimeParsing.seconds(lifetime) != nil else { throw ValidationError("--for \(lifetime): expected a duration like 30m") }
+                _ = try TimeParsing.lifetime(lifetime)
                 guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--reason must not be empty") }
                 if client != nil && profile != nil { throw ValidationError(ControlCommandsText.clientOrProfile) }
             }
 
             func run() throws {
-                var args = ["pattern": pattern, "reason": reason, "seconds": String(TimeParsing.seconds(lifetime)!)]
+                var args = ["pattern": pattern, "reason": reason, "seconds": String(try TimeParsing.lifetime(lifetime))]
                 args["client"] = client; args["profile"] = profile; args["types"] = types
                 let obj = try controlRequest("allow_add", args, control)
                 if json { try printJSON(obj); return }

@@ -17,6 +17,7 @@ extension DNSGateCommand {
                                    valueName: "addr:port")) var listener: String?
         @Flag(help: "Print one JSON object.") var json = false
         @OptionGroup var options: ConfigOptions
+        @OptionGroup(visibility: .hidden) var serving: ServingOptions
 
         // Argument errors here, not in run(), so they come with check's usage rather than the root's.
         func validate() throws {
@@ -32,7 +33,7 @@ extension DNSGateCommand {
             var exceptions = ExceptionSet()
             let now = Date().timeIntervalSince1970
             do {
-                let c = try options.load()
+                let c = try options.load(serving)
                 let suffixes = try PolicyBuilder.suffixList(c, warn: warn)
                 set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // As a profile naming such a listener is refused: no query arrives there (QA pass 11).

@@ -10,13 +10,14 @@ extension DNSGateCommand {
             discussion: "SIGHUP re-reads the configuration and allow-lists; a broken file is refused and the running policy stays.")
 
         @OptionGroup var options: ConfigOptions
+        @OptionGroup var serving: ServingOptions
 
         func run() throws {
             LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
             let logger = Logger(label: "dnsgate")
             let service: DNSGateService
             do {
-                service = try DNSGateService(config: try options.load(), overrides: options.overrides, logger: logger)
+                service = try DNSGateService(config: try options.load(serving), overrides: options.overrides(serving), logger: logger)
                 try service.start()
             } catch {
                 throw fail(error)

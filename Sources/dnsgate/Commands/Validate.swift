@@ -8,10 +8,11 @@ extension DNSGateCommand {
             abstract: "Check the configuration, every allow-list and the state file; print file:line of the first error.")
 
         @OptionGroup var options: ConfigOptions
+        @OptionGroup var serving: ServingOptions
 
         func run() throws {
             do {
-                let c = try options.load()
+                let c = try options.load(serving)
                 let suffixes = try PolicyBuilder.suffixList(c, warn: warn)
                 let set = try PolicyBuilder.build(c, suffixes: suffixes)
                 // serve refuses to start on a broken state file, and drops saved exceptions that no longer validate.

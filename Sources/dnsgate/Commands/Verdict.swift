@@ -28,7 +28,7 @@ extension DNSGateCommand {
                 """)
         @Option(help: ArgumentHelp("The runner's address as dnsgate sees it: one IPv4 or IPv6 address (no name, port or prefix).",
                                    valueName: "addr")) var client: String
-        @Option(help: ArgumentHelp("Start of the period: epoch seconds, ISO 8601, or a duration ago (30m).", valueName: "time")) var since: String?
+        @Option(parsing: .unconditional, help: ArgumentHelp("Start of the period: epoch seconds, ISO 8601, or a duration ago (30m).", valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Start of the period: a mark recorded with `dnsgate mark`.", valueName: "name")) var mark: String?
         @Flag(help: "Print the raw JSON object.") var json = false
         @OptionGroup var control: ControlOptions
@@ -37,13 +37,13 @@ extension DNSGateCommand {
             // An empty or misspelt $RUNNER_IP must not turn the job's gate into a clean pass.
             _ = try ClientOption.canonical(client)
             if since != nil && mark != nil { throw ValidationError("give --since or --mark, not both") }
-            if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
+            if let since { _ = try TimeParsing.since(since) }
         }
 
         func run() throws {
             let client = try ClientOption.canonical(client)
             var args = ["client": client]
-            if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
+            if let since { args["since"] = String(try TimeParsing.since(since)) }
             if let mark { args["mark"] = mark }
             // 3: no verdict at all (no server to ask, a broken config): not 1, which says the job egressed.
             let obj = try controlRequest("verdict", args, control, exitCodes: ["unknown_mark": 2], errorStatus: 3)
@@ -86,20 +86,20 @@ extension DNSGateCommand {
                 """)
         @Option(help: ArgumentHelp("Only names this client asked for (their counts cover every client): one IPv4 or IPv6 address.",
                                    valueName: "addr")) var client: String?
-        @Option(help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago (their counts cover all the server saw).",
+        @Option(parsing: .unconditional, help: ArgumentHelp("Only names seen since: epoch, ISO 8601 or a duration ago (their counts cover all the server saw).",
                                    valueName: "time")) var since: String?
         @Option(help: ArgumentHelp("Show only what is new against this allow-list file.", valueName: "file")) var diff: String?
         @OptionGroup var control: ControlOptions
 
         func validate() throws {
             if let client { _ = try ClientOption.canonical(client) }
-            if let s = since, TimeParsing.pointInTime(s) == nil { throw ValidationError("--since \(s): expected epoch seconds, ISO 8601 or a duration like 30m") }
+            if let since { _ = try TimeParsing.since(since) }
         }
 
         func run() throws {
             var args: [String: String] = [:]
             args["client"] = try client.map(ClientOption.canonical)
-            if let since { args["since"] = String(TimeParsing.pointInTime(since)!) }
+            if let since { args["since"] = String(try TimeParsing.since(since)) }
             if let diff {
                 args["diff"] = diff.hasPrefix("/") ? diff : FileManager.default.currentDirectoryPath + "/" + diff
                 // Read here, with the caller's rights: the server never opens a path a client names.

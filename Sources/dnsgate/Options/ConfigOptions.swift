@@ -3,7 +3,8 @@ import DNSGateCore
 import DNSGateServer
 import Foundation
 
-/// Where the configuration comes from, and the flags that override it: serve, check, validate.
+/// Where the configuration comes from, and the flags that override what decides a query: serve,
+/// check, validate. The flags that only a running server uses are `ServingOptions`.
 ///
 /// With no `--config`, `config/dnsgate.yaml` under the current directory is used if present, then
 /// `/etc/dnsgate/dnsgate.yaml`; with neither, built-in defaults plus the flags.
@@ -17,9 +18,6 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Address to serve UDP and TCP on, ADDR[:PORT] or [IPV6]:PORT (repeatable; replaces the config's list).", valueName: "addr:port"))
     var listen: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Upstream resolver, ADDR[:PORT] (repeatable; replaces the config's list).", valueName: "addr:port"))
-    var upstream: [String] = []
-
     @Option(name: .long, help: ArgumentHelp("Allow-list file, plain list or RPZ zone (repeatable; replaces the config's list).", valueName: "file"))
     var allow: [String] = []
 
@@ -30,10 +28,61 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("enforce (deny what is not listed) or audit (forward everything, log what would be denied).", valueName: "mode"))
     var mode: String?
 
+    var configPath: String? { noConfig ? nil : config ?? Self.defaultConfigPath }
+
+    /// `config/dnsgate.yaml` under the current directory if present, then `/etc/dnsgate/dnsgate.yaml`.
+    static var defaultConfigPath: String? {
+        ["config/dnsgate.yaml", "/etc/dnsgate/dnsgate.yaml"].first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    func validate() throws {
+        for l in listen where HostPort(parsing: l) == nil { throw ValidationError("--listen \(l): expected ADDR[:PORT] or [IPV6]:PORT") }
+        if let s = sinkhole, s == "redirect" || SinkholeMode(name: s) == nil {
+            // A flag cannot carry redirect's addresses, and taking them from the file would split one setting over two places.
+            throw ValidationError("--sinkhole \(s): expected \(Self.sinkholeFlagModes); for redirect set sinkhole.mode: redirect "
+                                  + "with redirect_v4/redirect_v6 in the config file")
+        }
+        if let m = mode, PolicyMode(rawValue: m) == nil { throw ValidationError("--mode \(m): expected enforce or audit") }
+    }
+
+    /// Applies the flags (these and `serving`'s) on top of a loaded configuration; also used again on every reload.
+    func overrides(_ serving: ServingOptions) -> @Sendable (inout ServerConfig) -> Void {
+        let listen = listen.compactMap { HostPort(parsing: $0) }
+        let cwd = FileManager.default.currentDirectoryPath
+        let allow = allow.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
+        let sinkhole = sinkhole.flatMap { SinkholeMode(name: $0) }, mode = mode.flatMap(PolicyMode.init(rawValue:))
+        let serve = serving.overrides
+        return { c in
+            if !listen.isEmpty { c.listen = listen }
+            if !allow.isEmpty { c.allowFiles = allow }
+            if let sinkhole { c.sinkhole = sinkhole }
+            if let mode { c.mode = mode }
+            serve(&c)
+        }
+    }
+
+    /// The sinkhole modes `--sinkhole` takes: all but redirect, whose addresses only the config file holds.
+    static let sinkholeFlagModes = SinkholeMode.allNames.filter { $0 != "redirect" }.joined(separator: ", ")
+
+    /// The effective configuration: file (if any) then flags.
+    func load(_ serving: ServingOptions) throws -> ServerConfig {
+        var c = try configPath.map { try ConfigLoader.load(path: $0) } ?? ServerConfig()
+        overrides(serving)(&c)
+        return c
+    }
+}
+
+/// The flags only a running server uses: serve and validate show them; check takes them (scripts
+/// pass serve's flags along) without listing them, since none changes its answer (QA pass 11).
+struct ServingOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Upstream resolver, ADDR[:PORT] (repeatable; replaces the config's list).", valueName: "addr:port"))
+    var upstream: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Path of the control socket.", valueName: "path"))
     var control: String?
 
-    @Option(name: .long, help: ArgumentHelp("UDP listener threads and event loops (0: one per core).", valueName: "n"))
+    // Unconditional: `--threads -1` is then a range error, not the parser's "Missing value".
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("UDP listener threads and event loops (0: one per core).", valueName: "n"))
     var threads: Int?
 
     @Option(name: .long, help: ArgumentHelp("Query log: none, denied or all.", valueName: "level"))
@@ -52,22 +101,8 @@ struct ConfigOptions: ParsableArguments {
         return DnstapConfig.destination(parsing: d.hasPrefix("/") || !d.contains("/") ? d : cwd + "/" + d)
     }
 
-    var configPath: String? { noConfig ? nil : config ?? Self.defaultConfigPath }
-
-    /// `config/dnsgate.yaml` under the current directory if present, then `/etc/dnsgate/dnsgate.yaml`.
-    static var defaultConfigPath: String? {
-        ["config/dnsgate.yaml", "/etc/dnsgate/dnsgate.yaml"].first { FileManager.default.fileExists(atPath: $0) }
-    }
-
     func validate() throws {
-        for l in listen where HostPort(parsing: l) == nil { throw ValidationError("--listen \(l): expected ADDR[:PORT] or [IPV6]:PORT") }
         for u in upstream where HostPort(parsing: u) == nil { throw ValidationError("--upstream \(u): expected ADDR[:PORT] or [IPV6]:PORT") }
-        if let s = sinkhole, s == "redirect" || SinkholeMode(name: s) == nil {
-            // A flag cannot carry redirect's addresses, and taking them from the file would split one setting over two places.
-            throw ValidationError("--sinkhole \(s): expected \(Self.sinkholeFlagModes); for redirect set sinkhole.mode: redirect "
-                                  + "with redirect_v4/redirect_v6 in the config file")
-        }
-        if let m = mode, PolicyMode(rawValue: m) == nil { throw ValidationError("--mode \(m): expected enforce or audit") }
         if let q = queryLog, QueryLogLevel(rawValue: q) == nil { throw ValidationError("--query-log \(q): expected none, denied or all") }
         if let t = threads, !(0...64).contains(t) { throw ValidationError("--threads \(t): expected 0...64") }
         if let d = dnstap, dnstapDestination == nil {
@@ -75,36 +110,18 @@ struct ConfigOptions: ParsableArguments {
         }
     }
 
-    /// Applies the flags on top of a loaded configuration; also used again on every reload.
-    var overrides: @Sendable (inout ServerConfig) -> Void {
-        let listen = listen.compactMap { HostPort(parsing: $0) }, upstream = upstream.compactMap { HostPort(parsing: $0) }
-        let cwd = FileManager.default.currentDirectoryPath
-        let allow = allow.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
-        let sinkhole = sinkhole.flatMap { SinkholeMode(name: $0) }, mode = mode.flatMap(PolicyMode.init(rawValue:))
+    fileprivate var overrides: @Sendable (inout ServerConfig) -> Void {
+        let upstream = upstream.compactMap { HostPort(parsing: $0) }
         let control = control, threads = threads, queryLog = queryLog.flatMap(QueryLogLevel.init(rawValue:)), logFile = queryLogFile
         let dnstap = dnstapDestination
         return { c in
-            if !listen.isEmpty { c.listen = listen }
             if !upstream.isEmpty { c.upstreams = upstream }
-            if !allow.isEmpty { c.allowFiles = allow }
-            if let sinkhole { c.sinkhole = sinkhole }
-            if let mode { c.mode = mode }
             if let control { c.controlSocket = control }
             if let threads { c.threads = threads }
             if let queryLog { c.queryLog = queryLog }
             if let logFile { c.queryLogFile = logFile }
             if let dnstap { c.dnstap = DnstapConfig(destination: dnstap, identity: c.dnstap?.identity ?? DnstapConfig.hostName) }
         }
-    }
-
-    /// The sinkhole modes `--sinkhole` takes: all but redirect, whose addresses only the config file holds.
-    static let sinkholeFlagModes = SinkholeMode.allNames.filter { $0 != "redirect" }.joined(separator: ", ")
-
-    /// The effective configuration: file (if any) then flags.
-    func load() throws -> ServerConfig {
-        var c = try configPath.map { try ConfigLoader.load(path: $0) } ?? ServerConfig()
-        overrides(&c)
-        return c
     }
 }
 

@@ -19,6 +19,26 @@ enum TimeParsing {
     }
     private static func decimal(_ s: String) -> Double? { decimal(Substring(s)) }
 
+    /// `--for`: a lifetime, with the reason when it is not one.
+    static func lifetime(_ s: String, option: String = "--for") throws -> Double {
+        if let t = seconds(s) { return t }
+        let zeroOrLess = s.hasPrefix("-") || (s.contains("0") && s.allSatisfy { "0.smhd".contains($0) })
+        throw ValidationError("\(option) \(s): " + (zeroOrLess ? "a lifetime must be longer than 0, like 30m"
+                                                                : "expected a duration like 90s, 30m, 2h or 1d"))
+    }
+
+    /// `--since`: a point in time, with the reason when it is not one. A timestamp whose date or time
+    /// does not exist (`2026-02-30`, `24:30`) is said as such: the generic text read as a format error.
+    static func since(_ s: String, option: String = "--since") throws -> Double {
+        if let t = pointInTime(s) { return t }
+        let shape = s.prefix(19).map { $0.isNumber ? "9" : $0 }
+        if String(shape).uppercased() == "9999-99-99T99:99:99" {
+            throw ValidationError("\(option) \(s): no such date or time")
+        }
+        if s.hasPrefix("-") { throw ValidationError("\(option) \(s): give a duration ago without a sign, like 30m") }
+        throw ValidationError("\(option) \(s): expected epoch seconds, ISO 8601 or a duration like 30m")
+    }
+
     /// Nil for what is not a time, and for a time outside the years 0001–9999 (`inf`, `1e20`).
     static func pointInTime(_ s: String, now: Double = Date().timeIntervalSince1970) -> Double? {
         guard let t = anyPointInTime(s, now: now), ISO8601.range.contains(t) else { return nil }
