@@ -349,6 +349,31 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertEqual(kept(["0.0.0.0:5300"]).count, 6, "another port: nothing is ours")
         XCTAssertTrue(ResolvConf.localAddresses().contains([127, 0, 0, 1]), "getifaddrs sees loopback")
     }
+
+    /// An upstream that is one of this host's own addresses, on the port of a wildcard listener, is
+    /// dnsgate itself: refused as loopback is. In a namespace of the test's own, whose one other
+    /// address is 192.0.2.77 (one end of a veth pair inside it: `validate` sends nothing).
+    func testAnUpstreamOnThisHostsAddressUnderAWildcardListenerIsRefused() throws {
+        try RunnerTopology.requireNetns()
+        let ns = "dgself\(getpid())"
+        func ip(_ args: [String]) throws { XCTAssertEqual(try runCommand("/usr/sbin/ip", args).status, 0, "ip \(args)") }
+        try ip(["netns", "add", ns])
+        defer { _ = try? runCommand("/usr/sbin/ip", ["netns", "del", ns]) }
+        try ip(["-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+        try ip(["-n", ns, "addr", "add", "192.0.2.77/24", "dev", "d0"])
+        try ip(["-n", ns, "link", "set", "d0", "up"])
+        func validate(_ listen: String, _ upstream: String) throws -> CommandResult {
+            try runCommand("/usr/sbin/ip", ["netns", "exec", ns, TestPaths.dnsgateBinary, "validate", "--no-config",
+                                            "--listen", listen, "--upstream", upstream], timeout: 20)
+        }
+        let loop = try validate("0.0.0.0:5353", "192.0.2.77:5353")
+        XCTAssertEqual(loop.status, 1, loop.stdout + loop.stderr)
+        XCTAssertTrue(loop.stderr.contains("upstream 192.0.2.77:5353 is dnsgate's own listen address 0.0.0.0:5353"), loop.stderr)
+        for (listen, upstream) in [("0.0.0.0:5353", "192.0.2.78:5353"), ("0.0.0.0:5353", "192.0.2.77:53"), ("127.0.0.1:5353", "192.0.2.77:5353")] {
+            let ok = try validate(listen, upstream)
+            XCTAssertEqual(ok.status, 0, "\(listen) \(upstream): \(ok.stdout)\(ok.stderr)")
+        }
+    }
 }
 
 /// An upstream that answers the first query it gets with four forgeries (from 127.0.0.9, with the

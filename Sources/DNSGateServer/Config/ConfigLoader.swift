@@ -396,10 +396,13 @@ public enum PolicyBuilder {
     /// wildcard listener) sends every allowed question back to dnsgate, which waits out the deadline
     /// and answers SERVFAIL (QA pass 11, F10): a mistake, refused at its line.
     static func checkNoUpstreamIsOurself(_ c: ServerConfig) throws {
+        // The test `ResolvConf` applies to nameservers. The host's addresses are read (getifaddrs) only
+        // when a wildcard listener shares a port with an upstream: under `0.0.0.0:53`, an upstream
+        // written as one of this host's own addresses on port 53 is dnsgate too.
+        let wildcardPorts = Set(c.listen.filter { IPAddressText.octets($0.host)?.allSatisfy { $0 == 0 } == true }.map(\.port))
+        let local = c.upstreams.contains { wildcardPorts.contains($0.port) } ? ResolvConf.localAddresses() : []
         for u in c.upstreams {
-            // The test `ResolvConf` applies to nameservers; under a wildcard listener, loopback only
-            // (the host's other addresses would cost a getifaddrs on every reload).
-            guard let ours = ResolvConf.ownListener(reachedBy: u, among: c.listen, localAddresses: []) else { continue }
+            guard let ours = ResolvConf.ownListener(reachedBy: u, among: c.listen, localAddresses: local) else { continue }
             throw ConfigError(file: c.sourceFile ?? "command line", line: c.upstreamLines[u],
                               "upstream \(u) is dnsgate's own listen address \(ours): every allowed query would come back to it")
         }
