@@ -320,6 +320,7 @@ public final class DNSGateService: @unchecked Sendable {
         dnstap?.stop()   // after the loops: the last replies are in its queue
         for l in datagramListeners { l.close() }   // after the loops: late upstream replies still send on them
         datagramListeners.removeAll()
+        exceptionStore?.saveHits()   // after the last query: every hit counted
     }
 }
 

@@ -152,11 +152,19 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertTrue(shortRow.contains("\t2s left\t"), String(shortRow))
         XCTAssertTrue(try g!.cli(["stats"]).stdout.contains(" hits\tclient 127.0.0.0/8\tincident 42"))
 
-        // Restart on the same state file: the long exception is still there.
+        // Restart on the same state file: the long exception is still there, with its hits (written
+        // on the way down; they restarted at 0 before).
+        func hits(_ p: DNSGateProcess) throws -> String {
+            let row = try p.cli(["allow", "list"]).stdout.split(separator: "\n").first { $0.hasPrefix(id + "\t") } ?? ""
+            return row.split(separator: "\t").first { $0.hasSuffix(" hits") }.map(String.init) ?? "none"
+        }
+        let hitsBefore = try hits(g!)
+        XCTAssertNotEqual(hitsBefore, "0 hits")
         let dir = g!.dir
         g!.stop(); g = nil
         let again = try DNSGateProcess(allow: "www.allowed.test  # base\n", upstreams: [up],
                                        configYAML: "state_file: \"\(dir.path)/state.json\"\n")
+        XCTAssertEqual(try hits(again), hitsBefore, "hits kept across the restart")
         XCTAssertEqual(try dig(again.port, ["api.cdn.allowed.test"]).status, "NOERROR", "exception survived the restart")
         sleep(3)
         let expired = try dig(again.port, ["short.allowed.test"])

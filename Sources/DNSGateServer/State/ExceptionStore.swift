@@ -16,6 +16,10 @@ final class ExceptionStore: Sendable {
     init(path: String, pipeline: QueryPipeline, suffixes: PublicSuffixList?, logger: Logger, now: Double) throws {
         self.path = path; self.pipeline = pipeline; self.suffixes = suffixes; self.logger = logger
         let (saved, set, refused) = try SavedExceptions.load(path: path, suffixes: suffixes, now: now)
+        let live = Set(set.all.map(\.id))
+        // Counts from before the restart, for the exceptions still in force (QA pass 11 note).
+        let hits = (try? SavedExceptions.hits(path: path)) ?? [:]
+        pipeline.exceptionHits.withLock { h in for (id, n) in hits where live.contains(id) { h[id] = n } }
         for r in refused {
             logger.warning("dropping a saved exception that no longer validates",
                            metadata: ["concern": "exceptions", "id": "\(r.exception.id)", "pattern": "\(r.exception.pattern)", "error": "\(r.error)"])
@@ -78,11 +82,23 @@ final class ExceptionStore: Sendable {
         }
     }
 
+    /// Writes the hit counts as they stand, so a clean restart keeps them; called on shutdown.
+    /// Nothing to write without live exceptions.
+    func saveHits() {
+        lock.withLock { _ in
+            let set = pipeline.exceptions
+            guard !set.isEmpty else { return }
+            do { try persist(set) } catch { logger.error("cannot write the state file", metadata: ["concern": "exceptions", "error": "\(error)"]) }
+        }
+    }
+
     private func persist(_ set: ExceptionSet) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750]) }
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try enc.encode(SavedExceptions.StateFile(exceptions: set.all))
+        let ids = Set(set.all.map(\.id))
+        let hits = pipeline.exceptionHits.withLock { $0.filter { ids.contains($0.key) && $0.value > 0 } }
+        let data = try enc.encode(SavedExceptions.StateFile(exceptions: set.all, hits: hits.isEmpty ? nil : hits))
         let tmp = path + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o640]) else {
             throw ConfigError(file: tmp, line: nil, "cannot write the state file")
@@ -100,7 +116,9 @@ final class ExceptionStore: Sendable {
 /// The state file as `serve` reads it at start, shared with `validate` so a file that would stop the
 /// server fails the check run before it (systemd's ExecStartPre) instead of a restart loop.
 public enum SavedExceptions {
-    struct StateFile: Codable { var version = 1; var exceptions: [PolicyException] }
+    /// `hits`: each exception's hits when the file was written, by ID (absent in files of older
+    /// versions, which also ignore it).
+    struct StateFile: Codable { var version = 1; var exceptions: [PolicyException]; var hits: [String: Int]? = nil }
 
     /// The live saved exceptions as `serve` starts with them, and those it refuses: saved by an older
     /// binary under looser rules (a lifetime over 30 days, say). `validate` names those before a start
@@ -117,8 +135,13 @@ public enum SavedExceptions {
     }
 
     /// The saved exceptions, expired ones included; none when the file does not exist yet (first start).
-    public static func read(path: String) throws -> [PolicyException] {
-        guard FileManager.default.fileExists(atPath: path) else { return [] }
+    public static func read(path: String) throws -> [PolicyException] { try readFile(path: path).exceptions }
+
+    /// The hit counts saved with the exceptions, by ID.
+    static func hits(path: String) throws -> [String: Int] { try readFile(path: path).hits ?? [:] }
+
+    private static func readFile(path: String) throws -> StateFile {
+        guard FileManager.default.fileExists(atPath: path) else { return StateFile(exceptions: []) }
         let data: Data
         guard access(path, R_OK) == 0 else {
             // Foundation's text for this says only "you don't have permission"; the owner and mode say why.
@@ -130,7 +153,7 @@ public enum SavedExceptions {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ConfigError(file: path, line: nil, "cannot read the state file: \(error.localizedDescription)")
         }
-        do { return try JSONDecoder().decode(StateFile.self, from: data).exceptions } catch {
+        do { return try JSONDecoder().decode(StateFile.self, from: data) } catch {
             throw ConfigError(file: path, line: nil, "state file is not valid (\(error)); move it aside to start without its exceptions")
         }
     }

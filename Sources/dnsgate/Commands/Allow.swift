@@ -37,7 +37,7 @@ extension DNSGateCommand {
         }
 
         struct List: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List live exceptions with their remaining time and their hits since the server started.")
+            static let configuration = CommandConfiguration(abstract: "List live exceptions with their remaining time and hits.")
 
             /// One exception as `allow list` and `stats` print it: ID, pattern, time left, hits, scope, reason.
             static func line(_ e: [String: Any]) -> String {
