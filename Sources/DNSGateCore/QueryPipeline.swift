@@ -68,9 +68,26 @@ public final class ForwardJob: Sendable {
     let chain: ChainCheck?
     /// When the exception that allowed the query expires: no TTL in the reply outlives it.
     let exceptionExpiry: Double?
-    init(query: QueryView, key: CacheKey, record: QueryRecord, chain: ChainCheck?, exceptionExpiry: Double?) {
+    /// Set when `query` is the last target of a local-data CNAME chain, not what the client asked.
+    let chase: LocalChase?
+    init(query: QueryView, key: CacheKey, record: QueryRecord, chain: ChainCheck?, exceptionExpiry: Double?, chase: LocalChase? = nil) {
         self.query = query; self.key = key; self.record = record; self.chain = chain; self.exceptionExpiry = exceptionExpiry
+        self.chase = chase
     }
+
+    /// The question the client asked: `query`, or the one whose local chain led to it.
+    var clientQuery: QueryView { chase?.client ?? query }
+}
+
+/// A local-data CNAME chain whose last target the client's policy forwards: the client's question,
+/// and the chain its target's answer goes behind (`ChainSplice`).
+struct LocalChase: Sendable {
+    let client: QueryView
+    let chain: [LocalRecord]
+    let ttl: UInt32
+
+    /// The chain alone, as answered when the target's answer cannot be joined to it.
+    var alone: [UInt8] { ResponseBuilder.synthesized(client, rcode: .noError, answers: chain, ttl: ttl, ede: nil) }
 }
 
 /// The policy and client an answer's CNAME targets are checked against (`policy.cname_targets:
@@ -279,8 +296,11 @@ public final class QueryPipeline: Sendable {
             }
             return .reply(fit(reply.bytes, q, overTCP), queryRecord(action, reply.rcode))
         case .local(let records):
-            counters.bump(.local)
             let answers = Self.localAnswers(records, type: q.type, box: box)
+            if let chased = chase(answers, q, box: box, client: client, clientAddress: clientAddress, now: now, record: queryRecord(.forwarded, nil)) {
+                return chased
+            }
+            counters.bump(.local)
             let ttl = box.policy.sinkholeTTL
             return .reply(fit(build(scratch) { ResponseBuilder.synthesized(into: &$0, q, rcode: .noError, answers: answers, ttl: ttl, ede: nil) },
                               q, overTCP), queryRecord(.local, .noError))
@@ -313,18 +333,51 @@ public final class QueryPipeline: Sendable {
     /// The reply from the cache for a forwarded query, if the answer is there now. `process` asks first;
     /// a server that resolves misses on another thread asks again there, because an identical question
     /// may have been answered in between.
-    public func cachedReply(_ job: ForwardJob, now: Double) -> ([UInt8], QueryRecord)? {
+    /// - Parameter countsMiss: false for a second look, `process` having counted this query's miss
+    ///   (QA pass 6 saw TCP misses counted twice).
+    public func cachedReply(_ job: ForwardJob, now: Double, countsMiss: Bool = false) -> ([UInt8], QueryRecord)? {
         let cap = Self.ttlCap(until: job.exceptionExpiry, now: now)
-        // A second look: `process` already counted this query's miss (QA pass 6 saw TCP misses counted twice).
         guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, job.key, now: now, checkingTargets: job.chain != nil, ttlCap: cap,
-                                                                countsMiss: false) else { return nil }
+                                                                countsMiss: countsMiss) else { return nil }
         var record = job.record
         (record.action, record.rcode) = (stale ? .stale : .cached, rcode)
         let checked = checkedReply(toCheck?.answer.namesToCheck(asked: job.query.type), job.query, job.chain, &record, ttlCap: cap, now: now, scratch: nil) { cap in
             guard let toCheck else { return reply }
             return renderCached(toCheck.answer, for: job.query, age: toCheck.age, stale: stale, ttlCap: cap, scratch: nil)
         }
-        return (fit(checked, job.query, record.overTCP), record)
+        return (clientReply(checked, job), record)
+    }
+
+    /// What the client of `job` gets from `reply`, the reply to `job.query`: joined to the local
+    /// chain that led to it, if any (the chain alone when it cannot be), and fitted to the client's size.
+    private func clientReply(_ reply: [UInt8], _ job: ForwardJob) -> [UInt8] {
+        guard let c = job.chase else { return fit(reply, job.query, job.record.overTCP) }
+        return fit(ChainSplice.splice(reply, chain: c.chain, ttl: c.ttl, question: c.client.rawQuestion) ?? c.alone, c.client, job.record.overTCP)
+    }
+
+    /// When the local answer `answers` ends in a CNAME whose target the client's policy forwards (an
+    /// allow-list entry in enforce terms: not an exception, not audit mode's pass, not under a
+    /// quarantine of the client's), that target's answer joined behind it: from the cache, or a job
+    /// that asks upstream for the target. Nil to answer the chain alone. Nothing reaches an upstream
+    /// that the client could not have asked for itself.
+    private func chase(_ answers: [LocalRecord], _ q: QueryView, box: PolicyBox, client: String, clientAddress: [UInt8]?, now: Double,
+                       record: @autoclosure () -> QueryRecord) -> PipelineOutcome? {
+        guard q.type != .cname, let last = answers.last, last.type == .cname, !answers.contains(where: { $0.type == q.type }),
+              let target = try? DNSName(wire: last.rdata) else { return nil }
+        let v = box.decide(name: target, type: q.type)
+        guard case .forward = v.action, !v.audited, !v.isDenied else { return nil }
+        if hasQuarantines.value != 0, quarantineSet.withLock({ $0.match(client: client, name: target, now: now) }) != nil { return nil }
+        let question = target.wire + [UInt8(q.type.rawValue >> 8), UInt8(q.type.rawValue & 0xFF), 0, UInt8(DNSClass.in)]
+        let hashed = HashedName(target)
+        let asked = QueryView(header: q.header, name: target, nameHash: hashed.hash, type: q.type, qclass: DNSClass.in,
+                              rawQuestion: question[...], edns: q.edns)
+        let key = CacheKey(name: target, nameHash: hashed.hash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                           checkingDisabled: q.header.checkingDisabled)
+        let job = ForwardJob(query: asked, key: key, record: record(),
+                             chain: box.checksCNAMETargets ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
+                             exceptionExpiry: nil, chase: LocalChase(client: q, chain: answers, ttl: box.policy.sinkholeTTL))
+        if let (reply, rec) = cachedReply(job, now: now, countsMiss: true) { return .reply(reply, rec) }
+        return .forward(job)
     }
 
     /// A cached answer whose CNAME targets are checked before it is rendered, outside the cache's lock
@@ -500,7 +553,7 @@ public final class QueryPipeline: Sendable {
                                  ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now), now: now, scratch: nil) {
             answer.render(for: job.query, age: 0, ttlCap: $0)
         }
-        return (fit(reply, job.query, job.record.overTCP), rec)
+        return (clientReply(reply, job), rec)
     }
 
     /// No upstream answered in time: serve stale if the cache still has the answer (RFC 8767), else SERVFAIL
@@ -518,12 +571,13 @@ public final class QueryPipeline: Sendable {
             let ede = ExtendedError(.staleAnswer, "dnsgate: upstream unavailable (\(detail))")
             let reply = checkedReply(chainTargets(old, job.chain, q), q, job.chain, &rec, ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now),
                                      now: now, scratch: nil) { old.render(for: q, age: 0, staleTTL: Self.staleTTL, ede: ede, ttlCap: $0) }
-            return (fit(reply, q, rec.overTCP), rec)
+            return (clientReply(reply, job), rec)
         }
         rec.action = .servfail
         rec.rcode = .servFail
         counters.bump(.servfail)
-        let bytes = ResponseBuilder.error(to: q.header, rcode: .servFail, rawQuestion: q.rawQuestion, edns: q.edns,
+        let asked = job.clientQuery
+        let bytes = ResponseBuilder.error(to: asked.header, rcode: .servFail, rawQuestion: asked.rawQuestion, edns: asked.edns,
                                           ede: ExtendedError(.noReachableAuthority, "dnsgate: no upstream answered (\(detail))"))
         return (bytes, rec)
     }

@@ -4,7 +4,8 @@ import XCTest
 
 /// Local data (RPZ records other than actions) answered by the pipeline: a CNAME is followed through
 /// the policy's own local data to the records the client asked for (QA pass 10, F1: given the CNAME
-/// alone, glibc's resolver reported no address), and ends where the local data does.
+/// alone, glibc's resolver reported no address), then to a forwarded target's answer when the policy
+/// allows the target, and ends where neither does.
 final class LocalDataTests: XCTestCase {
     private typealias W = WireFixtures
 
@@ -19,6 +20,7 @@ final class LocalDataTests: XCTestCase {
             loop-a.ci.test     CNAME loop-b.ci.test.
             loop-b.ci.test     CNAME loop-a.ci.test.
             out.ci.test        CNAME www.allowed.test.
+            gone.ci.test       CNAME www.denied.test.
             txt-only.ci.test   TXT   "v=1"
             to-txt.ci.test     CNAME txt-only.ci.test.
             """, file: "local.rpz")
@@ -32,6 +34,10 @@ final class LocalDataTests: XCTestCase {
             XCTFail("\(name): no reply"); return []
         }
         XCTAssertEqual(rec.action, .local, name)
+        return answerSection(bytes)
+    }
+
+    private func answerSection(_ bytes: [UInt8]) -> [String] {
         var pkt: UnsafeMutablePointer<ldns_pkt>?
         XCTAssertEqual(bytes.withUnsafeBufferPointer { ldns_wire2pkt(&pkt, $0.baseAddress, $0.count) }, LDNS_STATUS_OK)
         defer { ldns_pkt_free(pkt) }
@@ -53,9 +59,30 @@ final class LocalDataTests: XCTestCase {
         XCTAssertEqual(try answers(p, "pkgs.ci.test", type: 5), ["pkgs.ci.test. CNAME registry.ci.test."], "a CNAME question gets the CNAME")
     }
 
+    /// A target the policy forwards is asked upstream, and its answer goes behind the chain; the
+    /// client's question, ID and record stay the client's. A target the policy denies ends the chain.
+    func testAForwardedTargetIsAskedAndItsAnswerJoinsTheChain() throws {
+        let p = try pipeline()
+        guard case .forward(let job) = p.process(W.query(id: 0x7777, name: "out.ci.test"), client: "192.0.2.1", overTCP: false, now: 100) else {
+            return XCTFail("out.ci.test: not forwarded")
+        }
+        XCTAssertEqual(job.key.name, try DNSName("www.allowed.test"), "the target is asked")
+        XCTAssertEqual(job.record.name, try DNSName("out.ci.test"), "the record is the client's question")
+        let upstream = W.response(id: 0x0101, name: "www.allowed.test", answers: [.init(owner: W.questionPointer, type: 1, ttl: 300, rdata: [192, 0, 2, 1])])
+        let (bytes, rec) = p.complete(job, answer: try UpstreamAnswer(upstream, id: 0x0101, name: job.key.name, type: .a), now: 101)
+        XCTAssertEqual(answerSection(bytes), ["out.ci.test. CNAME www.allowed.test.", "www.allowed.test. A 192.0.2.1"])
+        XCTAssertEqual(ParsedReply(bytes: bytes).id, 0x7777)
+        XCTAssertEqual(rec.action, .forwarded)
+        guard case .reply(let cached, let again) = p.process(W.query(name: "out.ci.test"), client: "192.0.2.1", overTCP: false, now: 102) else {
+            return XCTFail("out.ci.test: not answered from the cache")
+        }
+        XCTAssertEqual(answerSection(cached), ["out.ci.test. CNAME www.allowed.test.", "www.allowed.test. A 192.0.2.1"])
+        XCTAssertEqual(again.action, .cached)
+        XCTAssertEqual(try answers(p, "gone.ci.test"), ["gone.ci.test. CNAME www.denied.test."], "a denied target: the chain alone")
+    }
+
     func testTheChainEndsWhereTheLocalDataDoes() throws {
         let p = try pipeline()
-        XCTAssertEqual(try answers(p, "out.ci.test"), ["out.ci.test. CNAME www.allowed.test."], "a forwarded target is the client's to ask")
         XCTAssertEqual(try answers(p, "to-txt.ci.test"), ["to-txt.ci.test. CNAME txt-only.ci.test."], "no A at the target: NODATA there")
         let loop = try answers(p, "loop-a.ci.test")
         XCTAssertEqual(loop.first, "loop-a.ci.test. CNAME loop-b.ci.test.")

@@ -502,6 +502,61 @@ final class RunnerPolicyTests: XCTestCase {
         XCTAssertTrue(diff.stdout.contains("+ registry.allowed.test."), diff.stdout)
     }
 
+    /// Local data that CNAMEs to a name the client's policy forwards is answered with the chain and
+    /// the target's answer, as unbound's RPZ answers it: glibc does not ask for a CNAME's target, so
+    /// the CNAME alone (as before) left builds with no address. The target is asked only when the
+    /// client could have asked for it: a target the policy does not allow never reaches the upstream
+    /// (read off the upstream's own query log), and its chain is answered alone.
+    func testLocalDataCNAMEToAForwardedNameComesWithTheTargetsAnswer() throws {
+        guard let nsd = Self.nsd else { try requireTool("nsd"); throw XCTSkip("nsd did not start") }
+        let logging = try LoggingUpstream(nsdPort: nsd.port)
+        defer { logging.stop() }
+        let files = TestPaths.tempDir("chase")
+        try "www.allowed.test  # the mirror\nalias.allowed.test  # a CNAME upstream\n"
+            .write(toFile: files.path + "/mirror.allow", atomically: true, encoding: .utf8)
+        try """
+            $TTL 300
+            @ IN SOA ns.example.net. hostmaster.example.net. 1 3600 600 86400 300
+            @ IN NS ns.example.net.
+            pkgs.ci.test   IN CNAME www.allowed.test.
+            first.ci.test  IN CNAME pkgs.ci.test.
+            alias.ci.test  IN CNAME alias.allowed.test.
+            away.ci.test   IN CNAME www.denied.test.
+
+            """.write(toFile: files.path + "/local.rpz", atomically: true, encoding: .utf8)
+        let yaml = "state_file: \"@DIR@/state.json\"\nallow: [\"\(files.path)/mirror.allow\", \"\(files.path)/local.rpz\"]\nsinkhole:\n  ttl: 60\n"
+        let g = try DNSGateProcess(allow: nil, upstreams: [logging.address], configYAML: yaml)
+        // Answers with the upstream's TTLs left out: unbound in between counts them down.
+        func answers(_ args: [String]) throws -> [String] {
+            try dig(g.port, args).answers.map { line in
+                let f = line.split(separator: " ")
+                return f.count > 2 && !f[0].hasSuffix("ci.test.") ? ([f[0]] + f[2...]).joined(separator: " ") : line
+            }
+        }
+        for round in ["from the upstream", "from the cache"] {
+            for transport in [[], ["+tcp"]] {
+                XCTAssertEqual(try answers(transport + ["pkgs.ci.test", "A"]),
+                               ["pkgs.ci.test. 60 IN CNAME www.allowed.test.", "www.allowed.test. IN A 192.0.2.1"], "\(round) \(transport)")
+            }
+        }
+        XCTAssertEqual(try dig(g.port, ["pkgs.ci.test", "A"]).status, "NOERROR")
+        XCTAssertEqual(try answers(["pkgs.ci.test", "AAAA"]).last, "www.allowed.test. IN AAAA 2001:db8::1")
+        XCTAssertEqual(try answers(["first.ci.test", "A"]),
+                       ["first.ci.test. 60 IN CNAME pkgs.ci.test.", "pkgs.ci.test. 60 IN CNAME www.allowed.test.", "www.allowed.test. IN A 192.0.2.1"])
+        XCTAssertEqual(try answers(["alias.ci.test", "A"]),
+                       ["alias.ci.test. 60 IN CNAME alias.allowed.test.", "alias.allowed.test. IN CNAME www.allowed.test.",
+                        "www.allowed.test. IN A 192.0.2.1"], "the upstream's own chain comes along")
+        XCTAssertEqual(try dig(g.port, ["pkgs.ci.test", "CNAME"]).answers, ["pkgs.ci.test. 60 IN CNAME www.allowed.test."],
+                       "a CNAME question gets the CNAME")
+        let away = try dig(g.port, ["away.ci.test", "A"])
+        XCTAssertEqual(away.answers, ["away.ci.test. 60 IN CNAME www.denied.test."], "a target the policy denies: the chain alone")
+        let asked = logging.loggedQueries().map { "\($0.name) \($0.type)" }
+        XCTAssertFalse(asked.contains { $0.contains("denied.test") || $0.contains("ci.test") }, "\(asked)")
+        XCTAssertEqual(asked.filter { $0 == "www.allowed.test. A" }.count, 1, "asked once, then cached: \(asked)")
+        let logged = waitFor { g.queryLogLines.contains { $0.contains("\"qname\":\"pkgs.ci.test.\"") && $0.contains("\"action\":\"forwarded\"") } }
+        XCTAssertTrue(logged, g.queryLogLines.joined(separator: "\n"))
+    }
+
     /// `policy.cname_targets: allowed` end to end: nsd answers an allowed name with a CNAME to a
     /// denied one. The client gets the sinkhole answer naming the target, from the upstream and from
     /// the cache, while a chain inside the allow-list still resolves; without the setting the chain

@@ -150,6 +150,12 @@ final class RunnerTopologyTests: XCTestCase {
             XCTAssertEqual(aliased.status, 0, "runner \(role): \(aliased.stderr)")
             XCTAssertEqual(aliased.stdout.split(separator: " ").first, "192.0.2.1", "runner \(role): \(aliased.stdout)")
             XCTAssertEqual(try t.exec(ns, ["curl", "-sS", "--max-time", "10", url("pkgs.ci.test")]).stdout, run.token + "\n")
+            // And behind a CNAME to an allowed name the upstream answers: its answer comes with the CNAME
+            // (it came alone before, and glibc found no address).
+            let (mirrored, _) = try timed(t, ns, ["getent", "hosts", "mirror.ci.test"])
+            XCTAssertEqual(mirrored.status, 0, "runner \(role): \(mirrored.stderr)")
+            XCTAssertEqual(mirrored.stdout.split(separator: " ").first, "192.0.2.1", "runner \(role): \(mirrored.stdout)")
+            XCTAssertEqual(try t.exec(ns, ["curl", "-sS", "--max-time", "10", url("mirror.ci.test")]).stdout, run.token + "\n")
             let (blocked, blockedTime) = try timed(t, ns, ["curl", "-sS", "--max-time", "10", url("evil.denied.test")])
             XCTAssertEqual(blocked.status, 6, "curl exit 6 is 'could not resolve host': \(blocked.stderr)")
             XCTAssertTrue(blocked.stderr.contains("Could not resolve host"), blocked.stderr)
