@@ -49,7 +49,7 @@ final class AnswerCacheTests: XCTestCase {
         var limits = CacheLimits(); limits.maxTTL = 100; limits.maxNegativeTTL = 10; limits.minTTL = 5
         let cache = AnswerCache(limits: limits)
         let rrs = [WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 200_000, rdata: [192, 0, 2, 1]),
-                   WireFixtures.RR(owner: [0xC0, 0x0C], type: 1, ttl: 1, rdata: [192, 0, 2, 2])]
+                   WireFixtures.RR(owner: [0xC0, 0x0C], type: 16, ttl: 1, rdata: [1, 0x61])]   // not the A RRset: TTLs of their own
         let positive = try UpstreamAnswer(WireFixtures.response(id: 7, answers: rrs), id: 7, name: try DNSName("www.example.com"), type: .a)
         XCTAssertEqual(cache.clamped(positive).ttls, [100, 5])
         let soa = WireFixtures.RR(owner: WireFixtures.name("example.com"), type: 6, ttl: 3_600, rdata: WireFixtures.soaRData(minimum: 3_600))

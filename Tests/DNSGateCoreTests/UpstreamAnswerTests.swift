@@ -41,14 +41,11 @@ final class UpstreamAnswerTests: XCTestCase {
             ("wrong type", W.response(type: 28, answers: ok)),
             ("wrong class", W.response(qclass: 3, answers: ok)),
             ("no question", W.response(qdcount: 0)),
-            ("trailing bytes", W.response(answers: ok, trailing: [0])),
-            ("trailing bytes after OPT", W.response(answers: ok, opt: .init(), trailing: [0, 0])),
+            ("OPCODE STATUS", W.response(extraFlags: 2 << 11, answers: ok)),
             ("answer count larger than the records", Array(W.response(answers: ok).dropLast(14))),
             ("RDATA beyond the end", Array(W.response(answers: ok).dropLast(1))),
             ("OPT in the answer section", W.response(answers: [RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: [])])),
             ("two OPT records", W.response(answers: ok, additional: [RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: [])], opt: .init())),
-            ("OPT not last", W.response(answers: ok, additional: [], opt: nil,
-                                        trailing: []).withAdditional([RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: []), a(5, 9)])),
             ("compression loop in the question", W.response(nameWire: [3] + Array("www".utf8) + [0xC0, 0x0C])),
             ("question name read from the header", W.response(nameWire: [0xC0, 0x04])),
             ("shorter than a header", [0x42, 0x42, 0x81]),
@@ -61,6 +58,43 @@ final class UpstreamAnswerTests: XCTestCase {
 
     func testMixedCaseQuestionFromUpstreamIsAccepted() throws {
         XCTAssertNoThrow(try answer(W.response(name: "WWW.example.COM", answers: [a(60, 1)])))
+    }
+
+    /// QA pass 13: what unbound takes and dnsgate refused, each refusal costing the client a timeout.
+    /// Octets after the last record are dropped (F7); an OPT before other additional records goes,
+    /// with those after it (F2: RFC 6891 §6.1.1 lets it sit anywhere in the section).
+    func testTrailingOctetsAndAnOPTBeforeOtherAdditionalRecordsAreDropped() throws {
+        var expected = W.response(answers: [a(60, 1)]); expected.put16(0, at: 0)
+        XCTAssertEqual(try answer(W.response(answers: [a(60, 1)], trailing: [0])).body, expected)
+        XCTAssertEqual(try answer(W.response(answers: [a(60, 1)], opt: .init(), trailing: [0, 0])).body, expected)
+        let glue = RR(owner: W.name("ns.example.com"), type: 1, ttl: 60, rdata: [192, 0, 2, 53])
+        let optFirst = W.response(answers: [a(60, 1)]).withAdditional([glue, RR(owner: [0], type: 41, rclass: 1232, ttl: 0, rdata: []), a(5, 9)])
+        let ans = try answer(optFirst)
+        var kept = W.response(answers: [a(60, 1)], additional: [glue]); kept.put16(0, at: 0)
+        XCTAssertEqual(ans.body, kept, "the glue before the OPT stays, the record after it goes")
+        XCTAssertEqual(ans.ttls, [60, 60])
+    }
+
+    /// F11: an RRset's TTLs become its smallest (RFC 2181 §5.2), so no address goes out with another's
+    /// TTL when they turn; a run at the end of the answer section too, and nothing outside a run.
+    func testTheAddressesOfAnRRsetShareItsSmallestTTL() throws {
+        let ns = RR(owner: W.name("example.com"), type: 2, ttl: 900, rdata: W.name("ns.example.com"))
+        let mixed = try answer(W.response(answers: [a(300, 1), a(5, 2)], authority: [ns]))
+        XCTAssertEqual(mixed.addressRuns.first?.count, 2)
+        XCTAssertEqual(mixed.ttls, [5, 5, 900])
+        XCTAssertEqual(try answer(W.response(answers: [a(300, 1)], authority: [ns])).ttls, [300, 900])
+    }
+
+    /// F8, F9: records but none of the type asked, no CNAME and no SOA (a DNAME alone, an AAAA for an A
+    /// question) are passed on and never cached, as a negative answer without SOA is not.
+    func testAnAnswerWithNothingOfTheTypeAskedIsNotCached() throws {
+        let aaaa = RR(owner: W.questionPointer, type: 28, ttl: 300, rdata: [UInt8](repeating: 1, count: 16))
+        XCTAssertNil(try answer(W.response(answers: [aaaa])).cacheTTL)
+        let dname = RR(owner: W.name("example.com"), type: 39, ttl: 300, rdata: W.name("example.net"))
+        XCTAssertNil(try answer(W.response(answers: [dname])).cacheTTL)
+        XCTAssertEqual(try answer(W.response(answers: [a(300, 1)])).cacheTTL, 300)
+        let cname = RR(owner: W.questionPointer, type: 5, ttl: 120, rdata: W.name("cdn.example.net"))
+        XCTAssertEqual(try answer(W.response(answers: [cname])).cacheTTL, 120, "a chain the upstream left unfinished, as before")
     }
 
     func testOPTIsStrippedAndARCOUNTAdjusted() throws {
@@ -121,7 +155,7 @@ final class UpstreamAnswerTests: XCTestCase {
 
     func testRenderAgesTTLsEchoesClientCaseAndID() throws {
         let ns = RR(owner: W.name("example.com"), type: 2, ttl: 86400, rdata: W.name("ns.example.com"))
-        let ans = try answer(W.response(extraFlags: 0x0400 | 0x0020, answers: [a(300, 1), a(10, 2)], authority: [ns]))
+        let ans = try answer(W.response(extraFlags: 0x0400 | 0x0020, answers: [a(300, 1), RR(owner: W.questionPointer, type: 16, ttl: 10, rdata: [1, 0x61])], authority: [ns]))
         let client = W.view(W.query(id: 0xCAFE, name: "wWw.EXAMPLE.cOm", flags: 0x0100))
         let reply = ParsedReply(bytes: ans.render(for: client, age: 25))
         XCTAssertEqual(reply.id, 0xCAFE)
@@ -173,8 +207,8 @@ final class UpstreamAnswerTests: XCTestCase {
     }
 
     /// The addresses of an RRset come in another order for each query ID (QA pass 10, F3: one order
-    /// for the entry's whole life sent every runner to the same mirror), each record keeping its
-    /// place and TTL; runs under other owners, and other types, stay as they are.
+    /// for the entry's whole life sent every runner to the same mirror), the RRset's TTL with them;
+    /// runs under other owners, and other types, stay as they are.
     func testAddressRRsetsTurnWithTheQueryID() throws {
         let aaaa = { (last: UInt8) in RR(owner: W.questionPointer, type: 28, ttl: 60, rdata: [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [last]) }
         let other = RR(owner: W.name("other.example.com"), type: 1, ttl: 60, rdata: [192, 0, 2, 9])
@@ -194,7 +228,7 @@ final class UpstreamAnswerTests: XCTestCase {
         XCTAssertEqual(Array(order(1)[6...7]), [[192, 0, 2, 10], [192, 0, 2, 9]], "another owner: a run of its own")
         XCTAssertEqual(Array(order(2)[6...7]), [[192, 0, 2, 9], [192, 0, 2, 10]])
         XCTAssertEqual(ParsedReply(bytes: ans.render(for: W.view(W.query(id: 1)), age: 0)).records.map(\.ttl),
-                       [300, 200, 100, 60, 60, 60, 60, 60], "TTLs keep their places")
+                       [100, 100, 100, 60, 60, 60, 60, 60], "one TTL for the RRset, its smallest (QA pass 13, F11)")
     }
 
     /// A negative answer's SOA goes out with the TTL the denial is cached for, min(TTL, MINIMUM),

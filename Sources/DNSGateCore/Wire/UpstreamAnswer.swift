@@ -75,6 +75,7 @@ public struct UpstreamAnswer: Sendable {
     public init(_ msg: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType) throws {
         guard let h = msg.withUnsafeBytes({ HeaderFields($0) }) else { throw WireError.truncated(at: msg.count) }
         guard h.isResponse, h.id == id else { throw WireError.malformed("not a response to our ID") }
+        guard h.opcode == 0 else { throw WireError.malformed("OPCODE \(h.opcode) in reply to a QUERY") }   // RFC 1035 §4.1.1: copied
         guard h.questionCount == 1 else { throw WireError.malformed("QDCOUNT \(h.questionCount) in reply") }
         // Names are read on the stack (`withNameBytes`) and only a CNAME target is kept: a DNSName per
         // owner name was most of the parse's allocations (bench: 5 of the 35 per cache miss), and a
@@ -104,19 +105,28 @@ public struct UpstreamAnswer: Sendable {
         var answersType = false
         let anyType = type.rawValue == RecordType.any.rawValue
         var extendedRCODE: UInt8 = 0
+        var additionalBeforeOPT = 0
         var runs: [AddressRun] = []
         // The run being read: its first record's start, owner length and record length, and its count.
         var run: (start: Int, ownerLength: Int, stride: Int, count: Int)?
+        // Called before the next record's TTL is kept, so the run's are the last `count` kept.
         func closeRun() {
             if let r = run, r.count >= 2 {
                 runs.append(AddressRun(firstAddress: UInt32(r.start + r.ownerLength + 10), stride: UInt16(r.stride),
                                        count: UInt16(r.count), length: UInt8(r.stride - r.ownerLength - 10)))
+                // One TTL for the RRset, its smallest (RFC 2181 §5.2): `render` turns the addresses, and
+                // each would otherwise go out with another record's TTL (QA pass 13, F11).
+                let kept = ttlFields.count - r.count
+                if let least = ttlFields[kept...].map(\.ttl).min() {
+                    for k in kept..<ttlFields.count { ttlFields[k] = TTLField(offset: ttlFields[k].offset, ttl: least) }
+                }
             }
             run = nil
         }
         for section in 0..<3 {
+            if section == 1 { closeRun() }   // runs are in the answer section only
             let count = Int(section == 0 ? h.answerCount : section == 1 ? h.authorityCount : h.additionalCount)
-            for _ in 0..<count {
+            for index in 0..<count {
                 let start = i
                 // An answer record's owner: the question's name, a CNAME target named before it, or a stray.
                 var stray: DNSName?, isQuestion = false
@@ -161,6 +171,7 @@ public struct UpstreamAnswer: Sendable {
                 if rtype == .opt {
                     guard section == 2, optRange == nil else { throw WireError.malformed("misplaced OPT") }
                     optRange = start..<i
+                    additionalBeforeOPT = index
                     extendedRCODE = UInt8(ttl >> 24)        // the upper 8 bits of the RCODE (RFC 6891 §6.1.3)
                     continue
                 }
@@ -190,15 +201,25 @@ public struct UpstreamAnswer: Sendable {
             }
         }
         closeRun()
-        guard i == msg.count else { throw WireError.trailingBytes(count: msg.count - i) }
         // The message becomes the body once it has been read: edited as a copy while `msg` was still
         // read, it was copied whole on every cache miss.
         var body = consume msg
         body.put16(0, at: 0)
+        // Octets after the last counted record are no part of the answer: dropped, as unbound does, where
+        // refusing the reply cost the client a timeout (QA pass 13, F7).
+        if i < body.count { body.removeSubrange(i...) }
         if let r = optRange {
-            guard r.upperBound == body.count else { throw WireError.malformed("OPT is not the last record") }
-            body.removeSubrange(r)
-            body.put16(h.additionalCount - 1, at: 10)
+            if r.upperBound == body.count {
+                body.removeSubrange(r)
+                body.put16(h.additionalCount - 1, at: 10)
+            } else {
+                // RFC 6891 §6.1.1 lets the OPT sit anywhere in the additional section. The records after
+                // it go with it: removing it alone would move names their pointers may point at, and
+                // additional records are a resolver's to drop (QA pass 13, F2).
+                body.removeSubrange(r.lowerBound...)
+                body.put16(UInt16(additionalBeforeOPT), at: 10)
+                ttlFields.removeAll { Int($0.offset) >= r.lowerBound }
+            }
         }
         // dnsgate passes on only the basic RCODE. An extended one (BADVERS, or any of 16 and up) is the
         // upstream's error, not an answer: read as SERVFAIL, the exchange fails over and nothing is
@@ -219,7 +240,10 @@ public struct UpstreamAnswer: Sendable {
         let negative = nxDomain || (noError && !answersType && (h.answerCount == 0 || negativeTTL != nil))
         self.isNegative = negative
         if noError && !negative {
-            self.cacheTTL = minAnswerTTL
+            // Records, none of them of the type asked or a CNAME, and no SOA (a DNAME without the CNAME it
+            // stands for, an AAAA answering an A question): passed on, never cached, as a negative
+            // answer without SOA is not (RFC 2308 §5; QA pass 13, F8).
+            self.cacheTTL = answersType || !cnames.isEmpty ? minAnswerTTL : nil
         } else if noError || nxDomain {
             // No SOA: not cacheable (RFC 2308 §5). A chain before it counts too: its records expire with it.
             self.cacheTTL = negativeTTL.map { min($0, minAnswerTTL) }
