@@ -126,6 +126,25 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
     }
 
+    /// An upstream that sends more over UDP than dnsgate advertised (300 addresses, 4.8 KB, where
+    /// 1,232 octets were offered) has its datagram cut by the read; that is taken as TC and asked again
+    /// over TCP at once, from a UDP client's exchange and a TCP client's. Before, the cut reply was
+    /// refused and the client got SERVFAIL after the timeout (QA pass 13, F4).
+    func testADatagramLongerThanTheReadIsAskedAgainOverTCP() throws {
+        let records = (0..<300).map { i in [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, UInt8(100 + i / 256), UInt8(i % 256)] as [UInt8] }
+        let upstream = ScriptedUpstream { _, _, _ in .init(flags: 0x8180, answers: records) }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address],
+                                   configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 5000\n  deadline_ms: 10000\n")
+        let start = Date()
+        let udp = try dig(g.port, ["+time=8", "+tries=1", "+ignore", "udp.allowed.test"])
+        XCTAssertEqual(udp.status, "NOERROR", udp.raw)
+        XCTAssertTrue(udp.flags.contains("tc"), "too long for the client's UDP: TC, from the whole answer: \(udp.raw)")
+        let tcp = try dig(g.port, ["+time=8", "+tries=1", "+tcp", "tcp.allowed.test"])
+        XCTAssertEqual(tcp.answers.count, 300, tcp.raw.prefix(400).description)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 4, "no timeout waited out")
+        XCTAssertEqual(upstream.asked.tcp, 2, "each asked again over TCP")
+    }
+
     /// An answer of 65,535 octets from upstream reaches a TCP client that sent EDNS whole, without
     /// dnsgate's OPT, for which there is no room: before, the client got an empty TC reply, which
     /// over TCP it has nowhere to retry (QA pass 12, F5). From the cache too.

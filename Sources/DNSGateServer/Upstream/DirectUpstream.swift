@@ -90,7 +90,7 @@ final class DirectUpstream {
     private var byKey: [CacheKey: Exchange] = [:]
     private var bySlotID: [Int: Exchange] = [:]
     private var random: BufferedRandom
-    private let received = ReceiveBatch(count: readsPerCall, slotSize: 4096)
+    private let received = ReceiveBatch(count: readsPerCall, slotSize: UpstreamHealth.datagramReadSize)
     /// Reads what waited in a socket that had nothing in flight (`drainStale`); its own buffers, as
     /// `collect` may be reading `received` when an exchange moves on to an idle socket.
     private let stale = ReceiveBatch(count: readsPerCall, slotSize: 512)

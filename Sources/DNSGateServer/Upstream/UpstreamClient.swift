@@ -39,6 +39,9 @@ func socketFailureText(_ error: Error) -> String {
 
 /// Health of one upstream, shown by `dnsgate stats`.
 public final class UpstreamHealth: Sendable {
+    /// The most a UDP read takes of one upstream datagram (both upstream socket kinds read this much).
+    static let datagramReadSize = 4096
+
     public let address: String
     public let answered = AtomicCounter()
     public let timeouts = AtomicCounter()
@@ -80,7 +83,14 @@ public final class UpstreamHealth: Sendable {
     func checkedAnswer(_ bytes: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType, overTCP: Bool = false) -> UpstreamAnswer? {
         // dnstap wants the answer as received; `UpstreamAnswer` removes its OPT and zeroes its ID.
         let received: [UInt8]? = dnstap == nil ? nil : copy bytes
-        guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else { rejected.add(1); return nil }
+        // A datagram that fills its read slot was cut by the read: the upstream sent more than the
+        // 1,232 octets dnsgate advertises. Read as a truncated answer it is asked again over TCP, as
+        // unbound does; refused, the exchange waited out its timeout (QA pass 13, F4).
+        let cut = !overTCP && bytes.count >= Self.datagramReadSize ? UpstreamAnswer.truncatedCopy(of: bytes) : nil
+        guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else {
+            if let cut, let a = try? UpstreamAnswer(cut, id: id, name: name, type: type) { return a }
+            rejected.add(1); return nil
+        }
         if let dnstap, let socketAddress, let received { dnstap.message(.forwarderResponse, received, peer: socketAddress, overTCP: overTCP) }
         return a
     }

@@ -141,9 +141,9 @@ final class UpstreamSocketPool: @unchecked Sendable {
         let f = DatagramBootstrap(group: loop)
             // Answers to a flushed batch arrive together: read up to 16 with one recvmmsg. NIO splits the
             // receive buffer evenly, so each answer has 4 KB: dnsgate advertises 1,232 bytes (EDNS), and
-            // a longer UDP answer arrives cut short, fails the check, and the exchange moves on as after
-            // a timeout.
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readsPerCall * 4096))
+            // a longer UDP answer arrives cut short and is asked again over TCP (`checkedAnswer`).
+            .channelOption(ChannelOptions.recvAllocator,
+                           value: FixedSizeRecvByteBufferAllocator(capacity: Self.readsPerCall * UpstreamHealth.datagramReadSize))
             .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.readsPerCall)
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(mux) } }
             .bind(host: family == .v6 ? "::" : "0.0.0.0", port: 0)   // kernel-chosen ephemeral port, different per socket
