@@ -126,6 +126,30 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
     }
 
+    /// An upstream that does not know EDNS answers FORMERR (or NOTIMP), without OPT, to a query with
+    /// one, with or without the question: dnsgate asks it again without OPT at once, and keeps doing
+    /// so (RFC 6891 §7), from a UDP client's exchange and a TCP client's. Before, every name got
+    /// SERVFAIL, after the timeout when the FORMERR came without its question (QA pass 13, F1).
+    func testAnUpstreamWithoutEDNSIsAskedWithoutOPT() throws {
+        for (rcode, noQuestion) in [(UInt16(1), false), (1, true), (4, false)] {
+            let withOPT = Counter()
+            let upstream = ScriptedUpstream(ednsAware: { _, _, _, hasOPT in
+                guard hasOPT else { return .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(7)]) }
+                withOPT.add()
+                return .init(flags: 0x8100 | rcode, noQuestion: noQuestion)
+            })
+            let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address],
+                                       configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 4000\n  deadline_ms: 8000\n")
+            let start = Date()
+            for (name, transport) in [("one.allowed.test", []), ("two.allowed.test", ["+tcp"]), ("three.allowed.test", [])] {
+                let a = try dig(g.port, transport + ["+time=6", "+tries=1", name])
+                XCTAssertEqual(a.answers, ["\(name). 60 IN A 192.0.2.7"], "RCODE \(rcode), question \(!noQuestion): \(a.raw)")
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 3, "no timeout waited out")
+            XCTAssertEqual(withOPT.value, 1, "once refused, asked without OPT")
+        }
+    }
+
     /// An upstream that sends more over UDP than dnsgate advertised (300 addresses, 4.8 KB, where
     /// 1,232 octets were offered) has its datagram cut by the read; that is taken as TC and asked again
     /// over TCP at once, from a UDP client's exchange and a TCP client's. Before, the cut reply was
@@ -547,4 +571,12 @@ final class TCPConnection {
         return recv(fd, &b, b.count, Int32(MSG_DONTWAIT)) <= 0
     }
     deinit { close(fd) }
+}
+
+/// A count shared with an upstream's reply closure.
+final class Counter: @unchecked Sendable {   // guarded by `lock`
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
 }

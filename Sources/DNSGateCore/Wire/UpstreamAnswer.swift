@@ -63,6 +63,14 @@ public struct UpstreamAnswer: Sendable {
     /// The RCODE as the upstream sent it, extended bits included (BADVERS is 16): for the error text
     /// when it is not an answer. `rcode` reads an extended one as SERVFAIL.
     public let upstreamRCODE: ResponseCode
+    /// Whether the reply carried an OPT record (removed from `body`).
+    public let hadOPT: Bool
+    /// FORMERR or NOTIMP without an OPT of its own: the reply of a server that does not know EDNS to a
+    /// query that carried an OPT (RFC 6891 §7), which it would answer without one.
+    public var refusesEDNS: Bool {
+        !hadOPT && (upstreamRCODE.rawValue == ResponseCode.formErr.rawValue || upstreamRCODE.rawValue == ResponseCode.notImp.rawValue)
+    }
+
     /// NXDOMAIN, or NODATA (no record of the asked type, a SOA in authority), with or without a CNAME
     /// chain before it: its TTLs are capped as a negative answer's (RFC 2308 §2.1, §2.2).
     public let isNegative: Bool
@@ -228,6 +236,7 @@ public struct UpstreamAnswer: Sendable {
         self.rcode = rcode
         self.upstreamRCODE = ResponseCode(rawValue: UInt16(extendedRCODE) << 4 | h.rcode.rawValue)
         self.truncated = h.truncated
+        self.hadOPT = optRange != nil
         self.body = body
         self.questionLength = qEnd + 4 - 12
         self.ttlFields = ttlFields
@@ -250,6 +259,24 @@ public struct UpstreamAnswer: Sendable {
         } else {
             self.cacheTTL = nil
         }
+    }
+
+    /// A reply to query `id` with no question section and an error RCODE other than NXDOMAIN (FORMERR,
+    /// NOTIMP, REFUSED, SERVFAIL), as a server that cannot read a query's form sends it: an error
+    /// that fails the attempt at once (and may say the server does not know EDNS), where refusing it
+    /// left the exchange to its timeout (QA pass 13, F1). Nil for anything else.
+    public static func questionlessError(_ msg: borrowing [UInt8], id: UInt16) -> UpstreamAnswer? {
+        guard msg.count >= 12, let h = msg.withUnsafeBytes({ HeaderFields($0) }), h.isResponse, h.id == id, h.opcode == 0,
+              h.questionCount == 0, h.answerCount == 0, h.authorityCount == 0, h.additionalCount <= 1,
+              h.rcode.rawValue != 0, h.rcode.rawValue != 3 else { return nil }
+        return UpstreamAnswer(error: h.rcode, hadOPT: h.additionalCount == 1)
+    }
+
+    private init(error rcode: ResponseCode, hadOPT: Bool) {
+        self.rcode = rcode; self.upstreamRCODE = rcode; self.truncated = false; self.hadOPT = hadOPT
+        self.body = [UInt8](repeating: 0, count: 12); self.questionLength = 0; self.ttlFields = []; self.answerCount = 0
+        self.cnameTargets = []; self.strayOwners = []; self.ownsBeyondQuestion = false; self.addressRuns = []
+        self.cacheTTL = nil; self.isNegative = false
     }
 
     /// The header and question of `msg` with TC set and no records: what a datagram cut short by
@@ -345,17 +372,19 @@ public struct UpstreamAnswer: Sendable {
 /// that set AD but not DO never got it. CD is the client's, so that a validating upstream leaves the
 /// checking to a client that asked to do it (RFC 6840 §5.9).
 public enum UpstreamQuery {
+    /// - Parameter edns: false for an upstream that does not know EDNS (`UpstreamAnswer.refusesEDNS`):
+    ///   no OPT, so no DO bit and answers of 512 octets over UDP.
     public static func make(id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType, dnssecOK: Bool,
-                            checkingDisabled: Bool = false, payload: UInt16 = ResponseBuilder.defaultUDPPayload) -> [UInt8] {
+                            checkingDisabled: Bool = false, payload: UInt16 = ResponseBuilder.defaultUDPPayload, edns: Bool = true) -> [UInt8] {
         let question = spelling.flatMap { $0.count == name.wire.count ? $0 : nil }
         var out = [UInt8]()
         out.appendWritten(maxBytes: 12 + name.wire.count + 4 + 11) { w in
             w.u16(id)
             w.u16(checkingDisabled ? 0x0130 : 0x0120)   // RD and AD, and CD when the client set it
-            w.u16(1); w.u16(0); w.u16(0); w.u16(1)
+            w.u16(1); w.u16(0); w.u16(0); w.u16(edns ? 1 : 0)
             if let question { w.bytes(question) } else { w.bytes(name.wire) }
             w.u16(type.rawValue); w.u16(DNSClass.in)
-            ResponseBuilder.writeOPT(into: &w, payload: payload, rcode: .noError, dnssecOK: dnssecOK, ede: nil)
+            if edns { ResponseBuilder.writeOPT(into: &w, payload: payload, rcode: .noError, dnssecOK: dnssecOK, ede: nil) }
         }
         return out
     }

@@ -48,6 +48,8 @@ final class DirectUpstream {
         var slot = 0
         var id: UInt16 = 0
         var sentAt: UInt64 = 0
+        /// Whether the attempt in flight carries an OPT.
+        var sentEDNS = true
         var timeoutAt: UInt64 = 0
         var lastError = UpstreamError.noUpstreams
         func forEachWaiter(_ body: (ForwardJob, DatagramSource) -> Void) {
@@ -238,7 +240,11 @@ final class DirectUpstream {
         let health = targets[e.target].health
         guard let a = health.checkedAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }
         let now = MonotonicClock.nanoseconds()
-        if !a.isAnswer { return next(e, .unusable(health.address, a.upstreamRCODE), now: now) }
+        if !a.isAnswer {
+            // An upstream that does not know EDNS: the same attempt again, without OPT (RFC 6891 §7).
+            if e.sentEDNS && a.refusesEDNS { health.refusedEDNS(); untrack(e); return send(e, now: now) }
+            return next(e, .unusable(health.address, a.upstreamRCODE), now: now)
+        }
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount
@@ -260,8 +266,9 @@ final class DirectUpstream {
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
             e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
+            e.sentEDNS = t.health.usesEDNS
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK,
-                                           checkingDisabled: e.key.checkingDisabled)
+                                           checkingDisabled: e.key.checkingDisabled, edns: e.sentEDNS)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a
             // refused port or a timeout, and the exchange moves on then.
             withUnsafePointer(to: t.storage) { outgoing[e.slot].queue(query, to: $0, length: t.length, from: dnsgate_local(), fd: sockets[e.slot].fd) }

@@ -62,6 +62,21 @@ public final class UpstreamHealth: Sendable {
         self.address = address; self.onRTT = onRTT; self.socketAddress = socketAddress; self.dnstap = dnstap
     }
 
+    /// When this upstream last refused a query for its OPT (`UpstreamAnswer.refusesEDNS`), in seconds
+    /// of the monotonic clock; 0 never. It is then asked without OPT for `ednsRecheckSeconds`, as
+    /// unbound keeps a server's EDNS status in its infrastructure cache.
+    private let refusedEDNSAt = AtomicCounter()
+    static let ednsRecheckSeconds = 900
+
+    /// Whether queries to this upstream carry an OPT now.
+    var usesEDNS: Bool {
+        let t = refusedEDNSAt.value
+        return t == 0 || Int(MonotonicClock.nanoseconds() / 1_000_000_000) - t >= Self.ednsRecheckSeconds
+    }
+
+    /// The upstream refused an OPT: ask it without one for a while (RFC 6891 §7).
+    func refusedEDNS() { refusedEDNSAt.store(max(1, Int(MonotonicClock.nanoseconds() / 1_000_000_000))) }
+
     /// A query leaving for this upstream through NIO (the event loops' UDP pool, TCP), for dnstap;
     /// the UDP listeners' own queries are seen by their send batches.
     func sending(_ query: [UInt8], overTCP: Bool) {
@@ -86,6 +101,7 @@ public final class UpstreamHealth: Sendable {
         // A datagram that fills its read slot was cut by the read: the upstream sent more than the
         // 1,232 octets dnsgate advertises. Read as a truncated answer it is asked again over TCP, as
         // unbound does; refused, the exchange waited out its timeout (QA pass 13, F4).
+        if let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
         let cut = !overTCP && bytes.count >= Self.datagramReadSize ? UpstreamAnswer.truncatedCopy(of: bytes) : nil
         guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else {
             if let cut, let a = try? UpstreamAnswer(cut, id: id, name: name, type: type) { return a }
@@ -199,27 +215,35 @@ public final class UpstreamClient: Sendable {
             self.exchange(key, spelling: spelling, overTCP: overTCP, on: loop, attempt: attempt + 1, start: start, until: until,
                           lastError: e, completing: promise)
         }
-        let accept: (UpstreamAnswer) -> Void = { answer in
-            if !answer.isAnswer { return next(UpstreamError.unusable(health.address, answer.upstreamRCODE)) }
-            // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
-            if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
-            health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
-            self.complete(key, promise, .success(answer))
-        }
-        ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: overTCP).whenComplete { result in
-            switch result {
-            case .failure(let e): next(e)
-            case .success(let answer) where answer.truncated && !overTCP:
-                // RFC 7766 §5: the same upstream, over TCP.
-                self.ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: true).whenComplete { r in
-                    switch r {
-                    case .failure(let e): next(e)
-                    case .success(let a): accept(a)
-                    }
+        // One attempt at this upstream: with OPT unless it is known not to take one, and once more
+        // without when it refuses it (RFC 6891 §7); a truncated UDP answer asked again over TCP.
+        func askThisUpstream(edns: Bool) {
+            let accept: (UpstreamAnswer) -> Void = { answer in
+                if !answer.isAnswer {
+                    if edns && answer.refusesEDNS { health.refusedEDNS(); return askThisUpstream(edns: false) }
+                    return next(UpstreamError.unusable(health.address, answer.upstreamRCODE))
                 }
-            case .success(let answer): accept(answer)
+                // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
+                if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
+                health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
+                self.complete(key, promise, .success(answer))
+            }
+            ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: overTCP, edns: edns).whenComplete { result in
+                switch result {
+                case .failure(let e): next(e)
+                case .success(let answer) where answer.truncated && !overTCP:
+                    // RFC 7766 §5: the same upstream, over TCP.
+                    self.ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: true, edns: edns).whenComplete { r in
+                        switch r {
+                        case .failure(let e): next(e)
+                        case .success(let a): accept(a)
+                        }
+                    }
+                case .success(let answer): accept(answer)
+                }
             }
         }
+        askThisUpstream(edns: health.usesEDNS)
     }
 
     /// Ends an exchange: later identical questions start a new one. Done here rather than in a
@@ -251,11 +275,11 @@ public final class UpstreamClient: Sendable {
     public func close() { for p in pools.withLock({ Array($0.values) }) { p.close() } }
 
     private func ask(_ addr: SocketAddress, _ health: UpstreamHealth, key: CacheKey, spelling: ArraySlice<UInt8>?, on loop: EventLoop,
-                     overTCP: Bool) -> EventLoopFuture<UpstreamAnswer> {
+                     overTCP: Bool, edns: Bool) -> EventLoopFuture<UpstreamAnswer> {
         if !overTCP {
             return pool(for: loop, to: addr).exchange(to: addr, timeout: timeout, build: { id in
                 let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK,
-                                               checkingDisabled: key.checkingDisabled)
+                                               checkingDisabled: key.checkingDisabled, edns: edns)
                 health.sending(query, overTCP: false)
                 return query
             }, check: { id, bytes in health.checkedAnswer(bytes, id: id, name: key.name, type: key.type) })   // called for `addr` and an ID in flight only
@@ -263,7 +287,7 @@ public final class UpstreamClient: Sendable {
         // TCP (after a truncated UDP reply): one connection per exchange, as RFC 7766 allows; rare.
         let id = UInt16.random(in: 0...UInt16.max)        // SystemRandomNumberGenerator: getrandom(2)
         let query = UpstreamQuery.make(id: id, name: key.name, spelling: spelling, type: key.type, dnssecOK: key.dnssecOK,
-                                       checkingDisabled: key.checkingDisabled)
+                                       checkingDisabled: key.checkingDisabled, edns: edns)
         let promise = loop.makePromise(of: UpstreamAnswer.self)
         let check: @Sendable ([UInt8]) -> UpstreamAnswer? = { health.checkedAnswer($0, id: id, name: key.name, type: key.type, overTCP: true) }
         let timer = loop.scheduleTask(in: timeout) { promise.fail(UpstreamError.timeout(addr.hostPort)) }

@@ -12,6 +12,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         /// Over TCP, keep the connection open after the reply until the client closes it (at most
         /// ten seconds), as a server that pipelines would.
         var holdOpen = false
+        /// Send no question section (QDCOUNT 0), as some servers do with an error.
+        var noQuestion = false
     }
     let port: Int
     var address: String { "127.0.0.1:\(port)" }
@@ -21,9 +23,14 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
     var asked: (udp: Int, tcp: Int) { lock.withLock { counts } }
     private let stopping = NSLock(), done = DispatchSemaphore(value: 0)
     private var stopped = false
-    private let reply: @Sendable (_ id: UInt16, _ question: [UInt8], _ overTCP: Bool) -> Reply?
+    private let reply: @Sendable (_ id: UInt16, _ question: [UInt8], _ overTCP: Bool, _ withOPT: Bool) -> Reply?
 
-    init(lifetime: Double = 30, reply: @escaping @Sendable (UInt16, [UInt8], Bool) -> Reply?) {
+    convenience init(lifetime: Double = 30, reply: @escaping @Sendable (UInt16, [UInt8], Bool) -> Reply?) {
+        self.init(lifetime: lifetime, ednsAware: { id, question, overTCP, _ in reply(id, question, overTCP) })
+    }
+
+    /// - Parameter ednsAware: as `reply`, also told whether the query carried an additional record (OPT).
+    init(lifetime: Double = 30, ednsAware reply: @escaping @Sendable (UInt16, [UInt8], Bool, Bool) -> Reply?) {
         self.reply = reply
         port = freePort()
         udp = boundUDPSocket(host: "127.0.0.1", port: port)
@@ -55,7 +62,7 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         var from = source
         lock.withLock { counts.udp += 1 }
         let (id, question) = idAndQuestion(buf, buf.count)
-        if let r = reply(id, question, false) { sendDatagram(Self.message(id, question, r), on: udp, to: &from, length: fromLen) }
+        if let r = reply(id, question, false, buf.count > 11 && buf[11] > 0) { sendDatagram(Self.message(id, question, r), on: udp, to: &from, length: fromLen) }
     }
 
     private func serveTCP() {
@@ -70,7 +77,7 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         lock.withLock { counts.tcp += 1 }
         let query = Array(buf[2..<n])
         let (id, question) = idAndQuestion(query, query.count)
-        guard let r = reply(id, question, true) else { return }
+        guard let r = reply(id, question, true, query[11] > 0) else { return }
         let msg = Self.message(id, question, r)
         let framed = [UInt8(msg.count >> 8), UInt8(msg.count & 0xFF)] + msg
         _ = framed.withUnsafeBytes { send(conn, $0.baseAddress, $0.count, 0) }
@@ -82,8 +89,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
 
     private static func message(_ id: UInt16, _ question: [UInt8], _ r: Reply) -> [UInt8] {
         func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
-        return be16(Int(r.id ?? id)) + be16(Int(r.flags)) + be16(1) + be16(r.answers.count) + be16(r.authority.count) + be16(0)
-            + question + r.answers.joined() + r.authority.joined()
+        return be16(Int(r.id ?? id)) + be16(Int(r.flags)) + be16(r.noQuestion ? 0 : 1) + be16(r.answers.count) + be16(r.authority.count)
+            + be16(0) + (r.noQuestion ? [] : question) + r.answers.joined() + r.authority.joined()
     }
 
     /// An A record for the question's name (a pointer to it), TTL 60.
