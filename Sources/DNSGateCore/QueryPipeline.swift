@@ -565,6 +565,7 @@ public final class QueryPipeline: Sendable {
         if let fresh = cachedReply(job, now: now) { return fresh }
         var rec = job.record
         let q = job.query
+        rec.problem = detail   // the query log says why, as the EDE does (QA pass 13, F5)
         if let old = cache.stale(job.key, now: now) {
             rec.action = .stale
             rec.rcode = old.rcode

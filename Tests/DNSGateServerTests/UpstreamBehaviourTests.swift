@@ -39,6 +39,9 @@ final class UpstreamBehaviourTests: XCTestCase {
             XCTAssertTrue(a.edeText?.contains("answered (upstream 1 timed out)") ?? false, "\(transport): \(a.raw)")
             XCTAssertFalse(a.raw.contains("\(silent.port)"), "\(transport): \(a.raw)")
         }
+        // The query log says why too (QA pass 13, F5).
+        let logged = waitFor { g.queryLogLines.contains { $0.contains("\"action\":\"servfail\"") && $0.contains("\"problem\":\"upstream 1 timed out\"") } }
+        XCTAssertTrue(logged, g.queryLogLines.joined(separator: "\n"))
         let stats = try g.cli(["stats"])
         XCTAssertTrue(stats.stdout.contains("127.0.0.1:\(silent.port)"), stats.stdout)
     }
@@ -114,7 +117,7 @@ final class UpstreamBehaviourTests: XCTestCase {
         let upstream = ScriptedUpstream { _, question, overTCP in
             let firstLabel = String(decoding: question[1..<(1 + Int(question[0]))], as: UTF8.self)
             guard overTCP else { return .init(flags: 0x8380) }                   // TC
-            return .init(flags: firstLabel == "cut" ? 0x8380 : 0x8180, answers: [ScriptedUpstream.addressRecord(1)])
+            return .init(flags: firstLabel == "cut" ? 0x8380 : 0x8180, answers: [ScriptedUpstream.addressRecord(1)], half: firstLabel == "half")
         }
         let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address])
         let a = try dig(g.port, ["+time=4", "big.allowed.test"])
@@ -124,6 +127,10 @@ final class UpstreamBehaviourTests: XCTestCase {
         let cut = try dig(g.port, ["+time=6", "cut.allowed.test"])
         XCTAssertEqual(cut.status, "SERVFAIL", cut.raw)
         XCTAssertTrue(cut.edeText?.contains("truncated over TCP") == true, cut.raw)
+        // A connection closed mid-frame is said in words, not as SwiftNIO's type name (QA pass 13, F5).
+        let half = try dig(g.port, ["+time=6", "half.allowed.test"])
+        XCTAssertEqual(half.status, "SERVFAIL", half.raw)
+        XCTAssertTrue(half.edeText?.contains("upstream 1: connection closed in the middle of a message") == true, half.raw)
     }
 
     /// An upstream that does not know EDNS answers FORMERR (or NOTIMP), without OPT, to a query with

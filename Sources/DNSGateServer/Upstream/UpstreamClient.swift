@@ -33,6 +33,7 @@ func socketFailureText(_ error: Error) -> String {
     switch error {
     case is IOError: return errorText(error)
     case let e as ChannelError: return "\(e)"
+    case is NIOExtrasErrors.LeftOverBytesError: return "connection closed in the middle of a message"   // QA pass 13, F5
     default: return "\(type(of: error))"
     }
 }

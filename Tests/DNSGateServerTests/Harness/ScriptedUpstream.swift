@@ -14,6 +14,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         var holdOpen = false
         /// Send no question section (QDCOUNT 0), as some servers do with an error.
         var noQuestion = false
+        /// Over TCP, send the first half of the framed reply, then close.
+        var half = false
     }
     let port: Int
     var address: String { "127.0.0.1:\(port)" }
@@ -79,7 +81,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         let (id, question) = idAndQuestion(query, query.count)
         guard let r = reply(id, question, true, query[11] > 0) else { return }
         let msg = Self.message(id, question, r)
-        let framed = [UInt8(msg.count >> 8), UInt8(msg.count & 0xFF)] + msg
+        var framed = [UInt8(msg.count >> 8), UInt8(msg.count & 0xFF)] + msg
+        if r.half { framed = Array(framed.prefix(framed.count / 2)) }
         _ = framed.withUnsafeBytes { send(conn, $0.baseAddress, $0.count, 0) }
         guard r.holdOpen else { return }
         wait.tv_sec = 10
