@@ -191,6 +191,9 @@ public final class QueryPipeline: Sendable {
     public let exceptionHits = Mutex<[String: Int]>([:])
     private let quarantineSet = Mutex(QuarantineSet())
     private let hasQuarantines = AtomicCounter()
+    private let failures = Mutex(RecentFailures())
+    /// Whether `failures` holds any: a miss then takes no lock to learn that none failed.
+    private let hasFailures = AtomicCounter()
 
     public convenience init(policy: Policy, cache: AnswerCache, maxUDPPayload: UInt16 = ResponseBuilder.defaultUDPPayload) {
         self.init(policies: PolicySet(base: policy), cache: cache, maxUDPPayload: maxUDPPayload)
@@ -324,9 +327,10 @@ public final class QueryPipeline: Sendable {
                 }
                 return .reply(fit(checked, q, overTCP), rec)
             }
-            return .forward(ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
-                                       chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
-                                       exceptionExpiry: exceptionExpiry))
+            let job = ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
+                                 chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
+                                 exceptionExpiry: exceptionExpiry)
+            return recentFailure(job, now: now) ?? .forward(job)
         }
     }
 
@@ -377,7 +381,28 @@ public final class QueryPipeline: Sendable {
                              chain: box.checksCNAMETargets ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
                              exceptionExpiry: nil, chase: LocalChase(client: q, chain: answers, ttl: box.policy.sinkholeTTL))
         if let (reply, rec) = cachedReply(job, now: now, countsMiss: true) { return .reply(reply, rec) }
-        return .forward(job)
+        return recentFailure(job, now: now) ?? .forward(job)
+    }
+
+    /// SERVFAIL for `job` when no upstream could answer its question moments ago (`RecentFailures`),
+    /// said as then; nil to ask.
+    private func recentFailure(_ job: ForwardJob, now: Double) -> PipelineOutcome? {
+        guard hasFailures.value != 0, let detail = failures.withLock({ $0.failure(job.key, now: now) }) else { return nil }
+        return .reply(servFail(job, detail: detail, recently: true), servFailRecord(job, detail: detail))
+    }
+
+    private func servFailRecord(_ job: ForwardJob, detail: String) -> QueryRecord {
+        var rec = job.record
+        (rec.action, rec.rcode, rec.problem) = (.servfail, .servFail, detail)
+        counters.bump(.servfail)
+        return rec
+    }
+
+    private func servFail(_ job: ForwardJob, detail: String, recently: Bool) -> [UInt8] {
+        let asked = job.clientQuery
+        let text = "dnsgate: no upstream answered (\(detail))" + (recently ? " moments ago" : "")
+        return ResponseBuilder.error(to: asked.header, rcode: .servFail, rawQuestion: asked.rawQuestion, edns: asked.edns,
+                                     ede: ExtendedError(.noReachableAuthority, text))
     }
 
     /// A cached answer whose CNAME targets are checked before it is rendered, outside the cache's lock
@@ -546,6 +571,7 @@ public final class QueryPipeline: Sendable {
         // Checked first: a clamped copy made every answer a copy of its arrays, and as a rule none is needed.
         guard cache.withinLimits(answer) else { return complete(job, answer: cache.clamped(answer), now: now) }
         cache.insert(job.key, answer, now: now)
+        if hasFailures.value != 0 { failures.withLock { $0.answered(job.key) } }
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
@@ -574,13 +600,9 @@ public final class QueryPipeline: Sendable {
                                      now: now, scratch: nil) { old.render(for: q, age: 0, staleTTL: Self.staleTTL, ede: ede, ttlCap: $0) }
             return (clientReply(reply, job), rec)
         }
-        rec.action = .servfail
-        rec.rcode = .servFail
-        counters.bump(.servfail)
-        let asked = job.clientQuery
-        let bytes = ResponseBuilder.error(to: asked.header, rcode: .servFail, rawQuestion: asked.rawQuestion, edns: asked.edns,
-                                          ede: ExtendedError(.noReachableAuthority, "dnsgate: no upstream answered (\(detail))"))
-        return (bytes, rec)
+        failures.withLock { $0.failed(job.key, detail: detail, now: now) }
+        hasFailures.store(1)
+        return (servFail(job, detail: detail, recently: false), servFailRecord(job, detail: detail))
     }
 
     /// What a query for `name`/`type` from `clientAddress` would get, without side effects: `dnsgate check`.

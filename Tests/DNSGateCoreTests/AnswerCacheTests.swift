@@ -102,3 +102,23 @@ final class AnswerCacheTests: XCTestCase {
         XCTAssertEqual(servable(at: 151), "fresh 1", "a refreshed answer is fresh again")
     }
 }
+
+/// RFC 9520 §3.2: a failure is remembered for a few seconds, and the memory stays bounded.
+final class RecentFailuresTests: XCTestCase {
+    func testAFailureIsKeptForItsHoldAndTheTableStaysBounded() throws {
+        var f = RecentFailures()
+        let key = CacheKey(name: try DNSName("down.example.com"), type: .a, dnssecOK: false)
+        f.failed(key, detail: "upstream 1 timed out", now: 100)
+        XCTAssertEqual(f.failure(key, now: 100 + RecentFailures.holdSeconds - 0.1), "upstream 1 timed out")
+        XCTAssertNil(f.failure(key, now: 100 + RecentFailures.holdSeconds))
+        XCTAssertNil(f.failure(CacheKey(name: key.name, type: .aaaa, dnssecOK: false), now: 100), "per question")
+        f.answered(key)
+        XCTAssertNil(f.failure(key, now: 101))
+        for i in 0..<RecentFailures.capacity { f.failed(CacheKey(name: try DNSName("n\(i).example.com"), type: .a, dnssecOK: false), detail: "x", now: 200) }
+        XCTAssertEqual(f.count, RecentFailures.capacity)
+        f.failed(key, detail: "y", now: 200)
+        XCTAssertEqual(f.count, 1, "full of live entries: emptied, then the new one")
+        f.failed(CacheKey(name: try DNSName("late.example.com"), type: .a, dnssecOK: false), detail: "z", now: 300)
+        XCTAssertEqual(f.count, 2)
+    }
+}

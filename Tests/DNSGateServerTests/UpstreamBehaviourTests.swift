@@ -133,6 +133,29 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertTrue(half.edeText?.contains("upstream 1: connection closed in the middle of a message") == true, half.raw)
     }
 
+    /// A question no upstream could answer is answered SERVFAIL from memory for 5 s (RFC 9520 §3.2):
+    /// twenty CI jobs retrying it sent forty upstream queries (QA pass 13, F3). Then it is asked again.
+    func testAFailureIsRememberedForAFewSeconds() throws {
+        let upstream = ScriptedUpstream { _, question, _ in
+            question.starts(with: [4] + Array("fine".utf8)) ? .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(3)]) : .init(flags: 0x8182)
+        }
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [upstream.address])
+        let first = try dig(g.port, ["+time=4", "+tries=1", "down.allowed.test"])
+        XCTAssertEqual(first.status, "SERVFAIL", first.raw)
+        let asked = upstream.asked.udp
+        XCTAssertEqual(asked, 2, "one upstream, two passes")
+        for transport in ["+notcp", "+tcp", "+notcp"] {
+            let again = try dig(g.port, ["+time=4", "+tries=1", transport, "down.allowed.test"])
+            XCTAssertEqual(again.status, "SERVFAIL", again.raw)
+            XCTAssertTrue(again.edeText?.contains("no upstream answered (upstream 1 answered SERVFAIL) moments ago") == true, again.raw)
+        }
+        XCTAssertEqual(upstream.asked.udp + upstream.asked.tcp, asked, "answered from memory")
+        XCTAssertEqual(try dig(g.port, ["+time=4", "fine.allowed.test"]).answers, ["fine.allowed.test. 60 IN A 192.0.2.3"], "other names are asked")
+        Thread.sleep(forTimeInterval: 5.2)
+        XCTAssertEqual(try dig(g.port, ["+time=4", "+tries=1", "down.allowed.test"]).status, "SERVFAIL")
+        XCTAssertEqual(upstream.asked.udp, asked + 1 + 2, "asked again once the 5 s are over")
+    }
+
     /// An upstream that does not know EDNS answers FORMERR (or NOTIMP), without OPT, to a query with
     /// one, with or without the question: dnsgate asks it again without OPT at once, and keeps doing
     /// so (RFC 6891 §7), from a UDP client's exchange and a TCP client's. Before, every name got
