@@ -327,10 +327,13 @@ public final class QueryPipeline: Sendable {
                 }
                 return .reply(fit(checked, q, overTCP), rec)
             }
-            let job = ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
-                                 chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
-                                 exceptionExpiry: exceptionExpiry)
-            return recentFailure(job, now: now) ?? .forward(job)
+            // Built in the return, not bound to a local: a bound job was retained and released again.
+            func job() -> ForwardJob {
+                ForwardJob(query: q, key: key, record: queryRecord(.forwarded, nil),
+                           chain: checksChain ? ChainCheck(box: box, clientAddress: clientAddress) : nil, exceptionExpiry: exceptionExpiry)
+            }
+            if hasFailures.value != 0, let failed = recentFailure(job(), now: now) { return failed }
+            return .forward(job())
         }
     }
 
@@ -354,6 +357,7 @@ public final class QueryPipeline: Sendable {
 
     /// What the client of `job` gets from `reply`, the reply to `job.query`: joined to the local
     /// chain that led to it, if any (the chain alone when it cannot be), and fitted to the client's size.
+    @inline(__always)
     private func clientReply(_ reply: [UInt8], _ job: ForwardJob) -> [UInt8] {
         guard let c = job.chase else { return fit(reply, job.query, job.record.overTCP) }
         return fit(ChainSplice.splice(reply, chain: c.chain, ttl: c.ttl, question: c.client.rawQuestion) ?? c.alone, c.client, job.record.overTCP)
@@ -381,13 +385,14 @@ public final class QueryPipeline: Sendable {
                              chain: box.checksCNAMETargets ? ChainCheck(box: box, clientAddress: clientAddress) : nil,
                              exceptionExpiry: nil, chase: LocalChase(client: q, chain: answers, ttl: box.policy.sinkholeTTL))
         if let (reply, rec) = cachedReply(job, now: now, countsMiss: true) { return .reply(reply, rec) }
-        return recentFailure(job, now: now) ?? .forward(job)
+        if hasFailures.value != 0, let failed = recentFailure(job, now: now) { return failed }
+        return .forward(job)
     }
 
     /// SERVFAIL for `job` when no upstream could answer its question moments ago (`RecentFailures`),
     /// said as then; nil to ask.
     private func recentFailure(_ job: ForwardJob, now: Double) -> PipelineOutcome? {
-        guard hasFailures.value != 0, let detail = failures.withLock({ $0.failure(job.key, now: now) }) else { return nil }
+        guard let detail = failures.withLock({ $0.failure(job.key, now: now) }) else { return nil }
         return .reply(servFail(job, detail: detail, recently: true), servFailRecord(job, detail: detail))
     }
 

@@ -102,7 +102,7 @@ public final class UpstreamHealth: Sendable {
         // A datagram that fills its read slot was cut by the read: the upstream sent more than the
         // 1,232 octets dnsgate advertises. Read as a truncated answer it is asked again over TCP, as
         // unbound does; refused, the exchange waited out its timeout (QA pass 13, F4).
-        if let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
+        if bytes.count >= 12 && bytes[4] == 0 && bytes[5] == 0, let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
         let cut = !overTCP && bytes.count >= Self.datagramReadSize ? UpstreamAnswer.truncatedCopy(of: bytes) : nil
         guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else {
             if let cut, let a = try? UpstreamAnswer(cut, id: id, name: name, type: type) { return a }
