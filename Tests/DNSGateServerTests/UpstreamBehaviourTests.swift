@@ -39,6 +39,16 @@ final class UpstreamBehaviourTests: XCTestCase {
             XCTAssertTrue(a.edeText?.contains("answered (upstream 1 timed out)") ?? false, "\(transport): \(a.raw)")
             XCTAssertFalse(a.raw.contains("\(silent.port)"), "\(transport): \(a.raw)")
         }
+        // An upstream that did reply, with replies that failed the checks, is said to have done so.
+        let garbled = ScriptedUpstream { _, _, _ in .init(flags: 0x9180, answers: [ScriptedUpstream.addressRecord(1)]) }   // OPCODE 2
+        let h = try DNSGateProcess(allow: Self.allow, upstreams: [garbled.address],
+                                   configYAML: "upstream: { timeout_ms: 200, deadline_ms: 1000 }\ncontrol: { socket: \"@DIR@/y.sock\" }\n")
+        for transport in ["+notcp", "+tcp"] {
+            let a = try dig(h.port, ["+time=4", transport, "\(transport.dropFirst()).allowed.test"])
+            XCTAssertEqual(a.status, "SERVFAIL", a.raw)
+            XCTAssertTrue(a.edeText?.contains("upstream 1 sent a reply that failed the checks (OPCODE 2 in reply to a QUERY)") ?? false,
+                          "\(transport): \(a.raw)")
+        }
         // The query log says why too (QA pass 13, F5).
         let logged = waitFor { g.queryLogLines.contains { $0.contains("\"action\":\"servfail\"") && $0.contains("\"problem\":\"upstream 1 timed out\"") } }
         XCTAssertTrue(logged, g.queryLogLines.joined(separator: "\n"))

@@ -50,6 +50,8 @@ final class DirectUpstream {
         var sentAt: UInt64 = 0
         /// Whether the attempt in flight carries an OPT.
         var sentEDNS = true
+        /// The upstream's `rejected` count when the attempt in flight left.
+        var rejectedBefore = 0
         var timeoutAt: UInt64 = 0
         var lastError = UpstreamError.noUpstreams
         func forEachWaiter(_ body: (ForwardJob, DatagramSource) -> Void) {
@@ -201,7 +203,7 @@ final class DirectUpstream {
         if now >= nextSweep {
             nextSweep = now + Self.sweepNanoseconds
             for e in Array(bySlotID.values) where e.timeoutAt <= now {
-                next(e, .timeout(targets[e.target].health.address), now: now)
+                next(e, targets[e.target].health.timedOut(rejectedBefore: e.rejectedBefore), now: now)
             }
         }
     }
@@ -267,6 +269,7 @@ final class DirectUpstream {
             e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
             e.sentEDNS = t.health.usesEDNS
+            e.rejectedBefore = t.health.rejected.value
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK,
                                            checkingDisabled: e.key.checkingDisabled, edns: e.sentEDNS)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a

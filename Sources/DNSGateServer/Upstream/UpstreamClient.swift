@@ -8,6 +8,8 @@ import Synchronization
 /// Why an upstream exchange failed; the text goes into the SERVFAIL's Extended DNS Error.
 public enum UpstreamError: Error, CustomStringConvertible {
     case timeout(String)
+    /// No usable reply in time, and the upstream sent one that failed the checks (why) meanwhile.
+    case refusedReply(String, String)
     case unusable(String, ResponseCode)
     case noUpstreams
     case transport(String, String)
@@ -18,6 +20,7 @@ public enum UpstreamError: Error, CustomStringConvertible {
     func text(naming name: (String) -> String) -> String {
         switch self {
         case .timeout(let s): return "\(name(s)) timed out"
+        case .refusedReply(let s, let why): return "\(name(s)) sent a reply that failed the checks (\(why))"
         case .unusable(let s, let rc): return "\(name(s)) answered \(rc)"
         case .noUpstreams: return "no upstream configured"
         case .transport(let s, let e): return "\(name(s)): \(e)"
@@ -63,6 +66,17 @@ public final class UpstreamHealth: Sendable {
         self.address = address; self.onRTT = onRTT; self.socketAddress = socketAddress; self.dnstap = dnstap
     }
 
+    /// Why the last reply that failed the checks failed (`WireError`'s words, which hold no address).
+    private let lastRejection = Mutex("")
+
+    /// The failure of an attempt that got no usable reply in time: a timeout, unless this upstream
+    /// sent replies that failed the checks since `rejectedBefore` (the `rejected` count when the
+    /// attempt began). Those were the upstream's answer, and "timed out" sent operators looking for a
+    /// network fault (QA pass 13, F5).
+    func timedOut(rejectedBefore: Int) -> UpstreamError {
+        rejected.value > rejectedBefore ? .refusedReply(address, lastRejection.withLock { $0 }) : .timeout(address)
+    }
+
     /// When this upstream last refused a query for its OPT (`UpstreamAnswer.refusesEDNS`), in seconds
     /// of the monotonic clock; 0 never. It is then asked without OPT for `ednsRecheckSeconds`, as
     /// unbound keeps a server's EDNS status in its infrastructure cache.
@@ -104,8 +118,10 @@ public final class UpstreamHealth: Sendable {
         // unbound does; refused, the exchange waited out its timeout (QA pass 13, F4).
         if bytes.count >= 12 && bytes[4] == 0 && bytes[5] == 0, let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
         let cut = !overTCP && bytes.count >= Self.datagramReadSize ? UpstreamAnswer.truncatedCopy(of: bytes) : nil
-        guard let a = try? UpstreamAnswer(bytes, id: id, name: name, type: type) else {
+        let a: UpstreamAnswer
+        do { a = try UpstreamAnswer(bytes, id: id, name: name, type: type) } catch {
             if let cut, let a = try? UpstreamAnswer(cut, id: id, name: name, type: type) { return a }
+            lastRejection.withLock { $0 = "\(error)" }
             rejected.add(1); return nil
         }
         if let dnstap, let socketAddress, let received { dnstap.message(.forwarderResponse, received, peer: socketAddress, overTCP: overTCP) }
@@ -208,9 +224,10 @@ public final class UpstreamClient: Sendable {
         guard !upstreams.isEmpty else { return complete(key, promise, .failure(UpstreamError.noUpstreams)) }
         guard attempt < upstreams.count * 2, NIODeadline.now() < until else { return complete(key, promise, .failure(lastError)) }
         let (addr, health) = upstreams[(start + attempt) % upstreams.count]
-        let began = NIODeadline.now()
+        let began = NIODeadline.now(), rejectedBefore = health.rejected.value
         let next: (Error) -> Void = { error in
-            let e = (error as? UpstreamError) ?? .transport(health.address, socketFailureText(error))
+            var e = (error as? UpstreamError) ?? .transport(health.address, socketFailureText(error))
+            if case .timeout = e { e = health.timedOut(rejectedBefore: rejectedBefore) }
             health.recordFailure(e)
             self.rotation.add(1)     // the next query starts with the next upstream
             self.exchange(key, spelling: spelling, overTCP: overTCP, on: loop, attempt: attempt + 1, start: start, until: until,
