@@ -100,15 +100,16 @@ final class UpstreamBehaviourTests: XCTestCase {
     }
 
     /// A reply from the upstream asked, with the ID in flight, that fails the checks is discarded and
-    /// the exchange times out, as before; `stats` now counts it as `rejected` for that upstream, so
-    /// the timeout is not read as a network fault (QA pass 5, F10).
+    /// the attempt ends at its timeout; `stats` counts the reply as `rejected` for that upstream and
+    /// the attempt as a failure, not a timeout, so it is not read as a network fault (QA pass 5, F10;
+    /// QA pass 13, F5).
     func testMalformedRepliesFromTheUpstreamAreCountedAsRejected() throws {
         let garbled = ScriptedUpstream { _, _, _ in .init(flags: 0x8180, answers: [[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 9, 1]]) }  // RDLENGTH past the end
         let g = try DNSGateProcess(allow: Self.allow, upstreams: [garbled.address],
                                    configYAML: "state_file: \"@DIR@/state.json\"\nupstream:\n  timeout_ms: 300\n  deadline_ms: 600\n")
         XCTAssertEqual(try dig(g.port, ["+time=3", "www.allowed.test"]).status, "SERVFAIL")
         let n = try upstreamCounts(g, garbled.address)
-        XCTAssertTrue(n.count == 5 && n[0] == 0 && n[1] >= 1 && n[3] == n[1], "every timeout followed a rejected reply: \(n)")
+        XCTAssertTrue(n.count == 5 && n[0] == 0 && n[1] == 0 && n[2] >= 1 && n[3] == n[2], "each failed attempt had a rejected reply: \(n)")
     }
 
     /// `stats`'s numbers for one upstream: answered, timeouts, failures, rejected, last round trip.
