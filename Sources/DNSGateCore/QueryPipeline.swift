@@ -299,7 +299,7 @@ public final class QueryPipeline: Sendable {
             }
             return .reply(fit(reply.bytes, q, overTCP), queryRecord(action, reply.rcode))
         case .local(let records):
-            let answers = Self.localAnswers(records, type: q.type, box: box)
+            let answers = Self.localAnswers(records, of: q.name, type: q.type, box: box)
             if let chased = chase(answers, q, box: box, client: client, clientAddress: clientAddress, now: now, record: queryRecord(.forwarded, nil)) {
                 return chased
             }
@@ -531,11 +531,11 @@ public final class QueryPipeline: Sendable {
     /// of that type. A stub resolver (glibc's) does not ask for a CNAME's target: given the CNAME
     /// alone it reported no address (QA pass 10, F1). A target that is not local data ends the chain,
     /// and the client gets the CNAME to ask for.
-    static func localAnswers(_ records: [LocalRecord], type: RecordType, box: PolicyBox) -> [LocalRecord] {
+    static func localAnswers(_ records: [LocalRecord], of name: DNSName, type: RecordType, box: PolicyBox) -> [LocalRecord] {
         let matching = records.filter { $0.type == type }
         guard matching.isEmpty, var link = records.first(where: { $0.type == .cname }) else { return matching }
         var answers = [link]
-        var seen: Set<DNSName> = []
+        var seen: Set<DNSName> = [name]   // a link back to the question is a loop too
         for _ in 0..<8 {
             guard let target = try? DNSName(wire: link.rdata), seen.insert(target).inserted,
                   case .local(let next) = box.decide(name: target, type: type).action else { break }

@@ -69,6 +69,20 @@ final class ChainSpliceTests: XCTestCase {
         }
     }
 
+    /// QA pass 14: a target the zone spells in capitals still meets the canonical question asked
+    /// upstream (F1); and the joined answer never says AD, its chain being dnsgate's own unsigned data (F2).
+    func testATargetInCapitalsJoinsAndTheAnswerIsNotAuthenticated() throws {
+        var reply = try renderedTargetAnswer(edns: true)
+        reply.put16(reply.u16(at: 2) | 0x0020, at: 2)                                   // AD from upstream
+        let q = client("pkgs.ci.test", edns: true)
+        let chain = [LocalRecord(type: .cname, rdata: W.name("CDN.Example.NET"))]
+        let joined = try XCTUnwrap(ChainSplice.splice(reply, chain: chain, ttl: 60, question: q.rawQuestion))
+        XCTAssertEqual(ldnsText(joined)?.prefix(3), ["pkgs.ci.test. IN A", "pkgs.ci.test. 60 IN CNAME cdn.example.net.",
+                                                    "cdn.example.net. 300 IN CNAME edge.cdn.example.net."], "in the spelling asked upstream")
+        XCTAssertFalse(ParsedReply(bytes: joined).ad)
+        XCTAssertTrue(ParsedReply(bytes: joined).rd, "the other flags as the reply had them")
+    }
+
     /// What cannot be moved faithfully is refused, and the caller answers with the chain alone.
     func testWhatItCannotMoveIsRefused() throws {
         let q = client("pkgs.ci.test", edns: false)

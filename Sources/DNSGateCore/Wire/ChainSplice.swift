@@ -14,21 +14,27 @@ public enum ChainSplice {
     /// pointer outside the names it knows, more than 16 KB before a name): the caller then answers
     /// with the chain alone.
     public static func splice(_ reply: [UInt8], chain: [LocalRecord], ttl: UInt32, question: ArraySlice<UInt8>) -> [UInt8]? {
+        // The zone may spell the target in capitals; the question asked upstream is canonical.
         guard reply.count >= 12, reply.u16(at: 4) == 1, let last = chain.last, last.type == .cname,
-              let (targetEnd, compressed) = nameEnd(reply, at: 12), !compressed,
-              Array(reply[12..<targetEnd]) == last.rdata, targetEnd + 4 <= reply.count else { return nil }
+              let (targetEnd, compressed) = nameEnd(reply, at: 12), !compressed, targetEnd - 12 == last.rdata.count,
+              zip(reply[12..<targetEnd], last.rdata).allSatisfy({ asciiLower($0) == asciiLower($1) }),
+              targetEnd + 4 <= reply.count else { return nil }
         var out = [UInt8](); out.reserveCapacity(reply.count + question.count + chain.count * 64)
         out += reply[0..<12]
         out.put16(reply.u16(at: 6) + UInt16(chain.count), at: 6)
+        // No AD: the chain is dnsgate's own unsigned data, so the whole answer is not authenticated
+        // (RFC 4035 §3.2.3), whatever the upstream said of its part.
+        out.put16(reply.u16(at: 2) & ~0x0020, at: 2)
         out += question
         var targetAt = 0
-        for r in chain {
+        for (k, r) in chain.enumerated() {
             if let owner = r.owner { out += owner.wire } else { out += [0xC0, 0x0C] }   // the question's name
             out += [0, 5, 0, 1]
             out += [UInt8(ttl >> 24), UInt8(ttl >> 16 & 0xFF), UInt8(ttl >> 8 & 0xFF), UInt8(ttl & 0xFF)]
             out += [UInt8(r.rdata.count >> 8), UInt8(r.rdata.count & 0xFF)]
             targetAt = out.count
-            out += r.rdata
+            // The last target as asked upstream: the reply's names that point into it read as the reply wrote them.
+            if k == chain.count - 1 { out += reply[12..<targetEnd] } else { out += r.rdata }
         }
         let recordsAt = targetEnd + 4
         let shift = out.count - recordsAt
