@@ -191,6 +191,46 @@ final class UpstreamBehaviourTests: XCTestCase {
         }
     }
 
+    /// The fallback is kept for upstreams that need it (QA pass 14, F3): one that answers with an OPT
+    /// of its own, or whose reply without OPT fails too, keeps getting OPT, and so DO; and an answer
+    /// got without OPT (so without DO) is not cached under a DO client's question.
+    func testEDNSStaysOnForUpstreamsThatKnowIt() throws {
+        // Knows EDNS, and answers one name FORMERR without OPT (a bug about that name, not EDNS).
+        let sent = Counter(), withOPT = Counter()
+        let knows = ScriptedUpstream(ednsAware: { _, question, _, hasOPT in
+            sent.add(); if hasOPT { withOPT.add() }
+            if question.starts(with: [3] + Array("odd".utf8)) { return .init(flags: 0x8181) }
+            return .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(8)], opt: hasOPT)
+        })
+        let g = try DNSGateProcess(allow: Self.allow, upstreams: [knows.address])
+        XCTAssertEqual(try dig(g.port, ["+time=4", "first.allowed.test"]).answers, ["first.allowed.test. 60 IN A 192.0.2.8"])
+        XCTAssertEqual(try dig(g.port, ["+time=4", "+tries=1", "odd.allowed.test"]).status, "SERVFAIL")
+        XCTAssertEqual(try dig(g.port, ["+time=4", "after.allowed.test"]).answers, ["after.allowed.test. 60 IN A 192.0.2.8"])
+        XCTAssertEqual(withOPT.value, sent.value, "every query carried OPT: \(withOPT.value) of \(sent.value)")
+
+        // FORMERR to everything, OPT or not: the retry without OPT fails too, so OPT stays.
+        let broken = Counter(), brokenWithOPT = Counter()
+        let formerr = ScriptedUpstream(ednsAware: { _, _, _, hasOPT in
+            broken.add(); if hasOPT { brokenWithOPT.add() }
+            return .init(flags: 0x8181)
+        })
+        let h = try DNSGateProcess(allow: Self.allow, upstreams: [formerr.address])
+        for name in ["a.allowed.test", "b.allowed.test"] { XCTAssertEqual(try dig(h.port, ["+time=4", "+tries=1", name]).status, "SERVFAIL") }
+        XCTAssertEqual(brokenWithOPT.value, 4, "each question's two passes began with OPT: \(brokenWithOPT.value) of \(broken.value)")
+
+        // Without EDNS, a DO client's answer comes without signatures: answered, not cached for DO.
+        let asked = Counter()
+        let old = ScriptedUpstream(ednsAware: { _, _, _, hasOPT in
+            asked.add()
+            return hasOPT ? .init(flags: 0x8101) : .init(flags: 0x8180, answers: [ScriptedUpstream.addressRecord(9)])
+        })
+        let k = try DNSGateProcess(allow: Self.allow, upstreams: [old.address])
+        for _ in 0..<2 { XCTAssertEqual(try dig(k.port, ["+time=4", "+dnssec", "do.allowed.test"]).answers.first, "do.allowed.test. 60 IN A 192.0.2.9") }
+        XCTAssertEqual(asked.value, 3, "the DO answer asked again (one refused query, two without OPT)")
+        for _ in 0..<2 { XCTAssertEqual(try dig(k.port, ["+time=4", "plain.allowed.test"]).answers.first, "plain.allowed.test. 60 IN A 192.0.2.9") }
+        XCTAssertEqual(asked.value, 4, "a client without DO gets the cached answer")
+    }
+
     /// An upstream that sends more over UDP than dnsgate advertised (300 addresses, 4.8 KB, where
     /// 1,232 octets were offered) has its datagram cut by the read; that is taken as TC and asked again
     /// over TCP at once, from a UDP client's exchange and a TCP client's. Before, the cut reply was

@@ -55,7 +55,10 @@ public struct UpstreamAnswer: Sendable {
         let length: UInt8
     }
     /// How long this answer may be cached, or nil when it must not be (RFC 2308 §5, §7.1).
-    public let cacheTTL: UInt32?
+    public private(set) var cacheTTL: UInt32?
+
+    /// The same answer, not to be cached.
+    public var uncached: UpstreamAnswer { var copy = self; copy.cacheTTL = nil; return copy }
     /// NOERROR or NXDOMAIN: an answer to pass on. Any other RCODE (SERVFAIL, REFUSED, FORMERR,
     /// NOTIMP…) is the upstream failing at this question: the exchange moves on to the next upstream,
     /// and a client is never told FORMERR about a query it sent well formed.

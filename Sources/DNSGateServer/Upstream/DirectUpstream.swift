@@ -50,6 +50,8 @@ final class DirectUpstream {
         var sentAt: UInt64 = 0
         /// Whether the attempt in flight carries an OPT.
         var sentEDNS = true
+        /// Set for the one retry without OPT after the upstream refused it.
+        var withoutEDNS = false
         /// The upstream's `rejected` count when the attempt in flight left.
         var rejectedBefore = 0
         var timeoutAt: UInt64 = 0
@@ -243,10 +245,12 @@ final class DirectUpstream {
         guard let a = health.checkedAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }
         let now = MonotonicClock.nanoseconds()
         if !a.isAnswer {
-            // An upstream that does not know EDNS: the same attempt again, without OPT (RFC 6891 §7).
-            if e.sentEDNS && a.refusesEDNS { health.refusedEDNS(); untrack(e); return send(e, now: now) }
+            // An upstream that may not know EDNS: the same attempt again, without OPT (RFC 6891 §7).
+            if e.sentEDNS && a.refusesEDNS && health.mayLackEDNS { untrack(e); e.withoutEDNS = true; return send(e, now: now) }
             return next(e, .unusable(health.address, a.upstreamRCODE), now: now)
         }
+        if !e.sentEDNS && health.usesEDNS { health.refusedEDNS() }   // the answer without OPT came
+        health.answered(withOPT: a.hadOPT, at: now)
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount
@@ -255,7 +259,9 @@ final class DirectUpstream {
             return
         }
         health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
-        e.forEachWaiter { deliver(core.finish($0, .success(a)), $1, $0.record.time) }
+        // Asked without OPT, so without DO: no signatures to keep under a DO client's key.
+        let answer = !e.sentEDNS && e.key.dnssecOK ? a.uncached : a
+        e.forEachWaiter { deliver(core.finish($0, .success(answer)), $1, $0.record.time) }
     }
 
     /// Sends `e`'s current attempt; a send that fails counts as a failed attempt.
@@ -268,7 +274,7 @@ final class DirectUpstream {
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
             e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
-            e.sentEDNS = t.health.usesEDNS
+            e.sentEDNS = t.health.usesEDNS && !e.withoutEDNS
             e.rejectedBefore = t.health.rejected.value
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK,
                                            checkingDisabled: e.key.checkingDisabled, edns: e.sentEDNS)
@@ -288,6 +294,7 @@ final class DirectUpstream {
     /// The attempt failed: on to the next upstream, or the end of the exchange.
     private func next(_ e: Exchange, _ error: UpstreamError, now: UInt64) {
         untrack(e)
+        e.withoutEDNS = false
         targets[e.target].health.recordFailure(error)
         client.rotation.add(1)
         e.lastError = error

@@ -83,14 +83,37 @@ public final class UpstreamHealth: Sendable {
     private let refusedEDNSAt = AtomicCounter()
     static let ednsRecheckSeconds = 900
 
+    /// When this upstream last sent a usable answer with an OPT of its own (seconds, monotonic; 0
+    /// never): it knows EDNS, and a FORMERR from it is about something else.
+    private let sawEDNSAt = AtomicCounter()
+
     /// Whether queries to this upstream carry an OPT now.
     var usesEDNS: Bool {
         let t = refusedEDNSAt.value
-        return t == 0 || Int(MonotonicClock.nanoseconds() / 1_000_000_000) - t >= Self.ednsRecheckSeconds
+        return t == 0 || Self.seconds(MonotonicClock.nanoseconds()) - t >= Self.ednsRecheckSeconds
     }
 
-    /// The upstream refused an OPT: ask it without one for a while (RFC 6891 §7).
-    func refusedEDNS() { refusedEDNSAt.store(max(1, Int(MonotonicClock.nanoseconds() / 1_000_000_000))) }
+    /// Whether a reply to a query with OPT that refuses it (`UpstreamAnswer.refusesEDNS`) is worth
+    /// asking again without: not when this upstream answered with an OPT of its own lately.
+    var mayLackEDNS: Bool {
+        let t = sawEDNSAt.value
+        return t == 0 || Self.seconds(MonotonicClock.nanoseconds()) - t >= Self.ednsRecheckSeconds
+    }
+
+    /// The upstream refused an OPT and answered without one: ask it without for a while (RFC 6891 §7).
+    /// Only then, as unbound does: one odd FORMERR, or a retry that failed too, turned EDNS (and with
+    /// it DNSSEC's DO bit) off for a healthy upstream (QA pass 14, F3).
+    func refusedEDNS() { refusedEDNSAt.store(max(1, Self.seconds(MonotonicClock.nanoseconds()))) }
+
+    /// A usable answer came in at `nanoseconds` (monotonic): with an OPT, the upstream knows EDNS.
+    /// Written at most once a minute, so that answers on two cores do not contend for the line.
+    func answered(withOPT: Bool, at nanoseconds: UInt64) {
+        guard withOPT else { return }
+        let now = Self.seconds(nanoseconds)
+        if now - sawEDNSAt.value >= 60 { sawEDNSAt.store(now) }
+    }
+
+    private static func seconds(_ nanoseconds: UInt64) -> Int { Int(nanoseconds / 1_000_000_000) }
 
     /// A query leaving for this upstream through NIO (the event loops' UDP pool, TCP), for dnstap;
     /// the UDP listeners' own queries are seen by their send batches.
@@ -238,13 +261,17 @@ public final class UpstreamClient: Sendable {
         func askThisUpstream(edns: Bool) {
             let accept: (UpstreamAnswer) -> Void = { answer in
                 if !answer.isAnswer {
-                    if edns && answer.refusesEDNS { health.refusedEDNS(); return askThisUpstream(edns: false) }
+                    if edns && answer.refusesEDNS && health.mayLackEDNS { return askThisUpstream(edns: false) }
                     return next(UpstreamError.unusable(health.address, answer.upstreamRCODE))
                 }
                 // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
                 if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
-                health.recordAnswer(afterNanoseconds: (NIODeadline.now() - began).nanoseconds)
-                self.complete(key, promise, .success(answer))
+                if !edns && health.usesEDNS { health.refusedEDNS() }   // the answer without OPT came
+                let now = NIODeadline.now()
+                health.answered(withOPT: answer.hadOPT, at: now.uptimeNanoseconds)
+                health.recordAnswer(afterNanoseconds: (now - began).nanoseconds)
+                // Asked without OPT, so without DO: no signatures to keep under a DO client's key.
+                self.complete(key, promise, .success(!edns && key.dnssecOK ? answer.uncached : answer))
             }
             ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: overTCP, edns: edns).whenComplete { result in
                 switch result {

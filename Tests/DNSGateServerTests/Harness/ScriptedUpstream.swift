@@ -16,6 +16,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
         var noQuestion = false
         /// Over TCP, send the first half of the framed reply, then close.
         var half = false
+        /// End with an OPT record (payload 4096), as an upstream that knows EDNS does.
+        var opt = false
     }
     let port: Int
     var address: String { "127.0.0.1:\(port)" }
@@ -93,7 +95,8 @@ final class ScriptedUpstream: @unchecked Sendable {   // the counts are guarded 
     private static func message(_ id: UInt16, _ question: [UInt8], _ r: Reply) -> [UInt8] {
         func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
         return be16(Int(r.id ?? id)) + be16(Int(r.flags)) + be16(r.noQuestion ? 0 : 1) + be16(r.answers.count) + be16(r.authority.count)
-            + be16(0) + (r.noQuestion ? [] : question) + r.answers.joined() + r.authority.joined()
+            + be16(r.opt ? 1 : 0) + (r.noQuestion ? [] : question) + r.answers.joined() + r.authority.joined()
+            + (r.opt ? [0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0] : [])
     }
 
     /// An A record for the question's name (a pointer to it), TTL 60.
