@@ -136,10 +136,11 @@ public final class UpstreamHealth: Sendable {
     func checkedAnswer(_ bytes: consuming [UInt8], id: UInt16, name: DNSName, type: RecordType, overTCP: Bool = false) -> UpstreamAnswer? {
         // dnstap wants the answer as received; `UpstreamAnswer` removes its OPT and zeroes its ID.
         let received: [UInt8]? = dnstap == nil ? nil : copy bytes
+        // An error without its question (QDCOUNT 0) is the error, not a malformed answer.
+        if bytes.count >= 12 && bytes[4] == 0 && bytes[5] == 0, let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
         // A datagram that fills its read slot was cut by the read: the upstream sent more than the
         // 1,232 octets dnsgate advertises. Read as a truncated answer it is asked again over TCP, as
         // unbound does; refused, the exchange waited out its timeout (QA pass 13, F4).
-        if bytes.count >= 12 && bytes[4] == 0 && bytes[5] == 0, let e = UpstreamAnswer.questionlessError(bytes, id: id) { return e }
         let cut = !overTCP && bytes.count >= Self.datagramReadSize ? UpstreamAnswer.truncatedCopy(of: bytes) : nil
         let a: UpstreamAnswer
         do { a = try UpstreamAnswer(bytes, id: id, name: name, type: type) } catch {
