@@ -285,14 +285,9 @@ public struct UpstreamAnswer: Sendable {
     /// The header and question of `msg` with TC set and no records: what a datagram cut short by
     /// the read stands for. Nil when not even the question is whole (uncompressed, as asked).
     public static func truncatedCopy(of msg: borrowing [UInt8]) -> [UInt8]? {
-        guard msg.count > 12 else { return nil }
-        var o = 12
-        while o < msg.count, msg[o] != 0 {
-            guard msg[o] & 0xC0 == 0 else { return nil }
-            o += 1 + Int(msg[o])
-        }
-        guard o + 5 <= msg.count else { return nil }
-        var out = Array(msg[0..<(o + 5)])
+        guard msg.count > 12, let end = try? withNameBytes(copy msg, at: 12, allowCompression: false, { _ in }).end,
+              end + 4 <= msg.count else { return nil }
+        var out = Array(msg[0..<(end + 4)])
         out.put16(out.u16(at: 2) | 0x0200, at: 2)            // TC
         out.put16(1, at: 4); out.put16(0, at: 6); out.put16(0, at: 8); out.put16(0, at: 10)
         return out

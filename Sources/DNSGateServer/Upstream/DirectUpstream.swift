@@ -246,11 +246,10 @@ final class DirectUpstream {
         let now = MonotonicClock.nanoseconds()
         if !a.isAnswer {
             // An upstream that may not know EDNS: the same attempt again, without OPT (RFC 6891 §7).
-            if e.sentEDNS && a.refusesEDNS && health.mayLackEDNS { untrack(e); e.withoutEDNS = true; return send(e, now: now) }
+            if health.retryWithoutEDNS(after: a, sentEDNS: e.sentEDNS) { untrack(e); e.withoutEDNS = true; return send(e, now: now) }
             return next(e, .unusable(health.address, a.upstreamRCODE), now: now)
         }
-        if !e.sentEDNS && health.usesEDNS { health.refusedEDNS() }   // the answer without OPT came
-        health.answered(withOPT: a.hadOPT, at: now)
+        health.noteEDNS(of: a, sentEDNS: e.sentEDNS, at: now)
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount

@@ -88,29 +88,31 @@ public final class UpstreamHealth: Sendable {
     private let sawEDNSAt = AtomicCounter()
 
     /// Whether queries to this upstream carry an OPT now.
-    var usesEDNS: Bool {
-        let t = refusedEDNSAt.value
-        return t == 0 || Self.seconds(MonotonicClock.nanoseconds()) - t >= Self.ednsRecheckSeconds
+    var usesEDNS: Bool { Self.longAgo(refusedEDNSAt) }
+
+    /// Whether `answer`, the reply to a query sent with an OPT (`sentEDNS`) or without, asks for the
+    /// same query again without one: a refusal of the OPT (`UpstreamAnswer.refusesEDNS`) from an
+    /// upstream that has not answered with an OPT of its own lately (RFC 6891 §7).
+    func retryWithoutEDNS(after answer: UpstreamAnswer, sentEDNS: Bool) -> Bool {
+        sentEDNS && answer.refusesEDNS && Self.longAgo(sawEDNSAt)
     }
 
-    /// Whether a reply to a query with OPT that refuses it (`UpstreamAnswer.refusesEDNS`) is worth
-    /// asking again without: not when this upstream answered with an OPT of its own lately.
-    var mayLackEDNS: Bool {
-        let t = sawEDNSAt.value
-        return t == 0 || Self.seconds(MonotonicClock.nanoseconds()) - t >= Self.ednsRecheckSeconds
-    }
-
-    /// The upstream refused an OPT and answered without one: ask it without for a while (RFC 6891 §7).
-    /// Only then, as unbound does: one odd FORMERR, or a retry that failed too, turned EDNS (and with
-    /// it DNSSEC's DO bit) off for a healthy upstream (QA pass 14, F3).
-    func refusedEDNS() { refusedEDNSAt.store(max(1, Self.seconds(MonotonicClock.nanoseconds()))) }
-
-    /// A usable answer came in at `nanoseconds` (monotonic): with an OPT, the upstream knows EDNS.
-    /// Written at most once a minute, so that answers on two cores do not contend for the line.
-    func answered(withOPT: Bool, at nanoseconds: UInt64) {
-        guard withOPT else { return }
+    /// What a usable answer at `nanoseconds` (monotonic) says of this upstream's EDNS. One to a query
+    /// without OPT, sent while OPT was in use (the retry after a refusal), means it does not know
+    /// EDNS: it is asked without for a while. Only then, as unbound does: one odd FORMERR, or a retry
+    /// that failed too, turned EDNS (and with it DNSSEC's DO bit) off for a healthy upstream (QA pass
+    /// 14, F3). One with an OPT of its own means it does know EDNS; that is written at most once a
+    /// minute, so that answers on two cores do not contend for the line.
+    func noteEDNS(of answer: UpstreamAnswer, sentEDNS: Bool, at nanoseconds: UInt64) {
         let now = Self.seconds(nanoseconds)
-        if now - sawEDNSAt.value >= 60 { sawEDNSAt.store(now) }
+        if !sentEDNS && usesEDNS { refusedEDNSAt.store(max(1, now)) }
+        if answer.hadOPT && now - sawEDNSAt.value >= 60 { sawEDNSAt.store(now) }
+    }
+
+    /// Whether the time in `counter` is unset or `ednsRecheckSeconds` past.
+    private static func longAgo(_ counter: AtomicCounter) -> Bool {
+        let t = counter.value
+        return t == 0 || seconds(MonotonicClock.nanoseconds()) - t >= ednsRecheckSeconds
     }
 
     private static func seconds(_ nanoseconds: UInt64) -> Int { Int(nanoseconds / 1_000_000_000) }
@@ -262,14 +264,13 @@ public final class UpstreamClient: Sendable {
         func askThisUpstream(edns: Bool) {
             let accept: (UpstreamAnswer) -> Void = { answer in
                 if !answer.isAnswer {
-                    if edns && answer.refusesEDNS && health.mayLackEDNS { return askThisUpstream(edns: false) }
+                    if health.retryWithoutEDNS(after: answer, sentEDNS: edns) { return askThisUpstream(edns: false) }
                     return next(UpstreamError.unusable(health.address, answer.upstreamRCODE))
                 }
                 // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
                 if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
-                if !edns && health.usesEDNS { health.refusedEDNS() }   // the answer without OPT came
                 let now = NIODeadline.now()
-                health.answered(withOPT: answer.hadOPT, at: now.uptimeNanoseconds)
+                health.noteEDNS(of: answer, sentEDNS: edns, at: now.uptimeNanoseconds)
                 health.recordAnswer(afterNanoseconds: (now - began).nanoseconds)
                 // Asked without OPT, so without DO: no signatures to keep under a DO client's key.
                 self.complete(key, promise, .success(!edns && key.dnssecOK ? answer.uncached : answer))
