@@ -101,6 +101,47 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertFalse(log.events(client: nil, from: .position(2)).lostSome)
     }
 
+    /// A slot holds its client and profile as indexes into tables that forget what no held event
+    /// names: past their room, with ever new clients, every event still reads back its own client,
+    /// profile and denial, and a verdict's client filter still finds exactly its events.
+    /// (One client in three repeats, the others are new: the tables are renumbered again and again,
+    /// the last time with events recorded before it still held.)
+    func testViolationLogKeepsEachEventsClientProfileAndReasonAcrossTableRenumbering() throws {
+        let log = ViolationLog(capacity: 5, tableRoom: 2)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log)
+        let t0 = 1_800_000_000.0
+        let rule = SourceLocation(file: "zones/ci.list", line: 7)
+        func reason(_ i: Int) -> DenyReason {
+            switch i % 3 {
+            case 0: return .notListed
+            case 1: return .typeNotAllowed(.txt, rule)
+            default: return .quarantined(id: "q\(i)", reason: "tunnel")
+            }
+        }
+        func client(_ i: Int) -> String { i % 3 == 0 ? "192.0.2.1" : "198.51.100.\(i)" }
+        for i in 0..<40 {
+            var r = try denied("n\(i).denied.test", at: t0 + Double(i))
+            r = QueryRecord(time: r.time, client: client(i), overTCP: false, name: r.name, type: i % 2 == 0 ? .a : .txt,
+                            action: .sinkholed, rcode: .nxDomain, rule: nil, entryIndex: nil, denial: reason(i), audited: i % 4 == 0,
+                            problem: nil)
+            r.profile = "p\(i % 7)"
+            hub.observe(r)
+            if i % 3 == 2 { hub.drain() }   // batches of every size, so renumbering happens mid-batch too
+        }
+        hub.drain()
+        let events = log.events(client: nil, from: .position(0)).events
+        XCTAssertEqual(events.map(\.name.description), (35..<40).map { "n\($0).denied.test." })
+        XCTAssertEqual(events.map(\.client), (35..<40).map(client))
+        XCTAssertEqual(events.map(\.profile), (35..<40).map { "p\($0 % 7)" })
+        XCTAssertEqual(events.map(\.denial), (35..<40).map(reason))
+        XCTAssertEqual(log.extrasHeld, 3, "details of overwritten events are let go")
+        XCTAssertEqual(events.map(\.type), (35..<40).map { $0 % 2 == 0 ? RecordType.a : .txt })
+        XCTAssertEqual(events.map(\.audited), (35..<40).map { $0 % 4 == 0 })
+        XCTAssertEqual(log.events(client: "192.0.2.1", from: .position(0)).events.map(\.time), [t0 + 36, t0 + 39])
+        XCTAssertEqual(log.events(client: "198.51.100.37", from: .position(0)).events.map(\.time), [t0 + 37])
+        XCTAssertEqual(log.events(client: "198.51.100.34", from: .position(0)).events.map(\.time), [], "its event was overwritten")
+    }
+
     /// A mark is a position: a denied query after it counts even when the wall clock stepped back in
     /// between and stamped it earlier than the mark (NTP, a VM resync). A job's verdict must not pass.
     func testAMarkHoldsWhenTheClockStepsBack() throws {
