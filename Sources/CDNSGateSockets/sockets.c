@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CDNSGateSockets.h"
+#include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
@@ -75,4 +76,19 @@ void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local
         memcpy(&pi.ipi6_addr, local->addr, 16);
         put_cmsg(msg, buffer, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof pi);
     }
+}
+
+int dnsgate_never_fragment(int fd) {
+    int probe = IP_PMTUDISC_PROBE;
+    return setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe);
+}
+
+long dnsgate_send_fragmentable(int fd, const struct msghdr *msg) {
+    int want = IP_PMTUDISC_WANT;
+    if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &want, sizeof want) != 0) return -1;
+    long sent = sendmsg(fd, msg, 0);
+    int saved = errno;
+    dnsgate_never_fragment(fd);
+    errno = saved;
+    return sent;
 }

@@ -42,4 +42,16 @@ void dnsgate_pktinfo_read(const struct msghdr *msg, dnsgate_local *out);
 /// from `local`; with family 0 it clears the control data instead.
 void dnsgate_pktinfo_write(struct msghdr *msg, void *buffer, const dnsgate_local *local);
 
+/// Sets the Don't Fragment bit on every datagram an IPv4 socket sends and ignores path MTU
+/// reports (IP_PMTUDISC_PROBE): replies are never fragmented (RFC 9715), a forged "fragmentation
+/// needed" cannot make them so, and the kernel gives an unfragmentable datagram IP ID 0 instead of
+/// hashing one for each (about 3 % of a denied name's CPU). A datagram larger than the interface
+/// MTU then fails with EMSGSIZE; `dnsgate_send_fragmentable` sends it. 0, or -1 with errno.
+int dnsgate_never_fragment(int fd);
+
+/// Sends one datagram that failed with EMSGSIZE on a `dnsgate_never_fragment` socket, with
+/// fragmentation allowed for that send (the socket's setting is restored after it). Returns what
+/// sendmsg returned. Another thread sending on the socket meanwhile sends as this one does.
+long dnsgate_send_fragmentable(int fd, const struct msghdr *msg);
+
 #endif

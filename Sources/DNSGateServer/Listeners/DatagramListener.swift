@@ -67,6 +67,9 @@ final class DatagramListener: @unchecked Sendable {
         guard Self.enable(fd, SOL_SOCKET, SO_REUSEPORT),
               setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wake, socklen_t(MemoryLayout<timeval>.size)) == 0
         else { throw fail("setsockopt") }
+        // Replies leave unfragmented, with IP ID 0 (see `dnsgate_never_fragment`); `ReplyBatch.send`
+        // sends one larger than the interface MTU fragmented, as before.
+        guard family != AF_INET || dnsgate_never_fragment(fd) == 0 else { throw fail("setsockopt IP_MTU_DISCOVER") }
         let wildcard = address.ipAddress == "0.0.0.0" || address.ipAddress == "::"
         guard !wildcard || dnsgate_enable_pktinfo(fd, family) == 0 else { throw fail("setsockopt IP_PKTINFO") }
         answersFromDestination = wildcard
@@ -378,13 +381,18 @@ final class ReplyBatch {
         queued += 1
     }
 
-    /// Sends every queued reply. A reply the kernel refuses (a vanished route, say) is skipped: the
-    /// client retries, as it would after a lost datagram.
+    /// Sends every queued reply. One larger than the interface MTU, which a listener's socket does not
+    /// fragment, goes again with fragmentation allowed. A reply the kernel refuses otherwise (a
+    /// vanished route, say) is skipped: the client retries, as it would after a lost datagram.
     func send(_ fd: CInt) {
         var sent = 0
         while sent < queued {
             let r = Int(dnsgate_sendmmsg(fd, headers + sent, UInt32(queued - sent)))
-            if r > 0 { sent += r } else if r < 0 && errno == EINTR { continue } else { sent += 1 }
+            if r > 0 { sent += r } else if r < 0 && errno == EINTR { continue } else {
+                // The first unsent reply failed; the ones after it have not been tried.
+                if r < 0 && errno == EMSGSIZE { _ = dnsgate_send_fragmentable(fd, &headers[sent].msg_hdr) }
+                sent += 1
+            }
         }
         queued = 0
         arenaUsed = 0
