@@ -72,10 +72,9 @@ public final class TunnelDetector {
     /// Registered domains of `bypassNames`: one set lookup spares the per-entry suffix test for almost every query.
     private let bypassDomains: Set<HashedName>
     /// The previous query's registered domain (by its keyed hash, as `PairKey` tells pairs apart: a
-    /// copy of the name was a retain and a release whenever the domain changed), whether
-    /// `bypassDomains` holds it, and its client's pair key (see `RecentStates`: consecutive queries
-    /// mostly share them, and comparing is cheaper than hashing).
-    private var lastDomain: (domainHash: UInt64, hasBypassNames: Bool, client: String, pair: PairKey)?
+    /// copy of the name was a retain and a release whenever the domain changed) and whether
+    /// `bypassDomains` holds it: consecutive queries mostly share one.
+    private var lastDomain: (domainHash: UInt64, hasBypassNames: Bool)?
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -130,18 +129,12 @@ public final class TunnelDetector {
         let client = touchClient(e)
 
         var unheld: Episode?
-        let hasBypassNames: Bool, key: PairKey
-        if let m = lastDomain, m.domainHash == hashedDomain.hash {
-            hasBypassNames = m.hasBypassNames
-            if m.client == e.client { key = m.pair } else {
-                key = PairKey(client: e.client, domainHash: hashedDomain.hash)
-                lastDomain = (hashedDomain.hash, hasBypassNames, e.client, key)
-            }
-        } else {
+        let hasBypassNames: Bool
+        if let m = lastDomain, m.domainHash == hashedDomain.hash { hasBypassNames = m.hasBypassNames } else {
             hasBypassNames = bypassDomains.contains(hashedDomain)
-            key = PairKey(client: e.client, domainHash: hashedDomain.hash)
-            lastDomain = (hashedDomain.hash, hasBypassNames, e.client, key)
+            lastDomain = (hashedDomain.hash, hasBypassNames)
         }
+        let key = PairKey(clientID: client.id, domainHash: hashedDomain.hash)
         if hasBypassNames, isBypass(e.name), let a = fire(.bypass, client: e.client, domain: hashedDomain.name, time: e.time,
                                           evidence: .bypass,
                                           samples: SampleRing(e.name), held: &unheld) {
@@ -302,7 +295,7 @@ public final class TunnelDetector {
         let hashed = HashedName(domain)
         // Marked, not restarted yet: the pair's state can be recycled, and an episode can outlive its
         // pair, while the quarantine lasts; each notices its end on the first query after it.
-        pairs[PairKey(client: client, domainHash: hashed.hash)]?.quarantine(since: time)
+        pairs[PairKey(clientID: ClientState.id(of: client), domainHash: hashed.hash)]?.quarantine(since: time)
         for b in budgets.states where b.domainHash == hashed.hash && b.client == client { b.quarantine(since: time) }
         let text = domain.description
         for (key, ep) in episodes where key.client == client && key.kind != .bypass && ep.alert.registeredDomain == text {
@@ -345,7 +338,7 @@ public final class TunnelDetector {
 
     /// The window's features for one pair, as the detector sees them at `time`; nil when untracked.
     public func features(client: String, registeredDomain: DNSName, at time: Double) -> PairFeatures? {
-        let key = PairKey(client: client, domainHash: HashedName(registeredDomain).hash)
+        let key = PairKey(clientID: ClientState.id(of: client), domainHash: HashedName(registeredDomain).hash)
         if let p = pairs[key] { return features(of: p, at: time) }
         // A pair seen once: its first query alone, in a state of its own that is not kept.
         guard let first = firstQueries.peek(key.id, client: client) else { return nil }
@@ -745,12 +738,11 @@ extension TunnelDetector: Sendable {}
 private struct PairKey: Hashable {
     let id: UInt64
 
-    /// The client's bytes hashed with the domain's hash (`HashedName.hash`, a keyed hash of its own)
-    /// as the seed. The hash, not the name: an initializer owns its arguments, and a name passed in
-    /// was retained and released for nothing.
-    init(client: String, domainHash: UInt64) {
-        var c = client
-        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: domainHash ^ 0x7061_6972) }
+    /// The client's hash (`ClientState.id`) and the domain's (`HashedName.hash`), keyed hashes both,
+    /// hashed together: two integers, where hashing the client's text on every change of domain (on
+    /// a flood of names, every query) cost a string copy and 60 instructions.
+    init(clientID: UInt64, domainHash: UInt64) {
+        id = withUnsafeBytes(of: (clientID, domainHash)) { TableHash.hash($0, seed: 0x7061_6972) }
     }
 
     // Already a keyed hash: the table's seed is folded in with one multiply, no second pass.
@@ -983,9 +975,13 @@ private final class ClientState: RecencyTracked {
     let id: UInt64
 
     init(_ client: String, firstSeen: Double) {
-        var c = client
-        id = c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: 0x636C_6965_6E74) }
+        id = Self.id(of: client)
         self.firstSeen = firstSeen; self.lastSeen = firstSeen
+    }
+
+    static func id(of client: String) -> UInt64 {
+        var c = client
+        return c.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: 0x636C_6965_6E74) }
     }
 }
 
