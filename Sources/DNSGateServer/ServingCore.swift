@@ -138,26 +138,31 @@ struct ClientIdentityMemo {
     private var byV6: [V6: ClientIdentity] = [:]
     static let capacity = 4096
 
-    /// The last IPv4 client: a runner's queries mostly come from one address in a row, and comparing
-    /// four octets is cheaper than hashing them into the table.
-    private var lastV4: (address: UInt32, identity: ClientIdentity)?
+    /// The identity `select` chose, read in place: an identity returned by value was retained and
+    /// released (its octets) on every query.
+    private(set) var current = ClientIdentity(text: "unknown", octets: nil)
+    /// `current`'s IPv4 address, when it is one: a runner's queries mostly come from one address in
+    /// a row, and comparing four octets is cheaper than hashing them into the table.
+    private var currentV4: UInt32?
 
     private struct V6: Hashable { let high: UInt64, low: UInt64 }
 
-    mutating func identity(_ source: UnsafePointer<sockaddr_storage>) -> ClientIdentity {
+    /// Makes `current` the identity of `source`.
+    mutating func select(_ source: UnsafePointer<sockaddr_storage>) {
         switch Int32(source.pointee.ss_family) {
         case AF_INET:
             let v4 = UnsafeRawPointer(source).load(as: sockaddr_in.self)
-            if let last = lastV4, last.address == v4.sin_addr.s_addr { return last.identity }
-            let made = Self.remember(v4.sin_addr.s_addr, in: &byV4) { SocketAddress(v4, host: "") }
-            lastV4 = (v4.sin_addr.s_addr, made)
-            return made
+            if currentV4 == v4.sin_addr.s_addr { return }
+            current = Self.remember(v4.sin_addr.s_addr, in: &byV4) { SocketAddress(v4, host: "") }
+            currentV4 = v4.sin_addr.s_addr
         case AF_INET6:
             let v6 = UnsafeRawPointer(source).load(as: sockaddr_in6.self)
             let key = withUnsafeBytes(of: v6.sin6_addr) { V6(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
-            return Self.remember(key, in: &byV6) { SocketAddress(v6, host: "") }
+            current = Self.remember(key, in: &byV6) { SocketAddress(v6, host: "") }
+            currentV4 = nil
         default:
-            return ClientIdentity(text: "unknown", octets: nil)
+            current = ClientIdentity(text: "unknown", octets: nil)
+            currentV4 = nil
         }
     }
 

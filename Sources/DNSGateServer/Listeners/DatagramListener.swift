@@ -193,7 +193,8 @@ final class DatagramListener: @unchecked Sendable {
                 // Copied into storage reused from query to query; only a forwarded query keeps it.
                 packet.replaceContents(with: received.datagram(i))
                 if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false, at: now) }
-                switch core.handle(packet, client: clients.identity(received.source(i)), overTCP: false, listener: listener, scratch: scratch, now: now) {
+                clients.select(received.source(i))
+                switch core.handle(packet, client: clients.current, overTCP: false, listener: listener, scratch: scratch, now: now) {
                 case .reply(let bytes):
                     replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd, queriedAt: now)
                 case .nothing: break
