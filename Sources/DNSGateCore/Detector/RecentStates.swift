@@ -9,7 +9,11 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     let capacity: Int
     private var byKey: [Key: State] = [:]
     private var order = RecencyList<Key>()
-    private var last: (key: Key, state: State)?
+    /// Not a second strong reference: `byKey` holds the state while it is remembered here (every
+    /// removal below forgets it first). Holding it cost a retain, and the release of the state it
+    /// replaced, each time the key changed: on a flood of new domains, every query.
+    private var lastKey: Key?
+    private unowned(unsafe) var lastState: State?
 
     init(capacity: Int) { self.capacity = capacity }
 
@@ -23,13 +27,13 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     mutating func touch(_ key: Key) -> State? {
         // `last` is compared in place: binding it (`if let m = last`) copied its state, one more
         // retain and release on every query.
-        if last?.key == key, let state = last?.state {
+        if lastKey == key, let state = lastState {
             order.touch(state.recencyHandle)
             return state
         }
         guard let state = byKey[key] else { return nil }
         order.touch(state.recencyHandle)
-        last = (key, state)
+        remember(key, state)
         return state
     }
 
@@ -40,6 +44,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     mutating func insert(_ key: Key, evictingFirst preferred: ((State) -> Bool)? = nil, preferredWithin: Int = 64,
                          _ make: (State?) -> State) -> State {
         var evicted: State?
+        forget()
         if byKey.count >= capacity {
             if let preferred, let h = order.oldest(within: preferredWithin, where: { byKey[$0].map(preferred) ?? false }),
                let victim = order.key(h) {
@@ -53,7 +58,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         state.recencyHandle = order.insert(key)
         byKey[key] = state
         while byKey.count > capacity, let victim = order.popOldest() { byKey[victim] = nil }   // capacity 0
-        last = byKey.isEmpty ? nil : (key, state)
+        if !byKey.isEmpty { remember(key, state) }
         return state
     }
 
@@ -65,11 +70,14 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     mutating func removeExpired(_ expired: (State) -> Bool, removed: (State) -> Void = { _ in }) {
         while let key = order.oldestKey, let state = byKey[key], expired(state) {
             _ = order.popOldest()
+            forget()
             byKey[key] = nil
-            last = nil
             removed(state)
         }
     }
+
+    private mutating func remember(_ key: Key, _ state: State) { lastKey = key; lastState = state }
+    private mutating func forget() { lastKey = nil; lastState = nil }
 }
 
 /// A state object that knows its place in its table's `RecencyList`.
