@@ -10,13 +10,16 @@ import Darwin
 /// pair has just switched to shows even after thousands of other characters (see `RecentShape`).
 /// One pass over a label counts both. Not copyable: read through the pair's class, a copyable
 /// struct was copied whole (both arrays retained and released) for every property read.
+///
+/// The counts are stored inline (`InlineArray`), inside the pair's own object: as two arrays they
+/// were two more allocations to reach, cold, for every fresh label of a flood of pairs.
 struct LabelCharacters: ~Copyable {
     static let windowCapacity = 1 << 16
     static let recentCapacity = 1024
 
-    private(set) var windowCounts = [UInt32](repeating: 0, count: LabelShape.slots)
+    private(set) var windowCounts = InlineArray<39, UInt32>(repeating: 0)   // LabelShape.slots
     private(set) var windowTotal = 0
-    private(set) var recentCounts = [UInt16](repeating: 0, count: LabelShape.slots)
+    private(set) var recentCounts = InlineArray<39, UInt16>(repeating: 0)
     private(set) var recentTotal = 0
     /// The recent entropy is kept incrementally, as Σ c·log2(c) over the counts (from a table) and the
     /// number of symbols seen: a pair past its information budget reads it on every query, and 39
@@ -34,16 +37,12 @@ struct LabelCharacters: ~Copyable {
     mutating func add(_ label: UnsafeBufferPointer<UInt8>) {
         var sum = recentSumCLogC, symbols = recentSymbols
         Self.cLogCStep.withUnsafeBufferPointer { step in
-            windowCounts.withUnsafeMutableBufferPointer { w in
-                recentCounts.withUnsafeMutableBufferPointer { r in
-                    for b in label {
-                        let s = LabelShape.slot(b), k = Int(r[s])
-                        w[s] += 1
-                        if k == 0 { symbols += 1 }
-                        sum += step[k]
-                        r[s] = UInt16(k + 1)
-                    }
-                }
+            for b in label {
+                let s = LabelShape.slot(b), k = Int(recentCounts[s])
+                windowCounts[s] += 1
+                if k == 0 { symbols += 1 }
+                sum += step[k]
+                recentCounts[s] = UInt16(k + 1)
             }
         }
         recentSumCLogC = sum; recentSymbols = symbols
@@ -60,7 +59,9 @@ struct LabelCharacters: ~Copyable {
         return (Self.cLogC[recentTotal] - recentSumCLogC) / n + Double(recentSymbols - 1) / (2 * n * 0.6931471805599453)
     }
 
-    var exactWindowEntropy: Double { LabelShape.entropy(windowCounts, total: UInt32(windowTotal)) }
+    var exactWindowEntropy: Double {
+        windowCounts.span.withUnsafeBufferPointer { LabelShape.entropy($0, total: UInt32(windowTotal)) }
+    }
 
     /// The window's entropy: exact while it holds fewer than `exactEntropyChars` characters, then
     /// recomputed once it has grown by 1/64 since the last time (or was halved). Past that size 1.6 %
@@ -80,30 +81,27 @@ struct LabelCharacters: ~Copyable {
     private var entropyAtTotal = 0
 
     mutating func removeAll() {
-        // Filled through one buffer pointer each: element by element, every store checked the
-        // array's uniqueness again.
-        windowCounts.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        recentCounts.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        windowCounts = InlineArray(repeating: 0)
+        recentCounts = InlineArray(repeating: 0)
         windowTotal = 0; recentTotal = 0; recentSymbols = 0; recentSumCLogC = 0
         cachedEntropy = 0; entropyAtTotal = 0
     }
 
     private mutating func halveWindow() {
-        for i in windowCounts.indices { windowCounts[i] /= 2 }
-        windowTotal = Int(windowCounts.reduce(0, +))
+        var total = 0
+        for i in windowCounts.indices { windowCounts[i] /= 2; total += Int(windowCounts[i]) }
+        windowTotal = total
     }
 
     /// Also recomputes the sums from the table, which drops the rounding the running sum gathered.
     private mutating func halveRecent() {
         var total = 0, symbols = 0, sum = 0.0
         Self.cLogC.withUnsafeBufferPointer { t in
-            recentCounts.withUnsafeMutableBufferPointer { c in
-                for i in c.indices {
-                    let k = Int(c[i] / 2)
-                    c[i] = UInt16(k)
-                    total += k; sum += t[k]
-                    if k > 0 { symbols += 1 }
-                }
+            for i in recentCounts.indices {
+                let k = Int(recentCounts[i] / 2)
+                recentCounts[i] = UInt16(k)
+                total += k; sum += t[k]
+                if k > 0 { symbols += 1 }
             }
         }
         (recentTotal, recentSymbols, recentSumCLogC) = (total, symbols, sum)
