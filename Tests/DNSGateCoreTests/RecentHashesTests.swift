@@ -1,5 +1,6 @@
 import XCTest
 @testable import DNSGateCore
+import DNSGateTestSupport
 
 /// The detector's per-pair memory of names and labels, and the reused state behind it.
 final class RecentHashesTests: XCTestCase {
@@ -43,6 +44,25 @@ final class RecentHashesTests: XCTestCase {
         XCTAssertEqual(r.lastSeen(StableHash.mix(8)), 8)
         XCTAssertEqual(r.count, 5)
         XCTAssertLessThanOrEqual(r.count, 8)
+    }
+
+    /// `noteIfNew` is `recall` then, unless that found the hash within the window, `remember`: the
+    /// same answers and the same memory afterwards, over a stream of repeats old and new that turns
+    /// the generations over many times.
+    func testNoteIfNewIsRecallThenRemember() {
+        var a = RecentHashes(memory: memory(cap: 16)), b = RecentHashes(memory: memory(cap: 16))
+        var rng = SeededRandom(seed: 11)
+        let window = 30.0
+        for step in 0..<5_000 {
+            let h = StableHash.mix(UInt64(rng.next() % 40)), t = Double(step) / 10
+            let old: Bool
+            if let last = a.recall(h), t - last <= window { old = true } else { a.remember(h, at: t); old = false }
+            XCTAssertEqual(b.noteIfNew(h, at: t, window: window), !old, "step \(step)")
+            for probe in 0..<40 as Range<UInt64> {
+                XCTAssertEqual(a.lastSeen(StableHash.mix(probe)), b.lastSeen(StableHash.mix(probe)), "step \(step), hash \(probe)")
+            }
+            XCTAssertEqual(a.count, b.count, "step \(step)")
+        }
     }
 
     /// A hash looked up in the older generation moves into the newer one with its own time: the

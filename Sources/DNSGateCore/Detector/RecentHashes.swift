@@ -50,6 +50,28 @@ struct RecentHashes {
         return t
     }
 
+    /// Whether `h` is new at `t`: not seen within `window` before it. A new hash is remembered at
+    /// `t`; one seen within the window keeps its time (as `recall`, it moves into the newer
+    /// generation). The same as `recall` followed, when that found nothing recent, by `remember`,
+    /// in three table probes where those two took five: on a flood of new names this runs for each
+    /// name and each of its labels.
+    mutating func noteIfNew(_ h: UInt64, at t: Double, window: Double) -> Bool {
+        let k = Generation.key(h)
+        if let i = newer.find(k) {
+            let last = newer.time(at: i)
+            if t - last <= window { return false }
+            newer.setTime(at: i, max(last, t))
+            return true
+        }
+        guard let last = older.time(of: k) else {
+            add(k, t)
+            return true
+        }
+        let isNew = t - last > window
+        add(k, isNew ? max(last, t) : last)
+        return isNew
+    }
+
     /// Records `h` as seen at `t` (a later time wins), in the newer generation.
     mutating func remember(_ h: UInt64, at t: Double) {
         let k = Generation.key(h)
@@ -112,6 +134,9 @@ struct RecentHashes {
         @inline(__always)
         func time(of k: UInt64) -> Double? { find(k).map { slots[$0].time } }
 
+        @inline(__always) func time(at i: Int) -> Double { slots[i].time }
+        @inline(__always) mutating func setTime(at i: Int, _ t: Double) { slots[i].time = t }
+
         /// Sets `k`'s time to `t` if later; false when `k` is not here.
         mutating func refresh(_ k: UInt64, at t: Double) -> Bool {
             guard let i = find(k) else { return false }
@@ -136,7 +161,7 @@ struct RecentHashes {
         }
 
         @inline(__always)
-        private func find(_ k: UInt64) -> Int? {
+        func find(_ k: UInt64) -> Int? {
             guard !slots.isEmpty else { return nil }
             let mask = slots.count - 1
             var i = Int(truncatingIfNeeded: k) & mask

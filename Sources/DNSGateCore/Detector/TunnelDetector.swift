@@ -487,8 +487,7 @@ public final class TunnelDetector {
 
             // The name's own hash and its labels' are different functions, so they never stand for each other.
             let nameHash = knownHash ?? TableHash.hash(UnsafeRawBufferPointer(w))
-            guard !p.seenRecently(nameHash, at: e.time, window: config.windowSeconds) else { return false }
-            p.seen.remember(nameHash, at: e.time)
+            guard p.seen.noteIfNew(nameHash, at: e.time, window: config.windowSeconds) else { return false }
             bucket.newNames += 1
             bucket.subLenSum += Int32(subLen)
             bucket.longestSub = max(bucket.longestSub, Int32(subLen))
@@ -504,8 +503,7 @@ public final class TunnelDetector {
             for i in 0..<below {
                 let label = UnsafeBufferPointer(rebasing: w[labelScratch[i]])
                 let h = StableHash.hash(UnsafeRawBufferPointer(label), seed: 2)
-                if p.seenRecently(h, at: e.time, window: config.windowSeconds) { continue }
-                p.seen.remember(h, at: e.time)
+                guard p.seen.noteIfNew(h, at: e.time, window: config.windowSeconds) else { continue }
                 labelScratch[fresh] = labelScratch[i]; fresh += 1
                 p.characters.add(label)
             }
@@ -943,12 +941,6 @@ private final class PairState: RecencyTracked {
         // storage, and the first write to it copies the array.
         for i in episodes.indices where episodes[i] != nil { episodes[i] = nil }
         crossedSlots = 0; sinceEvaluation = 0
-    }
-
-    @inline(__always)
-    func seenRecently(_ h: UInt64, at t: Double, window: Double) -> Bool {
-        guard let last = seen.recall(h) else { return false }
-        return t - last <= window
     }
 }
 
