@@ -182,7 +182,11 @@ private func readNameBytes(_ msg: UnsafeRawBufferPointer, at offset: Int, allowC
             // Checked before writing: the label and the root octet after it must fit in 255 (RFC 1035 §2.3.4).
             guard n + 1 + l < DNSName.maxWireLength else { throw WireError.nameTooLong(octets: n + 1 + l + 1) }
             name[n] = len
-            copyLowerCased(from: msg.baseAddress! + i + 1, to: name.baseAddress! + n + 1, count: l)
+            // A label's last few octets go as one more eight-octet word when both buffers have the
+            // room: the octets past the label are rewritten by the next label or the root (the name
+            // handed on ends at `n`), and reading past it stays inside the message.
+            let wholeWords = i + 1 + l + 8 <= msg.count && n + 1 + l + 8 <= name.count
+            copyLowerCased(from: msg.baseAddress! + i + 1, to: name.baseAddress! + n + 1, count: l, tailAsWord: wholeWords)
             n += 1 + l
             i += 1 + l
         case 0xC0:
@@ -201,12 +205,19 @@ private func readNameBytes(_ msg: UnsafeRawBufferPointer, at offset: Int, allowC
 }
 
 /// Copies `count` octets with ASCII upper case folded to lower, eight at a time.
+/// - Parameter tailAsWord: the last 1–7 octets are copied as a whole word too, which reads and writes
+///   up to 7 octets past `count` (the caller checked both buffers have them). Labels are mostly
+///   shorter than eight octets, and folding them octet by octet was a third of decoding a query.
 @inline(__always)
-private func copyLowerCased(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count: Int) {
+private func copyLowerCased(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count: Int, tailAsWord: Bool = false) {
     var j = 0
     while j + 8 <= count {
         dst.storeBytes(of: lowerCased(src.loadUnaligned(fromByteOffset: j, as: UInt64.self)), toByteOffset: j, as: UInt64.self)
         j += 8
+    }
+    if tailAsWord && j < count {
+        dst.storeBytes(of: lowerCased(src.loadUnaligned(fromByteOffset: j, as: UInt64.self)), toByteOffset: j, as: UInt64.self)
+        return
     }
     while j < count { dst.storeBytes(of: asciiLower(src.load(fromByteOffset: j, as: UInt8.self)), toByteOffset: j, as: UInt8.self); j += 1 }
 }
