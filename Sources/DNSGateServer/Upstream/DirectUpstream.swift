@@ -249,7 +249,7 @@ final class DirectUpstream {
             if health.retryWithoutEDNS(after: a, sentEDNS: e.sentEDNS) { untrack(e); e.withoutEDNS = true; return send(e, now: now) }
             return next(e, .unusable(health.address, a.upstreamRCODE), now: now)
         }
-        health.noteEDNS(of: a, sentEDNS: e.sentEDNS, at: now)
+        let answer = health.accepted(a, sentEDNS: e.sentEDNS, for: e.key, at: now)
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount
@@ -258,8 +258,6 @@ final class DirectUpstream {
             return
         }
         health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
-        // Asked without OPT, so without DO: no signatures to keep under a DO client's key.
-        let answer = !e.sentEDNS && e.key.dnssecOK ? a.uncached : a
         e.forEachWaiter { deliver(core.finish($0, .success(answer)), $1, $0.record.time) }
     }
 

@@ -97,16 +97,19 @@ public final class UpstreamHealth: Sendable {
         sentEDNS && answer.refusesEDNS && Self.longAgo(sawEDNSAt)
     }
 
-    /// What a usable answer at `nanoseconds` (monotonic) says of this upstream's EDNS. One to a query
-    /// without OPT, sent while OPT was in use (the retry after a refusal), means it does not know
-    /// EDNS: it is asked without for a while. Only then, as unbound does: one odd FORMERR, or a retry
-    /// that failed too, turned EDNS (and with it DNSSEC's DO bit) off for a healthy upstream (QA pass
-    /// 14, F3). One with an OPT of its own means it does know EDNS; that is written at most once a
-    /// minute, so that answers on two cores do not contend for the line.
-    func noteEDNS(of answer: UpstreamAnswer, sentEDNS: Bool, at nanoseconds: UInt64) {
+    /// Notes what a usable answer at `nanoseconds` (monotonic) says of this upstream's EDNS, and
+    /// returns it as it may be cached for `key`. An answer to a query without OPT, sent while OPT was
+    /// in use (the retry after a refusal), means the upstream does not know EDNS: it is asked without
+    /// for a while. Only then, as unbound does: one odd FORMERR, or a retry that failed too, turned
+    /// EDNS (and with it DNSSEC's DO bit) off for a healthy upstream (QA pass 14, F3). One with an OPT
+    /// of its own means it does know EDNS; that is written at most once a minute, so that answers on
+    /// two cores do not contend for the line. Asked without OPT, so without DO, the answer holds no
+    /// signatures and is not cached under a DO client's key.
+    func accepted(_ answer: UpstreamAnswer, sentEDNS: Bool, for key: CacheKey, at nanoseconds: UInt64) -> UpstreamAnswer {
         let now = Self.seconds(nanoseconds)
         if !sentEDNS && usesEDNS { refusedEDNSAt.store(max(1, now)) }
         if answer.hadOPT && now - sawEDNSAt.value >= 60 { sawEDNSAt.store(now) }
+        return !sentEDNS && key.dnssecOK ? answer.uncached : answer
     }
 
     /// Whether the time in `counter` is unset or `ednsRecheckSeconds` past.
@@ -270,10 +273,9 @@ public final class UpstreamClient: Sendable {
                 // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
                 if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
                 let now = NIODeadline.now()
-                health.noteEDNS(of: answer, sentEDNS: edns, at: now.uptimeNanoseconds)
+                let usable = health.accepted(answer, sentEDNS: edns, for: key, at: now.uptimeNanoseconds)
                 health.recordAnswer(afterNanoseconds: (now - began).nanoseconds)
-                // Asked without OPT, so without DO: no signatures to keep under a DO client's key.
-                self.complete(key, promise, .success(!edns && key.dnssecOK ? answer.uncached : answer))
+                self.complete(key, promise, .success(usable))
             }
             ask(addr, health, key: key, spelling: spelling, on: loop, overTCP: overTCP, edns: edns).whenComplete { result in
                 switch result {
