@@ -25,7 +25,8 @@ final class RecentShapeTests: XCTestCase {
             } else {
                 XCTAssertLessThanOrEqual(c.windowTotal, LabelCharacters.windowCapacity)
             }
-            let exact = LabelShape.entropy(c.recentCounts.indices.map { UInt32(c.recentCounts[$0]) }, total: UInt32(c.recentTotal))
+            let exact = c.recentCounts.indices.map { UInt32(c.recentCounts[$0]) }
+                .withUnsafeBufferPointer { LabelShape.entropy($0, total: UInt32(c.recentTotal)) }
             XCTAssertEqual(c.recentEntropy, exact, accuracy: 1e-9, "after label \(i) (\(c.recentTotal) characters)")
         }
     }

@@ -46,10 +46,6 @@ enum LabelShape {
     /// The plug-in estimate is biased low on small samples: 64 characters of random base32 read as
     /// about 4.65 bits, not 5. The correction brings that back to ≈ 5.0 while a large sample of
     /// ordinary host names (measured: 1 293 characters under microsoft.com, 4.55 bits) moves by 0.01.
-    static func entropy(_ counts: [UInt32], total: UInt32) -> Double {
-        counts.withUnsafeBufferPointer { entropy($0, total: total) }
-    }
-
     static func entropy(_ counts: UnsafeBufferPointer<UInt32>, total: UInt32) -> Double {
         guard total > 0 else { return 0 }
         let n = Double(total)
