@@ -6,12 +6,23 @@ import NIOConcurrencyHelpers
 ///
 /// Producers append under a lock and never wait; past `capacity` pending records new ones are counted
 /// in `dropped` instead of growing memory. The consumer takes everything pending in one swap.
-final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // `items` is touched under `lock` only
+///
+/// A producer with many records at once (a listener's receive batch) hands them over whole
+/// (`push(moving:)`): one lock a batch instead of one a record, and the records are not moved one by
+/// one either (the array is).
+final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // the vars are touched under `lock` only
     /// A lock taken and released by hand, not a `Mutex`: a closure cannot consume the record it is
     /// given, so `Mutex.withLock` took it through an `Optional`, four copies of a 200-octet record
     /// per query where `append` under `lock()` moves it once.
     private let lock = NIOLock()
+    /// Pending, oldest first: `items`, then each of `chunks`.
     private var items: [Element] = []
+    /// Batches moved in whole while `items` was not empty; single pushes then go to the last one.
+    private var chunks: [[Element]] = []
+    private var count = 0
+    /// Emptied chunks handed back by the consumer (`recycle`), for producers to fill again.
+    private var spares: [[Element]] = []
+    private static var maxSpares: Int { 64 }
     let capacity: Int
     let dropped = AtomicCounter()
 
@@ -26,16 +37,40 @@ final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // `items` 
     @discardableResult
     func push(_ e: consuming Element) -> (accepted: Bool, wasEmpty: Bool) {
         lock.lock()
-        guard items.count < capacity else {
+        guard count < capacity else {
             lock.unlock()
             dropped.add(1)
             return (false, false)
         }
-        items.append(e)
-        let count = items.count
+        if chunks.isEmpty { items.append(e) } else { chunks[chunks.count - 1].append(e) }
+        count += 1
+        let now = count
+        approximateCount.store(now)
+        lock.unlock()
+        return (true, now == 1)
+    }
+
+    /// Appends all of `batch` that fits, oldest first, and leaves `batch` empty with room to fill
+    /// again; the rest (the newest, as with `push`) are counted in `dropped`. For batches of some
+    /// size: each becomes a chunk of its own, unless nothing was pending.
+    /// - Returns: how many were dropped.
+    @discardableResult
+    func push(moving batch: inout [Element]) -> Int {
+        guard !batch.isEmpty else { return 0 }
+        lock.lock()
+        let over = max(0, count + batch.count - capacity)
+        if over > 0 { batch.removeLast(over) }
+        count += batch.count
+        if items.isEmpty && chunks.isEmpty {
+            swap(&items, &batch)    // `batch` gets the emptied storage the consumer left
+        } else {
+            chunks.append(batch)
+            batch = spares.popLast() ?? []
+        }
         approximateCount.store(count)
         lock.unlock()
-        return (true, count == 1)
+        if over > 0 { dropped.add(over) }
+        return over
     }
 
     /// Everything pending, oldest first; the queue is empty afterwards.
@@ -49,8 +84,46 @@ final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // `items` 
     /// the caller reuses `spare` (`removeAll(keepingCapacity: true)`), no allocation either.
     func swapPending(_ spare: inout [Element]) {
         precondition(spare.isEmpty, "swapPending needs an empty buffer")
-        lock.withLock { swap(&items, &spare); approximateCount.store(0) }
+        lock.withLock {
+            swap(&items, &spare)
+            // Rare: whoever pushes batches reads them with `take`.
+            for i in chunks.indices { spare.append(contentsOf: chunks[i]); chunks[i].removeAll(keepingCapacity: true) }
+            if !chunks.isEmpty { recycleLocked(&chunks) }
+            count = 0
+            approximateCount.store(0)
+        }
     }
 
-    var isEmpty: Bool { lock.withLock { items.isEmpty } }
+    /// Everything pending, as `swapPending`, without copying what came in whole batches: `taken`
+    /// must be empty, and goes back through `recycle` once read.
+    func take(into taken: inout Taken) {
+        precondition(taken.items.isEmpty && taken.chunks.isEmpty, "take needs an empty buffer")
+        lock.withLock {
+            swap(&items, &taken.items)
+            swap(&chunks, &taken.chunks)
+            count = 0
+            approximateCount.store(0)
+        }
+    }
+
+    /// Empties `taken`, keeping the storage of its chunks for the producers.
+    func recycle(_ taken: inout Taken) {
+        taken.items.removeAll(keepingCapacity: true)
+        for i in taken.chunks.indices { taken.chunks[i].removeAll(keepingCapacity: true) }
+        lock.withLock { recycleLocked(&taken.chunks) }
+    }
+
+    private func recycleLocked(_ emptied: inout [[Element]]) {
+        while spares.count < Self.maxSpares, let c = emptied.popLast() { spares.append(c) }
+        emptied.removeAll(keepingCapacity: true)
+    }
+
+    /// What `take` hands over: oldest first, `items` then each chunk.
+    struct Taken {
+        var items: [Element] = []
+        var chunks: [[Element]] = []
+        var isEmpty: Bool { items.isEmpty && chunks.isEmpty }
+    }
+
+    var isEmpty: Bool { lock.withLock { count == 0 } }
 }

@@ -43,15 +43,16 @@ final class ServingCore: Sendable {
     ///     storage until the caller drops it.
     ///   - now: when the query arrived; nil reads the clock. The UDP listener reads it once for each
     ///     batch it receives: the queries of one `recvmmsg` arrived together.
+    ///   - batch: where the record goes for the telemetry, until `flush`; nil: to the telemetry now.
     func handle(_ bytes: [UInt8], client: ClientIdentity, overTCP: Bool, listener: String, scratch: QueryScratch? = nil,
-                now: Double? = nil) -> Handled {
+                now: Double? = nil, batch: RecordBatch? = nil) -> Handled {
         switch pipeline.process(bytes, client: client.text, clientAddress: client.octets, listener: listener,
                                 overTCP: overTCP, now: now ?? WallClock.now(), scratch: scratch) {
         case .reply(let out, let record):
-            observe(record)
+            observe(record, into: batch)
             return .reply(out)
         case .drop(let record):
-            observe(record)
+            observe(record, into: batch)
             return .nothing
         case .forward(let job):
             return .forward(job)
@@ -111,11 +112,31 @@ final class ServingCore: Sendable {
     /// each must return quickly. The telemetry hub queues it and processes it after the flush
     /// (counters, top-k tables, detector, violation log). The record is moved into that queue, not
     /// copied: each copy of a record retained and released six fields.
-    private func observe(_ r: consuming QueryRecord) {
+    private func observe(_ r: consuming QueryRecord, into batch: RecordBatch? = nil) {
         queryLog.record(r)
         audit.observe(r)
-        telemetry?.observe(r)
+        telemetry?.observe(r, collectingIn: batch)
     }
+
+    /// Hands the records `handle` put in `batch` to the telemetry, under one lock. A listener calls it
+    /// after each receive batch, before the replies go out: a client that has its answer finds its
+    /// query in the stats.
+    func flush(_ batch: RecordBatch) {
+        telemetry?.observe(batch: &batch.records)
+    }
+}
+
+/// The query records of one receive batch on their way to the telemetry (`ServingCore.flush`): one
+/// lock a batch where handing each over took one a query. One per listener thread.
+final class RecordBatch {
+    var records: [QueryRecord] = []
+    /// Whether `handle` collects records here; otherwise it hands each over at once. Off for a few
+    /// queries at a time (a quiet moment), where moving records through here cost more than the
+    /// locks it saves.
+    var collecting = false
+    /// Receive batches from this size on are worth collecting.
+    static let worthwhile = 16
+    init(capacity: Int) { records.reserveCapacity(capacity) }
 }
 
 /// A client's address as text (logs, counters) and as octets (profile and exception prefixes).

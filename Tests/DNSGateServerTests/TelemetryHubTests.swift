@@ -29,6 +29,42 @@ final class TelemetryHubTests: XCTestCase {
         XCTAssertLessThan(log.events(client: "192.0.2.7", from: .time(t1)).events.count, 1_000)
     }
 
+    /// A listener's receive batch goes over whole (`RecordBatch`); records handed over one at a time
+    /// in between keep their place, and a batch past the queue's room is shed and reported.
+    func testRecordsCollectedInBatchesArriveInOrderAndShedOnesAreReported() throws {
+        let log = ViolationLog(capacity: 10_000)
+        let hub = TelemetryHub(suffixes: nil, detector: nil, violations: log, pendingCapacity: 100)
+        let t0 = 1_800_000_000.0
+        let batch = RecordBatch(capacity: 64)
+        var sent: [String] = []
+        func send(_ n: Int, collecting: Bool) throws {
+            batch.collecting = collecting
+            for _ in 0..<n {
+                let name = "q\(sent.count).denied.test"
+                sent.append(name + ".")
+                hub.observe(try denied(name, at: t0 + Double(sent.count) / 1_000), collectingIn: batch)
+            }
+            XCTAssertEqual(batch.records.count, collecting ? n : 0, "collected only while collecting")
+            hub.observe(batch: &batch.records)
+            XCTAssertTrue(batch.records.isEmpty)
+        }
+        try send(20, collecting: true)
+        try send(3, collecting: false)
+        try send(20, collecting: true)
+        try send(1, collecting: false)
+        hub.drain()
+        XCTAssertEqual(log.events(client: "192.0.2.7", from: .time(t0)).events.map(\.name.description), sent)
+        XCTAssertFalse(hub.droppedRecords(since: t0))
+
+        let t1 = t0 + 100
+        batch.collecting = true
+        for i in 0..<150 { hub.observe(try denied("burst\(i).denied.test", at: t1), collectingIn: batch) }
+        hub.observe(batch: &batch.records)
+        hub.drain()
+        XCTAssertTrue(hub.droppedRecords(since: t1), "50 did not fit")
+        XCTAssertEqual(log.events(client: "192.0.2.7", from: .time(t1)).events.count, 100)
+    }
+
     /// Runs of one client or one registered domain are added to the top-k tables once, with their
     /// length: whatever the runs, each key ends up with exactly its number of queries.
     func testTopTablesCountRunsExactly() throws {

@@ -159,6 +159,8 @@ final class DatagramListener: @unchecked Sendable {
         var packet: [UInt8] = []
         packet.reserveCapacity(512)
         let scratch = QueryScratch()
+        // Optional, as `handle` takes it: wrapped at each call, it was retained and released per query.
+        let records: RecordBatch? = RecordBatch(capacity: Self.batch)
         let fd = self.fd
         let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to, queriedAt in
             withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, from: to.local, fd: fd, queriedAt: queriedAt) }
@@ -189,12 +191,14 @@ final class DatagramListener: @unchecked Sendable {
             full = n == Self.batch
             coalescing.received(n, at: MonotonicClock.nanoseconds())
             let now = WallClock.now()
+            records!.collecting = n >= RecordBatch.worthwhile
             for i in 0..<n {
                 // Copied into storage reused from query to query; only a forwarded query keeps it.
                 packet.replaceContents(with: received.datagram(i))
                 if let tap = core.dnstap { tap.clientQuery(received.datagram(i), from: received.source(i), overTCP: false, at: now) }
                 clients.select(received.source(i))
-                switch core.handle(packet, client: clients.current, overTCP: false, listener: listener, scratch: scratch, now: now) {
+                switch core.handle(packet, client: clients.current, overTCP: false, listener: listener, scratch: scratch, now: now,
+                                   batch: records) {
                 case .reply(let bytes):
                     replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd, queriedAt: now)
                 case .nothing: break
@@ -208,6 +212,7 @@ final class DatagramListener: @unchecked Sendable {
                     }
                 }
             }
+            core.flush(records!)
             direct.flush(backlog: true)
             replies.send(fd)
             // The replies are out: count them now, on this core, before the next read; while a full batch

@@ -22,7 +22,7 @@ final class TelemetryHub: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     /// Whoever holds this processes records (the detector is single-threaded); the value is the buffer
     /// records are swapped into, reused so a catch-up allocates nothing.
-    private let processing = Mutex<[QueryRecord]>([])
+    private let processing = Mutex(BoundedBatch<QueryRecord>.Taken())
     /// When the detector last expired idle state; touched under `processing` only.
     private var lastExpiry = 0.0
     /// Monotonic nanoseconds of the last catch-up by a listener.
@@ -123,10 +123,21 @@ final class TelemetryHub: @unchecked Sendable {
         t.start()
     }
 
-    /// Hot path: one lock, one append.
-    func observe(_ r: consuming QueryRecord) {
+    /// Hot path: one lock, one append; or into `batch`, while it is collecting, for `observe(batch:)`.
+    func observe(_ r: consuming QueryRecord, collectingIn batch: RecordBatch? = nil) {
+        if batch != nil && batch!.collecting { batch!.records.append(r); return }
         let time = r.time
-        guard !pending.push(r).accepted else { return }
+        if !pending.push(r).accepted { noteDrop(at: time) }
+    }
+
+    /// `observe` for each record of `batch`, in order, under one lock; empties `batch`.
+    func observe(batch: inout [QueryRecord]) {
+        guard !batch.isEmpty else { return }
+        let newest = batch[batch.endIndex - 1].time   // read in place: `batch.last` copied the record
+        if pending.push(moving: &batch) > 0 { noteDrop(at: newest) }
+    }
+
+    private func noteDrop(at time: Double) {
         // Only raised. Two listeners dropping at once may race, but then both are in the same overload.
         let second = Int(time.rounded(.up))
         if second > lastDrop.value { lastDrop.store(second) }
@@ -161,18 +172,24 @@ final class TelemetryHub: @unchecked Sendable {
         }
     }
 
-    /// Takes the pending records and processes them; under `processing`.
-    private func processPending(_ buffer: inout [QueryRecord]) {
-        pending.swapPending(&buffer)
-        guard !buffer.isEmpty else { return }
+    /// Takes the pending records and processes them, oldest first; under `processing`.
+    private func processPending(_ taken: inout BoundedBatch<QueryRecord>.Taken) {
+        pending.take(into: &taken)
+        guard !taken.isEmpty else { return }
         tables.withLock { t in
             // In place: `for r in buffer` copied each record, retaining and releasing six fields.
-            for i in buffer.indices { process(&buffer[i], &t) }
+            for i in taken.items.indices { process(&taken.items[i], &t) }
+            for c in taken.chunks.indices {
+                for i in taken.chunks[c].indices { process(&taken.chunks[c][i], &t) }
+            }
             t.endRuns()
         }
-        violations?.observe(buffer)
+        if let violations {
+            violations.observe(taken.items)
+            for c in taken.chunks.indices { violations.observe(taken.chunks[c]) }
+        }
         actionCounters.flush(); typeCounters.flush(); rcodeCounters.flush(); deniedCounters.flush()
-        buffer.removeAll(keepingCapacity: true)
+        pending.recycle(&taken)
     }
 
     func forwarded(latency: Double) { forwardedLatency.record(latency) }
