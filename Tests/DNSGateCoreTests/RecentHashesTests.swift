@@ -65,6 +65,53 @@ final class RecentHashesTests: XCTestCase {
         }
     }
 
+    /// The two generations as two dictionaries: what `RecentHashes` must hold while the shared budget
+    /// does not bind (the generations then turn over at the cap only).
+    private struct TwoGenerations {
+        var newer: [UInt64: Double] = [:], older: [UInt64: Double] = [:]
+        let cap: Int
+        var count: Int { newer.count + older.count }
+        func lastSeen(_ h: UInt64) -> Double? { newer[h] ?? older[h] }
+        mutating func noteIfNew(_ h: UInt64, at t: Double, window: Double) -> Bool {
+            if let last = newer[h] {
+                if t - last <= window { return false }
+                newer[h] = max(last, t)
+                return true
+            }
+            guard let last = older[h] else { add(h, t); return true }
+            let isNew = t - last > window
+            add(h, isNew ? max(last, t) : last)
+            return isNew
+        }
+        private mutating func add(_ h: UInt64, _ t: Double) {
+            if newer.count >= cap { older = newer; newer = [:] }
+            newer[h] = t
+        }
+    }
+
+    /// Over a long stream of repeats and new hashes, with tables of every size from the first to the
+    /// cap's and the generations turning over many times, every hash reads back as the
+    /// two-dictionary model says, and so does the count.
+    func testHoldsWhatTwoGenerationsWould() {
+        for cap in [8, 64, 1_000] {
+            var r = RecentHashes(memory: memory(cap: cap, guaranteed: 8)), model = TwoGenerations(cap: cap / 2)
+            var rng = SeededRandom(seed: UInt64(cap))
+            let pool = (0..<(3 * cap)).map { _ in rng.next() }   // random low bits: keys share probe runs
+            let window = 20.0
+            for step in 0..<(40 * cap) {
+                let h = pool[Int(rng.next() % UInt64(pool.count))], t = Double(step) / 10
+                XCTAssertEqual(r.noteIfNew(h, at: t, window: window), model.noteIfNew(h, at: t, window: window), "cap \(cap), step \(step)")
+                XCTAssertEqual(r.count, model.count, "cap \(cap), step \(step)")
+                if step % (cap / 4) == 0 {
+                    for p in pool where r.lastSeen(p) != model.lastSeen(p) {
+                        XCTFail("cap \(cap), step \(step): \(p) reads \(String(describing: r.lastSeen(p))), not \(String(describing: model.lastSeen(p)))")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
     /// A hash looked up in the older generation moves into the newer one with its own time: the
     /// names a client keeps asking for survive the turnover that new names cause.
     func testARecalledHashOutlivesItsGeneration() {
