@@ -43,7 +43,8 @@ extension DNSGateCommand {
             static func line(_ e: [String: Any]) -> String {
                 let scope = [(e["client"] as? String).map { "client \($0)" }, (e["profile"] as? String).map { "profile \($0)" }]
                     .compactMap { $0 }.joined(separator: ", ")
-                return "\(e["id"] ?? "?")\t\(e["pattern"] ?? "?")\t\(e["remaining_s"] ?? 0)s left\t\(e["hits"] ?? 0) hits\t"
+                let hits = e["hits"] as? Int ?? 0
+                return "\(e["id"] ?? "?")\t\(e["pattern"] ?? "?")\t\(e["remaining_s"] ?? 0)s left\t\(hits) \(hits == 1 ? "hit" : "hits")\t"
                     + "\(scope.isEmpty ? "everyone" : scope)\t\(e["reason"] ?? "")"
             }
             @Flag(help: "Print the raw JSON object.") var json = false
