@@ -96,6 +96,19 @@ final class DetectorBehaviourTests: XCTestCase {
         let other = TunnelDetector(config: config, suffixes: suffixes)
         let unkeyed = (0..<80).flatMap { other.observe(event(t($0), "w\($0).example-cdn.test")) }
         XCTAssertEqual(unkeyed, [], "no key, no budget")
+
+        // 80 names, 40 under each of two keys for one client, then 40 for each of two clients
+        // under one key, taking turns: four budgets, none spent past its 50.
+        let split = TunnelDetector(config: config, suffixes: suffixes)
+        var quiet: [DetectorAlert] = []
+        for i in 0..<80 {
+            quiet += split.observe(event(t(i), "k\(i).example-cdn.test"), budgetKey: i % 2 == 0 ? "*.example-cdn.test" : "default#7")
+        }
+        for i in 0..<80 {
+            quiet += split.observe(event(t(80 + i), "c\(i).example-cdn.test", client: i % 2 == 0 ? "192.0.2.2" : "192.0.2.3"),
+                                   budgetKey: "*.example-cdn.test")
+        }
+        XCTAssertEqual(quiet.filter { $0.kind == .wildcardBudget }, [], "a budget per client and key")
     }
 
     func testFloodOfDistinctNamesUnderOneDomainIsARateSpike() {

@@ -75,6 +75,8 @@ public final class TunnelDetector {
     /// copy of the name was a retain and a release whenever the domain changed) and whether
     /// `bypassDomains` holds it: consecutive queries mostly share one.
     private var lastDomain: (domainHash: UInt64, hasBypassNames: Bool)?
+    /// The budget key last seen and its hash (`BudgetStateKey.hash`).
+    private var lastBudgetKey: (text: String, hash: UInt64) = ("", 0)
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
@@ -155,7 +157,7 @@ public final class TunnelDetector {
         }
 
         if let budgetKey {
-            if let a = updateBudget(client: e.client, key: budgetKey, event: e, domain: hashedDomain) { out.append(a) }
+            if let a = updateBudget(client: client, key: budgetKey, event: e, domain: hashedDomain) { out.append(a) }
         }
         return out
     }
@@ -668,8 +670,10 @@ public final class TunnelDetector {
         }
     }
 
-    private func updateBudget(client: String, key: String, event e: QueryEvent, domain: HashedName) -> DetectorAlert? {
-        let k = BudgetStateKey(client: client, key: key)
+    private func updateBudget(client c: ClientState, key: String, event e: QueryEvent, domain: HashedName) -> DetectorAlert? {
+        let client = e.client
+        if key != lastBudgetKey.text { lastBudgetKey = (key, BudgetStateKey.hash(budgetKey: key)) }   // mostly one entry in a row
+        let k = BudgetStateKey(clientID: c.id, keyHash: lastBudgetKey.hash)
         let s = budgets.touch(k) ?? budgets.insert(k) { _ in
             BudgetState(client: client, domainHash: domain.hash, distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
         }
@@ -728,30 +732,57 @@ extension TunnelDetector: Sendable {}
 
 // MARK: - state types
 
-/// A (client, registered domain) pair, by a keyed 64-bit hash of both: the pair table then hashes
-/// and compares one integer, where a key of a string and a name was hashed byte by byte, compared
-/// byte by byte and retained and released several times per query. Two pairs would share one state
-/// only if their hashes collided: about one chance in 2^43 with 2,048 pairs tracked, and the hash
-/// is keyed by the per-process secret (`TableHash`), so a collision cannot be planned from outside.
-private struct PairKey: Hashable {
+/// A (client, registered domain) pair, by a keyed 64-bit hash of both (`HashedKey`): the pair table
+/// then hashes and compares one integer, where a key of a string and a name was hashed byte by byte,
+/// compared byte by byte and retained and released several times per query.
+private struct PairKey: HashedKey {
     let id: UInt64
 
     /// The client's hash (`ClientState.id`) and the domain's (`HashedName.hash`), keyed hashes both,
-    /// hashed together: two integers, where hashing the client's text on every change of domain (on
+    /// mixed together: two integers, where hashing the client's text on every change of domain (on
     /// a flood of names, every query) cost a string copy and 60 instructions.
-    init(clientID: UInt64, domainHash: UInt64) {
-        id = withUnsafeBytes(of: (clientID, domainHash)) { TableHash.hash($0, seed: 0x7061_6972) }
+    init(clientID: UInt64, domainHash: UInt64) { id = Self.combine(clientID, domainHash) }
+}
+
+/// A (client, allow-list entry) budget, by a keyed hash of both, as `PairKey`. A key of the two
+/// strings was compared with the table's remembered key through optionals, which copied and
+/// destroyed both strings on every query a wildcard entry admitted: about 100 instructions.
+private struct BudgetStateKey: HashedKey {
+    let id: UInt64
+
+    /// - Parameter keyHash: `hash(budgetKey:)` of the entry's key.
+    init(clientID: UInt64, keyHash: UInt64) { id = Self.combine(clientID, keyHash) }
+
+    static func hash(budgetKey: String) -> UInt64 {
+        var k = budgetKey
+        return k.withUTF8 { TableHash.hash(UnsafeRawBufferPointer($0), seed: 0x6275_6467) }
+    }
+}
+
+/// A table key that is one keyed 64-bit hash already: two keys share a state only if their hashes
+/// collide (about one chance in 2^43 with 2,048 keys held), and the hash is keyed by the per-process
+/// secret (`TableHash`), so a collision cannot be planned from outside.
+private protocol HashedKey: Hashable {
+    var id: UInt64 { get }
+}
+
+extension HashedKey {
+    /// One 64-bit key from two keyed hashes. Those are secret and evenly spread already, so a
+    /// multiply and two xor-shifts mix them enough (hashing the 16 octets again cost 45 instructions
+    /// a query); for one `a` the result is a bijection of `b` and the other way round, so two keys
+    /// that share a side never collide.
+    @inline(__always)
+    static func combine(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        var m = (a &* 0x9E37_79B9_7F4A_7C15) ^ b
+        m ^= m >> 32
+        m &*= 0xD6E8_FEB8_6659_FD93
+        return m ^ (m >> 32)
     }
 
     // Already a keyed hash: the table's seed is folded in with one multiply, no second pass.
     func _rawHashValue(seed: Int) -> Int {
         Int(truncatingIfNeeded: (id ^ UInt64(bitPattern: Int64(seed))) &* 0x9E37_79B9_7F4A_7C15)
     }
-}
-
-private struct BudgetStateKey: Hashable {
-    let client: String
-    let key: String
 }
 
 /// One alert and its refreshes; a class so that pairs and budgets can hold the episodes they feed.
