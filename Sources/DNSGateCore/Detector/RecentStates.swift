@@ -13,9 +13,11 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     /// removal below forgets it first). Holding it cost a retain, and the release of the state it
     /// replaced, each time the key changed: on a flood of new domains, every query.
     private var lastKey: Key?
-    private unowned(unsafe) var lastState: State?
+    private var lastState: Unmanaged<State>?
 
-    init(capacity: Int) { self.capacity = capacity }
+    /// - Parameter capacity: at least 1, so that the state `insert` returns stays in the table for
+    ///   as long as the caller reads it unretained (`touch`).
+    init(capacity: Int) { self.capacity = max(1, capacity) }
 
     var count: Int { byKey.count }
     var states: Dictionary<Key, State>.Values { byKey.values }
@@ -23,18 +25,21 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     /// The state for `key` without counting it as a use.
     subscript(key: Key) -> State? { byKey[key] }
 
-    /// The state for `key`, now the most recently used; nil when there is none.
-    mutating func touch(_ key: Key) -> State? {
+    /// The state for `key`, now the most recently used; nil when there is none. Unretained: the
+    /// table holds it until a caller inserts or removes, and a caller reads it with
+    /// `_withUnsafeGuaranteedRef` meanwhile. Returned strong, each state was retained here and
+    /// released by the caller, two atomic operations on every query for each table.
+    mutating func touch(_ key: Key) -> Unmanaged<State>? {
         // `last` is compared in place: binding it (`if let m = last`) copied its state, one more
         // retain and release on every query.
         if lastKey == key, let state = lastState {
-            order.touch(state.recencyHandle)
+            order.touch(state._withUnsafeGuaranteedRef { $0.recencyHandle })
             return state
         }
         guard let state = byKey[key] else { return nil }
         order.touch(state.recencyHandle)
         remember(key, state)
-        return state
+        return .passUnretained(state)
     }
 
     /// Adds the state `make` returns for `key` (which must be absent). At the cap the least recently
@@ -57,8 +62,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         let state = make(evicted)
         state.recencyHandle = order.insert(key)
         byKey[key] = state
-        while byKey.count > capacity, let victim = order.popOldest() { byKey[victim] = nil }   // capacity 0
-        if !byKey.isEmpty { remember(key, state) }
+        remember(key, state)
         return state
     }
 
@@ -76,7 +80,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         }
     }
 
-    private mutating func remember(_ key: Key, _ state: State) { lastKey = key; lastState = state }
+    private mutating func remember(_ key: Key, _ state: State) { lastKey = key; lastState = .passUnretained(state) }
     private mutating func forget() { lastKey = nil; lastState = nil }
 }
 

@@ -125,11 +125,17 @@ public final class TunnelDetector {
     }
 
     /// The domain is borrowed, not bound to a local: `let domain = registeredDomain ?? …` made two
-    /// copies of the name, each a retain and a release per query.
+    /// copies of the name, each a retain and a release per query. So are the client's and the pair's
+    /// states, which their tables hold meanwhile (`RecentStates.touch`).
     private func observe(_ e: QueryEvent, budgetKey: String?, domain hashedDomain: HashedName, nameHash: UInt64?) -> [DetectorAlert] {
-        var out: [DetectorAlert] = []
-        let client = touchClient(e)
+        touchClient(e)._withUnsafeGuaranteedRef {
+            observe(e, client: $0, budgetKey: budgetKey, domain: hashedDomain, nameHash: nameHash)
+        }
+    }
 
+    private func observe(_ e: QueryEvent, client: ClientState, budgetKey: String?, domain hashedDomain: HashedName,
+                         nameHash: UInt64?) -> [DetectorAlert] {
+        var out: [DetectorAlert] = []
         var unheld: Episode?
         let hasBypassNames: Bool
         if let m = lastDomain, m.domainHash == hashedDomain.hash { hasBypassNames = m.hasBypassNames } else {
@@ -147,7 +153,7 @@ public final class TunnelDetector {
         let tracked = trackedPair(key, client: client, domain: hashedDomain.name, domainHash: hashedDomain.hash, event: e,
                                   newToClient: &newToClient)
         if newToClient, let a = countDomain(hashedDomain.name, of: client, event: e) { out.append(a) }
-        if let pair = tracked {
+        tracked?._withUnsafeGuaranteedRef { pair in
             if e.time >= pair.quarantinedSince { pair.restartCounts() }   // its quarantine has ended
             update(pair, with: e, domainLabels: hashedDomain.name.labelCount, nameHash: nameHash)
             if !countInOpenEpisodes(pair, event: e) {
@@ -162,11 +168,12 @@ public final class TunnelDetector {
         return out
     }
 
-    /// The pair's state, made most recently seen; nil when `e` is the pair's first query and is held
-    /// in `firstQueries` instead. A pair's first query is replayed into the state its second makes.
-    /// `newToClient` is set when `e` is the first query of the pair (as far as the tables remember).
+    /// The pair's state, made most recently seen (unretained, as `RecentStates.touch`); nil when `e`
+    /// is the pair's first query and is held in `firstQueries` instead. A pair's first query is
+    /// replayed into the state its second makes. `newToClient` is set when `e` is the first query of
+    /// the pair (as far as the tables remember).
     private func trackedPair(_ key: PairKey, client: ClientState, domain: DNSName, domainHash: UInt64, event e: QueryEvent,
-                             newToClient: inout Bool) -> PairState? {
+                             newToClient: inout Bool) -> Unmanaged<PairState>? {
         if let p = pairs.touch(key) { return p }
         var first = holdsFirstQueries ? firstQueries.take(key.id, client: e.client) : nil
         // A first query the window has passed is gone, as its pair would have expired.
@@ -200,7 +207,7 @@ public final class TunnelDetector {
         pair.limits = limits(forDomainHash: domainHash)
         // No alert to collect: a lone query raises none (see `holdsFirstQueries`).
         if let first { update(pair, with: first, domainLabels: domain.labelCount) }
-        return pair
+        return .passUnretained(pair)
     }
 
     /// Adds `delta` to `client`'s pairs, keeping `heavyClients` (those holding at least
@@ -519,8 +526,14 @@ public final class TunnelDetector {
         }
     }
 
-    private func touchClient(_ e: QueryEvent) -> ClientState {
-        let c = clients.touch(e.client) ?? clients.insert(e.client) { _ in ClientState(e.client, firstSeen: e.time) }
+    /// The client's state, counted and made most recently seen; unretained, as `RecentStates.touch`.
+    private func touchClient(_ e: QueryEvent) -> Unmanaged<ClientState> {
+        let c = clients.touch(e.client) ?? .passUnretained(clients.insert(e.client) { _ in ClientState(e.client, firstSeen: e.time) })
+        c._withUnsafeGuaranteedRef { countQuery(e, of: $0) }
+        return c
+    }
+
+    private func countQuery(_ e: QueryEvent, of c: ClientState) {
         let minute = Int64((e.time / 60).rounded(.down))
         if minute > c.minuteEpoch {
             if c.minuteEpoch != .min {
@@ -533,7 +546,6 @@ public final class TunnelDetector {
         }
         c.minuteCount += 1
         c.lastSeen = max(c.lastSeen, e.time)
-        return c
     }
 
     private func isBypass(_ name: DNSName) -> Bool {
@@ -674,7 +686,7 @@ public final class TunnelDetector {
         let client = e.client
         if key != lastBudgetKey.text { lastBudgetKey = (key, BudgetStateKey.hash(budgetKey: key)) }   // mostly one entry in a row
         let k = BudgetStateKey(clientID: c.id, keyHash: lastBudgetKey.hash)
-        let s = budgets.touch(k) ?? budgets.insert(k) { _ in
+        let s = budgets.touch(k)?.takeUnretainedValue() ?? budgets.insert(k) { _ in
             BudgetState(client: client, domainHash: domain.hash, distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
         }
         s.lastSeen = max(s.lastSeen, e.time)
