@@ -76,7 +76,7 @@ public final class TunnelDetector {
     /// `bypassDomains` holds it: consecutive queries mostly share one.
     private var lastDomain: (domainHash: UInt64, hasBypassNames: Bool)?
     /// The budget key last seen and its hash (`BudgetStateKey.hash`).
-    private var lastBudgetKey: (text: String, hash: UInt64) = ("", 0)
+    private var lastBudgetKey = (text: "", hash: BudgetStateKey.hash(budgetKey: ""))
 
     /// - Parameters:
     ///   - config: thresholds and caps; `.default` holds the tuned values.
