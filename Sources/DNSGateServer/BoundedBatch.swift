@@ -108,8 +108,7 @@ final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // the vars
 
     /// Empties `taken`, keeping the storage of its chunks for the producers.
     func recycle(_ taken: inout Taken) {
-        taken.items.removeAll(keepingCapacity: true)
-        for i in taken.chunks.indices { taken.chunks[i].removeAll(keepingCapacity: true) }
+        taken.forEachPart { $0.removeAll(keepingCapacity: true) }
         lock.withLock { recycleLocked(&taken.chunks) }
     }
 
@@ -123,6 +122,12 @@ final class BoundedBatch<Element: Sendable>: @unchecked Sendable {   // the vars
         var items: [Element] = []
         var chunks: [[Element]] = []
         var isEmpty: Bool { items.isEmpty && chunks.isEmpty }
+
+        /// `body` on each part, in that order.
+        mutating func forEachPart(_ body: (inout [Element]) -> Void) {
+            body(&items)
+            for c in chunks.indices { body(&chunks[c]) }
+        }
     }
 
     var isEmpty: Bool { lock.withLock { count == 0 } }

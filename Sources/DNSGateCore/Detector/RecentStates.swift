@@ -30,8 +30,8 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
     /// `_withUnsafeGuaranteedRef` meanwhile. Returned strong, each state was retained here and
     /// released by the caller, two atomic operations on every query for each table.
     mutating func touch(_ key: Key) -> Unmanaged<State>? {
-        // `last` is compared in place: binding it (`if let m = last`) copied its state, one more
-        // retain and release on every query.
+        // The remembered key is compared in place: binding a remembered (key, state) pair copied
+        // its state, one more retain and release on every query.
         if lastKey == key, let state = lastState {
             order.touch(state._withUnsafeGuaranteedRef { $0.recencyHandle })
             return state

@@ -177,17 +177,15 @@ final class TelemetryHub: @unchecked Sendable {
         pending.take(into: &taken)
         guard !taken.isEmpty else { return }
         tables.withLock { t in
-            // In place: `for r in buffer` copied each record, retaining and releasing six fields.
+            // In place: `for r in buffer` copied each record, retaining and releasing six fields. Written
+            // out, not through `forEachPart`: the closure cost 30 instructions a query.
             for i in taken.items.indices { process(&taken.items[i], &t) }
             for c in taken.chunks.indices {
                 for i in taken.chunks[c].indices { process(&taken.chunks[c][i], &t) }
             }
             t.endRuns()
         }
-        if let violations {
-            violations.observe(taken.items)
-            for c in taken.chunks.indices { violations.observe(taken.chunks[c]) }
-        }
+        if let violations { taken.forEachPart { violations.observe($0) } }
         actionCounters.flush(); typeCounters.flush(); rcodeCounters.flush(); deniedCounters.flush()
         pending.recycle(&taken)
     }
