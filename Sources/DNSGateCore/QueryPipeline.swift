@@ -611,8 +611,7 @@ public final class QueryPipeline: Sendable {
             body(&out)
             return out
         }
-        body(&scratch!.reply)   // each body writes over what the buffer held
-        return scratch!.reply
+        return scratch!.lendReply(body)
     }
 
     /// The TTL a reply may carry when an exception expiring at `expiry` allowed it: the time left,

@@ -88,4 +88,18 @@ final class QueryScratchTests: XCTestCase {
         XCTAssertEqual(Array(second.prefix(2)), [0, 2])
         XCTAssertEqual(second[3] & 0xF, 3, "NXDOMAIN")
     }
+
+    func testAHandedBackReplyIsTheNextOnesBuffer() throws {
+        let p = try pipeline()
+        let scratch = QueryScratch()
+        var lent: [UInt8] = []
+        lent.reserveCapacity(2048)
+        let storage = lent.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        scratch.reclaim(consume lent)   // as the UDP listener does with each reply it has sent
+        guard case .reply(let reply, _) = p.process(W.query(id: 2, name: "www.allowed.test"), client: "c", overTCP: false, now: 110, scratch: scratch)
+        else { return XCTFail("not answered") }
+        XCTAssertEqual(reply.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }, storage, "the reply was written into the buffer handed back")
+        XCTAssertEqual(Array(reply.prefix(2)), [0, 2])
+        XCTAssertEqual(reply[3] & 0xF, 0, "NOERROR")
+    }
 }

@@ -61,16 +61,39 @@ public struct NameInterner {
 /// sinkhole and cache-hit paths: the name interner, the reply buffer, and the policy snapshot it
 /// last used (taken again only when a reload changed the generation).
 ///
-/// A reply the pipeline returns shares this buffer's storage until the caller lets it go (the UDP
-/// listener copies it into its send arena at once); the next query then writes into the same
-/// storage without allocating. Not thread-safe.
+/// A reply the pipeline returns is this buffer, moved out; the caller hands it back with `reclaim`
+/// once it has sent it (the UDP listener copies it into its send arena at once), and the next query
+/// writes into the same storage. Lent rather than shared: a shared buffer was a retain when the
+/// reply left and a release when the caller let it go, two atomic operations per query. A reply
+/// not handed back costs the next one an allocation, nothing else. Not thread-safe.
 public final class QueryScratch {
     public var names: NameInterner
-    var reply: [UInt8] = []
+    /// nil while lent: an empty array left in its place was released (atomically) when the reply came back.
+    private var reply: [UInt8]?
     var policy: PolicySnapshot?
 
     public init(names: NameInterner = NameInterner()) {
         self.names = names
-        reply.reserveCapacity(1024)
+        reply = Self.newReplyBuffer()
+    }
+
+    private static func newReplyBuffer() -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(1024)
+        return b
+    }
+
+    /// Writes the next reply into the buffer and lends it out.
+    @inline(__always)
+    func lendReply(_ body: (inout [UInt8]) -> Void) -> [UInt8] {
+        var out = reply.take() ?? Self.newReplyBuffer()   // nil: the last reply was not handed back
+        body(&out)   // each body writes over what the buffer held
+        return out
+    }
+
+    /// Takes back a reply `process` returned, once it is sent, for the next query to write into.
+    @inline(__always)
+    public func reclaim(_ reply: consuming [UInt8]) {
+        self.reply = reply
     }
 }

@@ -201,6 +201,7 @@ final class DatagramListener: @unchecked Sendable {
                                    batch: records) {
                 case .reply(let bytes):
                     replies.queue(bytes, to: received.source(i), length: received.sourceLength(i), from: received.destination(i), fd: fd, queriedAt: now)
+                    scratch.reclaim(bytes)
                 case .nothing: break
                 case .forward(let job):
                     if direct.waiting < Self.maxMissesInFlight {
