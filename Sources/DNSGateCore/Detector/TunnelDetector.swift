@@ -124,10 +124,12 @@ public final class TunnelDetector {
         return observe(e, budgetKey: budgetKey, domain: HashedName(suffixes.registeredDomain(e.name)), nameHash: nameHash)
     }
 
+    /// `observe` with `e`'s registered domain as the caller's Public Suffix List has it.
+    ///
     /// The domain is borrowed, not bound to a local: `let domain = registeredDomain ?? …` made two
     /// copies of the name, each a retain and a release per query. So are the client's and the pair's
     /// states, which their tables hold meanwhile (`RecentStates.touch`).
-    private func observe(_ e: QueryEvent, budgetKey: String?, domain hashedDomain: HashedName, nameHash: UInt64?) -> [DetectorAlert] {
+    public func observe(_ e: QueryEvent, budgetKey: String?, domain hashedDomain: HashedName, nameHash: UInt64?) -> [DetectorAlert] {
         touchClient(e)._withUnsafeGuaranteedRef {
             observe(e, client: $0, budgetKey: budgetKey, domain: hashedDomain, nameHash: nameHash)
         }

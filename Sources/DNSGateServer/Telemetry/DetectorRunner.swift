@@ -31,15 +31,19 @@ final class DetectorRunner: @unchecked Sendable {
         counters = Dictionary(uniqueKeysWithValues: DetectorAlert.Kind.allCases.map { ($0, AtomicCounter()) })
     }
 
-    func observe(_ e: QueryEvent, record: QueryRecord, registeredDomain: HashedName?, nameHash: UInt64) {
+    /// - Parameters:
+    ///   - domain: `e`'s registered domain when `domainIsRegistered`; otherwise the detector finds it
+    ///     with its own Public Suffix List. Not an optional: wrapping the hub's domain in one was a copy,
+    ///     a retain and a release per query.
+    func observe(_ e: QueryEvent, record: QueryRecord, domain: HashedName, domainIsRegistered: Bool, nameHash: UInt64) {
         // A query the quarantine sinkholed carried nothing out; and passed on, it would look like one
         // answered after the quarantine ended (`TunnelDetector.quarantineStarted`).
         if record.action == .quarantined { return }
         // Budget per allowed wildcard entry: names smuggled under `*.cdn.example` count against it.
         let budgetKey = record.rule.flatMap { _ in record.entryIndex.map { budgetKeyText(profile: record.profile, entry: $0) } }
-        for alert in detector.observe(e, budgetKey: budgetKey, registeredDomain: registeredDomain, nameHash: nameHash) {
-            raise(alert, at: e.time)
-        }
+        let alerts = domainIsRegistered ? detector.observe(e, budgetKey: budgetKey, domain: domain, nameHash: nameHash)
+                                        : detector.observe(e, budgetKey: budgetKey, registeredDomain: nil, nameHash: nameHash)
+        for alert in alerts { raise(alert, at: e.time) }
     }
 
     func tick(now: Double) { detector.expire(now: now) }

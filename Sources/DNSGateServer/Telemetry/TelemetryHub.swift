@@ -252,14 +252,25 @@ final class TelemetryHub: @unchecked Sendable {
         actionCounters.count(r.action.ordinal)
         if let rc = r.rcode { rcodeCounters.count(Int(rc.rawValue)) }
         if let d = r.denial { deniedCounters.count(Self.deniedCode(d)) }
-        // Names are read in place (`r.name!`, `domain!`), not bound to locals or merged with `??`:
-        // each binding was a copy, a retain and a release per query.
+        // Names are read in place (`r.name!`), not bound to locals or merged with `??`: each binding
+        // was a copy, a retain and a release per query.
         guard r.name != nil, let type = r.type else { return }
         typeCounters.count(Int(type.rawValue))
         // The query path's hash of the name when it left one; the tables below all key on it.
         let hashed = r.nameHash != 0 ? HashedName(r.name!, hash: r.nameHash) : HashedName(r.name!)
-        let domain = registeredDomain(of: hashed)
-        if domain != nil { t.count(client: r.client, domain: domain!) } else { t.count(client: r.client, domain: hashed) }
+        if suffixes != nil {
+            tally(&r, type, hashed, domain: domains.registeredDomain(of: hashed, in: suffixes!), domainIsRegistered: true, &t)
+        } else {
+            tally(&r, type, hashed, domain: hashed, domainIsRegistered: false, &t)
+        }
+    }
+
+    /// `process` once the name's registered domain is known (`domain`; without a Public Suffix List,
+    /// the name itself, which the detector is told is not one).
+    @inline(__always)
+    private func tally(_ r: inout QueryRecord, _ type: RecordType, _ hashed: HashedName, domain: HashedName, domainIsRegistered: Bool,
+                       _ t: inout Tables) {
+        t.count(client: r.client, domain: domain)
         if r.isDenied { t.deniedNames.add(hashed) }
         let sec = Int(r.time)
         if sec != t.currentSecond {
@@ -269,10 +280,9 @@ final class TelemetryHub: @unchecked Sendable {
             t.currentSecond = sec
         }
         t.perSecond[sec % 60] += 1
-        // The detector shares the hub's Public Suffix List only when the hub has one; else it uses its own.
         if let rc = r.rcode {
-            detector?.observe(QueryEvent(time: r.time, client: r.client, name: hashed.name, type: type, rcode: rc), record: r, registeredDomain: domain,
-                              nameHash: hashed.hash)
+            detector?.observe(QueryEvent(time: r.time, client: r.client, name: hashed.name, type: type, rcode: rc), record: r,
+                              domain: domain, domainIsRegistered: domainIsRegistered, nameHash: hashed.hash)
         }
     }
 
@@ -289,11 +299,6 @@ final class TelemetryHub: @unchecked Sendable {
 
     /// Registered domains by parent name; touched under `processing` only.
     private var domains = RegisteredDomainMemo()
-
-    private func registeredDomain(of name: HashedName) -> HashedName? {
-        guard let suffixes else { return nil }
-        return domains.registeredDomain(of: name, in: suffixes)
-    }
 
     /// Top-k tables and rates for `dnsgate stats`.
     func statsObject(now: Double) -> [String: Any] {
