@@ -36,10 +36,13 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
             order.touch(state._withUnsafeGuaranteedRef { $0.recencyHandle })
             return state
         }
-        guard let state = byKey[key] else { return nil }
-        order.touch(state.recencyHandle)
-        remember(key, state)
-        return .passUnretained(state)
+        // Through the index, not `byKey[key]`: the subscript returned the state retained, and it was
+        // released again here, on every query whose key was not the remembered one.
+        guard let i = byKey.index(forKey: key) else { return nil }
+        let state = Unmanaged.passUnretained(byKey.values[i])
+        order.touch(state._withUnsafeGuaranteedRef { $0.recencyHandle })
+        lastKey = key; lastState = state
+        return state
     }
 
     /// Adds the state `make` returns for `key` (which must be absent). At the cap the least recently
