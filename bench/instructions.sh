@@ -24,6 +24,13 @@
 #                        lines; 2097152 stands for a core's share of a busy host's L3), and print
 #                        level-1 and last-level data misses a query; per function with --keep and
 #                        callgrind_annotate --inclusive=yes --show=DLmr,DLmw,D1mr
+#   --full-batches       measure with dnsperf flooding the server (-c 16 -q 500 -Q 30000) instead
+#                        of 1,500 q/s, so each read returns a full batch as at full load; queries
+#                        valgrind's slowness loses are not counted
+#   --refcounts          also print the atomic reference counts a query: calls to swift_retain and
+#                        swift_release (and their _n forms) that took the atomic path (22 and 18
+#                        instructions; an immortal or nil object returns after 9). With --keep,
+#                        refcounts.BINARY.WORKLOAD there lists them per call site, most first
 #   -h, --help           this text
 # Each BINARY is a dnsgate executable; prints "instructions/query  BINARY" for each. Needs valgrind,
 # objcopy, dnsperf, nsd and dig (apt-get install -y valgrind binutils dnsperf nsd bind9-dnsutils).
@@ -35,7 +42,7 @@ ADDR=127.0.0.1
 # shellcheck source=lib.sh
 . "$BENCH/lib.sh"
 
-WORKLOAD=a; QUERIES=3000; BASE_PORT=5480; KEEP=""; CACHE_LL=""; BINARIES=()
+WORKLOAD=a; QUERIES=3000; BASE_PORT=5480; KEEP=""; CACHE_LL=""; FULL=""; REFCOUNTS=""; BINARIES=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --workload) WORKLOAD=${2:-}; shift 2 ;;
@@ -43,6 +50,8 @@ while [ $# -gt 0 ]; do
         --base-port) BASE_PORT=${2:-}; shift 2 ;;
         --keep) KEEP=${2:-}; shift 2 ;;
         --cache-misses) CACHE_LL=${2:-}; shift 2 ;;
+        --full-batches) FULL=1; shift ;;
+        --refcounts) REFCOUNTS=1; shift ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) BINARIES+=("$1"); shift ;;
@@ -52,6 +61,9 @@ done
 case "$WORKLOAD" in a|b|d) ;; *) die "--workload must be a, b or d" ;; esac
 case "$QUERIES" in ''|*[!0-9]*) die "--queries must be a positive integer" ;; esac
 case "$CACHE_LL" in '') SIM=() ;; *[!0-9]*) die "--cache-misses takes a size in bytes" ;; *) SIM=(--cache-sim=yes "--LL=$CACHE_LL,16,64") ;; esac
+[ -n "$REFCOUNTS" ] && SIM+=(--dump-instr=yes)   # call sites by address
+RATE=(-c 4 -q 20 -t 5 -Q 1500)
+[ -n "$FULL" ] && RATE=(-c 16 -q 500 -t 5 -Q 30000)
 [ "$QUERIES" -ge 100 ] && [ "$QUERIES" -le 100000 ] || die "--queries must be 100..100000"
 for t in valgrind callgrind_control callgrind_annotate objcopy dnsperf nsd dig; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t: apt-get install -y valgrind binutils dnsperf nsd bind9-dnsutils"
@@ -96,7 +108,7 @@ for bin in "${BINARIES[@]}"; do
     pid=$(our_pids dnsgate | head -1)
     dnsperf -s "$ADDR" -p "$dg_port" -d "$warm" -n 1 -c 4 -q 20 -t 5 -Q 3000 >"$RUN/logs/warm.txt" 2>&1
     callgrind_control -z "$pid" >/dev/null 2>&1
-    dnsperf -s "$ADDR" -p "$dg_port" -d "$RUN/q/measured.txt" -n 1 -c 4 -q 20 -t 5 -Q 1500 >"$RUN/logs/measured.txt" 2>&1
+    dnsperf -s "$ADDR" -p "$dg_port" -d "$RUN/q/measured.txt" -n 1 "${RATE[@]}" >"$RUN/logs/measured.txt" 2>&1
     callgrind_control -d "$pid" >/dev/null 2>&1
     sleep 1
     stop_one dnsgate
@@ -110,5 +122,25 @@ for bin in "${BINARIES[@]}"; do
         callgrind_annotate --show=D1mr,D1mw,DLmr,DLmw "$out.1" 2>/dev/null | awk -v q="$done_q" '/PROGRAM TOTALS/ {
             for (i = 1; i <= 7; i += 2) gsub(",", "", $i)
             printf "          data misses a query: level 1 %.1f read, %.1f write; last level %.2f read, %.2f write\n", $1 / q, $3 / q, $5 / q, $7 / q }'
+    fi
+    if [ -n "$REFCOUNTS" ]; then
+        sites="$RUN/refcounts.txt"
+        # Each call site of the four entry points, from the uncompressed dump: "fn=" names the caller,
+        # "calls=N" the count, and the next line the site's address and the calls' inclusive cost.
+        awk -v q="$done_q" -v out="$sites" '
+            /^fn=/ { fn = substr($0, 4) }
+            /^cfn=/ { cfn = substr($0, 5) }
+            /^calls=/ {
+                split($1, c, "="); n = c[2]; getline
+                if (cfn !~ /^swift_(retain|release)(_n)?$/) next
+                all += n
+                if ($NF / n < 17) next          # the early return of an immortal or nil object
+                atomic += n; key = sprintf("%-16s %s %s", cfn, $1, fn); site[key] += n
+            }
+            END {
+                printf "          atomic reference counts a query: %.1f (of %.1f retain and release calls)\n", atomic / q, all / q
+                for (k in site) printf "%8.2f  %s\n", site[k] / q, k | "sort -rn > " out
+            }' "$out.1"
+        [ -n "$KEEP" ] && cp "$sites" "$KEEP/refcounts.$(basename "$bin").$WORKLOAD"
     fi
 done
