@@ -335,13 +335,17 @@ public final class QueryPipeline: Sendable {
             return localData(q, verdict: verdict, exceptionID: exceptionID, box: box, client: client, clientAddress: clientAddress,
                              overTCP: overTCP, now: now, scratch: scratch)
         }
-        let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
-                           checkingDisabled: q.header.checkingDisabled)
         // A CNAME query's own target is the client's next question, decided as any other; what
         // else its answer holds is checked (`UpstreamAnswer.namesToCheck`).
         let checksChain = box.checksCNAMETargets
         let cap = Self.ttlCap(until: exceptionExpiry, now: now)
-        guard let (reply, rcode, stale, toCheck) = cachedAnswer(q, key, now: now, scratch: scratch, checkingTargets: checksChain, ttlCap: cap) else {
+        // Looked up without a `CacheKey`: only a miss needs one (its copy of the name is two atomic operations).
+        let hash = CacheKey.hash(nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                                 checkingDisabled: q.header.checkingDisabled)
+        guard let (reply, rcode, stale, toCheck) = cachedAnswer(q, hash: hash, matching: { $0.isKey(of: q) }, now: now, scratch: scratch,
+                                                                checkingTargets: checksChain, ttlCap: cap) else {
+            let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                               checkingDisabled: q.header.checkingDisabled)
             return forwarded(q, key: key, verdict: verdict, exceptionID: exceptionID, exceptionExpiry: exceptionExpiry, box: box, client: client,
                              clientAddress: clientAddress, overTCP: overTCP, now: now)
         }
@@ -397,7 +401,8 @@ public final class QueryPipeline: Sendable {
     ///   (QA pass 6 saw TCP misses counted twice).
     public func cachedReply(_ job: ForwardJob, now: Double, countsMiss: Bool = false) -> ([UInt8], QueryRecord)? {
         let cap = Self.ttlCap(until: job.exceptionExpiry, now: now)
-        guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, job.key, now: now, checkingTargets: job.chain != nil, ttlCap: cap,
+        guard let (reply, rcode, stale, toCheck) = cachedAnswer(job.query, hash: job.key.hash, matching: { $0 == job.key }, now: now,
+                                                                checkingTargets: job.chain != nil, ttlCap: cap,
                                                                 countsMiss: countsMiss) else { return nil }
         var record = job.record
         (record.action, record.rcode) = (stale ? .stale : .cached, rcode)
@@ -476,9 +481,10 @@ public final class QueryPipeline: Sendable {
     /// targets, the answer itself to check first (the reply then empty); nil on a miss. `stale` when
     /// served past its TTL after a failed refresh (`AnswerCache.withServable`). Not counted: the
     /// caller counts what the client gets.
-    private func cachedAnswer(_ q: QueryView, _ key: CacheKey, now: Double, scratch: QueryScratch? = nil, checkingTargets: Bool,
-                              ttlCap: UInt32, countsMiss: Bool = true) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
-        cache.withServable(key, now: now, countsMiss: countsMiss) { answer, age, stale in
+    private func cachedAnswer(_ q: QueryView, hash: UInt64, matching: (CacheKey) -> Bool, now: Double, scratch: QueryScratch? = nil,
+                              checkingTargets: Bool, ttlCap: UInt32,
+                              countsMiss: Bool = true) -> (reply: [UInt8], rcode: ResponseCode, stale: Bool, toCheck: AnswerToCheck?)? {
+        cache.withServable(hash: hash, matching: matching, now: now, countsMiss: countsMiss) { answer, age, stale in
             if checkingTargets && answer.hasNamesToCheck(asked: q.type) { return ([], answer.rcode, stale, AnswerToCheck(answer, age: age)) }
             return (renderCached(answer, for: q, age: age, stale: stale, ttlCap: ttlCap, scratch: scratch), answer.rcode, stale, nil)
         }

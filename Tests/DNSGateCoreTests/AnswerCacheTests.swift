@@ -101,6 +101,34 @@ final class AnswerCacheTests: XCTestCase {
         cache.insert(k, try answer("a.example.com"), now: 150)
         XCTAssertEqual(servable(at: 151), "fresh 1", "a refreshed answer is fresh again")
     }
+
+    /// The query path looks a question up by its fields (`isKey(of:)` and `CacheKey.hash`) instead of
+    /// making its key: both must agree with the key's own hash and `==`, or a question could be
+    /// answered with another's answer (another type, or with or without DNSSEC records or checking).
+    func testAQuestionMatchesExactlyTheKeyItWouldMake() throws {
+        let names = ["www.example.com", "WWW.Example.COM", "example.com", "www.example.org"]
+        var questions: [QueryView] = []
+        for name in names {
+            for type: UInt16 in [1, 28] {
+                for opt: WireFixtures.OPT? in [nil, .init(dnssecOK: false), .init(dnssecOK: true)] {
+                    for flags: UInt16 in [0x0100, 0x0110] {   // RD, RD+CD
+                        questions.append(try RequestSanity.view(WireFixtures.query(name: name, type: type, flags: flags, opt: opt)))
+                    }
+                }
+            }
+        }
+        for q in questions {
+            let own = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                               checkingDisabled: q.header.checkingDisabled)
+            XCTAssertEqual(CacheKey.hash(nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                                         checkingDisabled: q.header.checkingDisabled), own.hash)
+            for other in questions {
+                let key = CacheKey(name: other.name, nameHash: other.nameHash, type: other.type, dnssecOK: other.edns?.dnssecOK ?? false,
+                                   checkingDisabled: other.header.checkingDisabled)
+                XCTAssertEqual(key.isKey(of: q), key == own, "\(key) against the question \(q.name) \(q.type)")
+            }
+        }
+    }
 }
 
 /// RFC 9520 §3.2: a failure is remembered for a few seconds, and the memory stays bounded.

@@ -21,7 +21,16 @@ public struct CacheKey: Hashable, Sendable {
     /// - Parameter nameHash: must be `TableHash.hash(name.wire)`, as `QueryView.nameHash` is.
     public init(name: DNSName, nameHash: UInt64, type: RecordType, dnssecOK: Bool, checkingDisabled: Bool = false) {
         self.name = name; self.type = type; self.dnssecOK = dnssecOK; self.checkingDisabled = checkingDisabled
-        self.hash = StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 2 | (checkingDisabled ? 2 : 0) | (dnssecOK ? 1 : 0)))
+        self.hash = Self.hash(nameHash: nameHash, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled)
+    }
+
+    static func hash(nameHash: UInt64, type: RecordType, dnssecOK: Bool, checkingDisabled: Bool) -> UInt64 {
+        StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 2 | (checkingDisabled ? 2 : 0) | (dnssecOK ? 1 : 0)))
+    }
+
+    /// Whether this is the key `q` would make (`init(name:nameHash:…)` from its fields), without making it.
+    func isKey(of q: borrowing QueryView) -> Bool {
+        type == q.type && dnssecOK == (q.edns?.dnssecOK ?? false) && checkingDisabled == q.header.checkingDisabled && name == q.name
     }
 
     public static func == (a: CacheKey, b: CacheKey) -> Bool {
@@ -190,8 +199,19 @@ public final class AnswerCache: Sendable {
     /// - Parameter countsMiss: false for a second look on behalf of a query already counted as a miss.
     public func withServable<R>(_ key: CacheKey, now: Double, staleAfterFailure: Bool = true, countsMiss: Bool = true,
                                 _ body: (inout UpstreamAnswer, UInt32, _ stale: Bool) -> R) -> R? {
+        withServable(hash: key.hash, matching: { $0 == key }, now: now, staleAfterFailure: staleAfterFailure, countsMiss: countsMiss, body)
+    }
+
+    /// `withServable` for the key with `hash` that `matching` accepts: the query path looks up its
+    /// question without making a `CacheKey`, whose copy of the name was a retain and a release.
+    @inline(__always)
+    func withServable<R>(hash: UInt64, matching: (CacheKey) -> Bool, now: Double, staleAfterFailure: Bool = true, countsMiss: Bool = true,
+                         _ body: (inout UpstreamAnswer, UInt32, _ stale: Bool) -> R) -> R? {
         state.withLock { s in
-            guard let i = Self.find(s, key) else { if countsMiss { s.misses += 1 }; return nil }
+            guard let i = s.nodes.withUnsafeBufferPointer({ nodes in s.index.find(hash) { matching(nodes[$0].key) } }) else {
+                if countsMiss { s.misses += 1 }
+                return nil
+            }
             let age = now - s.nodes[i].storedAt
             guard age < Double(s.nodes[i].ttl) else {
                 guard staleAfterFailure, now - s.nodes[i].refreshFailedAt < limits.staleRecheck,
