@@ -208,7 +208,7 @@ public final class AnswerCache: Sendable {
     func withServable<R>(hash: UInt64, matching: (CacheKey) -> Bool, now: Double, staleAfterFailure: Bool = true, countsMiss: Bool = true,
                          _ body: (inout UpstreamAnswer, UInt32, _ stale: Bool) -> R) -> R? {
         state.withLock { s in
-            guard let i = s.nodes.withUnsafeBufferPointer({ nodes in s.index.find(hash) { matching(nodes[$0].key) } }) else {
+            guard let i = Self.find(s, hash: hash, matching: matching) else {
                 if countsMiss { s.misses += 1 }
                 return nil
             }
@@ -247,7 +247,13 @@ public final class AnswerCache: Sendable {
     /// The node holding `key`, if any.
     @inline(__always)
     private static func find(_ s: borrowing State, _ key: CacheKey) -> Int? {
-        s.nodes.withUnsafeBufferPointer { nodes in s.index.find(key.hash) { nodes[$0].key == key } }
+        find(s, hash: key.hash) { $0 == key }
+    }
+
+    /// The node whose key has `hash` and is one `matching` accepts, if any.
+    @inline(__always)
+    private static func find(_ s: borrowing State, hash: UInt64, matching: (CacheKey) -> Bool) -> Int? {
+        s.nodes.withUnsafeBufferPointer { nodes in s.index.find(hash) { matching(nodes[$0].key) } }
     }
 
     private static func unlink(_ s: inout State, _ i: Int) { editList(&s) { $0.unlink(i) } }

@@ -41,7 +41,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         guard let i = byKey.index(forKey: key) else { return nil }
         let state = Unmanaged.passUnretained(byKey.values[i])
         order.touch(state._withUnsafeGuaranteedRef { $0.recencyHandle })
-        lastKey = key; lastState = state
+        remember(key, state)
         return state
     }
 
@@ -65,7 +65,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         let state = make(evicted)
         state.recencyHandle = order.insert(key)
         byKey[key] = state
-        remember(key, state)
+        remember(key, .passUnretained(state))
         return state
     }
 
@@ -83,7 +83,7 @@ struct RecentStates<Key: Hashable, State: RecencyTracked> {
         }
     }
 
-    private mutating func remember(_ key: Key, _ state: State) { lastKey = key; lastState = .passUnretained(state) }
+    private mutating func remember(_ key: Key, _ state: Unmanaged<State>) { lastKey = key; lastState = state }
     private mutating func forget() { lastKey = nil; lastState = nil }
 }
 
