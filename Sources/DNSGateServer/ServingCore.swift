@@ -72,7 +72,10 @@ final class ServingCore: Sendable {
             return
         }
         upstream.resolve(job.key, spelling: preserveCase ? job.query.spelledName : nil, overTCP: overTCP, on: loop).whenComplete { result in
-            reply(self.finish(job, result))
+            switch result {
+            case .success(let answer): reply(self.finish(job, answer: answer))
+            case .failure(let error): reply(self.finish(job, error: error))
+            }
         }
     }
 
@@ -85,15 +88,24 @@ final class ServingCore: Sendable {
         observe(record)
     }
 
-    /// The reply to a resolved cache miss: cached, counted and observed. `forward` calls it, and so
-    /// does a UDP listener's `DirectUpstream`.
-    func finish(_ job: ForwardJob, _ result: Result<UpstreamAnswer, Error>) -> [UInt8] {
+    /// The reply to a cache miss the upstream answered: cached, counted and observed. `forward` calls
+    /// it, and so does a UDP listener's `DirectUpstream`, for each client waiting on the answer. The
+    /// answer is borrowed: wrapped in a `Result` for each client, it was copied (its arrays retained
+    /// and released) on every miss.
+    func finish(_ job: ForwardJob, answer: borrowing UpstreamAnswer) -> [UInt8] {
         let now = WallClock.now()
-        let (out, record): ([UInt8], QueryRecord)
-        switch result {
-        case .success(let answer): (out, record) = pipeline.complete(job, answer: answer, now: now)
-        case .failure(let error): (out, record) = pipeline.upstreamFailed(job, now: now, detail: upstream.clientText(error))
-        }
+        let (out, record) = pipeline.complete(job, answer: answer, now: now)
+        return finished(job, out, record, now: now)
+    }
+
+    /// The reply to a cache miss no upstream answered: stale or SERVFAIL, counted and observed.
+    func finish(_ job: ForwardJob, error: Error) -> [UInt8] {
+        let now = WallClock.now()
+        let (out, record) = pipeline.upstreamFailed(job, now: now, detail: upstream.clientText(error))
+        return finished(job, out, record, now: now)
+    }
+
+    private func finished(_ job: ForwardJob, _ out: consuming [UInt8], _ record: consuming QueryRecord, now: Double) -> [UInt8] {
         telemetry?.forwarded(latency: now - job.record.time)
         observe(record)
         return out

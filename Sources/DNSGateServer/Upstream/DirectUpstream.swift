@@ -29,7 +29,13 @@ final class DirectUpstream {
         var storage = sockaddr_storage()
         var length = socklen_t(0)
         let family: Int32
-        let health: UpstreamHealth
+        /// Unretained: `client.upstreams` holds each upstream's health for as long as this exists. Held
+        /// strongly, each read of a target (three a miss) was a retain and a release.
+        private let healthRef: Unmanaged<UpstreamHealth>
+        var health: UpstreamHealth { healthRef.takeUnretainedValue() }
+        /// `body` given the health without a retain (the plain property is retained around each use).
+        func withHealth<R>(_ body: (UpstreamHealth) -> R) -> R { healthRef._withUnsafeGuaranteedRef(body) }
+        init(family: Int32, health: UpstreamHealth) { self.family = family; healthRef = .passUnretained(health) }
     }
 
     private final class Exchange {
@@ -79,7 +85,7 @@ final class DirectUpstream {
     private let deadline: UInt64
     private var sockets: [(fd: CInt, target: Int)] = []
     /// Positions in `sockets` of each upstream's sockets.
-    private var slotsOf: [[Int]] = []
+    private var slotsOf: [Range<Int>] = []
     /// Queries waiting to leave, one `sendmmsg` per socket at `flush`.
     private var outgoing: [ReplyBatch] = []
     /// Per upstream, the socket new queries go out on, and how many have since it was drawn. It is
@@ -140,7 +146,12 @@ final class DirectUpstream {
                 if ok == 0 { sockets.append((fd, k)) } else { close(fd) }
             }
         }
-        slotsOf = targets.indices.map { k in sockets.indices.filter { sockets[$0].target == k } }
+        // A run each, as they were opened in upstream order: a range, where an array of positions was
+        // retained and released on every query sent.
+        slotsOf = targets.indices.map { k in
+            let mine = sockets.indices.filter { sockets[$0].target == k }
+            return (mine.first ?? 0) ..< (mine.last.map { $0 + 1 } ?? 0)
+        }
         outgoing = sockets.map { _ in ReplyBatch(count: 32, dnstap: core.dnstap, tapKind: .forwarderQuery) }
         currentSlot = Array(repeating: nil, count: targets.count)
         sentOnCurrentSlot = Array(repeating: 0, count: targets.count)
@@ -241,24 +252,28 @@ final class DirectUpstream {
     private func answer(_ bytes: UnsafeRawBufferPointer, from source: UnsafePointer<sockaddr_storage>, on slot: Int) {
         guard bytes.count >= 12, case let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1]),
               let e = bySlotID[slot << 16 | Int(id)], Self.same(source, targets[e.target]) else { return client.unwanted.note() }   // stray, late or forged
-        let health = targets[e.target].health
-        guard let a = health.checkedAnswer(Array(bytes), id: id, name: e.key.name, type: e.key.type) else { return }
+        targets[e.target].withHealth { settle(e, with: Array(bytes), id: id, from: $0) }
+    }
+
+    /// Ends or moves on exchange `e` with `bytes`, a reply from its upstream with its ID.
+    private func settle(_ e: Exchange, with bytes: consuming [UInt8], id: UInt16, from health: UpstreamHealth) {
+        guard let a = health.checkedAnswer(bytes, id: id, name: e.key.name, type: e.key.type) else { return }
         let now = MonotonicClock.nanoseconds()
         if !a.isAnswer {
             // An upstream that may not know EDNS: the same attempt again, without OPT (RFC 6891 §7).
             if health.retryWithoutEDNS(after: a, sentEDNS: e.sentEDNS) { untrack(e); e.withoutEDNS = true; return send(e, now: now) }
             return next(e, .unusable(health.address, a.upstreamRCODE), now: now)
         }
-        let answer = health.accepted(a, sentEDNS: e.sentEDNS, for: e.key, at: now)
+        let answer = health.accepted(a, sentEDNS: e.sentEDNS, dnssecOK: e.key.dnssecOK, at: now)
         untrack(e)
         byKey[e.key] = nil
         waiting -= e.waiterCount
-        if a.truncated {
+        if answer.truncated {
             e.forEachWaiter { handOff($0, $1) }   // RFC 7766 §5: the event loop asks over TCP
             return
         }
         health.recordAnswer(afterNanoseconds: Int64(now - e.sentAt))
-        e.forEachWaiter { deliver(core.finish($0, .success(answer)), $1, $0.record.time) }
+        e.forEachWaiter { deliver(core.finish($0, answer: answer), $1, $0.record.time) }
     }
 
     /// Sends `e`'s current attempt; a send that fails counts as a failed attempt.
@@ -271,8 +286,7 @@ final class DirectUpstream {
             guard !candidates.isEmpty else { e.lastError = .transport(t.health.address, "no socket"); e.attempt += 1; continue }
             e.slot = slot(for: e.target, among: candidates)
             repeat { e.id = random.uint16() } while bySlotID[e.slot << 16 | Int(e.id)] != nil
-            e.sentEDNS = t.health.usesEDNS && !e.withoutEDNS
-            e.rejectedBefore = t.health.rejected.value
+            (e.sentEDNS, e.rejectedBefore) = t.withHealth { ($0.usesEDNS && !e.withoutEDNS, $0.rejected.value) }
             let query = UpstreamQuery.make(id: e.id, name: e.key.name, spelling: e.spelling, type: e.key.type, dnssecOK: e.key.dnssecOK,
                                            checkingDisabled: e.key.checkingDisabled, edns: e.sentEDNS)
             // Sent with the round's other queries (`flush`); a send the kernel refuses surfaces as a
@@ -301,12 +315,12 @@ final class DirectUpstream {
 
     /// The socket for the next query to upstream `target`: the current one while it has exchanges in
     /// flight and has carried fewer than `queriesPerSocket`, else one drawn at random.
-    private func slot(for target: Int, among candidates: [Int]) -> Int {
+    private func slot(for target: Int, among candidates: Range<Int>) -> Int {
         if let s = currentSlot[target], inFlightOn[s] > 0, sentOnCurrentSlot[target] < Self.queriesPerSocket {
             sentOnCurrentSlot[target] += 1
             return s
         }
-        let s = candidates[Int(random.uint16()) % candidates.count]
+        let s = candidates.lowerBound + Int(random.uint16()) % candidates.count
         currentSlot[target] = s
         sentOnCurrentSlot[target] = 1
         return s
@@ -351,7 +365,7 @@ final class DirectUpstream {
     private func fail(_ e: Exchange) {
         byKey[e.key] = nil
         waiting -= e.waiterCount
-        e.forEachWaiter { deliver(core.finish($0, .failure(e.lastError)), $1, $0.record.time) }
+        e.forEachWaiter { deliver(core.finish($0, error: e.lastError), $1, $0.record.time) }
     }
 
     private static func same(_ a: UnsafePointer<sockaddr_storage>, _ t: Target) -> Bool {

@@ -104,12 +104,13 @@ public final class UpstreamHealth: Sendable {
     /// EDNS (and with it DNSSEC's DO bit) off for a healthy upstream (QA pass 14, F3). One with an OPT
     /// of its own means it does know EDNS; that is written at most once a minute, so that answers on
     /// two cores do not contend for the line. Asked without OPT, so without DO, the answer holds no
-    /// signatures and is not cached under a DO client's key.
-    func accepted(_ answer: UpstreamAnswer, sentEDNS: Bool, for key: CacheKey, at nanoseconds: UInt64) -> UpstreamAnswer {
+    /// signatures and is not cached under a DO client's key. The answer is taken and given back,
+    /// not copied: a copy retained and released its body and TTLs on every miss.
+    func accepted(_ answer: consuming UpstreamAnswer, sentEDNS: Bool, dnssecOK: Bool, at nanoseconds: UInt64) -> UpstreamAnswer {
         let now = Self.seconds(nanoseconds)
         if !sentEDNS && usesEDNS { refusedEDNSAt.store(max(1, now)) }
         if answer.hadOPT && now - sawEDNSAt.value >= 60 { sawEDNSAt.store(now) }
-        return !sentEDNS && key.dnssecOK ? answer.uncached : answer
+        return !sentEDNS && dnssecOK ? answer.uncached : answer
     }
 
     /// Whether the time in `counter` is unset or `ednsRecheckSeconds` past.
@@ -273,7 +274,7 @@ public final class UpstreamClient: Sendable {
                 // Truncated over TCP: the upstream could not fit its answer in 64 KB, so it has none to give.
                 if answer.truncated { return next(UpstreamError.transport(health.address, "answer truncated over TCP")) }
                 let now = NIODeadline.now()
-                let usable = health.accepted(answer, sentEDNS: edns, for: key, at: now.uptimeNanoseconds)
+                let usable = health.accepted(answer, sentEDNS: edns, dnssecOK: key.dnssecOK, at: now.uptimeNanoseconds)
                 health.recordAnswer(afterNanoseconds: (now - began).nanoseconds)
                 self.complete(key, promise, .success(usable))
             }
