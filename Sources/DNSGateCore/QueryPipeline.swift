@@ -416,7 +416,7 @@ public final class QueryPipeline: Sendable {
     /// What the client of `job` gets from `reply`, the reply to `job.query`: joined to the local
     /// chain that led to it, if any (the chain alone when it cannot be), and fitted to the client's size.
     @inline(__always)
-    private func clientReply(_ reply: [UInt8], _ job: ForwardJob) -> [UInt8] {
+    private func clientReply(_ reply: consuming [UInt8], _ job: ForwardJob) -> [UInt8] {
         guard let c = job.chase else { return fit(reply, job.query, job.record.overTCP) }
         return fit(ChainSplice.splice(reply, chain: c.chain, ttl: c.ttl, question: c.client.rawQuestion) ?? c.alone, c.client, job.record.overTCP)
     }
@@ -630,17 +630,19 @@ public final class QueryPipeline: Sendable {
 
     /// Caches an upstream answer and renders it for the client who asked, its TTLs clamped as the
     /// cache's limits say (`AnswerCache.clamped`).
-    public func complete(_ job: ForwardJob, answer: UpstreamAnswer, now: Double) -> ([UInt8], QueryRecord) {
+    /// - Parameter scratch: the calling listener thread's, whose reply buffer the reply is written into
+    ///   and lent (the caller hands it back with `QueryScratch.reclaim`); nil for a new array.
+    public func complete(_ job: ForwardJob, answer: UpstreamAnswer, now: Double, scratch: QueryScratch? = nil) -> ([UInt8], QueryRecord) {
         // Checked first: a clamped copy made every answer a copy of its arrays, and as a rule none is needed.
-        guard cache.withinLimits(answer) else { return complete(job, answer: cache.clamped(answer), now: now) }
+        guard cache.withinLimits(answer) else { return complete(job, answer: cache.clamped(answer), now: now, scratch: scratch) }
         cache.insert(job.key, answer, now: now)
         if hasFailures.value != 0 { failures.withLock { $0.answered(job.key) } }
         var rec = job.record
         rec.action = .forwarded
         rec.rcode = answer.rcode
         let reply = checkedReply(chainTargets(answer, job.chain, job.query), job.query, job.chain, &rec,
-                                 ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now), now: now, scratch: nil) {
-            answer.render(for: job.query, age: 0, ttlCap: $0)
+                                 ttlCap: Self.ttlCap(until: job.exceptionExpiry, now: now), now: now, scratch: scratch) { cap in
+            build(scratch) { answer.render(into: &$0, for: job.query, age: 0, ttlCap: cap) }
         }
         return (clientReply(reply, job), rec)
     }

@@ -91,10 +91,10 @@ final class ServingCore: Sendable {
     /// The reply to a cache miss the upstream answered: cached, counted and observed. `forward` calls
     /// it, and so does a UDP listener's `DirectUpstream`, for each client waiting on the answer. The
     /// answer is borrowed: wrapped in a `Result` for each client, it was copied (its arrays retained
-    /// and released) on every miss.
-    func finish(_ job: ForwardJob, answer: borrowing UpstreamAnswer) -> [UInt8] {
+    /// and released) on every miss. With `scratch` (a UDP listener's), the reply is its buffer, lent.
+    func finish(_ job: ForwardJob, answer: borrowing UpstreamAnswer, scratch: QueryScratch? = nil) -> [UInt8] {
         let now = WallClock.now()
-        let (out, record) = pipeline.complete(job, answer: answer, now: now)
+        let (out, record) = pipeline.complete(job, answer: answer, now: now, scratch: scratch)
         return finished(job, out, record, now: now)
     }
 

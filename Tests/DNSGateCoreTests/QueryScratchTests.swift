@@ -102,4 +102,28 @@ final class QueryScratchTests: XCTestCase {
         XCTAssertEqual(Array(reply.prefix(2)), [0, 2])
         XCTAssertEqual(reply[3] & 0xF, 0, "NOERROR")
     }
+
+    /// A UDP listener's misses are answered on its own thread, with its scratch: the upstream's answer
+    /// is written into the buffer handed back, and reads as it does without a scratch.
+    func testAnUpstreamAnswerIsWrittenIntoTheHandedBackBuffer() throws {
+        let answer = try UpstreamAnswer(W.response(id: 5, name: "new.allowed.test",
+                                                   answers: [.init(owner: [0xC0, 0x0C], type: 1, ttl: 60, rdata: [192, 0, 2, 9])]),
+                                        id: 5, name: try DNSName("new.allowed.test"), type: .a)
+        func job(_ p: QueryPipeline) throws -> ForwardJob {
+            var job: ForwardJob?
+            if case .forward(let j) = p.process(W.query(id: 3, name: "New.Allowed.test"), client: "c", overTCP: false, now: 110) { job = j }
+            return try XCTUnwrap(job, "a miss")
+        }
+        let plain = try pipeline(), withScratch = try pipeline()
+        let scratch = QueryScratch()
+        var lent: [UInt8] = []
+        lent.reserveCapacity(2048)
+        let storage = lent.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        scratch.reclaim(consume lent)
+        let (reply, record) = withScratch.complete(try job(withScratch), answer: answer, now: 111, scratch: scratch)
+        XCTAssertEqual(reply.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }, storage, "the reply was written into the buffer handed back")
+        XCTAssertEqual(reply, plain.complete(try job(plain), answer: answer, now: 111).0)
+        XCTAssertEqual(Array(reply.prefix(2)), [0, 3])
+        XCTAssertEqual(record.action, .forwarded)
+    }
 }

@@ -374,9 +374,18 @@ public enum UpstreamQuery {
     ///   no OPT, so no DO bit and answers of 512 octets over UDP.
     public static func make(id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType, dnssecOK: Bool,
                             checkingDisabled: Bool = false, payload: UInt16 = ResponseBuilder.defaultUDPPayload, edns: Bool = true) -> [UInt8] {
-        let question = spelling.flatMap { $0.count == name.wire.count ? $0 : nil }
         var out = [UInt8]()
-        out.appendWritten(maxBytes: 12 + name.wire.count + 4 + 11) { w in
+        write(into: &out, id: id, name: name, spelling: spelling, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled,
+              payload: payload, edns: edns)
+        return out
+    }
+
+    /// The same query, written over what `out` held: a buffer kept from query to query allocates nothing.
+    public static func write(into out: inout [UInt8], id: UInt16, name: DNSName, spelling: ArraySlice<UInt8>? = nil, type: RecordType,
+                             dnssecOK: Bool, checkingDisabled: Bool = false, payload: UInt16 = ResponseBuilder.defaultUDPPayload,
+                             edns: Bool = true) {
+        let question = spelling.flatMap { $0.count == name.wire.count ? $0 : nil }
+        out.replaceWithWritten(maxBytes: 12 + name.wire.count + 4 + 11) { w in
             w.u16(id)
             w.u16(checkingDisabled ? 0x0130 : 0x0120)   // RD and AD, and CD when the client set it
             w.u16(1); w.u16(0); w.u16(0); w.u16(edns ? 1 : 0)
@@ -384,6 +393,5 @@ public enum UpstreamQuery {
             w.u16(type.rawValue); w.u16(DNSClass.in)
             if edns { ResponseBuilder.writeOPT(into: &w, payload: payload, rcode: .noError, dnssecOK: dnssecOK, ede: nil) }
         }
-        return out
     }
 }

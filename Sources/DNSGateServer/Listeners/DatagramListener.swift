@@ -164,7 +164,8 @@ final class DatagramListener: @unchecked Sendable {
         let fd = self.fd
         let direct = DirectUpstream(client: core.upstream, core: core, deliver: { bytes, to, queriedAt in
             withUnsafePointer(to: to.storage) { replies.queue(bytes, to: $0, length: to.length, from: to.local, fd: fd, queriedAt: queriedAt) }
-        }, handOff: { [self] job, to in handOff(job, to: to) })
+            scratch.reclaim(bytes)   // copied: the buffer is the next reply's
+        }, handOff: { [self] job, to in handOff(job, to: to) }, scratch: scratch)
         var full = false
         var coalescing = coalescingSettings
         while !stopping.load(ordering: .relaxed) {
