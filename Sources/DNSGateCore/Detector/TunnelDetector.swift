@@ -688,16 +688,21 @@ public final class TunnelDetector {
         let client = e.client
         if key != lastBudgetKey.text { lastBudgetKey = (key, BudgetStateKey.hash(budgetKey: key)) }   // mostly one entry in a row
         let k = BudgetStateKey(clientID: c.id, keyHash: lastBudgetKey.hash)
-        let s = budgets.touch(k)?.takeUnretainedValue() ?? budgets.insert(k) { _ in
+        // Unretained, as `touchClient`'s: over its budget a client's every query comes here.
+        let state = budgets.touch(k) ?? .passUnretained(budgets.insert(k) { _ in
             BudgetState(client: client, domainHash: domain.hash, distinctNames: limits(forDomainHash: domain.hash).wildcardDistinctNames)
+        })
+        return state._withUnsafeGuaranteedRef { s in
+            s.lastSeen = max(s.lastSeen, e.time)
+            if e.time >= s.quarantinedSince { s.restartCounts() }   // its quarantine has ended
+            let estimate = s.names.insert(hash: StableHash.hash(e.name.wire, seed: 3), at: e.time, windowSeconds: config.windowSeconds).estimate
+            guard estimate >= s.distinctNamesLimit else { return nil }
+            let samples = s.samples   // read once: each read of the property was a retain and a release
+            samples.append(e.name)
+            return fire(.wildcardBudget, client: client, domain: domain.name, time: e.time,
+                        evidence: .budget(distinctNames: estimate.rounded(), limit: s.distinctNamesLimit), samples: samples, budgetKey: key,
+                        held: &s.episode)
         }
-        s.lastSeen = max(s.lastSeen, e.time)
-        if e.time >= s.quarantinedSince { s.restartCounts() }   // its quarantine has ended
-        let estimate = s.names.insert(hash: StableHash.hash(e.name.wire, seed: 3), at: e.time, windowSeconds: config.windowSeconds).estimate
-        guard estimate >= s.distinctNamesLimit else { return nil }
-        s.samples.append(e.name)
-        return fire(.wildcardBudget, client: client, domain: domain.name, time: e.time,
-                    evidence: .budget(distinctNames: estimate.rounded(), limit: s.distinctNamesLimit), samples: s.samples, budgetKey: key, held: &s.episode)
     }
 
     /// Opens an episode and returns its alert, or refreshes the open one and returns nil.
