@@ -340,14 +340,10 @@ public final class QueryPipeline: Sendable {
         let checksChain = box.checksCNAMETargets
         let cap = Self.ttlCap(until: exceptionExpiry, now: now)
         // Looked up without a `CacheKey`: only a miss needs one (its copy of the name is two atomic operations).
-        let hash = CacheKey.hash(nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
-                                 checkingDisabled: q.header.checkingDisabled)
-        guard let (reply, rcode, stale, toCheck) = cachedAnswer(q, hash: hash, matching: { $0.isKey(of: q) }, now: now, scratch: scratch,
-                                                                checkingTargets: checksChain, ttlCap: cap) else {
-            let key = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
-                               checkingDisabled: q.header.checkingDisabled)
-            return forwarded(q, key: key, verdict: verdict, exceptionID: exceptionID, exceptionExpiry: exceptionExpiry, box: box, client: client,
-                             clientAddress: clientAddress, overTCP: overTCP, now: now)
+        guard let (reply, rcode, stale, toCheck) = cachedAnswer(q, hash: CacheKey.hash(of: q), matching: { $0.isKey(of: q) }, now: now,
+                                                                scratch: scratch, checkingTargets: checksChain, ttlCap: cap) else {
+            return forwarded(q, key: CacheKey(question: q), verdict: verdict, exceptionID: exceptionID, exceptionExpiry: exceptionExpiry,
+                             box: box, client: client, clientAddress: clientAddress, overTCP: overTCP, now: now)
         }
         let action: QueryRecord.Action = stale ? .stale : .cached
         var rec = QueryRecord(q, verdict, box: box, client: client, overTCP: overTCP, now: now, action: action, rcode: rcode, exception: exceptionID)

@@ -118,13 +118,12 @@ final class AnswerCacheTests: XCTestCase {
             }
         }
         for q in questions {
-            let own = CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
-                               checkingDisabled: q.header.checkingDisabled)
-            XCTAssertEqual(CacheKey.hash(nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
-                                         checkingDisabled: q.header.checkingDisabled), own.hash)
+            let own = CacheKey(question: q)
+            XCTAssertEqual(own, CacheKey(name: q.name, nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false,
+                                         checkingDisabled: q.header.checkingDisabled))
+            XCTAssertEqual(CacheKey.hash(of: q), own.hash)
             for other in questions {
-                let key = CacheKey(name: other.name, nameHash: other.nameHash, type: other.type, dnssecOK: other.edns?.dnssecOK ?? false,
-                                   checkingDisabled: other.header.checkingDisabled)
+                let key = CacheKey(question: other)
                 XCTAssertEqual(key.isKey(of: q), key == own, "\(key) against the question \(q.name) \(q.type)")
             }
         }

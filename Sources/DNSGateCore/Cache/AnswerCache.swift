@@ -24,11 +24,23 @@ public struct CacheKey: Hashable, Sendable {
         self.hash = Self.hash(nameHash: nameHash, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled)
     }
 
+    /// The key question `q` asks for.
+    @inline(__always)
+    init(question q: borrowing QueryView) {
+        name = q.name; type = q.type; dnssecOK = q.edns?.dnssecOK ?? false; checkingDisabled = q.header.checkingDisabled
+        hash = Self.hash(of: q)
+    }
+
     static func hash(nameHash: UInt64, type: RecordType, dnssecOK: Bool, checkingDisabled: Bool) -> UInt64 {
         StableHash.mix(nameHash ^ (UInt64(type.rawValue) << 2 | (checkingDisabled ? 2 : 0) | (dnssecOK ? 1 : 0)))
     }
 
-    /// Whether this is the key `q` would make (`init(name:nameHash:…)` from its fields), without making it.
+    /// The hash of `init(question: q)`'s key, without making it.
+    static func hash(of q: borrowing QueryView) -> UInt64 {
+        hash(nameHash: q.nameHash, type: q.type, dnssecOK: q.edns?.dnssecOK ?? false, checkingDisabled: q.header.checkingDisabled)
+    }
+
+    /// Whether this is the key `q` would make (`init(question:)`), without making it.
     func isKey(of q: borrowing QueryView) -> Bool {
         type == q.type && dnssecOK == (q.edns?.dnssecOK ?? false) && checkingDisabled == q.header.checkingDisabled && name == q.name
     }
