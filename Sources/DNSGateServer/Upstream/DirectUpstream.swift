@@ -95,7 +95,8 @@ final class DirectUpstream {
     private let timeout: UInt64
     private let deadline: UInt64
     private var sockets: [(fd: CInt, target: Int)] = []
-    /// Positions in `sockets` of each upstream's sockets.
+    /// Positions in `sockets` of each upstream's sockets, opened one upstream after another: a range,
+    /// where an array of positions was retained and released on every query sent.
     private var slotsOf: [Range<Int>] = []
     /// Queries waiting to leave, one `sendmmsg` per socket at `flush`.
     private var outgoing: [ReplyBatch] = []
@@ -154,6 +155,8 @@ final class DirectUpstream {
             return t
         }
         for (k, t) in targets.enumerated() {
+            let first = sockets.count
+            defer { slotsOf.append(first ..< sockets.count) }
             for _ in 0..<Self.socketsPerUpstream {
                 let fd = socket(t.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
                 guard fd >= 0 else { continue }
@@ -162,12 +165,6 @@ final class DirectUpstream {
                 let ok = withUnsafePointer(to: t.storage) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, t.length) } }
                 if ok == 0 { sockets.append((fd, k)) } else { close(fd) }
             }
-        }
-        // A run each, as they were opened in upstream order: a range, where an array of positions was
-        // retained and released on every query sent.
-        slotsOf = targets.indices.map { k in
-            let mine = sockets.indices.filter { sockets[$0].target == k }
-            return (mine.first ?? 0) ..< (mine.last.map { $0 + 1 } ?? 0)
         }
         outgoing = sockets.map { _ in ReplyBatch(count: 32, dnstap: core.dnstap, tapKind: .forwarderQuery) }
         currentSlot = Array(repeating: nil, count: targets.count)
